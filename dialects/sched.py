@@ -1,0 +1,391 @@
+"""The `sched` dialect: schedules as IR, kept apart from the payload.
+
+A `sched.schedule` region holds the schedule of a module's stages. Loops are addressed by
+`!sched.loop` handles: `sched.loop` names a loop of a stage's nest by its axis name, and the
+transformations consume handles and produce new ones, as in MLIR's transform dialect.
+`apply-schedule` interprets these ops on the loop nests that `tensorop-to-loops` made.
+
+Checks that need only the schedule (a factor < 1, a handle used after it was split, one
+loop bound twice, a reorder across stages) are made here; those that need the payload (an
+unknown axis, vectorizing a loop that is not innermost) are made by `apply-schedule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, i64
+from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import NoTerminator
+from xdsl.utils.exceptions import VerifyException
+
+BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z")
+SCOPES = ("shared", "local")
+
+
+@irdl_attr_definition
+class LoopType(ParametrizedAttribute, TypeAttribute):
+    """A handle to one loop of a stage's nest."""
+
+    name = "sched.loop"
+
+
+@irdl_attr_definition
+class KnobType(ParametrizedAttribute, TypeAttribute):
+    """A tunable integer, fixed to one of its candidates when the schedule is applied."""
+
+    name = "sched.knob"
+
+
+def _loop_result():
+    return result_def(LoopType)
+
+
+@irdl_op_definition
+class ScheduleOp(IRDLOperation):
+    """Holds the schedule ops of a module; they run in order."""
+
+    name = "sched.schedule"
+    body = region_def("single_block")
+    traits = traits_def(NoTerminator())
+    assembly_format = "attr-dict-with-keyword $body"
+
+    def __init__(self, ops: Sequence[Operation] = ()):
+        from xdsl.ir import Block, Region
+
+        super().__init__(regions=[Region(Block(ops))])
+
+    def verify_(self) -> None:
+        consumed: dict[SSAValue, Operation] = {}
+        bound: dict[SSAValue, str] = {}
+        for op in self.body.ops:
+            if not isinstance(op, SchedOp):
+                raise VerifyException(f"sched.schedule may hold only sched ops, found {op.name}")
+            handles = [v for v in op.operands if isinstance(v.type, LoopType)]
+            for h in handles:
+                if h in consumed:
+                    raise VerifyException(
+                        f"{op.name}: loop {loop_label(h)} was already replaced by {consumed[h].name}"
+                    )
+            if isinstance(op, (SplitOp, FuseOp, TileOp)):
+                for h in handles:
+                    consumed[h] = op
+            if isinstance(op, BindOp):
+                if op.loop in bound:
+                    raise VerifyException(
+                        f"sched.bind: loop {loop_label(op.loop)} is already bound to {bound[op.loop]}"
+                    )
+                bound[op.loop] = op.tag.data
+            stages = {loop_stage(h) for h in handles}
+            if len(stages) > 1:
+                raise VerifyException(
+                    f"{op.name}: loops of different nests ({', '.join(sorted(stages))}) cannot be combined"
+                )
+
+
+class SchedOp(IRDLOperation):
+    """Base of the ops that may stand in a sched.schedule."""
+
+    irdl_options = (ParsePropInAttrDict(),)
+
+
+def loop_origin(handle: SSAValue) -> LoopOp:
+    """The sched.loop op a handle descends from (through splits, fuses, tiles)."""
+    op = handle.owner
+    while not isinstance(op, LoopOp):
+        assert isinstance(op, (SplitOp, FuseOp, TileOp)), op
+        op = op.operands[0].owner
+    return op
+
+
+def loop_stage(handle: SSAValue) -> str:
+    return loop_origin(handle).stage.data
+
+
+def loop_label(handle: SSAValue) -> str:
+    hint = handle.name_hint
+    return f"'{hint}'" if hint else f"of stage '{loop_stage(handle)}'"
+
+
+@irdl_op_definition
+class LoopOp(SchedOp):
+    """`%i = sched.loop "C" "i"`: the loop of stage C over axis i."""
+
+    name = "sched.loop"
+    stage = prop_def(StringAttr)
+    axis = prop_def(StringAttr)
+    result = _loop_result()
+    assembly_format = "$stage $axis attr-dict"
+
+    def __init__(self, stage: str, axis: str):
+        super().__init__(properties={"stage": StringAttr(stage), "axis": StringAttr(axis)},
+                         result_types=[LoopType()])
+
+
+@irdl_op_definition
+class KnobOp(SchedOp):
+    """`%t = sched.knob "ti" [4, 8, 16]`: a named tunable value; the first candidate is the default."""
+
+    name = "sched.knob"
+    knob_name = prop_def(StringAttr, prop_name="knob")
+    candidates = prop_def(DenseArrayBase)
+    result = result_def(KnobType)
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_string_literal(self.knob_name.data)
+        printer.print_string(" [" + ", ".join(str(v) for v in self.candidates.get_values()) + "]")
+
+    @classmethod
+    def parse(cls, parser: Parser) -> KnobOp:
+        name = parser.parse_str_literal("knob name")
+        values = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
+        return cls(name, values)
+
+    def __init__(self, name: str, candidates: Sequence[int]):
+        super().__init__(
+            properties={"knob": StringAttr(name), "candidates": DenseArrayBase.from_list(i64, list(candidates))},
+            result_types=[KnobType()],
+        )
+
+    def verify_(self) -> None:
+        values = self.candidates.get_values()
+        if not values:
+            raise VerifyException(f"sched.knob '{self.knob_name.data}': needs at least one candidate")
+        if min(values) < 1:
+            raise VerifyException(f"sched.knob '{self.knob_name.data}': candidates must be >= 1, got {list(values)}")
+
+
+@irdl_op_definition
+class SplitOp(SchedOp):
+    """`%o, %i = sched.split %l by 16` (or `by %knob`): outer and inner loops.
+
+    A factor that does not divide the extent is legal; the generated code is guarded."""
+
+    name = "sched.split"
+    loop = operand_def(LoopType)
+    knob = opt_operand_def(KnobType)
+    factor = opt_prop_def(IntegerAttr)
+    outer = _loop_result()
+    inner = _loop_result()
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_operand(self.loop)
+        printer.print_string(" by ")
+        if self.knob is not None:
+            printer.print_operand(self.knob)
+        else:
+            printer.print_string(str(self.factor.value.data))
+
+    @classmethod
+    def parse(cls, parser: Parser) -> SplitOp:
+        loop = parser.parse_operand()
+        parser.parse_keyword("by")
+        factor = parser.parse_optional_integer()
+        return cls(loop, parser.parse_operand() if factor is None else factor)
+
+    def __init__(self, loop: SSAValue, factor: int | SSAValue):
+        if isinstance(factor, SSAValue):
+            super().__init__(operands=[loop, factor], result_types=[LoopType(), LoopType()])
+        else:
+            super().__init__(operands=[loop, None], properties={"factor": IntegerAttr(factor, i64)},
+                             result_types=[LoopType(), LoopType()])
+
+    def verify_(self) -> None:
+        if (self.knob is None) == (self.factor is None):
+            raise VerifyException("sched.split: give exactly one of a factor or a knob")
+        if self.factor is not None and self.factor.value.data < 1:
+            raise VerifyException(f"sched.split: factor must be >= 1, got {self.factor.value.data}")
+
+
+@irdl_op_definition
+class TileOp(SchedOp):
+    """`%xo, %yo, %xi, %yi = sched.tile %x, %y by 8, 8`: two splits and a reorder."""
+
+    name = "sched.tile"
+    x = operand_def(LoopType)
+    y = operand_def(LoopType)
+    factors = prop_def(DenseArrayBase)
+    x_outer = _loop_result()
+    y_outer = _loop_result()
+    x_inner = _loop_result()
+    y_inner = _loop_result()
+
+    def print(self, printer: Printer) -> None:
+        fx, fy = self.factors.get_values()
+        printer.print_string(" ")
+        printer.print_operand(self.x)
+        printer.print_string(", ")
+        printer.print_operand(self.y)
+        printer.print_string(f" by {fx}, {fy}")
+
+    @classmethod
+    def parse(cls, parser: Parser) -> TileOp:
+        x = parser.parse_operand()
+        parser.parse_punctuation(",")
+        y = parser.parse_operand()
+        parser.parse_keyword("by")
+        fx = parser.parse_integer()
+        parser.parse_punctuation(",")
+        return cls(x, y, fx, parser.parse_integer())
+
+    def __init__(self, x: SSAValue, y: SSAValue, fx: int, fy: int):
+        super().__init__(operands=[x, y], properties={"factors": DenseArrayBase.from_list(i64, [fx, fy])},
+                         result_types=[LoopType()] * 4)
+
+    def verify_(self) -> None:
+        f = self.factors.get_values()
+        if len(f) != 2 or min(f) < 1:
+            raise VerifyException(f"sched.tile: needs two factors >= 1, got {list(f)}")
+
+
+@irdl_op_definition
+class FuseOp(SchedOp):
+    """`%f = sched.fuse %outer, %inner`: two adjacent loops become one."""
+
+    name = "sched.fuse"
+    outer = operand_def(LoopType)
+    inner = operand_def(LoopType)
+    fused = _loop_result()
+    assembly_format = "$outer `,` $inner attr-dict"
+
+    def __init__(self, outer: SSAValue, inner: SSAValue):
+        super().__init__(operands=[outer, inner], result_types=[LoopType()])
+
+
+@irdl_op_definition
+class ReorderOp(SchedOp):
+    """`sched.reorder %a, %b, %c`: these loops take their places in this order."""
+
+    name = "sched.reorder"
+    loops = var_operand_def(LoopType)
+    assembly_format = "$loops attr-dict"
+
+    def __init__(self, loops: Sequence[SSAValue]):
+        super().__init__(operands=[list(loops)])
+
+    def verify_(self) -> None:
+        if len(set(self.loops)) != len(self.loops):
+            raise VerifyException("sched.reorder: a loop is named twice")
+
+
+@irdl_op_definition
+class BindOp(SchedOp):
+    """`sched.bind %l "block.x"`: the loop runs across GPU blocks or threads."""
+
+    name = "sched.bind"
+    loop = operand_def(LoopType)
+    tag = prop_def(StringAttr)
+    assembly_format = "$loop $tag attr-dict"
+
+    def __init__(self, loop: SSAValue, tag: str):
+        super().__init__(operands=[loop], properties={"tag": StringAttr(tag)})
+
+    def verify_(self) -> None:
+        if self.tag.data not in BIND_TAGS:
+            raise VerifyException(f"sched.bind: '{self.tag.data}' is not one of {', '.join(BIND_TAGS)}")
+
+
+@irdl_op_definition
+class UnrollOp(SchedOp):
+    name = "sched.unroll"
+    loop = operand_def(LoopType)
+    assembly_format = "$loop attr-dict"
+
+    def __init__(self, loop: SSAValue):
+        super().__init__(operands=[loop])
+
+
+@irdl_op_definition
+class VectorizeOp(SchedOp):
+    """Marks an innermost loop of constant extent to run as vector lanes."""
+
+    name = "sched.vectorize"
+    loop = operand_def(LoopType)
+    assembly_format = "$loop attr-dict"
+
+    def __init__(self, loop: SSAValue):
+        super().__init__(operands=[loop])
+
+
+def _check_scope(op: IRDLOperation, scope: str) -> None:
+    if scope not in SCOPES:
+        raise VerifyException(f"{op.name}: scope '{scope}' is not one of {', '.join(SCOPES)}")
+
+
+@irdl_op_definition
+class CacheReadOp(SchedOp):
+    """`sched.cache_read "A" "shared" at %ko`: each iteration of %ko first copies the part
+    of input A that the loops inside it read into a shared or local buffer."""
+
+    name = "sched.cache_read"
+    tensor = prop_def(StringAttr)
+    scope = prop_def(StringAttr)
+    at = operand_def(LoopType)
+    assembly_format = "$tensor $scope `at` $at attr-dict"
+
+    def __init__(self, tensor: str, scope: str, at: SSAValue):
+        super().__init__(operands=[at], properties={"tensor": StringAttr(tensor), "scope": StringAttr(scope)})
+
+    def verify_(self) -> None:
+        _check_scope(self, self.scope.data)
+
+
+@irdl_op_definition
+class CacheWriteOp(SchedOp):
+    """`sched.cache_write "local" at %l`: the outputs written inside %l accumulate in a
+    buffer of that scope and are stored once at the end of each iteration of %l."""
+
+    name = "sched.cache_write"
+    scope = prop_def(StringAttr)
+    at = operand_def(LoopType)
+    assembly_format = "$scope `at` $at attr-dict"
+
+    def __init__(self, scope: str, at: SSAValue):
+        super().__init__(operands=[at], properties={"scope": StringAttr(scope)})
+
+    def verify_(self) -> None:
+        _check_scope(self, self.scope.data)
+
+
+@irdl_op_definition
+class ComputeAtOp(SchedOp):
+    """`sched.compute_at "B" at %l`: stage B is computed inside loop %l of its consumer,
+    for the region the consumer reads there, instead of as a nest of its own."""
+
+    name = "sched.compute_at"
+    producer = prop_def(StringAttr)
+    at = operand_def(LoopType)
+    assembly_format = "$producer `at` $at attr-dict"
+
+    def __init__(self, producer: str, at: SSAValue):
+        super().__init__(operands=[at], properties={"producer": StringAttr(producer)})
+
+    def verify_(self) -> None:
+        if self.producer.data == loop_stage(self.at):
+            raise VerifyException(f"sched.compute_at: stage '{self.producer.data}' cannot be computed inside itself")
+
+
+SchedDialect = Dialect(
+    "sched",
+    [ScheduleOp, LoopOp, KnobOp, SplitOp, TileOp, FuseOp, ReorderOp, BindOp, UnrollOp, VectorizeOp,
+     CacheReadOp, CacheWriteOp, ComputeAtOp],
+    [LoopType, KnobType],
+)

@@ -1,0 +1,405 @@
+"""The `tensorop` dialect: tensor operators, the payload that schedules act on.
+
+Every op carries a `name` (its stage name, which schedules address) and computes one
+tensor result. Shape rules live here, in one place, and serve both the verifiers and the
+Python front end (`sched_dsl`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float32Type,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    f32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+UNARY_FNS = ("relu", "relu6", "clip", "sigmoid", "tanh", "exp", "neg")
+BINARY_FNS = ("add", "sub", "mul", "div", "max", "min")
+REDUCE_FNS = ("sum", "max", "mean")
+POOL_KINDS = ("max", "avg")
+
+
+class ShapeError(ValueError):
+    """An operator was given operands whose shapes or attributes do not fit."""
+
+
+def ints(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, [int(v) for v in values])
+
+
+def tensor_type(shape: Sequence[int]) -> TensorType:
+    return TensorType(f32, [int(d) for d in shape])
+
+
+def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
+    t = value.type if isinstance(value, SSAValue) else value
+    if not isinstance(t, TensorType):
+        raise ShapeError(f"expected a tensor, got {t}")
+    return tuple(t.get_shape())
+
+
+# ---- shape rules ------------------------------------------------------------------------
+
+
+def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    if len(a) != 2 or len(b) != 2:
+        raise ShapeError(f"matmul needs 2-D operands, got {tuple(a)} and {tuple(b)}")
+    if a[1] != b[0]:
+        raise ShapeError(f"matmul inner dimensions differ: {tuple(a)} @ {tuple(b)}")
+    return (a[0], b[1])
+
+
+def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
+    return (size + pad_lo + pad_hi - dil * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d_shape(
+    x: Sequence[int],
+    w: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> tuple[int, ...]:
+    if len(x) != 4 or len(w) != 4:
+        raise ShapeError(f"conv2d needs NCHW input and FCHW weights, got {tuple(x)}, {tuple(w)}")
+    if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4:
+        raise ShapeError("conv2d needs 2 strides, 2 dilations and 4 paddings (top, left, bottom, right)")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ShapeError(f"conv2d stride/dilation must be >= 1 and padding >= 0, got "
+                         f"stride={tuple(stride)} dilation={tuple(dilation)} padding={tuple(padding)}")
+    n, c, h, wd = x
+    f, cg, kh, kw = w
+    if groups < 1 or c % groups or f % groups:
+        raise ShapeError(f"conv2d groups={groups} must divide input channels {c} and filters {f}")
+    if cg != c // groups:
+        raise ShapeError(f"conv2d weights have {cg} channels per group, input gives {c}/{groups}")
+    oh = window_out(h, kh, stride[0], padding[0], padding[2], dilation[0])
+    ow = window_out(wd, kw, stride[1], padding[1], padding[3], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv2d output would be empty for input {tuple(x)} and weights {tuple(w)}")
+    return (n, f, oh, ow)
+
+
+def pool2d_shape(
+    x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[int, ...]:
+    if len(x) != 4:
+        raise ShapeError(f"pool2d needs an NCHW input, got {tuple(x)}")
+    if len(kernel) != 2 or len(stride) != 2 or len(padding) != 4:
+        raise ShapeError("pool2d needs 2 kernel sizes, 2 strides and 4 paddings")
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ShapeError(f"pool2d kernel/stride must be >= 1 and padding >= 0, got "
+                         f"kernel={tuple(kernel)} stride={tuple(stride)} padding={tuple(padding)}")
+    if padding[0] >= kernel[0] or padding[1] >= kernel[1] or padding[2] >= kernel[0] or padding[3] >= kernel[1]:
+        raise ShapeError(f"pool2d padding {tuple(padding)} must be smaller than the kernel {tuple(kernel)}")
+    n, c, h, w = x
+    oh = window_out(h, kernel[0], stride[0], padding[0], padding[2], 1)
+    ow = window_out(w, kernel[1], stride[1], padding[1], padding[3], 1)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"pool2d output would be empty for input {tuple(x)}")
+    return (n, c, oh, ow)
+
+
+def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and 1 not in (da, db):
+            raise ShapeError(f"shapes {tuple(a)} and {tuple(b)} do not broadcast")
+        out.append(max(da, db))
+    return tuple(reversed(out))
+
+
+def normalize_axes(axes: Sequence[int], rank: int, what: str) -> tuple[int, ...]:
+    norm = []
+    for a in axes:
+        if not -rank <= a < rank:
+            raise ShapeError(f"{what}: axis {a} is out of range for rank {rank}")
+        norm.append(a % rank)
+    if len(set(norm)) != len(norm):
+        raise ShapeError(f"{what}: repeated axis in {tuple(axes)}")
+    return tuple(sorted(norm))
+
+
+def reduce_shape(x: Sequence[int], axes: Sequence[int], keepdims: bool) -> tuple[int, ...]:
+    axes = normalize_axes(axes, len(x), "reduce")
+    if not axes:
+        raise ShapeError("reduce needs at least one axis")
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
+# ---- ops --------------------------------------------------------------------------------
+
+
+class TensorOp(IRDLOperation, ABC):
+    """Common part: a stage name, one tensor result, a check that it has the right shape."""
+
+    stage = prop_def(StringAttr, prop_name="name")
+    result = result_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+    @property
+    def stage_name(self) -> str:
+        return self.stage.data
+
+    @abstractmethod
+    def expected_shape(self) -> tuple[int, ...]:
+        """The result shape the operands and attributes call for (ShapeError if none)."""
+
+    def verify_(self) -> None:
+        for v in self.operands:
+            if not isinstance(v.type, TensorType) or not isinstance(v.type.element_type, Float32Type):
+                raise VerifyException(f"{self.name} '{self.stage_name}': operands must be f32 tensors, got {v.type}")
+        try:
+            expected = self.expected_shape()
+        except ShapeError as e:
+            raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
+        got = shape_of(self.result)
+        if got != expected:
+            raise VerifyException(
+                f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"
+            )
+
+
+def _props(name: str, **kw: Attribute | None) -> dict[str, Attribute]:
+    props: dict[str, Attribute] = {"name": StringAttr(name)}
+    props.update({k: v for k, v in kw.items() if v is not None})
+    return props
+
+
+@irdl_op_definition
+class MatmulOp(TensorOp):
+    """C[i, j] = sum_k A[i, k] * B[k, j]; loops i, j and reduction k."""
+
+    name = "tensorop.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, name: str):
+        out = matmul_shape(shape_of(lhs), shape_of(rhs))
+        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(out)], properties=_props(name))
+
+    def expected_shape(self):
+        return matmul_shape(shape_of(self.lhs), shape_of(self.rhs))
+
+
+@irdl_op_definition
+class Conv2dOp(TensorOp):
+    """NCHW input, FCHW weights; loops n, f, y, x and reductions rc, ry, rx."""
+
+    name = "tensorop.conv2d"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    dilation = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, groups: int):
+        out = conv2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups)
+        super().__init__(
+            operands=[x, w],
+            result_types=[tensor_type(out)],
+            properties=_props(name, stride=ints(stride), padding=ints(padding),
+                              dilation=ints(dilation), groups=IntegerAttr(groups, i64)),
+        )
+
+    def expected_shape(self):
+        return conv2d_shape(shape_of(self.input), shape_of(self.weight), self.stride.get_values(),
+                            self.padding.get_values(), self.dilation.get_values(), self.groups.value.data)
+
+
+@irdl_op_definition
+class Pool2dOp(TensorOp):
+    """Max or average pooling over NCHW; loops n, c, y, x and reductions ry, rx.
+
+    Average pooling divides by the number of in-bounds elements (padding not counted)."""
+
+    name = "tensorop.pool2d"
+    input = operand_def(TensorType)
+    kind = prop_def(StringAttr)
+    kernel = prop_def(DenseArrayBase)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, kind: str, kernel, stride, padding):
+        out = pool2d_shape(shape_of(x), kernel, stride, padding)
+        super().__init__(
+            operands=[x],
+            result_types=[tensor_type(out)],
+            properties=_props(name, kind=StringAttr(kind), kernel=ints(kernel),
+                              stride=ints(stride), padding=ints(padding)),
+        )
+
+    def expected_shape(self):
+        if self.kind.data not in POOL_KINDS:
+            raise ShapeError(f"kind '{self.kind.data}' is not one of {', '.join(POOL_KINDS)}")
+        return pool2d_shape(shape_of(self.input), self.kernel.get_values(), self.stride.get_values(),
+                            self.padding.get_values())
+
+
+@irdl_op_definition
+class UnaryOp(TensorOp):
+    """Elementwise fn(x); `clip` (and `relu6`) use lo/hi. Loops d0, d1, ..."""
+
+    name = "tensorop.unary"
+    input = operand_def(TensorType)
+    fn = prop_def(StringAttr)
+    lo = opt_prop_def(Attribute)
+    hi = opt_prop_def(Attribute)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, fn: str, lo: float | None = None, hi: float | None = None):
+        from xdsl.dialects.builtin import FloatAttr
+
+        super().__init__(
+            operands=[x],
+            result_types=[tensor_type(shape_of(x))],
+            properties=_props(name, fn=StringAttr(fn),
+                              lo=None if lo is None else FloatAttr(float(lo), f32),
+                              hi=None if hi is None else FloatAttr(float(hi), f32)),
+        )
+
+    def bounds(self) -> tuple[float, float]:
+        """(lo, hi) of clip; relu6 is clip(0, 6)."""
+        if self.fn.data == "relu6":
+            return 0.0, 6.0
+        return float(self.lo.value.data), float(self.hi.value.data)
+
+    def expected_shape(self):
+        if self.fn.data not in UNARY_FNS:
+            raise ShapeError(f"fn '{self.fn.data}' is not one of {', '.join(UNARY_FNS)}")
+        if self.fn.data == "clip":
+            if self.lo is None or self.hi is None:
+                raise ShapeError("clip needs both lo and hi")
+            lo, hi = self.bounds()
+            if lo > hi:
+                raise ShapeError(f"clip lo {lo} is above hi {hi}")
+        return shape_of(self.input)
+
+
+@irdl_op_definition
+class BinaryOp(TensorOp):
+    """Elementwise fn(a, b) with numpy broadcasting. Loops d0, d1, ..."""
+
+    name = "tensorop.binary"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    fn = prop_def(StringAttr)
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, a: SSAValue, b: SSAValue, name: str, fn: str):
+        out = broadcast_shape(shape_of(a), shape_of(b))
+        super().__init__(operands=[a, b], result_types=[tensor_type(out)],
+                         properties=_props(name, fn=StringAttr(fn)))
+
+    def expected_shape(self):
+        if self.fn.data not in BINARY_FNS:
+            raise ShapeError(f"fn '{self.fn.data}' is not one of {', '.join(BINARY_FNS)}")
+        return broadcast_shape(shape_of(self.lhs), shape_of(self.rhs))
+
+
+@irdl_op_definition
+class BiasAddOp(TensorOp):
+    """out = x + bias broadcast along `axis` (bias is 1-D of x's size there). Loops d0, ..."""
+
+    name = "tensorop.bias_add"
+    input = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    assembly_format = "$input `,` $bias attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, b: SSAValue, name: str, axis: int):
+        super().__init__(operands=[x, b], result_types=[tensor_type(shape_of(x))],
+                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+
+    def expected_shape(self):
+        x, b = shape_of(self.input), shape_of(self.bias)
+        (axis,) = normalize_axes([self.axis.value.data], len(x), "bias_add")
+        if b != (x[axis],):
+            raise ShapeError(f"bias shape {b} should be ({x[axis]},) for axis {axis} of {x}")
+        return x
+
+
+@irdl_op_definition
+class ReduceOp(TensorOp):
+    """sum/max/mean over `axes`; loops d<k> over the output, reductions r<k> over the axes."""
+
+    name = "tensorop.reduce"
+    input = operand_def(TensorType)
+    fn = prop_def(StringAttr)
+    axes = prop_def(DenseArrayBase)
+    keepdims = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, fn: str, axes: Sequence[int], keepdims: bool):
+        out = reduce_shape(shape_of(x), axes, keepdims)
+        super().__init__(operands=[x], result_types=[tensor_type(out)],
+                         properties=_props(name, fn=StringAttr(fn), axes=ints(axes),
+                                           keepdims=IntegerAttr(int(keepdims), i64)))
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return normalize_axes(self.axes.get_values(), len(shape_of(self.input)), "reduce")
+
+    def expected_shape(self):
+        if self.fn.data not in REDUCE_FNS:
+            raise ShapeError(f"fn '{self.fn.data}' is not one of {', '.join(REDUCE_FNS)}")
+        return reduce_shape(shape_of(self.input), self.axes.get_values(), bool(self.keepdims.value.data))
+
+
+@irdl_op_definition
+class SoftmaxOp(TensorOp):
+    """exp(x - max) / sum(exp(x - max)) along `axis`.
+
+    Lowers to three stages: `<name>.max`, `<name>.sum` (loops d<k>, reduction r0) and
+    `<name>` (loops d0, d1, ...)."""
+
+    name = "tensorop.softmax"
+    input = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, axis: int):
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))],
+                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+
+    def softmax_axis(self) -> int:
+        return normalize_axes([self.axis.value.data], len(shape_of(self.input)), "softmax")[0]
+
+    def expected_shape(self):
+        self.softmax_axis()
+        return shape_of(self.input)
+
+
+TensorOpDialect = Dialect(
+    "tensorop",
+    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp],
+)

@@ -1,0 +1,805 @@
+"""apply-schedule: interprets the `sched` ops on the loop nests of `tensorop-to-loops`.
+
+Each stage's nest is read into a small model (root axes, the innermost body); the schedule
+transforms the model (splits, fuses, order, bindings, caches); the nest is then written out
+again with the body cloned at the bottom and the root loop variables rebuilt from the new
+ones. Loops keep `sched.stage`/`sched.axis`, and gain `sched.bind`, `sched.unroll`,
+`sched.vectorize`. The result is still scf/memref/arith, plus `gpu.barrier` around shared
+caches filled inside thread loops.
+
+Thread-bound loops have SPMD meaning from here on: the iterations of a thread loop run at
+once, and `gpu.barrier` in one waits for all of them. `loops-to-gpu` relies on that.
+A stage that the schedule never mentions gets the default schedule: its spatial loops fused,
+split by 64, bound to block.x and thread.x.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, gpu, memref, scf
+from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.transforms.common_subexpression_elimination import cse
+from xdsl.transforms.dead_code_elimination import dce
+from xdsl.utils.exceptions import DiagnosticException
+
+from sched_dsl.dialects import sched as S
+from sched_dsl.dialects.memspace import LOCAL, SHARED
+from sched_dsl.lowering.emit import Emitter, const_value
+
+DEFAULT_THREADS = 64
+
+
+class ScheduleError(DiagnosticException):
+    """A schedule that cannot be applied to its payload."""
+
+
+def fail(op: Operation | None, msg: str) -> ScheduleError:
+    where = f"{op.name}: " if op is not None else ""
+    return ScheduleError(where + msg)
+
+
+# ---- the model ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Axis:
+    name: str
+    extent: int
+    reduce: bool
+    bind: str | None = None
+    unroll: bool = False
+    vectorize: bool = False
+
+
+@dataclass(eq=False)
+class Split:
+    parent: Axis
+    outer: Axis
+    inner: Axis
+    factor: int
+
+
+@dataclass(eq=False)
+class Fuse:
+    outer: Axis
+    inner: Axis
+    fused: Axis
+
+
+@dataclass
+class Cache:
+    """A buffer filled at the start of each iteration of `at`: a cached input, a computed
+    producer stage (compute_at), or the accumulator of the output (cache_write)."""
+
+    kind: str  # "read", "compute", "write"
+    memref: SSAValue
+    scope: str
+    at: Axis
+    op: Operation
+    producer: Stage | None = None
+
+
+@dataclass(eq=False)
+class Stage:
+    name: str
+    loop: scf.ForOp  # outermost loop of the nest as tensorop-to-loops wrote it
+    roots: list[Axis]
+    root_ivs: list[SSAValue]
+    body: list[Operation]
+    leaves: list[Axis] = field(default_factory=list)
+    relations: list[Split | Fuse] = field(default_factory=list)
+    caches: list[Cache] = field(default_factory=list)
+    scheduled: bool = False
+    attached_to: Stage | None = None
+
+    def __post_init__(self):
+        self.leaves = list(self.roots)
+
+    @property
+    def output_store(self) -> memref.StoreOp:
+        stores = [op for op in self.body if isinstance(op, memref.StoreOp)]
+        assert len(stores) == 1, self.name
+        return stores[0]
+
+    @property
+    def output(self) -> SSAValue:
+        return self.output_store.memref
+
+    @property
+    def init_select(self) -> arith.SelectOp | None:
+        for op in self.body:
+            if isinstance(op, arith.SelectOp) and "sched.init" in op.attributes:
+                return op
+        return None
+
+    def leaf(self, axis: Axis, op: Operation) -> int:
+        if axis not in self.leaves:
+            raise fail(op, f"loop '{axis.name}' of stage '{self.name}' was already split or fused")
+        return self.leaves.index(axis)
+
+    def thread_leaves(self) -> list[Axis]:
+        return [a for a in self.leaves if a.bind and a.bind.startswith("thread")]
+
+    def reads(self, ref: SSAValue) -> list[memref.LoadOp]:
+        return [op for b in self.body for op in b.walk() if isinstance(op, memref.LoadOp) and op.memref == ref]
+
+
+def read_stage(loop: scf.ForOp) -> Stage:
+    """The model of a perfect nest written by tensorop-to-loops."""
+    name = loop.attributes["sched.stage"].data
+    roots, ivs = [], []
+    current = loop
+    while True:
+        lb, ub = const_value(current.lb), const_value(current.ub)
+        if lb != 0 or ub is None or const_value(current.step) != 1:
+            raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant")
+        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes))
+        ivs.append(current.body.block.args[0])
+        ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]
+        inner = [op for op in ops if isinstance(op, scf.ForOp)]
+        if not inner:
+            return Stage(name, loop, roots, ivs, ops)
+        if len(inner) != 1 or any(not isinstance(op, (scf.ForOp, arith.ConstantOp)) for op in ops):
+            raise fail(current, f"stage '{name}': the nest is not perfect")
+        current = inner[0]
+
+
+# ---- interpreting the schedule -----------------------------------------------------------
+
+
+class Interpreter:
+    def __init__(self, stages: dict[str, Stage], buffers: dict[str, SSAValue], config: dict[str, int]):
+        self.stages, self.buffers, self.config = stages, buffers, config
+        self.handles: dict[SSAValue, tuple[Stage, Axis]] = {}
+        self.knobs: dict[SSAValue, int] = {}
+        self.knob_names: set[str] = set()
+
+    def run(self, schedule: S.ScheduleOp) -> None:
+        for op in schedule.body.ops:
+            getattr(self, "op_" + op.name.split(".")[1])(op)
+        unknown = set(self.config) - self.knob_names
+        if unknown:
+            raise fail(None, f"config names unknown knob(s) {sorted(unknown)}; the schedule has {sorted(self.knob_names)}")
+
+    def get(self, handle: SSAValue, op: Operation) -> tuple[Stage, Axis]:
+        stage, axis = self.handles[handle]
+        stage.leaf(axis, op)
+        return stage, axis
+
+    def new(self, handle: SSAValue, stage: Stage, axis: Axis) -> None:
+        if handle.name_hint:
+            axis.name = handle.name_hint
+        self.handles[handle] = (stage, axis)
+
+    def op_loop(self, op: S.LoopOp) -> None:
+        sname, aname = op.stage.data, op.axis.data
+        if sname not in self.stages:
+            raise fail(op, f"no stage '{sname}'; stages are {', '.join(self.stages)}")
+        stage = self.stages[sname]
+        matches = [a for a in stage.roots if a.name == aname]
+        if not matches:
+            raise fail(op, f"stage '{sname}' has no loop '{aname}'; its loops are "
+                       f"{', '.join(a.name for a in stage.roots)}")
+        stage.scheduled = True
+        self.handles[op.result] = (stage, matches[0])
+
+    def op_knob(self, op: S.KnobOp) -> None:
+        name, cands = op.knob_name.data, list(op.candidates.get_values())
+        if name in self.knob_names:
+            raise fail(op, f"knob '{name}' is defined twice")
+        self.knob_names.add(name)
+        value = self.config.get(name, cands[0])
+        if value not in cands:
+            raise fail(op, f"knob '{name}' = {value} is not one of its candidates {cands}")
+        self.knobs[op.result] = value
+
+    def split(self, stage: Stage, axis: Axis, factor: int, op: Operation) -> tuple[Axis, Axis]:
+        pos = stage.leaf(axis, op)
+        inner = Axis(f"{axis.name}.i", min(factor, axis.extent), axis.reduce)
+        outer = Axis(f"{axis.name}.o", math.ceil(axis.extent / inner.extent), axis.reduce)
+        stage.leaves[pos:pos + 1] = [outer, inner]
+        stage.relations.append(Split(axis, outer, inner, inner.extent))
+        return outer, inner
+
+    def op_split(self, op: S.SplitOp) -> None:
+        stage, axis = self.get(op.loop, op)
+        factor = self.knobs[op.knob] if op.knob is not None else op.factor.value.data
+        outer, inner = self.split(stage, axis, factor, op)
+        self.new(op.outer, stage, outer)
+        self.new(op.inner, stage, inner)
+
+    def op_tile(self, op: S.TileOp) -> None:
+        stage, x = self.get(op.x, op)
+        _, y = self.get(op.y, op)
+        fx, fy = op.factors.get_values()
+        xo, xi = self.split(stage, x, fx, op)
+        yo, yi = self.split(stage, y, fy, op)
+        self.reorder(stage, [xo, yo, xi, yi], op)
+        for h, a in zip(op.results, (xo, yo, xi, yi)):
+            self.new(h, stage, a)
+
+    def op_fuse(self, op: S.FuseOp) -> None:
+        stage, outer = self.get(op.outer, op)
+        _, inner = self.get(op.inner, op)
+        pos = stage.leaves.index(outer)
+        if pos + 1 >= len(stage.leaves) or stage.leaves[pos + 1] is not inner:
+            raise fail(op, f"loops '{outer.name}' and '{inner.name}' are not adjacent (outer, then inner)")
+        if outer.reduce != inner.reduce:
+            raise fail(op, f"cannot fuse spatial and reduction loops '{outer.name}', '{inner.name}'")
+        fused = Axis(f"{outer.name}_{inner.name}", outer.extent * inner.extent, outer.reduce)
+        stage.leaves[pos:pos + 2] = [fused]
+        stage.relations.append(Fuse(outer, inner, fused))
+        self.new(op.fused, stage, fused)
+
+    def reorder(self, stage: Stage, axes: list[Axis], op: Operation) -> None:
+        slots = sorted(stage.leaf(a, op) for a in axes)
+        for slot, a in zip(slots, axes):
+            stage.leaves[slot] = a
+
+    def op_reorder(self, op: S.ReorderOp) -> None:
+        pairs = [self.get(h, op) for h in op.loops]
+        self.reorder(pairs[0][0], [a for _, a in pairs], op)
+
+    def op_bind(self, op: S.BindOp) -> None:
+        stage, axis = self.get(op.loop, op)
+        tag = op.tag.data
+        if axis.reduce:
+            raise fail(op, f"cannot bind reduction loop '{axis.name}' to {tag}: "
+                       "its iterations update the same outputs")
+        for other in stage.leaves:
+            if other.bind == tag:
+                raise fail(op, f"{tag} is already bound to loop '{other.name}' of stage '{stage.name}'")
+        axis.bind = tag
+
+    def op_unroll(self, op: S.UnrollOp) -> None:
+        self.get(op.loop, op)[1].unroll = True
+
+    def op_vectorize(self, op: S.VectorizeOp) -> None:
+        self.get(op.loop, op)[1].vectorize = True
+
+    def tensor(self, name: str, op: Operation) -> SSAValue:
+        if name not in self.buffers:
+            raise fail(op, f"no tensor '{name}'; tensors are {', '.join(self.buffers)}")
+        return self.buffers[name]
+
+    def op_cache_read(self, op: S.CacheReadOp) -> None:
+        stage, at = self.get(op.at, op)
+        ref = self.tensor(op.tensor.data, op)
+        if not stage.reads(ref):
+            raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
+        if any(c.memref == ref and c.kind != "write" for c in stage.caches):
+            raise fail(op, f"'{op.tensor.data}' is already cached in stage '{stage.name}'")
+        stage.caches.append(Cache("read", ref, op.scope.data, at, op))
+
+    def op_cache_write(self, op: S.CacheWriteOp) -> None:
+        stage, at = self.get(op.at, op)
+        if any(c.kind == "write" for c in stage.caches):
+            raise fail(op, f"stage '{stage.name}' already has a cache_write")
+        stage.caches.append(Cache("write", stage.output, op.scope.data, at, op))
+
+    def op_compute_at(self, op: S.ComputeAtOp) -> None:
+        stage, at = self.get(op.at, op)
+        pname = op.producer.data
+        if pname not in self.stages:
+            raise fail(op, f"no stage '{pname}'")
+        producer = self.stages[pname]
+        if not stage.reads(producer.output):
+            raise fail(op, f"stage '{stage.name}' does not read stage '{pname}'")
+        if producer.attached_to is not None:
+            raise fail(op, f"stage '{pname}' is already computed at stage '{producer.attached_to.name}'")
+        producer.attached_to = stage
+        stage.caches.append(Cache("compute", producer.output, "", at, op, producer))
+
+
+# ---- checking the scheduled model ----------------------------------------------------------
+
+
+def default_schedule(stage: Stage) -> None:
+    spatial = [a for a in stage.leaves if not a.reduce]
+    if not spatial:
+        return
+    fused = spatial[0]
+    interp = Interpreter({}, {}, {})
+    for nxt in spatial[1:]:
+        merged = Axis(f"{fused.name}_{nxt.name}", fused.extent * nxt.extent, False)
+        pos = stage.leaves.index(fused)
+        stage.leaves[pos:pos + 2] = [merged]
+        stage.relations.append(Fuse(fused, nxt, merged))
+        fused = merged
+    outer, inner = interp.split(stage, fused, DEFAULT_THREADS, None)
+    outer.bind, inner.bind = "block.x", "thread.x"
+
+
+def check(stage: Stage) -> None:
+    leaves = stage.leaves
+    for k, a in enumerate(leaves):
+        if a.vectorize and k != len(leaves) - 1:
+            raise fail(None, f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
+                       f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
+    blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
+    if blocks and blocks != list(range(len(blocks))):
+        raise fail(None, f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
+                   f"order is {', '.join(a.name for a in leaves)}")
+    for c in stage.caches:
+        q = leaves.index(c.at)
+        if c.kind == "write":
+            inside_reduce = [a.name for a in leaves[:q + 1] if a.reduce]
+            if inside_reduce:
+                raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' is inside "
+                           f"reduction loop '{inside_reduce[0]}'; put it at a loop outside every reduction loop")
+            threads_inside = [a.name for a in leaves[q + 1:] if a.bind]
+            if threads_inside:
+                raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' encloses bound loop "
+                           f"'{threads_inside[0]}'; put it at or inside the innermost bound loop")
+        if c.scope == "shared" and blocks and q < blocks[-1]:
+            raise fail(c.op, f"stage '{stage.name}': a shared buffer at '{c.at.name}' must be inside all block loops")
+
+
+# ---- affine index analysis -------------------------------------------------------------------
+
+Form = tuple[dict[int, int], int]  # root position -> coefficient, constant
+
+
+def affine(v: SSAValue, ivs: Sequence[SSAValue]) -> Form | None:
+    if v in ivs:
+        return {ivs.index(v): 1}, 0
+    c = const_value(v)
+    if isinstance(c, int):
+        return {}, c
+    op = v.owner
+    if isinstance(op, (arith.AddiOp, arith.SubiOp)):
+        a, b = affine(op.lhs, ivs), affine(op.rhs, ivs)
+        if a is None or b is None:
+            return None
+        sign = 1 if isinstance(op, arith.AddiOp) else -1
+        coef = dict(a[0])
+        for k, x in b[0].items():
+            coef[k] = coef.get(k, 0) + sign * x
+        return coef, a[1] + sign * b[1]
+    if isinstance(op, arith.MuliOp):
+        a, b = affine(op.lhs, ivs), affine(op.rhs, ivs)
+        if a is None or b is None:
+            return None
+        if not a[0]:
+            a, b = b, a
+        if b[0]:
+            return None
+        return {k: x * b[1] for k, x in a[0].items()}, a[1] * b[1]
+    return None
+
+
+# ---- writing the scheduled nest ------------------------------------------------------------
+
+
+class Writer:
+    """Writes one stage's scheduled nest."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self.env: dict[Axis, SSAValue] = {}
+        self.redirect: dict[SSAValue, tuple[SSAValue, list[SSAValue]]] = {}
+        self.split_of = {r.parent: r for r in stage.relations if isinstance(r, Split)}
+        self.fuse_of = {}
+        for r in stage.relations:
+            if isinstance(r, Fuse):
+                self.fuse_of[r.outer] = r
+                self.fuse_of[r.inner] = r
+        write = [c for c in stage.caches if c.kind == "write"]
+        self.cache_write = write[0] if write else None
+        reduce_pos = [k for k, a in enumerate(stage.leaves) if a.reduce]
+        self.first_reduce = reduce_pos[0] if reduce_pos and stage.init_select is not None else None
+        self.hoist_init = self.first_reduce is not None
+
+    # values of axes from leaf loop variables
+    def value(self, em: Emitter, axis: Axis) -> SSAValue:
+        if axis in self.env:
+            return self.env[axis]
+        if axis in self.split_of:
+            r = self.split_of[axis]
+            return em.add(em.mul(self.value(em, r.outer), r.factor), self.value(em, r.inner))
+        r = self.fuse_of[axis]
+        f = self.value(em, r.fused)
+        return em.floordiv(f, r.inner.extent) if axis is r.outer else em.rem(f, r.inner.extent)
+
+    def guards(self, em: Emitter, axes: Sequence[Axis]) -> list[SSAValue]:
+        """parent < extent for every split under `axes` whose factor does not divide."""
+        conds = []
+        for r in self.stage.relations:
+            if isinstance(r, Split) and r.outer.extent * r.inner.extent != r.parent.extent:
+                root = self.root_of(r.parent)
+                if root in axes and self.covered(root):
+                    conds.append(em.cmpi("slt", self.value(em, r.parent), r.parent.extent))
+        return conds
+
+    def root_of(self, axis: Axis) -> Axis:
+        for r in self.stage.relations:
+            if isinstance(r, Split) and axis in (r.outer, r.inner):
+                return self.root_of(r.parent)
+            if isinstance(r, Fuse) and axis is r.fused:
+                return self.root_of(r.outer)
+        return axis
+
+    # ranges of axes over the loops in `varying`
+    def range(self, em: Emitter, axis: Axis, varying: set[Axis]) -> tuple[SSAValue, int]:
+        if axis in self.stage.leaves:
+            return (em.index(0), axis.extent) if axis in varying else (self.env[axis], 1)
+        if axis in self.split_of:
+            r = self.split_of[axis]
+            ob, oe = self.range(em, r.outer, varying)
+            ib, ie = self.range(em, r.inner, varying)
+            return em.add(em.mul(ob, r.factor), ib), (oe - 1) * r.factor + ie
+        r = self.fuse_of[axis]
+        fb, fe = self.range(em, r.fused, varying)
+        if fe == 1:
+            return (em.floordiv(fb, r.inner.extent) if axis is r.outer else em.rem(fb, r.inner.extent)), 1
+        return em.index(0), axis.extent
+
+    def footprint(self, em: Emitter, cache: Cache, varying: set[Axis]) -> tuple[list[SSAValue], list[int]]:
+        """Base index and extent per dimension of `cache.memref` over the loops in `varying`."""
+        st = self.stage
+        if cache.kind == "write":
+            accesses = [st.output_store.indices]
+        else:
+            accesses = [ld.indices for ld in st.reads(cache.memref)]
+        forms = []
+        for idx in accesses:
+            fs = [affine(v, st.root_ivs) for v in idx]
+            if any(f is None for f in fs):
+                raise fail(cache.op, f"stage '{st.name}': cannot cache '{cache.memref.name_hint}': "
+                           "its index is not affine in the loops")
+            forms.append(fs)
+        bases, exts = [], []
+        ranges = {k: self.range(em, root, varying) for k, root in enumerate(st.roots)}
+        for d in range(len(forms[0])):
+            coefs = {tuple(sorted(f[d][0].items())) for f in forms}
+            if len(coefs) != 1:
+                raise fail(cache.op, f"stage '{st.name}': cannot cache '{cache.memref.name_hint}': "
+                           "it is read at differently shaped indices")
+            coef = forms[0][d][0]
+            if any(c < 0 for c in coef.values()):
+                raise fail(cache.op, f"stage '{st.name}': cannot cache '{cache.memref.name_hint}': negative stride")
+            consts = [f[d][1] for f in forms]
+            base = em.index(min(consts))
+            ext = 1 + max(consts) - min(consts)
+            for k, c in coef.items():
+                b, e = ranges[k]
+                base = em.add(base, em.mul(b, c))
+                ext += c * (e - 1)
+            bases.append(base)
+            exts.append(ext)
+        return bases, exts
+
+    # the nest
+    def write(self, em: Emitter) -> None:
+        self.level(em, 0)
+
+    def loop(self, em: Emitter, axis: Axis) -> tuple[SSAValue, Emitter]:
+        attrs: dict[str, Attribute] = {"sched.stage": StringAttr(self.stage.name), "sched.axis": StringAttr(axis.name)}
+        if axis.reduce:
+            attrs["sched.reduce"] = UnitAttr()
+        if axis.bind:
+            attrs["sched.bind"] = StringAttr(axis.bind)
+        if axis.unroll:
+            attrs["sched.unroll"] = UnitAttr()
+        if axis.vectorize:
+            attrs["sched.vectorize"] = UnitAttr()
+        _, iv, inner = em.loop(axis.extent, attrs)
+        iv.name_hint = axis.name
+        return iv, inner
+
+    def level(self, em: Emitter, k: int) -> None:
+        leaves = self.stage.leaves
+        if self.hoist_init and self.cache_write is None and k == self.first_reduce:
+            self.init_nest(em, [a for a in leaves[k:] if not a.reduce])
+        if k == len(leaves):
+            self.body(em)
+            return
+        axis = leaves[k]
+        self.env[axis], inner = self.loop(em, axis)
+        after = []
+        for cache in self.stage.caches:
+            if cache.at is axis:
+                after += self.fill(inner, cache, k)
+        self.level(inner, k + 1)
+        for fn in after:
+            fn(inner)
+
+    def init_nest(self, em: Emitter, axes: list[Axis]) -> None:
+        """Stores the reduction's initial value into the outputs the loops `axes` cover."""
+        for a in axes:
+            self.env[a], em = self.loop(em, a)
+        em = self.guarded(em, self.stage.roots)
+        mapping = self.root_mapping(em)
+        store = self.stage.output_store
+        for op in self.slice_of(store.indices):
+            em.op(op.clone(mapping))
+        init = self.stage.init_select.lhs
+        em.store(em.f32(const_value(init)), store.memref, [mapping.get(v, v) for v in store.indices])
+        for a in axes:
+            del self.env[a]
+
+    def slice_of(self, values: Sequence[SSAValue]) -> list[Operation]:
+        """Body ops computing `values`, in body order."""
+        needed: set[Operation] = set()
+        work = [v.owner for v in values if isinstance(v.owner, Operation) and v.owner in self.stage.body]
+        while work:
+            op = work.pop()
+            if op in needed:
+                continue
+            needed.add(op)
+            work += [v.owner for v in op.operands if isinstance(v.owner, Operation) and v.owner in self.stage.body]
+        return [op for op in self.stage.body if op in needed]
+
+    def guarded(self, em: Emitter, roots: Sequence[Axis]) -> Emitter:
+        cond = em.all_of(self.guards(em, roots))
+        return em if cond is None else em.if_(cond)
+
+    def root_mapping(self, em: Emitter) -> dict[SSAValue, SSAValue]:
+        return {iv: self.value(em, root) for iv, root in zip(self.stage.root_ivs, self.stage.roots)
+                if self.covered(root)}
+
+    def covered(self, root: Axis) -> bool:
+        """Whether every leaf below this root axis has a loop variable now."""
+        leaves = [a for a in self.stage.leaves if self.root_of(a) is root]
+        return all(a in self.env for a in leaves)
+
+    def body(self, em: Emitter) -> None:
+        em = self.guarded(em, self.stage.roots)
+        mapping = self.root_mapping(em)
+        cloned = [op.clone(mapping) for op in self.stage.body]
+        for op in cloned:
+            em.op(op)
+        if self.hoist_init:
+            sel = mapping[self.stage.init_select.result]
+            sel.replace_all_uses_with(sel.owner.rhs)
+            sel.owner.detach()
+            sel.owner.erase()
+        for op in cloned:
+            for inner in list(op.walk()):
+                self.retarget(inner)
+
+    def retarget(self, op: Operation) -> None:
+        """Points a load or store of a cached buffer at the cache, indices shifted by its base."""
+        if not isinstance(op, (memref.LoadOp, memref.StoreOp)) or op.memref not in self.redirect:
+            return
+        buf, bases = self.redirect[op.memref]
+        em = Emitter(op.parent_block(), op)
+        idx = [em.sub(v, b) for v, b in zip(op.indices, bases)]
+        if isinstance(op, memref.LoadOp):
+            new = memref.LoadOp.get(buf, idx)
+            em.op(new)
+            op.results[0].replace_all_uses_with(new.results[0])
+        else:
+            em.op(memref.StoreOp.get(op.value, buf, idx))
+        op.detach()
+        op.erase()
+
+    # caches
+    def varying(self, k: int, scope: str) -> set[Axis]:
+        leaves = self.stage.leaves
+        inside = set(leaves[k + 1:])
+        if scope == "shared":
+            inside |= set(self.stage.thread_leaves())
+        return inside
+
+    def fill(self, em: Emitter, cache: Cache, k: int) -> list:
+        """Emits the buffer of `cache` at the start of leaf k's body; returns what must
+        follow the inner loops."""
+        scope = cache.scope
+        if cache.kind == "compute":
+            threads_inside = [a for a in self.stage.leaves[k + 1:] if a.bind]
+            scope = "shared" if threads_inside else "local"
+        bases, exts = self.footprint(em, cache, self.varying(k, scope))
+        space = SHARED if scope == "shared" else LOCAL
+        buf = em.alloca(exts, space)
+        buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
+        self.redirect[cache.memref] = (buf, bases)
+        shape = list(cache.memref.type.get_shape())
+        if cache.kind == "write":
+            init = self.stage.init_select
+            value = const_value(init.lhs) if init is not None else None
+            if value is not None:
+                self.for_each(em, exts, lambda e, loc: e.store(e.f32(value), buf, loc))
+
+            def write_back(e: Emitter) -> None:
+                def store(e2, loc):
+                    src = [e2.add(b, v) for b, v in zip(bases, loc)]
+                    cond = e2.all_of([c for s, n in zip(src, shape) for c in in_bounds(e2, s, n)])
+                    target = e2 if cond is None else e2.if_(cond)
+                    target.store(target.load(buf, loc), cache.memref, src)
+                self.for_each(e, exts, store)
+            return [write_back]
+        if cache.kind == "read":
+            def element(e: Emitter, loc: list[SSAValue]) -> None:
+                src = [e.add(b, v) for b, v in zip(bases, loc)]
+                cond = e.all_of([c for s, n in zip(src, shape) for c in in_bounds(e, s, n)])
+                v = e.load(cache.memref, src) if cond is None else e.if_value(
+                    cond, lambda t: t.load(cache.memref, src), lambda f: f.f32(0.0))
+                e.store(v, buf, loc)
+        else:
+            element = ProducerFill(cache.producer, buf, bases, shape).element
+        if scope == "local":
+            self.for_each(em, exts, element)
+            return []
+        return self.shared_fill(em, exts, element)
+
+    def for_each(self, em: Emitter, exts: Sequence[int], fn) -> None:
+        """fn(emitter, local index) for every element of a small buffer, unrolled."""
+        loc = []
+        for n in exts:
+            _, iv, em = em.loop(n, {"sched.unroll": UnitAttr()})
+            loc.append(iv)
+        fn(em, loc)
+
+    def shared_fill(self, em: Emitter, exts: Sequence[int], element) -> list:
+        """All threads of the block share the copy: thread t takes elements t, t + T, ..."""
+        threads = self.stage.thread_leaves()
+        outside = [a for a in threads if a in self.env]
+        if outside:
+            em.op(gpu.BarrierOp())
+        phase = em
+        ivs = {}
+        for a in threads:
+            if a in self.env:
+                ivs[a] = self.env[a]
+            else:
+                ivs[a], phase = self.loop(phase, Axis(a.name, a.extent, False, a.bind))
+        tid, count = phase.index(0), 1
+        for a in threads:
+            tid = phase.add(phase.mul(tid, a.extent), ivs[a])
+            count *= a.extent
+        total = math.prod(exts)
+        _, e, body = phase.loop(total, start=tid, step=count)
+        loc, rest = [], e
+        for n in reversed(exts):
+            loc.append(body.rem(rest, n))
+            rest = body.floordiv(rest, n)
+        element(body, list(reversed(loc)))
+        if outside:
+            em.op(gpu.BarrierOp())
+        return []
+
+
+def in_bounds(em: Emitter, v: SSAValue, n: int) -> list[SSAValue]:
+    return em.in_range(v, 0, n)
+
+
+class ProducerFill:
+    """Computes elements of a producer stage into a buffer (compute_at)."""
+
+    def __init__(self, producer: Stage, buf: SSAValue, bases: list[SSAValue], shape: list[int]):
+        self.p, self.buf, self.bases, self.shape = producer, buf, bases, shape
+
+    def element(self, em: Emitter, loc: list[SSAValue]) -> None:
+        p = self.p
+        out_idx = [em.add(b, v) for b, v in zip(self.bases, loc)]
+        cond = em.all_of([c for s, n in zip(out_idx, self.shape) for c in in_bounds(em, s, n)])
+        if cond is not None:
+            em = em.if_(cond)
+        mapping: dict[SSAValue, SSAValue] = {}
+        if any(v not in p.root_ivs for v in p.output_store.indices):
+            raise fail(None, f"stage '{p.name}' writes its output at computed indices; it cannot be computed at another stage")
+        for iv, v in zip(p.output_store.indices, out_idx):
+            mapping[iv] = v
+        init = p.init_select
+        if init is not None:
+            em.store(em.f32(const_value(init.lhs)), self.buf, loc)
+        for iv, root in zip(p.root_ivs, p.roots):
+            if root.reduce:
+                _, mapping[iv], em = em.loop(root.extent)
+        cloned = [op.clone(mapping) for op in p.body]
+        for op in cloned:
+            em.op(op)
+        if init is not None:
+            sel = mapping[init.result]
+            sel.replace_all_uses_with(sel.owner.rhs)
+            sel.owner.detach()
+            sel.owner.erase()
+        for op in cloned:
+            for inner in list(op.walk()):
+                if isinstance(inner, (memref.LoadOp, memref.StoreOp)) and inner.memref == p.output:
+                    e = Emitter(inner.parent_block(), inner)
+                    idx = [e.sub(v, b) for v, b in zip(inner.indices, self.bases)]
+                    if isinstance(inner, memref.LoadOp):
+                        new = e.load(self.buf, idx)
+                        inner.results[0].replace_all_uses_with(new)
+                    else:
+                        e.store(inner.value, self.buf, idx)
+                    inner.detach()
+                    inner.erase()
+
+
+# ---- the pass --------------------------------------------------------------------------------
+
+
+def named_buffers(fn: func.FuncOp) -> dict[str, SSAValue]:
+    buffers = {a.name_hint: a for a in fn.body.block.args if a.name_hint}
+    for op in fn.body.block.ops:
+        if isinstance(op, memref.AllocOp) and op.memref.name_hint:
+            buffers[op.memref.name_hint] = op.memref
+    return buffers
+
+
+def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, config: dict[str, int]) -> None:
+    stages: dict[str, Stage] = {}
+    buffers: dict[str, SSAValue] = {}
+    for fn in fns:
+        buffers.update(named_buffers(fn))
+        for op in fn.body.block.ops:
+            if isinstance(op, scf.ForOp) and "sched.stage" in op.attributes:
+                stage = read_stage(op)
+                stages[stage.name] = stage
+    interp = Interpreter(stages, buffers, config)
+    if schedule is not None:
+        interp.run(schedule)
+    for stage in stages.values():
+        if not stage.scheduled and not stage.caches:
+            default_schedule(stage)
+        check(stage)
+    for stage in stages.values():
+        if stage.attached_to is None:
+            check_attached_outputs(stage, stages)
+            Writer(stage).write(Emitter(stage.loop.parent_block(), stage.loop))
+    for stage in stages.values():
+        stage.loop.detach()
+        stage.loop.erase()
+
+
+def check_attached_outputs(stage: Stage, stages: dict[str, Stage]) -> None:
+    for c in stage.caches:
+        if c.kind != "compute":
+            continue
+        p = c.producer
+        if isinstance(p.output.owner, Block):
+            raise fail(c.op, f"stage '{p.name}' is a result of the function; computing it only inside "
+                       f"'{stage.name}' would leave it unwritten")
+        readers = [s.name for s in stages.values() if s is not p and s.reads(p.output)]
+        if readers != [stage.name]:
+            raise fail(c.op, f"stage '{p.name}' is read by {', '.join(readers)}; compute_at needs a single consumer")
+        if p.scheduled or p.caches:
+            raise fail(c.op, f"stage '{p.name}' has a schedule of its own; a stage computed at another "
+                       "takes the loops of its consumer")
+
+
+def parse_config(text: str) -> dict[str, int]:
+    config = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            config[name.strip()] = int(value)
+        except ValueError:
+            raise fail(None, f"config entry '{item}' is not name=integer") from None
+    return config
+
+
+@dataclass(frozen=True)
+class ApplySchedulePass(ModulePass):
+    """Applies the module's sched.schedule to its loop nests, then removes it.
+
+    `config` fixes knobs, e.g. `apply-schedule{config="ti=8,tj=16"}`; a knob not named
+    takes its first candidate."""
+
+    name = "apply-schedule"
+    config: str = ""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        schedules = [s for s in op.ops if isinstance(s, S.ScheduleOp)]
+        if len(schedules) > 1:
+            raise fail(schedules[1], "a module holds at most one sched.schedule")
+        schedule = schedules[0] if schedules else None
+        config = parse_config(self.config)
+        fns = [f for f in op.ops if isinstance(f, func.FuncOp) and any(
+            isinstance(o, scf.ForOp) and "sched.stage" in o.attributes for o in f.body.block.ops)]
+        apply_to_functions(fns, schedule, config)
+        if schedule is not None:
+            schedule.detach()
+            schedule.erase()
+        # the writer folds index arithmetic as it goes and leaves the unused pieces behind
+        cse(op)
+        dce(op)

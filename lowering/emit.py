@@ -1,0 +1,185 @@
+"""A small op builder shared by the passes: appends arith/memref/scf ops to a block.
+
+Index arithmetic folds constants as it goes, so the loop IR stays readable and the
+emitted C text stays short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from xdsl.dialects import arith, math, memref, scf
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32, i1
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+
+INDEX = IndexType()
+
+
+def const_value(v: SSAValue) -> int | float | None:
+    """The value of an arith.constant, else None."""
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, (IntegerAttr, FloatAttr)):
+        return op.value.value.data
+    return None
+
+
+class Emitter:
+    """Appends ops to `block` (before `before`, when given)."""
+
+    def __init__(self, block: Block, before: Operation | None = None):
+        self.block = block
+        self.before = before
+
+    def op(self, op: Operation) -> Operation:
+        if self.before is None:
+            self.block.add_op(op)
+        else:
+            self.block.insert_op_before(op, self.before)
+        return op
+
+    def val(self, op: Operation) -> SSAValue:
+        return self.op(op).results[0]
+
+    # -- constants and index arithmetic ------------------------------------------------
+    def index(self, v: int) -> SSAValue:
+        return self.val(arith.ConstantOp(IntegerAttr(int(v), INDEX)))
+
+    def f32(self, v: float) -> SSAValue:
+        return self.val(arith.ConstantOp(FloatAttr(float(v), f32)))
+
+    def bool(self, v: bool) -> SSAValue:
+        return self.val(arith.ConstantOp(IntegerAttr(int(v), i1)))
+
+    def add(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        b = self._as_index(b)
+        if const_value(b) == 0:
+            return a
+        if const_value(a) == 0:
+            return b
+        ca, cb = const_value(a), const_value(b)
+        if ca is not None and cb is not None:
+            return self.index(ca + cb)
+        return self.val(arith.AddiOp(a, b))
+
+    def sub(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        b = self._as_index(b)
+        if const_value(b) == 0:
+            return a
+        ca, cb = const_value(a), const_value(b)
+        if ca is not None and cb is not None:
+            return self.index(ca - cb)
+        return self.val(arith.SubiOp(a, b))
+
+    def mul(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        b = self._as_index(b)
+        ca, cb = const_value(a), const_value(b)
+        if cb == 1:
+            return a
+        if ca == 1:
+            return b
+        if ca == 0 or cb == 0:
+            return self.index(0)
+        if ca is not None and cb is not None:
+            return self.index(ca * cb)
+        return self.val(arith.MuliOp(a, b))
+
+    def floordiv(self, a: SSAValue, b: int) -> SSAValue:
+        if b == 1:
+            return a
+        return self.val(arith.DivUIOp(a, self.index(b)))
+
+    def rem(self, a: SSAValue, b: int) -> SSAValue:
+        if b == 1:
+            return self.index(0)
+        return self.val(arith.RemUIOp(a, self.index(b)))
+
+    def _as_index(self, v: SSAValue | int) -> SSAValue:
+        return self.index(v) if isinstance(v, int) else v
+
+    # -- conditions ----------------------------------------------------------------------
+    def cmpi(self, pred: str, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.val(arith.CmpiOp(a, self._as_index(b), pred))
+
+    def all_of(self, conds: Sequence[SSAValue]) -> SSAValue | None:
+        result = None
+        for c in conds:
+            result = c if result is None else self.val(arith.AndIOp(result, c))
+        return result
+
+    def in_range(self, v: SSAValue, lo: int, hi: int) -> list[SSAValue]:
+        """Conditions for lo <= v < hi (signed), omitting what the constant fold proves."""
+        conds = []
+        if const_value(v) is not None:
+            return [] if lo <= const_value(v) < hi else [self.bool(False)]
+        conds.append(self.cmpi("sge", v, lo))
+        conds.append(self.cmpi("slt", v, hi))
+        return conds
+
+    # -- memory and floats ---------------------------------------------------------------
+    def load(self, ref: SSAValue, idx: Sequence[SSAValue]) -> SSAValue:
+        return self.val(memref.LoadOp.get(ref, list(idx)))
+
+    def store(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
+        return self.op(memref.StoreOp.get(v, ref, list(idx)))
+
+    def fbin(self, fn: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        ops = {"add": arith.AddfOp, "sub": arith.SubfOp, "mul": arith.MulfOp, "div": arith.DivfOp,
+               "max": arith.MaximumfOp, "min": arith.MinimumfOp}
+        return self.val(ops[fn](a, b))
+
+    def exp(self, a: SSAValue) -> SSAValue:
+        return self.val(math.ExpOp(a))
+
+    def tanh(self, a: SSAValue) -> SSAValue:
+        return self.val(math.TanhOp(a))
+
+    def neg(self, a: SSAValue) -> SSAValue:
+        return self.val(arith.NegfOp(a))
+
+    def select(self, c: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.val(arith.SelectOp(c, a, b))
+
+    def alloca(self, shape: Sequence[int], space: Attribute, attrs: dict[str, Attribute] | None = None) -> SSAValue:
+        op = memref.AllocaOp.get(f32, shape=list(shape), memory_space=space)
+        op.attributes.update(attrs or {})
+        return self.val(op)
+
+    # -- structure -----------------------------------------------------------------------
+    def loop(self, extent: int | SSAValue, attrs: dict[str, Attribute] | None = None,
+             start: int | SSAValue = 0, step: int | SSAValue = 1) -> tuple[scf.ForOp, SSAValue, Emitter]:
+        """A scf.for from start to extent by step; returns it, its induction variable and an
+        emitter for its body."""
+        lb, ub, st = (self._as_index(v) for v in (start, extent, step))
+        body = Block(arg_types=[INDEX])
+        yield_op = scf.YieldOp()
+        body.add_op(yield_op)
+        loop = scf.ForOp(lb, ub, st, [], body)
+        loop.attributes.update(attrs or {})
+        self.op(loop)
+        return loop, body.args[0], Emitter(body, yield_op)
+
+    def if_(self, cond: SSAValue) -> Emitter:
+        """A scf.if without results; returns an emitter for its then-block."""
+        then = Block()
+        y = scf.YieldOp()
+        then.add_op(y)
+        self.op(scf.IfOp(cond, [], Region(then), Region(Block([scf.YieldOp()]))))
+        return Emitter(then, y)
+
+    def if_value(self, cond: SSAValue, then_fn: Callable[[Emitter], SSAValue],
+                 else_fn: Callable[[Emitter], SSAValue]) -> SSAValue:
+        """cond ? then_fn() : else_fn(), each side computed only when taken."""
+        blocks = []
+        for fn in (then_fn, else_fn):
+            b = Block()
+            y = scf.YieldOp()
+            b.add_op(y)
+            v = fn(Emitter(b, y))
+            y.operands = [v]
+            blocks.append(b)
+        return self.val(scf.IfOp(cond, [f32], Region(blocks[0]), Region(blocks[1])))
+
+
+def memref_shape(v: SSAValue) -> tuple[int, ...]:
+    assert isinstance(v.type, MemRefType)
+    return tuple(v.type.get_shape())

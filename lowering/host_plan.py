@@ -1,0 +1,95 @@
+"""The host side of a lowered module, read off its host function: which buffers exist and
+which kernels run in what order with what launch configuration."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from xdsl.dialects import func, gpu, memref
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import SSAValue
+
+from sched_dsl.lowering.emit import const_value
+
+C_IDENT = re.compile(r"[^A-Za-z0-9_]")
+
+
+def c_name(text: str | None, fallback: str) -> str:
+    """A C identifier made from an IR name: only [A-Za-z0-9_], never starting with a digit,
+    and never a reserved word (every name gets a prefix that no keyword has)."""
+    base = C_IDENT.sub("_", text or "") or fallback
+    return f"v_{base}"
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str  # as in the IR (the tensor or stage name)
+    shape: tuple[int, ...]
+    role: str  # "input", "output" or "temp"
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Launch:
+    kernel: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    args: tuple[str, ...]  # buffer names
+
+    @property
+    def threads(self) -> int:
+        return self.block[0] * self.block[1] * self.block[2]
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    function: str
+    buffers: tuple[Buffer, ...]
+    launches: tuple[Launch, ...]
+
+    @property
+    def inputs(self) -> list[Buffer]:
+        return [b for b in self.buffers if b.role == "input"]
+
+    @property
+    def outputs(self) -> list[Buffer]:
+        return [b for b in self.buffers if b.role == "output"]
+
+    def describe(self) -> str:
+        lines = [f"// host function {self.function}"]
+        for b in self.buffers:
+            lines.append(f"//   {b.role} {b.name}: {'x'.join(map(str, b.shape))} f32")
+        for ln in self.launches:
+            lines.append(f"//   launch {ln.kernel} grid={ln.grid} block={ln.block} args=({', '.join(ln.args)})")
+        return "\n".join(lines)
+
+
+def host_plan(module: ModuleOp) -> HostPlan:
+    fns = [f for f in module.ops if isinstance(f, func.FuncOp)]
+    if len(fns) != 1:
+        raise ValueError(f"expected one host function, found {len(fns)}")
+    fn = fns[0]
+    n_in = fn.attributes["sched.num_inputs"].value.data
+    names: dict[SSAValue, str] = {}
+    buffers = []
+    for k, a in enumerate(fn.body.block.args):
+        names[a] = a.name_hint or f"arg{k}"
+        buffers.append(Buffer(names[a], tuple(a.type.get_shape()), "input" if k < n_in else "output"))
+    launches = []
+    for op in fn.body.block.ops:
+        if isinstance(op, memref.AllocOp):
+            names[op.memref] = op.memref.name_hint or f"tmp{len(names)}"
+            buffers.append(Buffer(names[op.memref], tuple(op.memref.type.get_shape()), "temp"))
+        elif isinstance(op, gpu.LaunchFuncOp):
+            grid = tuple(const_value(v) for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ))
+            block = tuple(const_value(v) for v in (op.blockSizeX, op.blockSizeY, op.blockSizeZ))
+            launches.append(Launch(op.kernel.nested_references.data[-1].data, grid, block,
+                                   tuple(names[v] for v in op.kernelOperands)))
+    return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches))

@@ -1,0 +1,209 @@
+"""loops-to-gpu: outlines each scheduled stage nest into a `gpu.func` and launches it.
+
+Loops bound to `block.*` (the outermost ones) become the launch grid and `gpu.block_id`.
+Loops bound to `thread.*` become `gpu.thread_id`; the block size per dimension is the
+largest such loop, and a smaller loop is guarded with `thread_id < extent`. A nest of
+thread loops is a phase: every thread runs its part, and a `gpu.barrier` after the phase
+keeps what it wrote in shared memory from being read, or overwritten, too early.
+Shared buffers move to the kernel's entry. The host function keeps the buffers and a
+`gpu.launch_func` per kernel, in the order the stages ran.
+"""
+
+from __future__ import annotations
+
+import re
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, gpu, memref, scf
+from xdsl.dialects.builtin import MemRefType, ModuleOp, StringAttr, SymbolRefAttr, UnitAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.transforms.dead_code_elimination import dce
+from xdsl.utils.exceptions import DiagnosticException
+
+from sched_dsl.dialects.memspace import SHARED
+from sched_dsl.lowering.emit import Emitter, const_value
+
+KERNEL_MODULE = "kernels"
+DIMS = ("x", "y", "z")
+
+
+def bind_of(op: Operation) -> str | None:
+    attr = op.attributes.get("sched.bind") if isinstance(op, scf.ForOp) else None
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def extent(loop: scf.ForOp) -> int:
+    return const_value(loop.ub)
+
+
+def symbol(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+class Outliner:
+    def __init__(self, host: func.FuncOp, nest: scf.ForOp, kernel_name: str):
+        self.host, self.nest, self.name = host, nest, kernel_name
+        self.stage = nest.attributes["sched.stage"].data
+
+    def block_loops(self) -> tuple[list[scf.ForOp], Block]:
+        """The chain of block-bound loops at the top, and the block inside the last."""
+        loops, block = [], None
+        current: Operation | None = self.nest
+        while current is not None and (bind_of(current) or "").startswith("block"):
+            loops.append(current)
+            block = current.body.block
+            inner = [op for op in block.ops if not isinstance(op, (scf.YieldOp, arith.ConstantOp))]
+            current = inner[0] if len(inner) == 1 and isinstance(inner[0], scf.ForOp) else None
+        return loops, block
+
+    def outline(self) -> tuple[gpu.FuncOp, gpu.LaunchFuncOp]:
+        loops, inner_block = self.block_loops()
+        grid = {DIMS.index(bind_of(lp)[-1]): extent(lp) for lp in loops}
+        if len(grid) != len(loops):
+            raise DiagnosticException(f"stage '{self.stage}': a block dimension is bound twice")
+        body_ops = [op for op in inner_block.ops if not isinstance(op, scf.YieldOp)] if loops else [self.nest]
+        threads = self.thread_sizes(body_ops)
+
+        # the buffers the kernel uses, in the host function's argument order
+        inside = {o for op in body_ops for o in op.walk()}
+        used = []
+        for op in inside:
+            for v in op.operands:
+                if isinstance(v.type, MemRefType) and v not in used and not _defined_in(v, inside):
+                    used.append(v)
+        args, ops = list(self.host.body.block.args), list(self.host.body.block.ops)
+        used.sort(key=lambda v: (0, args.index(v)) if v in args else (1, ops.index(v.owner)))
+
+        kblock = Block(arg_types=[v.type for v in used])
+        mapping: dict[SSAValue, SSAValue] = {}
+        for old, new in zip(used, kblock.args):
+            mapping[old] = new
+            new.name_hint = old.name_hint
+        em = Emitter(kblock)
+        for lp in loops:
+            bid = em.val(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum(bind_of(lp)[-1]))))
+            bid.name_hint = lp.attributes["sched.axis"].data
+            mapping[lp.body.block.args[0]] = bid
+        for c in _outside_constants(inside):
+            mapping[c] = em.op(c.owner.clone()).results[0]
+        for op in body_ops:
+            em.op(op.clone(mapping))
+        tids = {}
+        for d in threads:
+            tids[d] = gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum(DIMS[d])))
+            kblock.insert_op_before(tids[d], kblock.first_op)
+        self.lower_thread_loops(kblock, tids, threads)
+        for op in list(kblock.walk()):
+            if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
+                op.detach()
+                kblock.insert_op_before(op, kblock.first_op)
+        em.op(gpu.ReturnOp([]))
+
+        kernel = gpu.FuncOp(self.name, ([v.type for v in used], []), Region(kblock), kernel=True)
+        kernel.attributes["sched.stage"] = StringAttr(self.stage)
+        host = Emitter(self.nest.parent_block(), self.nest)
+        sizes = [host.index(grid.get(d, 1)) for d in range(3)], [host.index(threads.get(d, 1)) for d in range(3)]
+        launch = gpu.LaunchFuncOp(SymbolRefAttr(KERNEL_MODULE, [self.name]), sizes[0], sizes[1], kernelOperands=used)
+        host.op(launch)
+        self.nest.detach()
+        self.nest.erase()
+        return kernel, launch
+
+    def thread_sizes(self, ops: list[Operation]) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for op in ops:
+            for lp in op.walk():
+                tag = bind_of(lp)
+                if tag and tag.startswith("block"):
+                    raise DiagnosticException(
+                        f"stage '{self.stage}': loop '{lp.attributes['sched.axis'].data}' is bound to {tag} "
+                        "but is not among the outermost loops"
+                    )
+                if tag:
+                    d = DIMS.index(tag[-1])
+                    sizes[d] = max(sizes.get(d, 1), extent(lp))
+        return sizes
+
+    def lower_thread_loops(self, kblock: Block, tids: dict[int, Operation], threads: dict[int, int]) -> None:
+        """Replaces thread loops by thread ids; a barrier follows each phase unless it
+        ends the kernel."""
+        phases = [lp for lp in kblock.walk() if is_thread_loop(lp) and not _in_thread_loop(lp)]
+        for phase in phases:
+            for lp in [o for o in phase.walk() if is_thread_loop(o) and o is not phase]:
+                self.inline(lp, tids, threads)
+            last = self.inline(phase, tids, threads)
+            ends_kernel = last is not None and last.parent_block() is kblock and last.next_op is None
+            if last is not None and not ends_kernel:
+                last.parent_block().insert_op_after(gpu.BarrierOp(), last)
+
+    def inline(self, lp: scf.ForOp, tids: dict[int, Operation], threads: dict[int, int]) -> Operation | None:
+        """Moves the body of thread loop `lp` to its place; returns the last op moved
+        (or the guard around them)."""
+        d = DIMS.index(bind_of(lp)[-1])
+        tid = tids[d].results[0]
+        em = Emitter(lp.parent_block(), lp)
+        target, guard = em, None
+        if extent(lp) < threads[d]:
+            if any(isinstance(o, gpu.BarrierOp) for o in lp.walk()):
+                raise DiagnosticException(
+                    f"stage '{self.stage}': thread loop '{lp.attributes['sched.axis'].data}' "
+                    f"({extent(lp)} of {threads[d]} threads) holds a barrier that not all threads would reach"
+                )
+            target = em.if_(em.cmpi("slt", tid, extent(lp)))
+            guard = target.block.parent_op()
+        body = lp.body.block
+        body.args[0].replace_all_uses_with(tid)
+        last = None
+        for op in [o for o in body.ops if not isinstance(o, scf.YieldOp)]:
+            op.detach()
+            last = target.op(op)
+        lp.detach()
+        lp.erase()
+        return guard or last
+
+
+def is_thread_loop(op: Operation) -> bool:
+    return (bind_of(op) or "").startswith("thread")
+
+
+def _in_thread_loop(op: Operation) -> bool:
+    parent = op.parent_op()
+    while parent is not None:
+        if is_thread_loop(parent):
+            return True
+        parent = parent.parent_op()
+    return False
+
+
+def _defined_in(v: SSAValue, ops: set[Operation]) -> bool:
+    owner = v.owner
+    if isinstance(owner, Operation):
+        return owner in ops
+    return owner.parent_op() in ops
+
+
+def _outside_constants(ops: set[Operation]) -> list[SSAValue]:
+    found = []
+    for op in ops:
+        for v in op.operands:
+            if isinstance(v.owner, arith.ConstantOp) and v.owner not in ops and v not in found:
+                found.append(v)
+    return found
+
+
+class LoopsToGpuPass(ModulePass):
+    name = "loops-to-gpu"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        kernels = []
+        for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
+            nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and "sched.stage" in o.attributes]
+            for nest in nests:
+                name = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                kernel, _ = Outliner(fn, nest, name).outline()
+                kernels.append(kernel)
+        if kernels:
+            op.attributes["gpu.container_module"] = UnitAttr()
+            op.body.block.add_op(gpu.ModuleOp(StringAttr(KERNEL_MODULE), Region(Block(kernels))))
+        dce(op)

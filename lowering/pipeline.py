@@ -1,0 +1,26 @@
+"""The default lowering pipeline, written out in one place."""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from sched_dsl.lowering.apply_schedule import ApplySchedulePass
+from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
+from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
+
+# tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
+DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
+
+PASSES: dict[str, type[ModulePass]] = {
+    p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass)
+}
+
+
+def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] | None = None) -> None:
+    """Lowers `module` in place to the gpu dialect; `config` fixes knob values."""
+    text = ",".join(f"{k}={v}" for k, v in (config or {}).items())
+    for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()):
+        p.apply(ctx, module)
+        module.verify()

@@ -1,0 +1,92 @@
+"""The numpy meaning of every operator: the one reference all tests compare against."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from sched_dsl.tensor import Tensor, topological
+
+
+def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) -> np.ndarray:
+    """(N, C, OH, OW, KH, KW) windows of an NCHW array, padded with `fill`."""
+    pt, pl, pb, pr = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    kh, kw = kernel
+    dh, dw = dilation
+    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return win[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
+
+
+def conv2d(x, w, stride, padding, dilation, groups):
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    win = _windows(x, w.shape[2:], stride, padding, dilation)
+    cg, fg = c // groups, f // groups
+    outs = [np.einsum("ncyxhw,fchw->nfyx", win[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg])
+            for g in range(groups)]
+    return np.concatenate(outs, axis=1)
+
+
+def pool2d(x, kind, kernel, stride, padding):
+    if kind == "max":
+        return _windows(x, kernel, stride, padding, fill=-np.inf).max(axis=(4, 5))
+    total = _windows(x, kernel, stride, padding).sum(axis=(4, 5))
+    count = _windows(np.ones_like(x), kernel, stride, padding).sum(axis=(4, 5))
+    return total / count
+
+
+UNARY = {
+    "relu": lambda x, lo, hi: np.maximum(x, 0),
+    "relu6": lambda x, lo, hi: np.clip(x, 0, 6),
+    "clip": lambda x, lo, hi: np.clip(x, lo, hi),
+    "sigmoid": lambda x, lo, hi: 1 / (1 + np.exp(-x)),
+    "tanh": lambda x, lo, hi: np.tanh(x),
+    "exp": lambda x, lo, hi: np.exp(x),
+    "neg": lambda x, lo, hi: -x,
+}
+BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+          "max": np.maximum, "min": np.minimum}
+REDUCE = {"sum": np.sum, "max": np.max, "mean": np.mean}
+
+
+def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
+    a = t.attrs
+    if t.kind == "matmul":
+        return args[0] @ args[1]
+    if t.kind == "conv2d":
+        return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
+    if t.kind == "pool2d":
+        return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"])
+    if t.kind == "unary":
+        return UNARY[a["fn"]](args[0], a["lo"], a["hi"])
+    if t.kind == "binary":
+        return BINARY[a["fn"]](args[0], args[1])
+    if t.kind == "bias_add":
+        shape = [1] * args[0].ndim
+        shape[a["axis"] % args[0].ndim] = -1
+        return args[0] + args[1].reshape(shape)
+    if t.kind == "reduce":
+        return REDUCE[a["fn"]](args[0], axis=tuple(a["axes"]), keepdims=a["keepdims"])
+    if t.kind == "softmax":
+        x = args[0]
+        e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
+        return e / e.sum(axis=a["axis"], keepdims=True)
+    raise ValueError(f"no reference for {t.kind}")
+
+
+def evaluate(outputs: Tensor | list[Tensor], inputs: Mapping[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """The value of `outputs` for placeholder values `inputs` (by name), in float64."""
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    values: dict[int, np.ndarray] = {}
+    for t in topological(outs):
+        if t.kind == "placeholder":
+            if t.name not in inputs:
+                raise KeyError(f"no value for input '{t.name}'")
+            values[id(t)] = np.asarray(inputs[t.name], dtype=np.float64)
+        else:
+            values[id(t)] = apply(t, [values[id(i)] for i in t.inputs])
+    result = [values[id(t)] for t in outs]
+    return result[0] if isinstance(outputs, Tensor) else result

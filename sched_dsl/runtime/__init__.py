@@ -1,0 +1,1 @@
+"""Runtimes that run lowered kernels: pyopencl (any OpenCL device) and numpy (reference)."""

@@ -1,0 +1,226 @@
+"""The Schedule builder: Python calls that write `sched` IR.
+
+Calls are checked as they are made where the schedule alone decides (a factor < 1, an
+unknown loop, a loop used after it was split); the rest is checked by `apply-schedule`
+when the schedule is lowered. `Schedule.ir()` prints payload and schedule as text that
+`sched-opt` reads back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import SSAValue
+
+from sched_dsl.dialects import sched as S
+from sched_dsl.tensor import Tensor, module_of
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot mean anything for its operator."""
+
+
+def loop_names(t: Tensor) -> list[str]:
+    """The loops tensorop-to-loops gives the operator's (main) stage, outermost first."""
+    spatial = [f"d{k}" for k in range(len(t.shape))]
+    return {
+        "matmul": ["i", "j", "k"],
+        "conv2d": ["n", "f", "y", "x", "rc", "ry", "rx"],
+        "pool2d": ["n", "c", "y", "x", "ry", "rx"],
+        "reduce": spatial + [f"r{k}" for k in range(len(t.attrs.get("axes", ())))],
+    }.get(t.kind, spatial)
+
+
+@dataclass(eq=False)
+class Loop:
+    """A handle to a loop of one stage."""
+
+    stage: Tensor | str
+    name: str
+    parent: Loop | None = None
+    consumed_by: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Loop({self.name})"
+
+
+@dataclass(eq=False)
+class Knob:
+    name: str
+    candidates: tuple[int, ...]
+
+
+class Schedule:
+    def __init__(self, *outputs: Tensor):
+        if not outputs or not all(isinstance(t, Tensor) for t in outputs):
+            raise TypeError("Schedule(...) takes the output tensor(s) it schedules")
+        self.outputs = outputs
+        self.actions: list[tuple[str, tuple]] = []
+        self.knobs: dict[str, Knob] = {}
+
+    # -- handles ----------------------------------------------------------------------------
+    def loop(self, name: str, stage: Tensor | str | None = None) -> Loop:
+        stage = self.outputs[0] if stage is None else stage
+        if isinstance(stage, Tensor):
+            if stage.kind == "placeholder":
+                raise ScheduleError(f"'{stage.name}' is an input; it has no loops")
+            names = loop_names(stage)
+            if name not in names:
+                raise ScheduleError(f"{stage.kind} has no loop '{name}'; its loops are {', '.join(names)}")
+        return Loop(stage, name)
+
+    def loops(self, *names: str, stage: Tensor | str | None = None) -> tuple[Loop, ...]:
+        return tuple(self.loop(n, stage) for n in names)
+
+    def knob(self, name: str, candidates: Sequence[int]) -> Knob:
+        candidates = tuple(int(c) for c in candidates)
+        if name in self.knobs:
+            raise ScheduleError(f"knob '{name}' is defined twice")
+        if not candidates or min(candidates) < 1:
+            raise ScheduleError(f"knob '{name}' needs candidates >= 1, got {list(candidates)}")
+        k = Knob(name, candidates)
+        self.knobs[name] = k
+        self.actions.append(("knob", (k,)))
+        return k
+
+    def _use(self, *loops: Loop) -> None:
+        for lp in loops:
+            if not isinstance(lp, Loop):
+                raise TypeError(f"expected a loop handle, got {type(lp).__name__}")
+            if lp.consumed_by:
+                raise ScheduleError(f"loop '{lp.name}' was already {lp.consumed_by}; use the loops that replaced it")
+
+    # -- primitives --------------------------------------------------------------------------
+    def split(self, loop: Loop, factor: int | Knob) -> tuple[Loop, Loop]:
+        self._use(loop)
+        if isinstance(factor, Knob):
+            if self.knobs.get(factor.name) is not factor:
+                raise ScheduleError(f"knob '{factor.name}' belongs to another schedule")
+        elif not isinstance(factor, int) or factor < 1:
+            raise ScheduleError(f"split of '{loop.name}': factor must be an int >= 1 or a knob, got {factor!r}")
+        loop.consumed_by = "split"
+        outer, inner = Loop(loop.stage, loop.name + "o", loop), Loop(loop.stage, loop.name + "i", loop)
+        self.actions.append(("split", (loop, factor, outer, inner)))
+        return outer, inner
+
+    def tile(self, x: Loop, y: Loop, fx: int, fy: int) -> tuple[Loop, Loop, Loop, Loop]:
+        self._use(x, y)
+        if min(fx, fy) < 1:
+            raise ScheduleError(f"tile factors must be >= 1, got {fx}, {fy}")
+        x.consumed_by = y.consumed_by = "tiled"
+        res = tuple(Loop(h.stage, h.name + s, h) for h, s in ((x, "o"), (y, "o"), (x, "i"), (y, "i")))
+        self.actions.append(("tile", (x, y, fx, fy, res)))
+        return res
+
+    def fuse(self, outer: Loop, inner: Loop) -> Loop:
+        self._use(outer, inner)
+        outer.consumed_by = inner.consumed_by = "fused"
+        fused = Loop(outer.stage, f"{outer.name}_{inner.name}", outer)
+        self.actions.append(("fuse", (outer, inner, fused)))
+        return fused
+
+    def reorder(self, *loops: Loop) -> None:
+        self._use(*loops)
+        self.actions.append(("reorder", loops))
+
+    def bind(self, loop: Loop, tag: str) -> None:
+        self._use(loop)
+        if tag not in S.BIND_TAGS:
+            raise ScheduleError(f"bind: '{tag}' is not one of {', '.join(S.BIND_TAGS)}")
+        self.actions.append(("bind", (loop, tag)))
+
+    def unroll(self, loop: Loop) -> None:
+        self._use(loop)
+        self.actions.append(("unroll", (loop,)))
+
+    def vectorize(self, loop: Loop) -> None:
+        self._use(loop)
+        self.actions.append(("vectorize", (loop,)))
+
+    def cache_read(self, tensor: Tensor | str, scope: str, at: Loop) -> None:
+        self._use(at)
+        if scope not in S.SCOPES:
+            raise ScheduleError(f"cache_read: scope '{scope}' is not one of {', '.join(S.SCOPES)}")
+        self.actions.append(("cache_read", (tensor, scope, at)))
+
+    def cache_write(self, scope: str, at: Loop) -> None:
+        self._use(at)
+        if scope != "local":
+            raise ScheduleError(f"cache_write: scope '{scope}' is not supported; use 'local'")
+        self.actions.append(("cache_write", (scope, at)))
+
+    def compute_at(self, producer: Tensor | str, at: Loop) -> None:
+        self._use(at)
+        self.actions.append(("compute_at", (producer, at)))
+
+    # -- IR -------------------------------------------------------------------------------------
+    def module(self) -> ModuleOp:
+        """The payload func and the sched.schedule, as one module."""
+        module, _, names = module_of(self.outputs)
+        module.body.block.add_op(self.schedule_op(names))
+        return module
+
+    def schedule_op(self, names: dict[Tensor, str]) -> S.ScheduleOp:
+        ops = []
+        handles: dict[int, SSAValue] = {}
+        knobs: dict[str, SSAValue] = {}
+
+        def stage_name(stage: Tensor | str) -> str:
+            if isinstance(stage, str):
+                return stage
+            if stage not in names:
+                raise ScheduleError(f"{stage!r} is not part of the scheduled computation")
+            return names[stage]
+
+        def handle(lp: Loop) -> SSAValue:
+            if id(lp) not in handles:
+                op = S.LoopOp(stage_name(lp.stage), lp.name)
+                op.result.name_hint = lp.name
+                ops.append(op)
+                handles[id(lp)] = op.result
+            return handles[id(lp)]
+
+        def results(op, loops) -> None:
+            ops.append(op)
+            for r, lp in zip(op.results, loops):
+                r.name_hint = lp.name
+                handles[id(lp)] = r
+
+        for kind, args in self.actions:
+            if kind == "knob":
+                op = S.KnobOp(args[0].name, args[0].candidates)
+                op.result.name_hint = args[0].name
+                knobs[args[0].name] = op.result
+                ops.append(op)
+            elif kind == "split":
+                loop, factor, outer, inner = args
+                f = knobs[factor.name] if isinstance(factor, Knob) else factor
+                results(S.SplitOp(handle(loop), f), (outer, inner))
+            elif kind == "tile":
+                x, y, fx, fy, res = args
+                results(S.TileOp(handle(x), handle(y), fx, fy), res)
+            elif kind == "fuse":
+                outer, inner, fused = args
+                results(S.FuseOp(handle(outer), handle(inner)), (fused,))
+            elif kind == "reorder":
+                ops.append(S.ReorderOp([handle(lp) for lp in args]))
+            elif kind == "bind":
+                ops.append(S.BindOp(handle(args[0]), args[1]))
+            elif kind == "unroll":
+                ops.append(S.UnrollOp(handle(args[0])))
+            elif kind == "vectorize":
+                ops.append(S.VectorizeOp(handle(args[0])))
+            elif kind == "cache_read":
+                tensor, scope, at = args
+                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at)))
+            elif kind == "cache_write":
+                ops.append(S.CacheWriteOp(args[0], handle(args[1])))
+            elif kind == "compute_at":
+                ops.append(S.ComputeAtOp(stage_name(args[0]), handle(args[1])))
+        return S.ScheduleOp(ops)
+
+    def ir(self) -> str:
+        """Payload and schedule as text (parseable by sched-opt)."""
+        return str(self.module())

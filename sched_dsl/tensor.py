@@ -1,0 +1,248 @@
+"""Tensors and operator constructors: the Python way to write the payload.
+
+A `Tensor` is a node of an expression graph; `module_of` turns the graph into a func of
+`tensorop` ops. Shapes are checked as the graph is built, by the same rules the dialect's
+verifiers use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Region, SSAValue
+
+from sched_dsl.dialects import tensorop as T
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(eq=False)
+class Tensor:
+    kind: str  # "placeholder" or an operator
+    shape: tuple[int, ...]
+    inputs: tuple[Tensor, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name or self.kind}, shape={self.shape})"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and not NAME.match(name):
+        raise ValueError(f"tensor name '{name}' must be an identifier (letters, digits, _)")
+
+
+def placeholder(name: str, shape: Sequence[int], dtype: str = "f32") -> Tensor:
+    _check_name(name)
+    if dtype != "f32":
+        raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use 'f32'")
+    shape = tuple(int(d) for d in shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"placeholder '{name}': shape {shape} must have dimensions >= 1")
+    return Tensor("placeholder", shape, name=name)
+
+
+def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"{what} takes one int or two, got {v}")
+    return v
+
+
+def _padding(p: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """An int, (pad_h, pad_w) or (top, left, bottom, right)."""
+    if isinstance(p, int):
+        return (p, p, p, p)
+    p = tuple(int(x) for x in p)
+    if len(p) == 2:
+        return (p[0], p[1], p[0], p[1])
+    if len(p) == 4:
+        return p
+    raise ValueError(f"padding takes one int, two or four, got {p}")
+
+
+def _op(kind: str, shape, inputs, name, **attrs) -> Tensor:
+    _check_name(name)
+    return Tensor(kind, tuple(shape), tuple(inputs), attrs, name)
+
+
+def _tensors(*xs: Any) -> None:
+    for x in xs:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a sched_dsl Tensor, got {type(x).__name__}")
+
+
+def matmul(a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
+    _tensors(a, b)
+    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name)
+
+
+def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None) -> Tensor:
+    _tensors(x, w)
+    stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
+    shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups)
+    return _op("conv2d", shape, (x, w), name, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None) -> Tensor:
+    _tensors(x)
+    if kind not in T.POOL_KINDS:
+        raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
+    kernel = _pair(kernel, "kernel")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    padding = _padding(padding)
+    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding), (x,), name,
+               kind=kind, kernel=kernel, stride=stride, padding=padding)
+
+
+def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None) -> Tensor:
+    _tensors(x)
+    if fn not in T.UNARY_FNS:
+        raise ValueError(f"unary fn '{fn}' is not one of {', '.join(T.UNARY_FNS)}")
+    if fn == "clip" and (lo is None or hi is None or lo > hi):
+        raise ValueError(f"clip needs lo <= hi, got lo={lo}, hi={hi}")
+    return _op("unary", x.shape, (x,), name, fn=fn, lo=lo, hi=hi)
+
+
+def relu(x, name=None): return unary("relu", x, name=name)
+def relu6(x, name=None): return unary("relu6", x, name=name)
+def clip(x, lo, hi, name=None): return unary("clip", x, lo, hi, name=name)
+def sigmoid(x, name=None): return unary("sigmoid", x, name=name)
+def tanh(x, name=None): return unary("tanh", x, name=name)
+def exp(x, name=None): return unary("exp", x, name=name)
+def neg(x, name=None): return unary("neg", x, name=name)
+
+
+def binary(fn: str, a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
+    _tensors(a, b)
+    if fn not in T.BINARY_FNS:
+        raise ValueError(f"binary fn '{fn}' is not one of {', '.join(T.BINARY_FNS)}")
+    return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, fn=fn)
+
+
+def add(a, b, name=None): return binary("add", a, b, name)
+def sub(a, b, name=None): return binary("sub", a, b, name)
+def mul(a, b, name=None): return binary("mul", a, b, name)
+def div(a, b, name=None): return binary("div", a, b, name)
+def maximum(a, b, name=None): return binary("max", a, b, name)
+def minimum(a, b, name=None): return binary("min", a, b, name)
+
+
+def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) -> Tensor:
+    _tensors(x, bias)
+    (ax,) = T.normalize_axes([axis], x.ndim, "bias_add")
+    if bias.shape != (x.shape[ax],):
+        raise T.ShapeError(f"bias shape {bias.shape} should be ({x.shape[ax]},) for axis {axis} of {x.shape}")
+    return _op("bias_add", x.shape, (x, bias), name, axis=axis)
+
+
+def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False, name: str | None = None) -> Tensor:
+    _tensors(x)
+    if fn not in T.REDUCE_FNS:
+        raise ValueError(f"reduce fn '{fn}' is not one of {', '.join(T.REDUCE_FNS)}")
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, fn=fn, axes=axes, keepdims=keepdims)
+
+
+def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+    _tensors(x)
+    T.normalize_axes([axis], x.ndim, "softmax")
+    return _op("softmax", x.shape, (x,), name, axis=axis)
+
+
+# ---- the graph as IR ---------------------------------------------------------------------
+
+
+def topological(outputs: Sequence[Tensor]) -> list[Tensor]:
+    order, seen = [], set()
+
+    def visit(t: Tensor) -> None:
+        if id(t) in seen:
+            return
+        seen.add(id(t))
+        for i in t.inputs:
+            visit(i)
+        order.append(t)
+
+    for t in outputs:
+        visit(t)
+    return order
+
+
+def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
+    """Given names stay; others are the operator kind, numbered when it repeats."""
+    names: dict[Tensor, str] = {}
+    used: set[str] = set()
+    for t in order:
+        if t.name is not None:
+            if t.name in used:
+                raise ValueError(f"two tensors are named '{t.name}'")
+            used.add(t.name)
+            names[t] = t.name
+    for t in order:
+        if t not in names:
+            base = t.attrs.get("fn", t.kind) if t.kind in ("unary", "binary") else t.kind
+            name, k = base, 0
+            while name in used:
+                k += 1
+                name = f"{base}_{k}"
+            used.add(name)
+            names[t] = name
+    return names
+
+
+def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
+    a = t.attrs
+    if t.kind == "matmul":
+        return T.MatmulOp(*args, name)
+    if t.kind == "conv2d":
+        return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"])
+    if t.kind == "pool2d":
+        return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"])
+    if t.kind == "unary":
+        return T.UnaryOp(*args, name, a["fn"], a["lo"], a["hi"])
+    if t.kind == "binary":
+        return T.BinaryOp(*args, name, a["fn"])
+    if t.kind == "bias_add":
+        return T.BiasAddOp(*args, name, a["axis"])
+    if t.kind == "reduce":
+        return T.ReduceOp(*args, name, a["fn"], a["axes"], a["keepdims"])
+    if t.kind == "softmax":
+        return T.SoftmaxOp(*args, name, a["axis"])
+    raise ValueError(f"unknown operator kind {t.kind}")
+
+
+def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleOp, list[Tensor], dict[Tensor, str]]:
+    """A module with one func computing `outputs` from the placeholders they use; returns
+    it, the placeholders in argument order, and the stage name of every tensor."""
+    order = topological(outputs)
+    names = stage_names(order)
+    inputs = [t for t in order if t.kind == "placeholder"]
+    if any(t.kind == "placeholder" for t in outputs):
+        raise ValueError("an output must be computed by an operator, not be a placeholder")
+    block = Block(arg_types=[T.tensor_type(t.shape) for t in inputs])
+    values: dict[Tensor, SSAValue] = {}
+    for t, arg in zip(inputs, block.args):
+        arg.name_hint = names[t]
+        values[t] = arg
+    for t in order:
+        if t.kind != "placeholder":
+            op = _build_op(t, [values[i] for i in t.inputs], names[t])
+            op.result.name_hint = names[t]
+            block.add_op(op)
+            values[t] = op.result
+    block.add_op(func.ReturnOp(*[values[t] for t in outputs]))
+    fn = func.FuncOp(fn_name, ([a.type for a in block.args], [values[t].type for t in outputs]), Region(block))
+    return ModuleOp([fn]), inputs, names
