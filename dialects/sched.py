@@ -196,10 +196,12 @@ class SplitOp(SchedOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> SplitOp:
-        loop = parser.parse_operand()
+        loop = parser.resolve_operand(parser.parse_unresolved_operand(), LoopType())
         parser.parse_keyword("by")
         factor = parser.parse_optional_integer()
-        return cls(loop, parser.parse_operand() if factor is None else factor)
+        if factor is None:
+            factor = parser.resolve_operand(parser.parse_unresolved_operand(), KnobType())
+        return cls(loop, factor)
 
     def __init__(self, loop: SSAValue, factor: int | SSAValue):
         if isinstance(factor, SSAValue):
@@ -238,9 +240,9 @@ class TileOp(SchedOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> TileOp:
-        x = parser.parse_operand()
+        x = parser.resolve_operand(parser.parse_unresolved_operand(), LoopType())
         parser.parse_punctuation(",")
-        y = parser.parse_operand()
+        y = parser.resolve_operand(parser.parse_unresolved_operand(), LoopType())
         parser.parse_keyword("by")
         fx = parser.parse_integer()
         parser.parse_punctuation(",")

@@ -28,6 +28,7 @@ from xdsl.transforms.common_subexpression_elimination import cse
 from xdsl.transforms.dead_code_elimination import dce
 from xdsl.utils.exceptions import DiagnosticException
 
+from sched_dsl.diagnostics import where
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import Emitter, const_value
@@ -40,8 +41,8 @@ class ScheduleError(DiagnosticException):
 
 
 def fail(op: Operation | None, msg: str) -> ScheduleError:
-    where = f"{op.name}: " if op is not None else ""
-    return ScheduleError(where + msg)
+    prefix = f"{where(op)}{op.name}: " if op is not None else ""
+    return ScheduleError(prefix + msg)
 
 
 # ---- the model ---------------------------------------------------------------------------

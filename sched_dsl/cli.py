@@ -1,0 +1,71 @@
+"""sched-opt: xDSL's optimizer driver with sched-dsl's dialects, passes and targets.
+
+    sched-opt conv.mlir -p tensorop-to-loops,apply-schedule,loops-to-gpu -t opencl
+
+Bad input ends in a diagnostic on stderr and exit code 1; an error inside sched-dsl itself
+ends in a one-line report and exit code 2 (SCHED_DSL_DEBUG=1 shows the traceback)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from sched_dsl.diagnostics import LocatingParser, failing_op, where
+from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
+
+
+class SchedOptMain(xDSLOptMain):
+    version_format = "sched-opt built on xdsl {xdsl_version}"
+
+    def __init__(self, args: Sequence[str] | None = None):
+        super().__init__(description=f"sched-dsl optimizer driver (default pipeline: {DEFAULT_PIPELINE})", args=args)
+
+    def register_all_frontends(self):
+        def parse_mlir(io):
+            module = LocatingParser(self.ctx, io.read(), self.get_input_name()).parse_module(
+                not self.args.no_implicit_module)
+            self.module = module
+            return module
+
+        self.available_frontends["mlir"] = parse_mlir
+
+
+def sched_opt_main(args: Sequence[str] | None = None) -> int:
+    main = None
+    try:
+        main = SchedOptMain(args)
+        main.run()
+    except VerifyException as e:
+        found = failing_op(main.module) if main is not None and hasattr(main, "module") else None
+        if found is None:
+            print(f"error: {e}", file=sys.stderr)
+        else:
+            op, msg = found
+            print(f"{where(op)}error: {msg}", file=sys.stderr)
+        return 1
+    except (ParseError, DiagnosticException) as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (ArgSpecParseError, ValueError, KeyError, OSError) as e:
+        if os.environ.get("SCHED_DSL_DEBUG"):
+            raise
+        print(f"sched-opt: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug of ours: report it in one line, not a traceback
+        if os.environ.get("SCHED_DSL_DEBUG"):
+            raise
+        print(f"sched-opt: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main() -> None:
+    sys.exit(sched_opt_main())
+
+
+if __name__ == "__main__":
+    main()
