@@ -324,6 +324,12 @@ def check(stage: Stage) -> None:
             raise fail(None, f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
     blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
+    if blocks:
+        # a loop of one iteration may stand anywhere: move those above the blocks below them
+        lead = [a for a in leaves[:blocks[-1]] if not a.bind and a.extent == 1]
+        leaves[:] = [a for a in leaves if a not in lead]
+        leaves[len(blocks):len(blocks)] = lead
+        blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
     if blocks and blocks != list(range(len(blocks))):
         raise fail(None, f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
                    f"order is {', '.join(a.name for a in leaves)}")

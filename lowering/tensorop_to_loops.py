@@ -147,7 +147,7 @@ class OpLowering:
 
         def body(em, iv):
             # channel of the input = group of the filter * channels per group + rc
-            chan = em.add(em.mul(em.floordiv(iv["f"], fg), cg), iv["rc"])
+            chan = iv["rc"] if fg == f else em.add(em.mul(em.floordiv(iv["f"], fg), cg), iv["rc"])
             iy = em.sub(em.add(em.mul(iv["y"], sh), em.mul(iv["ry"], dh)), pt)
             ix = em.sub(em.add(em.mul(iv["x"], sw), em.mul(iv["rx"], dw)), pl)
             guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if max(op.padding.get_values()) else []
