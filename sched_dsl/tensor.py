@@ -73,7 +73,7 @@ def _padding(p: int | Sequence[int]) -> tuple[int, int, int, int]:
     raise ValueError(f"padding takes one int, two or four, got {p}")
 
 
-def _op(kind: str, shape, inputs, name, **attrs) -> Tensor:
+def _op(kind: str, shape, inputs, name, /, **attrs) -> Tensor:
     _check_name(name)
     return Tensor(kind, tuple(shape), tuple(inputs), attrs, name)
 
