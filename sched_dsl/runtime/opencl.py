@@ -7,16 +7,14 @@ picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread
 from __future__ import annotations
 
 import os
-import re
 from functools import lru_cache
 
 import numpy as np
 
 from sched_dsl.lowering.host_plan import HostPlan, c_name
+from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
 
-
-class DeviceError(RuntimeError):
-    """No usable device, a kernel that does not compile, or a launch the device cannot run."""
+__all__ = ["DeviceError", "OpenCLKernel", "default_device"]
 
 
 def _pyopencl():
@@ -63,7 +61,7 @@ def _program(source: str):
     try:
         return cl.Program(ctx, source).build()
     except cl.RuntimeError as e:
-        raise DeviceError(f"the OpenCL kernel does not compile:\n{e}") from None
+        raise compile_error("OpenCL", str(e), source) from None
 
 
 class OpenCLKernel:
@@ -83,34 +81,15 @@ class OpenCLKernel:
 
     def check_limits(self) -> None:
         d = self.device
-        for ln in self.plan.launches:
-            if ln.threads > d.max_work_group_size:
-                raise DeviceError(f"kernel {ln.kernel}: {ln.threads} threads per block exceed "
-                                  f"{d.name}'s limit of {d.max_work_group_size}")
-            for k, n in enumerate(ln.block):
-                if n > d.max_work_item_sizes[k]:
-                    raise DeviceError(f"kernel {ln.kernel}: block dimension {k} = {n} exceeds "
-                                      f"{d.name}'s limit of {d.max_work_item_sizes[k]}")
-        shared = _shared_bytes(self.source)
-        if shared > d.local_mem_size:
-            raise DeviceError(f"kernels use {shared} bytes of shared memory; {d.name} has {d.local_mem_size}")
+        sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
+        check_limits(self.plan, self.source,
+                     DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size))
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
         cl = _pyopencl()
-        inputs = self.plan.inputs
-        if len(arrays) != len(inputs):
-            raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")
-        for b, a in zip(inputs, arrays):
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            if a.shape != b.shape:
-                raise ValueError(f"input '{b.name}' has shape {a.shape}, expected {b.shape}")
+        for b, a in zip(self.plan.inputs, checked_inputs(self.plan, arrays)):
             cl.enqueue_copy(self.queue, self.buffers[b.name], a)
-        self.last_times_ms = []
-        for ln, kern in zip(self.plan.launches, self.kernels):
-            glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
-            ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
-            ev.wait()
-            self.last_times_ms.append((ev.profile.end - ev.profile.start) * 1e-6)
+        self.last_times_ms = self._launch_all()
         outs = []
         for b in self.plan.outputs:
             out = np.empty(b.shape, dtype=np.float32)
@@ -119,14 +98,20 @@ class OpenCLKernel:
         self.queue.finish()
         return outs
 
+    def _launch_all(self) -> list[float]:
+        """Runs every launch of the plan once, in order; each kernel's time in ms."""
+        times = []
+        for ln, kern in zip(self.plan.launches, self.kernels):
+            glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
+            ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
+            ev.wait()
+            times.append((ev.profile.end - ev.profile.start) * 1e-6)
+        return times
 
-def _shared_bytes(source: str) -> int:
-    """Largest shared memory a kernel of the text declares (each is `__local float x[N];`)."""
-    per_kernel = [0]
-    for line in source.splitlines():
-        if line.startswith("__kernel"):
-            per_kernel.append(0)
-        m = re.match(r"\s*__local float \w+\[(\d+)\];", line)
-        if m:
-            per_kernel[-1] += 4 * int(m.group(1))
-    return max(per_kernel)
+    def bench(self, repeat: int = 20, warmup: int = 3) -> float:
+        """Mean device time in ms of all the plan's kernels, over `repeat` runs on the buffers
+        as the last `run` left them (profiling events; no host copies are timed)."""
+        for _ in range(warmup):
+            self._launch_all()
+        return sum(sum(self._launch_all()) for _ in range(repeat)) / repeat
+

@@ -1,0 +1,102 @@
+"""What the OpenCL and CUDA runtimes share: the error type, input checking, and the check of a
+host plan's launches against a device's limits (read before anything is compiled or run)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sched_dsl.lowering.host_plan import HostPlan, c_name
+
+
+class DeviceError(RuntimeError):
+    """No usable device, a kernel that does not compile, or a launch the device cannot run."""
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """What one device allows a single launch."""
+
+    name: str
+    max_threads_per_block: int
+    max_block_dims: tuple[int, int, int]
+    max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
+    max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
+
+
+# a kernel's first line in either spelling, and a shared array declaration in either spelling
+_KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
+_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__) float \w+\[(\d+)\];")
+
+
+def shared_bytes(source: str) -> dict[str, int]:
+    """Shared memory each kernel of the printed text declares, by the kernel's C name."""
+    per_kernel: dict[str, int] = {}
+    current = None
+    for line in source.splitlines():
+        m = _KERNEL_HEAD.match(line)
+        if m:
+            current = m.group(1)
+            per_kernel[current] = 0
+            continue
+        m = _SHARED_DECL.match(line)
+        if m and current is not None:
+            per_kernel[current] += 4 * int(m.group(1))
+    return per_kernel
+
+
+def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
+    """Raises DeviceError naming the kernel and the limit when a launch of `plan` exceeds
+    `limits` (threads per block, a block or grid dimension, shared memory per block)."""
+    shared = shared_bytes(source)
+    axes = "xyz"
+    for ln in plan.launches:
+        if ln.threads > limits.max_threads_per_block:
+            raise DeviceError(f"kernel {ln.kernel}: {ln.threads} threads per block ({'x'.join(map(str, ln.block))}) "
+                              f"exceed {limits.name}'s limit of {limits.max_threads_per_block}")
+        for k, n in enumerate(ln.block):
+            if n > limits.max_block_dims[k]:
+                raise DeviceError(f"kernel {ln.kernel}: block dimension {axes[k]} = {n} exceeds "
+                                  f"{limits.name}'s limit of {limits.max_block_dims[k]}")
+        if limits.max_grid_dims is not None:
+            for k, n in enumerate(ln.grid):
+                if n > limits.max_grid_dims[k]:
+                    raise DeviceError(f"kernel {ln.kernel}: grid dimension {axes[k]} = {n} exceeds "
+                                      f"{limits.name}'s limit of {limits.max_grid_dims[k]}")
+        used = shared.get(c_name(ln.kernel, "kernel"), 0)
+        if used > limits.max_shared_bytes:
+            raise DeviceError(f"kernel {ln.kernel}: {used} bytes of shared memory per block exceed "
+                              f"{limits.name}'s limit of {limits.max_shared_bytes}")
+
+
+def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The inputs as contiguous float32 arrays, after checking their number and shapes."""
+    inputs = plan.inputs
+    if len(arrays) != len(inputs):
+        raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")
+    out = []
+    for b, a in zip(inputs, arrays):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if a.shape != b.shape:
+            raise ValueError(f"input '{b.name}' has shape {a.shape}, expected {b.shape}")
+        out.append(a)
+    return out
+
+
+# nvcc / NVRTC: "file.cu(12): error: ..."; clang-based OpenCL compilers: "<source>:12:5: error: ..."
+_LOG_LINE = re.compile(r"(?:\((\d+)\)|:(\d+):\d+): (?:fatal |catastrophic )?error")
+
+
+def compile_error(compiler: str, log: str, source: str) -> DeviceError:
+    """A DeviceError with the compiler's log and, for each line it reports an error on, that
+    line of the source."""
+    lines = source.splitlines()
+    quoted = []
+    for n in dict.fromkeys(int(m.group(1) or m.group(2)) for m in _LOG_LINE.finditer(log)):
+        if 1 <= n <= len(lines):
+            quoted.append(f"  line {n}: {lines[n - 1].strip()}")
+    where = ("\noffending source line(s):\n" + "\n".join(quoted)) if quoted else ""
+    return DeviceError(f"the kernel text does not compile ({compiler}):\n{log.strip()}{where}")

@@ -1,0 +1,219 @@
+"""Runs lowered kernels through pycuda on an NVIDIA GPU (the optional `cuda` extra).
+
+The CUDA C text is compiled with NVRTC when cuda-python's binding of it can be imported
+(in-process, no temporary files), else with nvcc through pycuda.compiler.SourceModule.
+Compiled modules are kept per process, keyed by the text's hash and the device.
+`SCHED_DSL_CUDA_DEVICE` picks a device by its ordinal (default 0).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from sched_dsl.lowering.host_plan import HostPlan, c_name
+from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
+
+__all__ = ["CudaKernel", "DeviceError", "default_device", "device_limits"]
+
+SOURCE_NAME = "sched_dsl_kernels.cu"
+
+
+def _driver():
+    try:
+        import pycuda.driver as drv
+    except ImportError as e:
+        raise DeviceError(f"pycuda is not installed ({e}); the CUDA target needs it: "
+                          "pip install 'sched-dsl[cuda]' (builds against the CUDA toolkit)") from None
+    return drv
+
+
+@lru_cache(maxsize=1)
+def default_device():
+    """The pycuda Device the runtime uses, with its primary context made current."""
+    drv = _driver()
+    try:
+        drv.init()
+        count = drv.Device.count()
+    except drv.Error as e:
+        raise DeviceError(f"CUDA is not usable here ({e}): no NVIDIA driver or no device") from None
+    if count == 0:
+        raise DeviceError("the CUDA driver lists no device")
+    wanted = os.environ.get("SCHED_DSL_CUDA_DEVICE", "0")
+    try:
+        ordinal = int(wanted)
+    except ValueError:
+        raise DeviceError(f"SCHED_DSL_CUDA_DEVICE='{wanted}' is not a device ordinal") from None
+    if not 0 <= ordinal < count:
+        raise DeviceError(f"SCHED_DSL_CUDA_DEVICE={ordinal}, but there are {count} CUDA device(s)")
+    dev = drv.Device(ordinal)
+    ctx = dev.retain_primary_context()
+    ctx.push()
+    atexit.register(ctx.pop)
+    return dev
+
+
+def device_limits(dev) -> DeviceLimits:
+    a = _driver().device_attribute
+    return DeviceLimits(
+        name=dev.name(),
+        max_threads_per_block=dev.get_attribute(a.MAX_THREADS_PER_BLOCK),
+        max_block_dims=(dev.get_attribute(a.MAX_BLOCK_DIM_X), dev.get_attribute(a.MAX_BLOCK_DIM_Y),
+                        dev.get_attribute(a.MAX_BLOCK_DIM_Z)),
+        # static __shared__ arrays are capped at this (48 KiB); more needs dynamic shared memory
+        max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
+        max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
+                       dev.get_attribute(a.MAX_GRID_DIM_Z)),
+    )
+
+
+def _nvrtc():
+    """cuda-python's NVRTC binding, or None when it is not installed."""
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        try:
+            from cuda import nvrtc  # cuda-python before 12.6
+        except ImportError:
+            return None
+    return nvrtc
+
+
+def _nvrtc_cubin(nvrtc, source: str, arch: str) -> bytes:
+    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+
+    def call(result):
+        err, *rest = result
+        if err != ok:
+            raise DeviceError(f"NVRTC failed: {nvrtc.nvrtcGetErrorString(err)[1].decode()}")
+        return rest[0] if len(rest) == 1 else rest
+
+    prog = call(nvrtc.nvrtcCreateProgram(source.encode(), SOURCE_NAME.encode(), 0, [], []))
+    try:
+        opts = [f"--gpu-architecture={arch}".encode(), b"--generate-line-info", b"-std=c++17"]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = call(nvrtc.nvrtcGetProgramLogSize(prog))
+        log = b" " * size
+        call(nvrtc.nvrtcGetProgramLog(prog, log))
+        if err != ok:
+            raise compile_error("NVRTC", log.decode(errors="replace").rstrip("\x00"), source)
+        size = call(nvrtc.nvrtcGetCUBINSize(prog))
+        cubin = b" " * size
+        call(nvrtc.nvrtcGetCUBIN(prog, cubin))
+        return cubin
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+_MODULES: dict[tuple[str, str], tuple[object, str]] = {}
+
+
+def compile_module(source: str, dev) -> tuple[object, str]:
+    """(pycuda Module, name of the compiler used) for `source` on `dev`, compiled once per
+    process."""
+    key = (hashlib.sha256(source.encode()).hexdigest(), dev.pci_bus_id())
+    if key in _MODULES:
+        return _MODULES[key]
+    drv = _driver()
+    major, minor = dev.compute_capability()
+    arch = f"sm_{major}{minor}"
+    nvrtc = _nvrtc()
+    if nvrtc is not None:
+        cubin = _nvrtc_cubin(nvrtc, source, arch)
+        try:
+            module = drv.module_from_buffer(cubin)
+        except drv.Error as e:
+            raise DeviceError(f"the NVRTC-compiled module does not load on {dev.name()}: {e}") from None
+        result = (module, "nvrtc")
+    else:
+        from pycuda.compiler import SourceModule
+        try:
+            module = SourceModule(source, no_extern_c=True, arch=arch, options=["-lineinfo"])
+        except drv.CompileError as e:
+            raise compile_error("nvcc", e.stderr or e.msg, source) from None
+        result = (module, "nvcc")
+    _MODULES[key] = result
+    return result
+
+
+class CudaKernel:
+    """Compiled kernels of one lowered module, called like a function of its inputs."""
+
+    def __init__(self, source: str, plan: HostPlan):
+        self.source, self.plan = source, plan
+        drv = _driver()
+        self.device = default_device()
+        self.limits = device_limits(self.device)
+        check_limits(plan, source, self.limits)
+        self.module, self.compiler = compile_module(source, self.device)
+        self.functions = [self.module.get_function(c_name(ln.kernel, "kernel")) for ln in plan.launches]
+        fa = drv.function_attribute
+        for ln, fn in zip(plan.launches, self.functions):
+            # registers can lower a kernel's limit below the device's
+            most = fn.get_attribute(fa.MAX_THREADS_PER_BLOCK)
+            if ln.threads > most:
+                raise DeviceError(f"kernel {ln.kernel}: {ln.threads} threads per block exceed the {most} "
+                                  f"that {self.limits.name} can run with its {fn.get_attribute(fa.NUM_REGS)} "
+                                  "registers per thread")
+        self.buffers = {b.name: drv.mem_alloc(max(4 * b.size, 4)) for b in plan.buffers}
+        # prepared launches: every argument is a device pointer
+        self.calls = []
+        for ln, fn in zip(plan.launches, self.functions):
+            fn.prepare("P" * len(ln.args))
+            self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
+        self.last_times_ms: list[float] = []
+
+    def _launch(self, k: int) -> None:
+        fn, grid, block, args = self.calls[k]
+        fn.prepared_async_call(grid, block, None, *args)
+
+    def _wait(self, event) -> None:
+        try:
+            event.synchronize()
+        except _driver().Error as e:
+            raise DeviceError(f"a kernel failed on {self.limits.name}: {e}") from None
+
+    def _launch_all(self) -> list[float]:
+        """Runs every launch of the plan once, in order; each kernel's time in ms (CUDA events)."""
+        drv = _driver()
+        events = []
+        for k in range(len(self.calls)):
+            start, end = drv.Event(), drv.Event()
+            start.record()
+            self._launch(k)
+            end.record()
+            events.append((start, end))
+        if events:
+            self._wait(events[-1][1])
+        return [s.time_till(e) for s, e in events]
+
+    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        drv = _driver()
+        for b, a in zip(self.plan.inputs, checked_inputs(self.plan, arrays)):
+            drv.memcpy_htod(self.buffers[b.name], a)
+        self.last_times_ms = self._launch_all()
+        outs = []
+        for b in self.plan.outputs:
+            out = np.empty(b.shape, dtype=np.float32)
+            drv.memcpy_dtoh(out, self.buffers[b.name])
+            outs.append(out)
+        return outs
+
+    def bench(self, repeat: int = 20, warmup: int = 3) -> float:
+        """Mean device time in ms of all the plan's kernels, over `repeat` back-to-back runs on
+        the buffers as the last `run` left them (CUDA events around the whole plan)."""
+        drv = _driver()
+        for _ in range(warmup):
+            self._launch_all()
+        start, end = drv.Event(), drv.Event()
+        start.record()
+        for _ in range(repeat):
+            for k in range(len(self.calls)):
+                self._launch(k)
+        end.record()
+        self._wait(end)
+        return start.time_till(end) / repeat

@@ -1,0 +1,301 @@
+"""A fixed set of operators, each with its default schedule and with hand-written schedules
+that exercise the GPU-specific lowering: shared and local cache_read, cache_write local,
+splits that do not divide their loop, unroll, vectorize and compute_at.
+
+Used by tests/test_cuda_text.py (the CUDA text compiles), tests/test_gpu_targets.py (the
+kernels compute what `sd.evaluate` computes on a GPU) and benchmarks/sanitize_kernels.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import sched_dsl as sd
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[], tuple[sd.Tensor, sd.Schedule | None]]
+
+
+def _matmul(m=37, k=29, n=45, producer=False):
+    a = sd.placeholder("A", (m, k))
+    if producer:
+        a = sd.relu(a, name="A_relu")
+    return sd.matmul(a, sd.placeholder("B", (k, n)), name="C")
+
+
+def matmul_default():
+    return _matmul(), None
+
+
+def matmul_shared_nondividing():
+    """Shared-memory tiles of A and B with 16x16 thread blocks over 37x45 (not multiples of 16)
+    and a reduction split by 8 over 29."""
+    c = _matmul()
+    a, b = c.inputs
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ii = s.split(i, 16)
+    jo, ji = s.split(j, 16)
+    ko, ki = s.split(k, 8)
+    s.reorder(io, jo, ko, ii, ji, ki)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(ii, "thread.y")
+    s.bind(ji, "thread.x")
+    s.cache_read(a, "shared", at=ko)
+    s.cache_read(b, "shared", at=ko)
+    s.unroll(ki)
+    return c, s
+
+
+def matmul_register_blocked():
+    """Each thread computes a 4x4 block of C in registers (cache_write local), with A and B
+    tiles in shared memory; sizes divide nothing."""
+    c = _matmul(67, 41, 75)
+    a, b = c.inputs
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ir = s.split(i, 32)
+    jo, jr = s.split(j, 32)
+    ty, ii = s.split(ir, 4)
+    tx, ji = s.split(jr, 4)
+    ko, ki = s.split(k, 8)
+    s.reorder(io, jo, ty, tx, ko, ki, ii, ji)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(ty, "thread.y")
+    s.bind(tx, "thread.x")
+    s.cache_read(a, "shared", at=ko)
+    s.cache_read(b, "shared", at=ko)
+    s.cache_write("local", at=tx)
+    s.unroll(ki)
+    s.unroll(ii)
+    s.vectorize(ji)
+    return c, s
+
+
+def matmul_local_compute_at():
+    """relu(A) computed inside the matmul's loops; B cached in registers."""
+    c = _matmul(13, 11, 19, producer=True)
+    a_relu, b = c.inputs
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    jo, ji = s.split(j, 8)
+    s.reorder(i, jo, ji, k)
+    s.bind(i, "block.x")
+    s.bind(ji, "thread.x")
+    s.cache_read(b, "local", at=k)
+    s.compute_at(a_relu, k)
+    return c, s
+
+
+def _conv(n=1, c=5, h=11, w=9, f=6, kh=3, kw=3, stride=1, padding=1, groups=1, producer=False):
+    x = sd.placeholder("X", (n, c, h, w))
+    if producer:
+        x = sd.relu(x, name="X_relu")
+    weight = sd.placeholder("W", (f, c // groups, kh, kw))
+    return sd.conv2d(x, weight, stride=stride, padding=padding, groups=groups, name="Y")
+
+
+def conv_default():
+    return _conv(), None
+
+
+def conv_strided_default():
+    return _conv(2, 4, 13, 10, 3, 3, 2, stride=2, padding=(1, 0, 2, 1)), None
+
+
+def conv_shared_tiled():
+    """Padded 3x3 conv: output tile 8x8 per block, the input and weights of a channel chunk
+    in shared memory, channels split by a non-divisor, the filter window unrolled."""
+    y = _conv(1, 5, 11, 9, 6)
+    x, wt = y.inputs
+    s = sd.Schedule(y)
+    n, f, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
+    yo, yi = s.split(yy, 8)
+    xo, xi = s.split(xx, 8)
+    rco, rci = s.split(rc, 2)
+    s.reorder(f, yo, xo, n, yi, xi, rco, rci, ry, rx)
+    s.bind(f, "block.y")
+    s.bind(yo, "block.x")
+    s.bind(yi, "thread.y")
+    s.bind(xi, "thread.x")
+    s.cache_read(x, "shared", at=rco)
+    s.cache_read(wt, "shared", at=rco)
+    s.unroll(ry)
+    s.unroll(rx)
+    return y, s
+
+
+def conv_register_blocked():
+    """Each thread computes 2 filters x 2 columns in registers (cache_write local)."""
+    y = _conv(1, 4, 10, 10, 8, producer=True)
+    x_relu, wt = y.inputs
+    s = sd.Schedule(y)
+    n, f, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
+    fo, fi = s.split(f, 2)
+    xo, xi = s.split(xx, 2)
+    s.reorder(n, fo, yy, xo, fi, xi, rc, ry, rx)
+    s.bind(fo, "block.x")
+    s.bind(yy, "thread.y")
+    s.bind(xo, "thread.x")
+    s.cache_write("local", at=xo)
+    s.cache_read(wt, "local", at=rc)
+    s.unroll(xi)
+    s.compute_at(x_relu, rx)
+    return y, s
+
+
+def depthwise_default():
+    return _conv(1, 6, 9, 9, 6, stride=2, padding=1, groups=6), None
+
+
+def depthwise_tiled():
+    y = _conv(1, 8, 12, 12, 8, padding=1, groups=8)
+    s = sd.Schedule(y)
+    n, f, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
+    yo, yi = s.split(yy, 5)
+    s.reorder(n, f, yo, yi, xx, rc, ry, rx)
+    s.bind(f, "block.x")
+    s.bind(yi, "thread.y")
+    s.bind(xx, "thread.x")
+    s.unroll(ry)
+    s.unroll(rx)
+    return y, s
+
+
+def _pool(kind="max"):
+    return sd.pool2d(sd.placeholder("X", (2, 3, 11, 10)), kind, (3, 3), stride=(2, 2),
+                     padding=(1, 1, 1, 1), name="P")
+
+
+def pool_max_default():
+    return _pool("max"), None
+
+
+def pool_avg_default():
+    return _pool("avg"), None
+
+
+def pool_max_threads():
+    p = _pool("max")
+    s = sd.Schedule(p)
+    n, c, y, x, ry, rx = s.loops("n", "c", "y", "x", "ry", "rx")
+    s.reorder(c, n, y, x, ry, rx)
+    s.bind(c, "block.x")
+    s.bind(y, "thread.y")
+    s.bind(x, "thread.x")
+    s.unroll(rx)
+    return p, s
+
+
+def unary_default():
+    return sd.sigmoid(sd.placeholder("X", (7, 13)), name="U"), None
+
+
+def unary_split_vectorize():
+    u = sd.tanh(sd.placeholder("X", (7, 13)), name="U")
+    s = sd.Schedule(u)
+    d0, d1 = s.loops("d0", "d1")
+    d1o, d1i = s.split(d1, 4)
+    s.bind(d0, "block.x")
+    s.bind(d1o, "thread.x")
+    s.vectorize(d1i)
+    return u, s
+
+
+def clip_default():
+    return sd.clip(sd.placeholder("X", (5, 6, 7)), -0.25, 0.5, name="U"), None
+
+
+def binary_broadcast_default():
+    return sd.sub(sd.placeholder("A", (4, 5, 6)), sd.placeholder("B", (5, 1)), name="D"), None
+
+
+def binary_fused_threads():
+    d = sd.maximum(sd.exp(sd.placeholder("A", (9, 10)), name="E"), sd.placeholder("B", (10,)), name="D")
+    s = sd.Schedule(d)
+    d0, d1 = s.loops("d0", "d1")
+    f = s.fuse(d0, d1)
+    fo, fi = s.split(f, 32)
+    s.bind(fo, "block.x")
+    s.bind(fi, "thread.x")
+    s.compute_at(d.inputs[0], fi)
+    return d, s
+
+
+def bias_add_default():
+    return sd.bias_add(sd.placeholder("X", (2, 5, 3, 3)), sd.placeholder("bias", (5,)), axis=1, name="Z"), None
+
+
+def reduce_sum_default():
+    return sd.reduce(sd.placeholder("X", (6, 7, 8)), "sum", (0, 2), name="R"), None
+
+
+def reduce_max_local():
+    r = sd.reduce(sd.placeholder("X", (12, 33)), "max", 1, keepdims=True, name="R")
+    s = sd.Schedule(r)
+    d0, d1, r0 = s.loops("d0", "d1", "r0")
+    r0o, r0i = s.split(r0, 4)
+    s.bind(d0, "thread.x")
+    s.cache_write("local", at=d1)
+    s.unroll(r0i)
+    return r, s
+
+
+def softmax_default():
+    return sd.softmax(sd.placeholder("X", (5, 17)), axis=-1, name="S"), None
+
+
+def softmax_axis0_default():
+    return sd.softmax(sd.placeholder("X", (9, 4, 3)), axis=0, name="S"), None
+
+
+CASES = [Case(f.__name__, f) for f in (
+    matmul_default, matmul_shared_nondividing, matmul_register_blocked, matmul_local_compute_at,
+    conv_default, conv_strided_default, conv_shared_tiled, conv_register_blocked,
+    depthwise_default, depthwise_tiled,
+    pool_max_default, pool_avg_default, pool_max_threads,
+    unary_default, unary_split_vectorize, clip_default,
+    binary_broadcast_default, binary_fused_threads, bias_add_default,
+    reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
+)]
+
+# what compute-sanitizer runs: one of each hard kind
+SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
+            "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
+            "softmax_default", "reduce_max_local")
+
+
+def placeholders(out: sd.Tensor) -> list[sd.Tensor]:
+    seen, stack, found = set(), [out], []
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.kind == "placeholder":
+            found.append(t)
+        stack.extend(t.inputs)
+    return found
+
+
+def inputs_for(out: sd.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {t.name: rng.uniform(-1, 1, t.shape).astype(np.float32) for t in placeholders(out)}
+
+
+def check(out: sd.Tensor, schedule: sd.Schedule | None, target: str, rtol=1e-4, atol=1e-5):
+    """Builds and runs on `target`, compares with sd.evaluate; returns the kernel."""
+    values = inputs_for(out)
+    kern = sd.build(out, schedule, target=target)
+    got = kern(**{n: values[n] for n in kern.input_names})
+    want = sd.evaluate(out, values)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    return kern
