@@ -1,0 +1,115 @@
+"""Every case of gpu_cases, and random operators and schedules, run on an NVIDIA GPU through
+both GPU targets (CUDA via pycuda, OpenCL via the NVIDIA platform) and compared with the numpy
+reference. Each target skips, saying why, where it has no device; tests/test_cuda_text.py
+checks the CUDA text on machines without one."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import pytest
+from gpu_cases import CASES, check
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+TARGETS = ("cuda", "opencl-nvidia")
+
+
+@lru_cache(maxsize=None)
+def unavailable(target: str) -> str | None:
+    """Why `target` cannot run here, or None when it can (and is then selected)."""
+    if target == "cuda":
+        try:
+            import pycuda.driver  # noqa: F401
+        except ImportError as e:
+            return f"pycuda is not installed ({e})"
+        from sched_dsl.runtime.cuda import DeviceError, default_device
+        try:
+            default_device()
+        except DeviceError as e:
+            return f"no CUDA device: {e}"
+        return None
+    import pyopencl as cl
+
+    from sched_dsl.runtime import opencl
+    try:
+        names = [f"{p.name}: {d.name}" for p in cl.get_platforms() for d in p.get_devices()]
+    except cl.Error as e:
+        return f"no OpenCL platform ({e})"
+    if not any("nvidia" in n.lower() for n in names):
+        return f"no NVIDIA OpenCL platform (found: {'; '.join(names) or 'none'})"
+    os.environ["SCHED_DSL_OPENCL_DEVICE"] = "NVIDIA"
+    for cached in (opencl.default_device, opencl._context_and_queue, opencl._program):
+        cached.cache_clear()
+    return None
+
+
+def sd_target(target: str) -> str:
+    reason = unavailable(target)
+    if reason:
+        pytest.skip(reason)
+    return "cuda" if target == "cuda" else "opencl"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("target", TARGETS)
+def test_case_matches_reference(target, case):
+    out, schedule = case.make()
+    kern = check(out, schedule, sd_target(target))
+    times = kern.runner.last_times_ms
+    assert len(times) == len(kern.lowered.plan.launches) and all(t >= 0 for t in times)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_quickstart_schedule_at_larger_size(target):
+    """A 16x16-thread shared-memory matmul over sizes that are not multiples of the tiles."""
+    import sched_dsl as sd
+    a, b = sd.placeholder("A", (333, 257)), sd.placeholder("B", (257, 190))
+    c = sd.matmul(a, b)
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ii = s.split(i, 16)
+    jo, ji = s.split(j, 16)
+    ko, ki = s.split(k, 8)
+    s.reorder(io, jo, ko, ii, ji, ki)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(ii, "thread.y")
+    s.bind(ji, "thread.x")
+    s.cache_read(a, "shared", at=ko)
+    s.cache_read(b, "shared", at=ko)
+    s.unroll(ki)
+    check(c, s, sd_target(target), rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_rejects_a_block_beyond_the_device_before_launching():
+    import sched_dsl as sd
+    from sched_dsl.runtime.cuda import DeviceError
+    sd_target("cuda")
+    x = sd.placeholder("X", (2048,))
+    y = sd.relu(x)
+    s = sd.Schedule(y)
+    (d0,) = s.loops("d0")
+    s.bind(d0, "thread.x")  # 2048 threads in one block
+    with pytest.raises(DeviceError, match="2048 threads per block"):
+        sd.build(y, s, target="cuda")
+
+
+try:
+    from sched_dsl import testing as sdt
+except ImportError:  # pragma: no cover - the module ships with the package
+    sdt = None
+
+EXAMPLES = int(os.environ.get("SCHED_DSL_GPU_EXAMPLES", "60"))
+
+
+@pytest.mark.skipif(sdt is None, reason="sched_dsl.testing is not available")
+@pytest.mark.parametrize("target", TARGETS)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_operator_and_schedule(target, data):
+    t = sd_target(target)
+    out = data.draw(sdt.operators())
+    schedule = data.draw(sdt.schedules(out))
+    sdt.assert_equivalent(out, schedule, target=t, inputs=data.draw(sdt.inputs(out)))
