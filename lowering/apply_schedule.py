@@ -401,7 +401,9 @@ class Writer:
         self.cache_write = write[0] if write else None
         reduce_pos = [k for k, a in enumerate(stage.leaves) if a.reduce]
         self.first_reduce = reduce_pos[0] if reduce_pos and stage.init_select is not None else None
-        self.hoist_init = self.first_reduce is not None
+        # with a reduction loop outermost there is no loop to hoist the initialisation into;
+        # the body keeps its select on the first reduction iteration
+        self.hoist_init = bool(self.first_reduce)
 
     # values of axes from leaf loop variables
     def value(self, em: Emitter, axis: Axis) -> SSAValue:

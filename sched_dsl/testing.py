@@ -1,0 +1,374 @@
+"""Hypothesis strategies and a checker for testing sched-dsl lowering, and your own passes.
+
+The pieces compose into a property test: draw a small operator, a legal random schedule
+for it and well-conditioned inputs, build, run, and compare with the numpy reference::
+
+    from hypothesis import given, strategies as st
+    from sched_dsl import testing as sdt
+
+    @given(st.data())
+    def test_lowering(data):
+        out = data.draw(sdt.operators())
+        schedule = data.draw(sdt.schedules(out))
+        sdt.assert_equivalent(out, schedule, inputs=data.draw(sdt.inputs(out)))
+
+`schedules` only draws what `apply-schedule` accepts; the rules it follows are listed in
+its docstring. Everything is kept small (dimensions up to about a dozen) so that a kernel
+builds and runs on a CPU OpenCL device in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+import sched_dsl as sd
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.schedule import loop_names
+from sched_dsl.tensor import Tensor, topological
+
+# sizes tried first: ones, primes and sizes that typical split factors do not divide
+SIZES = (1, 2, 3, 4, 5, 7, 8, 11, 13, 16)
+MAX_THREADS = 256
+OPERATOR_KINDS = ("matmul", "conv2d", "pool2d", "unary", "binary", "bias_add", "reduce", "softmax")
+PRODUCER_FNS = ("relu", "neg", "exp", "sigmoid", "tanh")
+
+
+# ---- shapes and operators ------------------------------------------------------------------
+
+
+def sizes(max_size: int = 16) -> st.SearchStrategy[int]:
+    """One dimension: small sizes, mostly primes and sizes no split factor divides."""
+    return st.one_of(st.sampled_from([s for s in SIZES if s <= max_size]), st.integers(1, max_size))
+
+
+def shapes(min_dims: int = 1, max_dims: int = 4, max_size: int = 16, max_elements: int = 2048
+           ) -> st.SearchStrategy[tuple[int, ...]]:
+    """Small shapes of min_dims..max_dims dimensions with at most max_elements elements."""
+    return (st.integers(min_dims, max_dims)
+            .flatmap(lambda n: st.tuples(*[sizes(max_size)] * n))
+            .filter(lambda s: math.prod(s) <= max_elements))
+
+
+@st.composite
+def _maybe_producer(draw, x: Tensor) -> Tensor:
+    """x, or an elementwise stage computing from x (so graphs have more than one stage)."""
+    if draw(st.booleans()):
+        return x
+    return sd.unary(draw(st.sampled_from(PRODUCER_FNS)), x)
+
+
+@st.composite
+def _matmul(draw) -> Tensor:
+    m, k, n = draw(sizes()), draw(sizes()), draw(sizes())
+    a = draw(_maybe_producer(sd.placeholder("A", (m, k))))
+    return sd.matmul(a, sd.placeholder("B", (k, n)))
+
+
+@st.composite
+def _conv2d(draw) -> Tensor:
+    batch = draw(st.integers(1, 2))
+    kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
+    if kind == "plain":
+        groups, cg, fg = 1, draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    elif kind == "grouped":
+        groups, cg, fg = draw(st.integers(2, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    else:
+        groups, cg, fg = draw(st.integers(1, 4)), 1, draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    h = draw(st.integers(max(1, span_h - padding[0] - padding[2]), 10))
+    w = draw(st.integers(max(1, span_w - padding[1] - padding[3]), 10))
+    x = draw(_maybe_producer(sd.placeholder("X", (batch, groups * cg, h, w))))
+    weight = sd.placeholder("W", (groups * fg, cg, kh, kw))
+    return sd.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@st.composite
+def _pool2d(draw) -> Tensor:
+    kind = draw(st.sampled_from(T.POOL_KINDS))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = (draw(st.integers(0, kernel[0] - 1)), draw(st.integers(0, kernel[1] - 1)),
+               draw(st.integers(0, kernel[0] - 1)), draw(st.integers(0, kernel[1] - 1)))
+    h = draw(st.integers(max(1, kernel[0] - padding[0] - padding[2]), 11))
+    w = draw(st.integers(max(1, kernel[1] - padding[1] - padding[3]), 11))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    x = draw(_maybe_producer(sd.placeholder("X", (n, c, h, w))))
+    return sd.pool2d(x, kind, kernel, stride=stride, padding=padding)
+
+
+@st.composite
+def _unary(draw) -> Tensor:
+    fn = draw(st.sampled_from(T.UNARY_FNS))
+    x = sd.placeholder("X", draw(shapes()))
+    if fn == "clip":
+        lo = draw(st.floats(-1, 1, width=32))
+        hi = draw(st.floats(lo, 1, width=32))
+        return sd.clip(x, lo, hi)
+    return sd.unary(fn, x)
+
+
+@st.composite
+def _broadcast_operand(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that numpy broadcasts to `shape`: some leading dimensions dropped, some set to 1."""
+    lead = draw(st.integers(0, len(shape) - 1))
+    return tuple(1 if draw(st.booleans()) and draw(st.booleans()) else d for d in shape[lead:])
+
+
+@st.composite
+def _binary(draw) -> Tensor:
+    fn = draw(st.sampled_from(T.BINARY_FNS))
+    shape = draw(shapes())
+    sa, sb = draw(_broadcast_operand(shape)), draw(_broadcast_operand(shape))
+    if draw(st.booleans()):
+        sa = shape
+    elif draw(st.booleans()):
+        sb = shape
+    a = draw(_maybe_producer(sd.placeholder("A", sa)))
+    return sd.binary(fn, a, sd.placeholder("B", sb))
+
+
+@st.composite
+def _bias_add(draw) -> Tensor:
+    shape = draw(shapes())
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    return sd.bias_add(x, sd.placeholder("bias", (shape[axis],)), axis=axis)
+
+
+@st.composite
+def _reduce(draw) -> Tensor:
+    shape = draw(shapes())
+    rank = len(shape)
+    axes = draw(st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True))
+    axes = [a - rank if draw(st.booleans()) else a for a in axes]
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    return sd.reduce(x, draw(st.sampled_from(T.REDUCE_FNS)), axes, keepdims=draw(st.booleans()))
+
+
+@st.composite
+def _softmax(draw) -> Tensor:
+    shape = draw(shapes(max_dims=3))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    return sd.softmax(x, axis=axis)
+
+
+_OPERATORS = {"matmul": _matmul, "conv2d": _conv2d, "pool2d": _pool2d, "unary": _unary, "binary": _binary,
+              "bias_add": _bias_add, "reduce": _reduce, "softmax": _softmax}
+
+
+def operators(kinds: str | Sequence[str] = OPERATOR_KINDS) -> st.SearchStrategy[Tensor]:
+    """A small operator graph, returned as its output tensor: one operator of `kinds`
+    (matmul, conv2d with stride/padding/dilation/groups/depthwise, pool2d max/avg, unary
+    fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax), whose
+    first input is sometimes computed by an elementwise producer stage."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    unknown = set(kinds) - set(_OPERATORS)
+    if unknown:
+        raise ValueError(f"unknown operator kind(s) {sorted(unknown)}; choose from {', '.join(_OPERATORS)}")
+    return st.one_of(*[_OPERATORS[k]() for k in kinds])
+
+
+# ---- schedules --------------------------------------------------------------------------------
+
+
+def loop_extents(t: Tensor) -> list[tuple[str, int, bool]]:
+    """(name, extent, is_reduction) of the loops of `t`'s main stage, outermost first."""
+    names = loop_names(t)
+    a = t.attrs
+    if t.kind == "matmul":
+        extents = [*t.shape, t.inputs[0].shape[1]]
+        reduce = 1
+    elif t.kind == "conv2d":
+        extents = [*t.shape, *t.inputs[1].shape[1:]]
+        reduce = 3
+    elif t.kind == "pool2d":
+        extents = [*t.shape, *a["kernel"]]
+        reduce = 2
+    elif t.kind == "reduce":
+        x = t.inputs[0].shape
+        axes = T.normalize_axes(a["axes"], len(x), "reduce")
+        extents = [*t.shape, *[x[k] for k in axes]]
+        reduce = len(axes)
+    else:
+        extents, reduce = list(t.shape), 0
+    return [(n, e, k >= len(names) - reduce) for k, (n, e) in enumerate(zip(names, extents))]
+
+
+def _affine_reads(out: Tensor, t: Tensor) -> bool:
+    """Whether `out` reads input `t` at indices affine in its loops, as caches need. A grouped
+    conv2d reads input channel f // (filters per group) + rc, which is not."""
+    if out.kind == "conv2d" and t is out.inputs[0]:
+        return out.attrs["groups"] == 1 or out.shape[1] == out.attrs["groups"]
+    return True
+
+
+@dataclass(eq=False)
+class _Leaf:
+    loop: sd.Loop
+    extent: int
+    reduce: bool
+    bind: str | None = None
+
+
+@st.composite
+def schedules(draw, out: Tensor) -> sd.Schedule:
+    """A random schedule of `out`'s stage that `apply-schedule` accepts.
+
+    It splits loops by random factors (dividing or not), fuses adjacent loops of the same
+    kind, reorders all loops, binds spatial loops to block.x/y (outermost only) and
+    thread.x/y (at most MAX_THREADS threads per block), unrolls, vectorizes the innermost
+    loop, caches inputs in shared memory (inside every block loop) or local memory, caches
+    the output locally (at a spatial loop that encloses every reduction loop and is at or
+    inside the innermost bound loop), and computes an elementwise producer at a loop."""
+    s = sd.Schedule(out)
+    leaves = [_Leaf(s.loop(n), e, r) for n, e, r in loop_extents(out)]
+
+    # split
+    for leaf in list(leaves):
+        if leaf.extent > 1 and draw(st.booleans()):
+            factor = draw(st.one_of(st.sampled_from([2, 3, 4, 8]), st.integers(1, leaf.extent + 1)))
+            outer, inner = s.split(leaf.loop, factor)
+            fi = min(factor, leaf.extent)
+            pos = leaves.index(leaf)
+            leaves[pos:pos + 1] = [_Leaf(outer, -(-leaf.extent // fi), leaf.reduce), _Leaf(inner, fi, leaf.reduce)]
+
+    # fuse adjacent loops of one kind
+    for _ in range(draw(st.integers(0, 2))):
+        pairs = [k for k in range(len(leaves) - 1) if leaves[k].reduce == leaves[k + 1].reduce]
+        if not pairs:
+            break
+        k = draw(st.sampled_from(pairs))
+        a, b = leaves[k], leaves[k + 1]
+        leaves[k:k + 2] = [_Leaf(s.fuse(a.loop, b.loop), a.extent * b.extent, a.reduce)]
+
+    # reorder
+    if len(leaves) > 1 and draw(st.booleans()):
+        leaves = draw(st.permutations(leaves))
+        s.reorder(*[lf.loop for lf in leaves])
+
+    # bind: blocks to a prefix of spatial loops, threads to later spatial loops
+    n_blocks = 0
+    for tag in ("block.x", "block.y"):
+        if n_blocks < len(leaves) and not leaves[n_blocks].reduce and draw(st.booleans()):
+            leaves[n_blocks].bind = tag
+            s.bind(leaves[n_blocks].loop, tag)
+            n_blocks += 1
+        else:
+            break
+    threads = 1
+    for tag in ("thread.x", "thread.y"):
+        free = [lf for lf in leaves[n_blocks:] if not lf.reduce and lf.bind is None
+                and threads * lf.extent <= MAX_THREADS]
+        if free and draw(st.booleans()):
+            leaf = draw(st.sampled_from(free))
+            leaf.bind = tag
+            threads *= leaf.extent
+            s.bind(leaf.loop, tag)
+
+    # unroll, vectorize
+    for leaf in leaves:
+        if leaf.bind is None and draw(st.integers(0, 4)) == 0:
+            s.unroll(leaf.loop)
+    if leaves and leaves[-1].bind is None and draw(st.booleans()):
+        s.vectorize(leaves[-1].loop)
+
+    # cache_read of inputs
+    cached = set()
+    for t in dict.fromkeys(out.inputs):
+        if not leaves or not draw(st.booleans()):
+            continue
+        if not _affine_reads(out, t):
+            continue
+        scope = draw(st.sampled_from(["shared", "local"]))
+        at = leaves[n_blocks - 1:] if scope == "shared" and n_blocks else leaves
+        s.cache_read(t, scope, at=draw(st.sampled_from(at)).loop)
+        cached.add(t)
+
+    # cache_write at a spatial loop inside every bound loop and outside every reduction loop
+    bound = [k for k, lf in enumerate(leaves) if lf.bind]
+    first_reduce = next((k for k, lf in enumerate(leaves) if lf.reduce), len(leaves))
+    spots = [lf for lf in leaves[bound[-1] if bound else 0:first_reduce] if not lf.reduce]
+    if spots and draw(st.booleans()):
+        s.cache_write("local", at=draw(st.sampled_from(spots)).loop)
+
+    # compute an elementwise producer at one of the loops (softmax reads its input in three
+    # stages, and compute_at needs a single consumer)
+    producers = [t for t in out.inputs if t.kind == "unary" and t not in cached and out.kind != "softmax"
+                 and _affine_reads(out, t)]
+    if producers and leaves and draw(st.booleans()):
+        s.compute_at(producers[0], draw(st.sampled_from(leaves)).loop)
+    return s
+
+
+# ---- inputs and the check ----------------------------------------------------------------------
+
+
+def _denominators(out: Tensor) -> set[str]:
+    """Placeholders that feed a divisor; they get values away from 0."""
+    names: set[str] = set()
+    for t in topological([out]):
+        if t.kind == "binary" and t.attrs["fn"] == "div":
+            names |= {p.name for p in topological([t.inputs[1]]) if p.kind == "placeholder"}
+    return names
+
+
+def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    """float32 values for every placeholder of `out`: in [-1, 1], and in [0.5, 1.5] for those
+    that feed a divisor."""
+    rng = np.random.default_rng(seed)
+    positive = _denominators(out)
+    values = {}
+    for t in topological([out]):
+        if t.kind == "placeholder":
+            lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
+            values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
+    return values
+
+
+def inputs(out: Tensor) -> st.SearchStrategy[dict[str, np.ndarray]]:
+    """Well-conditioned float32 inputs of `out` by placeholder name (see random_inputs)."""
+    return st.integers(0, 2**32 - 1).map(lambda seed: random_inputs(out, seed))
+
+
+def describe(out: Tensor) -> str:
+    """The operator graph of `out` in one line per stage."""
+    lines = []
+    for t in topological([out]):
+        shapes_in = ", ".join(str(i.shape) for i in t.inputs)
+        attrs = ", ".join(f"{k}={v}" for k, v in t.attrs.items() if v is not None)
+        lines.append(f"{t.name or t.kind}: {t.kind}({shapes_in}{', ' if attrs and shapes_in else ''}{attrs}) -> {t.shape}")
+    return "\n".join(lines)
+
+
+def assert_equivalent(out: Tensor, schedule: sd.Schedule | None = None, target: str = "opencl",
+                      rtol: float = 1e-4, atol: float = 1e-5,
+                      inputs: Mapping[str, np.ndarray] | None = None) -> None:
+    """Builds `out` with `schedule`, runs it on `inputs` (random_inputs(out) when not given)
+    and checks it against `sd.evaluate`; on a mismatch the message names the operator, the
+    schedule IR and the worst element."""
+    values = dict(random_inputs(out) if inputs is None else inputs)
+    kernel = sd.build(out, schedule, target=target)
+    got = np.asarray(kernel(**{n: values[n] for n in kernel.input_names}), dtype=np.float64)
+    want = np.asarray(sd.evaluate(out, values), dtype=np.float64)
+    ir = schedule.ir() if schedule is not None else "(default schedule)"
+    if got.shape != want.shape:
+        raise AssertionError(f"operator:\n{describe(out)}\nschedule:\n{ir}\n"
+                             f"output shape {got.shape}, reference {want.shape}")
+    excess = np.where(np.isnan(got), np.inf, np.abs(got - want) - (atol + rtol * np.abs(want)))
+    if excess.size and excess.max() > 0:
+        worst = np.unravel_index(np.argmax(excess), excess.shape)
+        bad = int((excess > 0).sum())
+        raise AssertionError(
+            f"operator:\n{describe(out)}\nschedule:\n{ir}\n"
+            f"{bad} of {excess.size} elements differ (rtol={rtol}, atol={atol}); worst at {tuple(int(i) for i in worst)}: "
+            f"got {got[worst]!r}, reference {want[worst]!r}")
