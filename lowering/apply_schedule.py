@@ -344,8 +344,10 @@ def check(stage: Stage) -> None:
             if threads_inside:
                 raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' encloses bound loop "
                            f"'{threads_inside[0]}'; put it at or inside the innermost bound loop")
-        if c.scope == "shared" and blocks and q < blocks[-1]:
-            raise fail(c.op, f"stage '{stage.name}': a shared buffer at '{c.at.name}' must be inside all block loops")
+        if blocks and q < blocks[-1]:
+            # block loops become the launch grid: nothing can run between them
+            what = {"read": f"a {c.scope} buffer", "write": "a cache_write", "compute": "compute_at"}[c.kind]
+            raise fail(c.op, f"stage '{stage.name}': {what} at '{c.at.name}' must be inside all block loops")
 
 
 # ---- affine index analysis -------------------------------------------------------------------
@@ -421,18 +423,19 @@ class Writer:
         conds = []
         for r in self.stage.relations:
             if isinstance(r, Split) and r.outer.extent * r.inner.extent != r.parent.extent:
-                root = self.root_of(r.parent)
-                if root in axes and self.covered(root):
+                roots = self.roots_of(r.parent)
+                if all(root in axes and self.covered(root) for root in roots):
                     conds.append(em.cmpi("slt", self.value(em, r.parent), r.parent.extent))
         return conds
 
-    def root_of(self, axis: Axis) -> Axis:
+    def roots_of(self, axis: Axis) -> list[Axis]:
+        """The root axes `axis` derives from: a fused axis has those of both its parts."""
         for r in self.stage.relations:
             if isinstance(r, Split) and axis in (r.outer, r.inner):
-                return self.root_of(r.parent)
+                return self.roots_of(r.parent)
             if isinstance(r, Fuse) and axis is r.fused:
-                return self.root_of(r.outer)
-        return axis
+                return self.roots_of(r.outer) + self.roots_of(r.inner)
+        return [axis]
 
     # ranges of axes over the loops in `varying`
     def range(self, em: Emitter, axis: Axis, varying: set[Axis]) -> tuple[SSAValue, int]:
@@ -555,7 +558,7 @@ class Writer:
 
     def covered(self, root: Axis) -> bool:
         """Whether every leaf below this root axis has a loop variable now."""
-        leaves = [a for a in self.stage.leaves if self.root_of(a) is root]
+        leaves = [a for a in self.stage.leaves if root in self.roots_of(a)]
         return all(a in self.env for a in leaves)
 
     def body(self, em: Emitter) -> None:

@@ -227,9 +227,11 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     It splits loops by random factors (dividing or not), fuses adjacent loops of the same
     kind, reorders all loops, binds spatial loops to block.x/y (outermost only) and
     thread.x/y (at most MAX_THREADS threads per block), unrolls, vectorizes the innermost
-    loop, caches inputs in shared memory (inside every block loop) or local memory, caches
-    the output locally (at a spatial loop that encloses every reduction loop and is at or
-    inside the innermost bound loop), and computes an elementwise producer at a loop."""
+    loop, caches inputs in shared or local memory, caches the output locally (at a spatial
+    loop that encloses every reduction loop and is at or inside the innermost bound loop),
+    and computes an elementwise producer at a loop. Every buffer sits at or inside the
+    innermost block loop, and inputs read at non-affine indices (grouped conv2d) are not
+    cached."""
     s = sd.Schedule(out)
     leaves = [_Leaf(s.loop(n), e, r) for n, e, r in loop_extents(out)]
 
@@ -284,13 +286,13 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
 
     # cache_read of inputs
     cached = set()
+    at = leaves[max(n_blocks - 1, 0):]  # buffers go inside every block loop
     for t in dict.fromkeys(out.inputs):
         if not leaves or not draw(st.booleans()):
             continue
         if not _affine_reads(out, t):
             continue
         scope = draw(st.sampled_from(["shared", "local"]))
-        at = leaves[n_blocks - 1:] if scope == "shared" and n_blocks else leaves
         s.cache_read(t, scope, at=draw(st.sampled_from(at)).loop)
         cached.add(t)
 
@@ -306,7 +308,7 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     producers = [t for t in out.inputs if t.kind == "unary" and t not in cached and out.kind != "softmax"
                  and _affine_reads(out, t)]
     if producers and leaves and draw(st.booleans()):
-        s.compute_at(producers[0], draw(st.sampled_from(leaves)).loop)
+        s.compute_at(producers[0], draw(st.sampled_from(at)).loop)
     return s
 
 
