@@ -39,6 +39,14 @@ BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z"
 SCOPES = ("shared", "local")
 
 
+class ScheduleVerifyException(VerifyException):
+    """A check of sched.schedule that is about one op in it: `op` is where to report it."""
+
+    def __init__(self, op: Operation, msg: str):
+        super().__init__(msg)
+        self.op = op
+
+
 @irdl_attr_definition
 class LoopType(ParametrizedAttribute, TypeAttribute):
     """A handle to one loop of a stage's nest."""
@@ -76,26 +84,26 @@ class ScheduleOp(IRDLOperation):
         bound: dict[SSAValue, str] = {}
         for op in self.body.ops:
             if not isinstance(op, SchedOp):
-                raise VerifyException(f"sched.schedule may hold only sched ops, found {op.name}")
+                raise ScheduleVerifyException(op, f"sched.schedule may hold only sched ops, found {op.name}")
             handles = [v for v in op.operands if isinstance(v.type, LoopType)]
             for h in handles:
                 if h in consumed:
-                    raise VerifyException(
-                        f"{op.name}: loop {loop_label(h)} was already replaced by {consumed[h].name}"
+                    raise ScheduleVerifyException(
+                        op, f"{op.name}: loop {loop_label(h)} was already replaced by {consumed[h].name}"
                     )
             if isinstance(op, (SplitOp, FuseOp, TileOp)):
                 for h in handles:
                     consumed[h] = op
             if isinstance(op, BindOp):
                 if op.loop in bound:
-                    raise VerifyException(
-                        f"sched.bind: loop {loop_label(op.loop)} is already bound to {bound[op.loop]}"
+                    raise ScheduleVerifyException(
+                        op, f"sched.bind: loop {loop_label(op.loop)} is already bound to {bound[op.loop]}"
                     )
                 bound[op.loop] = op.tag.data
             stages = {loop_stage(h) for h in handles}
             if len(stages) > 1:
-                raise VerifyException(
-                    f"{op.name}: loops of different nests ({', '.join(sorted(stages))}) cannot be combined"
+                raise ScheduleVerifyException(
+                    op, f"{op.name}: loops of different nests ({', '.join(sorted(stages))}) cannot be combined"
                 )
 
 

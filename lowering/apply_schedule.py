@@ -41,8 +41,11 @@ class ScheduleError(DiagnosticException):
 
 
 def fail(op: Operation | None, msg: str) -> ScheduleError:
-    prefix = f"{where(op)}{op.name}: " if op is not None else ""
-    return ScheduleError(prefix + msg)
+    """`file:line:col: error: sched.op: msg` (location and op as far as known)."""
+    if op is None:
+        return ScheduleError(msg)
+    loc = where(op)
+    return ScheduleError(f"{loc}{'error: ' if loc else ''}{op.name}: {msg}")
 
 
 # ---- the model ---------------------------------------------------------------------------
@@ -56,6 +59,7 @@ class Axis:
     bind: str | None = None
     unroll: bool = False
     vectorize: bool = False
+    marked_by: dict[str, Operation] = field(default_factory=dict)  # "bind"/"vectorize" -> its sched op
 
 
 @dataclass(eq=False)
@@ -257,12 +261,15 @@ class Interpreter:
             if other.bind == tag:
                 raise fail(op, f"{tag} is already bound to loop '{other.name}' of stage '{stage.name}'")
         axis.bind = tag
+        axis.marked_by["bind"] = op
 
     def op_unroll(self, op: S.UnrollOp) -> None:
         self.get(op.loop, op)[1].unroll = True
 
     def op_vectorize(self, op: S.VectorizeOp) -> None:
-        self.get(op.loop, op)[1].vectorize = True
+        axis = self.get(op.loop, op)[1]
+        axis.vectorize = True
+        axis.marked_by["vectorize"] = op
 
     def tensor(self, name: str, op: Operation) -> SSAValue:
         if name not in self.buffers:
@@ -321,7 +328,7 @@ def check(stage: Stage) -> None:
     leaves = stage.leaves
     for k, a in enumerate(leaves):
         if a.vectorize and k != len(leaves) - 1:
-            raise fail(None, f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
+            raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
     blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
     if blocks:
@@ -331,7 +338,8 @@ def check(stage: Stage) -> None:
         leaves[len(blocks):len(blocks)] = lead
         blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
     if blocks and blocks != list(range(len(blocks))):
-        raise fail(None, f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
+        misplaced = leaves[blocks[-1]]
+        raise fail(misplaced.marked_by.get("bind"), f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
                    f"order is {', '.join(a.name for a in leaves)}")
     for c in stage.caches:
         q = leaves.index(c.at)

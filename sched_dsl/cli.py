@@ -18,16 +18,37 @@ from sched_dsl.diagnostics import LocatingParser, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 
+class LocatedVerifyError(DiagnosticException):
+    """A verifier error, reported as `file:line:col: error: message` of the failing op."""
+
+
 class SchedOptMain(xDSLOptMain):
     version_format = "sched-opt built on xdsl {xdsl_version}"
 
     def __init__(self, args: Sequence[str] | None = None):
         super().__init__(description=f"sched-dsl optimizer driver (default pipeline: {DEFAULT_PIPELINE})", args=args)
 
+    line_offset = 0  # of the chunk being parsed, with --split-input-file
+
+    def parse_chunk(self, chunk, file_extension, start_offset=0):
+        self.line_offset = start_offset
+        return super().parse_chunk(chunk, file_extension, start_offset)
+
+    def apply_passes(self, prog):
+        try:
+            super().apply_passes(prog)
+        except VerifyException as e:
+            # report the op that fails, where it was written, instead of the whole module
+            found = failing_op(prog)
+            if found is None:
+                raise
+            op, msg = found
+            raise LocatedVerifyError(f"{where(op)}error: {msg}") from e
+
     def register_all_frontends(self):
         def parse_mlir(io):
-            module = LocatingParser(self.ctx, io.read(), self.get_input_name()).parse_module(
-                not self.args.no_implicit_module)
+            parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), line_offset=self.line_offset)
+            module = parser.parse_module(not self.args.no_implicit_module)
             self.module = module
             return module
 

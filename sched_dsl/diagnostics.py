@@ -10,12 +10,17 @@ from xdsl.utils.exceptions import VerifyException
 
 
 class LocatingParser(Parser):
-    """Attaches a FileLineColLoc to every op it parses."""
+    """Attaches a FileLineColLoc to every op it parses; `line_offset` is the line of the
+    input where the text starts (a chunk of `--split-input-file`)."""
+
+    def __init__(self, *args, line_offset: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.line_offset = line_offset
 
     def parse_operation(self) -> Operation:
         loc = self._current_token.span.get_location()
         op = super().parse_operation()
-        op.location = FileLineColLoc(StringAttr(loc.file), IntAttr(loc.line), IntAttr(int(loc.col)))
+        op.location = FileLineColLoc(StringAttr(loc.file), IntAttr(loc.line + self.line_offset), IntAttr(int(loc.col)))
         return op
 
 
@@ -27,10 +32,11 @@ def where(op: Operation | None) -> str:
 
 
 def failing_op(root: Operation) -> tuple[Operation, str] | None:
-    """The first op under `root` whose own verifier fails, with its message."""
+    """The first op under `root` whose own verifier fails, with its message; a verifier that
+    names another op as the culprit (`e.op`, e.g. sched.schedule's checks) reports that one."""
     for op in root.walk():
         try:
             op.verify_()
         except VerifyException as e:
-            return op, str(e)
+            return getattr(e, "op", op), str(e)
     return None

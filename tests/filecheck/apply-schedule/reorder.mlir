@@ -15,26 +15,29 @@ builtin.module {
 }
 
 // Order ko, j, i, ki (the reorder fills the slots of the loops it names). With a reduction
-// loop outermost, the initialisation gets a nest of its own over the spatial loops, in the
-// same relative order (j, i), ahead of the main nest.
-// CHECK:      scf.for %j =
-// CHECK-NEXT:   %{{.*}} = arith.constant 64 : index
-// CHECK-NEXT:   scf.for %i =
-// CHECK-NEXT:     %[[Z:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:     memref.store %[[Z]], %C[%i, %j] : memref<64x48xf32>
-// CHECK-NEXT:   } {sched.stage = "C", sched.axis = "i"}
-// CHECK-NEXT: } {sched.stage = "C", sched.axis = "j"}
+// loop outermost there is no point outside every reduction loop to initialise C at, so the
+// sched.init select stays in the body, now testing ko * 8 + ki == 0.
 // CHECK:      %[[KO_UB:.*]] = arith.constant 4 : index
+// CHECK-NEXT: %{{.*}} = arith.constant 1 : index
 // CHECK-NEXT: scf.for %ko = %{{.*}} to %[[KO_UB]] step
-// CHECK-NEXT:   scf.for %j_1 =
-// CHECK:          scf.for %i_1 =
+// CHECK-NEXT:   %[[J_UB:.*]] = arith.constant 48 : index
+// CHECK-NEXT:   scf.for %j = %{{.*}} to %[[J_UB]] step
+// CHECK-NEXT:     %[[I_UB:.*]] = arith.constant 64 : index
+// CHECK-NEXT:     scf.for %i = %{{.*}} to %[[I_UB]] step
 // CHECK-NEXT:       %[[KI_UB:.*]] = arith.constant 8 : index
 // CHECK-NEXT:       scf.for %ki = %{{.*}} to %[[KI_UB]] step
 // CHECK-NEXT:         %[[K0:.*]] = arith.muli %ko, %[[KI_UB]] : index
 // CHECK-NEXT:         %[[K:.*]] = arith.addi %[[K0]], %ki : index
-// CHECK-NEXT:         memref.load %A[%i_1, %[[K]]]
-// CHECK-NEXT:         memref.load %B[%[[K]], %j_1]
-// CHECK:            } {sched.stage = "C", sched.axis = "ki", sched.reduce}
+// CHECK-NEXT:         %[[A:.*]] = memref.load %A[%i, %[[K]]]
+// CHECK-NEXT:         %[[B:.*]] = memref.load %B[%[[K]], %j]
+// CHECK-NEXT:         %[[AB:.*]] = arith.mulf %[[A]], %[[B]] : f32
+// CHECK-NEXT:         %[[FIRST:.*]] = arith.cmpi eq, %[[K]], %{{.*}} : index
+// CHECK-NEXT:         %[[OLD:.*]] = memref.load %C[%i, %j]
+// CHECK-NEXT:         %[[Z:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:         %[[ACC:.*]] = arith.select %[[FIRST]], %[[Z]], %[[OLD]] {sched.init} : f32
+// CHECK-NEXT:         %[[NEW:.*]] = arith.addf %[[ACC]], %[[AB]] : f32
+// CHECK-NEXT:         memref.store %[[NEW]], %C[%i, %j]
+// CHECK-NEXT:       } {sched.stage = "C", sched.axis = "ki", sched.reduce}
 // CHECK-NEXT:     } {sched.stage = "C", sched.axis = "i"}
 // CHECK-NEXT:   } {sched.stage = "C", sched.axis = "j"}
 // CHECK-NEXT: } {sched.stage = "C", sched.axis = "ko", sched.reduce}

@@ -1,0 +1,210 @@
+// RUN: sched-opt %s --split-input-file --verify-diagnostics -p tensorop-to-loops,apply-schedule | filecheck %s
+// RUN: not sched-opt %s --split-input-file -p tensorop-to-loops,apply-schedule 2>&1 | filecheck %s --check-prefix=FIRST
+
+// Errors that need the payload, found by apply-schedule; each names the sched op and where it is.
+// Without --verify-diagnostics the first error ends the run (exit code 1, no traceback).
+// FIRST: {{.*}}apply_schedule.mlir:{{[0-9]+}}:{{[0-9]+}}: error: sched.loop: no stage 'D'; stages are C, R
+// FIRST-NOT: error
+// FIRST-NOT: Traceback
+
+// unknown stage
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "D" "i" // CHECK: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.loop: no stage 'D'; stages are C, R
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// unknown axis
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %q = sched.loop "C" "q" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.loop: stage 'C' has no loop 'q'; its loops are i, j, k
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// unknown tensor
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.cache_read "Z" "shared" at %k // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_read: no tensor 'Z'; tensors are A, B, R, C
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// a tensor the stage does not read
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %d0 = sched.loop "R" "d0"
+    sched.cache_read "A" "shared" at %d0 // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_read: stage 'R' does not read 'A'
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// two loops bound to the same tag
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %j = sched.loop "C" "j"
+    sched.bind %i "thread.x"
+    sched.bind %j "thread.x" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.bind: thread.x is already bound to loop 'i' of stage 'C'
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// binding a reduction loop
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.bind %k "thread.x" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.bind: cannot bind reduction loop 'k' to thread.x: its iterations update the same outputs
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// fuse of non-adjacent loops
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %j = sched.loop "C" "j"
+    %k = sched.loop "C" "k"
+    sched.reorder %j, %i
+    %f = sched.fuse %i, %j // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.fuse: loops 'i' and 'j' are not adjacent (outer, then inner)
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// fuse of a spatial and a reduction loop
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %j = sched.loop "C" "j"
+    %k = sched.loop "C" "k"
+    %jk = sched.fuse %j, %k // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.fuse: cannot fuse spatial and reduction loops 'j', 'k'
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// vectorizing a loop that is not innermost
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %j = sched.loop "C" "j"
+    sched.vectorize %j // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.vectorize: stage 'C': cannot vectorize loop 'j': it is not innermost (loop 'k' is inside it)
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// a block loop inside another loop
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %j = sched.loop "C" "j"
+    sched.bind %j "block.x" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.bind: stage 'C': loops bound to blocks must be the outermost loops; order is i, j, k
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// cache_write inside a reduction loop
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.cache_write "local" at %k // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_write: stage 'C': cache_write at 'k' is inside reduction loop 'k'; put it at a loop outside every reduction loop
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// a knob defined twice
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %t = sched.knob "t" [4]
+    %u = sched.knob "t" [8] // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.knob: knob 't' is defined twice
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// compute_at of an unknown stage
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    sched.compute_at "Q" at %i // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.compute_at: no stage 'Q'
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// compute_at of a stage the consumer does not read
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
+    func.return %R : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    sched.compute_at "R" at %i // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.compute_at: stage 'C' does not read stage 'R'
+  }
+}
+// CHECK-NOT: Traceback
