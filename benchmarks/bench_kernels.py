@@ -64,8 +64,9 @@ class Bench:
                 err = close(got, want)
                 ms = kern.runner.bench(self.repeat, self.warmup)
             except Exception as e:  # a schedule the device rejects is a result, not a crash
-                self.rows.append(dict(workload=workload, impl=f"{target}:{variant}", error=str(e).splitlines()[0]))
-                print(f"  {target}:{variant}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+                msg = " | ".join(line for line in str(e).splitlines() if line.strip())[:600]
+                self.rows.append(dict(workload=workload, impl=f"{target}:{variant}", error=msg))
+                print(f"  {target}:{variant}: {type(e).__name__}: {msg}", flush=True)
                 continue
             self.add(workload, f"{target}:{variant}", ms, flops, baseline_ms, err)
 

@@ -42,6 +42,10 @@ def unavailable(target: str) -> str | None:
     os.environ["SCHED_DSL_OPENCL_DEVICE"] = "NVIDIA"
     for cached in (opencl.default_device, opencl._context_and_queue, opencl._program):
         cached.cache_clear()
+    try:  # the platform can be listed while its compiler is missing from the driver install
+        opencl._program("__kernel void probe(__global float* x) { x[0] = 1.0f; }")
+    except opencl.DeviceError as e:
+        return f"the NVIDIA OpenCL platform cannot build a trivial kernel: {e}"
     return None
 
 
