@@ -43,7 +43,7 @@ class ScheduleError(DiagnosticException):
 def fail(op: Operation | None, msg: str) -> ScheduleError:
     """`file:line:col: error: sched.op: msg` (location and op as far as known)."""
     if op is None:
-        return ScheduleError(msg)
+        return ScheduleError(f"apply-schedule: {msg}")
     loc = where(op)
     return ScheduleError(f"{loc}{'error: ' if loc else ''}{op.name}: {msg}")
 
