@@ -74,7 +74,7 @@ class OpenCLKernel:
         self.check_limits()
         self.program = _program(source)
         self.ctx, self.queue = _context_and_queue()
-        self.kernels = [getattr(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
+        self.kernels = [cl.Kernel(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
         mf = cl.mem_flags
         self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=4 * b.size) for b in plan.buffers}
         self.last_times_ms: list[float] = []
