@@ -585,12 +585,12 @@ class Writer:
                 self.retarget(inner)
 
     def retarget(self, op: Operation) -> None:
-        """Points a load or store of a cached buffer at the cache, indices shifted by its base."""
+        """Points a load or store of a cached buffer at the cache."""
         if not isinstance(op, (memref.LoadOp, memref.StoreOp)) or op.memref not in self.redirect:
             return
-        buf, bases = self.redirect[op.memref]
+        buf, index = self.redirect[op.memref]
         em = Emitter(op.parent_block(), op)
-        idx = [em.sub(v, b) for v, b in zip(op.indices, bases)]
+        idx = index(em, op.indices)
         if isinstance(op, memref.LoadOp):
             new = memref.LoadOp.get(buf, idx)
             em.op(new)
@@ -611,6 +611,8 @@ class Writer:
     def fill(self, em: Emitter, cache: Cache, k: int) -> list:
         """Emits the buffer of `cache` at the start of leaf k's body; returns what must
         follow the inner loops."""
+        if cache.kind == "write":
+            return self.accumulator(em, k)
         scope = cache.scope
         if cache.kind == "compute":
             threads_inside = [a for a in self.stage.leaves[k + 1:] if a.bind]
@@ -619,22 +621,8 @@ class Writer:
         space = SHARED if scope == "shared" else LOCAL
         buf = em.alloca(exts, space)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
-        self.redirect[cache.memref] = (buf, bases)
+        self.redirect[cache.memref] = (buf, lambda e, idx: [e.sub(v, b) for v, b in zip(idx, bases)])
         shape = list(cache.memref.type.get_shape())
-        if cache.kind == "write":
-            init = self.stage.init_select
-            value = const_value(init.lhs) if init is not None else None
-            if value is not None:
-                self.for_each(em, exts, lambda e, loc: e.store(e.f32(value), buf, loc))
-
-            def write_back(e: Emitter) -> None:
-                def store(e2, loc):
-                    src = [e2.add(b, v) for b, v in zip(bases, loc)]
-                    cond = e2.all_of([c for s, n in zip(src, shape) for c in in_bounds(e2, s, n)])
-                    target = e2 if cond is None else e2.if_(cond)
-                    target.store(target.load(buf, loc), cache.memref, src)
-                self.for_each(e, exts, store)
-            return [write_back]
         if cache.kind == "read":
             def element(e: Emitter, loc: list[SSAValue]) -> None:
                 src = [e.add(b, v) for b, v in zip(bases, loc)]
@@ -648,6 +636,33 @@ class Writer:
             self.for_each(em, exts, element)
             return []
         return self.shared_fill(em, exts, element)
+
+    def accumulator(self, em: Emitter, k: int) -> list:
+        """cache_write: one register per iteration of the spatial loops inside leaf k, which
+        the body accumulates into; stored to the output after the inner loops."""
+        st = self.stage
+        inner = [a for a in st.leaves[k + 1:] if not a.reduce]
+        buf = em.alloca([a.extent for a in inner] or [1], LOCAL)
+        buf.name_hint = f"{st.output.name_hint or 'out'}_local"
+        self.redirect[st.output] = (buf, lambda e, idx: [self.env[a] for a in inner] or [e.index(0)])
+        init = st.init_select
+        if init is not None:
+            self.for_each(em, [a.extent for a in inner], lambda e, loc: e.store(e.f32(const_value(init.lhs)), buf, loc or [e.index(0)]))
+
+        def write_back(e: Emitter) -> None:
+            saved = {a: self.env[a] for a in inner}
+            for a in inner:
+                _, self.env[a], e = e.loop(a.extent, {"sched.unroll": UnitAttr()})
+            spatial = [r for r in st.roots if not r.reduce]
+            e = self.guarded(e, spatial)
+            mapping = {iv: self.value(e, r) for iv, r in zip(st.root_ivs, st.roots) if not r.reduce}
+            store = st.output_store
+            for op in self.slice_of(store.indices):
+                e.op(op.clone(mapping))
+            loc = [self.env[a] for a in inner] or [e.index(0)]
+            e.store(e.load(buf, loc), st.output, [mapping.get(v, v) for v in store.indices])
+            self.env.update(saved)
+        return [write_back]
 
     def for_each(self, em: Emitter, exts: Sequence[int], fn) -> None:
         """fn(emitter, local index) for every element of a small buffer, unrolled."""
