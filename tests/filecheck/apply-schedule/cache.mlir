@@ -21,16 +21,15 @@ builtin.module {
   }
 }
 
-// cache_write local at ji: a 1x1 accumulator in local memory, zeroed, accumulated into,
-// and stored to C (guarded) after the reduction loops.
+// cache_write local at ji: one register per output the thread computes (here one),
+// zeroed, accumulated into, and stored to C after the reduction loops.
 // CHECK:      scf.for %io =
 // CHECK:        scf.for %jo =
 // CHECK-NEXT:     scf.for %ii =
 // CHECK-NEXT:       scf.for %ji =
-// CHECK:              %C_local = memref.alloca() : memref<1x1xf32, #memspace<addr local>>
-// CHECK:              memref.store %{{.*}}, %C_local[%{{.*}}, %{{.*}}] : memref<1x1xf32, #memspace<addr local>>
-// CHECK-NEXT:       } {sched.unroll}
-// CHECK-NEXT:     } {sched.unroll}
+// CHECK-NEXT:         %C_local = memref.alloca() : memref<1xf32, #memspace<addr local>>
+// CHECK-NEXT:         %[[Z:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:         memref.store %[[Z]], %C_local[%{{.*}}] : memref<1xf32, #memspace<addr local>>
 
 // cache_read A shared at ko: an 8x8 tile (8 rows of i by 8 of k) filled by all 64 threads
 // together (start at the linear thread id, step by the thread count), between barriers.
@@ -58,17 +57,16 @@ builtin.module {
 // CHECK:              %[[A:.*]] = memref.load %A_shared[%{{.*}}, %{{.*}}] : memref<8x8xf32, #memspace<addr shared>>
 // CHECK:              %[[B:.*]] = memref.load %B_local[%{{.*}}, %{{.*}}] : memref<1x1xf32, #memspace<addr local>>
 // CHECK-NEXT:         %[[AB:.*]] = arith.mulf %[[A]], %[[B]] : f32
-// CHECK:              %[[OLD:.*]] = memref.load %C_local[%{{.*}}, %{{.*}}]
+// CHECK-NEXT:         %[[OLD:.*]] = memref.load %C_local[%{{.*}}] : memref<1xf32, #memspace<addr local>>
 // CHECK-NEXT:         %[[NEW:.*]] = arith.addf %[[OLD]], %[[AB]] : f32
-// CHECK-NEXT:         memref.store %[[NEW]], %C_local[%{{.*}}, %{{.*}}]
+// CHECK-NEXT:         memref.store %[[NEW]], %C_local[%{{.*}}] : memref<1xf32, #memspace<addr local>>
 // CHECK-NEXT:       } {sched.stage = "C", sched.axis = "ki", sched.reduce}
 // CHECK-NEXT:     } {sched.stage = "C", sched.axis = "ko", sched.reduce}
 
-// The write-back from C_local to C.
-// CHECK:            scf.if %{{.*}} {
-// CHECK-NEXT:         %[[R:.*]] = memref.load %C_local[%{{.*}}, %{{.*}}] : memref<1x1xf32, #memspace<addr local>>
-// CHECK-NEXT:         memref.store %[[R]], %C[%{{.*}}, %{{.*}}] : memref<64x48xf32>
-// CHECK:          } {sched.stage = "C", sched.axis = "ji", sched.bind = "thread.x"}
+// The write-back from C_local to C, at the output the thread computes.
+// CHECK:            %[[R:.*]] = memref.load %C_local[%{{.*}}] : memref<1xf32, #memspace<addr local>>
+// CHECK-NEXT:       memref.store %[[R]], %C[%{{.*}}, %{{.*}}] : memref<64x48xf32>
+// CHECK-NEXT:   } {sched.stage = "C", sched.axis = "ji", sched.bind = "thread.x"}
 // CHECK-NEXT:   } {sched.stage = "C", sched.axis = "ii", sched.bind = "thread.y"}
 // CHECK-NEXT: } {sched.stage = "C", sched.axis = "jo", sched.bind = "block.x"}
 // CHECK-NEXT: } {sched.stage = "C", sched.axis = "io", sched.bind = "block.y"}

@@ -45,7 +45,7 @@ builtin.module {
 // CHECK-NEXT:     %io = "gpu.block_id"() <{dimension = #gpu<dim y>}> : () -> index
 // CHECK-NEXT:     %jo = "gpu.block_id"() <{dimension = #gpu<dim x>}> : () -> index
 // CHECK-NOT:      sched.bind
-// CHECK:          %C_local = memref.alloca() : memref<1x1xf32, #memspace<addr local>>
+// CHECK:          %C_local = memref.alloca() : memref<1xf32, #memspace<addr local>>
 // CHECK:          scf.for %ko =
 // CHECK-NOT:        memref.alloca
 // CHECK:            "gpu.barrier"() : () -> ()

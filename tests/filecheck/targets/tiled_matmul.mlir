@@ -46,16 +46,14 @@ builtin.module {
 // CUDA-NEXT:  const int v_io = (int)blockIdx.y;
 // CUDA-NEXT:  const int v_jo = (int)blockIdx.x;
 
-// The local accumulator is a private array; unrolled loops carry a pragma.
-// CHECK:      float v_C_local[1];
-// CHECK-NEXT: #pragma unroll
-// CHECK-NEXT: for (int [[R:v_t_[0-9]+]] = 0; [[R]] < 1; [[R]] += 1) {
+// The local accumulator is a private array, zeroed once.
+// CHECK-NEXT: float v_C_local[1];
+// CHECK-NEXT: v_C_local[0] = 0.0f;
 
 // The shared fill between two barriers.
-// CHECK:      for (int v_ko = 0; v_ko < 4; v_ko += 1) {
-// CHECK-NEXT:   const int [[KO8:v_t_[0-9]+]] = v_ko * 8;
-// OCL-NEXT:     barrier(CLK_LOCAL_MEM_FENCE);
-// CUDA-NEXT:    __syncthreads();
+// CHECK-NEXT: for (int v_ko = 0; v_ko < 4; v_ko += 1) {
+// OCL:          barrier(CLK_LOCAL_MEM_FENCE);
+// CUDA:         __syncthreads();
 // CHECK-NEXT:   const int [[T0:v_t_[0-9]+]] = v_ii * 8;
 // CHECK-NEXT:   const int [[TID:v_t_[0-9]+]] = [[T0]] + v_ji;
 // CHECK-NEXT:   for (int [[E:v_t_[0-9]+]] = [[TID]]; [[E]] < 64; [[E]] += 64) {
@@ -64,9 +62,16 @@ builtin.module {
 // OCL-NEXT:     barrier(CLK_LOCAL_MEM_FENCE);
 // CUDA-NEXT:    __syncthreads();
 // CHECK-NEXT:   for (int v_ki = 0; v_ki < 8; v_ki += 1) {
+
+// The local copy of B, in unrolled loops.
 // CHECK:          float v_B_local[1];
+// CHECK-NEXT:     #pragma unroll
+// CHECK-NEXT:     for (int [[R:v_t_[0-9]+]] = 0; [[R]] < 1; [[R]] += 1) {
+// CHECK:          v_C_local[0] = {{.*}};
+// CHECK-NEXT:   }
+// CHECK-NEXT: }
 
 // The write-back to global memory.
 // CHECK:      v_C[({{.*}}) * 48 + {{.*}}] = {{.*}};
-// CUDA:       }
-// CUDA-NEXT:  }
+// CHECK-NEXT: {{^}}}
+// CUDA:       {{^}}}
