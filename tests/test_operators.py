@@ -193,3 +193,32 @@ def test_compute_at_of_softmax_input_is_refused():
     s.compute_at(r, s.loop("d1"))
     with pytest.raises(sd.ScheduleError, match="compute_at needs a single consumer"):
         sd.lower(out, s)
+
+
+def test_unrolled_loop_around_a_thread_phase():
+    """The phase of thread loops inside the unrolled loop ends in a barrier."""
+    X = P("X", 1, 8, 4, 6)
+    out = sd.reduce(sd.tanh(X), "mean", (0, -2, 3, -3), keepdims=True)
+    s = sd.Schedule(out)
+    r1o, r1i = s.split(s.loop("r1"), 6)
+    r3, r2, d1, r0, d2, d0, d3 = s.loops("r3", "r2", "d1", "r0", "d2", "d0", "d3")
+    s.reorder(r3, r2, d1, r0, d2, r1i, d0, r1o, d3)
+    s.bind(d1, "thread.x")
+    s.bind(d0, "thread.y")
+    s.unroll(r3)
+    s.vectorize(d3)
+    assert "barrier" in sd.lower(out, s).source
+    assert_equivalent(out, s)
+
+
+def test_vectorized_loop_holding_a_shared_fill():
+    A, B = P("A", 6, 5), P("B", 5, 7)
+    C = sd.matmul(A, B)
+    s = sd.Schedule(C)
+    i, j, k = s.loops("i", "j", "k")
+    s.reorder(j, k, i)
+    s.bind(j, "thread.x")
+    s.cache_read(A, "shared", at=i)
+    s.vectorize(i)
+    assert "barrier" in sd.lower(C, s).source
+    assert_equivalent(C, s)
