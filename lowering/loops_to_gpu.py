@@ -94,7 +94,6 @@ class Outliner:
             tids[d] = gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum(DIMS[d])))
             kblock.insert_op_before(tids[d], kblock.first_op)
         self.lower_thread_loops(kblock, tids, threads)
-        _keep_barriers_out_of_unrolled_loops(kblock)
         for op in list(kblock.walk()):
             if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
                 op.detach()
@@ -128,14 +127,17 @@ class Outliner:
 
     def lower_thread_loops(self, kblock: Block, tids: dict[int, Operation], threads: dict[int, int]) -> None:
         """Replaces thread loops by thread ids; a barrier follows each phase unless it
-        ends the kernel."""
+        ends the kernel or the kernel has no shared buffer (threads then share nothing a
+        barrier would order, and PoCL's compiler aborts on some barriers inside loops)."""
+        shared = any(isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED
+                     for op in kblock.walk())
         phases = [lp for lp in kblock.walk() if is_thread_loop(lp) and not _in_thread_loop(lp)]
         for phase in phases:
             for lp in [o for o in phase.walk() if is_thread_loop(o) and o is not phase]:
                 self.inline(lp, tids, threads)
             last = self.inline(phase, tids, threads)
             ends_kernel = last is not None and last.parent_block() is kblock and last.next_op is None
-            if last is not None and not ends_kernel:
+            if shared and last is not None and not ends_kernel:
                 last.parent_block().insert_op_after(gpu.BarrierOp(), last)
 
     def inline(self, lp: scf.ForOp, tids: dict[int, Operation], threads: dict[int, int]) -> Operation | None:
@@ -162,16 +164,6 @@ class Outliner:
         lp.detach()
         lp.erase()
         return guard or last
-
-
-def _keep_barriers_out_of_unrolled_loops(kblock: Block) -> None:
-    """Drops the unroll and vectorize hints (both print as `#pragma unroll`) of loops that
-    hold a barrier: they are only hints, and PoCL's compiler aborts on a barrier inside a
-    loop marked `#pragma unroll`."""
-    for op in kblock.walk():
-        if isinstance(op, scf.ForOp) and any(isinstance(o, gpu.BarrierOp) for o in op.walk()):
-            for hint in ("sched.unroll", "sched.vectorize"):
-                op.attributes.pop(hint, None)
 
 
 def is_thread_loop(op: Operation) -> bool:
