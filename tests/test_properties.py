@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sched_dsl import testing as sdt
 
-PROPERTY_EXAMPLES = 20
+PROPERTY_EXAMPLES = 25
 
 settings.register_profile(
     "sched-dsl-properties",
