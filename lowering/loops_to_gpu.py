@@ -94,6 +94,7 @@ class Outliner:
             tids[d] = gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum(DIMS[d])))
             kblock.insert_op_before(tids[d], kblock.first_op)
         self.lower_thread_loops(kblock, tids, threads)
+        _no_unroll_hints_around_barriers(kblock)
         for op in list(kblock.walk()):
             if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
                 op.detach()
@@ -164,6 +165,16 @@ class Outliner:
         lp.detach()
         lp.erase()
         return guard or last
+
+
+def _no_unroll_hints_around_barriers(kblock: Block) -> None:
+    """Drops the unroll and vectorize hints (both print as `#pragma unroll`) of loops that
+    hold a barrier: they are only hints, and PoCL's compiler aborts on a barrier inside a
+    loop marked `#pragma unroll`."""
+    for op in kblock.walk():
+        if isinstance(op, scf.ForOp) and any(isinstance(o, gpu.BarrierOp) for o in op.walk()):
+            for hint in ("sched.unroll", "sched.vectorize"):
+                op.attributes.pop(hint, None)
 
 
 def is_thread_loop(op: Operation) -> bool:

@@ -250,3 +250,26 @@ def test_thread_phase_inside_reduction_loops():
     s.bind(d0, "thread.x")
     s.vectorize(d1i)
     assert_equivalent(out, s)
+
+
+def test_unrolled_loops_around_shared_fills():
+    X, W = P("X", 2, 4, 10, 2), P("W", 3, 4, 3, 2)
+    sig = sd.sigmoid(X)
+    out = sd.conv2d(sig, W, stride=(1, 3), padding=(1, 2, 0, 2), dilation=(1, 2))
+    s = sd.Schedule(out)
+    n, f, y, x, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
+    no, ni = s.split(n, 3)
+    yo, yi = s.split(y, 4)
+    xo, xi = s.split(x, 4)
+    ryo, ryi = s.split(ry, 2)
+    rxo, rxi = s.split(rx, 3)
+    r = s.fuse(ryi, rxo)
+    s.reorder(f, r, ryo, yi, yo, no, rxi, ni, xi, xo, rc)
+    s.bind(xi, "thread.x")
+    s.bind(no, "thread.y")
+    s.unroll(r)
+    s.unroll(yo)
+    s.cache_read(W, "shared", at=ryo)
+    s.compute_at(sig, rxi)
+    assert "barrier" in sd.lower(out, s).source
+    assert_equivalent(out, s)
