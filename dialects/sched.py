@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, i64
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     IRDLOperation,
@@ -343,19 +343,43 @@ def _check_scope(op: IRDLOperation, scope: str) -> None:
 @irdl_op_definition
 class CacheReadOp(SchedOp):
     """`sched.cache_read "A" "shared" at %ko`: each iteration of %ko first copies the part
-    of input A that the loops inside it read into a shared or local buffer."""
+    of input A that the loops inside it read into a shared or local buffer.
+
+    Options: `layout = array<i64: 1, 0>` orders the buffer's dimensions (buffer dimension d
+    holds dimension layout[d] of A; e.g. A's tile stored transposed); `double_buffer` (shared
+    only) keeps two buffers, so each thread loads the next iteration's part into registers
+    before the inner loops and stores it after them, one barrier per iteration."""
 
     name = "sched.cache_read"
     tensor = prop_def(StringAttr)
     scope = prop_def(StringAttr)
+    layout = opt_prop_def(DenseArrayBase)
+    double_buffer = opt_prop_def(UnitAttr)
     at = operand_def(LoopType)
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$tensor $scope `at` $at attr-dict"
 
-    def __init__(self, tensor: str, scope: str, at: SSAValue):
-        super().__init__(operands=[at], properties={"tensor": StringAttr(tensor), "scope": StringAttr(scope)})
+    def __init__(self, tensor: str, scope: str, at: SSAValue, layout: Sequence[int] | None = None,
+                 double_buffer: bool = False):
+        props: dict = {"tensor": StringAttr(tensor), "scope": StringAttr(scope)}
+        if layout is not None:
+            props["layout"] = DenseArrayBase.from_list(i64, list(layout))
+        if double_buffer:
+            props["double_buffer"] = UnitAttr()
+        super().__init__(operands=[at], properties=props)
+
+    def layout_order(self) -> list[int] | None:
+        return None if self.layout is None else list(self.layout.get_values())
 
     def verify_(self) -> None:
         _check_scope(self, self.scope.data)
+        order = self.layout_order()
+        if order is not None and sorted(order) != list(range(len(order))):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': layout {order} is not a "
+                                          "permutation of the tensor's dimensions")
+        if self.double_buffer is not None and self.scope.data != "shared":
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': double_buffer needs "
+                                          "scope 'shared'")
 
 
 @irdl_op_definition

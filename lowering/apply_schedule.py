@@ -31,7 +31,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from sched_dsl.diagnostics import where
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects.memspace import LOCAL, SHARED
-from sched_dsl.lowering.emit import Emitter, const_value
+from sched_dsl.lowering.emit import Emitter, const_value, known_divisor, value_bounds
 
 DEFAULT_THREADS = 64
 
@@ -88,6 +88,8 @@ class Cache:
     at: Axis
     op: Operation
     producer: Stage | None = None
+    layout: list[int] | None = None  # buffer dimension d holds dimension layout[d] of memref
+    double_buffer: bool = False
 
 
 @dataclass(eq=False)
@@ -283,7 +285,17 @@ class Interpreter:
             raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
         if any(c.memref == ref and c.kind != "write" for c in stage.caches):
             raise fail(op, f"'{op.tensor.data}' is already cached in stage '{stage.name}'")
-        stage.caches.append(Cache("read", ref, op.scope.data, at, op))
+        layout = op.layout_order()
+        rank = len(ref.type.get_shape())
+        if layout is not None and len(layout) != rank:
+            raise fail(op, f"layout {layout} of '{op.tensor.data}' does not have its {rank} dimensions")
+        double = op.double_buffer is not None
+        if double:
+            leaves = stage.leaves
+            if at.bind or any(a.bind and a.bind.startswith("thread") for a in leaves[leaves.index(at):]):
+                raise fail(op, f"double_buffer of '{op.tensor.data}': loop '{at.name}' must be a sequential loop "
+                           "inside all of the block's thread loops")
+        stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout, double_buffer=double))
 
     def op_cache_write(self, op: S.CacheWriteOp) -> None:
         stage, at = self.get(op.at, op)
@@ -414,6 +426,8 @@ class Writer:
         # with a reduction loop outermost there is no loop to hoist the initialisation into;
         # the body keeps its select on the first reduction iteration
         self.hoist_init = bool(self.first_reduce)
+        # shared fills emitted since the last barrier (fills at one loop share their barriers)
+        self.fills_unfenced = False
 
     # values of axes from leaf loop variables
     def value(self, em: Emitter, axis: Axis) -> SSAValue:
@@ -521,14 +535,24 @@ class Writer:
             self.body(em)
             return
         axis = leaves[k]
+        here = [c for c in self.stage.caches if c.at is axis]
+        staged = {id(c): self.first_part(em, c, k) for c in here if c.double_buffer}
+        self.fence(em)
         self.env[axis], inner = self.loop(em, axis)
         after = []
-        for cache in self.stage.caches:
-            if cache.at is axis:
-                after += self.fill(inner, cache, k)
+        for cache in here:
+            after += self.next_part(inner, cache, k, staged[id(cache)]) if cache.double_buffer else self.fill(inner, cache, k)
+        self.fence(inner)
         self.level(inner, k + 1)
         for fn in after:
             fn(inner)
+        self.fence(inner)
+
+    def fence(self, em: Emitter) -> None:
+        """One barrier after all the shared copies emitted since the last one."""
+        if self.fills_unfenced:
+            barrier(em)
+            self.fills_unfenced = False
 
     def init_nest(self, em: Emitter, axes: list[Axis]) -> None:
         """Stores the reduction's initial value into the outputs the loops `axes` cover."""
@@ -618,24 +642,97 @@ class Writer:
             threads_inside = [a for a in self.stage.leaves[k + 1:] if a.bind]
             scope = "shared" if threads_inside else "local"
         bases, exts = self.footprint(em, cache, self.varying(k, scope))
-        space = SHARED if scope == "shared" else LOCAL
-        buf = em.alloca(exts, space)
-        buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
-        self.redirect[cache.memref] = (buf, lambda e, idx: [e.sub(v, b) for v, b in zip(idx, bases)])
-        shape = list(cache.memref.type.get_shape())
+        buf = self.cache_buffer(em, cache, scope, exts, [])
+        self.redirect[cache.memref] = (buf, self.buffer_index(cache, bases, lambda e: []))
         if cache.kind == "read":
-            def element(e: Emitter, loc: list[SSAValue]) -> None:
-                src = [e.add(b, v) for b, v in zip(bases, loc)]
-                cond = e.all_of([c for s, n in zip(src, shape) for c in in_bounds(e, s, n)])
-                v = e.load(cache.memref, src) if cond is None else e.if_value(
-                    cond, lambda t: t.load(cache.memref, src), lambda f: f.f32(0.0))
-                e.store(v, buf, loc)
+            copy = Copy(cache, buf, bases, exts, 4 if scope == "shared" else 1)
+            element = lambda e, loc: copy.put(e, copy.fetch(e, loc), loc, [])  # noqa: E731
+            exts = copy.chunks
         else:
-            element = ProducerFill(cache.producer, buf, bases, shape).element
+            element = ProducerFill(cache.producer, buf, bases, list(cache.memref.type.get_shape())).element
         if scope == "local":
             self.for_each(em, exts, element)
             return []
         return self.shared_fill(em, exts, element)
+
+    def cache_buffer(self, em: Emitter, cache: Cache, scope: str, exts: list[int], parts: list[int]) -> SSAValue:
+        order = cache.layout or list(range(len(exts)))
+        buf = em.alloca(parts + [exts[d] for d in order], SHARED if scope == "shared" else LOCAL)
+        buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
+        return buf
+
+    @staticmethod
+    def buffer_index(cache: Cache, bases: list[SSAValue], part):
+        """Maps an index into cache.memref to one into its buffer: offset from the tile's
+        base, in the buffer's layout, after the part index of a double buffer."""
+        def index(e: Emitter, idx: Sequence[SSAValue]) -> list[SSAValue]:
+            rel = [e.sub(v, b) for v, b in zip(idx, bases)]
+            return part(e) + ([rel[d] for d in cache.layout] if cache.layout else rel)
+        return index
+
+    # double-buffered shared copies
+    def first_part(self, em: Emitter, cache: Cache, k: int) -> tuple[SSAValue, list[int]]:
+        """Before the loop: two buffers, and the copy for the loop's first iteration in part 0."""
+        axis = self.stage.leaves[k]
+        self.env[axis] = em.index(0)
+        bases, exts = self.footprint(em, cache, self.varying(k, "shared"))
+        del self.env[axis]
+        buf = self.cache_buffer(em, cache, "shared", exts, [2])
+        copy = Copy(cache, buf, bases, exts, 4)
+        self.shared_fill(em, copy.chunks, lambda e, loc: copy.put(e, copy.fetch(e, loc), loc, [e.index(0)]))
+        return buf, exts
+
+    def next_part(self, em: Emitter, cache: Cache, k: int, staged: tuple[SSAValue, list[int]]) -> list:
+        """In iteration i: the inner loops read part i % 2; each thread loads its elements of
+        iteration i + 1's tile into registers before them and stores them to the other part
+        after them (the last iteration reloads its own tile, which nothing reads)."""
+        axis = self.stage.leaves[k]
+        buf, exts = staged
+        iv = self.env[axis]
+        part = em.rem(iv, 2)
+        varying = self.varying(k, "shared")
+        bases, _ = self.footprint(em, cache, varying)
+        self.redirect[cache.memref] = (buf, self.buffer_index(cache, bases, lambda e: [part]))
+        self.env[axis] = em.min(em.add(iv, 1), axis.extent - 1)
+        next_bases, _ = self.footprint(em, cache, varying)
+        self.env[axis] = iv
+        copy = Copy(cache, buf, next_bases, exts, 4)
+        tid, count = self.thread_id(em)
+        total = math.prod(copy.chunks)
+        per_thread = -(-total // count)
+        regs = em.alloca([per_thread * copy.width], LOCAL)
+        regs.name_hint = f"{cache.memref.name_hint or 'buf'}_next"
+
+        def each(e: Emitter, fn) -> None:
+            _, m, e = e.loop(per_thread, {"sched.unroll": UnitAttr()})
+            t = e.add(tid, e.mul(m, count))
+            if total % count:
+                e = e.if_(e.cmpi("slt", t, total))
+            fn(e, m, copy.unflatten(e, t))
+
+        def load(e: Emitter, m: SSAValue, loc: list[SSAValue]) -> None:
+            v, slot = copy.fetch(e, loc), [e.mul(m, copy.width)]
+            e.vstore(v, regs, slot) if copy.width > 1 else e.store(v, regs, slot)
+
+        def store(e: Emitter, m: SSAValue, loc: list[SSAValue]) -> None:
+            slot = [e.mul(m, copy.width)]
+            v = e.vload(regs, slot, copy.width) if copy.width > 1 else e.load(regs, slot)
+            copy.put(e, v, loc, [e.sub(e.index(1), part)])
+
+        each(em, load)
+
+        def after(e: Emitter) -> None:
+            each(e, store)
+            self.fills_unfenced = True
+        return [after]
+
+    def thread_id(self, em: Emitter) -> tuple[SSAValue, int]:
+        """The block's linear thread id (thread loops are all outside) and the thread count."""
+        tid, count = em.index(0), 1
+        for a in self.stage.thread_leaves():
+            tid = em.add(em.mul(tid, a.extent), self.env[a])
+            count *= a.extent
+        return tid, count
 
     def accumulator(self, em: Emitter, k: int) -> list:
         """cache_write: one register per iteration of the spatial loops inside leaf k, which
@@ -673,11 +770,13 @@ class Writer:
         fn(em, loc)
 
     def shared_fill(self, em: Emitter, exts: Sequence[int], element) -> list:
-        """All threads of the block share the copy: thread t takes elements t, t + T, ..."""
+        """All threads of the block share the copy: thread t takes elements t, t + T, ...
+        A barrier goes before the copy (threads may still read the buffer's last contents)
+        and, from level(), after the last copy at that loop."""
         threads = self.stage.thread_leaves()
         outside = [a for a in threads if a in self.env]
-        if outside:
-            em.op(gpu.BarrierOp())
+        if outside and not self.fills_unfenced:
+            barrier(em)
         phase = em
         ivs = {}
         for a in threads:
@@ -685,10 +784,10 @@ class Writer:
                 ivs[a] = self.env[a]
             else:
                 ivs[a], phase = self.loop(phase, Axis(a.name, a.extent, False, a.bind))
-        tid, count = phase.index(0), 1
-        for a in threads:
-            tid = phase.add(phase.mul(tid, a.extent), ivs[a])
-            count *= a.extent
+        saved = dict(self.env)
+        self.env.update(ivs)
+        tid, count = self.thread_id(phase)
+        self.env = saved
         total = math.prod(exts)
         _, e, body = phase.loop(total, start=tid, step=count)
         loc, rest = [], e
@@ -696,13 +795,75 @@ class Writer:
             loc.append(body.rem(rest, n))
             rest = body.floordiv(rest, n)
         element(body, list(reversed(loc)))
-        if outside:
-            em.op(gpu.BarrierOp())
+        self.fills_unfenced = bool(outside)
         return []
+
+
+def barrier(em: Emitter) -> None:
+    """A gpu.barrier at the emitter's point, unless one precedes it with only index
+    arithmetic or allocations in between (back-to-back shared fills share their barriers)."""
+    op = em.before.prev_op if em.before is not None else em.block.last_op
+    while op is not None and (op.name.startswith("arith.") or isinstance(op, memref.AllocaOp)):
+        op = op.prev_op
+    if not isinstance(op, gpu.BarrierOp):
+        em.op(gpu.BarrierOp())
 
 
 def in_bounds(em: Emitter, v: SSAValue, n: int) -> list[SSAValue]:
     return em.in_range(v, 0, n)
+
+
+class Copy:
+    """Copies a tile of a cached input (base `bases`, extent `exts` per dimension) into its
+    buffer: element by element, or by aligned vectors of `width` along the last dimension
+    when the tile lies inside the input and rows allow it."""
+
+    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int):
+        self.cache, self.buf, self.bases = cache, buf, bases
+        self.shape = list(cache.memref.type.get_shape())
+        self.width = width if width > 1 and self.vectorizable(exts, width) else 1
+        self.chunks = exts[:-1] + [exts[-1] // self.width]
+
+    def vectorizable(self, exts: list[int], width: int) -> bool:
+        if exts[-1] % width or self.shape[-1] % width or known_divisor(self.bases[-1]) % width:
+            return False
+        for b, ext, n in zip(self.bases, exts, self.shape):
+            known = value_bounds(b)
+            if known is None or known[0] < 0 or known[1] + ext > n:
+                return False
+        return True
+
+    def unflatten(self, em: Emitter, t: SSAValue) -> list[SSAValue]:
+        loc = []
+        for n in reversed(self.chunks):
+            loc.append(em.rem(t, n))
+            t = em.floordiv(t, n)
+        return list(reversed(loc))
+
+    def _elements(self, em: Emitter, loc: list[SSAValue]) -> list[SSAValue]:
+        return loc[:-1] + [em.mul(loc[-1], self.width)]
+
+    def fetch(self, em: Emitter, loc: list[SSAValue]) -> SSAValue:
+        """The chunk at `loc` of the tile, read from the input (0 outside it)."""
+        ref = self.cache.memref
+        src = [em.add(b, v) for b, v in zip(self.bases, self._elements(em, loc))]
+        if self.width > 1:
+            return em.vload(ref, src, self.width)
+        cond = em.all_of([c for s, n in zip(src, self.shape) for c in in_bounds(em, s, n)])
+        return em.load(ref, src) if cond is None else em.if_value(
+            cond, lambda t: t.load(ref, src), lambda f: f.f32(0.0))
+
+    def put(self, em: Emitter, v: SSAValue, loc: list[SSAValue], part: list[SSAValue]) -> None:
+        """Stores chunk `v` at `loc` of the tile into the buffer (after the index `part`)."""
+        order = self.cache.layout or list(range(len(loc)))
+        loc = self._elements(em, loc)
+        if self.width == 1 or order[-1] == len(loc) - 1:
+            dst = part + [loc[d] for d in order]
+            em.vstore(v, self.buf, dst) if self.width > 1 else em.store(v, self.buf, dst)
+            return
+        for q in range(self.width):  # a layout that moves the last dimension: one element at a time
+            lq = loc[:-1] + [em.add(loc[-1], q)]
+            em.store(em.extract(v, q), self.buf, part + [lq[d] for d in order])
 
 
 class ProducerFill:

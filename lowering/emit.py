@@ -7,10 +7,11 @@ emitted C text stays short.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from math import gcd
 
-from xdsl.dialects import arith, math, memref, scf
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32, i1
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.dialects import arith, math, memref, scf, vector
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, VectorType, f32, i1
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 INDEX = IndexType()
 
@@ -21,6 +22,59 @@ def const_value(v: SSAValue) -> int | float | None:
     if isinstance(op, arith.ConstantOp) and isinstance(op.value, (IntegerAttr, FloatAttr)):
         return op.value.value.data
     return None
+
+
+def value_bounds(v: SSAValue) -> tuple[int, int] | None:
+    """Smallest and largest value an index can take, from constants, the bounds of the
+    enclosing scf.for loops and index arithmetic; None when unknown."""
+    c = const_value(v)
+    if c is not None:
+        return (c, c) if isinstance(c, int) else None
+    if isinstance(v, BlockArgument):
+        loop = v.block.parent_op()
+        if isinstance(loop, scf.ForOp) and v.index == 0:
+            lb, ub = value_bounds(loop.lb), value_bounds(loop.ub)
+            if lb is not None and ub is not None and ub[1] > lb[0]:
+                return lb[0], ub[1] - 1
+        return None
+    op = v.owner
+    if not isinstance(op, (arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.DivUIOp, arith.RemUIOp, arith.MinSIOp)):
+        return None
+    a, b = value_bounds(op.lhs), value_bounds(op.rhs)
+    if a is None or b is None:
+        return None
+    if isinstance(op, arith.MinSIOp):
+        return min(a[0], b[0]), min(a[1], b[1])
+    if isinstance(op, arith.AddiOp):
+        return a[0] + b[0], a[1] + b[1]
+    if isinstance(op, arith.SubiOp):
+        return a[0] - b[1], a[1] - b[0]
+    if isinstance(op, arith.MuliOp):
+        products = [x * y for x in a for y in b]
+        return min(products), max(products)
+    if a[0] < 0 or b[0] <= 0:  # unsigned division of a possibly negative value
+        return None
+    if isinstance(op, arith.DivUIOp):
+        return a[0] // b[1], a[1] // b[0]
+    return (0, b[1] - 1) if a[1] >= b[0] else a
+
+
+def known_divisor(v: SSAValue) -> int:
+    """A number that `v` is known to be a multiple of (1 when nothing is known)."""
+    c = const_value(v)
+    if isinstance(c, int):
+        return abs(c) or 1 << 30
+    if isinstance(v, BlockArgument):
+        loop = v.block.parent_op()
+        if isinstance(loop, scf.ForOp) and v.index == 0:
+            return gcd(known_divisor(loop.lb), known_divisor(loop.step))
+        return 1
+    op = v.owner
+    if isinstance(op, (arith.AddiOp, arith.SubiOp)):
+        return gcd(known_divisor(op.lhs), known_divisor(op.rhs))
+    if isinstance(op, arith.MuliOp):
+        return known_divisor(op.lhs) * known_divisor(op.rhs)
+    return 1
 
 
 class Emitter:
@@ -86,12 +140,21 @@ class Emitter:
     def floordiv(self, a: SSAValue, b: int) -> SSAValue:
         if b == 1:
             return a
+        known = value_bounds(a)
+        if known is not None and 0 <= known[0] and known[1] < b:
+            return self.index(0)
         return self.val(arith.DivUIOp(a, self.index(b)))
 
     def rem(self, a: SSAValue, b: int) -> SSAValue:
         if b == 1:
             return self.index(0)
+        known = value_bounds(a)
+        if known is not None and 0 <= known[0] and known[1] < b:
+            return a
         return self.val(arith.RemUIOp(a, self.index(b)))
+
+    def min(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.val(arith.MinSIOp(a, self._as_index(b)))
 
     def _as_index(self, v: SSAValue | int) -> SSAValue:
         return self.index(v) if isinstance(v, int) else v
@@ -107,12 +170,15 @@ class Emitter:
         return result
 
     def in_range(self, v: SSAValue, lo: int, hi: int) -> list[SSAValue]:
-        """Conditions for lo <= v < hi (signed), omitting what the constant fold proves."""
+        """Conditions for lo <= v < hi (signed), omitting what value_bounds proves."""
+        known = value_bounds(v)
+        if known is not None and known[0] == known[1]:
+            return [] if lo <= known[0] < hi else [self.bool(False)]
         conds = []
-        if const_value(v) is not None:
-            return [] if lo <= const_value(v) < hi else [self.bool(False)]
-        conds.append(self.cmpi("sge", v, lo))
-        conds.append(self.cmpi("slt", v, hi))
+        if known is None or known[0] < lo:
+            conds.append(self.cmpi("sge", v, lo))
+        if known is None or known[1] >= hi:
+            conds.append(self.cmpi("slt", v, hi))
         return conds
 
     # -- memory and floats ---------------------------------------------------------------
@@ -121,6 +187,16 @@ class Emitter:
 
     def store(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
         return self.op(memref.StoreOp.get(v, ref, list(idx)))
+
+    def vload(self, ref: SSAValue, idx: Sequence[SSAValue], width: int) -> SSAValue:
+        """`width` consecutive elements along the last dimension, as one vector."""
+        return self.val(vector.LoadOp(ref, list(idx), VectorType(f32, [width])))
+
+    def extract(self, v: SSAValue, position: int) -> SSAValue:
+        return self.val(vector.ExtractOp(v, [position], f32))
+
+    def vstore(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
+        return self.op(vector.StoreOp(v, ref, list(idx)))
 
     def fbin(self, fn: str, a: SSAValue, b: SSAValue) -> SSAValue:
         ops = {"add": arith.AddfOp, "sub": arith.SubfOp, "mul": arith.MulfOp, "div": arith.DivfOp,

@@ -139,11 +139,21 @@ class Schedule:
         self._use(loop)
         self.actions.append(("vectorize", (loop,)))
 
-    def cache_read(self, tensor: Tensor | str, scope: str, at: Loop) -> None:
+    def cache_read(self, tensor: Tensor | str, scope: str, at: Loop, layout: Sequence[int] | None = None,
+                   double_buffer: bool = False) -> None:
+        """Copy the part of `tensor` read inside `at` to a `scope` buffer first. `layout`
+        orders the buffer's dimensions (e.g. (1, 0): the tile transposed); `double_buffer`
+        (shared) overlaps loading the next iteration's part with this one's work."""
         self._use(at)
         if scope not in S.SCOPES:
             raise ScheduleError(f"cache_read: scope '{scope}' is not one of {', '.join(S.SCOPES)}")
-        self.actions.append(("cache_read", (tensor, scope, at)))
+        if layout is not None:
+            layout = [int(d) for d in layout]
+            if sorted(layout) != list(range(len(layout))):
+                raise ScheduleError(f"cache_read: layout {layout} is not a permutation of the tensor's dimensions")
+        if double_buffer and scope != "shared":
+            raise ScheduleError("cache_read: double_buffer needs scope 'shared'")
+        self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer))))
 
     def cache_write(self, scope: str, at: Loop) -> None:
         self._use(at)
@@ -213,8 +223,8 @@ class Schedule:
             elif kind == "vectorize":
                 ops.append(S.VectorizeOp(handle(args[0])))
             elif kind == "cache_read":
-                tensor, scope, at = args
-                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at)))
+                tensor, scope, at, layout, double_buffer = args
+                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer))
             elif kind == "cache_write":
                 ops.append(S.CacheWriteOp(args[0], handle(args[1])))
             elif kind == "compute_at":

@@ -124,3 +124,18 @@ def test_pycuda_missing_is_a_clear_error(monkeypatch):
             rt.CudaKernel(lw.source, lw.plan)
     finally:
         rt.default_device.cache_clear()
+
+
+def test_compiler_process_answers_with_a_clear_error_without_nvrtc():
+    # NVRTC runs in a subprocess of its own; where cuda-python is missing (as here) it
+    # answers with an error instead of a cubin, and the process stays usable
+    from sched_dsl.runtime.cuda import _CompilerProcess, _has_nvrtc
+
+    if _has_nvrtc():
+        pytest.skip("NVRTC is installed here: tests/test_gpu_targets.py compiles through it")
+    compiler = _CompilerProcess()
+    for _ in range(2):
+        with pytest.raises(DeviceError, match="NVRTC binding is not installed"):
+            compiler.compile('extern "C" __global__ void k() {}', "sm_90")
+    assert compiler.proc.poll() is None
+    compiler.proc.kill()

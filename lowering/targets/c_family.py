@@ -14,7 +14,7 @@ from typing import IO
 from xdsl.context import Context
 from xdsl.dialects import arith, gpu
 from xdsl.dialects import math as mathd
-from xdsl.dialects import memref, scf
+from xdsl.dialects import memref, scf, vector
 from xdsl.dialects.builtin import (
     Float32Type,
     FloatAttr,
@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     ModuleOp,
+    VectorType,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
@@ -37,10 +38,13 @@ class Spelling:
     prelude: str
     kernel: str  # before the kernel's name; {threads} is the block size
     global_ptr: str  # a global float buffer parameter; {name}
-    shared: str  # qualifier of a block-shared array
+    shared_array: str  # a block-shared array {name} of {size} floats, 16-byte aligned for vector loads
+    local_array: str  # a thread's own array of a multiple of 4 floats, also aligned
     thread_id: str  # {d} is 0, 1, 2 / x, y, z
     block_id: str
     barrier: str
+    vload: str  # a float4 read at the address {addr}
+    vstore: str  # {value} written as a float4 at {addr}
     fmax: str
     fmin: str
     exp: str
@@ -53,10 +57,12 @@ OPENCL = Spelling(
     prelude="",
     kernel="__kernel __attribute__((reqd_work_group_size({bx}, {by}, {bz}))) void",
     global_ptr="__global float* restrict {name}",
-    shared="__local ",
+    shared_array="__local float {name}[{size}] __attribute__((aligned(16)));",
+    local_array="float {name}[{size}] __attribute__((aligned(16)));",
     thread_id="(int)get_local_id({d})",
     block_id="(int)get_group_id({d})",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
+    vload="vload4(0, {addr})", vstore="vstore4({value}, 0, {addr});",
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
     dims=("0", "1", "2"),
@@ -66,10 +72,12 @@ CUDA = Spelling(
     prelude='extern "C" {\n',
     kernel="__global__ void __launch_bounds__({threads})",
     global_ptr="float* __restrict__ {name}",
-    shared="__shared__ ",
+    shared_array="__shared__ __align__(16) float {name}[{size}];",
+    local_array="__align__(16) float {name}[{size}];",
     thread_id="(int)threadIdx.{d}",
     block_id="(int)blockIdx.{d}",
     barrier="__syncthreads();",
+    vload="*(const float4*)({addr})", vstore="*(float4*)({addr}) = {value};",
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
@@ -91,6 +99,8 @@ def c_type(t: Attribute) -> str:
         return "bool"
     if isinstance(t, Float32Type):
         return "float"
+    if isinstance(t, VectorType) and isinstance(t.element_type, Float32Type) and t.get_shape() == (4,):
+        return "float4"
     raise DiagnosticException(f"no C type for {t}")
 
 
@@ -197,16 +207,25 @@ class KernelPrinter:
             self.assign(op, self.index(op.memref, op.indices))
         elif isinstance(op, memref.StoreOp):
             self.line(f"{self.index(op.memref, op.indices)} = {e(op.value)};")
+        elif isinstance(op, arith.MinSIOp):
+            self.assign(op, f"min({e(op.lhs)}, {e(op.rhs)})")
+        elif isinstance(op, vector.ExtractOp) and len(op.static_position) == 1 and not op.dynamic_position:
+            self.assign(op, f"{e(op.vector)}.{'xyzw'[op.static_position.get_values()[0]]}")
+        elif isinstance(op, vector.LoadOp):
+            self.assign(op, sp.vload.format(addr="&" + self.index(op.base, op.indices)))
+        elif isinstance(op, vector.StoreOp):
+            self.line(sp.vstore.format(value=e(op.vector), addr="&" + self.index(op.base, op.indices)))
         elif isinstance(op, memref.AllocaOp):
             t = op.memref.type
             size = 1
             for d in t.get_shape():
                 size *= d
             space = t.memory_space
-            qual = sp.shared if space == SHARED else ""
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
-            self.line(f"{qual}float {self.name(op.memref)}[{size}];")
+            # vector copies need 16-byte alignment; arrays of other sizes never get them
+            decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "float {name}[{size}];"
+            self.line(decl.format(name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BlockIdOp):

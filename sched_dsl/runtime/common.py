@@ -29,7 +29,7 @@ class DeviceLimits:
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
-_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__) float \w+\[(\d+)\];")
+_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? float \w+\[(\d+)\]")
 
 
 def shared_bytes(source: str) -> dict[str, int]:

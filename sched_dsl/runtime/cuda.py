@@ -1,7 +1,8 @@
 """Runs lowered kernels through pycuda on an NVIDIA GPU (the optional `cuda` extra).
 
 The CUDA C text is compiled with NVRTC when cuda-python's binding of it can be imported
-(in-process, no temporary files), else with nvcc through pycuda.compiler.SourceModule.
+(in a compiler process of its own, no temporary files), else with nvcc through
+pycuda.compiler.SourceModule.
 Compiled modules are kept per process, keyed by the text's hash and the device.
 `SCHED_DSL_CUDA_DEVICE` picks a device by its ordinal (default 0).
 """
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib.util
 import os
+import pickle
+import subprocess
+import sys
 from functools import lru_cache
 
 import numpy as np
 
 from sched_dsl.lowering.host_plan import HostPlan, c_name
+from sched_dsl.runtime import nvrtc_worker
 from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
 
 __all__ = ["CudaKernel", "DeviceError", "default_device", "device_limits"]
@@ -83,6 +89,18 @@ def _nvrtc():
     return nvrtc
 
 
+def _has_nvrtc() -> bool:
+    """Whether cuda-python's NVRTC binding is installed (found, not imported: importing it
+    here could load NVRTC into this process)."""
+    for name in ("cuda.bindings.nvrtc", "cuda.nvrtc"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except ImportError:
+            pass
+    return False
+
+
 def _nvrtc_cubin(nvrtc, source: str, arch: str) -> bytes:
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
 
@@ -109,6 +127,34 @@ def _nvrtc_cubin(nvrtc, source: str, arch: str) -> bytes:
         nvrtc.nvrtcDestroyProgram(prog)
 
 
+class _CompilerProcess:
+    """NVRTC in a subprocess of its own (see nvrtc_worker.py for why)."""
+
+    def __init__(self):
+        self.proc = None
+
+    def compile(self, source: str, arch: str) -> bytes:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.runtime.nvrtc_worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            atexit.register(self.proc.kill)
+        try:
+            nvrtc_worker.send(self.proc.stdin, (source, arch))
+            answer = nvrtc_worker.receive(self.proc.stdout)
+        except (BrokenPipeError, EOFError, pickle.UnpicklingError):
+            answer = None
+        if answer is None:
+            self.proc.kill()
+            raise DeviceError("the NVRTC compiler process ended while compiling the kernel text")
+        kind, value = answer
+        if kind == "error":
+            raise DeviceError(value)
+        return value
+
+
+_COMPILER = _CompilerProcess()
+
+
 _MODULES: dict[tuple[str, str], tuple[object, str]] = {}
 
 
@@ -121,9 +167,8 @@ def compile_module(source: str, dev) -> tuple[object, str]:
     drv = _driver()
     major, minor = dev.compute_capability()
     arch = f"sm_{major}{minor}"
-    nvrtc = _nvrtc()
-    if nvrtc is not None:
-        cubin = _nvrtc_cubin(nvrtc, source, arch)
+    if _has_nvrtc():
+        cubin = _COMPILER.compile(source, arch)
         try:
             module = drv.module_from_buffer(cubin)
         except drv.Error as e:

@@ -7,6 +7,7 @@ picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -59,7 +60,10 @@ def _program(source: str):
     cl = _pyopencl()
     ctx, _ = _context_and_queue()
     try:
-        return cl.Program(ctx, source).build()
+        with warnings.catch_warnings():
+            # NVIDIA's compiler reports informational output on success
+            warnings.simplefilter("ignore", cl.CompilerWarning)
+            return cl.Program(ctx, source).build()
     except cl.RuntimeError as e:
         raise compile_error("OpenCL", str(e), source) from None
 

@@ -34,8 +34,6 @@ builtin.module {
 // CHECK-NEXT:   %d0 = "gpu.block_id"() <{dimension = #gpu<dim x>}> : () -> index
 // CHECK:        scf.for %{{.*}} = %d1 to %{{.*}} step
 // CHECK:          memref.store %{{.*}}, %T_shared
-// CHECK-NEXT:     } else {
-// CHECK-NEXT:     }
 // CHECK-NEXT:   }
 // CHECK-NEXT:   "gpu.barrier"() : () -> ()
 // CHECK-NEXT:   %[[ROW:.*]] = arith.subi %d0, %d0 : index

@@ -49,7 +49,7 @@ builtin.module {
 // CHECK:          scf.for %ko =
 // CHECK-NOT:        memref.alloca
 // CHECK:            "gpu.barrier"() : () -> ()
-// CHECK:            memref.store %{{.*}}, %A_shared
+// CHECK:            vector.store %{{.*}}, %A_shared
 // CHECK-NEXT:       }
 // CHECK-NEXT:       "gpu.barrier"() : () -> ()
 // CHECK-NEXT:       scf.for %ki =

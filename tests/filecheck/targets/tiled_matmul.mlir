@@ -35,12 +35,12 @@ builtin.module {
 // CUDA-NEXT:  __global__ void __launch_bounds__(64) v_main_C(float* __restrict__ v_A, float* __restrict__ v_B, float* __restrict__ v_C) {
 
 // The shared tile, then block and thread ids.
-// OCL-NEXT:   __local float v_A_shared[64];
+// OCL-NEXT:   __local float v_A_shared[64] __attribute__((aligned(16)));
 // OCL-NEXT:   const int v_ji = (int)get_local_id(0);
 // OCL-NEXT:   const int v_ii = (int)get_local_id(1);
 // OCL-NEXT:   const int v_io = (int)get_group_id(1);
 // OCL-NEXT:   const int v_jo = (int)get_group_id(0);
-// CUDA-NEXT:  __shared__ float v_A_shared[64];
+// CUDA-NEXT:  __shared__ __align__(16) float v_A_shared[64];
 // CUDA-NEXT:  const int v_ji = (int)threadIdx.x;
 // CUDA-NEXT:  const int v_ii = (int)threadIdx.y;
 // CUDA-NEXT:  const int v_io = (int)blockIdx.y;
@@ -50,14 +50,17 @@ builtin.module {
 // CHECK-NEXT: float v_C_local[1];
 // CHECK-NEXT: v_C_local[0] = 0.0f;
 
-// The shared fill between two barriers.
+// The shared fill between two barriers: 16 aligned float4 copies over 64 threads.
 // CHECK-NEXT: for (int v_ko = 0; v_ko < 4; v_ko += 1) {
 // OCL:          barrier(CLK_LOCAL_MEM_FENCE);
 // CUDA:         __syncthreads();
 // CHECK-NEXT:   const int [[T0:v_t_[0-9]+]] = v_ii * 8;
 // CHECK-NEXT:   const int [[TID:v_t_[0-9]+]] = [[T0]] + v_ji;
-// CHECK-NEXT:   for (int [[E:v_t_[0-9]+]] = [[TID]]; [[E]] < 64; [[E]] += 64) {
-// CHECK:          v_A_shared[({{.*}}) * 8 + {{.*}}] = {{.*}};
+// CHECK-NEXT:   for (int [[E:v_t_[0-9]+]] = [[TID]]; [[E]] < 16; [[E]] += 64) {
+// OCL:            const float4 [[V:v_t_[0-9]+]] = vload4(0, &v_A[({{.*}}) * 32 + {{.*}}]);
+// OCL-NEXT:       vstore4([[V]], 0, &v_A_shared[({{.*}}) * 8 + {{.*}}]);
+// CUDA:           const float4 [[V:v_t_[0-9]+]] = *(const float4*)(&v_A[({{.*}}) * 32 + {{.*}}]);
+// CUDA-NEXT:      *(float4*)(&v_A_shared[({{.*}}) * 8 + {{.*}}]) = [[V]];
 // CHECK-NEXT:   }
 // OCL-NEXT:     barrier(CLK_LOCAL_MEM_FENCE);
 // CUDA-NEXT:    __syncthreads();
