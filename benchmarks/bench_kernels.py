@@ -3,7 +3,8 @@ SGEMM cubes, ResNet-18's batch-1 3x3 convolutions and MobileNetV2's depthwise 3x
 each with the schedules of examples/, on the CUDA target (pycuda) and, where an NVIDIA
 OpenCL platform is registered, on the OpenCL target from the same schedule.
 
-fp32 throughout: TF32 is off for cuBLAS and cuDNN. cuDNN is timed with
+fp32 throughout: TF32 is off for cuBLAS and cuDNN. Ratios are speeds: baseline time / our
+time (1.0 = as fast as cuBLAS/cuDNN), and CUDA time / OpenCL time for the same schedule. cuDNN is timed with
 `torch.backends.cudnn.benchmark` off and on. Times are means over back-to-back calls after
 warm-ups, between CUDA events (OpenCL: the sum of the kernels' profiling times).
 
@@ -72,10 +73,10 @@ class Bench:
 
     def add(self, workload, impl, ms, flops, baseline_ms, err=None):
         row = dict(workload=workload, impl=impl, ms=ms, tflops=flops / ms / 1e9 if flops else None,
-                   vs_baseline=ms / baseline_ms, max_rel_err=err)
+                   speed_vs_baseline=baseline_ms / ms, max_rel_err=err)
         self.rows.append(row)
         rate = f"{row['tflops']:7.2f} TFLOP/s" if flops else " " * 15
-        print(f"  {impl:<28} {ms * 1e3:10.1f} us  {rate}  x{row['vs_baseline']:6.2f} of baseline"
+        print(f"  {impl:<28} {ms * 1e3:10.1f} us  {rate}  {row['speed_vs_baseline']:6.2f}x the baseline's speed"
               + (f"  err {err:.1e}" if err is not None else ""), flush=True)
 
     def sgemm(self, n: int):
@@ -90,9 +91,9 @@ class Bench:
         print(workload, flush=True)
         base = torch_time(lambda: ta @ tb, self.repeat, self.warmup)
         self.add(workload, "cuBLAS", base, flops, base)
-        for tile, reg in ((128, 8), (64, 4)):
-            c, s = sgemm(n, n, n, tile=tile, reg=reg)
-            self.ours(workload, f"tile{tile}/reg{reg}", c, s, {"A": a, "B": b}, want, flops, base)
+        for tile, reg, k_chunk in ((128, 8, 16), (128, 8, 8), (64, 4, 16)):
+            c, s = sgemm(n, n, n, tile=tile, reg=reg, k_chunk=k_chunk)
+            self.ours(workload, f"tile{tile}/reg{reg}/k{k_chunk}", c, s, {"A": a, "B": b}, want, flops, base)
 
     def _cudnn(self, workload, tx, tw, stride, groups, flops):
         torch = self.torch
@@ -116,8 +117,9 @@ class Bench:
         print(workload, flush=True)
         flops = 2.0 * c * size * size * c * 9
         want, base = self._cudnn(workload, torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda(), 1, 1, flops)
-        y, s = conv3x3(c, size, size, c, **cfg)
-        self.ours(workload, "tiled", y, s, {"X": x, "W": w}, want, flops, base)
+        for staged in (True, False):
+            y, s = conv3x3(c, size, size, c, **cfg, staged=staged)
+            self.ours(workload, "tiled-staged" if staged else "tiled", y, s, {"X": x, "W": w}, want, flops, base)
 
     def depthwise(self, c: int, size: int, stride: int):
         torch = self.torch
@@ -171,7 +173,8 @@ def main() -> None:
     for c, size, stride in MOBILENET_DW[:1 if args.quick else None]:
         b.depthwise(c, size, stride)
 
-    print("\nsummary (best of ours per workload and target, against the best baseline):")
+    print("\nsummary (best of ours per workload and target; speed = baseline time / our time; "
+          "OpenCL/CUDA = CUDA time / OpenCL time of the same schedule):")
     by_work: dict[str, list[dict]] = {}
     for r in b.rows:
         by_work.setdefault(r["workload"], []).append(r)
@@ -184,10 +187,17 @@ def main() -> None:
             mine = [r for r in ok if r["impl"].startswith(target + ":")]
             if mine:
                 best = min(mine, key=lambda r: r["ms"])
-                line[target] = {"impl": best["impl"], "ms": best["ms"], "ratio": best["ms"] / base}
+                line[target] = {"impl": best["impl"], "ms": best["ms"], "speed": base / best["ms"]}
+        if "cuda" in line:
+            variant = line["cuda"]["impl"].split(":", 1)[1]
+            same = [r for r in ok if r["impl"] == f"opencl:{variant}"]
+            if same:
+                line["opencl_vs_cuda"] = line["cuda"]["ms"] / same[0]["ms"]
         summary.append(line)
-        cells = "  ".join(f"{t} {line[t]['ms'] * 1e3:9.1f} us (x{line[t]['ratio']:.2f})" for t in ("cuda", "opencl")
+        cells = "  ".join(f"{t} {line[t]['ms'] * 1e3:9.1f} us ({line[t]['speed']:.2f}x)" for t in ("cuda", "opencl")
                           if t in line)
+        if "opencl_vs_cuda" in line:
+            cells += f"  OpenCL/CUDA {line['opencl_vs_cuda']:.2f}"
         print(f"  {work:<36} baseline {base * 1e3:9.1f} us  {cells}")
     with open(args.json, "w") as f:
         json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": b.rows,

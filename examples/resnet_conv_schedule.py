@@ -2,7 +2,7 @@
 each block computes `f_block` filters over a `y_block` x `x_block` patch of the output; its
 threads each accumulate `f_reg` filters x `x_reg` columns in registers (cache_write local)
 while chunks of `rc_chunk` input channels of the input patch and of the weights are staged
-in shared memory; the 3x3 window is unrolled. Also MobileNetV2's depthwise 3x3 convolution
+in shared memory (double-buffered); the 3x3 window is unrolled. Also MobileNetV2's depthwise 3x3 convolution
 with a flat schedule.
 
     python examples/resnet_conv_schedule.py [--target cuda|opencl]
@@ -25,8 +25,11 @@ RESNET18_3X3 = {
 }
 
 
-def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_block=14, x_reg=2, rc_chunk=8):
-    """(Y, schedule) for a 1 x c x h x w input and f 3x3 filters, stride 1, padding 1."""
+def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_block=14, x_reg=2, rc_chunk=8,
+            staged: bool = True):
+    """(Y, schedule) for a 1 x c x h x w input and f 3x3 filters, stride 1, padding 1.
+    `staged`: double-buffer the shared copies and store the weights' tile filters-last, so
+    threads of neighbouring filters read neighbouring words."""
     x = sd.placeholder("X", (1, c, h, w))
     wt = sd.placeholder("W", (f, c, 3, 3))
     y = sd.conv2d(x, wt, stride=1, padding=1, name="Y")
@@ -45,8 +48,8 @@ def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_bl
     s.bind(ft, "thread.z")
     s.bind(yt, "thread.y")
     s.bind(xt, "thread.x")
-    s.cache_read(x, "shared", at=rco)
-    s.cache_read(wt, "shared", at=rco)
+    s.cache_read(x, "shared", at=rco, double_buffer=staged)
+    s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0) if staged else None, double_buffer=staged)
     s.cache_write("local", at=xt)
     for lp in (ry, rx, fi, xi):
         s.unroll(lp)

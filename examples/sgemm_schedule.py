@@ -1,7 +1,10 @@
-"""SGEMM C = A @ B with the classic GPU schedule the primitives can express: each block
-computes a `tile` x `tile` block of C from `tile` x `k_chunk` and `k_chunk` x `tile` slices of
-A and B staged in shared memory, and each of its (tile/reg)^2 threads accumulates a `reg` x `reg`
-block of C in registers (cache_write local), with the inner loops unrolled.
+"""SGEMM C = A @ B with the classic fast GPU schedule: each block computes a `tile` x `tile`
+block of C from `tile` x `k_chunk` and `k_chunk` x `tile` slices of A and B in shared memory,
+double-buffered (the next slices load into registers while this one is used), A's slice
+stored transposed so both are read along rows; each of the block's (tile/reg)^2 threads
+accumulates `reg` x `reg` outputs in registers (cache_write local), taken as 4x4 quads strided
+by the thread count, so neighbouring threads read neighbouring shared words (no bank
+conflicts) and each thread reads float4s. Shared copies use float4 where aligned.
 
     python examples/sgemm_schedule.py [N] [--target cuda|opencl]
 """
@@ -15,7 +18,7 @@ import numpy as np
 import sched_dsl as sd
 
 
-def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 8):
+def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 16, quad: int = 4):
     """(C, schedule) for an m x k by k x n product."""
     a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
     c = sd.matmul(a, b, name="C")
@@ -23,20 +26,24 @@ def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 
     i, j, kk = s.loops("i", "j", "k")
     io, ir = s.split(i, tile)
     jo, jr = s.split(j, tile)
-    ty, ii = s.split(ir, reg)
-    tx, ji = s.split(jr, reg)
+    threads = tile // reg  # per dimension
+    # i within the block = i2 * (threads * quad) + ty * quad + i4: thread ty's rows are quads
+    # of `quad` rows, `threads * quad` apart (likewise for columns and tx)
+    i2, ir2 = s.split(ir, threads * quad)
+    ty, i4 = s.split(ir2, quad)
+    j2, jr2 = s.split(jr, threads * quad)
+    tx, j4 = s.split(jr2, quad)
     ko, ki = s.split(kk, k_chunk)
-    s.reorder(io, jo, ty, tx, ko, ki, ii, ji)
+    s.reorder(io, jo, ty, tx, ko, ki, i2, j2, i4, j4)
     s.bind(io, "block.y")
     s.bind(jo, "block.x")
     s.bind(ty, "thread.y")
     s.bind(tx, "thread.x")
-    s.cache_read(a, "shared", at=ko)
-    s.cache_read(b, "shared", at=ko)
+    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
+    s.cache_read(b, "shared", at=ko, double_buffer=True)
     s.cache_write("local", at=tx)
-    s.unroll(ki)
-    s.unroll(ii)
-    s.unroll(ji)
+    for loop in (ki, i2, j2, i4, j4):
+        s.unroll(loop)
     return c, s
 
 

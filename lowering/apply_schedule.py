@@ -289,13 +289,8 @@ class Interpreter:
         rank = len(ref.type.get_shape())
         if layout is not None and len(layout) != rank:
             raise fail(op, f"layout {layout} of '{op.tensor.data}' does not have its {rank} dimensions")
-        double = op.double_buffer is not None
-        if double:
-            leaves = stage.leaves
-            if at.bind or any(a.bind and a.bind.startswith("thread") for a in leaves[leaves.index(at):]):
-                raise fail(op, f"double_buffer of '{op.tensor.data}': loop '{at.name}' must be a sequential loop "
-                           "inside all of the block's thread loops")
-        stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout, double_buffer=double))
+        stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout,
+                                  double_buffer=op.double_buffer is not None))
 
     def op_cache_write(self, op: S.CacheWriteOp) -> None:
         stage, at = self.get(op.at, op)
@@ -364,6 +359,10 @@ def check(stage: Stage) -> None:
             if threads_inside:
                 raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' encloses bound loop "
                            f"'{threads_inside[0]}'; put it at or inside the innermost bound loop")
+        threads = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("thread")]
+        if c.double_buffer and (c.at.bind or not threads or threads[-1] > q):
+            raise fail(c.op, f"stage '{stage.name}': double_buffer of '{c.memref.name_hint}': loop '{c.at.name}' "
+                       "must be a sequential loop inside all of the block's thread loops")
         if blocks and q < blocks[-1]:
             # block loops become the launch grid: nothing can run between them
             what = {"read": f"a {c.scope} buffer", "write": "a cache_write", "compute": "compute_at"}[c.kind]

@@ -227,7 +227,7 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     It splits loops by random factors (dividing or not), fuses adjacent loops of the same
     kind, reorders all loops, binds spatial loops to block.x/y (outermost only) and
     thread.x/y (at most MAX_THREADS threads per block), unrolls, vectorizes the innermost
-    loop, caches inputs in shared or local memory, caches the output locally (at a spatial
+    loop, caches inputs in shared (in a random layout, double-buffered where legal) or local memory, caches the output locally (at a spatial
     loop that encloses every reduction loop and is at or inside the innermost bound loop),
     and computes an elementwise producer at a loop. Every buffer sits at or inside the
     innermost block loop, and inputs read at non-affine indices (grouped conv2d) are not
@@ -295,7 +295,17 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
         if not _affine_reads(out, t):
             continue
         scope = draw(st.sampled_from(["shared", "local"]))
-        s.cache_read(t, scope, at=draw(st.sampled_from(at)).loop)
+        where = draw(st.sampled_from(at))
+        layout, double = None, False
+        if scope == "shared":
+            if draw(st.booleans()):
+                layout = draw(st.permutations(range(len(t.shape))))
+            # double buffering needs a sequential loop with all thread loops outside it
+            k = leaves.index(where)
+            threads = [j for j, lf in enumerate(leaves) if (lf.bind or "").startswith("thread")]
+            if where.bind is None and threads and max(threads) < k:
+                double = draw(st.booleans())
+        s.cache_read(t, scope, at=where.loop, layout=layout, double_buffer=double)
         cached[t] = scope
 
     # cache_write at a spatial loop inside every bound loop and outside every reduction loop

@@ -120,3 +120,33 @@ def test_schedule_ir_reads_back_through_sched_opt(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("__kernel") == 1 and "__local float v_A_shared" in run.stdout
+
+
+def test_cache_read_options_are_checked_where_they_are_given():
+    A, B = sd.placeholder("A", (16, 8)), sd.placeholder("B", (8, 12))
+    C = sd.matmul(A, B)
+    s = sd.Schedule(C)
+    i, j, k = s.loops("i", "j", "k")
+    with pytest.raises(sd.ScheduleError, match=r"layout \[0, 0\] is not a permutation"):
+        s.cache_read(A, "shared", at=k, layout=(0, 0))
+    with pytest.raises(sd.ScheduleError, match="double_buffer needs scope 'shared'"):
+        s.cache_read(A, "local", at=k, double_buffer=True)
+    s.cache_read(A, "shared", at=k, double_buffer=True)  # no thread loop outside k
+    with pytest.raises(sd.ScheduleError, match="double_buffer of 'A': loop 'k' must be a sequential loop"):
+        sd.lower(C, s)
+
+
+def test_transposed_double_buffered_tiles_match_numpy():
+    A, B = sd.placeholder("A", (40, 28)), sd.placeholder("B", (28, 36))
+    C = sd.matmul(A, B)
+    s = sd.Schedule(C)
+    i, j, k = s.loops("i", "j", "k")
+    io, jo, ii, ji = s.tile(i, j, 8, 8)
+    ko, ki = s.split(k, 8)  # 28 = 3 * 8 + 4: the last tile runs past A's and B's ends
+    s.bind(io, "block.y"); s.bind(jo, "block.x"); s.bind(ii, "thread.y"); s.bind(ji, "thread.x")
+    s.cache_read(A, "shared", at=ko, layout=(1, 0), double_buffer=True)
+    s.cache_read(B, "shared", at=ko, double_buffer=True)
+    s.cache_write("local", at=ji)
+    a = np.random.default_rng(0).random((40, 28), dtype=np.float32)
+    b = np.random.default_rng(1).random((28, 36), dtype=np.float32)
+    np.testing.assert_allclose(sd.build(C, s)(a, b), a @ b, rtol=1e-5)

@@ -153,6 +153,36 @@ builtin.module {
 }
 // -----
 // CHECK-NEXT: // {{-+}}
+// a layout of the wrong rank
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    func.return %C : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.cache_read "A" "shared" at %k {layout = array<i64: 2, 0, 1>} // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_read: layout [2, 0, 1] of 'A' does not have its 2 dimensions
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// double buffering at a loop with thread loops inside it
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    func.return %C : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %j = sched.loop "C" "j"
+    %k = sched.loop "C" "k"
+    sched.reorder %k, %i, %j
+    sched.bind %j "thread.x"
+    sched.cache_read "A" "shared" at %k {double_buffer} // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_read: stage 'C': double_buffer of 'A': loop 'k' must be a sequential loop inside all of the block's thread loops
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
 // cache_write inside a reduction loop
 builtin.module {
   func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {

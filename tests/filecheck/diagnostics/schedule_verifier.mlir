@@ -181,6 +181,32 @@ builtin.module {
 }
 // -----
 // CHECK-NEXT: // {{-+}}
+// a cache layout that is not a permutation
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    func.return %C : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.cache_read "A" "shared" at %k {layout = array<i64: 1, 1>} // CHECK-NEXT: {{.*}}schedule_verifier.mlir:[[# @LINE]]:5: error: cache_read of 'A': layout [1, 1] is not a permutation of the tensor's dimensions
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// a double-buffered local cache
+builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    func.return %C : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %k = sched.loop "C" "k"
+    sched.cache_read "A" "local" at %k {double_buffer} // CHECK-NEXT: {{.*}}schedule_verifier.mlir:[[# @LINE]]:5: error: cache_read of 'A': double_buffer needs scope 'shared'
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
 // bad cache_write scope
 builtin.module {
   func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
