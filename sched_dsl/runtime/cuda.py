@@ -135,8 +135,9 @@ class _CompilerProcess:
 
     def compile(self, source: str, arch: str) -> bytes:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.runtime.nvrtc_worker"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # the working directory leaves sys.path: a checkout's sched_dsl/ folder is not the package
+            start = "import sys; del sys.path[0]; from sched_dsl.runtime.nvrtc_worker import main; main()"
+            self.proc = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             atexit.register(self.proc.kill)
         try:
             nvrtc_worker.send(self.proc.stdin, (source, arch))
