@@ -34,6 +34,9 @@ from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import Emitter, const_value
 
 DEFAULT_THREADS = 64
+# a stage with a sequential loop runs in one block (its steps wait for each other with
+# barriers), so its default schedule gives that block more threads
+SEQUENTIAL_THREADS = 256
 
 
 class ScheduleError(DiagnosticException):
@@ -59,6 +62,7 @@ class Axis:
     bind: str | None = None
     unroll: bool = False
     vectorize: bool = False
+    sequential: bool = False  # iterations run in order, each seeing what the last wrote
     marked_by: dict[str, Operation] = field(default_factory=dict)  # "bind"/"vectorize" -> its sched op
 
 
@@ -108,7 +112,8 @@ class Stage:
 
     @property
     def output_store(self) -> memref.StoreOp:
-        stores = [op for op in self.body if isinstance(op, memref.StoreOp)]
+        # a scatter may store under a condition, inside an scf.if
+        stores = [op for b in self.body for op in b.walk() if isinstance(op, memref.StoreOp)]
         assert len(stores) == 1, self.name
         return stores[0]
 
@@ -128,6 +133,14 @@ class Stage:
             raise fail(op, f"loop '{axis.name}' of stage '{self.name}' was already split or fused")
         return self.leaves.index(axis)
 
+    @property
+    def sequential(self) -> Axis | None:
+        return next((a for a in self.roots if a.sequential), None)
+
+    def stores_at_loop_indices(self) -> bool:
+        """Whether the output is written at the loop variables themselves (not a scatter)."""
+        return all(v in self.root_ivs for v in self.output_store.indices)
+
     def thread_leaves(self) -> list[Axis]:
         return [a for a in self.leaves if a.bind and a.bind.startswith("thread")]
 
@@ -144,7 +157,8 @@ def read_stage(loop: scf.ForOp) -> Stage:
         lb, ub = const_value(current.lb), const_value(current.ub)
         if lb != 0 or ub is None or const_value(current.step) != 1:
             raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant")
-        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes))
+        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes,
+                          sequential="sched.sequential" in current.attributes))
         ivs.append(current.body.block.args[0])
         ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]
         inner = [op for op in ops if isinstance(op, scf.ForOp)]
@@ -175,7 +189,15 @@ class Interpreter:
     def get(self, handle: SSAValue, op: Operation) -> tuple[Stage, Axis]:
         stage, axis = self.handles[handle]
         stage.leaf(axis, op)
+        if axis.sequential:
+            raise fail(op, f"loop '{axis.name}' of stage '{stage.name}' is sequential (each iteration "
+                       "reads what the earlier ones wrote): it stays the outermost loop, unsplit and unbound")
         return stage, axis
+
+    def no_sequential(self, stage: Stage, op: Operation, what: str) -> None:
+        if stage.sequential is not None:
+            raise fail(op, f"stage '{stage.name}' has sequential loop '{stage.sequential.name}': {what} "
+                       "would keep values across its steps that other threads write")
 
     def new(self, handle: SSAValue, stage: Stage, axis: Axis) -> None:
         if handle.name_hint:
@@ -279,6 +301,7 @@ class Interpreter:
     def op_cache_read(self, op: S.CacheReadOp) -> None:
         stage, at = self.get(op.at, op)
         ref = self.tensor(op.tensor.data, op)
+        self.no_sequential(stage, op, "cache_read")
         if not stage.reads(ref):
             raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
         if any(c.memref == ref and c.kind != "write" for c in stage.caches):
@@ -289,6 +312,10 @@ class Interpreter:
         stage, at = self.get(op.at, op)
         if any(c.kind == "write" for c in stage.caches):
             raise fail(op, f"stage '{stage.name}' already has a cache_write")
+        self.no_sequential(stage, op, "cache_write")
+        if not stage.stores_at_loop_indices():
+            raise fail(op, f"stage '{stage.name}' writes its output at computed indices (a scatter); "
+                       "cache_write cannot keep it in registers")
         stage.caches.append(Cache("write", stage.output, op.scope.data, at, op))
 
     def op_compute_at(self, op: S.ComputeAtOp) -> None:
@@ -297,6 +324,8 @@ class Interpreter:
         if pname not in self.stages:
             raise fail(op, f"no stage '{pname}'")
         producer = self.stages[pname]
+        self.no_sequential(stage, op, "compute_at")
+        self.no_sequential(producer, op, "computing it at another stage")
         if not stage.reads(producer.output):
             raise fail(op, f"stage '{stage.name}' does not read stage '{pname}'")
         if producer.attached_to is not None:
@@ -320,6 +349,11 @@ def default_schedule(stage: Stage) -> None:
         stage.leaves[pos:pos + 2] = [merged]
         stage.relations.append(Fuse(fused, nxt, merged))
         fused = merged
+    if stage.sequential is not None:
+        # one block: its threads share the parallel loops, the sequential loop outside them
+        _, inner = interp.split(stage, fused, SEQUENTIAL_THREADS, None)
+        inner.bind = "thread.x"
+        return
     outer, inner = interp.split(stage, fused, DEFAULT_THREADS, None)
     outer.bind, inner.bind = "block.x", "thread.x"
 
@@ -331,6 +365,9 @@ def check(stage: Stage) -> None:
             raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
     blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
+    if blocks and stage.sequential is not None:
+        raise fail(leaves[blocks[0]].marked_by.get("bind"), f"stage '{stage.name}': its sequential loop "
+                   f"'{stage.sequential.name}' runs in one block; bind its other loops to threads, not blocks")
     if blocks:
         # a loop of one iteration may stand anywhere: move those above the blocks below them
         lead = [a for a in leaves[:blocks[-1]] if not a.bind and a.extent == 1]
@@ -509,6 +546,8 @@ class Writer:
             attrs["sched.unroll"] = UnitAttr()
         if axis.vectorize:
             attrs["sched.vectorize"] = UnitAttr()
+        if axis.sequential:
+            attrs["sched.sequential"] = UnitAttr()
         _, iv, inner = em.loop(axis.extent, attrs)
         iv.name_hint = axis.name
         return iv, inner
@@ -540,7 +579,7 @@ class Writer:
         for op in self.slice_of(store.indices):
             em.op(op.clone(mapping))
         init = self.stage.init_select.lhs
-        em.store(em.f32(const_value(init)), store.memref, [mapping.get(v, v) for v in store.indices])
+        em.store(em.const(const_value(init), init.type), store.memref, [mapping.get(v, v) for v in store.indices])
         for a in axes:
             del self.env[a]
 
@@ -619,7 +658,8 @@ class Writer:
             scope = "shared" if threads_inside else "local"
         bases, exts = self.footprint(em, cache, self.varying(k, scope))
         space = SHARED if scope == "shared" else LOCAL
-        buf = em.alloca(exts, space)
+        elem = cache.memref.type.element_type
+        buf = em.alloca(exts, space, element=elem)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
         self.redirect[cache.memref] = (buf, lambda e, idx: [e.sub(v, b) for v, b in zip(idx, bases)])
         shape = list(cache.memref.type.get_shape())
@@ -628,7 +668,7 @@ class Writer:
                 src = [e.add(b, v) for b, v in zip(bases, loc)]
                 cond = e.all_of([c for s, n in zip(src, shape) for c in in_bounds(e, s, n)])
                 v = e.load(cache.memref, src) if cond is None else e.if_value(
-                    cond, lambda t: t.load(cache.memref, src), lambda f: f.f32(0.0))
+                    cond, lambda t: t.load(cache.memref, src), lambda f: f.const(0, elem))
                 e.store(v, buf, loc)
         else:
             element = ProducerFill(cache.producer, buf, bases, shape).element
@@ -642,12 +682,12 @@ class Writer:
         the body accumulates into; stored to the output after the inner loops."""
         st = self.stage
         inner = [a for a in st.leaves[k + 1:] if not a.reduce]
-        buf = em.alloca([a.extent for a in inner] or [1], LOCAL)
+        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=st.output.type.element_type)
         buf.name_hint = f"{st.output.name_hint or 'out'}_local"
         self.redirect[st.output] = (buf, lambda e, idx: [self.env[a] for a in inner] or [e.index(0)])
         init = st.init_select
         if init is not None:
-            self.for_each(em, [a.extent for a in inner], lambda e, loc: e.store(e.f32(const_value(init.lhs)), buf, loc or [e.index(0)]))
+            self.for_each(em, [a.extent for a in inner], lambda e, loc: e.store(e.const(const_value(init.lhs), init.lhs.type), buf, loc or [e.index(0)]))
 
         def write_back(e: Emitter) -> None:
             saved = {a: self.env[a] for a in inner}
@@ -724,7 +764,7 @@ class ProducerFill:
             mapping[iv] = v
         init = p.init_select
         if init is not None:
-            em.store(em.f32(const_value(init.lhs)), self.buf, loc)
+            em.store(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
         for iv, root in zip(p.root_ivs, p.roots):
             if root.reduce:
                 _, mapping[iv], em = em.loop(root.extent)

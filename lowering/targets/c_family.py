@@ -36,11 +36,12 @@ from sched_dsl.lowering.host_plan import c_name, host_plan
 class Spelling:
     prelude: str
     kernel: str  # before the kernel's name; {threads} is the block size
-    global_ptr: str  # a global float buffer parameter; {name}
+    global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
     shared: str  # qualifier of a block-shared array
     thread_id: str  # {d} is 0, 1, 2 / x, y, z
     block_id: str
     barrier: str
+    global_barrier: str  # also orders global memory among the block's threads
     fmax: str
     fmin: str
     exp: str
@@ -52,11 +53,12 @@ class Spelling:
 OPENCL = Spelling(
     prelude="",
     kernel="__kernel __attribute__((reqd_work_group_size({bx}, {by}, {bz}))) void",
-    global_ptr="__global float* restrict {name}",
+    global_ptr="__global {type}* restrict {name}",
     shared="__local ",
     thread_id="(int)get_local_id({d})",
     block_id="(int)get_group_id({d})",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
+    global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
     dims=("0", "1", "2"),
@@ -65,11 +67,12 @@ OPENCL = Spelling(
 CUDA = Spelling(
     prelude='extern "C" {\n',
     kernel="__global__ void __launch_bounds__({threads})",
-    global_ptr="float* __restrict__ {name}",
+    global_ptr="{type}* __restrict__ {name}",
     shared="__shared__ ",
     thread_id="(int)threadIdx.{d}",
     block_id="(int)blockIdx.{d}",
     barrier="__syncthreads();",
+    global_barrier="__syncthreads();",
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
@@ -141,7 +144,7 @@ class KernelPrinter:
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
                 raise DiagnosticException(f"kernel {fn.sym_name.data}: argument of type {a.type}")
-            params.append(sp.global_ptr.format(name=self.name(a)))
+            params.append(sp.global_ptr.format(type=c_type(a.type.element_type), name=self.name(a)))
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
@@ -206,13 +209,14 @@ class KernelPrinter:
             qual = sp.shared if space == SHARED else ""
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
-            self.line(f"{qual}float {self.name(op.memref)}[{size}];")
+            self.line(f"{qual}{c_type(t.element_type)} {self.name(op.memref)}[{size}];")
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BlockIdOp):
             self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BarrierOp):
-            self.line(sp.barrier)
+            fence = op.attributes.get("sched.fence")
+            self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
         elif isinstance(op, scf.ForOp):
             self.for_loop(op)
         elif isinstance(op, scf.IfOp):
