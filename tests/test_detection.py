@@ -276,3 +276,17 @@ def test_i32_input_and_output_buffers():
     assert "__global int* restrict v_I" in kern.source
     np.testing.assert_array_equal(kern(X=xv, I=iv), [[4, 0, 4], [6, 7, 8]])
     np.testing.assert_array_equal(sd.evaluate(out, {"X": xv, "I": iv}), [[4, 0, 4], [6, 7, 8]])
+
+
+# ---- the shared GPU cases, on the OpenCL device here ------------------------------------------------
+
+
+def _detection_cases():
+    from gpu_cases import CASES
+    return [c for c in CASES if c.id.split("_")[0] in ("scan", "argsort", "topk", "nms")]
+
+
+@pytest.mark.parametrize("case", _detection_cases(), ids=lambda c: c.id)
+def test_gpu_case_on_opencl(case):
+    from gpu_cases import check
+    check(*case.make(), "opencl")
