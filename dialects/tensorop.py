@@ -237,7 +237,7 @@ class TensorOp(IRDLOperation, ABC):
                 f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"
             )
         if self.result.type.element_type != DTYPES[self.result_dtype()]:
-            raise VerifyException(f"{self.name} '{self.stage_name}': result must be a "
+            raise VerifyException(f"{self.name} '{self.stage_name}': result must be an "
                                   f"{self.result_dtype()} tensor, got {self.result.type}")
 
 
