@@ -441,7 +441,8 @@ class OpLowering:
             s, r = iv["step"], iv["box"]
             bs = em.to_index(em.load(order, [s]))
             br = em.to_index(em.load(order, [r]))
-            # supp[s] is final after steps 0..s-1 (and not yet written before step 0)
+            # supp[s] is final after steps 0..s-1 (and not yet written before step 0); the
+            # thread of box s rewrites it in step s, with the value it already holds
             s_supp = em.if_value(em.cmpi("sgt", s, 0), lambda e: e.load(supp, [s]), lambda e: e.i32(0))
             pushes = em.all_of([c for c in (em.cmpi("slt", s, r), candidate(em, bs),
                                             em.val(arith.CmpiOp(s_supp, em.i32(0), "eq"))) if c is not None])

@@ -279,7 +279,9 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     loop that encloses every reduction loop and is at or inside the innermost bound loop),
     and computes an elementwise producer at a loop. Every buffer sits at or inside the
     innermost block loop, and inputs read at non-affine indices (grouped conv2d) are not
-    cached."""
+    cached. For the detection operators it schedules the operator's own (last) stage; their
+    inputs are not cached there (that stage reads them at loaded indices, or not at all), and
+    a scatter (argsort, topk) gets no cache_write."""
     s = sd.Schedule(out)
     leaves = [_Leaf(s.loop(n), e, r) for n, e, r in loop_extents(out)]
 
