@@ -7,6 +7,7 @@ verifiers use.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,16 @@ def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
     return _op("softmax", x.shape, (x,), name, axis=axis)
 
 
+def _integer(v: Any, what: str) -> int:
+    """An int (numpy integers too, as model files give them), else a ShapeError."""
+    if isinstance(v, bool):
+        raise T.ShapeError(f"{what} must be an int, got {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise T.ShapeError(f"{what} must be an int, got {v!r}") from None
+
+
 def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:
     """Prefix sum along `axis` with ONNX CumSum's `exclusive` and `reverse`; same shape."""
     _tensors(x, op="cumsum")
@@ -187,8 +198,7 @@ def topk(x: Tensor, k: int, axis: int = -1, largest: bool = True, name: str | No
     `topk`, named `name`) and the values (operator `take_along_axis` reading x at them,
     named `<name>_values`)."""
     _tensors(x, op="topk")
-    if not isinstance(k, int) or isinstance(k, bool):
-        raise T.ShapeError(f"topk: k must be an int, got {k!r}")
+    k = _integer(k, "topk: k")
     shape = T.topk_shape(x.shape, k, axis)
     idx = _op("topk", shape, (x,), name, dtype="i32", k=k, axis=int(axis), largest=bool(largest))
     values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values", axis=int(axis))
@@ -202,8 +212,7 @@ def nms(boxes: Tensor, scores: Tensor, max_output: int, iou_threshold: float,
     (max_output,) indices of kept boxes by decreasing score (ties: lower index first),
     padded with -1. See the README for the exact rules."""
     _tensors(boxes, scores, op="nms")
-    if not isinstance(max_output, int) or isinstance(max_output, bool):
-        raise T.ShapeError(f"nms: max_output must be an int, got {max_output!r}")
+    max_output = _integer(max_output, "nms: max_output")
     shape = T.nms_shape(boxes.shape, scores.shape, max_output, float(iou_threshold), float(score_threshold))
     return _op("nms", shape, (boxes, scores), name, dtype="i32", max_output=max_output,
                iou_threshold=float(iou_threshold), score_threshold=float(score_threshold))

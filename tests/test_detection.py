@@ -239,6 +239,7 @@ def test_cache_write_of_a_scatter_is_refused():
     (lambda: sd.topk(P("X", 3, 4), 0), "topk: k=0 must be between 1 and the size 4 of axis -1"),
     (lambda: sd.topk(P("X", 3, 4), 2, axis=2), "topk: axis 2 is out of range for rank 2"),
     (lambda: sd.topk(P("X", 3, 4), 2.0), "topk: k must be an int, got 2.0"),
+    (lambda: sd.nms(P("B", 5, 4), P("S", 5), True, 0.5), "nms: max_output must be an int, got True"),
     (lambda: sd.nms(P("B", 5, 3), P("S", 5), 2, 0.5), "nms: boxes must have shape (N, 4), got (5, 3)"),
     (lambda: sd.nms(P("B", 5, 4, 1), P("S", 5), 2, 0.5), "nms: boxes must have shape (N, 4), got (5, 4, 1)"),
     (lambda: sd.nms(P("B", 5, 4), P("S", 6), 2, 0.5), "nms: scores must have shape (5,) to match the boxes, got (6,)"),
@@ -253,6 +254,13 @@ def test_cache_write_of_a_scatter_is_refused():
 def test_bad_operands_raise_shape_errors_naming_the_op(make, message):
     with pytest.raises(sd.ShapeError, match=re.escape(message)):
         make()
+
+
+def test_numpy_integers_are_accepted():
+    """Model files give k and max_output as numpy integers."""
+    values, indices = sd.topk(P("X", 3, 4), np.int64(2))
+    assert indices.shape == (3, 2) and indices.attrs["k"] == 2 and type(indices.attrs["k"]) is int
+    assert sd.nms(P("B", 5, 4), P("S", 5), np.int64(3), np.float32(0.5)).shape == (3,)
 
 
 def test_unknown_dtype_is_refused():
