@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
-    Float32Type,
+    FloatAttr,
     IntegerAttr,
     StringAttr,
     TensorType,
     f32,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, SSAValue
@@ -47,8 +48,19 @@ def ints(values: Sequence[int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, [int(v) for v in values])
 
 
-def tensor_type(shape: Sequence[int]) -> TensorType:
-    return TensorType(f32, [int(d) for d in shape])
+DTYPES = {"f32": f32, "i32": i32}
+
+
+def tensor_type(shape: Sequence[int], dtype: str = "f32") -> TensorType:
+    return TensorType(DTYPES[dtype], [int(d) for d in shape])
+
+
+def dtype_of(value: SSAValue | Attribute) -> str:
+    t = value.type if isinstance(value, SSAValue) else value
+    for name, elem in DTYPES.items():
+        if isinstance(t, TensorType) and t.element_type == elem:
+            return name
+    raise ShapeError(f"expected an f32 or i32 tensor, got {t}")
 
 
 def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
@@ -152,6 +164,39 @@ def reduce_shape(x: Sequence[int], axes: Sequence[int], keepdims: bool) -> tuple
     return tuple(d for i, d in enumerate(x) if i not in axes)
 
 
+def axis_of(shape: Sequence[int], axis: int, what: str) -> int:
+    return normalize_axes([axis], len(shape), what)[0]
+
+
+def topk_shape(x: Sequence[int], k: int, axis: int) -> tuple[int, ...]:
+    a = axis_of(x, axis, "topk")
+    if not 1 <= k <= x[a]:
+        raise ShapeError(f"topk: k={k} must be between 1 and the size {x[a]} of axis {axis}")
+    return tuple(k if i == a else d for i, d in enumerate(x))
+
+
+def take_along_axis_shape(x: Sequence[int], idx: Sequence[int], axis: int) -> tuple[int, ...]:
+    a = axis_of(x, axis, "take_along_axis")
+    if len(idx) != len(x) or any(i != a and di != dx for i, (di, dx) in enumerate(zip(idx, x))):
+        raise ShapeError(f"take_along_axis: indices {tuple(idx)} must match {tuple(x)} except on axis {axis}")
+    return tuple(idx)
+
+
+def nms_shape(boxes: Sequence[int], scores: Sequence[int], max_output: int, iou_threshold: float,
+              score_threshold: float) -> tuple[int, ...]:
+    if len(boxes) != 2 or boxes[1] != 4:
+        raise ShapeError(f"nms: boxes must have shape (N, 4), got {tuple(boxes)}")
+    if tuple(scores) != (boxes[0],):
+        raise ShapeError(f"nms: scores must have shape ({boxes[0]},) to match the boxes, got {tuple(scores)}")
+    if max_output < 1:
+        raise ShapeError(f"nms: max_output must be >= 1, got {max_output}")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ShapeError(f"nms: iou_threshold must be in [0, 1], got {iou_threshold}")
+    if score_threshold != score_threshold:
+        raise ShapeError("nms: score_threshold is NaN")
+    return (max_output,)
+
+
 # ---- ops --------------------------------------------------------------------------------
 
 
@@ -171,10 +216,17 @@ class TensorOp(IRDLOperation, ABC):
     def expected_shape(self) -> tuple[int, ...]:
         """The result shape the operands and attributes call for (ShapeError if none)."""
 
+    def operand_dtypes(self) -> tuple[str, ...]:
+        """The element type each operand must have (all f32 unless an op says otherwise)."""
+        return ("f32",) * len(self.operands)
+
+    def result_dtype(self) -> str:
+        return "f32"
+
     def verify_(self) -> None:
-        for v in self.operands:
-            if not isinstance(v.type, TensorType) or not isinstance(v.type.element_type, Float32Type):
-                raise VerifyException(f"{self.name} '{self.stage_name}': operands must be f32 tensors, got {v.type}")
+        for v, want in zip(self.operands, self.operand_dtypes()):
+            if not isinstance(v.type, TensorType) or v.type.element_type != DTYPES[want]:
+                raise VerifyException(f"{self.name} '{self.stage_name}': operands must be {want} tensors, got {v.type}")
         try:
             expected = self.expected_shape()
         except ShapeError as e:
@@ -184,6 +236,9 @@ class TensorOp(IRDLOperation, ABC):
             raise VerifyException(
                 f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"
             )
+        if self.result.type.element_type != DTYPES[self.result_dtype()]:
+            raise VerifyException(f"{self.name} '{self.stage_name}': result must be an "
+                                  f"{self.result_dtype()} tensor, got {self.result.type}")
 
 
 def _props(name: str, **kw: Attribute | None) -> dict[str, Attribute]:
@@ -278,8 +333,6 @@ class UnaryOp(TensorOp):
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, name: str, fn: str, lo: float | None = None, hi: float | None = None):
-        from xdsl.dialects.builtin import FloatAttr
-
         super().__init__(
             operands=[x],
             result_types=[tensor_type(shape_of(x))],
@@ -399,7 +452,166 @@ class SoftmaxOp(TensorOp):
         return shape_of(self.input)
 
 
+def _flag(v: bool) -> IntegerAttr:
+    return IntegerAttr(int(v), i64)
+
+
+@irdl_op_definition
+class ScanOp(TensorOp):
+    """Prefix sum along `axis` (ONNX CumSum): out[i] = sum of x[j] for j <= i (j < i when
+    `exclusive`; j >= i / j > i when `reverse`).
+
+    Lowers to ceil(log2 n) Hillis-Steele steps (at least one): stages `<name>.step0`, ...,
+    `<name>.step<K-2>` into buffers of their own, then `<name>`; each step is elementwise
+    (loops d0, d1, ...) and adds the element 2^k places back."""
+
+    name = "tensorop.scan"
+    input = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    exclusive = prop_def(IntegerAttr)
+    reverse = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, axis: int, exclusive: bool = False, reverse: bool = False):
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))],
+                         properties=_props(name, axis=IntegerAttr(axis, i64), exclusive=_flag(exclusive),
+                                           reverse=_flag(reverse)))
+
+    def scan_axis(self) -> int:
+        return axis_of(shape_of(self.input), self.axis.value.data, "scan")
+
+    def expected_shape(self):
+        self.scan_axis()
+        return shape_of(self.input)
+
+
+@irdl_op_definition
+class ArgsortOp(TensorOp):
+    """i32 indices that sort x along `axis`, stable (equal values keep their index order).
+
+    Stages `<name>.rank` (i32; loops d0, ..., reduction j: how many elements come before
+    element i) and `<name>` (loops d0, ...: out[rank[i]] = i, a scatter)."""
+
+    name = "tensorop.argsort"
+    input = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    descending = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, axis: int, descending: bool = True):
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), "i32")],
+                         properties=_props(name, axis=IntegerAttr(axis, i64), descending=_flag(descending)))
+
+    def result_dtype(self) -> str:
+        return "i32"
+
+    def sort_axis(self) -> int:
+        return axis_of(shape_of(self.input), self.axis.value.data, "argsort")
+
+    def expected_shape(self):
+        self.sort_axis()
+        return shape_of(self.input)
+
+
+@irdl_op_definition
+class TopkOp(TensorOp):
+    """i32 indices of the k largest (`largest`) or smallest elements along `axis`, in sorted
+    order, ties by lower index (ONNX TopK's indices; its values are `take_along_axis`).
+
+    Stages `<name>.rank` as in argsort and `<name>` (loops d0, ... over the input:
+    out[rank[i]] = i where rank[i] < k)."""
+
+    name = "tensorop.topk"
+    input = operand_def(TensorType)
+    k = prop_def(IntegerAttr)
+    axis = prop_def(IntegerAttr)
+    largest = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, k: int, axis: int, largest: bool = True):
+        super().__init__(operands=[x], result_types=[tensor_type(topk_shape(shape_of(x), k, axis), "i32")],
+                         properties=_props(name, k=IntegerAttr(k, i64), axis=IntegerAttr(axis, i64),
+                                           largest=_flag(largest)))
+
+    def result_dtype(self) -> str:
+        return "i32"
+
+    def sort_axis(self) -> int:
+        return axis_of(shape_of(self.input), self.axis.value.data, "topk")
+
+    def expected_shape(self):
+        return topk_shape(shape_of(self.input), self.k.value.data, self.axis.value.data)
+
+
+@irdl_op_definition
+class TakeAlongAxisOp(TensorOp):
+    """out[..., t, ...] = x[..., indices[..., t, ...], ...] along `axis` (numpy's
+    take_along_axis; the indices, i32, must lie in [0, n)). Loops d0, d1, ... over out."""
+
+    name = "tensorop.take_along_axis"
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    assembly_format = "$input `,` $indices attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, idx: SSAValue, name: str, axis: int):
+        out = take_along_axis_shape(shape_of(x), shape_of(idx), axis)
+        super().__init__(operands=[x, idx], result_types=[tensor_type(out)],
+                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+
+    def operand_dtypes(self) -> tuple[str, ...]:
+        return ("f32", "i32")
+
+    def gather_axis(self) -> int:
+        return axis_of(shape_of(self.input), self.axis.value.data, "take_along_axis")
+
+    def expected_shape(self):
+        return take_along_axis_shape(shape_of(self.input), shape_of(self.indices), self.axis.value.data)
+
+
+@irdl_op_definition
+class NmsOp(TensorOp):
+    """Greedy non-maximum suppression of one batch and class, as ONNX NonMaxSuppression with
+    center_point_box=0: boxes (N, 4) as [y1, x1, y2, x2] (either corner order), scores (N,);
+    the i32 result (max_output,) holds the kept box indices by decreasing score (ties: lower
+    index first), padded with -1. A box is a candidate when score > score_threshold (every
+    box when it is -inf); a candidate is kept unless its IoU with a kept box of higher
+    rank is > iou_threshold.
+
+    Stages: `<name>.rank` and `<name>.order` (the boxes sorted by score, as argsort),
+    `<name>.supp` (loop `step`, sequential, then `box`: whether the box of each rank is
+    suppressed), `<name>.pos` (exclusive scan of the kept flags, as scan) and `<name>`
+    (loop m, reduction `rank`)."""
+
+    name = "tensorop.nms"
+    boxes = operand_def(TensorType)
+    scores = operand_def(TensorType)
+    max_output = prop_def(IntegerAttr)
+    iou_threshold = prop_def(FloatAttr)
+    score_threshold = prop_def(FloatAttr)
+    assembly_format = "$boxes `,` $scores attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, boxes: SSAValue, scores: SSAValue, name: str, max_output: int, iou_threshold: float,
+                 score_threshold: float = float("-inf")):
+        out = nms_shape(shape_of(boxes), shape_of(scores), max_output, iou_threshold, score_threshold)
+        super().__init__(operands=[boxes, scores], result_types=[tensor_type(out, "i32")],
+                         properties=_props(name, max_output=IntegerAttr(max_output, i64),
+                                           iou_threshold=FloatAttr(float(iou_threshold), f32),
+                                           score_threshold=FloatAttr(float(score_threshold), f32)))
+
+    def result_dtype(self) -> str:
+        return "i32"
+
+    def thresholds(self) -> tuple[float, float]:
+        return float(self.iou_threshold.value.data), float(self.score_threshold.value.data)
+
+    def expected_shape(self):
+        return nms_shape(shape_of(self.boxes), shape_of(self.scores), self.max_output.value.data,
+                         *self.thresholds())
+
+
 TensorOpDialect = Dialect(
     "tensorop",
-    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp],
+    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp,
+     ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp],
 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import arith, func, gpu, memref, scf
-from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr, f32
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.common_subexpression_elimination import cse
@@ -34,6 +34,9 @@ from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import Emitter, const_value, known_divisor, value_bounds
 
 DEFAULT_THREADS = 64
+# a stage with a sequential loop runs in one block (its steps wait for each other with
+# barriers), so its default schedule gives that block more threads
+SEQUENTIAL_THREADS = 256
 
 
 class ScheduleError(DiagnosticException):
@@ -59,6 +62,7 @@ class Axis:
     bind: str | None = None
     unroll: bool = False
     vectorize: bool = False
+    sequential: bool = False  # iterations run in order, each seeing what the last wrote
     marked_by: dict[str, Operation] = field(default_factory=dict)  # "bind"/"vectorize" -> its sched op
 
 
@@ -110,7 +114,8 @@ class Stage:
 
     @property
     def output_store(self) -> memref.StoreOp:
-        stores = [op for op in self.body if isinstance(op, memref.StoreOp)]
+        # a scatter may store under a condition, inside an scf.if
+        stores = [op for b in self.body for op in b.walk() if isinstance(op, memref.StoreOp)]
         assert len(stores) == 1, self.name
         return stores[0]
 
@@ -130,6 +135,14 @@ class Stage:
             raise fail(op, f"loop '{axis.name}' of stage '{self.name}' was already split or fused")
         return self.leaves.index(axis)
 
+    @property
+    def sequential(self) -> Axis | None:
+        return next((a for a in self.roots if a.sequential), None)
+
+    def stores_at_loop_indices(self) -> bool:
+        """Whether the output is written at the loop variables themselves (not a scatter)."""
+        return all(v in self.root_ivs for v in self.output_store.indices)
+
     def thread_leaves(self) -> list[Axis]:
         return [a for a in self.leaves if a.bind and a.bind.startswith("thread")]
 
@@ -146,7 +159,8 @@ def read_stage(loop: scf.ForOp) -> Stage:
         lb, ub = const_value(current.lb), const_value(current.ub)
         if lb != 0 or ub is None or const_value(current.step) != 1:
             raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant")
-        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes))
+        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes,
+                          sequential="sched.sequential" in current.attributes))
         ivs.append(current.body.block.args[0])
         ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]
         inner = [op for op in ops if isinstance(op, scf.ForOp)]
@@ -177,7 +191,15 @@ class Interpreter:
     def get(self, handle: SSAValue, op: Operation) -> tuple[Stage, Axis]:
         stage, axis = self.handles[handle]
         stage.leaf(axis, op)
+        if axis.sequential:
+            raise fail(op, f"loop '{axis.name}' of stage '{stage.name}' is sequential (each iteration "
+                       "reads what the earlier ones wrote): it stays the outermost loop, unsplit and unbound")
         return stage, axis
+
+    def no_sequential(self, stage: Stage, op: Operation, what: str) -> None:
+        if stage.sequential is not None:
+            raise fail(op, f"stage '{stage.name}' has sequential loop '{stage.sequential.name}': {what} "
+                       "would keep values across its steps that other threads write")
 
     def new(self, handle: SSAValue, stage: Stage, axis: Axis) -> None:
         if handle.name_hint:
@@ -281,6 +303,7 @@ class Interpreter:
     def op_cache_read(self, op: S.CacheReadOp) -> None:
         stage, at = self.get(op.at, op)
         ref = self.tensor(op.tensor.data, op)
+        self.no_sequential(stage, op, "cache_read")
         if not stage.reads(ref):
             raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
         if any(c.memref == ref and c.kind != "write" for c in stage.caches):
@@ -296,6 +319,10 @@ class Interpreter:
         stage, at = self.get(op.at, op)
         if any(c.kind == "write" for c in stage.caches):
             raise fail(op, f"stage '{stage.name}' already has a cache_write")
+        self.no_sequential(stage, op, "cache_write")
+        if not stage.stores_at_loop_indices():
+            raise fail(op, f"stage '{stage.name}' writes its output at computed indices (a scatter); "
+                       "cache_write cannot keep it in registers")
         stage.caches.append(Cache("write", stage.output, op.scope.data, at, op))
 
     def op_compute_at(self, op: S.ComputeAtOp) -> None:
@@ -304,6 +331,8 @@ class Interpreter:
         if pname not in self.stages:
             raise fail(op, f"no stage '{pname}'")
         producer = self.stages[pname]
+        self.no_sequential(stage, op, "compute_at")
+        self.no_sequential(producer, op, "computing it at another stage")
         if not stage.reads(producer.output):
             raise fail(op, f"stage '{stage.name}' does not read stage '{pname}'")
         if producer.attached_to is not None:
@@ -327,6 +356,11 @@ def default_schedule(stage: Stage) -> None:
         stage.leaves[pos:pos + 2] = [merged]
         stage.relations.append(Fuse(fused, nxt, merged))
         fused = merged
+    if stage.sequential is not None:
+        # one block: its threads share the parallel loops, the sequential loop outside them
+        _, inner = interp.split(stage, fused, SEQUENTIAL_THREADS, None)
+        inner.bind = "thread.x"
+        return
     outer, inner = interp.split(stage, fused, DEFAULT_THREADS, None)
     outer.bind, inner.bind = "block.x", "thread.x"
 
@@ -338,6 +372,9 @@ def check(stage: Stage) -> None:
             raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
     blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
+    if blocks and stage.sequential is not None:
+        raise fail(leaves[blocks[0]].marked_by.get("bind"), f"stage '{stage.name}': its sequential loop "
+                   f"'{stage.sequential.name}' runs in one block; bind its other loops to threads, not blocks")
     if blocks:
         # a loop of one iteration may stand anywhere: move those above the blocks below them
         lead = [a for a in leaves[:blocks[-1]] if not a.bind and a.extent == 1]
@@ -522,6 +559,8 @@ class Writer:
             attrs["sched.unroll"] = UnitAttr()
         if axis.vectorize:
             attrs["sched.vectorize"] = UnitAttr()
+        if axis.sequential:
+            attrs["sched.sequential"] = UnitAttr()
         _, iv, inner = em.loop(axis.extent, attrs)
         iv.name_hint = axis.name
         return iv, inner
@@ -563,7 +602,7 @@ class Writer:
         for op in self.slice_of(store.indices):
             em.op(op.clone(mapping))
         init = self.stage.init_select.lhs
-        em.store(em.f32(const_value(init)), store.memref, [mapping.get(v, v) for v in store.indices])
+        em.store(em.const(const_value(init), init.type), store.memref, [mapping.get(v, v) for v in store.indices])
         for a in axes:
             del self.env[a]
 
@@ -656,7 +695,8 @@ class Writer:
 
     def cache_buffer(self, em: Emitter, cache: Cache, scope: str, exts: list[int], parts: list[int]) -> SSAValue:
         order = cache.layout or list(range(len(exts)))
-        buf = em.alloca(parts + [exts[d] for d in order], SHARED if scope == "shared" else LOCAL)
+        buf = em.alloca(parts + [exts[d] for d in order], SHARED if scope == "shared" else LOCAL,
+                        element=cache.memref.type.element_type)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
         return buf
 
@@ -699,7 +739,7 @@ class Writer:
         tid, count = self.thread_id(em)
         total = math.prod(copy.chunks)
         per_thread = -(-total // count)
-        regs = em.alloca([per_thread * copy.width], LOCAL)
+        regs = em.alloca([per_thread * copy.width], LOCAL, element=cache.memref.type.element_type)
         regs.name_hint = f"{cache.memref.name_hint or 'buf'}_next"
 
         def each(e: Emitter, fn) -> None:
@@ -738,12 +778,12 @@ class Writer:
         the body accumulates into; stored to the output after the inner loops."""
         st = self.stage
         inner = [a for a in st.leaves[k + 1:] if not a.reduce]
-        buf = em.alloca([a.extent for a in inner] or [1], LOCAL)
+        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=st.output.type.element_type)
         buf.name_hint = f"{st.output.name_hint or 'out'}_local"
         self.redirect[st.output] = (buf, lambda e, idx: [self.env[a] for a in inner] or [e.index(0)])
         init = st.init_select
         if init is not None:
-            self.for_each(em, [a.extent for a in inner], lambda e, loc: e.store(e.f32(const_value(init.lhs)), buf, loc or [e.index(0)]))
+            self.for_each(em, [a.extent for a in inner], lambda e, loc: e.store(e.const(const_value(init.lhs), init.lhs.type), buf, loc or [e.index(0)]))
 
         def write_back(e: Emitter) -> None:
             saved = {a: self.env[a] for a in inner}
@@ -820,7 +860,8 @@ class Copy:
     def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int):
         self.cache, self.buf, self.bases = cache, buf, bases
         self.shape = list(cache.memref.type.get_shape())
-        self.width = width if width > 1 and self.vectorizable(exts, width) else 1
+        self.element = cache.memref.type.element_type
+        self.width = width if width > 1 and self.element == f32 and self.vectorizable(exts, width) else 1
         self.chunks = exts[:-1] + [exts[-1] // self.width]
 
     def vectorizable(self, exts: list[int], width: int) -> bool:
@@ -850,7 +891,7 @@ class Copy:
             return em.vload(ref, src, self.width)
         cond = em.all_of([c for s, n in zip(src, self.shape) for c in in_bounds(em, s, n)])
         return em.load(ref, src) if cond is None else em.if_value(
-            cond, lambda t: t.load(ref, src), lambda f: f.f32(0.0))
+            cond, lambda t: t.load(ref, src), lambda f: f.const(0, self.element))
 
     def put(self, em: Emitter, v: SSAValue, loc: list[SSAValue], part: list[SSAValue]) -> None:
         """Stores chunk `v` at `loc` of the tile into the buffer (after the index `part`)."""
@@ -884,7 +925,7 @@ class ProducerFill:
             mapping[iv] = v
         init = p.init_select
         if init is not None:
-            em.store(em.f32(const_value(init.lhs)), self.buf, loc)
+            em.store(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
         for iv, root in zip(p.root_ivs, p.roots):
             if root.reduce:
                 _, mapping[iv], em = em.loop(root.extent)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from math import gcd
 
 from xdsl.dialects import arith, math, memref, scf, vector
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, VectorType, f32, i1
+from xdsl.dialects.builtin import Float32Type, FloatAttr, IndexType, IntegerAttr, MemRefType, VectorType, f32, i1, i32
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 INDEX = IndexType()
@@ -100,6 +100,13 @@ class Emitter:
 
     def f32(self, v: float) -> SSAValue:
         return self.val(arith.ConstantOp(FloatAttr(float(v), f32)))
+
+    def i32(self, v: int) -> SSAValue:
+        return self.val(arith.ConstantOp(IntegerAttr(int(v), i32)))
+
+    def const(self, v: int | float, t: Attribute) -> SSAValue:
+        """A constant of element type t (f32 or i32)."""
+        return self.f32(v) if isinstance(t, Float32Type) else self.i32(v)
 
     def bool(self, v: bool) -> SSAValue:
         return self.val(arith.ConstantOp(IntegerAttr(int(v), i1)))
@@ -203,6 +210,22 @@ class Emitter:
                "max": arith.MaximumfOp, "min": arith.MinimumfOp}
         return self.val(ops[fn](a, b))
 
+    def combine(self, fn: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        """fn ("add", "max", ...) of two f32 or two i32 values."""
+        if isinstance(a.type, Float32Type):
+            return self.fbin(fn, a, b)
+        ops = {"add": arith.AddiOp, "sub": arith.SubiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
+        return self.val(ops[fn](a, b))
+
+    def cmpf(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.val(arith.CmpfOp(a, b, pred))
+
+    def to_index(self, v: SSAValue) -> SSAValue:
+        return self.val(arith.IndexCastOp(v, INDEX))
+
+    def to_i32(self, v: SSAValue) -> SSAValue:
+        return self.val(arith.IndexCastOp(v, i32))
+
     def exp(self, a: SSAValue) -> SSAValue:
         return self.val(math.ExpOp(a))
 
@@ -215,8 +238,9 @@ class Emitter:
     def select(self, c: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
         return self.val(arith.SelectOp(c, a, b))
 
-    def alloca(self, shape: Sequence[int], space: Attribute, attrs: dict[str, Attribute] | None = None) -> SSAValue:
-        op = memref.AllocaOp.get(f32, shape=list(shape), memory_space=space)
+    def alloca(self, shape: Sequence[int], space: Attribute, attrs: dict[str, Attribute] | None = None,
+               element: Attribute = f32) -> SSAValue:
+        op = memref.AllocaOp.get(element, shape=list(shape), memory_space=space)
         op.attributes.update(attrs or {})
         return self.val(op)
 
@@ -253,7 +277,8 @@ class Emitter:
             v = fn(Emitter(b, y))
             y.operands = [v]
             blocks.append(b)
-        return self.val(scf.IfOp(cond, [f32], Region(blocks[0]), Region(blocks[1])))
+        result = blocks[0].last_op.operands[0].type
+        return self.val(scf.IfOp(cond, [result], Region(blocks[0]), Region(blocks[1])))
 
 
 def memref_shape(v: SSAValue) -> tuple[int, ...]:

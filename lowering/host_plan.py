@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from xdsl.dialects import func, gpu, memref
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
 from sched_dsl.lowering.emit import const_value
@@ -27,6 +27,12 @@ class Buffer:
     name: str  # as in the IR (the tensor or stage name)
     shape: tuple[int, ...]
     role: str  # "input", "output" or "temp"
+    dtype: str = "f32"  # "f32" or "i32"
+
+    @property
+    def numpy_dtype(self):
+        import numpy as np
+        return np.float32 if self.dtype == "f32" else np.int32
 
     @property
     def size(self) -> int:
@@ -65,10 +71,14 @@ class HostPlan:
     def describe(self) -> str:
         lines = [f"// host function {self.function}"]
         for b in self.buffers:
-            lines.append(f"//   {b.role} {b.name}: {'x'.join(map(str, b.shape))} f32")
+            lines.append(f"//   {b.role} {b.name}: {'x'.join(map(str, b.shape))} {b.dtype}")
         for ln in self.launches:
             lines.append(f"//   launch {ln.kernel} grid={ln.grid} block={ln.block} args=({', '.join(ln.args)})")
         return "\n".join(lines)
+
+
+def dtype_name(t: MemRefType) -> str:
+    return "f32" if isinstance(t.element_type, Float32Type) else "i32"
 
 
 def host_plan(module: ModuleOp) -> HostPlan:
@@ -81,12 +91,14 @@ def host_plan(module: ModuleOp) -> HostPlan:
     buffers = []
     for k, a in enumerate(fn.body.block.args):
         names[a] = a.name_hint or f"arg{k}"
-        buffers.append(Buffer(names[a], tuple(a.type.get_shape()), "input" if k < n_in else "output"))
+        buffers.append(Buffer(names[a], tuple(a.type.get_shape()), "input" if k < n_in else "output",
+                              dtype_name(a.type)))
     launches = []
     for op in fn.body.block.ops:
         if isinstance(op, memref.AllocOp):
             names[op.memref] = op.memref.name_hint or f"tmp{len(names)}"
-            buffers.append(Buffer(names[op.memref], tuple(op.memref.type.get_shape()), "temp"))
+            buffers.append(Buffer(names[op.memref], tuple(op.memref.type.get_shape()), "temp",
+                                  dtype_name(op.memref.type)))
         elif isinstance(op, gpu.LaunchFuncOp):
             grid = tuple(const_value(v) for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ))
             block = tuple(const_value(v) for v in (op.blockSizeX, op.blockSizeY, op.blockSizeZ))

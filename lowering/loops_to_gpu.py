@@ -4,7 +4,10 @@ Loops bound to `block.*` (the outermost ones) become the launch grid and `gpu.bl
 Loops bound to `thread.*` become `gpu.thread_id`; the block size per dimension is the
 largest such loop, and a smaller loop is guarded with `thread_id < extent`. A nest of
 thread loops is a phase: every thread runs its part, and a `gpu.barrier` after the phase
-keeps what it wrote in shared memory from being read, or overwritten, too early.
+keeps what it wrote in shared memory from being read, or overwritten, too early. In a
+kernel with a sequential loop (`sched.sequential`), whose steps read what the threads
+wrote to global memory in earlier steps, every phase is followed by a barrier that also
+fences global memory (`sched.fence = "global"`).
 Shared buffers move to the kernel's entry. The host function keeps the buffers and a
 `gpu.launch_func` per kernel, in the order the stages ran.
 """
@@ -132,14 +135,18 @@ class Outliner:
         barrier would order, and PoCL's compiler aborts on some barriers inside loops)."""
         shared = any(isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED
                      for op in kblock.walk())
+        sequential = any(isinstance(op, scf.ForOp) and "sched.sequential" in op.attributes for op in kblock.walk())
         phases = [lp for lp in kblock.walk() if is_thread_loop(lp) and not _in_thread_loop(lp)]
         for phase in phases:
             for lp in [o for o in phase.walk() if is_thread_loop(o) and o is not phase]:
                 self.inline(lp, tids, threads)
             last = self.inline(phase, tids, threads)
             ends_kernel = last is not None and last.parent_block() is kblock and last.next_op is None
-            if shared and last is not None and not ends_kernel:
-                last.parent_block().insert_op_after(gpu.BarrierOp(), last)
+            if (shared or sequential) and last is not None and not ends_kernel:
+                barrier = gpu.BarrierOp()
+                if sequential:
+                    barrier.attributes["sched.fence"] = StringAttr("global")
+                last.parent_block().insert_op_after(barrier, last)
 
     def inline(self, lp: scf.ForOp, tids: dict[int, Operation], threads: dict[int, int]) -> Operation | None:
         """Moves the body of thread loop `lp` to its place; returns the last op moved

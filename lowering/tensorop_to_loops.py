@@ -42,7 +42,7 @@ NEG_INF = float("-inf")
 
 
 def memref_of(t: TensorType) -> MemRefType:
-    return MemRefType(f32, t.get_shape())
+    return MemRefType(t.element_type, t.get_shape())
 
 
 @dataclass
@@ -53,12 +53,17 @@ class NestBuilder:
     stage: str
 
     def build(self, spatial: Sequence[tuple[str, int]], reduce: Sequence[tuple[str, int]],
-              body: Callable[[Emitter, dict[str, SSAValue]], None]) -> None:
+              body: Callable[[Emitter, dict[str, SSAValue]], None], sequential: Sequence[str] = ()) -> None:
         em, ivs = self.em, {}
-        for name, extent in [*spatial, *reduce]:
+        # sequential loops go outermost: their iterations run in order, each after the last
+        loops = [*spatial, *reduce]
+        loops = [lp for lp in loops if lp[0] in sequential] + [lp for lp in loops if lp[0] not in sequential]
+        for name, extent in loops:
             attrs = {"sched.stage": StringAttr(self.stage), "sched.axis": StringAttr(name)}
             if (name, extent) in reduce:
                 attrs["sched.reduce"] = UnitAttr()
+            if name in sequential:
+                attrs["sched.sequential"] = UnitAttr()
             _, ivs[name], em = em.loop(extent, attrs)
             ivs[name].name_hint = name
         body(em, ivs)
@@ -66,12 +71,12 @@ class NestBuilder:
 
 def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out: SSAValue,
                idx: Sequence[SSAValue], combine: str, init: float, value: SSAValue) -> None:
-    """out[idx] = combine(first ? init : out[idx], value)."""
+    """out[idx] = combine(first ? init : out[idx], value), in f32 or i32 as `value` is."""
     first = em.all_of([em.cmpi("eq", ivs[r], 0) for r in reduce])
     old = em.load(out, idx)
-    select = em.select(first, em.f32(init), old)
+    select = em.select(first, em.const(init, value.type), old)
     select.owner.attributes["sched.init"] = UnitAttr()
-    em.store(em.fbin(combine, select, value), out, idx)
+    em.store(em.combine(combine, select, value), out, idx)
 
 
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
@@ -118,8 +123,13 @@ class OpLowering:
         self.em, self.op, self.args, self.out = em, op, args, out
         self.stage = op.stage_name
 
-    def nest(self, stage: str, spatial, reduce, body) -> None:
-        NestBuilder(self.em, stage).build(spatial, reduce, body)
+    def nest(self, stage: str, spatial, reduce, body, sequential=()) -> None:
+        NestBuilder(self.em, stage).build(spatial, reduce, body, sequential)
+
+    def alloc(self, name: str, shape: Sequence[int], element=i32) -> SSAValue:
+        buf = self.em.val(memref.AllocOp.get(element, shape=list(shape)))
+        buf.name_hint = name
+        return buf
 
     def run(self) -> None:
         getattr(self, "lower_" + self.op.name.split(".")[1])()
@@ -285,6 +295,182 @@ class OpLowering:
         self.nest(self.stage, dims(shape), [], body)
 
 
+    # ---- detection operators ----------------------------------------------------------------
+
+    def scan(self, base: str, shape: Sequence[int], axis: int, exclusive: bool, reverse: bool,
+             load: Callable[[Emitter, list[SSAValue]], SSAValue], out: SSAValue) -> None:
+        """out = prefix sums along `axis` of load(idx), in ceil(log2 n) Hillis-Steele steps
+        (at least one): step k adds the element 2^k places back (forward when `reverse`) to
+        each element. Every step is an elementwise nest, so each runs fully parallel; the
+        work is n log n rather than n, for log n launches instead of a sequential loop.
+        Steps write buffers of their own (`<base>.step<k>`); the last one writes `out`."""
+        n = shape[axis]
+        steps = max(1, (n - 1).bit_length())
+        elem = out.type.element_type
+
+        def neighbour(em: Emitter, idx: list[SSAValue], offset: int, read) -> SSAValue:
+            """read(idx moved `offset` places back along axis), or 0 past the end."""
+            p = em.add(idx[axis], offset) if reverse else em.sub(idx[axis], offset)
+            moved = [p if k == axis else v for k, v in enumerate(idx)]
+            cond = em.cmpi("slt", p, n) if reverse else em.cmpi("sge", p, 0)
+            return em.if_value(cond, lambda e: read(e, moved), lambda e: e.const(0, elem))
+
+        def first(em: Emitter, idx: list[SSAValue]) -> SSAValue:
+            # the exclusive scan is the inclusive scan of the input moved one place
+            return neighbour(em, idx, 1, load) if exclusive else load(em, idx)
+
+        src = None
+        for k in range(steps):
+            dst = out if k == steps - 1 else self.alloc(f"{base}.step{k}", shape, elem)
+
+            def body(em, iv, src=src, dst=dst, offset=1 << k):
+                idx = [iv[name] for name, _ in dims(shape)]
+                read = first if src is None else (lambda e, i, src=src: e.load(src, i))
+                em.store(em.combine("add", read(em, idx), neighbour(em, idx, offset, read)), dst, idx)
+
+            self.nest(base if dst is out else f"{base}.step{k}", dims(shape), [], body)
+            src = dst
+
+    def rank(self, stage: str, x: SSAValue, shape: Sequence[int], axis: int, descending: bool,
+             out: SSAValue) -> None:
+        """out[.., i, ..] = how many elements of x's row come before element i in the stable
+        order: larger (smaller) values first, equal values by index. A reduction over j
+        (loops d0, ..., reduction j), so every element's rank is computed in parallel."""
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            other = [iv["j"] if k == axis else v for k, v in enumerate(idx)]
+            xi, xj = em.load(x, idx), em.load(x, other)
+            before = em.val(arith.OrIOp(em.cmpf("ogt" if descending else "olt", xj, xi), em.all_of(
+                [em.cmpf("oeq", xj, xi), em.cmpi("slt", iv["j"], idx[axis])])))
+            accumulate(em, iv, ["j"], out, idx, "add", 0, em.select(before, em.i32(1), em.i32(0)))
+
+        self.nest(stage, dims(shape), [("j", shape[axis])], body)
+
+    def scatter_ranks(self, stage: str, ranks: SSAValue, shape: Sequence[int], axis: int, out: SSAValue,
+                      k: int | None = None) -> None:
+        """out[.., rank[i], ..] = i (where rank[i] < k when k is given): ranks are a
+        permutation, so every output element is written by exactly one iteration."""
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            r = em.load(ranks, idx)
+            target = [em.to_index(r) if d == axis else v for d, v in enumerate(idx)]
+            if k is not None:
+                em = em.if_(em.val(arith.CmpiOp(r, em.i32(k), "slt")))
+            em.store(em.to_i32(idx[axis]), out, target)
+
+        self.nest(stage, dims(shape), [], body)
+
+    def lower_scan(self) -> None:
+        op = self.op
+        (x,) = self.args
+        self.scan(self.stage, T.shape_of(op.input), op.scan_axis(), bool(op.exclusive.value.data),
+                  bool(op.reverse.value.data), lambda em, idx: em.load(x, idx), self.out)
+
+    def lower_argsort(self) -> None:
+        (x,) = self.args
+        shape, axis = T.shape_of(self.op.input), self.op.sort_axis()
+        ranks = self.alloc(f"{self.stage}.rank", shape)
+        self.rank(f"{self.stage}.rank", x, shape, axis, bool(self.op.descending.value.data), ranks)
+        self.scatter_ranks(self.stage, ranks, shape, axis, self.out)
+
+    def lower_topk(self) -> None:
+        (x,) = self.args
+        shape, axis = T.shape_of(self.op.input), self.op.sort_axis()
+        ranks = self.alloc(f"{self.stage}.rank", shape)
+        self.rank(f"{self.stage}.rank", x, shape, axis, bool(self.op.largest.value.data), ranks)
+        self.scatter_ranks(self.stage, ranks, shape, axis, self.out, self.op.k.value.data)
+
+    def lower_take_along_axis(self) -> None:
+        x, indices = self.args
+        shape, axis = T.shape_of(self.op.result), self.op.gather_axis()
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            src = [em.to_index(em.load(indices, idx)) if d == axis else v for d, v in enumerate(idx)]
+            em.store(em.load(x, src), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
+    def lower_nms(self) -> None:
+        op = self.op
+        boxes, scores = self.args
+        n = T.shape_of(op.scores)[0]
+        iou_threshold, score_threshold = op.thresholds()
+        name = self.stage
+        ranks, order = self.alloc(f"{name}.rank", [n]), self.alloc(f"{name}.order", [n])
+        supp, pos = self.alloc(f"{name}.supp", [n]), self.alloc(f"{name}.pos", [n])
+
+        # 1. the boxes by decreasing score, ties by index: order[t] is the box of rank t
+        self.rank(f"{name}.rank", scores, [n], 0, True, ranks)
+        self.scatter_ranks(f"{name}.order", ranks, [n], 0, order)
+
+        def candidate(em: Emitter, box: SSAValue) -> SSAValue | None:
+            """score > score_threshold (None: every box is a candidate)."""
+            if score_threshold == NEG_INF:
+                return None
+            return em.cmpf("ogt", em.load(scores, [box]), em.f32(score_threshold))
+
+        def suppresses(em: Emitter, a: SSAValue, b: SSAValue) -> SSAValue:
+            """IoU(box a, box b) > iou_threshold, with onnxruntime's rules: corners in either
+            order; no overlap, an empty box or an empty union never suppresses."""
+            def side(box, lo, hi):
+                p, q = em.load(boxes, [box, em.index(lo)]), em.load(boxes, [box, em.index(hi)])
+                return em.fbin("min", p, q), em.fbin("max", p, q)
+            (ay0, ay1), (ax0, ax1) = side(a, 0, 2), side(a, 1, 3)
+            (by0, by1), (bx0, bx1) = side(b, 0, 2), side(b, 1, 3)
+            ix0, ix1 = em.fbin("max", ax0, bx0), em.fbin("min", ax1, bx1)
+            iy0, iy1 = em.fbin("max", ay0, by0), em.fbin("min", ay1, by1)
+            inter = em.fbin("mul", em.fbin("sub", ix1, ix0), em.fbin("sub", iy1, iy0))
+            area_a = em.fbin("mul", em.fbin("sub", ax1, ax0), em.fbin("sub", ay1, ay0))
+            area_b = em.fbin("mul", em.fbin("sub", bx1, bx0), em.fbin("sub", by1, by0))
+            union = em.fbin("sub", em.fbin("add", area_a, area_b), inter)
+            zero = em.f32(0.0)
+            return em.all_of([em.cmpf("ogt", ix1, ix0), em.cmpf("ogt", iy1, iy0), em.cmpf("ogt", inter, zero),
+                              em.cmpf("ogt", area_a, zero), em.cmpf("ogt", area_b, zero),
+                              em.cmpf("ogt", union, zero),
+                              em.cmpf("ogt", em.fbin("div", inter, union), em.f32(iou_threshold))])
+
+        # 2. the greedy pass over the sorted boxes: step s (in order) lets the box of rank s,
+        # when it is a kept candidate, suppress every later box it overlaps (supp[r] = 1).
+        # The steps run in order (loop `step` is sequential); within a step the later boxes
+        # are independent, so loop `box` runs in parallel. IoUs are computed as needed
+        # rather than kept in an N x N matrix, so memory stays O(N).
+        def greedy(em, iv):
+            s, r = iv["step"], iv["box"]
+            bs = em.to_index(em.load(order, [s]))
+            br = em.to_index(em.load(order, [r]))
+            # supp[s] is final after steps 0..s-1 (and not yet written before step 0); the
+            # thread of box s rewrites it in step s, with the value it already holds
+            s_supp = em.if_value(em.cmpi("sgt", s, 0), lambda e: e.load(supp, [s]), lambda e: e.i32(0))
+            pushes = em.all_of([c for c in (em.cmpi("slt", s, r), candidate(em, bs),
+                                            em.val(arith.CmpiOp(s_supp, em.i32(0), "eq"))) if c is not None])
+            hit = em.if_value(pushes, lambda e: e.select(suppresses(e, bs, br), e.i32(1), e.i32(0)),
+                              lambda e: e.i32(0))
+            accumulate(em, iv, ["step"], supp, [r], "max", 0, hit)
+
+        self.nest(f"{name}.supp", [("box", n)], [("step", n)], greedy, sequential=["step"])
+
+        def kept(em: Emitter, r: SSAValue) -> SSAValue:
+            box = em.to_index(em.load(order, [r]))
+            return em.all_of([c for c in (candidate(em, box), em.val(
+                arith.CmpiOp(em.load(supp, [r]), em.i32(0), "eq"))) if c is not None])
+
+        # 3. pos[r] = how many boxes before rank r are kept (an exclusive scan)
+        self.scan(f"{name}.pos", [n], 0, True, False,
+                  lambda em, idx: em.select(kept(em, idx[0]), em.i32(1), em.i32(0)), pos)
+
+        # 4. out[m] = the box of the kept rank r with pos[r] == m, else -1
+        def output(em, iv):
+            m, r = iv["m"], iv["rank"]
+            hit = em.all_of([kept(em, r), em.cmpi("eq", em.to_index(em.load(pos, [r])), m)])
+            value = em.if_value(hit, lambda e: e.load(order, [r]), lambda e: e.i32(-1))
+            accumulate(em, iv, ["rank"], self.out, [m], "max", -1, value)
+
+        self.nest(name, [("m", op.max_output.value.data)], [("rank", n)], output)
+
+
 def lower_function(fn: func.FuncOp) -> None:
     """Rewrites a func of tensorop ops into loop nests over memrefs, in place."""
     old_block = fn.body.block
@@ -312,7 +498,7 @@ def lower_function(fn: func.FuncOp) -> None:
         if not isinstance(op, T.TensorOp):
             raise DiagnosticException(f"tensorop-to-loops: cannot lower {op.name} in func '{fn.sym_name.data}'")
         if op.result not in buffers:
-            alloc = em.val(memref.AllocOp.get(f32, shape=T.shape_of(op.result)))
+            alloc = em.val(memref.AllocOp.get(op.result.type.element_type, shape=T.shape_of(op.result)))
             alloc.name_hint = op.stage_name
             buffers[op.result] = alloc
         OpLowering(em, op, [buffers[v] for v in op.operands], buffers[op.result]).run()

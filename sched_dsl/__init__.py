@@ -8,10 +8,12 @@ from sched_dsl.schedule import Knob, Loop, Schedule, ScheduleError
 from sched_dsl.tensor import (
     Tensor,
     add,
+    argsort,
     bias_add,
     binary,
     clip,
     conv2d,
+    cumsum,
     div,
     exp,
     matmul,
@@ -19,6 +21,7 @@ from sched_dsl.tensor import (
     minimum,
     mul,
     neg,
+    nms,
     placeholder,
     pool2d,
     reduce,
@@ -28,12 +31,13 @@ from sched_dsl.tensor import (
     softmax,
     sub,
     tanh,
+    topk,
     unary,
 )
 
 __all__ = [
-    "Kernel", "Knob", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add",
-    "bias_add", "binary", "build", "clip", "conv2d", "div", "evaluate", "exp", "lower", "matmul",
-    "maximum", "minimum", "mul", "neg", "placeholder", "pool2d", "reduce", "relu", "relu6", "sigmoid",
-    "softmax", "sub", "tanh", "unary",
+    "Kernel", "Knob", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add", "argsort",
+    "bias_add", "binary", "build", "clip", "conv2d", "cumsum", "div", "evaluate", "exp", "lower", "matmul",
+    "maximum", "minimum", "mul", "neg", "nms", "placeholder", "pool2d", "reduce", "relu", "relu6", "sigmoid",
+    "softmax", "sub", "tanh", "topk", "unary",
 ]

@@ -52,6 +52,58 @@ BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divid
 REDUCE = {"sum": np.sum, "max": np.max, "mean": np.mean}
 
 
+def cumsum(x, axis, exclusive, reverse):
+    """ONNX CumSum."""
+    if reverse:
+        x = np.flip(x, axis)
+    out = np.cumsum(x, axis=axis)
+    if exclusive:
+        out = out - x
+    return np.flip(out, axis) if reverse else out
+
+
+def argsort(x, axis, descending):
+    """Stable: equal values keep their index order (also when descending)."""
+    return np.argsort(-x if descending else x, axis=axis, kind="stable").astype(np.int32)
+
+
+def topk_indices(x, k, axis, largest):
+    return np.take(argsort(x, axis, largest), np.arange(k), axis=axis)
+
+
+def _suppresses(a, b, iou_threshold):
+    """ONNX's (onnxruntime's SuppressByIOU) test of two [y1, x1, y2, x2] boxes, in float32."""
+    (ay0, ay1), (ax0, ax1) = sorted(a[[0, 2]]), sorted(a[[1, 3]])
+    (by0, by1), (bx0, bx1) = sorted(b[[0, 2]]), sorted(b[[1, 3]])
+    ix0, ix1 = max(ax0, bx0), min(ax1, bx1)
+    iy0, iy1 = max(ay0, by0), min(ay1, by1)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return False
+    inter = (ix1 - ix0) * (iy1 - iy0)
+    area_a, area_b = (ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0)
+    union = area_a + area_b - inter
+    if inter <= 0 or area_a <= 0 or area_b <= 0 or union <= 0:
+        return False
+    return inter / union > iou_threshold
+
+
+def nms(boxes, scores, max_output, iou_threshold, score_threshold):
+    """Greedy NMS as onnxruntime's NonMaxSuppression for one batch and class: candidates
+    (score > score_threshold; all boxes when it is -inf) by decreasing score, ties by lower
+    index; a candidate is kept unless it overlaps a kept one by IoU > iou_threshold."""
+    boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
+    thr = np.float32(iou_threshold)
+    kept: list[int] = []
+    for i in argsort(scores, 0, True):
+        if len(kept) == max_output:
+            break
+        if score_threshold != -np.inf and not scores[i] > np.float32(score_threshold):
+            continue
+        if not any(_suppresses(boxes[j], boxes[i], thr) for j in kept):
+            kept.append(int(i))
+    return np.array(kept + [-1] * (max_output - len(kept)), dtype=np.int32)
+
+
 def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     a = t.attrs
     if t.kind == "matmul":
@@ -74,18 +126,29 @@ def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         x = args[0]
         e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
         return e / e.sum(axis=a["axis"], keepdims=True)
+    if t.kind == "scan":
+        return cumsum(args[0], a["axis"], a["exclusive"], a["reverse"])
+    if t.kind == "argsort":
+        return argsort(args[0], a["axis"], a["descending"])
+    if t.kind == "topk":
+        return topk_indices(args[0], a["k"], a["axis"], a["largest"])
+    if t.kind == "take_along_axis":
+        return np.take_along_axis(args[0], args[1].astype(np.int64), axis=a["axis"])
+    if t.kind == "nms":
+        return nms(args[0], args[1], a["max_output"], a["iou_threshold"], a["score_threshold"])
     raise ValueError(f"no reference for {t.kind}")
 
 
 def evaluate(outputs: Tensor | list[Tensor], inputs: Mapping[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    """The value of `outputs` for placeholder values `inputs` (by name), in float64."""
+    """The value of `outputs` for placeholder values `inputs` (by name), in float64 (i32
+    tensors as integers)."""
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     values: dict[int, np.ndarray] = {}
     for t in topological(outs):
         if t.kind == "placeholder":
             if t.name not in inputs:
                 raise KeyError(f"no value for input '{t.name}'")
-            values[id(t)] = np.asarray(inputs[t.name], dtype=np.float64)
+            values[id(t)] = np.asarray(inputs[t.name], dtype=np.float64 if t.dtype == "f32" else np.int32)
         else:
             values[id(t)] = apply(t, [values[id(i)] for i in t.inputs])
     result = [values[id(t)] for t in outs]

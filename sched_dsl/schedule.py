@@ -30,6 +30,7 @@ def loop_names(t: Tensor) -> list[str]:
         "conv2d": ["n", "f", "y", "x", "rc", "ry", "rx"],
         "pool2d": ["n", "c", "y", "x", "ry", "rx"],
         "reduce": spatial + [f"r{k}" for k in range(len(t.attrs.get("axes", ())))],
+        "nms": ["m", "rank"],
     }.get(t.kind, spatial)
 
 

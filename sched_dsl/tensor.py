@@ -7,6 +7,7 @@ verifiers use.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,11 @@ class Tensor:
     inputs: tuple[Tensor, ...] = ()
     attrs: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    dtype: str = "f32"  # "f32" or "i32"
 
     def __repr__(self) -> str:
-        return f"Tensor({self.name or self.kind}, shape={self.shape})"
+        dt = "" if self.dtype == "f32" else f", dtype={self.dtype}"
+        return f"Tensor({self.name or self.kind}, shape={self.shape}{dt})"
 
     @property
     def ndim(self) -> int:
@@ -44,12 +47,12 @@ def _check_name(name: str | None) -> None:
 
 def placeholder(name: str, shape: Sequence[int], dtype: str = "f32") -> Tensor:
     _check_name(name)
-    if dtype != "f32":
-        raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use 'f32'")
+    if dtype not in T.DTYPES:
+        raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use one of {', '.join(T.DTYPES)}")
     shape = tuple(int(d) for d in shape)
     if not shape or min(shape) < 1:
         raise ValueError(f"placeholder '{name}': shape {shape} must have dimensions >= 1")
-    return Tensor("placeholder", shape, name=name)
+    return Tensor("placeholder", shape, name=name, dtype=dtype)
 
 
 def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -73,31 +76,34 @@ def _padding(p: int | Sequence[int]) -> tuple[int, int, int, int]:
     raise ValueError(f"padding takes one int, two or four, got {p}")
 
 
-def _op(kind: str, shape, inputs, name, /, **attrs) -> Tensor:
+def _op(kind: str, shape, inputs, name, /, dtype: str = "f32", **attrs) -> Tensor:
     _check_name(name)
-    return Tensor(kind, tuple(shape), tuple(inputs), attrs, name)
+    return Tensor(kind, tuple(shape), tuple(inputs), attrs, name, dtype)
 
 
-def _tensors(*xs: Any) -> None:
+def _tensors(*xs: Any, op: str = "this operator") -> None:
+    """Every operand is a Tensor of f32 (the element type every operator computes in)."""
     for x in xs:
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a sched_dsl Tensor, got {type(x).__name__}")
+        if x.dtype != "f32":
+            raise T.ShapeError(f"{op}: operand {x!r} is {x.dtype}; {op} takes f32 tensors")
 
 
 def matmul(a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b)
+    _tensors(a, b, op="matmul")
     return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name)
 
 
 def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, w)
+    _tensors(x, w, op="conv2d")
     stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
     shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups)
     return _op("conv2d", shape, (x, w), name, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None) -> Tensor:
-    _tensors(x)
+    _tensors(x, op="pool2d")
     if kind not in T.POOL_KINDS:
         raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
     kernel = _pair(kernel, "kernel")
@@ -108,7 +114,7 @@ def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | Non
 
 
 def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None) -> Tensor:
-    _tensors(x)
+    _tensors(x, op="unary")
     if fn not in T.UNARY_FNS:
         raise ValueError(f"unary fn '{fn}' is not one of {', '.join(T.UNARY_FNS)}")
     if fn == "clip" and (lo is None or hi is None or lo > hi):
@@ -126,7 +132,7 @@ def neg(x, name=None): return unary("neg", x, name=name)
 
 
 def binary(fn: str, a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b)
+    _tensors(a, b, op="binary")
     if fn not in T.BINARY_FNS:
         raise ValueError(f"binary fn '{fn}' is not one of {', '.join(T.BINARY_FNS)}")
     return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, fn=fn)
@@ -141,7 +147,7 @@ def minimum(a, b, name=None): return binary("min", a, b, name)
 
 
 def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, bias)
+    _tensors(x, bias, op="bias_add")
     (ax,) = T.normalize_axes([axis], x.ndim, "bias_add")
     if bias.shape != (x.shape[ax],):
         raise T.ShapeError(f"bias shape {bias.shape} should be ({x.shape[ax]},) for axis {axis} of {x.shape}")
@@ -149,7 +155,7 @@ def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) ->
 
 
 def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False, name: str | None = None) -> Tensor:
-    _tensors(x)
+    _tensors(x, op="reduce")
     if fn not in T.REDUCE_FNS:
         raise ValueError(f"reduce fn '{fn}' is not one of {', '.join(T.REDUCE_FNS)}")
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
@@ -157,9 +163,59 @@ def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False
 
 
 def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
-    _tensors(x)
+    _tensors(x, op="softmax")
     T.normalize_axes([axis], x.ndim, "softmax")
     return _op("softmax", x.shape, (x,), name, axis=axis)
+
+
+def _integer(v: Any, what: str) -> int:
+    """An int (numpy integers too, as model files give them), else a ShapeError."""
+    if isinstance(v, bool):
+        raise T.ShapeError(f"{what} must be an int, got {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise T.ShapeError(f"{what} must be an int, got {v!r}") from None
+
+
+def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:
+    """Prefix sum along `axis` with ONNX CumSum's `exclusive` and `reverse`; same shape."""
+    _tensors(x, op="cumsum")
+    T.axis_of(x.shape, axis, "cumsum")
+    return _op("scan", x.shape, (x,), name, axis=int(axis), exclusive=bool(exclusive), reverse=bool(reverse))
+
+
+def argsort(x: Tensor, axis: int = -1, descending: bool = True, name: str | None = None) -> Tensor:
+    """i32 indices sorting `x` along `axis`; stable: equal values keep their index order."""
+    _tensors(x, op="argsort")
+    T.axis_of(x.shape, axis, "argsort")
+    return _op("argsort", x.shape, (x,), name, dtype="i32", axis=int(axis), descending=bool(descending))
+
+
+def topk(x: Tensor, k: int, axis: int = -1, largest: bool = True, name: str | None = None) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the k largest (or smallest) elements along `axis`, sorted, ties
+    by lower index, like ONNX TopK. Two tensors of the graph: the indices (i32, operator
+    `topk`, named `name`) and the values (operator `take_along_axis` reading x at them,
+    named `<name>_values`)."""
+    _tensors(x, op="topk")
+    k = _integer(k, "topk: k")
+    shape = T.topk_shape(x.shape, k, axis)
+    idx = _op("topk", shape, (x,), name, dtype="i32", k=k, axis=int(axis), largest=bool(largest))
+    values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values", axis=int(axis))
+    return values, idx
+
+
+def nms(boxes: Tensor, scores: Tensor, max_output: int, iou_threshold: float,
+        score_threshold: float = float("-inf"), name: str | None = None) -> Tensor:
+    """Greedy non-maximum suppression as ONNX NonMaxSuppression for one batch and class
+    (center_point_box=0): boxes (N, 4) as [y1, x1, y2, x2], scores (N,); returns i32
+    (max_output,) indices of kept boxes by decreasing score (ties: lower index first),
+    padded with -1. See the README for the exact rules."""
+    _tensors(boxes, scores, op="nms")
+    max_output = _integer(max_output, "nms: max_output")
+    shape = T.nms_shape(boxes.shape, scores.shape, max_output, float(iou_threshold), float(score_threshold))
+    return _op("nms", shape, (boxes, scores), name, dtype="i32", max_output=max_output,
+               iou_threshold=float(iou_threshold), score_threshold=float(score_threshold))
 
 
 # ---- the graph as IR ---------------------------------------------------------------------
@@ -221,6 +277,16 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ReduceOp(*args, name, a["fn"], a["axes"], a["keepdims"])
     if t.kind == "softmax":
         return T.SoftmaxOp(*args, name, a["axis"])
+    if t.kind == "scan":
+        return T.ScanOp(*args, name, a["axis"], a["exclusive"], a["reverse"])
+    if t.kind == "argsort":
+        return T.ArgsortOp(*args, name, a["axis"], a["descending"])
+    if t.kind == "topk":
+        return T.TopkOp(*args, name, a["k"], a["axis"], a["largest"])
+    if t.kind == "take_along_axis":
+        return T.TakeAlongAxisOp(*args, name, a["axis"])
+    if t.kind == "nms":
+        return T.NmsOp(*args, name, a["max_output"], a["iou_threshold"], a["score_threshold"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -232,7 +298,7 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
     inputs = [t for t in order if t.kind == "placeholder"]
     if any(t.kind == "placeholder" for t in outputs):
         raise ValueError("an output must be computed by an operator, not be a placeholder")
-    block = Block(arg_types=[T.tensor_type(t.shape) for t in inputs])
+    block = Block(arg_types=[T.tensor_type(t.shape, t.dtype) for t in inputs])
     values: dict[Tensor, SSAValue] = {}
     for t, arg in zip(inputs, block.args):
         arg.name_hint = names[t]

@@ -34,7 +34,12 @@ from sched_dsl.tensor import Tensor, topological
 # sizes tried first: ones, primes and sizes that typical split factors do not divide
 SIZES = (1, 2, 3, 4, 5, 7, 8, 11, 13, 16)
 MAX_THREADS = 256
-OPERATOR_KINDS = ("matmul", "conv2d", "pool2d", "unary", "binary", "bias_add", "reduce", "softmax")
+OPERATOR_KINDS = ("matmul", "conv2d", "pool2d", "unary", "binary", "bias_add", "reduce", "softmax",
+                  "scan", "argsort", "topk", "nms")
+# operators whose main stage reads its inputs at computed indices, or not at all (the first
+# stages do): their inputs are not cached and their producers not computed at them
+INDIRECT_KINDS = ("scan", "argsort", "topk", "take_along_axis", "nms")
+IOU_THRESHOLDS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PRODUCER_FNS = ("relu", "neg", "exp", "sigmoid", "tanh")
 
 
@@ -162,14 +167,51 @@ def _softmax(draw) -> Tensor:
     return sd.softmax(x, axis=axis)
 
 
+@st.composite
+def _scan(draw) -> Tensor:
+    shape = draw(shapes(max_dims=3))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    return sd.cumsum(x, axis, exclusive=draw(st.booleans()), reverse=draw(st.booleans()))
+
+
+@st.composite
+def _argsort(draw) -> Tensor:
+    shape = draw(shapes(max_dims=3, max_elements=512))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    return sd.argsort(x, axis, descending=draw(st.booleans()))
+
+
+@st.composite
+def _topk(draw) -> Tensor:
+    """The indices or the values of a top-k."""
+    shape = draw(shapes(max_dims=3, max_elements=512))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(_maybe_producer(sd.placeholder("X", shape)))
+    values, indices = sd.topk(x, draw(st.integers(1, shape[axis])), axis, largest=draw(st.booleans()))
+    return draw(st.sampled_from([indices, values]))
+
+
+@st.composite
+def _nms(draw) -> Tensor:
+    n = draw(sizes(12))
+    boxes, scores = sd.placeholder("boxes", (n, 4)), sd.placeholder("scores", (n,))
+    score_threshold = draw(st.sampled_from([float("-inf"), 0.0, 0.25, 0.5]))
+    return sd.nms(boxes, scores, draw(st.integers(1, n + 2)), draw(st.sampled_from(IOU_THRESHOLDS)),
+                  score_threshold)
+
+
 _OPERATORS = {"matmul": _matmul, "conv2d": _conv2d, "pool2d": _pool2d, "unary": _unary, "binary": _binary,
-              "bias_add": _bias_add, "reduce": _reduce, "softmax": _softmax}
+              "bias_add": _bias_add, "reduce": _reduce, "softmax": _softmax, "scan": _scan,
+              "argsort": _argsort, "topk": _topk, "nms": _nms}
 
 
 def operators(kinds: str | Sequence[str] = OPERATOR_KINDS) -> st.SearchStrategy[Tensor]:
     """A small operator graph, returned as its output tensor: one operator of `kinds`
     (matmul, conv2d with stride/padding/dilation/groups/depthwise, pool2d max/avg, unary
-    fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax), whose
+    fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax, scan
+    (cumsum, exclusive/reverse), argsort, topk (its indices or its values), nms), whose
     first input is sometimes computed by an elementwise producer stage."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = set(kinds) - set(_OPERATORS)
@@ -199,6 +241,10 @@ def loop_extents(t: Tensor) -> list[tuple[str, int, bool]]:
         axes = T.normalize_axes(a["axes"], len(x), "reduce")
         extents = [*t.shape, *[x[k] for k in axes]]
         reduce = len(axes)
+    elif t.kind == "topk":
+        extents, reduce = list(t.inputs[0].shape), 0  # the scatter runs over the input
+    elif t.kind == "nms":
+        extents, reduce = [t.shape[0], t.inputs[1].shape[0]], 1
     else:
         extents, reduce = list(t.shape), 0
     return [(n, e, k >= len(names) - reduce) for k, (n, e) in enumerate(zip(names, extents))]
@@ -209,7 +255,9 @@ def _affine_reads(out: Tensor, t: Tensor) -> bool:
     conv2d reads input channel f // (filters per group) + rc, which is not."""
     if out.kind == "conv2d" and t is out.inputs[0]:
         return out.attrs["groups"] == 1 or out.shape[1] == out.attrs["groups"]
-    return True
+    if out.kind == "take_along_axis":
+        return t is out.inputs[1]
+    return out.kind not in INDIRECT_KINDS
 
 
 @dataclass(eq=False)
@@ -231,7 +279,9 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     loop that encloses every reduction loop and is at or inside the innermost bound loop),
     and computes an elementwise producer at a loop. Every buffer sits at or inside the
     innermost block loop, and inputs read at non-affine indices (grouped conv2d) are not
-    cached."""
+    cached. For the detection operators it schedules the operator's own (last) stage; their
+    inputs are not cached there (that stage reads them at loaded indices, or not at all), and
+    a scatter (argsort, topk) gets no cache_write."""
     s = sd.Schedule(out)
     leaves = [_Leaf(s.loop(n), e, r) for n, e, r in loop_extents(out)]
 
@@ -315,7 +365,8 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     # PoCL computes wrong results for a private accumulator updated under the guard of an
     # uneven split between the barriers of a shared cache, so that combination is left out
     pocl_miscompiles = uneven and "shared" in cached.values()
-    if spots and not pocl_miscompiles and draw(st.booleans()):
+    scatter = out.kind in ("argsort", "topk")  # writes at computed indices: no registers to keep
+    if spots and not pocl_miscompiles and not scatter and draw(st.booleans()):
         s.cache_write("local", at=draw(st.sampled_from(spots)).loop)
 
     # compute an elementwise producer at one of the loops (softmax reads its input in three
@@ -341,12 +392,25 @@ def _denominators(out: Tensor) -> set[str]:
 
 def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
     """float32 values for every placeholder of `out`: in [-1, 1], and in [0.5, 1.5] for those
-    that feed a divisor."""
+    that feed a divisor. Sorts and scans get integers in [-2, 2], so equal values (ties)
+    are common and sums exact; nms gets boxes with corners on a 0..7 grid (in either
+    order, so areas and IoUs are exact and often equal) and scores in quarters."""
     rng = np.random.default_rng(seed)
     positive = _denominators(out)
+    graph = topological([out])
+    kinds = {t.kind for t in graph}
     values = {}
-    for t in topological([out]):
-        if t.kind == "placeholder":
+    for t in graph:
+        if t.kind == "nms":
+            boxes, scores = t.inputs
+            values[boxes.name] = rng.integers(0, 8, boxes.shape).astype(np.float32)
+            values[scores.name] = (rng.integers(0, 4, scores.shape) / 4).astype(np.float32)
+    for t in graph:
+        if t.kind == "placeholder" and t.name in values:
+            continue
+        if t.kind == "placeholder" and kinds & set(INDIRECT_KINDS):
+            values[t.name] = rng.integers(-2, 3, t.shape).astype(np.float32)
+        elif t.kind == "placeholder":
             lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
             values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
     return values

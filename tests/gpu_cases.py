@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import sched_dsl as sd
+from sched_dsl import testing as sdt
+from sched_dsl.tensor import topological
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,64 @@ def softmax_axis0_default():
     return sd.softmax(sd.placeholder("X", (9, 4, 3)), axis=0, name="S"), None
 
 
+def scan_default():
+    return sd.cumsum(sd.placeholder("X", (7, 300)), 1, name="CS"), None
+
+
+def scan_exclusive_reverse_axis0():
+    return sd.cumsum(sd.placeholder("X", (37, 5)), 0, exclusive=True, reverse=True, name="CS"), None
+
+
+def argsort_default():
+    return sd.argsort(sd.placeholder("X", (4, 200)), name="AS"), None
+
+
+def argsort_rank_register_blocked():
+    """The rank counts in registers (cache_write local), 4 per thread, the j loop unrolled by 4."""
+    out = sd.argsort(sd.placeholder("X", (3, 130)), axis=1, descending=False, name="AS")
+    s = sd.Schedule(out)
+    d0, d1, j = s.loops("d0", "d1", "j", stage="AS.rank")
+    d1o, d1r = s.split(d1, 64)
+    tx, d1i = s.split(d1r, 4)
+    jo, ji = s.split(j, 4)
+    s.reorder(d0, d1o, tx, jo, ji, d1i)
+    s.bind(d0, "block.y")
+    s.bind(d1o, "block.x")
+    s.bind(tx, "thread.x")
+    s.cache_write("local", at=tx)
+    s.unroll(ji)
+    return out, s
+
+
+def topk_values_default():
+    values, _ = sd.topk(sd.placeholder("X", (6, 300)), 10, axis=1, name="TK")
+    return values, None
+
+
+def topk_indices_smallest():
+    _, indices = sd.topk(sd.placeholder("X", (50, 9)), 3, axis=0, largest=False, name="TK")
+    return indices, None
+
+
+def nms_default():
+    return sd.nms(sd.placeholder("boxes", (1000, 4)), sd.placeholder("scores", (1000,)), 100, 0.5, 0.25,
+                  name="NMS"), None
+
+
+def nms_threads():
+    """The greedy pass in 64 threads, the output by 32 threads with register accumulators."""
+    out = sd.nms(sd.placeholder("boxes", (333, 4)), sd.placeholder("scores", (333,)), 50, 0.3, name="NMS")
+    s = sd.Schedule(out)
+    bo, bi = s.split(s.loop("box", stage="NMS.supp"), 64)
+    s.bind(bi, "thread.x")
+    m, _ = s.loops("m", "rank")
+    mo, mi = s.split(m, 32)
+    s.bind(mo, "block.x")
+    s.bind(mi, "thread.x")
+    s.cache_write("local", at=mi)
+    return out, s
+
+
 CASES = [Case(f.__name__, f) for f in (
     matmul_default, matmul_shared_nondividing, matmul_register_blocked, matmul_local_compute_at,
     conv_default, conv_strided_default, conv_shared_tiled, conv_register_blocked,
@@ -265,12 +325,14 @@ CASES = [Case(f.__name__, f) for f in (
     unary_default, unary_split_vectorize, clip_default,
     binary_broadcast_default, binary_fused_threads, bias_add_default,
     reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
+    scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,
+    topk_values_default, topk_indices_smallest, nms_default, nms_threads,
 )]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
-            "softmax_default", "reduce_max_local")
+            "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:
@@ -287,6 +349,8 @@ def placeholders(out: sd.Tensor) -> list[sd.Tensor]:
 
 
 def inputs_for(out: sd.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    if any(t.kind in sdt.INDIRECT_KINDS for t in topological([out])):
+        return sdt.random_inputs(out, seed)  # ties, and boxes on a grid (exact IoUs)
     rng = np.random.default_rng(seed)
     return {t.name: rng.uniform(-1, 1, t.shape).astype(np.float32) for t in placeholders(out)}
 

@@ -32,7 +32,7 @@ def strided_matmul(cache_write: bool, shared: bool, m=70, n=150, k=33):
 def test_strided_thread_outputs_accumulate_in_registers(shared):
     c, s = strided_matmul(True, shared)
     kern = sd.build(c, s)
-    sizes = [int(n) for n in re.findall(r"^\s*float v_C_local\[(\d+)\];", kern.source, re.M)]
+    sizes = [int(n) for n in re.findall(r"^\s*float v_C_local\[(\d+)\]", kern.source, re.M)]
     assert sizes == [16]  # 4 x 4 outputs per thread, not their 49 x 49 bounding box
     rng = np.random.default_rng(1)
     a = rng.standard_normal((70, 33), dtype=np.float32)

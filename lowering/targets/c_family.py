@@ -37,12 +37,13 @@ from sched_dsl.lowering.host_plan import c_name, host_plan
 class Spelling:
     prelude: str
     kernel: str  # before the kernel's name; {threads} is the block size
-    global_ptr: str  # a global float buffer parameter; {name}
-    shared_array: str  # a block-shared array {name} of {size} floats, 16-byte aligned for vector loads
-    local_array: str  # a thread's own array of a multiple of 4 floats, also aligned
+    global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
+    shared_array: str  # a block-shared array {name} of {size} elements of {type}, 16-byte aligned for vector loads
+    local_array: str  # a thread's own array of a multiple of 4 elements, also aligned
     thread_id: str  # {d} is 0, 1, 2 / x, y, z
     block_id: str
     barrier: str
+    global_barrier: str  # also orders global memory among the block's threads
     vload: str  # a float4 read at the address {addr}
     vstore: str  # {value} written as a float4 at {addr}
     fmax: str
@@ -56,12 +57,13 @@ class Spelling:
 OPENCL = Spelling(
     prelude="",
     kernel="__kernel __attribute__((reqd_work_group_size({bx}, {by}, {bz}))) void",
-    global_ptr="__global float* restrict {name}",
-    shared_array="__local float {name}[{size}] __attribute__((aligned(16)));",
-    local_array="float {name}[{size}] __attribute__((aligned(16)));",
+    global_ptr="__global {type}* restrict {name}",
+    shared_array="__local {type} {name}[{size}] __attribute__((aligned(16)));",
+    local_array="{type} {name}[{size}] __attribute__((aligned(16)));",
     thread_id="(int)get_local_id({d})",
     block_id="(int)get_group_id({d})",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
+    global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     vload="vload4(0, {addr})", vstore="vstore4({value}, 0, {addr});",
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
@@ -71,12 +73,13 @@ OPENCL = Spelling(
 CUDA = Spelling(
     prelude='extern "C" {\n',
     kernel="__global__ void __launch_bounds__({threads})",
-    global_ptr="float* __restrict__ {name}",
-    shared_array="__shared__ __align__(16) float {name}[{size}];",
-    local_array="__align__(16) float {name}[{size}];",
+    global_ptr="{type}* __restrict__ {name}",
+    shared_array="__shared__ __align__(16) {type} {name}[{size}];",
+    local_array="__align__(16) {type} {name}[{size}];",
     thread_id="(int)threadIdx.{d}",
     block_id="(int)blockIdx.{d}",
     barrier="__syncthreads();",
+    global_barrier="__syncthreads();",
     vload="*(const float4*)({addr})", vstore="*(float4*)({addr}) = {value};",
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
@@ -151,7 +154,7 @@ class KernelPrinter:
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
                 raise DiagnosticException(f"kernel {fn.sym_name.data}: argument of type {a.type}")
-            params.append(sp.global_ptr.format(name=self.name(a)))
+            params.append(sp.global_ptr.format(type=c_type(a.type.element_type), name=self.name(a)))
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
@@ -224,14 +227,15 @@ class KernelPrinter:
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
             # vector copies need 16-byte alignment; arrays of other sizes never get them
-            decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "float {name}[{size}];"
-            self.line(decl.format(name=self.name(op.memref), size=size))
+            decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
+            self.line(decl.format(type=c_type(t.element_type), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BlockIdOp):
             self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BarrierOp):
-            self.line(sp.barrier)
+            fence = op.attributes.get("sched.fence")
+            self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
         elif isinstance(op, scf.ForOp):
             self.for_loop(op)
         elif isinstance(op, scf.IfOp):

@@ -29,7 +29,7 @@ class DeviceLimits:
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
-_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? float \w+\[(\d+)\]")
+_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
 
 
 def shared_bytes(source: str) -> dict[str, int]:
@@ -73,13 +73,14 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
 
 
 def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The inputs as contiguous float32 arrays, after checking their number and shapes."""
+    """The inputs as contiguous float32 (int32 for i32 inputs) arrays, after checking their
+    number and shapes."""
     inputs = plan.inputs
     if len(arrays) != len(inputs):
         raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")
     out = []
     for b, a in zip(inputs, arrays):
-        a = np.ascontiguousarray(a, dtype=np.float32)
+        a = np.ascontiguousarray(a, dtype=b.numpy_dtype)
         if a.shape != b.shape:
             raise ValueError(f"input '{b.name}' has shape {a.shape}, expected {b.shape}")
         out.append(a)

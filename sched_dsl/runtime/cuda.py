@@ -244,7 +244,7 @@ class CudaKernel:
         self.last_times_ms = self._launch_all()
         outs = []
         for b in self.plan.outputs:
-            out = np.empty(b.shape, dtype=np.float32)
+            out = np.empty(b.shape, dtype=b.numpy_dtype)
             drv.memcpy_dtoh(out, self.buffers[b.name])
             outs.append(out)
         return outs

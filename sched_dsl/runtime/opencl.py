@@ -96,7 +96,7 @@ class OpenCLKernel:
         self.last_times_ms = self._launch_all()
         outs = []
         for b in self.plan.outputs:
-            out = np.empty(b.shape, dtype=np.float32)
+            out = np.empty(b.shape, dtype=b.numpy_dtype)
             cl.enqueue_copy(self.queue, out, self.buffers[b.name])
             outs.append(out)
         self.queue.finish()

@@ -237,4 +237,43 @@ builtin.module {
     sched.compute_at "R" at %i // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.compute_at: stage 'C' does not read stage 'R'
   }
 }
+// -----
+// CHECK-NEXT: // {{-+}}
+// split of the sequential loop of nms's greedy pass
+builtin.module {
+  func.func @main(%B: tensor<10x4xf32>, %S: tensor<10xf32>) -> tensor<4xi32> {
+    %NM = tensorop.nms %B, %S {name = "NM", max_output = 4 : i64, iou_threshold = 5.000000e-01 : f32, score_threshold = 0xFF800000 : f32} : (tensor<10x4xf32>, tensor<10xf32>) -> tensor<4xi32>
+    func.return %NM : tensor<4xi32>
+  }
+  sched.schedule {
+    %step = sched.loop "NM.supp" "step"
+    %so, %si = sched.split %step by 2 // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.split: loop 'step' of stage 'NM.supp' is sequential (each iteration reads what the earlier ones wrote): it stays the outermost loop, unsplit and unbound
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// a stage with a sequential loop runs in one block
+builtin.module {
+  func.func @main(%B: tensor<10x4xf32>, %S: tensor<10xf32>) -> tensor<4xi32> {
+    %NM = tensorop.nms %B, %S {name = "NM", max_output = 4 : i64, iou_threshold = 5.000000e-01 : f32, score_threshold = 0xFF800000 : f32} : (tensor<10x4xf32>, tensor<10xf32>) -> tensor<4xi32>
+    func.return %NM : tensor<4xi32>
+  }
+  sched.schedule {
+    %box = sched.loop "NM.supp" "box"
+    sched.bind %box "block.x" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.bind: stage 'NM.supp': its sequential loop 'step' runs in one block; bind its other loops to threads, not blocks
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// cache_write of a scatter
+builtin.module {
+  func.func @main(%X: tensor<8xf32>) -> tensor<8xi32> {
+    %AS = tensorop.argsort %X {name = "AS", axis = 0 : i64, descending = 1 : i64} : (tensor<8xf32>) -> tensor<8xi32>
+    func.return %AS : tensor<8xi32>
+  }
+  sched.schedule {
+    %d0 = sched.loop "AS" "d0"
+    sched.cache_write "local" at %d0 // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.cache_write: stage 'AS' writes its output at computed indices (a scatter); cache_write cannot keep it in registers
+  }
+}
 // CHECK-NOT: Traceback

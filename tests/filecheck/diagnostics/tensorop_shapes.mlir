@@ -240,4 +240,58 @@ builtin.module {
     func.return
   }
 }
+// -----
+// CHECK-NEXT: // {{-+}}
+// scan: axis out of range
+builtin.module {
+  func.func @main(%X: tensor<2x8xf32>) {
+    %S = tensorop.scan %X {name = "S", axis = 2 : i64, exclusive = 0 : i64, reverse = 0 : i64} : (tensor<2x8xf32>) -> tensor<2x8xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.scan 'S': scan: axis 2 is out of range for rank 2
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// argsort: the result must be i32
+builtin.module {
+  func.func @main(%X: tensor<2x8xf32>) {
+    %S = tensorop.argsort %X {name = "S", axis = 1 : i64, descending = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x8xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.argsort 'S': result must be an i32 tensor, got tensor<2x8xf32>
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// topk: k above the axis size
+builtin.module {
+  func.func @main(%X: tensor<2x8xf32>) {
+    %S = tensorop.topk %X {name = "S", k = 9 : i64, axis = 1 : i64, largest = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x9xi32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.topk 'S': topk: k=9 must be between 1 and the size 8 of axis 1
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// take_along_axis: the indices must be i32
+builtin.module {
+  func.func @main(%X: tensor<2x8xf32>) {
+    %S = tensorop.take_along_axis %X, %X {name = "S", axis = 1 : i64} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.take_along_axis 'S': operands must be i32 tensors, got tensor<2x8xf32>
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// nms: boxes not (N, 4)
+builtin.module {
+  func.func @main(%B: tensor<5x3xf32>, %C: tensor<5xf32>) {
+    %S = tensorop.nms %B, %C {name = "S", max_output = 2 : i64, iou_threshold = 5.000000e-01 : f32, score_threshold = 0.000000e+00 : f32} : (tensor<5x3xf32>, tensor<5xf32>) -> tensor<2xi32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.nms 'S': nms: boxes must have shape (N, 4), got (5, 3)
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// nms: max_output below 1
+builtin.module {
+  func.func @main(%B: tensor<5x4xf32>, %C: tensor<5xf32>) {
+    %S = tensorop.nms %B, %C {name = "S", max_output = 0 : i64, iou_threshold = 5.000000e-01 : f32, score_threshold = 0.000000e+00 : f32} : (tensor<5x4xf32>, tensor<5xf32>) -> tensor<0xi32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.nms 'S': nms: max_output must be >= 1, got 0
+    func.return
+  }
+}
 // CHECK-NOT: Traceback
