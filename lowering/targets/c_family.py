@@ -44,8 +44,9 @@ class Spelling:
     block_id: str
     barrier: str
     global_barrier: str  # also orders global memory among the block's threads
-    vload: str  # a float4 read at the address {addr}
+    vload: str  # a float4 read at the 16-byte aligned address {addr}, in address space {space}
     vstore: str  # {value} written as a float4 at {addr}
+    spaces: tuple[str, str, str]  # pointer qualifiers of global, shared and local (private) memory
     fmax: str
     fmin: str
     exp: str
@@ -64,7 +65,10 @@ OPENCL = Spelling(
     block_id="(int)get_group_id({d})",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
     global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
-    vload="vload4(0, {addr})", vstore="vstore4({value}, 0, {addr});",
+    # a float4 pointer, not vload4: vload4 promises only float alignment, so NVIDIA's
+    # compiler splits it into four loads
+    vload="*({space}const float4*)({addr})", vstore="*({space}float4*)({addr}) = {value};",
+    spaces=("__global ", "__local ", ""),
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
     dims=("0", "1", "2"),
@@ -80,7 +84,8 @@ CUDA = Spelling(
     block_id="(int)blockIdx.{d}",
     barrier="__syncthreads();",
     global_barrier="__syncthreads();",
-    vload="*(const float4*)({addr})", vstore="*(float4*)({addr}) = {value};",
+    vload="*({space}const float4*)({addr})", vstore="*({space}float4*)({addr}) = {value};",
+    spaces=("", "", ""),
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
@@ -176,6 +181,10 @@ class KernelPrinter:
             flat = self.expr(i) if k == 0 else f"({flat}) * {n} + {self.expr(i)}"
         return f"{self.name(ref)}[{flat or 0}]"
 
+    def space(self, ref: SSAValue) -> str:
+        m = ref.type.memory_space
+        return self.sp.spaces[1 if m == SHARED else 2 if m == LOCAL else 0]
+
     def op(self, op: Operation) -> None:
         sp = self.sp
         e = self.expr
@@ -215,9 +224,10 @@ class KernelPrinter:
         elif isinstance(op, vector.ExtractOp) and len(op.static_position) == 1 and not op.dynamic_position:
             self.assign(op, f"{e(op.vector)}.{'xyzw'[op.static_position.get_values()[0]]}")
         elif isinstance(op, vector.LoadOp):
-            self.assign(op, sp.vload.format(addr="&" + self.index(op.base, op.indices)))
+            self.assign(op, sp.vload.format(space=self.space(op.base), addr="&" + self.index(op.base, op.indices)))
         elif isinstance(op, vector.StoreOp):
-            self.line(sp.vstore.format(value=e(op.vector), addr="&" + self.index(op.base, op.indices)))
+            self.line(sp.vstore.format(space=self.space(op.base), value=e(op.vector),
+                                       addr="&" + self.index(op.base, op.indices)))
         elif isinstance(op, memref.AllocaOp):
             t = op.memref.type
             size = 1

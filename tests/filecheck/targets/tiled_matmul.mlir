@@ -57,8 +57,8 @@ builtin.module {
 // CHECK-NEXT:   const int [[T0:v_t_[0-9]+]] = v_ii * 8;
 // CHECK-NEXT:   const int [[TID:v_t_[0-9]+]] = [[T0]] + v_ji;
 // CHECK-NEXT:   for (int [[E:v_t_[0-9]+]] = [[TID]]; [[E]] < 16; [[E]] += 64) {
-// OCL:            const float4 [[V:v_t_[0-9]+]] = vload4(0, &v_A[({{.*}}) * 32 + {{.*}}]);
-// OCL-NEXT:       vstore4([[V]], 0, &v_A_shared[({{.*}}) * 8 + {{.*}}]);
+// OCL:            const float4 [[V:v_t_[0-9]+]] = *(__global const float4*)(&v_A[({{.*}}) * 32 + {{.*}}]);
+// OCL-NEXT:       *(__local float4*)(&v_A_shared[({{.*}}) * 8 + {{.*}}]) = [[V]];
 // CUDA:           const float4 [[V:v_t_[0-9]+]] = *(const float4*)(&v_A[({{.*}}) * 32 + {{.*}}]);
 // CUDA-NEXT:      *(float4*)(&v_A_shared[({{.*}}) * 8 + {{.*}}]) = [[V]];
 // CHECK-NEXT:   }
