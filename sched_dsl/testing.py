@@ -320,22 +320,35 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
 # ---- inputs and the check ----------------------------------------------------------------------
 
 
-def _denominators(out: Tensor) -> set[str]:
-    """Placeholders that feed a divisor; they get values away from 0."""
+SUMS = {"matmul", "conv2d"}  # operators that sum products; also reduce sum/mean and avg pooling
+
+
+def _sums(t: Tensor) -> bool:
+    return (t.kind in SUMS or (t.kind == "reduce" and t.attrs["fn"] in ("sum", "mean"))
+            or (t.kind == "pool2d" and t.attrs["kind"] == "avg"))
+
+
+def _positive_inputs(outs: Sequence[Tensor]) -> set[str]:
+    """Placeholders that feed a divisor or a sum; they get values of one sign."""
     names: set[str] = set()
-    for t in topological([out]):
-        if t.kind == "binary" and t.attrs["fn"] == "div":
-            names |= {p.name for p in topological([t.inputs[1]]) if p.kind == "placeholder"}
+    for t in topological(list(outs)):
+        feeds = [t.inputs[1]] if t.kind == "binary" and t.attrs["fn"] == "div" else list(t.inputs) if _sums(t) else []
+        for f in feeds:
+            names |= {p.name for p in topological([f]) if p.kind == "placeholder"}
     return names
 
 
-def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
-    """float32 values for every placeholder of `out`: in [-1, 1], and in [0.5, 1.5] for those
-    that feed a divisor."""
+def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np.ndarray]:
+    """Well-conditioned float32 values for every placeholder of `out` (one output or
+    several), by name: finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
+    max, clip and padding are taken, and in [0.5, 1.5] for placeholders that feed a divisor
+    (away from 0) or a sum (matmul, conv2d, reduce sum/mean, average pooling), so that
+    reductions do not cancel to a value small against their rounding error."""
+    outs = [out] if isinstance(out, Tensor) else list(out)
     rng = np.random.default_rng(seed)
-    positive = _denominators(out)
+    positive = _positive_inputs(outs)
     values = {}
-    for t in topological([out]):
+    for t in topological(outs):
         if t.kind == "placeholder":
             lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
             values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
@@ -343,7 +356,8 @@ def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def inputs(out: Tensor) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Well-conditioned float32 inputs of `out` by placeholder name (see random_inputs)."""
+    """Well-conditioned float32 inputs of `out` by placeholder name, drawn from a random
+    seed: no NaN/Inf, divisors away from 0, sums over values of one sign (see random_inputs)."""
     return st.integers(0, 2**32 - 1).map(lambda seed: random_inputs(out, seed))
 
 
