@@ -256,26 +256,26 @@ def _arrays(values: Mapping[str, np.ndarray]) -> str:
 # ---- the check --------------------------------------------------------------------------------
 
 
-def _passes(pipeline: str | Sequence[ModulePass], extra: Mapping[str, type[ModulePass]] | None
-            ) -> list[ModulePass]:
+def _passes(pipeline: str | Sequence[ModulePass], extra: Sequence[type[ModulePass]]) -> list[ModulePass]:
     if not isinstance(pipeline, str):
         return list(pipeline)
     from sched_dsl.lowering.pipeline import PASSES
 
-    available = {n: (lambda p=p: p) for n, p in {**PASSES, **(extra or {})}.items()}
+    classes = {**PASSES, **{p.name: p for p in extra}}
+    available = {n: (lambda p=p: p) for n, p in classes.items()}
     return list(PassPipeline.parse_spec(available, pipeline).passes)
 
 
 def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, ctx: Context | None = None,
                     seed: int = 0, inputs: Mapping[str, np.ndarray] | None = None,
-                    passes: Mapping[str, type[ModulePass]] | None = None,
+                    passes: Sequence[type[ModulePass]] = (),
                     emit: Callable[[ModuleOp], str] | None = print_opencl,
                     rtol: float = RTOL, atol: float = ATOL,
                     log: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     """Applies `pipeline` (a pass spec such as "tensorop-to-loops,apply-schedule", or pass
     instances) to `module` in place, checking after every pass that the IR computes what
     the input did on `inputs` (default: well-conditioned random values from `seed`).
-    `passes` adds pass classes by name for a spec; `emit` prints gpu-level IR as OpenCL
+    `passes` adds pass classes (by their `name`) that a spec may use; `emit` prints gpu-level IR as OpenCL
     text, which is run on the default OpenCL device at the end (None: skip). Returns one
     StageResult per checked point (each also given to `log`); raises EquivalenceError at
     the first pass that broke equivalence."""
