@@ -7,6 +7,7 @@ Python front end (`sched_dsl`).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -37,6 +38,8 @@ UNARY_FNS = ("relu", "relu6", "clip", "sigmoid", "tanh", "exp", "neg")
 BINARY_FNS = ("add", "sub", "mul", "div", "max", "min")
 REDUCE_FNS = ("sum", "max", "mean")
 POOL_KINDS = ("max", "avg")
+# stage names become buffer and kernel names: identifiers only, as in the Python API
+STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ShapeError(ValueError):
@@ -172,6 +175,9 @@ class TensorOp(IRDLOperation, ABC):
         """The result shape the operands and attributes call for (ShapeError if none)."""
 
     def verify_(self) -> None:
+        if not STAGE_NAME.match(self.stage_name):
+            raise VerifyException(f"{self.name}: stage name {self.stage_name!r} must be an identifier "
+                                  "(letters, digits, _)")
         for v in self.operands:
             if not isinstance(v.type, TensorType) or not isinstance(v.type.element_type, Float32Type):
                 raise VerifyException(f"{self.name} '{self.stage_name}': operands must be f32 tensors, got {v.type}")

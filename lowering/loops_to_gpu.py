@@ -210,11 +210,16 @@ class LoopsToGpuPass(ModulePass):
     name = "loops-to-gpu"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        kernels = []
+        kernels, taken = [], set()
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and "sched.stage" in o.attributes]
             for nest in nests:
-                name = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                base = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                name, k = base, 0
+                while name in taken:  # stages "s.max" and "s_max" both give main_s_max
+                    k += 1
+                    name = f"{base}_{k}"
+                taken.add(name)
                 kernel, _ = Outliner(fn, nest, name).outline()
                 kernels.append(kernel)
         if kernels:
