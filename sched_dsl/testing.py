@@ -19,6 +19,7 @@ builds and runs on a CPU OpenCL device in a fraction of a second.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -371,14 +372,39 @@ def describe(out: Tensor) -> str:
     return "\n".join(lines)
 
 
+def _build_with(out: Tensor, schedule: sd.Schedule | None, target: str, pipeline) -> sd.Kernel:
+    """sd.build, but lowering with `pipeline` (a pass spec or pass instances, ending at the
+    gpu level) instead of the default one."""
+    from sched_dsl.build import TARGETS, Kernel, Lowered
+    from sched_dsl.check import _passes
+    from sched_dsl.context import make_context
+    from sched_dsl.lowering.host_plan import host_plan
+    from sched_dsl.lowering.targets.c_family import print_kernels
+
+    module = (schedule or sd.Schedule(out)).module()
+    ctx = make_context()
+    for p in _passes(pipeline, ()):
+        p.apply(ctx, module)
+        module.verify()
+    text = io.StringIO()
+    print_kernels(module, TARGETS[target], text)
+    lowered = Lowered(target, text.getvalue(), host_plan(module), module)
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import OpenCLKernel
+        return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))
+    from sched_dsl.runtime.cuda import CudaKernel
+    return Kernel(lowered, CudaKernel(lowered.source, lowered.plan))
+
+
 def assert_equivalent(out: Tensor, schedule: sd.Schedule | None = None, target: str = "opencl",
                       rtol: float = 1e-4, atol: float = 1e-5,
-                      inputs: Mapping[str, np.ndarray] | None = None) -> None:
+                      inputs: Mapping[str, np.ndarray] | None = None, pipeline=None) -> None:
     """Builds `out` with `schedule`, runs it on `inputs` (random_inputs(out) when not given)
     and checks it against `sd.evaluate`; on a mismatch the message names the operator, the
-    schedule IR and the worst element."""
+    schedule IR and the worst element. `pipeline` (a pass spec string or a list of pass
+    instances, e.g. with a pass of your own) replaces the default lowering pipeline."""
     values = dict(random_inputs(out) if inputs is None else inputs)
-    kernel = sd.build(out, schedule, target=target)
+    kernel = sd.build(out, schedule, target=target) if pipeline is None else _build_with(out, schedule, target, pipeline)
     got = np.asarray(kernel(**{n: values[n] for n in kernel.input_names}), dtype=np.float64)
     want = np.asarray(sd.evaluate(out, values), dtype=np.float64)
     ir = schedule.ir() if schedule is not None else "(default schedule)"
