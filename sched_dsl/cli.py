@@ -16,7 +16,7 @@ from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseE
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sched_dsl.check import EquivalenceError
-from sched_dsl.diagnostics import LocatingParser, failing_op, where
+from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 
@@ -67,6 +67,7 @@ class SchedOptMain(xDSLOptMain):
         def parse_mlir(io):
             parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), line_offset=self.line_offset)
             module = parser.parse_module(not self.args.no_implicit_module)
+            check_defined_before_use(module)
             self.module = module
             return module
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,18 +58,16 @@ def main() -> int:
     per_kind = max(1, args.cases // len(kinds))
     counts: dict[str, collections.Counter] = {}
     failures = []
-    tmp = args.save / "tmp"
+    tmp = Path(tempfile.mkdtemp(prefix="sched-fuzz-"))
     start = time.time()
     total = 0
 
-    for kind in kinds:
-        c = counts[kind] = collections.Counter()
-
+    def run_kind(kind: str, c: collections.Counter) -> None:
         @seed(args.seed)
         @settings(max_examples=per_kind, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
         @given(fuzz.cases(kind))
-        def one(case, kind=kind, c=c):
+        def one(case):
             nonlocal total
             text, cli_args = case
             o = fuzz.run_case(text, cli_args, timeout=args.timeout)
@@ -79,7 +79,6 @@ def main() -> int:
             if o.bad:
                 failures.append((kind, text, cli_args, o.kind, o.output))
             if args.subprocess_every and total % args.subprocess_every == 0:
-                tmp.mkdir(parents=True, exist_ok=True)
                 got = subprocess_outcome(text, cli_args, args.timeout, tmp)
                 c["subprocess"] += 1
                 if got != o.kind:
@@ -90,6 +89,11 @@ def main() -> int:
 
         one()
 
+    for kind in kinds:
+        counts[kind] = collections.Counter()
+        run_kind(kind, counts[kind])
+
+    shutil.rmtree(tmp, ignore_errors=True)
     for n, (kind, text, cli_args, what, output) in enumerate(failures):
         args.save.mkdir(parents=True, exist_ok=True)
         (args.save / f"case{n}.mlir").write_text(text, encoding="utf-8", errors="surrogatepass")

@@ -114,13 +114,14 @@ def test_hostile_stage_name_is_a_located_verifier_error():
     assert "must be an identifier" in o.output
 
 
-# value names use every character the IR allows; all become distinct C names
+# value names use every character the IR allows; all become distinct C names, and so do the
+# kernels of softmax "s" (main_s_max for its stage s.max) and of stage "s_max"
 ODD_NAMES = """builtin.module {
   func.func @main(%a.b: tensor<3x5xf32>, %a_b: tensor<3x5xf32>, %a$b: tensor<3x5xf32>, %a-b: tensor<3x5xf32>, %int: tensor<3x5xf32>) -> tensor<3x5xf32> {
-    %x = tensorop.binary %a.b, %a_b {name = "s", fn = "sub"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
+    %x = tensorop.binary %a.b, %a_b {name = "q", fn = "sub"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
     %y = tensorop.binary %x, %a$b {name = "s_max", fn = "div"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
     %z = tensorop.binary %y, %a-b {name = "v_a_b", fn = "max"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
-    %w = tensorop.softmax %z {name = "main", axis = 1 : i64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+    %w = tensorop.softmax %z {name = "s", axis = 1 : i64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
     %o = tensorop.binary %w, %int {name = "float", fn = "mul"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
     func.return %o : tensor<3x5xf32>
   }
@@ -139,3 +140,43 @@ def test_odd_value_names_give_distinct_c_names_and_right_results():
     params = re.findall(r"__global float\* restrict (\w+)", source.split("v_main_float(")[1].split(")")[0])
     assert len(params) == len(set(params))
     assert np.isfinite(results[-1].max_error)
+
+
+# ---- bugs the fuzzing found, each once -------------------------------------------------------------
+
+SPLIT_AFTER_CACHE = MM.replace('sched.bind %i "thread.x"', 'sched.cache_write "local" at %i\n    %a, %b = sched.split %i by 2')
+LOOP_IR = """builtin.module {
+  func.func @main(%A: memref<4xf32>, %B: memref<4xf32>) attributes {sched.arg_names = ["A", "B"], sched.num_inputs = 1 : i64} {
+    %0 = arith.constant 0 : index
+    %1 = arith.constant 4 : index
+    %2 = arith.constant 1 : index
+    scf.for %d0 = %0 to %1 step %2 {
+      %3 = memref.load %A[%d0] : memref<4xf32>
+      memref.store %3, %B[%d0] : memref<4xf32>
+    } {sched.stage = "copy", sched.axis = "d0", sched.bind = "thread.x"}
+    func.return
+  }
+}
+"""
+FOUND = {
+    "split_after_cache_write": (SPLIT_AFTER_CACHE, DEFAULT_PIPELINE, ":8:5: error: sched.cache_write: stage 'C': loop 'i' is split"),
+    "unknown_bind_tag": (LOOP_IR.replace('"thread.x"', '"#define"'), "loops-to-gpu",
+                         ':6:5: error: loops-to-gpu: loop bound to "#define"'),
+    "value_used_before_definition": (LOOP_IR.replace("    %0 = arith.constant 0 : index\n", "").replace(
+        "step %2 {\n", "step %2 {\n      %0 = arith.constant 0 : index\n"),
+        "loops-to-gpu", ":5:5: error: scf.for: operand 0 is used before it is defined"),
+    "region_without_terminator": (LOOP_IR.replace("    func.return\n", ""), "loops-to-gpu",
+                                  "terminates block in single-block region but is not a terminator"),
+    "terminator_of_another_op": (LOOP_IR.replace("      memref.store %3, %B[%d0] : memref<4xf32>\n",
+                                                 "      memref.store %3, %B[%d0] : memref<4xf32>\n      func.return\n"),
+                                 "loops-to-gpu", "terminates with operation func.return instead of scf.yield"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_by_fuzzing_ends_in_a_located_diagnostic(case):
+    text, pipeline, message = FOUND[case]
+    o = fuzz.run_case(text, ["-p", pipeline, "-t", "opencl"])
+    assert o.kind == "diagnostic" and o.located, o.output
+    assert message in o.output, o.output
+    assert fuzz.run_case(LOOP_IR, ["-p", "loops-to-gpu", "-t", "opencl"]).kind == "ok"
