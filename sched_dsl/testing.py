@@ -13,7 +13,9 @@ for it and well-conditioned inputs, build, run, and compare with the numpy refer
         sdt.assert_equivalent(out, schedule, inputs=data.draw(sdt.inputs(out)))
 
 `schedules` only draws what `apply-schedule` accepts; the rules it follows are listed in
-its docstring. Everything is kept small (dimensions up to about a dozen) so that a kernel
+its docstring. To test a pass of your own, give `assert_equivalent` a `pipeline` that holds
+it, and run `sched_dsl.check.check_each_pass` on `schedule.module()` to learn which pass
+broke a case (examples/custom_pass_test.py). Everything is kept small (dimensions up to about a dozen) so that a kernel
 builds and runs on a CPU OpenCL device in a fraction of a second.
 """
 
