@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from xdsl.dialects import arith, gpu, scf
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass
 
 import sched_dsl as sd
+from sched_dsl import testing as sdt
 from sched_dsl.check import TEXT_STAGE, EquivalenceError, check_each_pass, evaluate, print_opencl
 from sched_dsl.cli import SchedOptMain, sched_opt_main
 from sched_dsl.context import make_context
@@ -285,3 +288,15 @@ def test_sched_opt_process_check_each_pass(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count(", ok, ") == 4
+
+
+# ---- no false alarms: the default pipeline on random operators and schedules --------------------------
+
+@pytest.mark.parametrize("kind", sdt.OPERATOR_KINDS)
+@settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_default_pipeline_checks_clean_on_random_schedules(kind, data):
+    out = data.draw(sdt.operators(kind))
+    schedule = data.draw(sdt.schedules(out))
+    results = check_each_pass(schedule.module(), DEFAULT_PIPELINE, inputs=data.draw(sdt.inputs(out)), emit=None)
+    assert [r.level for r in results] == ["loops", "loops", "gpu"]
