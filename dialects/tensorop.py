@@ -7,6 +7,7 @@ Python front end (`sched_dsl`).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -38,6 +39,8 @@ UNARY_FNS = ("relu", "relu6", "clip", "sigmoid", "tanh", "exp", "neg")
 BINARY_FNS = ("add", "sub", "mul", "div", "max", "min")
 REDUCE_FNS = ("sum", "max", "mean")
 POOL_KINDS = ("max", "avg")
+# stage names become buffer and kernel names: identifiers only, as in the Python API
+STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ShapeError(ValueError):
@@ -224,6 +227,9 @@ class TensorOp(IRDLOperation, ABC):
         return "f32"
 
     def verify_(self) -> None:
+        if not STAGE_NAME.match(self.stage_name):
+            raise VerifyException(f"{self.name}: stage name {self.stage_name!r} must be an identifier "
+                                  "(letters, digits, _)")
         for v, want in zip(self.operands, self.operand_dtypes()):
             if not isinstance(v.type, TensorType) or v.type.element_type != DTYPES[want]:
                 raise VerifyException(f"{self.name} '{self.stage_name}': operands must be {want} tensors, got {v.type}")

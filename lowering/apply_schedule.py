@@ -386,6 +386,9 @@ def check(stage: Stage) -> None:
         raise fail(misplaced.marked_by.get("bind"), f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
                    f"order is {', '.join(a.name for a in leaves)}")
     for c in stage.caches:
+        if c.at not in leaves:
+            raise fail(c.op, f"stage '{stage.name}': loop '{c.at.name}' is split or fused after the cache is "
+                       "placed at it; split and fuse first")
         q = leaves.index(c.at)
         if c.kind == "write":
             inside_reduce = [a.name for a in leaves[:q + 1] if a.reduce]

@@ -24,11 +24,13 @@ from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 from xdsl.utils.exceptions import DiagnosticException
 
+from sched_dsl.diagnostics import where
 from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import Emitter, const_value
 
 KERNEL_MODULE = "kernels"
 DIMS = ("x", "y", "z")
+BIND_TAGS = tuple(f"{kind}.{d}" for kind in ("block", "thread") for d in DIMS)
 
 
 def bind_of(op: Operation) -> str | None:
@@ -217,11 +219,22 @@ class LoopsToGpuPass(ModulePass):
     name = "loops-to-gpu"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        kernels = []
+        for lp in op.walk():
+            tag = bind_of(lp)
+            if "sched.bind" in lp.attributes and tag not in BIND_TAGS:
+                loc = where(lp)
+                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}loops-to-gpu: loop bound to "
+                                          f"{lp.attributes['sched.bind']}, not one of {', '.join(BIND_TAGS)}")
+        kernels, taken = [], set()
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and "sched.stage" in o.attributes]
             for nest in nests:
-                name = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                base = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                name, k = base, 0
+                while name in taken:  # stages "s.max" and "s_max" both give main_s_max
+                    k += 1
+                    name = f"{base}_{k}"
+                taken.add(name)
                 kernel, _ = Outliner(fn, nest, name).outline()
                 kernels.append(kernel)
         if kernels:

@@ -1,6 +1,7 @@
 """sched-opt: xDSL's optimizer driver with sched-dsl's dialects, passes and targets.
 
     sched-opt conv.mlir -p tensorop-to-loops,apply-schedule,loops-to-gpu -t opencl
+    sched-opt conv.mlir -p tensorop-to-loops,apply-schedule,loops-to-gpu --check-each-pass
 
 Bad input ends in a diagnostic on stderr and exit code 1; an error inside sched-dsl itself
 ends in a one-line report and exit code 2 (SCHED_DSL_DEBUG=1 shows the traceback)."""
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from sched_dsl.diagnostics import LocatingParser, failing_op, where
+from sched_dsl.check import EquivalenceError
+from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 
@@ -34,9 +36,25 @@ class SchedOptMain(xDSLOptMain):
         self.line_offset = start_offset
         return super().parse_chunk(chunk, file_extension, start_offset)
 
+    def register_all_arguments(self, arg_parser):
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--check-each-pass", action="store_true",
+            help="after every pass, run the IR on small random inputs and compare it with the "
+                 "input's reference meaning (and run the emitted OpenCL text at the end); report "
+                 "the first pass that changes the result")
+        arg_parser.add_argument("--check-seed", type=int, default=0,
+                                help="seed of the random inputs of --check-each-pass")
+
     def apply_passes(self, prog):
         try:
-            super().apply_passes(prog)
+            if self.args.check_each_pass:
+                from sched_dsl.check import check_each_pass
+
+                check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
+                                log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))
+            else:
+                super().apply_passes(prog)
         except VerifyException as e:
             # report the op that fails, where it was written, instead of the whole module
             found = failing_op(prog)
@@ -49,6 +67,7 @@ class SchedOptMain(xDSLOptMain):
         def parse_mlir(io):
             parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), line_offset=self.line_offset)
             module = parser.parse_module(not self.args.no_implicit_module)
+            check_defined_before_use(module)
             self.module = module
             return module
 
@@ -69,6 +88,9 @@ def sched_opt_main(args: Sequence[str] | None = None) -> int:
             print(f"{where(op)}error: {msg}", file=sys.stderr)
         return 1
     except (ParseError, DiagnosticException) as e:
+        print(e, file=sys.stderr)
+        return 1
+    except EquivalenceError as e:
         print(e, file=sys.stderr)
         return 1
     except (ArgSpecParseError, ValueError, KeyError, OSError) as e:

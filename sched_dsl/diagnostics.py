@@ -18,10 +18,29 @@ class LocatingParser(Parser):
         self.line_offset = line_offset
 
     def parse_operation(self) -> Operation:
-        loc = self._current_token.span.get_location()
-        op = super().parse_operation()
+        span = self._current_token.span
+        loc = span.get_location()
+        try:
+            op = super().parse_operation()
+        except (VerifyException, ValueError) as e:
+            # checks that run while an op is built (a region's terminator, a value used
+            # before it is defined): report them where the op starts
+            self.raise_error(str(e), span)
         op.location = FileLineColLoc(StringAttr(loc.file), IntAttr(loc.line + self.line_offset), IntAttr(int(loc.col)))
         return op
+
+
+def check_defined_before_use(root: Operation) -> None:
+    """A value used before its definition (or never defined) stays a parser placeholder
+    that later checks trip over without a location: report it at the op that uses it."""
+    from xdsl.parser.core import ForwardDeclaredValue
+    from xdsl.utils.exceptions import DiagnosticException
+
+    for op in root.walk():
+        for k, v in enumerate(op.operands):
+            if isinstance(v, ForwardDeclaredValue):
+                name = f"%{v.name_hint}" if v.name_hint else f"operand {k}"
+                raise DiagnosticException(f"{where(op)}error: {op.name}: {name} is used before it is defined")
 
 
 def where(op: Operation | None) -> str:
@@ -39,4 +58,9 @@ def failing_op(root: Operation) -> tuple[Operation, str] | None:
             op.verify_()
         except VerifyException as e:
             return getattr(e, "op", op), str(e)
+    for op in root.walk():  # the checks of an op's place, e.g. a block that ends without a terminator
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException as e:
+            return op, str(e)
     return None

@@ -13,12 +13,15 @@ for it and well-conditioned inputs, build, run, and compare with the numpy refer
         sdt.assert_equivalent(out, schedule, inputs=data.draw(sdt.inputs(out)))
 
 `schedules` only draws what `apply-schedule` accepts; the rules it follows are listed in
-its docstring. Everything is kept small (dimensions up to about a dozen) so that a kernel
+its docstring. To test a pass of your own, give `assert_equivalent` a `pipeline` that holds
+it, and run `sched_dsl.check.check_each_pass` on `schedule.module()` to learn which pass
+broke a case (examples/custom_pass_test.py). Everything is kept small (dimensions up to about a dozen) so that a kernel
 builds and runs on a CPU OpenCL device in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -381,23 +384,37 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
 # ---- inputs and the check ----------------------------------------------------------------------
 
 
-def _denominators(out: Tensor) -> set[str]:
-    """Placeholders that feed a divisor; they get values away from 0."""
+SUMS = {"matmul", "conv2d"}  # operators that sum products; also reduce sum/mean and avg pooling
+
+
+def _sums(t: Tensor) -> bool:
+    return (t.kind in SUMS or (t.kind == "reduce" and t.attrs["fn"] in ("sum", "mean"))
+            or (t.kind == "pool2d" and t.attrs["kind"] == "avg"))
+
+
+def _positive_inputs(outs: Sequence[Tensor]) -> set[str]:
+    """Placeholders that feed a divisor or a sum; they get values of one sign."""
     names: set[str] = set()
-    for t in topological([out]):
-        if t.kind == "binary" and t.attrs["fn"] == "div":
-            names |= {p.name for p in topological([t.inputs[1]]) if p.kind == "placeholder"}
+    for t in topological(list(outs)):
+        feeds = [t.inputs[1]] if t.kind == "binary" and t.attrs["fn"] == "div" else list(t.inputs) if _sums(t) else []
+        for f in feeds:
+            names |= {p.name for p in topological([f]) if p.kind == "placeholder"}
     return names
 
 
-def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
-    """float32 values for every placeholder of `out`: in [-1, 1], and in [0.5, 1.5] for those
-    that feed a divisor. Sorts and scans get integers in [-2, 2], so equal values (ties)
-    are common and sums exact; nms gets boxes with corners on a 0..7 grid (in either
-    order, so areas and IoUs are exact and often equal) and scores in quarters."""
+def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np.ndarray]:
+    """Well-conditioned float32 values for every placeholder of `out` (one output or
+    several), by name: finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
+    max, clip and padding are taken, and in [0.5, 1.5] for placeholders that feed a divisor
+    (away from 0) or a sum (matmul, conv2d, reduce sum/mean, average pooling), so that
+    reductions do not cancel to a value small against their rounding error. Sorts and
+    scans get integers in [-2, 2], so equal values (ties) are common and sums exact; nms
+    gets boxes with corners on a 0..7 grid (in either order, so areas and IoUs are exact
+    and often equal) and scores in quarters."""
+    outs = [out] if isinstance(out, Tensor) else list(out)
     rng = np.random.default_rng(seed)
-    positive = _denominators(out)
-    graph = topological([out])
+    positive = _positive_inputs(outs)
+    graph = topological(outs)
     kinds = {t.kind for t in graph}
     values = {}
     for t in graph:
@@ -417,7 +434,8 @@ def random_inputs(out: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def inputs(out: Tensor) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Well-conditioned float32 inputs of `out` by placeholder name (see random_inputs)."""
+    """Well-conditioned float32 inputs of `out` by placeholder name, drawn from a random
+    seed: no NaN/Inf, divisors away from 0, sums over values of one sign (see random_inputs)."""
     return st.integers(0, 2**32 - 1).map(lambda seed: random_inputs(out, seed))
 
 
@@ -431,14 +449,39 @@ def describe(out: Tensor) -> str:
     return "\n".join(lines)
 
 
+def _build_with(out: Tensor, schedule: sd.Schedule | None, target: str, pipeline) -> sd.Kernel:
+    """sd.build, but lowering with `pipeline` (a pass spec or pass instances, ending at the
+    gpu level) instead of the default one."""
+    from sched_dsl.build import TARGETS, Kernel, Lowered
+    from sched_dsl.check import _passes
+    from sched_dsl.context import make_context
+    from sched_dsl.lowering.host_plan import host_plan
+    from sched_dsl.lowering.targets.c_family import print_kernels
+
+    module = (schedule or sd.Schedule(out)).module()
+    ctx = make_context()
+    for p in _passes(pipeline, ()):
+        p.apply(ctx, module)
+        module.verify()
+    text = io.StringIO()
+    print_kernels(module, TARGETS[target], text)
+    lowered = Lowered(target, text.getvalue(), host_plan(module), module)
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import OpenCLKernel
+        return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))
+    from sched_dsl.runtime.cuda import CudaKernel
+    return Kernel(lowered, CudaKernel(lowered.source, lowered.plan))
+
+
 def assert_equivalent(out: Tensor, schedule: sd.Schedule | None = None, target: str = "opencl",
                       rtol: float = 1e-4, atol: float = 1e-5,
-                      inputs: Mapping[str, np.ndarray] | None = None) -> None:
+                      inputs: Mapping[str, np.ndarray] | None = None, pipeline=None) -> None:
     """Builds `out` with `schedule`, runs it on `inputs` (random_inputs(out) when not given)
     and checks it against `sd.evaluate`; on a mismatch the message names the operator, the
-    schedule IR and the worst element."""
+    schedule IR and the worst element. `pipeline` (a pass spec string or a list of pass
+    instances, e.g. with a pass of your own) replaces the default lowering pipeline."""
     values = dict(random_inputs(out) if inputs is None else inputs)
-    kernel = sd.build(out, schedule, target=target)
+    kernel = sd.build(out, schedule, target=target) if pipeline is None else _build_with(out, schedule, target, pipeline)
     got = np.asarray(kernel(**{n: values[n] for n in kernel.input_names}), dtype=np.float64)
     want = np.asarray(sd.evaluate(out, values), dtype=np.float64)
     ir = schedule.ir() if schedule is not None else "(default schedule)"

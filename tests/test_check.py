@@ -1,0 +1,302 @@
+"""check_each_pass and `sched-opt --check-each-pass`: a deliberately broken pass at each
+level (tensorop, loops, gpu, emitted text) is caught and named; the interpreter's SPMD
+meaning of thread loops and barriers."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from xdsl.dialects import arith, gpu, scf
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.parser import Parser
+from xdsl.passes import ModulePass
+
+import sched_dsl as sd
+from sched_dsl import testing as sdt
+from sched_dsl.check import TEXT_STAGE, EquivalenceError, check_each_pass, evaluate, print_opencl
+from sched_dsl.cli import SchedOptMain, sched_opt_main
+from sched_dsl.context import make_context
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.interp import InterpError
+from sched_dsl.lowering.emit import INDEX
+from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE, PASSES
+
+
+def shared_matmul(threads_outside: bool) -> sd.Schedule:
+    """8x8 relu(A) @ B in 4x4 tiles, B cached in shared memory per k tile. With the thread
+    loops outside the k tile loop, apply-schedule puts barriers inside thread loops."""
+    a, b = sd.placeholder("A", (8, 8)), sd.placeholder("B", (8, 8))
+    c = sd.matmul(sd.relu(a), b)
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ii = s.split(i, 4)
+    jo, ji = s.split(j, 4)
+    ko, ki = s.split(k, 4)
+    s.reorder(io, jo, ii, ji, ko, ki) if threads_outside else s.reorder(io, jo, ko, ii, ji, ki)
+    s.bind(io, "block.y"), s.bind(jo, "block.x"), s.bind(ii, "thread.y"), s.bind(ji, "thread.x")
+    s.cache_read(b, "shared", at=ko)
+    return s
+
+
+def module(threads_outside: bool = True) -> ModuleOp:
+    return shared_matmul(threads_outside).module()
+
+
+def default_passes() -> list[ModulePass]:
+    return [PASSES[n]() for n in DEFAULT_PIPELINE.split(",")]
+
+
+# ---- deliberately broken passes ---------------------------------------------------------------
+
+
+class SwapSubOperands(ModulePass):
+    """tensorop level: a - b becomes b - a."""
+    name = "swap-sub-operands"
+
+    def apply(self, ctx, m):
+        for op in m.walk():
+            if isinstance(op, T.BinaryOp) and op.fn.data == "sub":
+                op.operands = [op.operands[1], op.operands[0]]
+
+
+class ReductionBoundOffByOne(ModulePass):
+    """loops level: every reduction loop stops `delta` early (or late)."""
+    name = "reduction-bound-off-by-one"
+    delta = -1
+
+    def apply(self, ctx, m):
+        for op in list(m.walk()):
+            if isinstance(op, scf.ForOp) and "sched.reduce" in op.attributes:
+                bound = arith.ConstantOp(IntegerAttr(op.ub.owner.value.value.data + self.delta, INDEX))
+                op.parent_block().insert_op_before(bound, op)
+                op.operands = [op.lb, bound.result, op.step, *op.iter_args]
+                return
+
+
+class ReductionBoundOverrun(ReductionBoundOffByOne):
+    name = "reduction-bound-overrun"
+    delta = 1
+
+
+class DropBarriers(ModulePass):
+    """loops or gpu level: removes every gpu.barrier."""
+    name = "drop-barriers"
+
+    def apply(self, ctx, m):
+        for op in list(m.walk()):
+            if isinstance(op, gpu.BarrierOp):
+                op.detach()
+                op.erase()
+
+
+class WrongBlockIndex(ModulePass):
+    """gpu level: every kernel reads block.x where it meant block.y."""
+    name = "wrong-block-index"
+
+    def apply(self, ctx, m):
+        for op in list(m.walk()):
+            if isinstance(op, gpu.BlockIdOp) and op.dimension.data.value == "y":
+                new = gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum("x")))
+                op.parent_block().insert_op_before(new, op)
+                op.results[0].replace_all_uses_with(new.results[0])
+                op.detach()
+                op.erase()
+
+
+def caught(steps, m=None, **kw) -> EquivalenceError:
+    with pytest.raises(EquivalenceError) as info:
+        check_each_pass(m or module(), steps, **kw)
+    return info.value
+
+
+# ---- the check at every level --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads_outside", [True, False])
+def test_default_pipeline_is_equivalent_at_every_level(threads_outside):
+    results = check_each_pass(module(threads_outside), DEFAULT_PIPELINE)
+    assert [(r.name, r.level) for r in results] == [
+        ("tensorop-to-loops", "loops"), ("apply-schedule", "loops"), ("loops-to-gpu", "gpu"), (TEXT_STAGE, "text")]
+    assert all(r.ok and r.max_error < 1e-4 for r in results)
+
+
+def test_broken_tensorop_pass_is_named():
+    a, b = sd.placeholder("A", (3, 5)), sd.placeholder("B", (3, 5))
+    m = sd.Schedule(sd.sub(a, b)).module()
+    e = caught([SwapSubOperands(), *default_passes()], m)
+    assert e.stage == "swap-sub-operands"
+    assert "(tensorop level)" in str(e)
+    assert [r.ok for r in e.results] == [False]
+
+
+def test_off_by_one_loop_bound_is_named_with_inputs_values_and_ir():
+    steps = default_passes()
+    steps.insert(1, ReductionBoundOffByOne())
+    e = caught(steps)
+    assert e.stage == "reduction-bound-off-by-one"
+    text = str(e)
+    assert "(loops level)" in text and "elements of 'matmul' differ" in text
+    for part in ("inputs:\n  A =", "\n  B =", "expected:\n  matmul =", "actual:\n  matmul =",
+                 "IR before reduction-bound-off-by-one:", "IR after reduction-bound-off-by-one:"):
+        assert part in text
+    before, after = text.split("IR after reduction-bound-off-by-one:")
+    assert "arith.constant 7 : index" in after and "arith.constant 7 : index" not in before.split("IR before")[1]
+    assert [r.name for r in e.results] == ["tensorop-to-loops", "reduction-bound-off-by-one"]
+
+
+def test_out_of_bounds_access_is_named():
+    steps = default_passes()
+    steps.insert(1, ReductionBoundOverrun())
+    e = caught(steps)
+    assert e.stage == "reduction-bound-overrun"
+    assert "out of bounds" in str(e)
+
+
+def test_dropped_barrier_is_caught_at_loop_level():
+    steps = default_passes()
+    steps.insert(2, DropBarriers())  # after apply-schedule: barriers inside thread loops
+    e = caught(steps, module(threads_outside=True))
+    assert (e.stage, e.results[-1].level) == ("drop-barriers", "loops")
+
+
+@pytest.mark.parametrize("threads_outside", [True, False])
+def test_dropped_barrier_is_caught_at_gpu_level(threads_outside):
+    e = caught([*default_passes(), DropBarriers()], module(threads_outside))
+    assert (e.stage, e.results[-1].level) == ("drop-barriers", "gpu")
+
+
+def test_wrong_block_index_is_caught_at_gpu_level():
+    e = caught([*default_passes(), WrongBlockIndex()])
+    assert (e.stage, e.results[-1].level) == ("wrong-block-index", "gpu")
+
+
+def test_broken_printer_is_caught_in_the_emitted_text():
+    def off_by_one(m):  # the printer ends the innermost reduction loop one step early
+        return re.sub(r"v_ki < 4;", "v_ki < 3;", print_opencl(m))
+
+    e = caught(DEFAULT_PIPELINE, emit=off_by_one)
+    assert e.stage == TEXT_STAGE
+    assert [r.ok for r in e.results] == [True, True, True, False]
+
+
+def test_custom_inputs_and_pass_names():
+    values = {"A": np.eye(8, dtype=np.float32), "B": np.arange(64, dtype=np.float32).reshape(8, 8)}
+    results = check_each_pass(module(), "tensorop-to-loops,apply-schedule", inputs=values, emit=None)
+    assert [r.name for r in results] == ["tensorop-to-loops", "apply-schedule"]
+    e = caught("tensorop-to-loops,reduction-bound-off-by-one", passes=[ReductionBoundOffByOne], emit=None)
+    assert e.stage == "reduction-bound-off-by-one"
+
+
+# ---- the interpreter --------------------------------------------------------------------------------
+
+DIVERGENT = """builtin.module {
+  func.func @main(%a: memref<4xf32>) attributes {sched.arg_names = ["a"], sched.num_inputs = 0 : i64} {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c2 = arith.constant 2 : index
+    %c4 = arith.constant 4 : index
+    scf.for %t = %c0 to %c4 step %c1 {
+      %p = arith.cmpi slt, %t, %c2 : index
+      scf.if %p {
+        "gpu.barrier"() : () -> ()
+      }
+    } {sched.bind = "thread.x"}
+    func.return
+  }
+}
+"""
+
+# thread t writes s[t], waits, then reads its neighbour's s[(t + 1) % 4]
+NEIGHBOUR = """builtin.module {
+  func.func @main(%a: memref<4xf32>) attributes {sched.arg_names = ["a"], sched.num_inputs = 0 : i64} {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c4 = arith.constant 4 : index
+    scf.for %t = %c0 to %c4 step %c1 {
+      %s = memref.alloca() : memref<4xf32, #memspace<addr shared>>
+      %v = memref.load %a[%t] : memref<4xf32>
+      memref.store %v, %s[%t] : memref<4xf32, #memspace<addr shared>>
+      "gpu.barrier"() : () -> ()
+      %n = arith.addi %t, %c1 : index
+      %m = arith.remui %n, %c4 : index
+      %w = memref.load %s[%m] : memref<4xf32, #memspace<addr shared>>
+      "gpu.barrier"() : () -> ()
+      memref.store %w, %a[%t] : memref<4xf32>
+    } {sched.bind = "thread.x"}
+    func.return
+  }
+}
+"""
+
+
+def parse(text):
+    return Parser(make_context(), text).parse_module()
+
+
+def test_barrier_only_some_threads_reach_is_an_error():
+    with pytest.raises(InterpError, match="barrier that 2 others never reach"):
+        evaluate(parse(DIVERGENT), {"a": np.zeros(4)})
+
+
+def test_thread_loop_with_barriers_runs_threads_in_lockstep():
+    a = np.array([1, 2, 3, 4], dtype=np.float32)
+    assert evaluate(parse(NEIGHBOUR), {"a": a})["a"].tolist() == [2, 3, 4, 1]
+    racy = NEIGHBOUR.replace('"gpu.barrier"() : () -> ()\n      %n', "%n", 1)
+    assert np.isnan(evaluate(parse(racy), {"a": a})["a"]).any()  # read before the neighbour wrote
+
+
+# ---- the CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_check_each_pass(tmp_path, capsys):
+    path = tmp_path / "mm.mlir"
+    path.write_text(shared_matmul(True).ir())
+    assert sched_opt_main([str(path), "-p", DEFAULT_PIPELINE, "--check-each-pass", "-t", "opencl"]) == 0
+    out, err = capsys.readouterr()
+    assert "__kernel" in out
+    assert err.count(", ok, ") == 4 and "emitted OpenCL text: text level, ok" in err
+
+
+def test_cli_names_the_broken_pass(tmp_path, capsys, monkeypatch):
+    register = SchedOptMain.register_all_passes
+
+    def with_broken(self):
+        register(self)
+        self.register_pass(ReductionBoundOffByOne.name, lambda: ReductionBoundOffByOne)
+
+    monkeypatch.setattr(SchedOptMain, "register_all_passes", with_broken)
+    path = tmp_path / "mm.mlir"
+    path.write_text(shared_matmul(False).ir())
+    rc = sched_opt_main([str(path), "-p", "tensorop-to-loops,reduction-bound-off-by-one,apply-schedule",
+                         "--check-each-pass"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    assert "check-each-pass: 'reduction-bound-off-by-one' broke equivalence (loops level)" in err
+    assert "Traceback" not in err
+
+
+def test_sched_opt_process_check_each_pass(tmp_path):
+    path = tmp_path / "mm.mlir"
+    path.write_text(shared_matmul(True).ir())
+    exe = str(Path(sys.executable).parent / "sched-opt")
+    r = subprocess.run([exe, str(path), "-p", DEFAULT_PIPELINE, "--check-each-pass", "--check-seed", "3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(", ok, ") == 4
+
+
+# ---- no false alarms: the default pipeline on random operators and schedules --------------------------
+
+@pytest.mark.parametrize("kind", sdt.OPERATOR_KINDS)
+@settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_default_pipeline_checks_clean_on_random_schedules(kind, data):
+    out = data.draw(sdt.operators(kind))
+    schedule = data.draw(sdt.schedules(out))
+    results = check_each_pass(schedule.module(), DEFAULT_PIPELINE, inputs=data.draw(sdt.inputs(out)), emit=None)
+    assert [r.level for r in results] == ["loops", "loops", "gpu"]
