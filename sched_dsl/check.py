@@ -27,7 +27,7 @@ from io import StringIO
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, gpu
-from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, MemRefType, ModuleOp, TensorType
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
 from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl import reference
@@ -127,7 +127,11 @@ def _tensor_of(op: T.TensorOp, inputs: tuple[Tensor, ...]) -> Tensor:
         attrs = dict(fn=op.fn.data, axes=tuple(op.axes.get_values()), keepdims=bool(op.keepdims.value.data))
     elif isinstance(op, T.SoftmaxOp):
         attrs = dict(axis=op.axis.value.data)
-    return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name)
+    elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
+        attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
+        attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
+    dtype = "i32" if isinstance(op.result.type.element_type, IntegerType) else "f32"
+    return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 
 
 def graph_of(fn: func.FuncOp) -> tuple[list[Tensor], dict[str, Tensor]]:
@@ -138,7 +142,8 @@ def graph_of(fn: func.FuncOp) -> tuple[list[Tensor], dict[str, Tensor]]:
     for k, a in enumerate(fn.body.block.args):
         if not isinstance(a.type, TensorType):
             raise CheckError(f"func '{fn.sym_name.data}': argument {k} is {a.type}, not a tensor")
-        values[a] = Tensor("placeholder", T.shape_of(a), name=a.name_hint or f"arg{k}")
+        dtype = "i32" if isinstance(a.type.element_type, IntegerType) else "f32"
+        values[a] = Tensor("placeholder", T.shape_of(a), name=a.name_hint or f"arg{k}", dtype=dtype)
         placeholders.append(values[a])
     outputs: dict[str, Tensor] = {}
     for op in fn.body.block.ops:
