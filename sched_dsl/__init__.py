@@ -30,9 +30,10 @@ from sched_dsl.tensor import (
     tanh,
     unary,
 )
+from sched_dsl.tune import RecordsError, TuneResult, tune
 
 __all__ = [
-    "Kernel", "Knob", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add",
+    "Kernel", "Knob", "RecordsError", "TuneResult", "tune", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add",
     "bias_add", "binary", "build", "clip", "conv2d", "div", "evaluate", "exp", "lower", "matmul",
     "maximum", "minimum", "mul", "neg", "placeholder", "pool2d", "reduce", "relu", "relu6", "sigmoid",
     "softmax", "sub", "tanh", "unary",

@@ -64,6 +64,21 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
     return Lowered(target, text.getvalue(), host_plan(module), module)
 
 
+def best_recorded_config(outputs, schedule: Schedule | None, target: str, records: str) -> dict[str, int]:
+    """The config of the fastest correct record in `records` for this workload (operator,
+    shapes, target and device) that fits the schedule's knobs."""
+    from sched_dsl.tune.measure import device_name
+    from sched_dsl.tune.records import best_config, workload_of
+    from sched_dsl.tune.space import Space
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    s = _schedule_for(outputs, schedule)
+    workload = workload_of(outputs, target, device_name(target))
+    return best_config(records, workload, Space.of(s).candidates_by_name())
+
+
 class Kernel:
     """A built module: call it with the inputs (positionally, in `input_names` order, or by
     name) to get the output array (a list when there are several)."""
@@ -90,8 +105,14 @@ class Kernel:
 
 
 def build(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None) -> Kernel:
-    """Lowers, compiles and loads the kernels on the target's default device."""
+          config: Mapping[str, int] | None = None, records: str | None = None) -> Kernel:
+    """Lowers, compiles and loads the kernels on the target's default device. With
+    `records` (a tuning records file) the knobs take the best recorded config of this
+    workload on this device; `config` and `records` exclude each other."""
+    if records is not None:
+        if config is not None:
+            raise ValueError("give either config or records, not both")
+        config = best_recorded_config(outputs, schedule, target, records)
     lowered = lower(outputs, schedule, target, config)
     if target == "opencl":
         from sched_dsl.runtime.opencl import OpenCLKernel
