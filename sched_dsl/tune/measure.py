@@ -13,7 +13,8 @@
   answer within the timeout is killed (`timeout`), one that dies is `runtime_error`; either
   way a fresh worker takes over and tuning goes on.
 
-`hook="module:function"` lets tests inject faults in the worker: it is called as
+`hook="module:function"` lets tests inject faults: it is called as
+`hook("build", config, None)` in the build pool before lowering, and in the run worker as
 `hook("source", config, source) -> source` before compiling and
 `hook("run", config, outputs) -> outputs` after the correctness run.
 """
@@ -59,9 +60,9 @@ class Measured:
 _POOL_STATE: dict = {}
 
 
-def _pool_init(outputs, schedule, target, limits, max_local_bytes, arch) -> None:
+def _pool_init(outputs, schedule, target, limits, max_local_bytes, arch, hook) -> None:
     _POOL_STATE.update(outputs=outputs, schedule=schedule, target=target, limits=limits,
-                       max_local_bytes=max_local_bytes, arch=arch)
+                       max_local_bytes=max_local_bytes, arch=arch, hook=_load_hook(hook))
 
 
 def _build_one(config: dict[str, int]) -> Built:
@@ -69,6 +70,8 @@ def _build_one(config: dict[str, int]) -> Built:
     from sched_dsl.tune.features import FEATURE_NAMES, lower_with_features
 
     st = _POOL_STATE
+    if st["hook"] is not None:
+        st["hook"]("build", config, None)
     try:
         lowered, feats = lower_with_features(st["outputs"], st["schedule"], st["target"], config)
     except ScheduleError as e:
@@ -261,7 +264,7 @@ class Measurer:
 
     def _new_pool(self):
         return SPAWN.Pool(self.workers, _pool_init, (self.outputs, self.schedule, self.target, self.info["limits"],
-                                                     self.max_local_bytes, self.info["arch"]))
+                                                     self.max_local_bytes, self.info["arch"], self.hook))
 
     def _start_worker(self) -> None:
         parent, child = SPAWN.Pipe()
@@ -326,25 +329,32 @@ class Measurer:
 
     # -- building -------------------------------------------------------------------------------
     def _map(self, fn, configs: list[dict], timeout: float, on_timeout):
-        """fn over configs in the pool; a task past `timeout` gets on_timeout(config) and
-        the pool is replaced (its processes may be stuck)."""
+        """fn over configs in the pool, results in order. A task that has not finished
+        `timeout` seconds after the tasks before it gets on_timeout(config); the pool is then
+        replaced (its process may be stuck) and the unfinished tasks run again."""
         self.start()
-        t0 = time.monotonic()
-        jobs = [self._pool.apply_async(fn, (c,)) for c in configs]
-        out, restart = [], False
-        for k, (c, job) in enumerate(zip(configs, jobs)):
-            # job k starts after about k // workers earlier rounds
-            deadline = t0 + timeout * (1 + k // self.workers)
-            try:
-                out.append(job.get(max(0.0, deadline - time.monotonic())))
-            except mp.TimeoutError:
-                out.append(on_timeout(c))
-                restart = True
-        if restart:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = self._new_pool()
-        return out
+        results: dict[int, object] = {}
+        pending = list(enumerate(configs))
+        while pending:
+            jobs = [(k, c, self._pool.apply_async(fn, (c,))) for k, c in pending]
+            pending, stuck = [], False
+            for k, c, job in jobs:
+                if stuck:
+                    if job.ready():
+                        results[k] = job.get()
+                    else:
+                        pending.append((k, c))
+                    continue
+                try:
+                    results[k] = job.get(timeout)
+                except mp.TimeoutError:
+                    results[k] = on_timeout(c)
+                    stuck = True
+            if stuck:
+                self._pool.terminate()
+                self._pool.join()
+                self._pool = self._new_pool()
+        return [results[k] for k in range(len(configs))]
 
     def build(self, configs: list[dict[str, int]]) -> list[Built]:
         return self._map(_build_one, configs, self.build_timeout,

@@ -13,6 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def _xgboost():
+    try:
+        import xgboost
+    except ImportError as e:
+        raise RuntimeError(f"the tuner's cost model needs XGBoost ({e}); install it with "
+                           "pip install 'sched-dsl[tune]'") from None
+    return xgboost
+
+
 class CostModel:
     def __init__(self, seed: int = 0, rounds: int = 60, max_depth: int = 6, threads: int = 1):
         self.seed, self.rounds, self.max_depth, self.threads = seed, rounds, max_depth, threads
@@ -27,7 +36,7 @@ class CostModel:
         """Fits on groups of (feature rows, costs; None for a failed config). Groups with
         fewer than two rows or no successful row teach no ranking and are left out; returns
         False (and keeps the previous fit) when nothing is left."""
-        import xgboost as xgb
+        xgb = _xgboost()
 
         xs, ys, sizes = [], [], []
         for rows, costs in groups:
@@ -51,7 +60,7 @@ class CostModel:
         return True
 
     def predict(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
-        import xgboost as xgb
+        xgb = _xgboost()
 
         if not self.fitted:
             raise RuntimeError("the cost model is not fitted yet")
