@@ -145,7 +145,7 @@ def _trials_to_best(search, space, cost, batch=8, budget=256) -> int:
     return budget
 
 
-@pytest.mark.parametrize("exhaustive_limit", [1024, 16], ids=["scored-whole", "annealing"])
+@pytest.mark.parametrize("exhaustive_limit", [4096, 16], ids=["scored-whole", "annealing"])
 def test_model_search_needs_fewer_trials_than_random(exhaustive_limit):
     space, cost, featurize = _grid_problem()
     model_trials, random_trials = [], []
@@ -371,3 +371,14 @@ def test_cli_run_best_merge_plot(tmp_path, capsys):
         assert tune_cli(argv) == 1, argv
         err = capsys.readouterr().err
         assert err.startswith("sched-tune: error: ") and msg in err and "Traceback" not in err, err
+
+
+def test_model_search_skips_points_past_the_device_limits():
+    space, cost, featurize = _grid_problem()
+    ms = ModelSearch(space, random.Random(0), featurize, eps=0.0, legal=lambda f: f[0] < 4)
+    pts = [(a, b, c) for a in range(8) for b in (0, 7) for c in (0, 3)]
+    ms.observe(pts, featurize(pts), [cost(p) for p in pts])
+    for _ in range(3):
+        batch = ms.propose(8, set(pts))
+        assert len(batch) == 8 and all(p[0] < 4 for p in batch)
+        pts += batch

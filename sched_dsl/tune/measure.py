@@ -247,7 +247,7 @@ class Measurer:
         self.outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
         self.schedule, self.target = schedule, target
         self.timeout, self.build_timeout = timeout, build_timeout
-        self.workers = workers or max(1, min(8, (os.cpu_count() or 2) - 1))
+        self.workers = workers or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.timing = dict(number=number, repeat=repeat, warmup=warmup, min_repeat_ms=min_repeat_ms)
         self.tol, self.hook, self.max_local_bytes, self.seed = tol, hook, max_local_bytes, seed
         self.info: dict | None = None

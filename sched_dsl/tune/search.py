@@ -2,7 +2,9 @@
 
 - `RandomSearch`: unvisited points uniformly at random.
 - `ModelSearch`: the XGBoost ranking model (model.py), refitted after every batch, scores
-  candidates; small spaces are scored whole, large ones explored by simulated annealing
+  candidates, leaving out those whose features exceed the device's limits; spaces of up to
+  `exhaustive_limit` points are scored whole (features are cached, and computed in parallel),
+  larger ones explored by simulated annealing
   (parallel chains over neighbouring points, started from the best measured points); a
   diversity filter keeps a batch from crowding one corner (picked points differ in at least
   two knobs while enough such points exist); a fraction `eps` of each batch is random
@@ -65,9 +67,11 @@ class ModelSearch(RandomSearch):
     name = "xgb"
 
     def __init__(self, space: Space, rng: random.Random, featurize: Featurize,
-                 transfer: Sequence[tuple[list, list]] = (), eps: float = 0.1, exhaustive_limit: int = 1024,
-                 chains: int = 8, steps: int = 40, model: CostModel | None = None):
+                 transfer: Sequence[tuple[list, list]] = (), eps: float = 0.1, exhaustive_limit: int = 4096,
+                 chains: int = 16, steps: int = 24, model: CostModel | None = None,
+                 legal: Callable[[list[float]], bool] | None = None):
         super().__init__(space, rng)
+        self.legal = legal  # a cheap check of device limits on the features
         self.featurize_many, self.transfer = featurize, list(transfer)
         self.eps, self.exhaustive_limit, self.chains, self.steps = eps, exhaustive_limit, chains, steps
         self.model = model or CostModel(seed=rng.randrange(1 << 30))
@@ -99,7 +103,8 @@ class ModelSearch(RandomSearch):
     def score(self, points: list[Point]) -> np.ndarray:
         """Model scores (higher is faster); -inf for points that do not lower."""
         feats = self.featurize(points)
-        ok = [k for k, f in enumerate(feats) if f is not None and len(f) == self.model.n_features]
+        ok = [k for k, f in enumerate(feats) if f is not None and len(f) == self.model.n_features
+              and (self.legal is None or self.legal(f))]
         out = np.full(len(points), -np.inf)
         if ok:
             out[ok] = self.model.predict([feats[k] for k in ok])

@@ -59,7 +59,7 @@ def transfer_groups(records: Sequence[Record], workload: Workload) -> list[tuple
 def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", trials: int = 64,
          records: str | None = None, *, strategy: str = "xgb", batch: int = 8, seed: int = 0,
          transfer: Sequence[str] = (), eps: float = 0.1, measurer: Measurer | None = None,
-         cache: dict | None = None, progress: Callable[[TuneResult], None] | None = None,
+         cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096, progress: Callable[[TuneResult], None] | None = None,
          **measure_options) -> TuneResult:
     """Tunes the schedule's knobs for `outputs` on `target`.
 
@@ -68,7 +68,8 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     are measured, and none twice. `strategy` is "xgb" (the model-guided search) or "random".
     `transfer` names more records files whose other shapes of the operator seed the model.
     `cache` (a dict shared between calls) reuses results of configs measured before instead
-    of measuring them again. Other keyword arguments go to `Measurer` (timeout, number,
+    of measuring them again; `features` (a dict shared between calls) keeps the features of
+    the points the model has scored. Other keyword arguments go to `Measurer` (timeout, number,
     repeat, warmup, min_repeat_ms, tol, workers, hook, max_local_bytes)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
@@ -102,7 +103,10 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         if strategy == "random":
             search = RandomSearch(space, rng)
         else:
-            search = ModelSearch(space, rng, featurize, transfer_groups(old + extra, wl), eps=eps)
+            search = ModelSearch(space, rng, featurize, transfer_groups(old + extra, wl), eps=eps,
+                                 exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer))
+            if features is not None:
+                search.features = features
         search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
                        [r.cost_ms if r.ok else None for r in mine])
         if progress:
@@ -127,6 +131,20 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     finally:
         if own:
             measurer.close()
+
+
+def _within_limits(limits, measurer: Measurer):
+    """A check of the limits that features show (threads per block, shared and local bytes)."""
+    from sched_dsl.tune.features import FEATURE_NAMES
+
+    k_threads, k_shared, k_local = (FEATURE_NAMES.index(n) for n in ("threads_per_block", "shared_bytes", "local_bytes"))
+    max_local = measurer.max_local_bytes if measurer.max_local_bytes is not None else float("inf")
+
+    def legal(f: list[float]) -> bool:
+        value = lambda k: 2 ** f[k] - 1  # noqa: E731 - features are log2(1 + x)
+        return (value(k_threads) <= limits.max_threads_per_block + 0.5 and value(k_shared) <= limits.max_shared_bytes + 0.5
+                and value(k_local) <= max_local + 0.5)
+    return legal
 
 
 def _measure(measurer: Measurer, workload: str, configs: list[dict], cache: dict | None) -> list[Record]:
