@@ -13,7 +13,9 @@ same run (ratio = baseline time / our time, so 1.0 is parity and higher is faste
     python benchmarks/tune_eval.py --json tune_eval.json --png-dir tune_eval_png [--quick]
     python benchmarks/tune_eval.py --target opencl --small --trials 12 --seeds 2   # on PoCL
 
-`--cache-dir D` keeps each workload's measurements in D/<workload>.jsonl (tuning records) and
+`--transfer` adds a third method, xgb seeded with the measurements of the workloads before it
+that are other shapes of the same operator (the second and third convolutions learn from the
+first). `--cache-dir D` keeps each workload's measurements in D/<workload>.jsonl (tuning records) and
 reuses them when run again, so an interrupted evaluation resumes where it stopped.
 """
 
@@ -106,7 +108,7 @@ def final_kernel(out, schedule, target: str, config: dict, repeat: int, warmup: 
             "block": kern.lowered.launches[0].block, "grid": kern.lowered.launches[0].grid}
 
 
-def evaluate_workload(name: str, spec, args) -> dict:
+def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
     fn, fargs, flops = spec
     kind = "sgemm" if fn is sgemm_space else "conv"
     out, schedule = fn(**fargs)
@@ -126,30 +128,38 @@ def evaluate_workload(name: str, spec, args) -> dict:
                     cache[r.config_key()] = r
         writer = R.RecordsWriter(cache_path) if cache_path else None
         print(f"{name}: {workload}\n  space of {len(space)} configs, {len(cache)} cached measurements", flush=True)
-        runs: dict[str, list] = {m: [] for m in METHODS}
+        family = R.workload_of([out], args.target, info["device"]).op
+        transfer = [r for r in earlier if r.workload.split("|")[0] == family]
+        methods = METHODS + (("xgb-transfer",) if args.transfer and transfer else ())
+        runs: dict[str, list] = {m: [] for m in methods}
         for seed in range(args.seeds):
-            for method in METHODS:
+            for method in methods:
                 known = set(cache)
-                res = sd.tune(out, schedule, args.target, args.trials, strategy=method, seed=seed, batch=args.batch,
-                              measurer=measurer, cache=cache, features=features,
-                              exhaustive_limit=args.exhaustive_limit)
+                res = sd.tune(out, schedule, args.target, args.trials, strategy=method.split("-")[0], seed=seed,
+                              batch=args.batch, measurer=measurer, cache=cache, features=features,
+                              exhaustive_limit=args.exhaustive_limit,
+                              transfer=transfer if method == "xgb-transfer" else ())
                 if writer:
                     writer.append([cache[k] for k in cache if k not in known])
                 runs[method].append(res)
                 print(f"  {method:6s} seed {seed}: best {res.best_ms} ms {res.best_config}, "
                       f"{res.invalid} invalid, errors {dict(res.errors)}; {len(cache)} distinct configs so far, "
                       f"{time.time() - t0:.0f} s", flush=True)
-    measured = [r for r in cache.values() if r.error != "invalid"]
+    earlier.extend(cache.values())
+    # the configs this evaluation's runs asked for (the cache may hold more from other runs)
+    asked = {r.config_key() for res in runs.values() for run in res for r in run.records}
+    asked_records = [cache[k] for k in asked]
+    measured = [r for r in asked_records if r.error != "invalid"]
     ok = [r for r in measured if r.ok]
     if not ok:
         return {"workload": workload, "error": "no config measured correctly"}
     best = min(ok, key=lambda r: r.cost_ms)
     target95 = best.cost_ms / 0.95
     row = {"workload": workload, "space_size": len(space), "distinct_measured": len(measured),
-           "distinct_invalid": len(cache) - len(measured), "best_overall_ms": best.cost_ms,
+           "distinct_invalid": len(asked_records) - len(measured), "best_overall_ms": best.cost_ms,
            "best_config": best.config, "best_tflops": flops / best.cost_ms / 1e9, "methods": {}}
     errors: dict[str, int] = {}
-    for r in cache.values():
+    for r in asked_records:
         if r.error:
             errors[r.error] = errors.get(r.error, 0) + 1
     row["errors_distinct"] = errors
@@ -165,6 +175,9 @@ def evaluate_workload(name: str, spec, args) -> dict:
         }
     x, r_ = row["methods"]["xgb"]["median_reach95"], row["methods"]["random"]["median_reach95"]
     row["xgb_vs_random_reach95"] = (x / r_) if x and r_ else None
+    if "xgb-transfer" in row["methods"]:
+        t = row["methods"]["xgb-transfer"]["median_reach95"]
+        row["xgb_transfer_vs_random_reach95"] = (t / r_) if t and r_ else None
     print(f"  best overall {best.cost_ms:.4f} ms ({row['best_tflops']:.2f} TFLOP/s) {best.config}; "
           f"median trials to 95%: xgb {x}, random {r_}", flush=True)
     if args.png_dir:
@@ -207,6 +220,8 @@ def main() -> None:
                    help="the model scores spaces up to this size whole; larger ones by simulated annealing")
     p.add_argument("--final-repeat", type=int, default=50)
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--transfer", action="store_true",
+                   help="also run xgb seeded with the measurements of the earlier shapes of the operator")
     p.add_argument("--cache-dir")
     p.add_argument("--json")
     p.add_argument("--png-dir")
@@ -223,11 +238,12 @@ def main() -> None:
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {', '.join(table)}")
     t0 = time.time()
+    earlier: list = []  # every measurement so far, for --transfer
     report = {"target": args.target, "trials": args.trials, "seeds": args.seeds, "batch": args.batch,
               "exhaustive_limit": args.exhaustive_limit,
               "small": args.small, "workloads": {}}
     for name in names:
-        report["workloads"][name] = evaluate_workload(name, table[name], args)
+        report["workloads"][name] = evaluate_workload(name, table[name], args, earlier)
         report["wall_s"] = time.time() - t0
         if args.json:  # written after every workload, so a cut-off run keeps what it did
             with open(args.json, "w") as f:

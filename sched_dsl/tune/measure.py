@@ -388,6 +388,8 @@ class Measurer:
             return Measured(None, "runtime_error", f"the measuring process died (exit code {code})")
         if kind == "ok":
             return Measured(float(payload))
+        if kind == "runtime_error" and self.target == "cuda":
+            self._restart_worker()  # a failed launch can leave the CUDA context unusable
         return Measured(None, kind, str(payload))
 
     def _restart_worker(self) -> None:

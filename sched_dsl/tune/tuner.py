@@ -58,7 +58,7 @@ def transfer_groups(records: Sequence[Record], workload: Workload) -> list[tuple
 
 def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", trials: int = 64,
          records: str | None = None, *, strategy: str = "xgb", batch: int = 8, seed: int = 0,
-         transfer: Sequence[str] = (), eps: float = 0.1, measurer: Measurer | None = None,
+         transfer: Sequence[str | Record] = (), eps: float = 0.1, measurer: Measurer | None = None,
          cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096, progress: Callable[[TuneResult], None] | None = None,
          **measure_options) -> TuneResult:
     """Tunes the schedule's knobs for `outputs` on `target`.
@@ -66,7 +66,8 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     `trials` is the number of configs of this workload to have measured in total: with a
     `records` file that already holds some (an earlier, possibly killed, run) only the rest
     are measured, and none twice. `strategy` is "xgb" (the model-guided search) or "random".
-    `transfer` names more records files whose other shapes of the operator seed the model.
+    `transfer` names more records files (or holds records) whose other shapes of the
+    operator seed the model.
     `cache` (a dict shared between calls) reuses results of configs measured before instead
     of measuring them again; `features` (a dict shared between calls) keeps the features of
     the points the model has scored. Other keyword arguments go to `Measurer` (timeout, number,
@@ -81,7 +82,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     space = Space.of(schedule)
     writer = RecordsWriter(records) if records else None  # checks the path; sets a cut-short line aside
     old = load(records, missing_ok=True) if records else []
-    extra = [r for path in transfer for r in load(path)]
+    extra = [r for t in transfer for r in ([t] if isinstance(t, Record) else load(t))]
     own = measurer is None
     if own:
         measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
