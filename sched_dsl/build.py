@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import StringIO
 
@@ -45,10 +45,10 @@ def _schedule_for(outputs: tuple[Tensor, ...], schedule: Schedule | None) -> Sch
 
 
 def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None) -> Lowered:
+          config: Mapping[str, int] | None = None, after: Callable[[str, ModuleOp], None] | None = None) -> Lowered:
     """Lowers to `target` ("opencl" or "cuda") text. `config` picks knob values; a knob
     it does not name takes its first candidate. Without a schedule, every stage gets the
-    default one."""
+    default one. `after(pass_name, module)`, when given, sees the IR after each pass."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -56,7 +56,7 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
     module = s.module()
     try:
         module.verify()
-        run_default_pipeline(make_context(), module, dict(config or {}))
+        run_default_pipeline(make_context(), module, dict(config or {}), after)
         text = StringIO()
         print_kernels(module, TARGETS[target], text)
     except (DiagnosticException, VerifyException) as e:

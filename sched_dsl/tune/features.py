@@ -15,21 +15,17 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
-from io import StringIO
 
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from sched_dsl.build import TARGETS, Lowered
+from sched_dsl.build import Lowered, lower
 from sched_dsl.context import make_context
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass
 from sched_dsl.lowering.emit import const_value
-from sched_dsl.lowering.host_plan import host_plan
-from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
-from sched_dsl.lowering.targets.c_family import print_kernels
-from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
+from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.schedule import Schedule, ScheduleError
 
 BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z")
@@ -143,23 +139,13 @@ def knob_features(config: Mapping[str, int], names: list[str]) -> list[float]:
     return [math.log2(config[n]) for n in names]
 
 
-def _to_loops(schedule: Schedule, config: Mapping[str, int]):
-    """(context, module) after tensorop-to-loops and apply-schedule with `config`."""
-    module = schedule.module()
-    ctx = make_context()
-    text = ",".join(f"{k}={v}" for k, v in config.items())
-    module.verify()
-    for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text)):
-        p.apply(ctx, module)
-        module.verify()
-    return ctx, module
-
-
 def loop_only_features(outputs, schedule: Schedule, config: Mapping[str, int]) -> list[float]:
     """The feature vector, lowering only as far as the loop IR. Raises ScheduleError when
     the config does not lower."""
+    module = schedule.module()
     try:
-        _, module = _to_loops(schedule, config)
+        module.verify()
+        run_default_pipeline(make_context(), module, dict(config), stop_after=ApplySchedulePass.name)
     except (DiagnosticException, VerifyException) as e:
         raise ScheduleError(str(e)) from None
     return loop_features(module) + knob_features(config, list(config))
@@ -167,17 +153,11 @@ def loop_only_features(outputs, schedule: Schedule, config: Mapping[str, int]) -
 
 def lower_with_features(outputs, schedule: Schedule, target: str, config: Mapping[str, int]
                         ) -> tuple[Lowered, list[float]]:
-    """sd.lower's result for `config`, and the config's feature vector (loop IR + knobs).
-    Raises ScheduleError when the config does not lower."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
-    try:
-        ctx, module = _to_loops(schedule, config)
-        feats = loop_features(module) + knob_features(config, list(config))
-        LoopsToGpuPass().apply(ctx, module)
-        module.verify()
-        out = StringIO()
-        print_kernels(module, TARGETS[target], out)
-    except (DiagnosticException, VerifyException) as e:
-        raise ScheduleError(str(e)) from None
-    return Lowered(target, out.getvalue(), host_plan(module), module), feats
+    """sd.lower's result for `config`, and the config's feature vector (loop IR + knobs),
+    from one lowering. Raises ScheduleError when the config does not lower."""
+    feats: list[float] = []
+
+    def after(name: str, module) -> None:
+        if name == ApplySchedulePass.name:
+            feats.extend(loop_features(module) + knob_features(config, list(config)))
+    return lower(outputs, schedule, target, config, after), feats

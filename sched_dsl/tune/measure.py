@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits
+from sched_dsl.runtime.common import DeviceError, check_limits
 
 SPAWN = mp.get_context("spawn")
 
@@ -88,13 +88,11 @@ def _build_one(config: dict[str, int]) -> Built:
         built.message = f"{round(local)} bytes of local (register) buffers per thread exceed the limit of {st['max_local_bytes']}"
         return built
     if st["arch"]:
-        from sched_dsl.runtime import cuda
-        nvrtc = cuda._nvrtc()
-        if nvrtc is not None:
-            try:
-                built.binary = cuda._nvrtc_cubin(nvrtc, lowered.source, st["arch"])
-            except DeviceError as e:
-                built.error, built.message = "compile_error", str(e)
+        from sched_dsl.runtime.cuda import nvrtc_cubin
+        try:
+            built.binary = nvrtc_cubin(lowered.source, st["arch"])
+        except DeviceError as e:
+            built.error, built.message = "compile_error", str(e)
     return built
 
 
@@ -139,11 +137,8 @@ def device_name(target: str) -> str:
 
 def _device_info(target: str) -> dict:
     if target == "opencl":
-        from sched_dsl.runtime.opencl import default_device
-        d = default_device()
-        sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
-        limits = DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size)
-        return dict(device=device_name(target), limits=limits, arch=None)
+        from sched_dsl.runtime.opencl import default_device, device_limits
+        return dict(device=device_name(target), limits=device_limits(default_device()), arch=None)
     from sched_dsl.runtime.cuda import default_device, device_limits
     dev = default_device()
     major, minor = dev.compute_capability()
@@ -157,15 +152,8 @@ def _make_kernel(target: str, source: str, plan, binary: bytes | None):
         from sched_dsl.runtime.opencl import OpenCLKernel
         return Kernel(Lowered(target, source, plan, None), OpenCLKernel(source, plan))
     from sched_dsl.runtime import cuda
-    if binary is not None:  # compiled in the build pool: load it instead of compiling again
-        import hashlib
-        dev = cuda.default_device()
-        key = (hashlib.sha256(source.encode()).hexdigest(), dev.pci_bus_id())
-        if key not in cuda._MODULES:
-            try:
-                cuda._MODULES[key] = (cuda._driver().module_from_buffer(binary), "nvrtc")
-            except cuda._driver().Error as e:
-                raise DeviceError(f"the kernel text does not compile: the cubin does not load ({e})") from None
+    if binary is not None:  # compiled in the build pool: only loaded here (and cached for CudaKernel)
+        cuda.compile_module(source, cuda.default_device(), binary)
     return Kernel(Lowered(target, source, plan, None), cuda.CudaKernel(source, plan))
 
 
