@@ -133,6 +133,9 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
         methods = METHODS + (("xgb-transfer",) if args.transfer and transfer else ())
         runs: dict[str, list] = {m: [] for m in methods}
         for seed in range(args.seeds):
+            if args.budget_s and seed >= 1 and time.time() - t0 > args.budget_s / len(args.names):
+                print(f"  time share of --budget-s used up: stopping after {seed} seed(s)", flush=True)
+                break
             for method in methods:
                 known = set(cache)
                 res = sd.tune(out, schedule, args.target, args.trials, strategy=method.split("-")[0], seed=seed,
@@ -155,7 +158,7 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
         return {"workload": workload, "error": "no config measured correctly"}
     best = min(ok, key=lambda r: r.cost_ms)
     target95 = best.cost_ms / 0.95
-    row = {"workload": workload, "space_size": len(space), "distinct_measured": len(measured),
+    row = {"workload": workload, "seeds_done": len(runs["xgb"]), "space_size": len(space), "distinct_measured": len(measured),
            "distinct_invalid": len(asked_records) - len(measured), "best_overall_ms": best.cost_ms,
            "best_config": best.config, "best_tflops": flops / best.cost_ms / 1e9, "methods": {}}
     errors: dict[str, int] = {}
@@ -209,7 +212,7 @@ def main() -> None:
     p.add_argument("--target", default="cuda", choices=["cuda", "opencl"])
     p.add_argument("--trials", type=int, default=48)
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=4, help="configs per model refit")
     p.add_argument("--quick", action="store_true", help="24 trials per run and fewer timing repeats")
     p.add_argument("--small", action="store_true", help="small shapes (for CPU OpenCL)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
@@ -225,6 +228,9 @@ def main() -> None:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--transfer", action="store_true",
                    help="also run xgb seeded with the measurements of the earlier shapes of the operator")
+    p.add_argument("--budget-s", type=float, default=0.0,
+                   help="wall-clock budget: a workload past its share starts no further seed (both methods "
+                        "keep the same seeds)")
     p.add_argument("--cache-dir")
     p.add_argument("--json")
     p.add_argument("--png-dir")
@@ -240,6 +246,7 @@ def main() -> None:
     unknown = [n for n in names if n not in table]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {', '.join(table)}")
+    args.names = names
     t0 = time.time()
     earlier: list = []  # every measurement so far, for --transfer
     report = {"target": args.target, "trials": args.trials, "seeds": args.seeds, "batch": args.batch,

@@ -96,7 +96,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
             visited.add(space.point(r.config))
             result.add(r)
         result.resumed = len(mine)
-        rng = random.Random(seed)
+        rng = random.Random(f"{strategy}:{seed}")  # strategies draw independent streams for one seed
 
         def featurize(points):
             return measurer.features([space.config(p) for p in points])
