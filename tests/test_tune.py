@@ -382,3 +382,18 @@ def test_model_search_skips_points_past_the_device_limits():
         batch = ms.propose(8, set(pts))
         assert len(batch) == 8 and all(p[0] < 4 for p in batch)
         pts += batch
+
+
+def test_transfer_groups_take_other_shapes_of_the_operator_on_the_target():
+    from sched_dsl.tune.tuner import transfer_groups
+    wl = R.Workload("matmul", "A=32x16,B=16x32", "opencl", "dev")
+    f = [1.0, 2.0]
+    recs = [R.Record(wl.key, {"t": 1}, 1.0, features=f),  # this workload: not transfer
+            R.Record("matmul|A=64x64,B=64x64|opencl|dev", {"t": 1}, 2.0, features=f),
+            R.Record("matmul|A=64x64,B=64x64|opencl|dev", {"t": 2}, None, "timeout", features=f),
+            R.Record("matmul|A=8x8,B=8x8|opencl|other", {"t": 1}, 3.0, features=f),
+            R.Record("matmul|A=8x8,B=8x8|cuda|dev", {"t": 1}, 3.0, features=f),  # other target
+            R.Record("conv2d(stride=1)|X=1|opencl|dev", {"t": 1}, 3.0, features=f),  # other operator
+            R.Record("matmul|A=9x9,B=9x9|opencl|dev", {"t": 1}, None, "invalid")]  # no features
+    groups = transfer_groups(recs, wl)
+    assert sorted((len(rows), tuple(costs)) for rows, costs in groups) == [(1, (3.0,)), (2, (2.0, None))]
