@@ -69,7 +69,7 @@ class ModelSearch(RandomSearch):
     def __init__(self, space: Space, rng: random.Random, featurize: Featurize,
                  transfer: Sequence[tuple[list, list]] = (), eps: float = 0.1, exhaustive_limit: int = 4096,
                  chains: int = 16, steps: int = 24, model: CostModel | None = None,
-                 legal: Callable[[list[float]], bool] | None = None):
+                 legal: Callable[[list[float]], bool] | None = None, features: dict | None = None):
         super().__init__(space, rng)
         self.legal = legal  # a cheap check of device limits on the features
         self.featurize_many, self.transfer = featurize, list(transfer)
@@ -78,7 +78,8 @@ class ModelSearch(RandomSearch):
         self.rows: list[list[float]] = []
         self.costs: list[float | None] = []
         self.measured: list[tuple[Point, float | None]] = []
-        self.features: dict[Point, list[float] | None] = {}
+        # features of every point met, by point (a dict shared by runs over one space, if given)
+        self.features: dict[Point, list[float] | None] = {} if features is None else features
         if self.transfer:
             self.model.fit(self.transfer)
 

@@ -59,8 +59,8 @@ def transfer_groups(records: Sequence[Record], workload: Workload) -> list[tuple
 def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", trials: int = 64,
          records: str | None = None, *, strategy: str = "xgb", batch: int = 8, seed: int = 0,
          transfer: Sequence[str | Record] = (), eps: float = 0.1, measurer: Measurer | None = None,
-         cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096, progress: Callable[[TuneResult], None] | None = None,
-         **measure_options) -> TuneResult:
+         cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096,
+         progress: Callable[[TuneResult], None] | None = None, **measure_options) -> TuneResult:
     """Tunes the schedule's knobs for `outputs` on `target`.
 
     `trials` is the number of configs of this workload to have measured in total: with a
@@ -105,9 +105,8 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
             search = RandomSearch(space, rng)
         else:
             search = ModelSearch(space, rng, featurize, transfer_groups(old + extra, wl), eps=eps,
-                                 exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer))
-            if features is not None:
-                search.features = features
+                                 exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
+                                 features=features)
         search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
                        [r.cost_ms if r.ok else None for r in mine])
         if progress:
