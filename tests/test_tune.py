@@ -397,3 +397,10 @@ def test_transfer_groups_take_other_shapes_of_the_operator_on_the_target():
             R.Record("matmul|A=9x9,B=9x9|opencl|dev", {"t": 1}, None, "invalid")]  # no features
     groups = transfer_groups(recs, wl)
     assert sorted((len(rows), tuple(costs)) for rows, costs in groups) == [(1, (3.0,)), (2, (2.0, None))]
+
+
+def test_a_hook_that_does_not_load_is_a_clear_error():
+    c, s = matmul_space()
+    from sched_dsl.runtime.common import DeviceError
+    with pytest.raises(DeviceError, match="the hook 'no_such_module:f' cannot be loaded: ModuleNotFoundError"):
+        sd.tune(c, s, trials=1, hook="no_such_module:f", workers=1)

@@ -178,9 +178,13 @@ def _worker(conn, target: str, hook_path: str | None) -> None:
     """The run worker's loop: answers ("info", ...) once, then one answer per job."""
     try:
         hook = _load_hook(hook_path)
-        conn.send(("info", _device_info(target)))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("fatal", f"{type(e).__name__}: {e}"))
+        conn.send(("fatal", f"the hook '{hook_path}' cannot be loaded: {type(e).__name__}: {e}"))
+        return
+    try:
+        conn.send(("info", _device_info(target)))
+    except Exception as e:  # noqa: BLE001
+        conn.send(("fatal", f"no {target} device to measure on: {type(e).__name__}: {e}"))
         return
     inputs = expected = None
     tol = 1e-3
@@ -277,7 +281,7 @@ class Measurer:
                               f"(exit code {self._proc.exitcode})") from None
         if kind == "fatal":
             self._kill_worker()
-            raise DeviceError(f"no {self.target} device to measure on: {payload}")
+            raise DeviceError(payload)
         self.info = payload
         self._send_data()
 
