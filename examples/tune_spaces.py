@@ -3,12 +3,14 @@ tile sizes are knobs, for `sd.tune` and `sched-tune`.
 
     sched-tune run examples/tune_spaces.py:sgemm_space --arg m=256 --arg n=256 --arg k=256 \\
         --trials 32 --records sgemm.jsonl --plot sgemm.png
-    python examples/tune_spaces.py [N] [--target opencl|cuda] [--trials T]
+    python examples/tune_spaces.py [N] [--target opencl|cuda] [--trials T] [--records F]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 
 import numpy as np
 
@@ -86,13 +88,16 @@ def conv3x3_space(c: int, size: int, f: int):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("n", type=int, nargs="?", default=128)
+    p.add_argument("n", type=int, nargs="?", default=64)
     p.add_argument("--target", default="opencl", choices=["cuda", "opencl"])
-    p.add_argument("--trials", type=int, default=24)
-    p.add_argument("--records", default="sgemm_tune.jsonl")
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--records", help="records file to append to (default: a temporary one)")
     args = p.parse_args()
+    if args.records is None:
+        args.records = os.path.join(tempfile.mkdtemp(prefix="sched_tune_"), "sgemm.jsonl")
     c, s = sgemm_space(args.n, args.n, args.n, small=args.target == "opencl")
-    result = sd.tune(c, s, target=args.target, trials=args.trials, records=args.records)
+    result = sd.tune(c, s, target=args.target, trials=args.trials, records=args.records, batch=4)
+    print(f"records: {args.records}")
     print(f"best {result.best_config}: {result.best_ms:.4f} ms after {result.trials} trials "
           f"({result.invalid} invalid configs skipped, errors {dict(result.errors)})")
     kern = sd.build(c, s, target=args.target, records=args.records)

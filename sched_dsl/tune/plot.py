@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,12 +35,10 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float | None]]], path: st
         n = max(len(r) for r in runs)
         data = np.vstack([fill_curve(r, n) for r in runs])
         x = np.arange(1, n + 1)
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(data, axis=0)
-                lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
+        with warnings.catch_warnings():  # all-nan columns (no success yet) stay nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(data, axis=0)
+            lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
         line, = ax.plot(x, med, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
