@@ -146,38 +146,82 @@ class LoopOp(SchedOp):
                          result_types=[LoopType()])
 
 
+KNOB_DERIVATIONS = ("divisors", "pow2")
+
+
+def derived_candidates(kind: str, extent: int) -> list[int]:
+    """The split factors a knob of this kind may take for a loop of `extent`: its divisors,
+    or the powers of two up to it."""
+    if kind == "divisors":
+        return [d for d in range(1, extent + 1) if extent % d == 0]
+    if kind == "pow2":
+        return [1 << p for p in range(extent.bit_length()) if 1 << p <= extent]
+    raise ValueError(f"unknown knob kind '{kind}'; choose from {', '.join(KNOB_DERIVATIONS)}")
+
+
 @irdl_op_definition
 class KnobOp(SchedOp):
-    """`%t = sched.knob "ti" [4, 8, 16]`: a named tunable value; the first candidate is the default."""
+    """`%t = sched.knob "ti" [4, 8, 16]`: a named tunable value; the first candidate is the default.
+
+    A split-factor knob also records where its candidates come from,
+    `%t = sched.knob "ti" [8, 16, 32] divisors of 64` (or `pow2 of 64`): they must be
+    divisors (powers of two) of that extent."""
 
     name = "sched.knob"
     knob_name = prop_def(StringAttr, prop_name="knob")
     candidates = prop_def(DenseArrayBase)
+    derive = opt_prop_def(StringAttr)
+    extent = opt_prop_def(IntegerAttr)
     result = result_def(KnobType)
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_string_literal(self.knob_name.data)
         printer.print_string(" [" + ", ".join(str(v) for v in self.candidates.get_values()) + "]")
+        if self.derive is not None and self.extent is not None:
+            printer.print_string(f" {self.derive.data} of {self.extent.value.data}")
 
     @classmethod
     def parse(cls, parser: Parser) -> KnobOp:
         name = parser.parse_str_literal("knob name")
         values = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
-        return cls(name, values)
+        derive = parser.parse_optional_identifier()
+        if derive is None:
+            return cls(name, values)
+        parser.parse_keyword("of")
+        return cls(name, values, derive, parser.parse_integer())
 
-    def __init__(self, name: str, candidates: Sequence[int]):
-        super().__init__(
-            properties={"knob": StringAttr(name), "candidates": DenseArrayBase.from_list(i64, list(candidates))},
-            result_types=[KnobType()],
-        )
+    def __init__(self, name: str, candidates: Sequence[int], derive: str | None = None, extent: int | None = None):
+        props = {"knob": StringAttr(name), "candidates": DenseArrayBase.from_list(i64, list(candidates))}
+        if derive is not None:
+            props["derive"] = StringAttr(derive)
+        if extent is not None:
+            props["extent"] = IntegerAttr(extent, i64)
+        super().__init__(properties=props, result_types=[KnobType()])
 
     def verify_(self) -> None:
+        name = self.knob_name.data
         values = self.candidates.get_values()
         if not values:
-            raise VerifyException(f"sched.knob '{self.knob_name.data}': needs at least one candidate")
+            raise VerifyException(f"sched.knob '{name}': needs at least one candidate")
         if min(values) < 1:
-            raise VerifyException(f"sched.knob '{self.knob_name.data}': candidates must be >= 1, got {list(values)}")
+            raise VerifyException(f"sched.knob '{name}': candidates must be >= 1, got {list(values)}")
+        if len(set(values)) != len(values):
+            raise VerifyException(f"sched.knob '{name}': a candidate is listed twice in {list(values)}")
+        if (self.derive is None) != (self.extent is None):
+            raise VerifyException(f"sched.knob '{name}': a derived knob needs both its kind and its extent")
+        if self.derive is None:
+            return
+        kind, extent = self.derive.data, self.extent.value.data
+        if kind not in KNOB_DERIVATIONS:
+            raise VerifyException(f"sched.knob '{name}': kind '{kind}' is not one of {', '.join(KNOB_DERIVATIONS)}")
+        if extent < 1:
+            raise VerifyException(f"sched.knob '{name}': extent must be >= 1, got {extent}")
+        allowed = derived_candidates(kind, extent)
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            what = f"divisors of {extent}" if kind == "divisors" else f"powers of two up to {extent}"
+            raise VerifyException(f"sched.knob '{name}': {bad} are not {what}")
 
 
 @irdl_op_definition

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -18,9 +20,16 @@ PASSES: dict[str, type[ModulePass]] = {
 }
 
 
-def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] | None = None) -> None:
-    """Lowers `module` in place to the gpu dialect; `config` fixes knob values."""
+def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] | None = None,
+                         after: Callable[[str, ModuleOp], None] | None = None, stop_after: str | None = None) -> None:
+    """Lowers `module` in place to the gpu dialect; `config` fixes knob values. `after(name,
+    module)` sees the module after each pass (the tuner reads features off the loop IR);
+    `stop_after` ends the pipeline after the pass of that name."""
     text = ",".join(f"{k}={v}" for k, v in (config or {}).items())
     for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()):
         p.apply(ctx, module)
         module.verify()
+        if after is not None:
+            after(p.name, module)
+        if p.name == stop_after:
+            return

@@ -34,10 +34,11 @@ from sched_dsl.tensor import (
     topk,
     unary,
 )
+from sched_dsl.tune import RecordsError, TuneResult, tune
 
 __all__ = [
-    "Kernel", "Knob", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add", "argsort",
-    "bias_add", "binary", "build", "clip", "conv2d", "cumsum", "div", "evaluate", "exp", "lower", "matmul",
-    "maximum", "minimum", "mul", "neg", "nms", "placeholder", "pool2d", "reduce", "relu", "relu6", "sigmoid",
-    "softmax", "sub", "tanh", "topk", "unary",
+    "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "ShapeError", "Tensor",
+    "TuneResult", "add", "argsort", "bias_add", "binary", "build", "clip", "conv2d", "cumsum", "div", "evaluate",
+    "exp", "lower", "matmul", "maximum", "minimum", "mul", "neg", "nms", "placeholder", "pool2d", "reduce",
+    "relu", "relu6", "sigmoid", "softmax", "sub", "tanh", "topk", "tune", "unary",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import StringIO
 
@@ -45,10 +45,10 @@ def _schedule_for(outputs: tuple[Tensor, ...], schedule: Schedule | None) -> Sch
 
 
 def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None) -> Lowered:
+          config: Mapping[str, int] | None = None, after: Callable[[str, ModuleOp], None] | None = None) -> Lowered:
     """Lowers to `target` ("opencl" or "cuda") text. `config` picks knob values; a knob
     it does not name takes its first candidate. Without a schedule, every stage gets the
-    default one."""
+    default one. `after(pass_name, module)`, when given, sees the IR after each pass."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -56,12 +56,27 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
     module = s.module()
     try:
         module.verify()
-        run_default_pipeline(make_context(), module, dict(config or {}))
+        run_default_pipeline(make_context(), module, dict(config or {}), after)
         text = StringIO()
         print_kernels(module, TARGETS[target], text)
     except (DiagnosticException, VerifyException) as e:
         raise ScheduleError(str(e)) from None
     return Lowered(target, text.getvalue(), host_plan(module), module)
+
+
+def best_recorded_config(outputs, schedule: Schedule | None, target: str, records: str) -> dict[str, int]:
+    """The config of the fastest correct record in `records` for this workload (operator,
+    shapes, target and device) that fits the schedule's knobs."""
+    from sched_dsl.tune.measure import device_name
+    from sched_dsl.tune.records import best_config, workload_of
+    from sched_dsl.tune.space import Space
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    s = _schedule_for(outputs, schedule)
+    workload = workload_of(outputs, target, device_name(target))
+    return best_config(records, workload, Space.of(s).candidates_by_name())
 
 
 class Kernel:
@@ -90,8 +105,14 @@ class Kernel:
 
 
 def build(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None) -> Kernel:
-    """Lowers, compiles and loads the kernels on the target's default device."""
+          config: Mapping[str, int] | None = None, records: str | None = None) -> Kernel:
+    """Lowers, compiles and loads the kernels on the target's default device. With
+    `records` (a tuning records file) the knobs take the best recorded config of this
+    workload on this device; `config` and `records` exclude each other."""
+    if records is not None:
+        if config is not None:
+            raise ValueError("give either config or records, not both")
+        config = best_recorded_config(outputs, schedule, target, records)
     lowered = lower(outputs, schedule, target, config)
     if target == "opencl":
         from sched_dsl.runtime.opencl import OpenCLKernel

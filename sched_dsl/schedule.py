@@ -51,6 +51,8 @@ class Loop:
 class Knob:
     name: str
     candidates: tuple[int, ...]
+    derive: str | None = None  # "divisors" or "pow2" of `extent`, for split-factor knobs
+    extent: int | None = None
 
 
 class Schedule:
@@ -82,6 +84,26 @@ class Schedule:
         if not candidates or min(candidates) < 1:
             raise ScheduleError(f"knob '{name}' needs candidates >= 1, got {list(candidates)}")
         k = Knob(name, candidates)
+        self.knobs[name] = k
+        self.actions.append(("knob", (k,)))
+        return k
+
+    def split_knob(self, name: str, extent: int, kind: str = "divisors", lo: int = 1, hi: int | None = None) -> Knob:
+        """A knob over split factors of a loop of `extent`: its divisors (kind="divisors") or
+        the powers of two up to it (kind="pow2"), kept between `lo` and `hi`."""
+        if name in self.knobs:
+            raise ScheduleError(f"knob '{name}' is defined twice")
+        if not isinstance(extent, int) or extent < 1:
+            raise ScheduleError(f"split_knob '{name}': extent must be an int >= 1, got {extent!r}")
+        try:
+            derived = S.derived_candidates(kind, extent)
+        except ValueError as e:
+            raise ScheduleError(f"split_knob '{name}': {e}") from None
+        hi = extent if hi is None else hi
+        candidates = tuple(v for v in derived if lo <= v <= hi)
+        if not candidates:
+            raise ScheduleError(f"split_knob '{name}': no {kind} of {extent} lies in [{lo}, {hi}]")
+        k = Knob(name, candidates, kind, extent)
         self.knobs[name] = k
         self.actions.append(("knob", (k,)))
         return k
@@ -201,7 +223,7 @@ class Schedule:
 
         for kind, args in self.actions:
             if kind == "knob":
-                op = S.KnobOp(args[0].name, args[0].candidates)
+                op = S.KnobOp(args[0].name, args[0].candidates, args[0].derive, args[0].extent)
                 op.result.name_hint = args[0].name
                 knobs[args[0].name] = op.result
                 ops.append(op)

@@ -159,17 +159,25 @@ _COMPILER = _CompilerProcess()
 _MODULES: dict[tuple[str, str], tuple[object, str]] = {}
 
 
-def compile_module(source: str, dev) -> tuple[object, str]:
+def nvrtc_cubin(source: str, arch: str) -> bytes | None:
+    """The cubin NVRTC compiles `source` to for `arch` (e.g. "sm_90"), or None without
+    cuda-python's NVRTC; needs no GPU, so other processes can compile ahead."""
+    nvrtc = _nvrtc()
+    return None if nvrtc is None else _nvrtc_cubin(nvrtc, source, arch)
+
+
+def compile_module(source: str, dev, cubin: bytes | None = None) -> tuple[object, str]:
     """(pycuda Module, name of the compiler used) for `source` on `dev`, compiled once per
-    process."""
+    process; `cubin`, when given, is `source` compiled ahead (nvrtc_cubin) and only loaded."""
     key = (hashlib.sha256(source.encode()).hexdigest(), dev.pci_bus_id())
     if key in _MODULES:
         return _MODULES[key]
     drv = _driver()
     major, minor = dev.compute_capability()
     arch = f"sm_{major}{minor}"
-    if _has_nvrtc():
+    if cubin is None and _has_nvrtc():
         cubin = _COMPILER.compile(source, arch)
+    if cubin is not None:
         try:
             module = drv.module_from_buffer(cubin)
         except drv.Error as e:

@@ -15,7 +15,7 @@ import numpy as np
 from sched_dsl.lowering.host_plan import HostPlan, c_name
 from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
 
-__all__ = ["DeviceError", "OpenCLKernel", "default_device"]
+__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
 
 
 def _pyopencl():
@@ -46,6 +46,11 @@ def default_device():
         return match[0][1]
     gpus = [d for _, d in devices if d.type & cl.device_type.GPU]
     return gpus[0] if gpus else devices[0][1]
+
+
+def device_limits(d) -> DeviceLimits:
+    sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
+    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size)
 
 
 @lru_cache(maxsize=1)
@@ -84,10 +89,7 @@ class OpenCLKernel:
         self.last_times_ms: list[float] = []
 
     def check_limits(self) -> None:
-        d = self.device
-        sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
-        check_limits(self.plan, self.source,
-                     DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size))
+        check_limits(self.plan, self.source, device_limits(self.device))
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
         cl = _pyopencl()

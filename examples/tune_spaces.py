@@ -1,0 +1,111 @@
+"""Tunable versions of the schedules in sgemm_schedule.py and resnet_conv_schedule.py: their
+tile sizes are knobs, for `sd.tune` and `sched-tune`.
+
+    sched-tune run examples/tune_spaces.py:sgemm_space --arg m=256 --arg n=256 --arg k=256 \\
+        --trials 32 --records sgemm.jsonl --plot sgemm.png
+    python examples/tune_spaces.py [N] [--target opencl|cuda] [--trials T] [--records F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import numpy as np
+
+import sched_dsl as sd
+
+
+def sgemm_space(m: int, n: int, k: int, small: bool = False):
+    """(C, schedule) for an m x k by k x n product with the schedule of sgemm_schedule.py;
+    knobs: the block tile (ti x tj, powers of two), the register block of each thread (ri x rj)
+    and the k chunk staged in shared memory (kc). `small` keeps tiles and chunks small (for CPU tests)."""
+    a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    i, j, kk = s.loops("i", "j", "k")
+    hi = 32 if small else 128
+    ti = s.split_knob("ti", m, "pow2", lo=min(m, 8 if small else 16), hi=hi)
+    tj = s.split_knob("tj", n, "pow2", lo=min(n, 8 if small else 16), hi=hi)
+    ri = s.knob("ri", [1, 2, 4] if small else [1, 2, 4, 8])
+    rj = s.knob("rj", [1, 2, 4] if small else [1, 2, 4, 8])
+    kc = s.split_knob("kc", k, "pow2", lo=min(k, 4), hi=8 if small else 32)
+    io, ir = s.split(i, ti)
+    jo, jr = s.split(j, tj)
+    ty, ii = s.split(ir, ri)
+    tx, ji = s.split(jr, rj)
+    ko, ki = s.split(kk, kc)
+    s.reorder(io, jo, ty, tx, ko, ki, ii, ji)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(ty, "thread.y")
+    s.bind(tx, "thread.x")
+    s.cache_read(a, "shared", at=ko)
+    s.cache_read(b, "shared", at=ko)
+    s.cache_write("local", at=tx)
+    s.unroll(ki)
+    s.unroll(ii)
+    s.unroll(ji)
+    return c, s
+
+
+def conv3x3_space(c: int, size: int, f: int):
+    """(Y, schedule) for a batch-1 3x3 convolution, stride 1, padding 1, with the schedule of
+    resnet_conv_schedule.py; knobs: filters per block (fb) and per thread (fr), output rows (yb)
+    and columns (xb) per block, columns per thread (xr), input channels per shared chunk (rc)."""
+    x = sd.placeholder("X", (1, c, size, size))
+    wt = sd.placeholder("W", (f, c, 3, 3))
+    y = sd.conv2d(x, wt, stride=1, padding=1, name="Y")
+    s = sd.Schedule(y)
+    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
+    fb = s.split_knob("fb", f, "divisors", lo=min(f, 4), hi=64)
+    fr = s.knob("fr", [1, 2, 4])
+    yb = s.split_knob("yb", size, "divisors", hi=14)
+    xb = s.split_knob("xb", size, "divisors", lo=min(size, 4), hi=28)
+    xr = s.knob("xr", [1, 2])
+    rcc = s.split_knob("rc", c, "divisors", lo=min(c, 4), hi=32)
+    fo, fi_ = s.split(ff, fb)
+    ft, fi = s.split(fi_, fr)
+    yo, yt = s.split(yy, yb)
+    xo, xr_ = s.split(xx, xb)
+    xt, xi = s.split(xr_, xr)
+    rco, rci = s.split(rc, rcc)
+    s.reorder(fo, yo, xo, n, ft, yt, xt, rco, rci, ry, rx, fi, xi)
+    s.bind(fo, "block.z")
+    s.bind(yo, "block.y")
+    s.bind(xo, "block.x")
+    s.bind(ft, "thread.z")
+    s.bind(yt, "thread.y")
+    s.bind(xt, "thread.x")
+    s.cache_read(x, "shared", at=rco)
+    s.cache_read(wt, "shared", at=rco)
+    s.cache_write("local", at=xt)
+    for lp in (ry, rx, fi, xi):
+        s.unroll(lp)
+    return y, s
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("n", type=int, nargs="?", default=64)
+    p.add_argument("--target", default="opencl", choices=["cuda", "opencl"])
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--records", help="records file to append to (default: a temporary one)")
+    args = p.parse_args()
+    if args.records is None:
+        args.records = os.path.join(tempfile.mkdtemp(prefix="sched_tune_"), "sgemm.jsonl")
+    c, s = sgemm_space(args.n, args.n, args.n, small=args.target == "opencl")
+    result = sd.tune(c, s, target=args.target, trials=args.trials, records=args.records, batch=4)
+    print(f"records: {args.records}")
+    print(f"best {result.best_config}: {result.best_ms:.4f} ms after {result.trials} trials "
+          f"({result.invalid} invalid configs skipped, errors {dict(result.errors)})")
+    kern = sd.build(c, s, target=args.target, records=args.records)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((args.n, args.n), dtype=np.float32)
+    b = rng.standard_normal((args.n, args.n), dtype=np.float32)
+    np.testing.assert_allclose(kern(a, b), a @ b, rtol=1e-3, atol=1e-2 * np.sqrt(args.n))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""`tune()`: the loop that asks a strategy for configs, measures them and keeps records."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sched_dsl.tensor import Tensor
+from sched_dsl.tune.measure import Measurer
+from sched_dsl.tune.records import Record, RecordsError, RecordsWriter, Workload, load, workload_of
+from sched_dsl.tune.search import ModelSearch, RandomSearch
+from sched_dsl.tune.space import Space
+
+STRATEGIES = ("xgb", "random")
+
+
+@dataclass
+class TuneResult:
+    workload: str
+    best_config: dict[str, int] | None = None
+    best_ms: float | None = None
+    curve: list[float | None] = field(default_factory=list)  # best cost so far after each trial
+    trials: int = 0  # configs built and run (failed runs included)
+    invalid: int = 0  # configs rejected before running (do not lower, exceed a device limit)
+    errors: Counter = field(default_factory=Counter)  # error class -> count, invalid included
+    records: list[Record] = field(default_factory=list)
+    resumed: int = 0  # records of this workload found in the records file at the start
+
+    def add(self, r: Record) -> None:
+        self.records.append(r)
+        if r.error:
+            self.errors[r.error] += 1
+        if r.error == "invalid":
+            self.invalid += 1
+            return
+        self.trials += 1
+        if r.ok and (self.best_ms is None or r.cost_ms < self.best_ms):
+            self.best_ms, self.best_config = r.cost_ms, dict(r.config)
+        self.curve.append(self.best_ms)
+
+
+def transfer_groups(records: Sequence[Record], workload: Workload) -> list[tuple[list, list]]:
+    """Records of other shapes of the same operator on the same target, grouped per workload,
+    as (feature rows, costs) for the model."""
+    groups: dict[str, tuple[list, list]] = {}
+    for r in records:
+        parts = r.workload.split("|")
+        if (r.workload == workload.key or r.features is None or len(parts) != 4
+                or parts[0] != workload.op or parts[2] != workload.target):
+            continue
+        rows, costs = groups.setdefault(r.workload, ([], []))
+        rows.append(r.features)
+        costs.append(r.cost_ms if r.ok else None)
+    return list(groups.values())
+
+
+def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", trials: int = 64,
+         records: str | None = None, *, strategy: str = "xgb", batch: int = 8, seed: int = 0,
+         transfer: Sequence[str | Record] = (), eps: float = 0.1, measurer: Measurer | None = None,
+         cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096,
+         progress: Callable[[TuneResult], None] | None = None, **measure_options) -> TuneResult:
+    """Tunes the schedule's knobs for `outputs` on `target`.
+
+    `trials` is the number of configs of this workload to have measured in total: with a
+    `records` file that already holds some (an earlier, possibly killed, run) only the rest
+    are measured, and none twice. `strategy` is "xgb" (the model-guided search) or "random".
+    `transfer` names more records files (or holds records) whose other shapes of the
+    operator seed the model.
+    `cache` (a dict shared between calls) reuses results of configs measured before instead
+    of measuring them again; `features` (a dict shared between calls) keeps the features of
+    the points the model has scored. Other keyword arguments go to `Measurer` (timeout, number,
+    repeat, warmup, min_repeat_ms, tol, workers, hook, max_local_bytes)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
+    if not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials must be an int >= 1, got {trials!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    space = Space.of(schedule)
+    writer = RecordsWriter(records) if records else None  # checks the path; sets a cut-short line aside
+    old = load(records, missing_ok=True) if records else []
+    extra = [r for t in transfer for r in ([t] if isinstance(t, Record) else load(t))]
+    own = measurer is None
+    if own:
+        measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
+    try:
+        info = measurer.start()
+        wl = workload_of(outputs, target, info["device"])
+        result = TuneResult(wl.key)
+        visited = set()
+        mine = [r for r in old if r.workload == wl.key and space.point(r.config) is not None]
+        for r in mine:
+            visited.add(space.point(r.config))
+            result.add(r)
+        result.resumed = len(mine)
+        rng = random.Random(f"{strategy}:{seed}")  # strategies draw independent streams for one seed
+
+        def featurize(points):
+            return measurer.features([space.config(p) for p in points])
+
+        if strategy == "random":
+            search = RandomSearch(space, rng)
+        else:
+            search = ModelSearch(space, rng, featurize, transfer_groups(old + extra, wl), eps=eps,
+                                 exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
+                                 features=features)
+        search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
+                       [r.cost_ms if r.ok else None for r in mine])
+        if progress:
+            progress(result)
+        while result.trials < trials:
+            points = search.propose(min(batch, trials - result.trials), visited)
+            if not points:
+                break  # every point of the space was tried
+            visited.update(points)
+            configs = [space.config(p) for p in points]
+            new = _measure(measurer, wl.key, configs, cache)
+            for r in new:
+                if r.error != "invalid":
+                    r.trial = result.trials + 1
+                result.add(r)
+            if writer:
+                writer.append(new)
+            search.observe(points, [r.features for r in new], [r.cost_ms if r.ok else None for r in new])
+            if progress:
+                progress(result)
+        return result
+    finally:
+        if own:
+            measurer.close()
+
+
+def _within_limits(limits, measurer: Measurer):
+    """A check of the limits that features show (threads per block, shared and local bytes)."""
+    from sched_dsl.tune.features import FEATURE_NAMES
+
+    k_threads, k_shared, k_local = (FEATURE_NAMES.index(n) for n in ("threads_per_block", "shared_bytes", "local_bytes"))
+    max_local = measurer.max_local_bytes if measurer.max_local_bytes is not None else float("inf")
+
+    def legal(f: list[float]) -> bool:
+        value = lambda k: 2 ** f[k] - 1  # noqa: E731 - features are log2(1 + x)
+        return (value(k_threads) <= limits.max_threads_per_block + 0.5 and value(k_shared) <= limits.max_shared_bytes + 0.5
+                and value(k_local) <= max_local + 0.5)
+    return legal
+
+
+def _measure(measurer: Measurer, workload: str, configs: list[dict], cache: dict | None) -> list[Record]:
+    """Records for `configs` in order: from `cache` where it has them, else built and run."""
+    key = lambda c: tuple(sorted(c.items()))  # noqa: E731
+    todo = [c for c in configs if cache is None or key(c) not in cache]
+    fresh = {}
+    if todo:
+        for b in measurer.build(todo):
+            m = measurer.run(b)
+            fresh[key(b.config)] = Record(workload, dict(b.config), m.cost_ms, m.error, m.message[:2000], b.features)
+    out = []
+    for c in configs:
+        if key(c) in fresh:
+            r = fresh[key(c)]
+            if cache is not None:
+                cache[key(c)] = r
+        else:
+            r = cache[key(c)]
+        out.append(Record(workload, dict(c), r.cost_ms, r.error, r.message, r.features))
+    return out
+
