@@ -18,9 +18,12 @@ import sched_dsl as sd
 
 
 def sgemm_space(m: int, n: int, k: int, small: bool = False):
-    """(C, schedule) for an m x k by k x n product with the schedule of sgemm_schedule.py;
-    knobs: the block tile (ti x tj, powers of two), the register block of each thread (ri x rj)
-    and the k chunk staged in shared memory (kc). `small` keeps tiles and chunks small (for CPU tests)."""
+    """(C, schedule) for an m x k by k x n product with the schedule of sgemm_schedule.py
+    (double-buffered shared tiles, A's transposed, register tiles as strided 4x4 quads);
+    knobs: the block tile (ti x tj, powers of two), the rows and columns a block's threads
+    span with one quad each (si x sj: si / 4 threads along i, ti / si quads per thread) and
+    the k chunk staged in shared memory (kc). `small` keeps tiles and chunks small (for CPU
+    tests)."""
     a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
     c = sd.matmul(a, b, name="C")
     s = sd.Schedule(c)
@@ -28,25 +31,26 @@ def sgemm_space(m: int, n: int, k: int, small: bool = False):
     hi = 32 if small else 128
     ti = s.split_knob("ti", m, "pow2", lo=min(m, 8 if small else 16), hi=hi)
     tj = s.split_knob("tj", n, "pow2", lo=min(n, 8 if small else 16), hi=hi)
-    ri = s.knob("ri", [1, 2, 4] if small else [1, 2, 4, 8])
-    rj = s.knob("rj", [1, 2, 4] if small else [1, 2, 4, 8])
+    si = s.knob("si", [8, 16] if small else [16, 32, 64])
+    sj = s.knob("sj", [8, 16] if small else [16, 32, 64])
     kc = s.split_knob("kc", k, "pow2", lo=min(k, 4), hi=8 if small else 32)
     io, ir = s.split(i, ti)
     jo, jr = s.split(j, tj)
-    ty, ii = s.split(ir, ri)
-    tx, ji = s.split(jr, rj)
+    i2, ir2 = s.split(ir, si)
+    ty, i4 = s.split(ir2, 4)
+    j2, jr2 = s.split(jr, sj)
+    tx, j4 = s.split(jr2, 4)
     ko, ki = s.split(kk, kc)
-    s.reorder(io, jo, ty, tx, ko, ki, ii, ji)
+    s.reorder(io, jo, ty, tx, ko, ki, i2, j2, i4, j4)
     s.bind(io, "block.y")
     s.bind(jo, "block.x")
     s.bind(ty, "thread.y")
     s.bind(tx, "thread.x")
-    s.cache_read(a, "shared", at=ko)
-    s.cache_read(b, "shared", at=ko)
+    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
+    s.cache_read(b, "shared", at=ko, double_buffer=True)
     s.cache_write("local", at=tx)
-    s.unroll(ki)
-    s.unroll(ii)
-    s.unroll(ji)
+    for loop in (ki, i2, j2, i4, j4):
+        s.unroll(loop)
     return c, s
 
 
@@ -78,8 +82,8 @@ def conv3x3_space(c: int, size: int, f: int):
     s.bind(ft, "thread.z")
     s.bind(yt, "thread.y")
     s.bind(xt, "thread.x")
-    s.cache_read(x, "shared", at=rco)
-    s.cache_read(wt, "shared", at=rco)
+    s.cache_read(x, "shared", at=rco, double_buffer=True)
+    s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0), double_buffer=True)
     s.cache_write("local", at=xt)
     for lp in (ry, rx, fi, xi):
         s.unroll(lp)
