@@ -11,6 +11,7 @@ from sched_dsl.tensor import (
     bias_add,
     binary,
     clip,
+    concat,
     conv2d,
     div,
     exp,
@@ -24,6 +25,7 @@ from sched_dsl.tensor import (
     reduce,
     relu,
     relu6,
+    reshape,
     sigmoid,
     softmax,
     sub,
@@ -33,7 +35,7 @@ from sched_dsl.tensor import (
 
 __all__ = [
     "Kernel", "Knob", "Loop", "Lowered", "Schedule", "ScheduleError", "ShapeError", "Tensor", "add",
-    "bias_add", "binary", "build", "clip", "conv2d", "div", "evaluate", "exp", "lower", "matmul",
-    "maximum", "minimum", "mul", "neg", "placeholder", "pool2d", "reduce", "relu", "relu6", "sigmoid",
+    "bias_add", "binary", "build", "clip", "concat", "conv2d", "div", "evaluate", "exp", "lower", "matmul",
+    "maximum", "minimum", "mul", "neg", "placeholder", "pool2d", "reduce", "relu", "relu6", "reshape", "sigmoid",
     "softmax", "sub", "tanh", "unary",
 ]

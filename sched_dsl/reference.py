@@ -74,6 +74,10 @@ def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         x = args[0]
         e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
         return e / e.sum(axis=a["axis"], keepdims=True)
+    if t.kind == "reshape":
+        return args[0].reshape(t.shape)
+    if t.kind == "concat":
+        return np.concatenate(args, axis=a["axis"])
     raise ValueError(f"no reference for {t.kind}")
 
 

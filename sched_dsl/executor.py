@@ -1,0 +1,332 @@
+"""The graph executor: runs a placed, fused tensorop function on one device.
+
+The function is cut into steps at its host ops: a run of GPU ops between two host steps is one
+segment, lowered through the default pipeline to one program of kernels; a host op runs in
+numpy (sched_dsl.host_ops); `tensorop.copy` ops become uploads and downloads. Device buffers
+(weights, inputs, every intermediate tensor) are allocated once, when the session is made, and
+reused by every run; the weights are uploaded once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from io import StringIO
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
+
+from sched_dsl.context import make_context
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.host_ops import run_host
+from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
+from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
+from sched_dsl.lowering.pipeline import run_default_pipeline
+from sched_dsl.lowering.place import TensoropPlacePass
+from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
+from sched_dsl.runtime.common import DeviceError
+
+TARGETS = {"opencl": OPENCL, "cuda": CUDA}
+
+
+class GraphError(ValueError):
+    """A model the executor cannot run, or inputs that do not fit it."""
+
+
+@dataclass
+class Segment:
+    name: str
+    source: str
+    plan: HostPlan
+    stages: list[str]  # stage names of the kernels, in launch order
+
+
+@dataclass
+class Step:
+    kind: str  # "gpu", "host", "upload" or "download"
+    segment: Segment | None = None
+    op: object = None
+    src: str = ""
+    dst: str = ""
+    args: list[str] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)
+
+
+def name_of(v: SSAValue) -> str:
+    assert v.name_hint, v
+    return v.name_hint
+
+
+def is_host(op) -> bool:
+    return PLACE in op.attributes and op.attributes[PLACE].data == "host"
+
+
+def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = ()) -> func.FuncOp:
+    """Runs tensorop-place (and tensorop-fuse) on the module; returns its one function."""
+    ctx = make_context()
+    try:
+        TensoropPlacePass(host=",".join(host)).apply(ctx, module)
+        if fuse:
+            TensoropFusePass().apply(ctx, module)
+        module.verify()
+    except (DiagnosticException, VerifyException) as e:
+        raise GraphError(str(e)) from None
+    fns = [f for f in module.ops if isinstance(f, func.FuncOp)]
+    if len(fns) != 1:
+        raise GraphError(f"expected one function in the model, found {len(fns)}")
+    return fns[0]
+
+
+def segment_module(ops: list[T.TensorOp], name: str) -> ModuleOp:
+    """A function of the GPU ops `ops`: arguments are the values they use from outside,
+    results the values used outside (by later steps or the return)."""
+    inside = set(ops)
+    defined = {op.result for op in ops}
+    args: list[SSAValue] = []
+    for op in ops:
+        for v in op.operands:
+            if v not in defined and v not in args:
+                args.append(v)
+    outs = [op.result for op in ops if any(u.operation not in inside for u in op.result.uses)]
+    block = Block(arg_types=[a.type for a in args])
+    mapping: dict[SSAValue, SSAValue] = {}
+    for a, b in zip(args, block.args):
+        b.name_hint = name_of(a)
+        mapping[a] = b
+    for op in ops:
+        new = op.clone(value_mapper=mapping)
+        new.result.name_hint = op.result.name_hint
+        mapping[op.result] = new.result
+        block.add_op(new)
+    block.add_op(func.ReturnOp(*[mapping[v] for v in outs]))
+    fn = func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
+    return ModuleOp([fn])
+
+
+def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
+    steps: list[Step] = []
+    pending: list[T.TensorOp] = []
+
+    def flush():
+        if not pending:
+            return
+        name = f"seg{sum(s.kind == 'gpu' for s in steps)}"
+        module = segment_module(list(pending), name)
+        try:
+            run_default_pipeline(make_context(), module, dict(config or {}))
+            text = StringIO()
+            print_kernels(module, TARGETS[target], text)
+        except (DiagnosticException, VerifyException) as e:
+            raise GraphError(f"segment {name}: {e}") from None
+        plan = host_plan(module)
+        stages = [ln.kernel[len(name) + 1:] for ln in plan.launches]
+        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages)))
+        pending.clear()
+
+    returned: list[str] = []
+    for op in fn.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            flush()
+            returned = [name_of(v) for v in op.arguments]
+        elif isinstance(op, T.CopyOp):
+            flush()
+            steps.append(Step("upload" if op.to.data == "device" else "download",
+                              src=name_of(op.input), dst=name_of(op.result)))
+        elif isinstance(op, T.HostCallOp) or is_host(op):
+            flush()
+            steps.append(Step("host", op=op, args=[name_of(v) for v in op.operands],
+                              outs=[name_of(v) for v in op.results]))
+        else:
+            pending.append(op)
+    return steps, returned
+
+
+class Device:
+    """Buffers, uploads, downloads and launches on one device (OpenCL or CUDA)."""
+
+    def __init__(self, target: str):
+        self.target = target
+        if target == "opencl":
+            import pyopencl as cl
+
+            from sched_dsl.runtime.opencl import _context_and_queue, default_device
+            self.cl = cl
+            self.name = default_device().name
+            self.ctx, self.queue = _context_and_queue()
+        else:
+            from sched_dsl.runtime.cuda import _driver, default_device
+            self.drv = _driver()
+            self.name = default_device().name()
+
+    def alloc(self, nbytes: int):
+        if self.target == "opencl":
+            return self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, size=max(nbytes, 4))
+        return self.drv.mem_alloc(max(nbytes, 4))
+
+    def upload(self, buf, a: np.ndarray) -> None:
+        if self.target == "opencl":
+            self.cl.enqueue_copy(self.queue, buf, a)
+        else:
+            self.drv.memcpy_htod(buf, a)
+
+    def download(self, buf, shape) -> np.ndarray:
+        out = np.empty(shape, dtype=np.float32)
+        if self.target == "opencl":
+            self.cl.enqueue_copy(self.queue, out, buf)
+        else:
+            self.drv.memcpy_dtoh(out, buf)
+        return out
+
+    def kernels(self, seg: Segment) -> list:
+        names = [c_name(ln.kernel, "kernel") for ln in seg.plan.launches]
+        if self.target == "opencl":
+            from sched_dsl.runtime.opencl import _program
+            prog = _program(seg.source)
+            return [self.cl.Kernel(prog, n) for n in names]
+        from sched_dsl.runtime.cuda import compile_module, default_device
+        module, _ = compile_module(seg.source, default_device())
+        fns = [module.get_function(n) for n in names]
+        for fn, ln in zip(fns, seg.plan.launches):
+            fn.prepare("P" * len(ln.args))
+        return fns
+
+    def launch(self, kern, ln, bufs: list, timed: bool) -> float | None:
+        if self.target == "opencl":
+            glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
+            ev = kern(self.queue, glob, ln.block, *bufs)
+            if timed:
+                ev.wait()
+                return (ev.profile.end - ev.profile.start) * 1e-6
+            return None
+        if timed:
+            start, end = self.drv.Event(), self.drv.Event()
+            start.record()
+            kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs])
+            end.record()
+            end.synchronize()
+            return start.time_till(end)
+        kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs])
+        return None
+
+    def finish(self) -> None:
+        if self.target == "opencl":
+            self.queue.finish()
+        else:
+            self.drv.Context.synchronize()
+
+
+class GraphExecutor:
+    """A model ready to run: segments compiled, buffers allocated, weights uploaded."""
+
+    def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
+                 outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
+                 host: Sequence[str] = (), config: Mapping[str, int] | None = None):
+        if target not in TARGETS:
+            raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+        self.target, self.fuse = target, fuse
+        fn = prepare(module, fuse, host)
+        self.ir = str(module)  # the placed (and fused) graph, as text
+        self.steps, returned = plan_steps(fn, target, config)
+        self.input_names, self.output_names = list(inputs), list(outputs)
+        self.result_of = dict(zip(outputs, returned))  # model output name -> host value name
+        self.input_types = {name_of(a): a.type for a in fn.body.block.args}
+        values = [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]
+        self.shapes = {name_of(v): tuple(v.type.get_shape()) for v in values}
+        self.device = Device(target)
+        self.buffers: dict[str, object] = {}
+        for a in fn.body.block.args:
+            self.buffers[name_of(a)] = self.device.alloc(4 * _size(a.type))
+        for st in self.steps:
+            if st.kind == "gpu":
+                for b in st.segment.plan.buffers:
+                    if b.name not in self.buffers:
+                        self.buffers[b.name] = self.device.alloc(4 * b.size)
+            elif st.kind == "upload" and st.dst not in self.buffers:
+                self.buffers[st.dst] = self.device.alloc(4 * int(np.prod(self.shapes[st.dst])))
+        self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
+        for name, w in weights.items():
+            self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=np.float32))
+        self.device.finish()
+        self.last_profile: list[tuple[str, str, float]] = []
+
+    @property
+    def kernel_count(self) -> int:
+        return sum(len(st.segment.plan.launches) for st in self.steps if st.kind == "gpu")
+
+    @property
+    def sources(self) -> list[str]:
+        return [st.segment.source for st in self.steps if st.kind == "gpu"]
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(feeds, Mapping):
+            raise GraphError(f"inputs must be a dict of input name -> array, got {type(feeds).__name__}")
+        unknown = [n for n in feeds if n not in self.input_names]
+        missing = [n for n in self.input_names if n not in feeds]
+        if unknown or missing:
+            raise GraphError(f"the model's inputs are {', '.join(self.input_names)}; "
+                             + (f"unknown: {', '.join(unknown)}" if unknown else "")
+                             + ("; " if unknown and missing else "")
+                             + (f"missing: {', '.join(missing)}" if missing else ""))
+        out = {}
+        for n in self.input_names:
+            a = np.asarray(feeds[n])
+            want = tuple(self.input_types[n].get_shape())
+            if a.dtype != np.float32:
+                raise GraphError(f"input '{n}' has dtype {a.dtype}, expected float32")
+            if a.shape != want:
+                raise GraphError(f"input '{n}' has shape {a.shape}, expected {want}")
+            out[n] = np.ascontiguousarray(a)
+        return out
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],
+            profile: bool = False) -> list[np.ndarray]:
+        """onnxruntime's call shape: the outputs named (all when None), as numpy arrays. With
+        profile=True, `last_profile` gets (layer, kind, ms) for every kernel, host op and copy."""
+        names = self.output_names if output_names is None else list(output_names)
+        bad = [n for n in names if n not in self.result_of]
+        if bad:
+            raise GraphError(f"unknown output(s) {', '.join(bad)}; the model's outputs are "
+                             f"{', '.join(self.output_names)}")
+        feeds = self.check_feeds(feeds)
+        dev = self.device
+        for n, a in feeds.items():
+            dev.upload(self.buffers[n], a)
+        host: dict[str, np.ndarray] = {}
+        prof: list[tuple[str, str, float]] = []
+        for st in self.steps:
+            t0 = time.perf_counter()
+            if st.kind == "gpu":
+                for stage, ln, kern in zip(st.segment.stages, st.segment.plan.launches, self.kernels[id(st)]):
+                    ms = dev.launch(kern, ln, [self.buffers[a] for a in ln.args], profile)
+                    if profile:
+                        prof.append((stage, "kernel", ms))
+                continue
+            if st.kind == "download":
+                host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src])
+            elif st.kind == "upload":
+                a = np.ascontiguousarray(host[st.src], dtype=np.float32)
+                dev.upload(self.buffers[st.dst], a)
+                dev.finish()
+            else:
+                try:
+                    results = run_host(st.op, [host[a] for a in st.args])
+                except Exception as e:  # noqa: BLE001 - a host op's numpy error, named
+                    raise GraphError(f"host op '{st.op.stage_name}' failed: {e}") from None
+                host.update(zip(st.outs, results))
+            if profile:
+                prof.append((st.op.stage_name if st.kind == "host" else f"{st.src}->{st.kind}",
+                             st.kind, (time.perf_counter() - t0) * 1e3))
+        dev.finish()
+        self.last_profile = prof
+        return [host[self.result_of[n]] for n in names]
+
+
+def _size(t: TensorType) -> int:
+    n = 1
+    for d in t.get_shape():
+        n *= d
+    return n
