@@ -16,7 +16,7 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import ModuleOp, TensorType, f32
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -57,7 +57,8 @@ class Step:
 
 
 def name_of(v: SSAValue) -> str:
-    assert v.name_hint, v
+    if not v.name_hint:
+        raise GraphError(f"a value of type {v.type} has no name")
     return v.name_hint
 
 
@@ -224,7 +225,8 @@ class GraphExecutor:
 
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
-                 host: Sequence[str] = (), config: Mapping[str, int] | None = None):
+                 host: Sequence[str] = (), config: Mapping[str, int] | None = None,
+                 input_args: Sequence[str] | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         self.target, self.fuse = target, fuse
@@ -236,10 +238,16 @@ class GraphExecutor:
         self.input_types = {name_of(a): a.type for a in fn.body.block.args}
         values = [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]
         self.shapes = {name_of(v): tuple(v.type.get_shape()) for v in values}
+        if len(self.shapes) != len(values):
+            raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
+                             "end in _<digits>, which xDSL drops")
+        self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
         self.device = Device(target)
         self.buffers: dict[str, object] = {}
+        self.host_weights = dict(weights)  # copies of weights to the host read these
         for a in fn.body.block.args:
-            self.buffers[name_of(a)] = self.device.alloc(4 * _size(a.type))
+            if a.type.element_type == f32:
+                self.buffers[name_of(a)] = self.device.alloc(4 * _size(a.type))
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
@@ -249,7 +257,8 @@ class GraphExecutor:
                 self.buffers[st.dst] = self.device.alloc(4 * int(np.prod(self.shapes[st.dst])))
         self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
         for name, w in weights.items():
-            self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=np.float32))
+            if name in self.buffers:
+                self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=np.float32))
         self.device.finish()
         self.last_profile: list[tuple[str, str, float]] = []
 
@@ -274,7 +283,7 @@ class GraphExecutor:
         out = {}
         for n in self.input_names:
             a = np.asarray(feeds[n])
-            want = tuple(self.input_types[n].get_shape())
+            want = tuple(self.input_types[self.inputs_of[n]].get_shape())
             if a.dtype != np.float32:
                 raise GraphError(f"input '{n}' has dtype {a.dtype}, expected float32")
             if a.shape != want:
@@ -294,7 +303,7 @@ class GraphExecutor:
         feeds = self.check_feeds(feeds)
         dev = self.device
         for n, a in feeds.items():
-            dev.upload(self.buffers[n], a)
+            dev.upload(self.buffers[self.inputs_of[n]], a)
         host: dict[str, np.ndarray] = {}
         prof: list[tuple[str, str, float]] = []
         for st in self.steps:
@@ -305,7 +314,9 @@ class GraphExecutor:
                     if profile:
                         prof.append((stage, "kernel", ms))
                 continue
-            if st.kind == "download":
+            if st.kind == "download" and st.src in self.host_weights:
+                host[st.dst] = self.host_weights[st.src]
+            elif st.kind == "download":
                 host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src])
             elif st.kind == "upload":
                 a = np.ascontiguousarray(host[st.src], dtype=np.float32)
@@ -330,3 +341,33 @@ def _size(t: TensorType) -> int:
     for d in t.get_shape():
         n *= d
     return n
+
+
+class Session(GraphExecutor):
+    """An imported model ready to run, called like onnxruntime's InferenceSession:
+    `sess.run(None, {"input": x})` -> list of numpy arrays."""
+
+    def latency(self, feeds: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> float:
+        """Mean wall-clock ms of one end-to-end run (upload, kernels, host ops, download)."""
+        for _ in range(warmup):
+            self.run(None, feeds)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            self.run(None, feeds)
+        return (time.perf_counter() - t0) * 1e3 / repeat
+
+    def profile(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[str, str, float]]:
+        """(layer, kind, ms) of every kernel, host op and copy of one run (kernels timed alone)."""
+        self.run(None, feeds, profile=True)
+        return self.last_profile
+
+
+def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+              config: Mapping[str, int] | None = None) -> Session:
+    """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
+    "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
+    (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values."""
+    from sched_dsl.onnx_import import import_onnx
+
+    g = import_onnx(model)
+    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args)
