@@ -81,6 +81,8 @@ def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out
     if epilogue is not None:
         last = em.all_of([em.cmpi("eq", ivs[r], n - 1) for r, n in zip(reduce, extents)])
         new = em.if_value(last, lambda e: epilogue(e, new, list(idx)), lambda e: new)
+        # apply-schedule moves this into the write-back when the output has a register accumulator
+        new.owner.attributes["sched.epilogue"] = UnitAttr()
     em.store(new, out, idx)
 
 

@@ -35,8 +35,10 @@ builtin.module {
 // CHECK-NEXT: tensorop.binary {{.*}} {name = "grow"
 
 // Five kernels: skip, the conv group (launched where its last op stands, once "skip" exists),
-// the side chain, pooled, grow. The fused conv adds the bias, applies relu, adds the residual
-// and applies relu at its last reduction iteration, and stores into "out".
+// the side chain, pooled, grow. The fused conv accumulates in a register (the default
+// schedule of a fused reduction) and, after the reduction loops, adds the bias, applies relu,
+// adds the residual and applies relu, then stores into "out": "conv", "bias", "act" and
+// "res" never reach memory.
 // GPU:     launch_func{{.*}}@kernels::@main_skip
 // GPU:     launch_func{{.*}}@kernels::@main_conv
 // GPU:     launch_func{{.*}}@kernels::@main_side
@@ -44,14 +46,19 @@ builtin.module {
 // GPU:     launch_func{{.*}}@kernels::@main_grow
 // GPU-NOT: launch_func
 // GPU:     sym_name = "main_skip"
-// GPU:     scf.if
-// GPU:     memref.load %b
-// GPU-NEXT: arith.addf
-// GPU:     arith.maximumf
-// GPU-NEXT: memref.load %skip
-// GPU-NEXT: arith.addf
-// GPU-NEXT: arith.maximumf
-// GPU:     memref.store {{.*}}, %out
+// GPU:     %out_local = memref.alloca() : memref<1xf32, #memspace<addr local>>
+// GPU:     scf.for %rc
+// GPU-NOT: memref.store {{.*}}, %out[
+// GPU:     memref.store %{{.*}}, %out_local[%{{.*}}]
+// GPU:     } {sched.stage = "conv", sched.axis = "rc", sched.reduce}
+// GPU:     %[[ACC:.*]] = memref.load %out_local
+// GPU-NEXT: %[[B:.*]] = memref.load %b
+// GPU-NEXT: %[[BIAS:.*]] = arith.addf %[[ACC]], %[[B]] : f32
+// GPU-NEXT: %[[ACT:.*]] = arith.maximumf %[[BIAS]]
+// GPU-NEXT: %[[SKIP:.*]] = memref.load %skip
+// GPU-NEXT: %[[RES:.*]] = arith.addf %[[ACT]], %[[SKIP]] : f32
+// GPU-NEXT: %[[OUT:.*]] = arith.maximumf %[[RES]]
+// GPU-NEXT: memref.store %[[OUT]], %out
 // GPU:     sym_name = "main_conv"
 
 // Without the pass every operator is its own kernel.
