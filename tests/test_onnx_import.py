@@ -165,3 +165,19 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
     bad = subprocess.run([SCHED_RUN, str(path), "--records", str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "no such file" in bad.stderr
+
+
+def test_imported_model_ir_parses_with_sched_opt(tmp_path):
+    """The graph level is text that sched-opt reads back: host calls with dynamic result
+    dimensions included; the graph passes run on it from the command line."""
+    from tests.model_files import make_models
+
+    g = import_onnx(make_models().ssd(32))
+    path = tmp_path / "ssd.mlir"
+    path.write_text(str(g.module))
+    sched_opt = str(Path(sys.executable).parent / "sched-opt")
+    run = subprocess.run([sched_opt, str(path), "-p", "tensorop-place,tensorop-fuse"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert 'callee = "NonMaxSuppression"' in run.stdout and "tensor<?x3xi64>" in run.stdout
+    assert 'tensorop.copy' in run.stdout and 'group = "' in run.stdout
