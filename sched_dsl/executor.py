@@ -21,8 +21,9 @@ from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from sched_dsl.context import make_context
+from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.host_ops import run_host
+from sched_dsl.host_ops import HOST_CALLS, run_host
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
@@ -105,7 +106,41 @@ def segment_module(ops: list[T.TensorOp], name: str) -> ModuleOp:
         block.add_op(new)
     block.add_op(func.ReturnOp(*[mapping[v] for v in outs]))
     fn = func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
-    return ModuleOp([fn])
+    return ModuleOp([fn, register_accumulators(list(block.ops))])
+
+
+SPATIAL_LOOPS = {T.Conv2dOp: ["n", "f", "y", "x"], T.MatmulOp: ["i", "j"], T.Pool2dOp: ["n", "c", "y", "x"]}
+THREADS = 64
+
+
+def register_accumulators(ops) -> S.ScheduleOp:
+    """The schedule models run under: every reduction stage (conv2d, matmul, pool2d, reduce;
+    a fused group is its anchor's stage) gets the default schedule (spatial loops fused, split
+    by 64, bound to block.x/thread.x) plus a register accumulator (cache_write at the thread
+    loop), so fused epilogues run once per output at the write-back, with fusion on or off.
+    Other stages keep apply-schedule's default."""
+    sched_ops: list = []
+    for op in ops:
+        if isinstance(op, T.ReduceOp):
+            loops = [f"d{k}" for k in range(len(T.shape_of(op.result)))]
+        else:
+            loops = SPATIAL_LOOPS.get(type(op))
+        if not loops:
+            continue
+        handles = []
+        for axis in loops:
+            h = S.LoopOp(op.stage_name, axis)
+            sched_ops.append(h)
+            handles.append(h.result)
+        fused = handles[0]
+        for h in handles[1:]:
+            f = S.FuseOp(fused, h)
+            sched_ops.append(f)
+            fused = f.results[0]
+        split = S.SplitOp(fused, THREADS)
+        sched_ops += [split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
+                      S.CacheWriteOp("local", split.inner)]
+    return S.ScheduleOp(sched_ops)
 
 
 def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
@@ -138,6 +173,9 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
             steps.append(Step("upload" if op.to.data == "device" else "download",
                               src=name_of(op.input), dst=name_of(op.result)))
         elif isinstance(op, T.HostCallOp) or is_host(op):
+            if isinstance(op, T.HostCallOp) and op.callee.data not in HOST_CALLS:
+                raise GraphError(f"host_call '{op.stage_name}': no host implementation of '{op.callee.data}'; "
+                                 f"there are {', '.join(sorted(HOST_CALLS))}")
             flush()
             steps.append(Step("host", op=op, args=[name_of(v) for v in op.operands],
                               outs=[name_of(v) for v in op.results]))

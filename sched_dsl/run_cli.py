@@ -37,9 +37,12 @@ def records_config(path: str) -> dict[str, int]:
     try:
         from sched_dsl import tuning  # provided by the tuner, where installed
     except ImportError:
-        print(f"note: this build has no tuner; --records {path} is not used", file=sys.stderr)
+        tuning = None
+    load = getattr(tuning, "load_config", None)
+    if load is None:
+        print(f"note: this build has no tuner that reads records; --records {path} is not used", file=sys.stderr)
         return {}
-    return dict(tuning.load_config(path))
+    return dict(load(path))
 
 
 def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
