@@ -67,3 +67,27 @@ def test_batchnorm_folded_into_conv(model_dir):
     assert names.count("tensorop.conv2d") == 20
     assert names.count("tensorop.bias_add") == 21  # one per conv (its folded batch norm) and the gemm
     assert "tensorop.binary" in names and names.count("tensorop.binary") == 8  # the residual adds only
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvcc") is None, reason="nvcc is not on PATH: the CUDA text is not compiled")
+def test_model_cuda_text_compiles(model_dir, tmp_path):
+    """Every segment of the three models, lowered for the CUDA target, compiles with nvcc for
+    sm_90 (no GPU needed)."""
+    import shutil
+    import subprocess
+
+    procs = []
+    for name in MODELS:
+        fn = prepare(import_onnx(str(model_dir / f"{name}.onnx")).module)
+        steps, _ = plan_steps(fn, "cuda", None)
+        for st in steps:
+            if st.kind == "gpu":
+                src = tmp_path / f"{name}_{st.segment.name}.cu"
+                src.write_text(st.segment.source)
+                procs.append((src.name, subprocess.Popen(
+                    [shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(src), "-o", str(src) + ".ptx"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    assert len(procs) == 4  # resnet18 and mobilenetv2: one segment each; ssd: two (split by Transpose)
+    for name, p in procs:
+        log = p.stdout.read()
+        assert p.wait() == 0, f"nvcc rejects {name}:\n{log}"

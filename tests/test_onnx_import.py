@@ -181,3 +181,13 @@ def test_imported_model_ir_parses_with_sched_opt(tmp_path):
     assert run.returncode == 0, run.stderr
     assert 'callee = "NonMaxSuppression"' in run.stdout and "tensor<?x3xi64>" in run.stdout
     assert 'tensorop.copy' in run.stdout and 'group = "' in run.stdout
+
+
+def test_sched_run_wrong_input_file(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2, 4])], [("y", F, [2, 4])])
+    path = save(m, tmp_path)
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((4, 2), np.float32))
+    run = subprocess.run([SCHED_RUN, str(path), "--input", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "input 'x' has shape (4, 2), expected (2, 4)" in run.stderr
+    assert "Traceback" not in run.stderr
