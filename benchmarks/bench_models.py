@@ -7,7 +7,7 @@ with and without operator fusion.
 
 Our latency is wall-clock per `sess.run(None, {"input": x})`: input upload, every kernel and
 host op, output download, synchronised. PyTorch runs the same network, built from the same
-ONNX graph and weights (batch norm folded the same way), fp32 with TF32 off; its latency
+ONNX graph and weights (batch norm folded into the convs the same way), fp32 with TF32 off; its latency
 includes the input copy to the GPU and the output copy back, like ours ("torch_ms"), and is
 also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
 against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
@@ -58,10 +58,16 @@ class TorchFromOnnx:
     def __init__(self, model: onnx.ModelProto, device: str):
         import torch
         import torch.nn.functional as F
+
+        from sched_dsl.onnx_import import Importer, fold_batchnorm
         self.torch, self.F = torch, F
-        self.graph = model.graph
-        self.consts = {i.name: torch.from_numpy(onnx.numpy_helper.to_array(i).copy()).to(device)
-                       for i in self.graph.initializer}
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        imp = Importer(copy)
+        fold_batchnorm(imp)  # the same folding as ours: conv weights and bias absorb the batch norm
+        self.graph = imp.graph
+        self.scalars = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in imp.consts.items() if np.asarray(v).size == 1}
+        self.consts = {k: torch.from_numpy(np.array(v)).to(device) for k, v in imp.consts.items()}
         self.attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in self.graph.node]
 
     def __call__(self, x):
@@ -81,7 +87,7 @@ class TorchFromOnnx:
             elif op == "Relu":
                 y = F.relu(i[0])
             elif op == "Clip":
-                y = torch.clamp(i[0], float(i[1]), float(i[2]))
+                y = torch.clamp(i[0], self.scalars[n.input[1]], self.scalars[n.input[2]])
             elif op == "Add":
                 y = i[0] + i[1]
             elif op == "MaxPool":
@@ -110,6 +116,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--records", help="tuning records, passed through where this build has a tuner")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
+                    help="where PyTorch runs (cpu only to try the script without a GPU)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -121,7 +129,9 @@ def main() -> None:
     torch_dev = None
     try:
         import torch
-        if torch.cuda.is_available():
+        if args.torch_device == "cpu":
+            torch_dev = "cpu"
+        elif torch.cuda.is_available():
             torch_dev = "cuda"
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -130,6 +140,7 @@ def main() -> None:
         torch = None
     if torch_dev is None:
         print("note: no torch with CUDA here; PyTorch columns are empty", file=sys.stderr)
+    sync = torch.cuda.synchronize if torch_dev == "cuda" else (lambda: None)
 
     rows = []
     tmp = tempfile.mkdtemp(prefix="bench_models_")
@@ -148,7 +159,6 @@ def main() -> None:
                 err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
                 if err > 1e-3:
                     raise SystemExit(f"{name}: the torch network differs from onnxruntime (relative error {err:.2e})")
-                sync = torch.cuda.synchronize
                 torch_ms = wall_ms(lambda: net(torch.from_numpy(x).to(torch_dev))[0].cpu().numpy(),
                                    args.repeat, args.warmup, sync)
                 torch_fwd = wall_ms(lambda: net(xt), args.repeat, args.warmup, sync)
@@ -178,7 +188,8 @@ def main() -> None:
               f"{fmt(r['torch_fwd_ms'], '9.3f'):>9} {fmt(r['ratio'], '10.2f'):>10}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "repeat": args.repeat, "torch_cudnn_benchmark": bool(torch_dev)}, f, indent=1)
+            json.dump({"rows": rows, "repeat": args.repeat, "torch_device": torch_dev,
+                       "torch_cudnn_benchmark": torch_dev == "cuda"}, f, indent=1)
 
 
 if __name__ == "__main__":
