@@ -159,7 +159,13 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         except (DiagnosticException, VerifyException) as e:
             raise GraphError(f"segment {name}: {e}") from None
         plan = host_plan(module)
+        # a fused kernel is named after its anchor; its layer name lists the whole group
+        groups: dict[str, list[str]] = {}
+        for op in pending:
+            if "group" in op.attributes:
+                groups.setdefault(op.attributes["group"].data, []).append(op.stage_name)
         stages = [ln.kernel[len(name) + 1:] for ln in plan.launches]
+        stages = ["+".join(groups.get(st, [st])) for st in stages]
         steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages)))
         pending.clear()
 
