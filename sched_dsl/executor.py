@@ -110,15 +110,16 @@ def segment_module(ops: list[T.TensorOp], name: str) -> ModuleOp:
 
 
 SPATIAL_LOOPS = {T.Conv2dOp: ["n", "f", "y", "x"], T.MatmulOp: ["i", "j"], T.Pool2dOp: ["n", "c", "y", "x"]}
-THREADS = 64
+THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block; the first is the default
 
 
 def register_accumulators(ops) -> S.ScheduleOp:
     """The schedule models run under: every reduction stage (conv2d, matmul, pool2d, reduce;
-    a fused group is its anchor's stage) gets the default schedule (spatial loops fused, split
-    by 64, bound to block.x/thread.x) plus a register accumulator (cache_write at the thread
-    loop), so fused epilogues run once per output at the write-back, with fusion on or off.
-    Other stages keep apply-schedule's default."""
+    a fused group is its anchor's stage) gets the default mapping (spatial loops fused, split
+    by the knob `<stage>.threads`, 64 unless a config says otherwise, bound to
+    block.x/thread.x) plus a register accumulator (cache_write at the thread loop), so fused
+    epilogues run once per output at the write-back, with fusion on or off. Other stages keep
+    apply-schedule's default."""
     sched_ops: list = []
     for op in ops:
         if isinstance(op, T.ReduceOp):
@@ -137,7 +138,10 @@ def register_accumulators(ops) -> S.ScheduleOp:
             f = S.FuseOp(fused, h)
             sched_ops.append(f)
             fused = f.results[0]
-        split = S.SplitOp(fused, THREADS)
+        knob = S.KnobOp(f"{op.stage_name}.threads", THREAD_CANDIDATES)
+        knob.result.name_hint = "threads"
+        split = S.SplitOp(fused, knob.result)
+        sched_ops.append(knob)
         sched_ops += [split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
                       S.CacheWriteOp("local", split.inner)]
     return S.ScheduleOp(sched_ops)
@@ -147,13 +151,18 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
     steps: list[Step] = []
     pending: list[T.TensorOp] = []
 
+    config = dict(config or {})
+    used: set[str] = set()
+
     def flush():
         if not pending:
             return
         name = f"seg{sum(s.kind == 'gpu' for s in steps)}"
         module = segment_module(list(pending), name)
+        knobs = {o.knob_name.data for o in module.walk() if isinstance(o, S.KnobOp)}
+        used.update(knobs & set(config))
         try:
-            run_default_pipeline(make_context(), module, dict(config or {}))
+            run_default_pipeline(make_context(), module, {k: v for k, v in config.items() if k in knobs})
             text = StringIO()
             print_kernels(module, TARGETS[target], text)
         except (DiagnosticException, VerifyException) as e:
@@ -187,6 +196,10 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
                               outs=[name_of(v) for v in op.results]))
         else:
             pending.append(op)
+    unknown = sorted(set(config) - used)
+    if unknown:
+        raise GraphError(f"config names unknown knob(s) {', '.join(unknown)}; the model's knobs are "
+                         "<stage>.threads for every conv, matmul, pool and reduce stage")
     return steps, returned
 
 

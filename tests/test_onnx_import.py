@@ -191,3 +191,22 @@ def test_sched_run_wrong_input_file(tmp_path):
     run = subprocess.run([SCHED_RUN, str(path), "--input", str(bad)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "input 'x' has shape (4, 2), expected (2, 4)" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_thread_knobs_per_stage(tmp_path):
+    """Every reduction stage has a `<stage>.threads` knob; a config picks it per stage and
+    the results stay right; unknown knobs and values are clear errors."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="act"),
+             helper.make_node("GlobalAveragePool", ["r"], ["y"], name="pool")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 1, 1])], [("w", f32(4, 3, 3, 3))])
+    path = save(m, tmp_path)
+    sess = sd.load_onnx(str(path), config={"conv.threads": 128, "pool.threads": 32})
+    blocks = {st: ln.block[0] for s in sess.steps if s.kind == "gpu"
+              for st, ln in zip(s.segment.stages, s.segment.plan.launches)}
+    assert blocks == {"conv+act": 128, "pool": 4}  # the pool has only 4 outputs
+    assert_matches_onnxruntime(sess, path)
+    with pytest.raises(sd.GraphError, match="unknown knob.*nosuch"):
+        sd.load_onnx(str(path), config={"nosuch": 1})
+    with pytest.raises(sd.GraphError, match="not one of its candidates"):
+        sd.load_onnx(str(path), config={"conv.threads": 100})
