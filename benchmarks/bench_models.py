@@ -11,8 +11,9 @@ ONNX graph and weights (batch norm folded into the convs the same way), fp32 wit
 includes the input copy to the GPU and the output copy back, like ours ("torch_ms"), and is
 also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
 against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
-`--records` passes tuning records through (`sched-run --records`) where this build has a tuner;
-without one every run is untuned (the default schedules).
+Untuned runs use the default model schedules (64 threads per block); `--tune` adds tuned
+runs, each stage's threads per block picked by timing every candidate (`tune_threads`);
+`--records` passes a tuner's records through where this build has one.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--records", help="tuning records, passed through where this build has a tuner")
+    ap.add_argument("--tune", action="store_true",
+                    help="also run tuned: each stage's threads per block picked by timing (tune_threads)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
                     help="where PyTorch runs (cpu only to try the script without a GPU)")
@@ -162,9 +165,13 @@ def main() -> None:
                 torch_ms = wall_ms(lambda: net(torch.from_numpy(x).to(torch_dev))[0].cpu().numpy(),
                                    args.repeat, args.warmup, sync)
                 torch_fwd = wall_ms(lambda: net(xt), args.repeat, args.warmup, sync)
-        for fuse in (True, False):
+        variants = [(fuse, config) for fuse in (True, False)]
+        if args.tune:
+            from sched_dsl.executor import tune_threads
+            variants += [(fuse, tune_threads(path, args.target, fuse)) for fuse in (True, False)]
+        for fuse, cfg in variants:
             t0 = time.perf_counter()
-            sess = sd.load_onnx(path, target=args.target, fuse=fuse, config=config)
+            sess = sd.load_onnx(path, target=args.target, fuse=fuse, config=cfg)
             got = sess.run(None, {"input": x})[0]
             setup = time.perf_counter() - t0
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
@@ -173,7 +180,7 @@ def main() -> None:
             ours = sess.latency({"input": x}, repeat=args.repeat, warmup=args.warmup)
             kernel_ms = sum(ms for _, kind, ms in sess.profile({"input": x}) if kind == "kernel")
             rows.append({"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
-                         "fusion": fuse, "tuned": bool(config), "kernels": sess.kernel_count,
+                         "fusion": fuse, "tuned": bool(cfg), "config": cfg, "kernels": sess.kernel_count,
                          "ours_ms": ours, "ours_kernel_sum_ms": kernel_ms, "torch_ms": torch_ms,
                          "torch_fwd_ms": torch_fwd, "ratio": None if torch_ms is None else ours / torch_ms,
                          "max_rel_err": err, "setup_s": setup})

@@ -43,7 +43,8 @@ class Segment:
     name: str
     source: str
     plan: HostPlan
-    stages: list[str]  # stage names of the kernels, in launch order
+    stages: list[str]  # layer names of the kernels (a fused group: its stages joined by +), in launch order
+    knobs: list[str] = field(default_factory=list)  # knob names of the segment's schedule
 
 
 @dataclass
@@ -175,7 +176,7 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
                 groups.setdefault(op.attributes["group"].data, []).append(op.stage_name)
         stages = [ln.kernel[len(name) + 1:] for ln in plan.launches]
         stages = ["+".join(groups.get(st, [st])) for st in stages]
-        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages)))
+        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages, sorted(knobs))))
         pending.clear()
 
     returned: list[str] = []
@@ -320,6 +321,11 @@ class GraphExecutor:
         self.last_profile: list[tuple[str, str, float]] = []
 
     @property
+    def knobs(self) -> list[str]:
+        """Names of the knobs `config` can set (`<stage>.threads` per reduction stage)."""
+        return [k for st in self.steps if st.kind == "gpu" for k in st.segment.knobs]
+
+    @property
     def kernel_count(self) -> int:
         return sum(len(st.segment.plan.launches) for st in self.steps if st.kind == "gpu")
 
@@ -428,3 +434,26 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
     g = import_onnx(model)
     return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args)
+
+
+def tune_threads(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+                 repeat: int = 3, feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, int]:
+    """A small search: builds the model once per threads-per-block candidate (every stage at
+    that value), times every kernel (best of `repeat` profiled runs), and picks for each
+    stage's knob the candidate whose kernel ran fastest. Returns the config."""
+    times: dict[str, dict[int, float]] = {}
+    base = load_onnx(model, target, fuse, host_ops)
+    for cand in THREAD_CANDIDATES:
+        sess = base if cand == THREAD_CANDIDATES[0] else load_onnx(model, target, fuse, host_ops,
+                                                                   {k: cand for k in base.knobs})
+        if feeds is None:
+            rng = np.random.default_rng(0)
+            feeds = {n: rng.standard_normal(sess.shapes[sess.inputs_of[n]]).astype(np.float32)
+                     for n in sess.input_names}
+        for _ in range(repeat):
+            for layer, kind, ms in sess.profile(feeds):
+                knob = f"{layer.split('+')[0]}.threads"
+                if kind == "kernel" and knob in sess.knobs:
+                    best = times.setdefault(knob, {})
+                    best[cand] = min(best.get(cand, float("inf")), ms)
+    return {knob: min(by_cand, key=by_cand.get) for knob, by_cand in times.items()}

@@ -3,6 +3,7 @@ end-to-end latency.
 
     sched-run resnet18.onnx --target opencl --repeat 10
     sched-run ssd.onnx --host softmax60 --no-fuse --print-ir
+    sched-run mobilenetv2.onnx --tune          # per-stage threads per block, then run
 
 Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
 ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="", help="comma-separated operator (stage) names to run on the host")
     ap.add_argument("--config", default="", help="knob values, k=v,...")
     ap.add_argument("--records", help="tuning records to reuse (when this build has a tuner)")
+    ap.add_argument("--tune", action="store_true",
+                    help="pick each stage's threads per block by timing every candidate (prints the config)")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
@@ -85,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.records:
             config = {**records_config(args.records), **config}
         host = [h.strip() for h in args.host.split(",") if h.strip()]
+        if args.tune:
+            from sched_dsl.executor import tune_threads
+            tuned = tune_threads(args.model, args.target, not args.no_fuse, host)
+            config = {**tuned, **config}
+            print("tuned config: " + ",".join(f"{k}={v}" for k, v in sorted(tuned.items())))
         sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
@@ -114,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "target": args.target, "fuse": not args.no_fuse,
-                       "kernels": sess.kernel_count, "latency_ms": latency,
+                       "kernels": sess.kernel_count, "latency_ms": latency, "config": config,
                        "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]}, f, indent=1)
     return 0
 

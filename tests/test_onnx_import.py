@@ -210,3 +210,17 @@ def test_thread_knobs_per_stage(tmp_path):
         sd.load_onnx(str(path), config={"nosuch": 1})
     with pytest.raises(sd.GraphError, match="not one of its candidates"):
         sd.load_onnx(str(path), config={"conv.threads": 100})
+
+
+def test_tune_threads_picks_a_candidate_per_stage(tmp_path):
+    from sched_dsl.executor import THREAD_CANDIDATES, tune_threads
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             helper.make_node("Sigmoid", ["p"], ["y"], name="sig")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 4, 4])], [("w", f32(4, 3, 3, 3))])
+    path = save(m, tmp_path)
+    config = tune_threads(str(path), repeat=1)
+    assert set(config) == {"conv.threads", "pool.threads"}
+    assert all(v in THREAD_CANDIDATES for v in config.values())
+    assert_matches_onnxruntime(sd.load_onnx(str(path), config=config), path)
