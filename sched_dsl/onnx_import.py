@@ -6,7 +6,7 @@ nodes that an operator reads as a tensor); small constants that only configure a
 Conv whose output has no other use is folded into the conv's weights and bias; one elsewhere
 becomes a per-channel mul and add. Operators without a GPU lowering that can run on the host
 become `tensorop.host_call` ops (HOST_ONLY below). Anything else unsupported, or an attribute
-the importer cannot honour, ends in one ImportError_ listing every such node.
+the importer cannot honour, ends in one OnnxImportError listing every such node.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def element_type(dtype) -> Attribute:
         return f32
     if dtype == np.int64:
         return i64
-    raise OnnxImportError(f"tensors of {dtype} are not supported (float32 and int64 are)")
+    raise Unsupported(f"tensors of {dtype} are not supported (float32 and int64 are)")
 
 
 class Unsupported(Exception):
@@ -192,10 +192,10 @@ class Importer:
             self.values[i.name] = arg
         fold_batchnorm(self)
         for node in self.graph.node:
-            if node.op_type == "Constant":
-                self.consts[node.output[0]] = self.onnx.numpy_helper.to_array(attr(node, "value"))
-                continue
             try:
+                if node.op_type == "Constant":
+                    self.consts[node.output[0]] = constant_value(node)
+                    continue
                 self.node(node)
             except Unsupported as e:
                 self.errors.append(f"{node.op_type} node '{node.name or node.output[0]}': {e}")
@@ -257,6 +257,20 @@ class Importer:
                 self.values[out] = r
 
 
+def constant_value(node) -> np.ndarray:
+    import onnx
+
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if a.name == "value":
+            return onnx.numpy_helper.to_array(v)
+        if a.name in ("value_float", "value_floats"):
+            return np.asarray(v, dtype=np.float32)
+        if a.name in ("value_int", "value_ints"):
+            return np.asarray(v, dtype=np.int64)
+    raise Unsupported("only value, value_float(s) and value_int(s) constants are supported")
+
+
 def ident_of(imp: Importer, onnx_name: str) -> str:
     return imp.values[onnx_name].name_hint
 
@@ -275,7 +289,7 @@ def f32_input(imp: Importer, name: str) -> SSAValue:
     return v
 
 
-def ints_attr(node, name, n, default):
+def ints_attr(node, name, default):
     v = attr(node, name, None)
     return tuple(default if v is None else v)
 
@@ -290,12 +304,12 @@ def conv(imp: Importer, node) -> None:
     no_auto_pad(node)
     x = f32_input(imp, node.input[0])
     w = f32_input(imp, node.input[1])
-    pads = ints_attr(node, "pads", 4, (0, 0, 0, 0))
+    pads = ints_attr(node, "pads", (0, 0, 0, 0))
     if len(pads) != 4:
         raise Unsupported("only 2-D convolutions are supported")
     name = stage(imp, node, "conv")
-    y = T.Conv2dOp(x, w, name, ints_attr(node, "strides", 2, (1, 1)), pads,
-                   ints_attr(node, "dilations", 2, (1, 1)), attr(node, "group", 1))
+    y = T.Conv2dOp(x, w, name, ints_attr(node, "strides", (1, 1)), pads,
+                   ints_attr(node, "dilations", (1, 1)), attr(node, "group", 1))
     if len(node.input) > 2 and node.input[2]:
         imp.add(y)
         y = T.BiasAddOp(y.result, f32_input(imp, node.input[2]), imp.fresh(name + "_bias"), 1)
@@ -408,14 +422,14 @@ def pool(imp: Importer, node) -> None:
     if any(d != 1 for d in attr(node, "dilations", [1, 1])):
         raise Unsupported("dilations are not supported")
     kernel = attr(node, "kernel_shape")
-    pads = ints_attr(node, "pads", 4, (0, 0, 0, 0))
+    pads = ints_attr(node, "pads", (0, 0, 0, 0))
     kind = "max" if node.op_type == "MaxPool" else "avg"
     if kind == "avg" and attr(node, "count_include_pad", 0) and any(pads):
         raise Unsupported("count_include_pad=1 with padding is not supported")
     if len(node.output) > 1 and node.output[1]:
         raise Unsupported("the Indices output is not supported")
     op = T.Pool2dOp(f32_input(imp, node.input[0]), stage(imp, node, kind + "pool"), kind, kernel,
-                    ints_attr(node, "strides", 2, (1, 1)), pads)
+                    ints_attr(node, "strides", (1, 1)), pads)
     imp.add(op, node.output[0])
 
 

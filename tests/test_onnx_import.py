@@ -224,3 +224,19 @@ def test_tune_threads_picks_a_candidate_per_stage(tmp_path):
     assert set(config) == {"conv.threads", "pool.threads"}
     assert all(v in THREAD_CANDIDATES for v in config.values())
     assert_matches_onnxruntime(sd.load_onnx(str(path), config=config), path)
+
+
+def test_constant_nodes_and_unsupported_dtypes(tmp_path):
+    nodes = [helper.make_node("Constant", [], ["two"], value_float=2.0),
+             helper.make_node("Constant", [], ["bias"], value=numpy_helper.from_array(f32(2, 4), "b")),
+             helper.make_node("Mul", ["x", "two"], ["m"]),
+             helper.make_node("Add", ["m", "bias"], ["y"])]
+    m = model(nodes, [("x", [2, 4])], [("y", F, [2, 4])])
+    path = save(m, tmp_path)
+    assert_matches_onnxruntime(sd.load_onnx(str(path)), path)
+    bad = model([helper.make_node("Constant", [], ["c"], value_string=b"s"),
+                 helper.make_node("Add", ["x", "i"], ["y"], name="addi")],
+                [("x", [2, 4])], [("y", F, [2, 4])], [("i", np.ones((2, 4), np.int32))])
+    with pytest.raises(OnnxImportError) as err:
+        import_onnx(bad)
+    assert "Constant node" in str(err.value) and "Add node 'addi': tensors of int32" in str(err.value)
