@@ -18,7 +18,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
@@ -46,7 +46,8 @@ def place_function(fn: func.FuncOp, host: set[str]) -> None:
     for op in list(block.ops):
         if isinstance(op, T.CopyOp):
             continue
-        need = "host" if isinstance(op, func.ReturnOp) or (PLACE in op.attributes and op.attributes[PLACE].data == "host") else "device"
+        on_host = isinstance(op, func.ReturnOp) or (PLACE in op.attributes and op.attributes[PLACE].data == "host")
+        need = "host" if on_host else "device"
         for k, v in enumerate(op.operands):
             if where(v) == need:
                 continue
@@ -54,22 +55,10 @@ def place_function(fn: func.FuncOp, host: set[str]) -> None:
             if key not in copies:
                 copy = T.CopyOp(v, need)
                 copy.result.name_hint = f"{v.name_hint or 'v'}_{need}"
-                if need == "host":
-                    Rewriter.insert_op(copy, _before(op))
-                else:
-                    Rewriter.insert_op(copy, _after(v))
+                where_to = InsertPoint.before(op) if need == "host" else InsertPoint.after(v.owner)
+                Rewriter.insert_op(copy, where_to)
                 copies[key] = copy.result
             op.operands[k] = copies[key]
-
-
-def _before(op: Operation):
-    from xdsl.rewriter import InsertPoint
-    return InsertPoint.before(op)
-
-
-def _after(v: SSAValue):
-    from xdsl.rewriter import InsertPoint
-    return InsertPoint.after(v.owner)
 
 
 @dataclass(frozen=True)
