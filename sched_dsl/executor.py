@@ -29,7 +29,6 @@ from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
-from sched_dsl.runtime.common import DeviceError
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 

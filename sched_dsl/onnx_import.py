@@ -24,7 +24,6 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IntegerAttr,
     ModuleOp,
-    StringAttr,
     TensorType,
     f32,
     i64,

@@ -1,7 +1,6 @@
 """Whole models from examples/make_models.py, imported from ONNX and run on the default OpenCL
 device, against onnxruntime (the oracle); kernel counts with and without fusion."""
 
-import numpy as np
 import onnx
 import pytest
 

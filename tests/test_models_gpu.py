@@ -12,7 +12,7 @@ from tests.model_files import assert_matches_onnxruntime, make_models
 
 def cuda_unavailable() -> str | None:
     try:
-        import pycuda.driver  # noqa: F401
+        import pycuda.driver  # noqa: F401 - only whether it imports
     except ImportError as e:
         return f"pycuda is not installed ({e})"
     from sched_dsl.runtime.cuda import DeviceError, default_device
