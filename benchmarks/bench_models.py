@@ -12,7 +12,7 @@ includes the input copy to the GPU and the output copy back, like ours ("torch_m
 also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
 against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
 Untuned runs use the default model schedules (64 threads per block); `--tune` adds tuned
-runs, each stage's threads per block picked by timing every candidate (`tune_threads`);
+runs, each stage's knobs (threads per block, conv channel block) picked by timing (`tune_knobs`);
 `--records` passes a tuner's records through where this build has one.
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--records", help="tuning records, passed through where this build has a tuner")
     ap.add_argument("--tune", action="store_true",
-                    help="also run tuned: each stage's threads per block picked by timing (tune_threads)")
+                    help="also run tuned: each stage's knobs picked by timing (tune_knobs)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
                     help="where PyTorch runs (cpu only to try the script without a GPU)")
@@ -167,8 +167,8 @@ def main() -> None:
                 torch_fwd = wall_ms(lambda: net(xt), args.repeat, args.warmup, sync)
         variants = [(fuse, config) for fuse in (True, False)]
         if args.tune:
-            from sched_dsl.executor import tune_threads
-            variants += [(fuse, tune_threads(path, args.target, fuse)) for fuse in (True, False)]
+            from sched_dsl.executor import tune_knobs
+            variants += [(fuse, tune_knobs(path, args.target, fuse)) for fuse in (True, False)]
         for fuse, cfg in variants:
             t0 = time.perf_counter()
             sess = sd.load_onnx(path, target=args.target, fuse=fuse, config=cfg)

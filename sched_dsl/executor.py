@@ -83,7 +83,7 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = ()) -> fu
     return fns[0]
 
 
-def segment_module(ops: list[T.TensorOp], name: str) -> ModuleOp:
+def segment_module(ops: list[T.TensorOp], name: str, config: Mapping[str, int] | None = None) -> ModuleOp:
     """A function of the GPU ops `ops`: arguments are the values they use from outside,
     results the values used outside (by later steps or the return)."""
     inside = set(ops)
@@ -106,20 +106,23 @@ def segment_module(ops: list[T.TensorOp], name: str) -> ModuleOp:
         block.add_op(new)
     block.add_op(func.ReturnOp(*[mapping[v] for v in outs]))
     fn = func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
-    return ModuleOp([fn, register_accumulators(list(block.ops))])
+    return ModuleOp([fn, register_accumulators(list(block.ops), config or {})])
 
 
 SPATIAL_LOOPS = {T.Conv2dOp: ["n", "f", "y", "x"], T.MatmulOp: ["i", "j"], T.Pool2dOp: ["n", "c", "y", "x"]}
 THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block; the first is the default
+FBLOCK_CANDIDATES = (1, 2, 4)  # output channels per thread of a conv; the first is the default
 
 
-def register_accumulators(ops) -> S.ScheduleOp:
+def register_accumulators(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     """The schedule models run under: every reduction stage (conv2d, matmul, pool2d, reduce;
     a fused group is its anchor's stage) gets the default mapping (spatial loops fused, split
     by the knob `<stage>.threads`, 64 unless a config says otherwise, bound to
     block.x/thread.x) plus a register accumulator (cache_write at the thread loop), so fused
-    epilogues run once per output at the write-back, with fusion on or off. Other stages keep
-    apply-schedule's default."""
+    epilogues run once per output at the write-back, with fusion on or off. A conv also has
+    the knob `<stage>.fblock`: at 2 or 4 each thread computes that many output channels (the
+    inner part of a split of `f`, innermost, unrolled, one register each), reusing every input
+    value it loads. Other stages keep apply-schedule's default."""
     sched_ops: list = []
     for op in ops:
         if isinstance(op, T.ReduceOp):
@@ -133,6 +136,16 @@ def register_accumulators(ops) -> S.ScheduleOp:
             h = S.LoopOp(op.stage_name, axis)
             sched_ops.append(h)
             handles.append(h.result)
+        fi = None
+        if isinstance(op, T.Conv2dOp):
+            fb = S.KnobOp(f"{op.stage_name}.fblock", FBLOCK_CANDIDATES)
+            fb.result.name_hint = "fblock"
+            sched_ops.append(fb)
+            if config.get(fb.knob_name.data, FBLOCK_CANDIDATES[0]) > 1:
+                split_f = S.SplitOp(handles[1], fb.result)
+                fi = split_f.inner
+                handles[1] = split_f.outer
+                sched_ops += [split_f, S.ReorderOp([*handles, fi])]  # n fo y x fi, then the reductions
         fused = handles[0]
         for h in handles[1:]:
             f = S.FuseOp(fused, h)
@@ -144,6 +157,13 @@ def register_accumulators(ops) -> S.ScheduleOp:
         sched_ops.append(knob)
         sched_ops += [split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
                       S.CacheWriteOp("local", split.inner)]
+        if fi is not None:
+            reduction = []
+            for axis in ("rc", "ry", "rx"):
+                h = S.LoopOp(op.stage_name, axis)
+                sched_ops.append(h)
+                reduction.append(h.result)
+            sched_ops += [S.ReorderOp([*reduction, fi]), S.UnrollOp(fi)]
     return S.ScheduleOp(sched_ops)
 
 
@@ -158,7 +178,7 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         if not pending:
             return
         name = f"seg{sum(s.kind == 'gpu' for s in steps)}"
-        module = segment_module(list(pending), name)
+        module = segment_module(list(pending), name, config)
         knobs = {o.knob_name.data for o in module.walk() if isinstance(o, S.KnobOp)}
         used.update(knobs & set(config))
         try:
@@ -435,24 +455,41 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args)
 
 
-def tune_threads(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-                 repeat: int = 3, feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, int]:
-    """A small search: builds the model once per threads-per-block candidate (every stage at
-    that value), times every kernel (best of `repeat` profiled runs), and picks for each
-    stage's knob the candidate whose kernel ran fastest. Returns the config."""
-    times: dict[str, dict[int, float]] = {}
+def tune_knobs(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+               repeat: int = 3, feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, int]:
+    """A small search over the model schedules' knobs, by kernel times (best of `repeat`
+    profiled runs): first every stage at each threads-per-block candidate, keeping each
+    stage's fastest; then, with those, every conv at each channel block (fblock) 2 and 4,
+    keeping it where its kernel got faster. Builds the model 6 times; returns the config."""
     base = load_onnx(model, target, fuse, host_ops)
-    for cand in THREAD_CANDIDATES:
-        sess = base if cand == THREAD_CANDIDATES[0] else load_onnx(model, target, fuse, host_ops,
-                                                                   {k: cand for k in base.knobs})
-        if feeds is None:
-            rng = np.random.default_rng(0)
-            feeds = {n: rng.standard_normal(sess.shapes[sess.inputs_of[n]]).astype(np.float32)
-                     for n in sess.input_names}
+    if feeds is None:
+        rng = np.random.default_rng(0)
+        feeds = {n: rng.standard_normal(base.shapes[base.inputs_of[n]]).astype(np.float32)
+                 for n in base.input_names}
+
+    def kernel_times(sess: Session) -> dict[str, float]:
+        best: dict[str, float] = {}
         for _ in range(repeat):
             for layer, kind, ms in sess.profile(feeds):
-                knob = f"{layer.split('+')[0]}.threads"
-                if kind == "kernel" and knob in sess.knobs:
-                    best = times.setdefault(knob, {})
-                    best[cand] = min(best.get(cand, float("inf")), ms)
-    return {knob: min(by_cand, key=by_cand.get) for knob, by_cand in times.items()}
+                if kind == "kernel":
+                    anchor = layer.split("+")[0]
+                    best[anchor] = min(best.get(anchor, float("inf")), ms)
+        return best
+
+    threads = [k for k in base.knobs if k.endswith(".threads")]
+    fblocks = [k for k in base.knobs if k.endswith(".fblock")]
+    by_threads: dict[str, dict[int, float]] = {}
+    for cand in THREAD_CANDIDATES:
+        sess = base if cand == THREAD_CANDIDATES[0] else load_onnx(model, target, fuse, host_ops,
+                                                                   {k: cand for k in threads})
+        for anchor, ms in kernel_times(sess).items():
+            by_threads.setdefault(anchor, {})[cand] = ms
+    config = {f"{a}.threads": min(t, key=t.get) for a, t in by_threads.items() if f"{a}.threads" in threads}
+    best = {a: min(t.values()) for a, t in by_threads.items()}
+    for fb in FBLOCK_CANDIDATES[1:]:
+        sess = load_onnx(model, target, fuse, host_ops, {**config, **{k: fb for k in fblocks}})
+        for anchor, ms in kernel_times(sess).items():
+            if f"{anchor}.fblock" in fblocks and ms < best[anchor]:
+                best[anchor] = ms
+                config[f"{anchor}.fblock"] = fb
+    return config

@@ -3,7 +3,7 @@ end-to-end latency.
 
     sched-run resnet18.onnx --target opencl --repeat 10
     sched-run ssd.onnx --host softmax60 --no-fuse --print-ir
-    sched-run mobilenetv2.onnx --tune          # per-stage threads per block, then run
+    sched-run mobilenetv2.onnx --tune          # per-stage knobs by timing, then run
 
 Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
 ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", default="", help="knob values, k=v,...")
     ap.add_argument("--records", help="tuning records to reuse (when this build has a tuner)")
     ap.add_argument("--tune", action="store_true",
-                    help="pick each stage's threads per block by timing every candidate (prints the config)")
+                    help="pick each stage's knobs (threads per block, conv channel block) by timing (prints the config)")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = {**records_config(args.records), **config}
         host = [h.strip() for h in args.host.split(",") if h.strip()]
         if args.tune:
-            from sched_dsl.executor import tune_threads
-            tuned = tune_threads(args.model, args.target, not args.no_fuse, host)
+            from sched_dsl.executor import tune_knobs
+            tuned = tune_knobs(args.model, args.target, not args.no_fuse, host)
             config = {**tuned, **config}
             print("tuned config: " + ",".join(f"{k}={v}" for k, v in sorted(tuned.items())))
         sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config)

@@ -212,31 +212,34 @@ def test_thread_knobs_per_stage(tmp_path):
         sd.load_onnx(str(path), config={"conv.threads": 100})
 
 
-def test_tune_threads_picks_a_candidate_per_stage(tmp_path):
-    from sched_dsl.executor import THREAD_CANDIDATES, tune_threads
+def test_tune_knobs_picks_a_candidate_per_stage(tmp_path):
+    from sched_dsl.executor import FBLOCK_CANDIDATES, THREAD_CANDIDATES, tune_knobs
 
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
              helper.make_node("Sigmoid", ["p"], ["y"], name="sig")]
-    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 4, 4])], [("w", f32(4, 3, 3, 3))])
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])], [("w", f32(6, 3, 3, 3))])
     path = save(m, tmp_path)
-    config = tune_threads(str(path), repeat=1)
-    assert set(config) == {"conv.threads", "pool.threads"}
-    assert all(v in THREAD_CANDIDATES for v in config.values())
+    config = tune_knobs(str(path), repeat=1)
+    assert {"conv.threads", "pool.threads"} <= set(config) <= {"conv.threads", "pool.threads", "conv.fblock"}
+    assert config["conv.threads"] in THREAD_CANDIDATES and config["pool.threads"] in THREAD_CANDIDATES
+    assert config.get("conv.fblock", 1) in FBLOCK_CANDIDATES
     assert_matches_onnxruntime(sd.load_onnx(str(path), config=config), path)
 
 
-def test_constant_nodes_and_unsupported_dtypes(tmp_path):
-    nodes = [helper.make_node("Constant", [], ["two"], value_float=2.0),
-             helper.make_node("Constant", [], ["bias"], value=numpy_helper.from_array(f32(2, 4), "b")),
-             helper.make_node("Mul", ["x", "two"], ["m"]),
-             helper.make_node("Add", ["m", "bias"], ["y"])]
-    m = model(nodes, [("x", [2, 4])], [("y", F, [2, 4])])
+@pytest.mark.parametrize("fblock", [2, 4])
+def test_conv_channel_block(tmp_path, fblock):
+    """fblock outputs channels per thread, also when it does not divide the channels (6) and
+    for a depthwise conv; fused epilogue at the write-back of each of the registers."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="act"),
+             helper.make_node("Conv", ["r", "dw"], ["d"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              group=6, name="dwconv"),
+             helper.make_node("Add", ["d", "d2"], ["y"], name="res")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])],
+              [("w", f32(6, 3, 3, 3)), ("b", f32(6)), ("dw", f32(6, 1, 3, 3)), ("d2", f32(1, 6, 4, 4))])
     path = save(m, tmp_path)
-    assert_matches_onnxruntime(sd.load_onnx(str(path)), path)
-    bad = model([helper.make_node("Constant", [], ["c"], value_string=b"s"),
-                 helper.make_node("Add", ["x", "i"], ["y"], name="addi")],
-                [("x", [2, 4])], [("y", F, [2, 4])], [("i", np.ones((2, 4), np.int32))])
-    with pytest.raises(OnnxImportError) as err:
-        import_onnx(bad)
-    assert "Constant node" in str(err.value) and "Add node 'addi': tensors of int32" in str(err.value)
+    sess = sd.load_onnx(str(path), config={"conv.fblock": fblock, "dwconv.fblock": fblock})
+    assert sess.kernel_count == 2
+    assert f"float v_act_local[{fblock}];" in sess.sources[0]
+    assert_matches_onnxruntime(sess, path)
