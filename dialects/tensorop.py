@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
+    DictionaryAttr,
+    Float32Type,
     FloatAttr,
     IntegerAttr,
     StringAttr,
@@ -31,6 +33,8 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
+    var_result_def,
 )
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
@@ -614,10 +618,127 @@ class NmsOp(TensorOp):
     def expected_shape(self):
         return nms_shape(shape_of(self.boxes), shape_of(self.scores), self.max_output.value.data,
                          *self.thresholds())
+# ---- graph-level ops (whole models): reshape, concat, host calls, copies ------------------------
+
+
+def reshape_shape(x: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if not shape or min(shape) < 1:
+        raise ShapeError(f"reshape target {shape} must have dimensions >= 1")
+    if _prod(x) != _prod(shape):
+        raise ShapeError(f"reshape of {tuple(x)} ({_prod(x)} elements) to {shape} ({_prod(shape)} elements)")
+    return shape
+
+
+def concat_shape(xs: Sequence[Sequence[int]], axis: int) -> tuple[int, ...]:
+    if not xs:
+        raise ShapeError("concat needs at least one operand")
+    rank = len(xs[0])
+    (ax,) = normalize_axes([axis], rank, "concat")
+    for x in xs:
+        if len(x) != rank or any(a != b for k, (a, b) in enumerate(zip(x, xs[0])) if k != ax):
+            raise ShapeError(f"concat along axis {axis}: shapes {[tuple(s) for s in xs]} differ off that axis")
+    out = list(xs[0])
+    out[ax] = sum(x[ax] for x in xs)
+    return tuple(out)
+
+
+def _prod(xs: Sequence[int]) -> int:
+    n = 1
+    for d in xs:
+        n *= int(d)
+    return n
+
+
+@irdl_op_definition
+class ReshapeOp(TensorOp):
+    """The same elements (row-major order) in another shape. Loops d0, d1, ... over the output."""
+
+    name = "tensorop.reshape"
+    input = operand_def(TensorType)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, shape: Sequence[int]):
+        out = reshape_shape(shape_of(x), shape)
+        super().__init__(operands=[x], result_types=[tensor_type(out)], properties=_props(name))
+
+    def expected_shape(self):
+        return reshape_shape(shape_of(self.input), shape_of(self.result))
+
+
+@irdl_op_definition
+class ConcatOp(TensorOp):
+    """Operands joined along `axis`. Loops d0, d1, ... over the output."""
+
+    name = "tensorop.concat"
+    inputs = var_operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    assembly_format = "$inputs attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, xs: Sequence[SSAValue], name: str, axis: int):
+        out = concat_shape([shape_of(x) for x in xs], axis)
+        super().__init__(operands=[list(xs)], result_types=[tensor_type(out)],
+                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+
+    def concat_axis(self) -> int:
+        return normalize_axes([self.axis.value.data], len(shape_of(self.result)), "concat")[0]
+
+    def expected_shape(self):
+        return concat_shape([shape_of(x) for x in self.inputs], self.axis.value.data)
+
+
+@irdl_op_definition
+class HostCallOp(IRDLOperation):
+    """An operator that runs on the host (numpy), named by `callee` (an ONNX op type) with its
+    attributes in `params`. Operands and results are tensors of any element type; a result
+    dimension may be dynamic (`?`), e.g. the number of boxes NonMaxSuppression keeps."""
+
+    name = "tensorop.host_call"
+    args = var_operand_def(TensorType)
+    outs = var_result_def(TensorType)
+    stage = prop_def(StringAttr, prop_name="name")
+    callee = prop_def(StringAttr)
+    params = prop_def(DictionaryAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$args attr-dict `:` functional-type($args, $outs)"
+
+    def __init__(self, args: Sequence[SSAValue], result_types: Sequence[TensorType], name: str, callee: str,
+                 params: dict[str, Attribute]):
+        super().__init__(operands=[list(args)], result_types=[list(result_types)],
+                         properties={"name": StringAttr(name), "callee": StringAttr(callee),
+                                     "params": DictionaryAttr(params)})
+
+    @property
+    def stage_name(self) -> str:
+        return self.stage.data
+
+
+@irdl_op_definition
+class CopyOp(IRDLOperation):
+    """Moves a tensor between host and device memory: `to` is "host" or "device"."""
+
+    name = "tensorop.copy"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    to = prop_def(StringAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, to: str):
+        super().__init__(operands=[x], result_types=[x.type], properties={"to": StringAttr(to)})
+
+    def verify_(self) -> None:
+        if self.to.data not in ("host", "device"):
+            raise VerifyException(f"tensorop.copy: 'to' must be \"host\" or \"device\", got \"{self.to.data}\"")
+        if self.input.type != self.result.type:
+            raise VerifyException(f"tensorop.copy: result type {self.result.type} differs from {self.input.type}")
+
+
+GRAPH_OPS = [ReshapeOp, ConcatOp, HostCallOp, CopyOp]
 
 
 TensorOpDialect = Dialect(
     "tensorop",
     [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp,
-     ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp],
+     ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, *GRAPH_OPS],
 )

@@ -124,6 +124,15 @@ class Stage:
         return self.output_store.memref
 
     @property
+    def epilogue(self) -> scf.IfOp | None:
+        """The fused epilogue (tensorop-fuse) at the last reduction iteration: an scf.if whose
+        then-branch maps the accumulated value (its else-branch's result) to the stored one."""
+        v = self.output_store.value
+        if isinstance(v.owner, scf.IfOp) and "sched.epilogue" in v.owner.attributes:
+            return v.owner
+        return None
+
+    @property
     def init_select(self) -> arith.SelectOp | None:
         for op in self.body:
             if isinstance(op, arith.SelectOp) and "sched.init" in op.attributes:
@@ -363,6 +372,9 @@ def default_schedule(stage: Stage) -> None:
         return
     outer, inner = interp.split(stage, fused, DEFAULT_THREADS, None)
     outer.bind, inner.bind = "block.x", "thread.x"
+    if stage.epilogue is not None and any(a.reduce for a in stage.leaves):
+        # a fused reduction accumulates in a register and runs its epilogue once, at the write-back
+        stage.caches.append(Cache("write", stage.output, "local", inner, None))
 
 
 def check(stage: Stage) -> None:
@@ -645,6 +657,13 @@ class Writer:
             sel.replace_all_uses_with(sel.owner.rhs)
             sel.owner.detach()
             sel.owner.erase()
+        if self.cache_write is not None and self.stage.epilogue is not None:
+            # the register holds the plain accumulation; the write-back applies the epilogue
+            epi = mapping[self.stage.epilogue.results[0]].owner
+            acc = epi.false_region.block.last_op.operands[0]
+            epi.results[0].replace_all_uses_with(acc)
+            epi.detach()
+            epi.erase()
         for op in cloned:
             for inner in list(op.walk()):
                 self.retarget(inner)
@@ -799,9 +818,30 @@ class Writer:
             for op in self.slice_of(store.indices):
                 e.op(op.clone(mapping))
             loc = [self.env[a] for a in inner] or [e.index(0)]
-            e.store(e.load(buf, loc), st.output, [mapping.get(v, v) for v in store.indices])
+            value = e.load(buf, loc)
+            if st.epilogue is not None:
+                value = self.epilogue_at_write_back(e, mapping, value)
+            e.store(value, st.output, [mapping.get(v, v) for v in store.indices])
             self.env.update(saved)
         return [write_back]
+
+    def epilogue_at_write_back(self, e: Emitter, mapping: dict, acc: SSAValue) -> SSAValue:
+        """The fused epilogue's then-branch, applied to the accumulated value `acc`."""
+        epi = self.stage.epilogue
+        block = epi.true_region.block
+        inner = {o for op in block.ops for o in op.walk()}
+        outside = [v for op in inner for v in op.operands
+                   if isinstance(v.owner, Operation) and v.owner not in inner]
+        mapping = dict(mapping)
+        mapping[epi.false_region.block.last_op.operands[0]] = acc
+        for op in self.slice_of([v for v in outside if v not in mapping]):
+            if op.results and op.results[0] not in mapping:
+                e.op(op.clone(mapping))
+        for op in block.ops:
+            if isinstance(op, scf.YieldOp):
+                return mapping.get(op.operands[0], op.operands[0])
+            e.op(op.clone(mapping))
+        raise AssertionError("epilogue without a yield")
 
     def for_each(self, em: Emitter, exts: Sequence[int], fn) -> None:
         """fn(emitter, local index) for every element of a small buffer, unrolled."""

@@ -69,14 +69,26 @@ class NestBuilder:
         body(em, ivs)
 
 
+Epilogue = Callable[[Emitter, SSAValue, list[SSAValue]], SSAValue]
+
+
 def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out: SSAValue,
-               idx: Sequence[SSAValue], combine: str, init: float, value: SSAValue) -> None:
-    """out[idx] = combine(first ? init : out[idx], value), in f32 or i32 as `value` is."""
+               idx: Sequence[SSAValue], combine: str, init: float, value: SSAValue,
+               extents: Sequence[int] = (), epilogue: Epilogue | None = None) -> None:
+    """out[idx] = combine(first ? init : out[idx], value), in f32 or i32 as `value` is; with a
+    fused epilogue, the last reduction iteration (every reduction variable at extent - 1, which
+    comes last in any loop order) stores epilogue(accumulated value) instead."""
     first = em.all_of([em.cmpi("eq", ivs[r], 0) for r in reduce])
     old = em.load(out, idx)
     select = em.select(first, em.const(init, value.type), old)
     select.owner.attributes["sched.init"] = UnitAttr()
-    em.store(em.combine(combine, select, value), out, idx)
+    new = em.combine(combine, select, value)
+    if epilogue is not None:
+        last = em.all_of([em.cmpi("eq", ivs[r], n - 1) for r, n in zip(reduce, extents)])
+        new = em.if_value(last, lambda e: epilogue(e, new, list(idx)), lambda e: new)
+        # apply-schedule moves this into the write-back when the output has a register accumulator
+        new.owner.attributes["sched.epilogue"] = UnitAttr()
+    em.store(new, out, idx)
 
 
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
@@ -119,9 +131,19 @@ def broadcast_index(ivs: list[SSAValue], shape: Sequence[int], em: Emitter) -> l
 class OpLowering:
     """Lowers one tensorop op, given memrefs for its operands and its result."""
 
-    def __init__(self, em: Emitter, op: T.TensorOp, args: list[SSAValue], out: SSAValue):
+    def __init__(self, em: Emitter, op: T.TensorOp, args: list[SSAValue], out: SSAValue,
+                 epilogue: Epilogue | None = None):
         self.em, self.op, self.args, self.out = em, op, args, out
         self.stage = op.stage_name
+        self.epilogue = epilogue
+
+    def finish(self, em: Emitter, v: SSAValue, idx: list[SSAValue]) -> SSAValue:
+        """The value an elementwise nest stores: v, or the fused epilogue of v."""
+        return v if self.epilogue is None else self.epilogue(em, v, idx)
+
+    def acc(self, em, iv, reduce, idx, combine, init, v) -> None:
+        extents = [n for _, n in reduce]
+        accumulate(em, iv, [r for r, _ in reduce], self.out, idx, combine, init, v, extents, self.epilogue)
 
     def nest(self, stage: str, spatial, reduce, body, sequential=()) -> None:
         NestBuilder(self.em, stage).build(spatial, reduce, body, sequential)
@@ -140,7 +162,7 @@ class OpLowering:
 
         def body(em, iv):
             v = em.fbin("mul", em.load(a, [iv["i"], iv["k"]]), em.load(b, [iv["k"], iv["j"]]))
-            accumulate(em, iv, ["k"], self.out, [iv["i"], iv["j"]], "add", 0.0, v)
+            self.acc(em, iv, [("k", k)], [iv["i"], iv["j"]], "add", 0.0, v)
 
         self.nest(self.stage, [("i", m), ("j", n)], [("k", k)], body)
 
@@ -163,7 +185,7 @@ class OpLowering:
             guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if max(op.padding.get_values()) else []
             xv = padded_load(em, x, [iv["n"], chan, iy, ix], guard, 0.0)
             v = em.fbin("mul", xv, em.load(w, [iv["f"], iv["rc"], iv["ry"], iv["rx"]]))
-            accumulate(em, iv, ["rc", "ry", "rx"], self.out, [iv[a] for a in "n f y x".split()], "add", 0.0, v)
+            self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in "n f y x".split()], "add", 0.0, v)
 
         self.nest(self.stage, [("n", n), ("f", f), ("y", oh), ("x", ow)],
                   [("rc", cg), ("ry", kh), ("rx", kw)], body)
@@ -196,8 +218,8 @@ class OpLowering:
                 cnt = em.val(arith.SIToFPOp(em.val(arith.IndexCastOp(count, i32)), f32))
                 v = em.fbin("div", v, cnt)
             idx = [iv[a] for a in "n c y x".split()]
-            accumulate(em, iv, ["ry", "rx"], self.out, idx, "max" if is_max else "add",
-                       NEG_INF if is_max else 0.0, v)
+            self.acc(em, iv, [("ry", kh), ("rx", kw)], idx, "max" if is_max else "add",
+                     NEG_INF if is_max else 0.0, v)
 
         self.nest(self.stage, [("n", n), ("c", c), ("y", oh), ("x", ow)], [("ry", kh), ("rx", kw)], body)
 
@@ -207,7 +229,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(apply_unary(em, self.op, em.load(x, idx)), self.out, idx)
+            em.store(self.finish(em, apply_unary(em, self.op, em.load(x, idx)), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -219,7 +241,7 @@ class OpLowering:
             idx = [iv[name] for name, _ in dims(shape)]
             va = em.load(a, broadcast_index(idx, T.shape_of(self.op.lhs), em))
             vb = em.load(b, broadcast_index(idx, T.shape_of(self.op.rhs), em))
-            em.store(em.fbin(self.op.fn.data, va, vb), self.out, idx)
+            em.store(self.finish(em, em.fbin(self.op.fn.data, va, vb), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -230,7 +252,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(em.fbin("add", em.load(x, idx), em.load(b, [idx[axis]])), self.out, idx)
+            em.store(self.finish(em, em.fbin("add", em.load(x, idx), em.load(b, [idx[axis]])), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -469,6 +491,92 @@ class OpLowering:
             accumulate(em, iv, ["rank"], self.out, [m], "max", -1, value)
 
         self.nest(name, [("m", op.max_output.value.data)], [("rank", n)], output)
+    def lower_reshape(self) -> None:
+        (x,) = self.args
+        out_shape, in_shape = T.shape_of(self.op.result), T.shape_of(self.op.input)
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(out_shape)]
+            flat = em.index(0)
+            for v, n in zip(idx, out_shape):
+                flat = em.add(em.mul(flat, n), v)
+            src = []
+            for n in reversed(in_shape):
+                src.append(em.rem(flat, n))
+                flat = em.floordiv(flat, n)
+            em.store(em.load(x, list(reversed(src))), self.out, idx)
+
+        self.nest(self.stage, dims(out_shape), [], body)
+
+    def lower_concat(self) -> None:
+        shape = T.shape_of(self.op.result)
+        axis = self.op.concat_axis()
+        parts, start = [], 0
+        for ref, v in zip(self.args, self.op.inputs):
+            parts.append((ref, start, T.shape_of(v)[axis]))
+            start += T.shape_of(v)[axis]
+
+        def pick(em, idx, k):
+            ref, lo, n = parts[k]
+            src = [em.sub(v, lo) if a == axis and lo else v for a, v in enumerate(idx)]
+            if k == len(parts) - 1:
+                return em.load(ref, src)
+            return em.if_value(em.cmpi("slt", idx[axis], lo + n), lambda e: e.load(ref, src),
+                               lambda e: pick(e, idx, k + 1))
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            em.store(pick(em, idx, 0), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
+
+def epilogue_of(members: Sequence[T.TensorOp], chain_in: SSAValue,
+                buffers: dict[SSAValue, SSAValue]) -> Epilogue:
+    """The elementwise ops fused after an anchor, as one function of the anchor's value at an
+    output index: each member takes the previous one's value for its chained operand and loads
+    its other operand (bias, residual, broadcast constant) from memory."""
+
+    def epilogue(em: Emitter, v: SSAValue, idx: list[SSAValue]) -> SSAValue:
+        prev = chain_in
+        for m in members:
+            if isinstance(m, T.UnaryOp):
+                v = apply_unary(em, m, v)
+            elif isinstance(m, T.BiasAddOp):
+                axis = m.axis.value.data % len(idx)
+                v = em.fbin("add", v, em.load(buffers[m.bias], [idx[axis]]))
+            else:
+                assert isinstance(m, T.BinaryOp), m.name
+                chained_lhs = m.lhs == prev
+                other = m.rhs if chained_lhs else m.lhs
+                w = em.load(buffers[other], broadcast_index(idx, T.shape_of(other), em))
+                v = em.fbin(m.fn.data, v, w) if chained_lhs else em.fbin(m.fn.data, w, v)
+            prev = m.result
+        return v
+
+    return epilogue
+
+
+GROUP = "group"  # attribute the tensorop-fuse pass sets: the stage name of the group's anchor
+
+
+def fusion_groups(block: Block) -> dict[str, list[T.TensorOp]]:
+    """Fused groups by anchor name, each [anchor, members...] in block order."""
+    groups: dict[str, list[T.TensorOp]] = {}
+    for op in block.ops:
+        if isinstance(op, T.TensorOp) and GROUP in op.attributes:
+            groups.setdefault(op.attributes[GROUP].data, []).append(op)
+    for name, chain in groups.items():
+        if chain[0].stage_name != name:
+            raise DiagnosticException(f"fused group '{name}' does not start with its anchor '{name}'")
+        for prev, m in zip(chain, chain[1:]):
+            if not isinstance(m, (T.UnaryOp, T.BinaryOp, T.BiasAddOp)) or prev.result not in m.operands:
+                raise DiagnosticException(f"fused group '{name}': '{m.stage_name}' is not an elementwise op "
+                                          f"of '{prev.stage_name}'")
+            if prev.result.uses.get_length() != 1 or T.shape_of(m.result) != T.shape_of(chain[0].result):
+                raise DiagnosticException(f"fused group '{name}': '{prev.stage_name}' must have one use and "
+                                          "every member the anchor's shape")
+    return groups
 
 
 def lower_function(fn: func.FuncOp) -> None:
@@ -492,16 +600,22 @@ def lower_function(fn: func.FuncOp) -> None:
     for v, new in zip(results, block.args[len(old_block.args):]):
         new.name_hint = v.owner.stage_name
         buffers[v] = new
+    groups = fusion_groups(old_block)
     for op in old_block.ops:
         if isinstance(op, func.ReturnOp):
             continue
         if not isinstance(op, T.TensorOp):
             raise DiagnosticException(f"tensorop-to-loops: cannot lower {op.name} in func '{fn.sym_name.data}'")
+        chain = groups.get(op.attributes[GROUP].data if GROUP in op.attributes else "", [op])
+        if op is not chain[-1]:
+            continue  # a fused group is lowered where its last op stands, when all its operands exist
         if op.result not in buffers:
             alloc = em.val(memref.AllocOp.get(op.result.type.element_type, shape=T.shape_of(op.result)))
             alloc.name_hint = op.stage_name
             buffers[op.result] = alloc
-        OpLowering(em, op, [buffers[v] for v in op.operands], buffers[op.result]).run()
+        anchor, members = chain[0], chain[1:]
+        epilogue = epilogue_of(members, anchor.result, buffers) if members else None
+        OpLowering(em, anchor, [buffers[v] for v in anchor.operands], buffers[op.result], epilogue).run()
     em.op(func.ReturnOp())
     names = [StringAttr(a.name_hint or f"arg{k}") for k, a in enumerate(block.args)]
     fn.body.detach_block(old_block)

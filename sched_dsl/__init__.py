@@ -3,6 +3,7 @@ and CUDA C."""
 
 from sched_dsl.build import Kernel, Lowered, build, lower
 from sched_dsl.dialects.tensorop import ShapeError
+from sched_dsl.executor import GraphError, Session, load_onnx
 from sched_dsl.reference import evaluate
 from sched_dsl.schedule import Knob, Loop, Schedule, ScheduleError
 from sched_dsl.tensor import (
@@ -12,6 +13,7 @@ from sched_dsl.tensor import (
     bias_add,
     binary,
     clip,
+    concat,
     conv2d,
     cumsum,
     div,
@@ -27,6 +29,7 @@ from sched_dsl.tensor import (
     reduce,
     relu,
     relu6,
+    reshape,
     sigmoid,
     softmax,
     sub,
@@ -37,8 +40,9 @@ from sched_dsl.tensor import (
 from sched_dsl.tune import RecordsError, TuneResult, tune
 
 __all__ = [
-    "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "ShapeError", "Tensor",
-    "TuneResult", "add", "argsort", "bias_add", "binary", "build", "clip", "conv2d", "cumsum", "div", "evaluate",
-    "exp", "lower", "matmul", "maximum", "minimum", "mul", "neg", "nms", "placeholder", "pool2d", "reduce",
-    "relu", "relu6", "sigmoid", "softmax", "sub", "tanh", "topk", "tune", "unary",
+    "GraphError", "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "Session",
+    "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "clip", "concat",
+    "conv2d", "cumsum", "div", "evaluate", "exp", "load_onnx", "lower", "matmul", "maximum", "minimum", "mul",
+    "neg", "nms", "placeholder", "pool2d", "reduce", "relu", "relu6", "reshape", "sigmoid", "softmax", "sub",
+    "tanh", "topk", "tune", "unary",
 ]

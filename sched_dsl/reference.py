@@ -136,6 +136,10 @@ def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         return np.take_along_axis(args[0], args[1].astype(np.int64), axis=a["axis"])
     if t.kind == "nms":
         return nms(args[0], args[1], a["max_output"], a["iou_threshold"], a["score_threshold"])
+    if t.kind == "reshape":
+        return args[0].reshape(t.shape)
+    if t.kind == "concat":
+        return np.concatenate(args, axis=a["axis"])
     raise ValueError(f"no reference for {t.kind}")
 
 

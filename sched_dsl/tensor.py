@@ -287,6 +287,10 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.TakeAlongAxisOp(*args, name, a["axis"])
     if t.kind == "nms":
         return T.NmsOp(*args, name, a["max_output"], a["iou_threshold"], a["score_threshold"])
+    if t.kind == "reshape":
+        return T.ReshapeOp(*args, name, t.shape)
+    if t.kind == "concat":
+        return T.ConcatOp(args, name, a["axis"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -312,3 +316,16 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
     block.add_op(func.ReturnOp(*[values[t] for t in outputs]))
     fn = func.FuncOp(fn_name, ([a.type for a in block.args], [values[t].type for t in outputs]), Region(block))
     return ModuleOp([fn]), inputs, names
+
+
+# ---- graph-level operators (whole models) -------------------------------------------------
+
+
+def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
+    _tensors(x)
+    return _op("reshape", T.reshape_shape(x.shape, shape), (x,), name)
+
+
+def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:
+    _tensors(*xs)
+    return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, axis=axis)

@@ -4,6 +4,7 @@ default to the CUDA target run here on OpenCL (PoCL on CPU machines), at sizes a
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +12,7 @@ EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py
 CPU_ARGS = {
     "sgemm_schedule.py": ["256", "--target", "opencl"],
     "resnet_conv_schedule.py": ["--target", "opencl"],
+    "make_models.py": ["--size", "32", "--out", tempfile.mkdtemp(prefix="sched_dsl_models_")],
 }
 
 

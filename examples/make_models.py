@@ -1,0 +1,188 @@
+"""Builds ResNet-18, MobileNetV2 and a small SSD-style detector as ONNX files with random
+weights (onnx.helper only: nothing is downloaded, no torch needed).
+
+    python examples/make_models.py --out models --size 224
+    python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd
+
+Each model has one input "input" of shape (1, 3, size, size). ResNet-18 and MobileNetV2 have
+BatchNormalization after every conv (the importer folds it) and end in Gemm (transB=1) to
+1000 classes. The detector is a small strided backbone with a box head and a class head on
+two feature maps; its outputs are "boxes" (1, N, 4), "scores" (1, C, N) after Softmax over the
+classes, the top-k of the best class score ("topk_values", "topk_indices"), and NonMaxSuppression's
+"selected" ([batch, class, box] rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 13
+
+
+class Builder:
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.nodes, self.inits, self.count = [], [], 0
+
+    def name(self, base: str) -> str:
+        self.count += 1
+        return f"{base}{self.count}"
+
+    def const(self, base: str, a: np.ndarray) -> str:
+        n = self.name(base)
+        self.inits.append(numpy_helper.from_array(np.asarray(a), n))
+        return n
+
+    def node(self, op: str, inputs, n_out: int = 1, **attrs) -> list[str]:
+        name = self.name(op.lower())
+        outs = [f"{name}_out{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=name, **attrs))
+        return outs
+
+    def conv(self, x, cin, cout, k, stride=1, groups=1, bias=False, bn=True):
+        fan_in = cin // groups * k * k
+        w = self.const("w", (self.rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2 / fan_in)).astype(np.float32))
+        ins = [x, w] + ([self.const("b", (self.rng.standard_normal(cout) * 0.1).astype(np.float32))] if bias else [])
+        p = k // 2
+        (y,) = self.node("Conv", ins, kernel_shape=[k, k], strides=[stride, stride], pads=[p, p, p, p], group=groups)
+        if bn:
+            r = self.rng
+            gamma = self.const("gamma", r.uniform(0.5, 1.5, cout).astype(np.float32))
+            beta = self.const("beta", (r.standard_normal(cout) * 0.1).astype(np.float32))
+            mean = self.const("mean", (r.standard_normal(cout) * 0.1).astype(np.float32))
+            var = self.const("var", r.uniform(0.5, 1.5, cout).astype(np.float32))
+            (y,) = self.node("BatchNormalization", [y, gamma, beta, mean, var], epsilon=1e-5)
+        return y
+
+    def relu(self, x):
+        return self.node("Relu", [x])[0]
+
+    def relu6(self, x):
+        lo = self.const("lo", np.array(0.0, np.float32))
+        hi = self.const("hi", np.array(6.0, np.float32))
+        return self.node("Clip", [x, lo, hi])[0]
+
+    def head(self, x, cin, classes=1000):
+        (y,) = self.node("GlobalAveragePool", [x])
+        (y,) = self.node("Flatten", [y], axis=1)
+        w = self.const("fc_w", (self.rng.standard_normal((classes, cin)) / np.sqrt(cin)).astype(np.float32))
+        b = self.const("fc_b", (self.rng.standard_normal(classes) * 0.01).astype(np.float32))
+        return self.node("Gemm", [y, w, b], transB=1)[0]
+
+    def model(self, name: str, size: int, outputs: list[tuple[str, str, list | None, int]]) -> onnx.ModelProto:
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+        outs = []
+        for value, out_name, shape, dtype in outputs:
+            self.nodes.append(helper.make_node("Identity", [value], [out_name], name=self.name("out")))
+            outs.append(helper.make_tensor_value_info(out_name, dtype, shape))
+        graph = helper.make_graph(self.nodes, name, [inp], outs, self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sched-dsl")
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+
+def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    b = Builder(seed)
+    x = b.relu(b.conv("input", 3, 64, 7, 2))
+    (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for block in range(2):
+            s = stride if block == 0 else 1
+            y = b.relu(b.conv(x, cin, cout, 3, s))
+            y = b.conv(y, cout, cout, 3, 1)
+            skip = b.conv(x, cin, cout, 1, s) if (s != 1 or cin != cout) else x
+            (x,) = b.node("Add", [y, skip])
+            x = b.relu(x)
+            cin = cout
+    return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [1, classes], TensorProto.FLOAT)])
+
+
+MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    b = Builder(seed)
+    x = b.relu6(b.conv("input", 3, 32, 3, 2))
+    cin = 32
+    for t, c, n, s in MOBILENET_V2:
+        for k in range(n):
+            stride = s if k == 0 else 1
+            hidden = cin * t
+            y = b.relu6(b.conv(x, cin, hidden, 1)) if t != 1 else x
+            y = b.relu6(b.conv(y, hidden, hidden, 3, stride, groups=hidden))
+            y = b.conv(y, hidden, c, 1)
+            if stride == 1 and cin == c:
+                (y,) = b.node("Add", [x, y])
+            x, cin = y, c
+    x = b.relu6(b.conv(x, cin, 1280, 1))
+    return b.model("mobilenet_v2", size, [(b.head(x, 1280, classes), "logits", [1, classes], TensorProto.FLOAT)])
+
+
+def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k: int = 10) -> onnx.ModelProto:
+    b = Builder(seed)
+    x = b.relu(b.conv("input", 3, 16, 3, 2))
+    x = b.relu(b.conv(x, 16, 32, 3, 2))
+    f1 = b.relu(b.conv(x, 32, 32, 3, 2))          # size/8
+    f2 = b.relu(b.conv(f1, 32, 64, 3, 2))         # size/16
+    boxes, scores, n = [], [], 0
+    for f, cin in ((f1, 32), (f2, 64)):
+        hw = (size // 8) ** 2 if f is f1 else (size // 16) ** 2
+        loc = b.conv(f, cin, 4 * anchors, 3, bias=True, bn=False)
+        (loc,) = b.node("Reshape", [loc, b.const("shape", np.array([1, 4, anchors * hw], np.int64))])
+        conf = b.conv(f, cin, classes * anchors, 3, bias=True, bn=False)
+        (conf,) = b.node("Reshape", [conf, b.const("shape", np.array([1, classes, anchors * hw], np.int64))])
+        boxes.append(loc)
+        scores.append(conf)
+        n += anchors * hw
+    (loc,) = b.node("Concat", boxes, axis=2)
+    (conf,) = b.node("Concat", scores, axis=2)
+    (loc,) = b.node("Transpose", [loc], perm=[0, 2, 1])           # (1, N, 4), on the host
+    grid = b.rng.uniform(0, 1, (1, n, 2)).astype(np.float32)
+    anchor_boxes = np.concatenate([grid, grid + 0.2], axis=2)      # y1, x1, y2, x2
+    (loc,) = b.node("Add", [loc, b.const("anchors", anchor_boxes * 4)])
+    (loc,) = b.node("Mul", [loc, b.const("scale", np.array([0.25], np.float32))])
+    (conf,) = b.node("Softmax", [conf], axis=1)
+    (best,) = b.node("ReduceMax", [conf], axes=[1], keepdims=0)    # (1, N)
+    k = min(top_k, n)
+    values, indices = b.node("TopK", [best, b.const("k", np.array([k], np.int64))], n_out=2, axis=1)
+    (selected,) = b.node("NonMaxSuppression", [loc, conf, b.const("max_out", np.array([5], np.int64)),
+                                               b.const("iou", np.array([0.5], np.float32)),
+                                               b.const("score", np.array([0.05], np.float32))])
+    return b.model("ssd", size, [
+        (loc, "boxes", [1, n, 4], TensorProto.FLOAT), (conf, "scores", [1, classes, n], TensorProto.FLOAT),
+        (values, "topk_values", [1, k], TensorProto.FLOAT), (indices, "topk_indices", [1, k], TensorProto.INT64),
+        (selected, "selected", ["num_selected", 3], TensorProto.INT64)])
+
+
+MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="models", help="directory for the .onnx files")
+    ap.add_argument("--size", type=int, default=224, help="input height and width (a multiple of 32)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.size < 32 or args.size % 32:
+        ap.error(f"--size {args.size} must be a positive multiple of 32")
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in wanted if m not in MODELS]
+    if bad:
+        ap.error(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}")
+    os.makedirs(args.out, exist_ok=True)
+    for m in wanted:
+        path = os.path.join(args.out, f"{m}.onnx")
+        onnx.save(MODELS[m](args.size, seed=args.seed), path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

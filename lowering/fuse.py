@@ -1,0 +1,76 @@
+"""tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, or an elementwise op) with
+the chain of elementwise ops (unary, binary, bias_add) that follows it, so the group lowers to
+one loop nest and one kernel, and intermediate tensors never go to memory.
+
+The result is visible in the printed IR: every op of a group carries `group = "<anchor>"`.
+tensorop-to-loops writes the members as an epilogue at the anchor's write-back (after the
+reduction, at the last reduction iteration), in the anchor's stage, so the anchor's schedule
+(and tuning) covers the whole group.
+
+An op joins its producer's group only when
+- the producer's result has exactly one use (this op): a producer with two consumers, or one
+  that the function returns, keeps its own buffer and is never fused into both,
+- the op keeps the producer's shape (a broadcast that grows the tensor would recompute it),
+- both are placed on the GPU (no `place = "host"`) and no host op or copy to the host stands
+  between them (the executor runs the GPU ops between two host steps as one launch sequence).
+"""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import ModulePass
+
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.tensorop_to_loops import GROUP
+
+ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp)
+ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
+PLACE = "place"
+
+
+def on_gpu(op) -> bool:
+    return isinstance(op, T.TensorOp) and (PLACE not in op.attributes or op.attributes[PLACE].data == "gpu")
+
+
+def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
+    """The producer `op` may join, if any (see the module docstring)."""
+    for v in op.operands if not isinstance(op, T.BiasAddOp) else [op.input]:
+        p = v.owner
+        if not isinstance(p, ANCHORS) or not on_gpu(p):
+            continue
+        if p.result.uses.get_length() != 1 or T.shape_of(op.result) != T.shape_of(p.result):
+            continue
+        if sum(1 for w in op.operands if w == v) != 1:
+            continue
+        between = list(position)[position[p] + 1:position[op]]
+        if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
+            continue
+        return p
+    return None
+
+
+def fuse_function(fn: func.FuncOp) -> None:
+    ops = list(fn.body.block.ops)
+    position = {o: k for k, o in enumerate(ops)}
+    for op in ops:
+        if not isinstance(op, ELEMENTWISE) or not on_gpu(op) or GROUP in op.attributes:
+            continue
+        p = chained_operand(op, position)
+        if p is None:
+            continue
+        anchor = p.attributes[GROUP].data if GROUP in p.attributes else p.stage_name
+        p.attributes[GROUP] = StringAttr(anchor)
+        op.attributes[GROUP] = StringAttr(anchor)
+
+
+class TensoropFusePass(ModulePass):
+    """Groups anchors with their elementwise epilogues (see the module docstring)."""
+
+    name = "tensorop-fuse"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp):
+                fuse_function(fn)

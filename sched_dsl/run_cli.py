@@ -1,0 +1,131 @@
+"""sched-run: import an ONNX model, run it on a device, print per-layer times and the
+end-to-end latency.
+
+    sched-run resnet18.onnx --target opencl --repeat 10
+    sched-run ssd.onnx --host softmax60 --no-fuse --print-ir
+    sched-run mobilenetv2.onnx --tune          # per-stage knobs by timing, then run
+
+Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
+ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
+failure of the device ends in exit code 2 (SCHED_DSL_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def parse_config(text: str) -> dict[str, int]:
+    config = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"--config item '{item}' is not knob=integer")
+        config[key.strip()] = int(value)
+    return config
+
+
+def records_config(path: str) -> dict[str, int]:
+    """Knob values from a tuning-records file, when this build has a tuner that reads them."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--records {path}: no such file")
+    try:
+        from sched_dsl import tuning  # provided by the tuner, where installed
+    except ImportError:
+        tuning = None
+    load = getattr(tuning, "load_config", None)
+    if load is None:
+        print(f"note: this build has no tuner that reads records; --records {path} is not used", file=sys.stderr)
+        return {}
+    return dict(load(path))
+
+
+def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ValueError(f"--input {path}: no such file")
+        try:
+            x = np.load(path)
+        except Exception as e:  # noqa: BLE001 - numpy raises several kinds
+            raise ValueError(f"--input {path}: not a .npy array ({e})") from None
+        return {sess.input_names[0]: x}
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal(sess.shapes[sess.inputs_of[n]]).astype(np.float32) for n in sess.input_names}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sched-run", description="Import an ONNX model, run it, print per-layer times "
+                                 "and the end-to-end latency.")
+    ap.add_argument("model", help="an .onnx file")
+    ap.add_argument("--target", choices=("opencl", "cuda"), default="opencl")
+    ap.add_argument("--no-fuse", action="store_true", help="one kernel per operator (no tensorop-fuse)")
+    ap.add_argument("--host", default="", help="comma-separated operator (stage) names to run on the host")
+    ap.add_argument("--config", default="", help="knob values, k=v,...")
+    ap.add_argument("--records", help="tuning records to reuse (when this build has a tuner)")
+    ap.add_argument("--tune", action="store_true",
+                    help="pick each stage's knobs (threads per block, conv channel block) by timing (prints the config)")
+    ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
+    ap.add_argument("--print-ir", action="store_true", help="print the placed and fused graph IR")
+    ap.add_argument("--json", help="write the per-layer times and latency here")
+    args = ap.parse_args(argv)
+
+    import sched_dsl as sd
+    from sched_dsl.onnx_import import OnnxImportError
+    from sched_dsl.runtime.common import DeviceError
+
+    try:
+        if args.repeat < 1:
+            raise ValueError(f"--repeat {args.repeat} must be at least 1")
+        config = parse_config(args.config)
+        if args.records:
+            config = {**records_config(args.records), **config}
+        host = [h.strip() for h in args.host.split(",") if h.strip()]
+        if args.tune:
+            from sched_dsl.executor import tune_knobs
+            tuned = tune_knobs(args.model, args.target, not args.no_fuse, host)
+            config = {**tuned, **config}
+            print("tuned config: " + ",".join(f"{k}={v}" for k, v in sorted(tuned.items())))
+        sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config)
+        feeds = make_input(sess, args.input, args.seed)
+        outputs = sess.run(None, feeds)
+        layers = sess.profile(feeds)
+        latency = sess.latency(feeds, repeat=args.repeat, warmup=1)
+    except (OnnxImportError, sd.GraphError, ValueError) as e:
+        print(f"sched-run: error: {e}", file=sys.stderr)
+        return 1
+    except (DeviceError, sd.ScheduleError, RuntimeError) as e:
+        if os.environ.get("SCHED_DSL_DEBUG"):
+            raise
+        print(f"sched-run: error on the device: {e}", file=sys.stderr)
+        return 2
+
+    if args.print_ir:
+        print(sess.ir)
+    print(f"{args.model}: {sess.kernel_count} kernels on {sess.device.name} ({args.target}), "
+          f"fusion {'off' if args.no_fuse else 'on'}")
+    width = max([len(n) for n, _, _ in layers] + [5])
+    print(f"{'layer':<{width}}  {'kind':<8}  {'ms':>9}")
+    for name, kind, ms in layers:
+        print(f"{name:<{width}}  {kind:<8}  {ms:9.3f}")
+    print(f"{'sum of layers':<{width}}  {'':<8}  {sum(ms for _, _, ms in layers):9.3f}")
+    print(f"end-to-end latency: {latency:.3f} ms (mean of {args.repeat} runs)")
+    for name, out in zip(sess.output_names, outputs):
+        print(f"output {name}: shape {out.shape} {out.dtype}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "target": args.target, "fuse": not args.no_fuse,
+                       "kernels": sess.kernel_count, "latency_ms": latency, "config": config,
+                       "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

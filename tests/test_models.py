@@ -1,0 +1,95 @@
+"""Whole models from examples/make_models.py, imported from ONNX and run on the default OpenCL
+device, against onnxruntime (the oracle); kernel counts with and without fusion."""
+
+import onnx
+import pytest
+
+import sched_dsl as sd
+from sched_dsl.executor import plan_steps, prepare
+from sched_dsl.onnx_import import import_onnx
+from tests.model_files import SIZE, assert_matches_onnxruntime, make_models
+
+MODELS = ["resnet18", "mobilenetv2", "ssd"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    mm = make_models()
+    d = tmp_path_factory.mktemp("models")
+    for name in MODELS:
+        onnx.save(mm.MODELS[name](SIZE), str(d / f"{name}.onnx"))
+    return d
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_matches_onnxruntime(model_dir, name):
+    path = model_dir / f"{name}.onnx"
+    sess = sd.load_onnx(str(path), target="opencl")
+    assert_matches_onnxruntime(sess, path)
+    # buffers are reused: a second run with another input is right too
+    assert_matches_onnxruntime(sess, path, seed=1)
+
+
+def test_ssd_unfused_with_host_softmax_matches(model_dir):
+    path = model_dir / "ssd.onnx"
+    g = import_onnx(str(path))
+    softmax = [o.stage_name for o in g.module.walk() if o.name == "tensorop.softmax"]
+    sess = sd.load_onnx(str(path), fuse=False, host_ops=softmax)
+    assert f'place = "host", name = "{softmax[0]}"' in sess.ir
+    assert "group =" not in sess.ir
+    out = assert_matches_onnxruntime(sess, path)
+    selected = out[-1]
+    assert selected.ndim == 2 and selected.shape[1] == 3 and len(selected) > 0
+
+
+def kernel_count(path, fuse):
+    fn = prepare(import_onnx(str(path)).module, fuse=fuse)
+    steps, _ = plan_steps(fn, "opencl", None)
+    return sum(len(s.segment.plan.launches) for s in steps if s.kind == "gpu")
+
+
+@pytest.mark.parametrize("name, fused, unfused", [
+    # ResNet-18: 20 convs (bias, relu, residual add fused in), maxpool, global pool, flatten, gemm+bias
+    ("resnet18", 24, 24 + 20 + 17 + 8 + 1),
+    # MobileNetV2: 52 convs (bias, relu6, residual add fused in), global pool, flatten, gemm+bias
+    ("mobilenetv2", 55, 55 + 52 + 35 + 10 + 1),
+])
+def test_fusion_kernel_counts(model_dir, name, fused, unfused):
+    path = model_dir / f"{name}.onnx"
+    assert kernel_count(path, True) == fused
+    assert kernel_count(path, False) == unfused
+
+
+def test_batchnorm_folded_into_conv(model_dir):
+    g = import_onnx(str(model_dir / "resnet18.onnx"))
+    names = [o.name for o in g.module.walk()]
+    assert names.count("tensorop.conv2d") == 20
+    assert names.count("tensorop.bias_add") == 21  # one per conv (its folded batch norm) and the gemm
+    assert "tensorop.binary" in names and names.count("tensorop.binary") == 8  # the residual adds only
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvcc") is None, reason="nvcc is not on PATH: the CUDA text is not compiled")
+def test_model_cuda_text_compiles(model_dir, tmp_path):
+    """Every segment of the three models, lowered for the CUDA target, compiles with nvcc for
+    sm_90 (no GPU needed); ResNet-18 and MobileNetV2 also with 4 output channels per thread."""
+    import shutil
+    import subprocess
+
+    from sched_dsl.dialects import tensorop as T
+
+    procs = []
+    for name, fblock in [(m, 1) for m in MODELS] + [("resnet18", 4), ("mobilenetv2", 4)]:
+        fn = prepare(import_onnx(str(model_dir / f"{name}.onnx")).module)
+        config = {f"{o.stage_name}.fblock": fblock for o in fn.walk() if isinstance(o, T.Conv2dOp)}
+        steps, _ = plan_steps(fn, "cuda", config)
+        for st in steps:
+            if st.kind == "gpu":
+                src = tmp_path / f"{name}_{fblock}_{st.segment.name}.cu"
+                src.write_text(st.segment.source)
+                procs.append((src.name, subprocess.Popen(
+                    [shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(src), "-o", str(src) + ".ptx"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    assert len(procs) == 6  # resnet18 and mobilenetv2: one segment each (twice); ssd: two (split by Transpose)
+    for name, p in procs:
+        log = p.stdout.read()
+        assert p.wait() == 0, f"nvcc rejects {name}:\n{log}"

@@ -1,0 +1,35 @@
+"""The three models at 224x224 (the detector at 128x128) on an NVIDIA GPU through the CUDA
+target, against onnxruntime; skipped, saying why, where there is no CUDA device."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+import sched_dsl as sd
+from tests.model_files import assert_matches_onnxruntime, make_models
+
+
+def cuda_unavailable() -> str | None:
+    try:
+        import pycuda.driver  # noqa: F401 - only whether it imports
+    except ImportError as e:
+        return f"pycuda is not installed ({e})"
+    from sched_dsl.runtime.cuda import DeviceError, default_device
+    try:
+        default_device()
+    except DeviceError as e:
+        return f"no CUDA device: {e}"
+    return None
+
+
+@pytest.mark.parametrize("name, size", [("resnet18", 224), ("mobilenetv2", 224), ("ssd", 128)])
+@pytest.mark.parametrize("fuse", [True, False])
+def test_model_on_cuda_matches_onnxruntime(tmp_path, name, size, fuse):
+    why = cuda_unavailable()
+    if why:
+        pytest.skip(why)
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(make_models().MODELS[name](size), str(path))
+    sess = sd.load_onnx(str(path), target="cuda", fuse=fuse)
+    assert_matches_onnxruntime(sess, path)

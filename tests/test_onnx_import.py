@@ -1,0 +1,245 @@
+"""ONNX import of single operators and small graphs against onnxruntime, the host fallback,
+and the errors for bad models and bad inputs (clear messages, no tracebacks)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import sched_dsl as sd
+from sched_dsl.onnx_import import OnnxImportError, import_onnx
+from tests.model_files import assert_matches_onnxruntime
+
+SCHED_RUN = str(Path(sys.executable).parent / "sched-run")
+rng = np.random.default_rng(0)
+
+
+def model(nodes, inputs, outputs, inits=(), opset=13):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+                          [numpy_helper.from_array(np.asarray(a), n) for n, a in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def save(m, tmp_path, name="m.onnx"):
+    p = tmp_path / name
+    onnx.save(m, str(p))
+    return p
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+F = TensorProto.FLOAT
+
+
+def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
+    """Standalone BatchNormalization, Gemm with transB, Reshape with 0 and -1, Concat,
+    Transpose, CumSum, TopK (host), AveragePool, Sigmoid, Sub/Div/Max with constants, Softmax."""
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["bn"], epsilon=1e-3),
+        helper.make_node("AveragePool", ["bn"], ["ap"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["ap"], ["sg"]),
+        helper.make_node("Sub", ["sg", "half"], ["sb"]),
+        helper.make_node("Reshape", ["sb", "shape"], ["r"]),               # (2, 0, -1) -> (2, 3, 16)
+        helper.make_node("Concat", ["r", "r"], ["cat"], axis=2),          # (2, 3, 32)
+        helper.make_node("Transpose", ["cat"], ["t"], perm=[0, 2, 1]),     # (2, 32, 3), host
+        helper.make_node("CumSum", ["t", "ax"], ["cs"], exclusive=1),      # host
+        helper.make_node("Div", ["cs", "four"], ["dv"]),
+        helper.make_node("Max", ["dv", "zero"], ["mx"]),
+        helper.make_node("Flatten", ["mx"], ["fl"], axis=1),                # (2, 96)
+        helper.make_node("Gemm", ["fl", "w", "c"], ["gm"], transB=1, alpha=0.5),
+        helper.make_node("Softmax", ["gm"], ["sm"], axis=-1),
+        helper.make_node("TopK", ["sm", "k"], ["tv", "ti"], axis=1),        # host
+    ]
+    inits = [("g", f32(3) + 2), ("b", f32(3)), ("m", f32(3)), ("v", np.abs(f32(3)) + 0.5),
+             ("half", np.array(0.5, np.float32)), ("shape", np.array([2, 0, -1], np.int64)),
+             ("ax", np.array(1, np.int64)), ("four", np.array([4.0], np.float32)),
+             ("zero", np.array([0.0], np.float32)), ("w", f32(10, 96)), ("c", f32(10)),
+             ("k", np.array([3], np.int64))]
+    m = model(nodes, [("x", [2, 3, 4, 4])], [("sm", F, [2, 10]), ("tv", F, [2, 3]), ("ti", TensorProto.INT64, [2, 3])],
+              inits)
+    path = save(m, tmp_path)
+    sess = sd.load_onnx(str(path))
+    assert 'callee = "CumSum"' in sess.ir and 'callee = "TopK"' in sess.ir
+    assert 'tensorop.copy' in sess.ir
+    assert_matches_onnxruntime(sess, path)
+
+
+def test_conv_variants_and_pools(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 2]),
+        helper.make_node("Conv", ["c1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=4),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["cl"]),
+        helper.make_node("MaxPool", ["cl"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["mp"], ["gp"]),
+        helper.make_node("Mul", ["gp", "mp"], ["out"]),
+    ]
+    inits = [("w1", f32(4, 3, 3, 3)), ("w2", f32(4, 1, 3, 3)), ("b2", f32(4)),
+             ("lo", np.array(-0.5, np.float32)), ("hi", np.array(1.0, np.float32))]
+    path = save(model(nodes, [("x", [1, 3, 9, 9])], [("out", F, [1, 4, 2, 2])], inits), tmp_path)
+    assert_matches_onnxruntime(sd.load_onnx(str(path)), path)
+
+
+def test_unsupported_nodes_listed_together(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], auto_pad="SAME_UPPER", name="conv_same"),
+        helper.make_node("LRN", ["x"], ["l"], size=3, name="norm"),
+        helper.make_node("Erf", ["l"], ["e"], name="erf"),
+        helper.make_node("Add", ["c", "e"], ["out"], name="add"),
+    ]
+    m = model(nodes, [("x", [1, 2, 4, 4])], [("out", F, [1, 2, 4, 4])], [("w", f32(2, 2, 3, 3))])
+    with pytest.raises(OnnxImportError) as err:
+        import_onnx(m)
+    msg = str(err.value)
+    for what in ("Conv node 'conv_same': auto_pad", "LRN node 'norm': operator not supported",
+                 "Erf node 'erf': operator not supported"):
+        assert what in msg
+    run = subprocess.run([SCHED_RUN, str(save(m, tmp_path))], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "LRN node 'norm'" in run.stderr and "Erf node 'erf'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(OnnxImportError, match="no such file"):
+        sd.load_onnx(str(tmp_path / "missing.onnx"))
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf \x00\xff")
+    with pytest.raises(OnnxImportError, match="not an ONNX model"):
+        sd.load_onnx(str(junk))
+    for path in (tmp_path / "missing.onnx", junk):
+        run = subprocess.run([SCHED_RUN, str(path)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and "sched-run: error:" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_dynamic_input_shape_is_an_error(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["batch", 4])], [("y", F, ["batch", 4])])
+    with pytest.raises(OnnxImportError, match="model input 'x' needs a static shape"):
+        import_onnx(m)
+
+
+def test_wrong_inputs_are_clear_errors(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2, 4])], [("y", F, [2, 4])])
+    sess = sd.load_onnx(m)
+    x = f32(2, 4)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], np.maximum(x, 0))
+    with pytest.raises(sd.GraphError, match="unknown: input.*missing: x"):
+        sess.run(None, {"input": x})
+    with pytest.raises(sd.GraphError, match=r"input 'x' has shape \(4, 2\), expected \(2, 4\)"):
+        sess.run(None, {"x": x.T.copy()})
+    with pytest.raises(sd.GraphError, match="input 'x' has dtype float64, expected float32"):
+        sess.run(None, {"x": x.astype(np.float64)})
+    with pytest.raises(sd.GraphError, match="unknown output"):
+        sess.run(["z"], {"x": x})
+    with pytest.raises(sd.GraphError, match="no operator named nosuch"):
+        sd.load_onnx(m, host_ops=["nosuch"])
+
+
+def test_sched_run_prints_layers_and_latency(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("TopK", ["r", "k"], ["v", "i"], axis=3)]
+    m = model(nodes, [("x", [1, 2, 4, 4])], [("v", F, [1, 3, 4, 2]), ("i", TensorProto.INT64, [1, 3, 4, 2])],
+              [("w", f32(3, 2, 1, 1)), ("b", f32(3)), ("k", np.array([2], np.int64))])
+    path = save(m, tmp_path)
+    records = tmp_path / "records.json"
+    records.write_text("{}")
+    out_json = tmp_path / "times.json"
+    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--records", str(records), "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "1 kernels" in run.stdout  # conv, bias and relu in one
+    assert "end-to-end latency:" in run.stdout
+    assert "host" in run.stdout and "kernel" in run.stdout
+    import json
+    data = json.loads(out_json.read_text())
+    assert data["kernels"] == 1 and data["latency_ms"] > 0 and any(r["kind"] == "host" for r in data["layers"])
+    bad = subprocess.run([SCHED_RUN, str(path), "--records", str(tmp_path / "none.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "no such file" in bad.stderr
+
+
+def test_imported_model_ir_parses_with_sched_opt(tmp_path):
+    """The graph level is text that sched-opt reads back: host calls with dynamic result
+    dimensions included; the graph passes run on it from the command line."""
+    from tests.model_files import make_models
+
+    g = import_onnx(make_models().ssd(32))
+    path = tmp_path / "ssd.mlir"
+    path.write_text(str(g.module))
+    sched_opt = str(Path(sys.executable).parent / "sched-opt")
+    run = subprocess.run([sched_opt, str(path), "-p", "tensorop-place,tensorop-fuse"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert 'callee = "NonMaxSuppression"' in run.stdout and "tensor<?x3xi64>" in run.stdout
+    assert 'tensorop.copy' in run.stdout and 'group = "' in run.stdout
+
+
+def test_sched_run_wrong_input_file(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2, 4])], [("y", F, [2, 4])])
+    path = save(m, tmp_path)
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((4, 2), np.float32))
+    run = subprocess.run([SCHED_RUN, str(path), "--input", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "input 'x' has shape (4, 2), expected (2, 4)" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_thread_knobs_per_stage(tmp_path):
+    """Every reduction stage has a `<stage>.threads` knob; a config picks it per stage and
+    the results stay right; unknown knobs and values are clear errors."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="act"),
+             helper.make_node("GlobalAveragePool", ["r"], ["y"], name="pool")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 1, 1])], [("w", f32(4, 3, 3, 3))])
+    path = save(m, tmp_path)
+    sess = sd.load_onnx(str(path), config={"conv.threads": 128, "pool.threads": 32})
+    blocks = {st: ln.block[0] for s in sess.steps if s.kind == "gpu"
+              for st, ln in zip(s.segment.stages, s.segment.plan.launches)}
+    assert blocks == {"conv+act": 128, "pool": 4}  # the pool has only 4 outputs
+    assert_matches_onnxruntime(sess, path)
+    with pytest.raises(sd.GraphError, match="unknown knob.*nosuch"):
+        sd.load_onnx(str(path), config={"nosuch": 1})
+    with pytest.raises(sd.GraphError, match="not one of its candidates"):
+        sd.load_onnx(str(path), config={"conv.threads": 100})
+
+
+def test_tune_knobs_picks_a_candidate_per_stage(tmp_path):
+    from sched_dsl.executor import FBLOCK_CANDIDATES, THREAD_CANDIDATES, tune_knobs
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             helper.make_node("Sigmoid", ["p"], ["y"], name="sig")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])], [("w", f32(6, 3, 3, 3))])
+    path = save(m, tmp_path)
+    config = tune_knobs(str(path), repeat=1)
+    assert {"conv.threads", "pool.threads"} <= set(config) <= {"conv.threads", "pool.threads", "conv.fblock"}
+    assert config["conv.threads"] in THREAD_CANDIDATES and config["pool.threads"] in THREAD_CANDIDATES
+    assert config.get("conv.fblock", 1) in FBLOCK_CANDIDATES
+    assert_matches_onnxruntime(sd.load_onnx(str(path), config=config), path)
+
+
+@pytest.mark.parametrize("fblock", [2, 4])
+def test_conv_channel_block(tmp_path, fblock):
+    """fblock outputs channels per thread, also when it does not divide the channels (6) and
+    for a depthwise conv; fused epilogue at the write-back of each of the registers."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="act"),
+             helper.make_node("Conv", ["r", "dw"], ["d"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              group=6, name="dwconv"),
+             helper.make_node("Add", ["d", "d2"], ["y"], name="res")]
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])],
+              [("w", f32(6, 3, 3, 3)), ("b", f32(6)), ("dw", f32(6, 1, 3, 3)), ("d2", f32(1, 6, 4, 4))])
+    path = save(m, tmp_path)
+    sess = sd.load_onnx(str(path), config={"conv.fblock": fblock, "dwconv.fblock": fblock})
+    assert sess.kernel_count == 2
+    assert f"float v_act_local[{fblock}];" in sess.sources[0]
+    assert_matches_onnxruntime(sess, path)
