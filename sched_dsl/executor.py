@@ -16,7 +16,7 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import ModuleOp, TensorType, f32, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -223,6 +223,12 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
     return steps, returned
 
 
+def _np_dtype(t) -> type:
+    """numpy's type for a tensor type's elements (device buffers hold f32 or i32)."""
+    e = t.element_type
+    return np.int32 if e == i32 else np.int64 if e == i64 else np.float32
+
+
 class Device:
     """Buffers, uploads, downloads and launches on one device (OpenCL or CUDA)."""
 
@@ -251,8 +257,8 @@ class Device:
         else:
             self.drv.memcpy_htod(buf, a)
 
-    def download(self, buf, shape) -> np.ndarray:
-        out = np.empty(shape, dtype=np.float32)
+    def download(self, buf, shape, dtype=np.float32) -> np.ndarray:
+        out = np.empty(shape, dtype=dtype)
         if self.target == "opencl":
             self.cl.enqueue_copy(self.queue, out, buf)
         else:
@@ -315,6 +321,7 @@ class GraphExecutor:
         self.input_types = {name_of(a): a.type for a in fn.body.block.args}
         values = [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]
         self.shapes = {name_of(v): tuple(v.type.get_shape()) for v in values}
+        self.dtypes = {name_of(v): _np_dtype(v.type) for v in values}
         if len(self.shapes) != len(values):
             raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
                              "end in _<digits>, which xDSL drops")
@@ -323,7 +330,7 @@ class GraphExecutor:
         self.buffers: dict[str, object] = {}
         self.host_weights = dict(weights)  # copies of weights to the host read these
         for a in fn.body.block.args:
-            if a.type.element_type == f32:
+            if a.type.element_type in (f32, i32):
                 self.buffers[name_of(a)] = self.device.alloc(4 * _size(a.type))
         for st in self.steps:
             if st.kind == "gpu":
@@ -335,7 +342,7 @@ class GraphExecutor:
         self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
         for name, w in weights.items():
             if name in self.buffers:
-                self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=np.float32))
+                self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=self.dtypes[name]))
         self.device.finish()
         self.last_profile: list[tuple[str, str, float]] = []
 
@@ -399,9 +406,9 @@ class GraphExecutor:
             if st.kind == "download" and st.src in self.host_weights:
                 host[st.dst] = self.host_weights[st.src]
             elif st.kind == "download":
-                host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src])
+                host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src], self.dtypes[st.src])
             elif st.kind == "upload":
-                a = np.ascontiguousarray(host[st.src], dtype=np.float32)
+                a = np.ascontiguousarray(host[st.src], dtype=self.dtypes[st.dst])
                 dev.upload(self.buffers[st.dst], a)
                 dev.finish()
             else:

@@ -81,6 +81,17 @@ def transpose(p: dict, x: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(np.transpose(x, perm))]
 
 
+def nms_rows(p: dict, *picks: np.ndarray) -> list[np.ndarray]:
+    """ONNX NonMaxSuppression's [batch, class, box] rows (batch 0) from tensorop.nms's padded
+    index list of each class."""
+    rows = [[0, c, int(i)] for c, kept in enumerate(picks) for i in kept if i >= 0]
+    return [np.array(rows, dtype=np.int64).reshape(-1, 3)]
+
+
+def to_int64(p: dict, x: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(x).astype(np.int64)]
+
+
 HostFn = Callable[..., list[np.ndarray]]
 
 # ONNX op type -> (numpy function of (attributes, *inputs) -> outputs)
@@ -89,6 +100,9 @@ HOST_CALLS: dict[str, HostFn] = {
     "TopK": topk,
     "NonMaxSuppression": nms,
     "Transpose": transpose,
+    # the importer's own steps around GPU operators
+    "NmsRows": nms_rows,
+    "ToInt64": to_int64,
 }
 
 

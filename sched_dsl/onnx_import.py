@@ -26,6 +26,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     TensorType,
     f32,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Block, Region, SSAValue
@@ -52,16 +53,23 @@ def element_type(dtype) -> Attribute:
         return f32
     if dtype == np.int64:
         return i64
-    raise Unsupported(f"tensors of {dtype} are not supported (float32 and int64 are)")
+    if dtype == np.int32:
+        return i32
+    raise Unsupported(f"tensors of {dtype} are not supported (float32, int32 and int64 are)")
 
 
 class Unsupported(Exception):
     """One node the importer cannot map; collected, then reported together."""
 
 
-# ---- host-only operators: ONNX op type -> result types from (node, input types, constants) ----
-# When one of these gets a GPU lowering, the importer maps it to that op instead (a handler in
-# GPU_OPS below) and its row here goes.
+class HostOnly(Exception):
+    """A node of a GPU-lowerable operator in a form its GPU lowering does not cover: it runs
+    on the host instead (a row of HOST_ONLY)."""
+
+
+# ---- host operators: ONNX op type -> result types from (node, input types, constants) ----
+# Transpose runs only here; CumSum, TopK and NonMaxSuppression have GPU handlers (GPU_OPS) and
+# come here for the forms those do not cover (HostOnly).
 
 
 def _cumsum_types(node, types, consts):
@@ -161,6 +169,12 @@ class Importer:
             return self.weight_args[name]
         raise Unsupported(f"input '{name}' is not produced by any supported node")
 
+    def fresh_const(self, base: str, a: np.ndarray) -> str:
+        """A new constant's name (it becomes a weight argument when used)."""
+        key = self.fresh(base)
+        self.consts[key] = a
+        return key
+
     def new_weight(self, base: str, a: np.ndarray) -> SSAValue:
         key = self.fresh(base)
         self.consts[key] = np.asarray(a, dtype=np.float32)
@@ -219,11 +233,25 @@ class Importer:
         if node.domain not in ("", "ai.onnx"):
             raise Unsupported(f"domain '{node.domain}' is not supported")
         if op in GPU_OPS:
-            GPU_OPS[op](self, node)
+            try:
+                GPU_OPS[op](self, node)
+                return
+            except HostOnly:
+                if op not in HOST_ONLY:
+                    raise
+            self.host_call(node)
         elif op in HOST_ONLY:
             self.host_call(node)
         else:
             raise Unsupported("operator not supported")
+
+    def internal_call(self, callee: str, args: list[SSAValue], result_type, base: str) -> SSAValue:
+        """A host step of the importer's own (HOST_CALLS[callee]), e.g. converting results to
+        the types ONNX gives them."""
+        op = T.HostCallOp(args, [result_type], self.fresh(base), callee, {})
+        self.block.add_op(op)
+        op.results[0].name_hint = op.stage_name
+        return op.results[0]
 
     def host_call(self, node) -> None:
         args, types, consts = [], [], []
@@ -498,7 +526,63 @@ def identity(imp: Importer, node) -> None:
         imp.values[node.output[0]] = imp.value(node.input[0])
 
 
+# ---- detection operators ---------------------------------------------------------------------
+
+
+def scalar_const(imp: Importer, node, k: int, what: str, default=None):
+    if len(node.input) <= k or not node.input[k]:
+        return default
+    c = imp.const(node.input[k])
+    if c is None:
+        raise HostOnly(f"{what} is not a constant")
+    return c.reshape(-1)[0].item()
+
+
+def cumsum(imp: Importer, node) -> None:
+    x = f32_input(imp, node.input[0])
+    axis = scalar_const(imp, node, 1, "axis")
+    imp.add(T.ScanOp(x, stage(imp, node, "cumsum"), int(axis), bool(attr(node, "exclusive", 0)),
+                     bool(attr(node, "reverse", 0))), node.output[0])
+
+
+def topk(imp: Importer, node) -> None:
+    x = f32_input(imp, node.input[0])
+    k, axis = int(scalar_const(imp, node, 1, "k")), attr(node, "axis", -1)
+    name = stage(imp, node, "topk")
+    idx = imp.add(T.TopkOp(x, name, k, axis, bool(attr(node, "largest", 1))))
+    imp.add(T.TakeAlongAxisOp(x, idx, imp.fresh(name + "_values"), axis), node.output[0])
+    if len(node.output) > 1 and node.output[1]:
+        imp.values[node.output[1]] = imp.internal_call("ToInt64", [idx], TensorType(i64, T.shape_of(idx)),
+                                                       name + "_indices")
+
+
+def nms(imp: Importer, node) -> None:
+    """One batch: per class, the scores' row (a gather of row c) goes through tensorop.nms;
+    a host step turns the padded index lists into ONNX's [batch, class, box] rows."""
+    boxes, scores = f32_input(imp, node.input[0]), f32_input(imp, node.input[1])
+    (b, n, _), (_, classes, _) = T.shape_of(boxes), T.shape_of(scores)
+    max_out = int(scalar_const(imp, node, 2, "max_output_boxes_per_class", 0))
+    iou = float(scalar_const(imp, node, 3, "iou_threshold", 0.0))
+    score = scalar_const(imp, node, 4, "score_threshold", None)
+    if b != 1 or attr(node, "center_point_box", 0) or max_out < 1:
+        raise HostOnly("batches, center-point boxes and max_output_boxes_per_class < 1 run on the host")
+    name = stage(imp, node, "nms")
+    flat_boxes = imp.add(T.ReshapeOp(boxes, imp.fresh(name + "_boxes"), (n, 4)))
+    rows = imp.add(T.ReshapeOp(scores, imp.fresh(name + "_scores"), (classes, n)))
+    picks = []
+    for c in range(classes):
+        row = rows
+        if classes > 1:
+            which = imp.value(imp.fresh_const(f"{name}_class{c}", np.full((1, n), c, np.int32)))
+            row = imp.add(T.TakeAlongAxisOp(rows, which, imp.fresh(f"{name}_row{c}"), 0))
+        row = imp.add(T.ReshapeOp(row, imp.fresh(f"{name}_s{c}"), (n,)))
+        picks.append(imp.add(T.NmsOp(flat_boxes, row, imp.fresh(f"{name}_c{c}"), max_out, iou,
+                                     -np.inf if score is None else float(score))))
+    imp.values[node.output[0]] = imp.internal_call("NmsRows", picks, TensorType(i64, [DYNAMIC_INDEX, 3]), name)
+
+
 GPU_OPS: dict[str, Callable[[Importer, object], None]] = {
+    "CumSum": cumsum, "TopK": topk, "NonMaxSuppression": nms,
     "Conv": conv, "Gemm": gemm, "MatMul": matmul, "Clip": clip, "BatchNormalization": batchnorm,
     "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool,
     "ReduceMean": reduce, "ReduceMax": reduce, "ReduceSum": reduce, "Flatten": flatten, "Reshape": reshape,

@@ -42,7 +42,8 @@ F = TensorProto.FLOAT
 
 def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
     """Standalone BatchNormalization, Gemm with transB, Reshape with 0 and -1, Concat,
-    Transpose, CumSum, TopK (host), AveragePool, Sigmoid, Sub/Div/Max with constants, Softmax."""
+    Transpose (host), CumSum and TopK (GPU), AveragePool, Sigmoid, Sub/Div/Max with constants,
+    Softmax."""
     nodes = [
         helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["bn"], epsilon=1e-3),
         helper.make_node("AveragePool", ["bn"], ["ap"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
@@ -51,13 +52,13 @@ def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
         helper.make_node("Reshape", ["sb", "shape"], ["r"]),               # (2, 0, -1) -> (2, 3, 16)
         helper.make_node("Concat", ["r", "r"], ["cat"], axis=2),          # (2, 3, 32)
         helper.make_node("Transpose", ["cat"], ["t"], perm=[0, 2, 1]),     # (2, 32, 3), host
-        helper.make_node("CumSum", ["t", "ax"], ["cs"], exclusive=1),      # host
+        helper.make_node("CumSum", ["t", "ax"], ["cs"], exclusive=1),
         helper.make_node("Div", ["cs", "four"], ["dv"]),
         helper.make_node("Max", ["dv", "zero"], ["mx"]),
         helper.make_node("Flatten", ["mx"], ["fl"], axis=1),                # (2, 96)
         helper.make_node("Gemm", ["fl", "w", "c"], ["gm"], transB=1, alpha=0.5),
         helper.make_node("Softmax", ["gm"], ["sm"], axis=-1),
-        helper.make_node("TopK", ["sm", "k"], ["tv", "ti"], axis=1),        # host
+        helper.make_node("TopK", ["sm", "k"], ["tv", "ti"], axis=1),
     ]
     inits = [("g", f32(3) + 2), ("b", f32(3)), ("m", f32(3)), ("v", np.abs(f32(3)) + 0.5),
              ("half", np.array(0.5, np.float32)), ("shape", np.array([2, 0, -1], np.int64)),
@@ -68,7 +69,8 @@ def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
               inits)
     path = save(m, tmp_path)
     sess = sd.load_onnx(str(path))
-    assert 'callee = "CumSum"' in sess.ir and 'callee = "TopK"' in sess.ir
+    assert 'callee = "Transpose"' in sess.ir and "tensorop.scan" in sess.ir and "tensorop.topk" in sess.ir
+    assert 'callee = "ToInt64"' in sess.ir  # ONNX's int64 indices from the GPU's int32 ones
     assert 'tensorop.copy' in sess.ir
     assert_matches_onnxruntime(sess, path)
 
@@ -156,12 +158,14 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
     run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--records", str(records), "--json", str(out_json)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "1 kernels" in run.stdout  # conv, bias and relu in one
+    # conv, bias and relu in one kernel; topk's ranks, its scatter and the values' gather; the
+    # int64 conversion of the indices runs on the host
+    assert "4 kernels" in run.stdout
     assert "end-to-end latency:" in run.stdout
     assert "host" in run.stdout and "kernel" in run.stdout
     import json
     data = json.loads(out_json.read_text())
-    assert data["kernels"] == 1 and data["latency_ms"] > 0 and any(r["kind"] == "host" for r in data["layers"])
+    assert data["kernels"] == 4 and data["latency_ms"] > 0 and any(r["kind"] == "host" for r in data["layers"])
     bad = subprocess.run([SCHED_RUN, str(path), "--records", str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "no such file" in bad.stderr
@@ -179,7 +183,7 @@ def test_imported_model_ir_parses_with_sched_opt(tmp_path):
     run = subprocess.run([sched_opt, str(path), "-p", "tensorop-place,tensorop-fuse"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
-    assert 'callee = "NonMaxSuppression"' in run.stdout and "tensor<?x3xi64>" in run.stdout
+    assert "tensorop.nms" in run.stdout and 'callee = "NmsRows"' in run.stdout and "tensor<?x3xi64>" in run.stdout
     assert 'tensorop.copy' in run.stdout and 'group = "' in run.stdout
 
 
@@ -241,5 +245,29 @@ def test_conv_channel_block(tmp_path, fblock):
     path = save(m, tmp_path)
     sess = sd.load_onnx(str(path), config={"conv.fblock": fblock, "dwconv.fblock": fblock})
     assert sess.kernel_count == 2
-    assert f"float v_act_local[{fblock}];" in sess.sources[0]
+    assert f"float v_act_local[{fblock}]" in sess.sources[0]
     assert_matches_onnxruntime(sess, path)
+
+
+@pytest.mark.parametrize("batches, center, on_gpu", [(1, 0, True), (2, 0, False), (1, 1, False)])
+def test_nms_on_the_gpu_per_class_or_on_the_host(tmp_path, batches, center, on_gpu):
+    """NonMaxSuppression of one batch runs as one tensorop.nms per class; batches and
+    center-point boxes fall back to the host. Boxes on a grid make equal IoUs and ties."""
+    n, classes = 12, 3
+    boxes = rng.integers(0, 6, (batches, n, 4)).astype(np.float32)
+    scores = (rng.integers(0, 5, (batches, classes, n)) / 4).astype(np.float32)
+    nodes = [helper.make_node("Identity", ["b"], ["bi"]), helper.make_node("Identity", ["s"], ["si"]),
+             helper.make_node("NonMaxSuppression", ["bi", "si", "mo", "iou", "st"], ["sel"], center_point_box=center)]
+    inits = [("mo", np.array([4], np.int64)), ("iou", np.array([0.3], np.float32)),
+             ("st", np.array([0.2], np.float32))]
+    m = model(nodes, [("b", [batches, n, 4]), ("s", [batches, classes, n])],
+              [("sel", TensorProto.INT64, ["k", 3])], inits)
+    path = save(m, tmp_path)
+    sess = sd.load_onnx(str(path))
+    assert (sess.ir.count("tensorop.nms ") == classes) == on_gpu
+    assert ('callee = "NonMaxSuppression"' in sess.ir) != on_gpu
+    import onnxruntime as ort
+    want = ort.InferenceSession(str(path)).run(None, {"b": boxes, "s": scores})[0]
+    got = sess.run(None, {"b": boxes, "s": scores})[0]
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
