@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
-    Float32Type,
     FloatAttr,
     IntegerAttr,
     StringAttr,

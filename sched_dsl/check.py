@@ -27,14 +27,14 @@ from io import StringIO
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, gpu
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
 from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl import reference
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.interp import Interpreter, InterpError
-from sched_dsl.tensor import Tensor
+from sched_dsl.tensor import Tensor, tensor_of_op
 
 RTOL, ATOL = 1e-4, 1e-5
 TEXT_STAGE = "emitted OpenCL text"
@@ -107,33 +107,6 @@ def _num_inputs(fn: func.FuncOp) -> int:
 # ---- the tensorop level ------------------------------------------------------------------------
 
 
-def _tensor_of(op: T.TensorOp, inputs: tuple[Tensor, ...]) -> Tensor:
-    kind = op.name.split(".", 1)[1]
-    attrs: dict = {}
-    if isinstance(op, T.Conv2dOp):
-        attrs = dict(stride=tuple(op.stride.get_values()), padding=tuple(op.padding.get_values()),
-                     dilation=tuple(op.dilation.get_values()), groups=op.groups.value.data)
-    elif isinstance(op, T.Pool2dOp):
-        attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
-                     padding=tuple(op.padding.get_values()))
-    elif isinstance(op, T.UnaryOp):
-        lo, hi = op.bounds() if op.fn.data in ("clip", "relu6") else (None, None)
-        attrs = dict(fn=op.fn.data, lo=lo, hi=hi)
-    elif isinstance(op, T.BinaryOp):
-        attrs = dict(fn=op.fn.data)
-    elif isinstance(op, T.BiasAddOp):
-        attrs = dict(axis=op.axis.value.data)
-    elif isinstance(op, T.ReduceOp):
-        attrs = dict(fn=op.fn.data, axes=tuple(op.axes.get_values()), keepdims=bool(op.keepdims.value.data))
-    elif isinstance(op, T.SoftmaxOp):
-        attrs = dict(axis=op.axis.value.data)
-    elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
-        attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
-        attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
-    dtype = "i32" if isinstance(op.result.type.element_type, IntegerType) else "f32"
-    return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
-
-
 def graph_of(fn: func.FuncOp) -> tuple[list[Tensor], dict[str, Tensor]]:
     """The tensor graph of a func of tensorop ops: its placeholders in argument order and its
     outputs by stage name."""
@@ -148,7 +121,7 @@ def graph_of(fn: func.FuncOp) -> tuple[list[Tensor], dict[str, Tensor]]:
     outputs: dict[str, Tensor] = {}
     for op in fn.body.block.ops:
         if isinstance(op, T.TensorOp):
-            values[op.result] = _tensor_of(op, tuple(values[v] for v in op.operands))
+            values[op.result] = tensor_of_op(op, tuple(values[v] for v in op.operands))
         elif isinstance(op, func.ReturnOp):
             for v in op.operands:
                 t = values[v]

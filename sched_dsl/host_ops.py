@@ -14,7 +14,7 @@ import numpy as np
 
 from sched_dsl import reference
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.tensor import Tensor
+from sched_dsl.tensor import tensor_of_op
 
 
 def cumsum(p: dict, x: np.ndarray, axis: np.ndarray) -> list[np.ndarray]:
@@ -106,32 +106,12 @@ HOST_CALLS: dict[str, HostFn] = {
 }
 
 
-def tensor_of(op: T.TensorOp) -> Tensor:
-    """The op as a sched_dsl Tensor node (kind and attributes), for sched_dsl.reference."""
-    kind = op.name.split(".")[1]
-    attrs: dict = {}
-    for key in ("stride", "padding", "dilation", "kernel", "axes"):
-        if key in op.properties:
-            attrs[key] = tuple(op.properties[key].get_values())
-    for key in ("groups", "axis", "keepdims"):
-        if key in op.properties:
-            attrs[key] = op.properties[key].value.data
-    for key in ("fn", "kind"):
-        if key in op.properties:
-            attrs[key] = op.properties[key].data
-    if isinstance(op, T.UnaryOp):
-        attrs["lo"], attrs["hi"] = op.bounds() if op.fn.data in ("clip", "relu6") else (None, None)
-    if "keepdims" in attrs:
-        attrs["keepdims"] = bool(attrs["keepdims"])
-    return Tensor(kind, T.shape_of(op.result), attrs=attrs)
-
-
 def run_host(op, args: list[np.ndarray]) -> list[np.ndarray]:
     """Runs a host_call or a host-placed tensorop op in numpy."""
     if isinstance(op, T.HostCallOp):
         params = {k: _py(v) for k, v in op.params.data.items()}
         return HOST_CALLS[op.callee.data](params, *args)
-    return [np.asarray(reference.apply(tensor_of(op), args), dtype=np.float32)]
+    return [np.asarray(reference.apply(tensor_of_op(op), args), dtype=np.float32)]
 
 
 def _py(attr):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, ModuleOp
 from xdsl.ir import Block, Region, SSAValue
 
 from sched_dsl.dialects import tensorop as T
@@ -292,6 +292,37 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     if t.kind == "concat":
         return T.ConcatOp(args, name, a["axis"])
     raise ValueError(f"unknown operator kind {t.kind}")
+
+
+def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
+    """The Tensor node a tensorop op stands for (the inverse of _build_op): its kind,
+    attributes, stage name and dtype, over the given input nodes."""
+    kind = op.name.split(".", 1)[1]
+    attrs: dict = {}
+    if isinstance(op, T.Conv2dOp):
+        attrs = dict(stride=tuple(op.stride.get_values()), padding=tuple(op.padding.get_values()),
+                     dilation=tuple(op.dilation.get_values()), groups=op.groups.value.data)
+    elif isinstance(op, T.Pool2dOp):
+        attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
+                     padding=tuple(op.padding.get_values()))
+    elif isinstance(op, T.UnaryOp):
+        lo, hi = op.bounds() if op.fn.data in ("clip", "relu6") else (None, None)
+        attrs = dict(fn=op.fn.data, lo=lo, hi=hi)
+    elif isinstance(op, T.BinaryOp):
+        attrs = dict(fn=op.fn.data)
+    elif isinstance(op, T.BiasAddOp):
+        attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, T.ReduceOp):
+        attrs = dict(fn=op.fn.data, axes=tuple(op.axes.get_values()), keepdims=bool(op.keepdims.value.data))
+    elif isinstance(op, T.SoftmaxOp):
+        attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, T.ConcatOp):
+        attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
+        attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
+        attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
+    dtype = "i32" if isinstance(op.result.type.element_type, IntegerType) else "f32"
+    return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 
 
 def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleOp, list[Tensor], dict[Tensor, str]]:

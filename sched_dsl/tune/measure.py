@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
-import time
 import traceback
 from dataclasses import dataclass
 

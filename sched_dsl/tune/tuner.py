@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sched_dsl.tensor import Tensor
 from sched_dsl.tune.measure import Measurer
-from sched_dsl.tune.records import Record, RecordsError, RecordsWriter, Workload, load, workload_of
+from sched_dsl.tune.records import Record, RecordsWriter, Workload, load, workload_of
 from sched_dsl.tune.search import ModelSearch, RandomSearch
 from sched_dsl.tune.space import Space
 
