@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import sched_dsl as sd  # noqa: E402
+from bench_kernels import torch_time  # noqa: E402
 
 
 def boxes_and_scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,18 +61,6 @@ def workloads(quick: bool):
         yield f"nms N={n} max_output=100", out, {"boxes": b, "scores": s}, tv_nms
 
 
-def torch_time(torch, fn, repeat: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeat):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / repeat
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("cuda", "opencl"), default="cuda")
@@ -103,7 +92,7 @@ def main() -> None:
         if torch is not None:
             tin = {k: torch.from_numpy(v).cuda() for k, v in values.items()}
             try:
-                base = torch_time(torch, lambda: torch_fn(tin), repeat, warmup)
+                base = torch_time(lambda: torch_fn(tin), repeat, warmup)
             except ImportError as e:  # torchvision missing: no NMS baseline
                 print(f"  ({name}: no baseline: {e})")
         ratio = f"{ours / base:10.2f}" if base else f"{'-':>10}"

@@ -3,29 +3,19 @@
     python benchmarks/lowering_time.py [repeats]
 """
 
+import os
 import statistics
 import sys
 import time
 
 import sched_dsl as sd
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from gpu_cases import shared_tiled  # noqa: E402  (the README's schedule)
+
 
 def readme_matmul():
-    A = sd.placeholder("A", (256, 128), "f32")
-    B = sd.placeholder("B", (128, 192), "f32")
-    C = sd.matmul(A, B)
-    s = sd.Schedule(C)
-    i, j, k = s.loops("i", "j", "k")
-    io, ii = s.split(i, 16)
-    jo, ji = s.split(j, 16)
-    ko, ki = s.split(k, 8)
-    s.reorder(io, jo, ko, ii, ji, ki)
-    s.bind(io, "block.y"); s.bind(jo, "block.x")
-    s.bind(ii, "thread.y"); s.bind(ji, "thread.x")
-    s.cache_read(A, "shared", at=ko)
-    s.cache_read(B, "shared", at=ko)
-    s.unroll(ki)
-    return C, s
+    return shared_tiled(sd.matmul(sd.placeholder("A", (256, 128)), sd.placeholder("B", (128, 192))))
 
 
 def main(repeats: int) -> None:

@@ -35,10 +35,9 @@ def matmul_default():
     return _matmul(), None
 
 
-def matmul_shared_nondividing():
-    """Shared-memory tiles of A and B with 16x16 thread blocks over 37x45 (not multiples of 16)
-    and a reduction split by 8 over 29."""
-    c = _matmul()
+def shared_tiled(c):
+    """The README's matmul schedule for matmul `c`: 16x16 thread blocks, 16x8 and 8x16 tiles
+    of A and B in shared memory, the k loop split by 8 and unrolled inside."""
     a, b = c.inputs
     s = sd.Schedule(c)
     i, j, k = s.loops("i", "j", "k")
@@ -54,6 +53,26 @@ def matmul_shared_nondividing():
     s.cache_read(b, "shared", at=ko)
     s.unroll(ki)
     return c, s
+
+
+def matmul_shared_nondividing():
+    """Shared-memory tiles of A and B with 16x16 thread blocks over 37x45 (not multiples of 16)
+    and a reduction split by 8 over 29."""
+    return shared_tiled(_matmul())
+
+
+def cuda_unavailable() -> str | None:
+    """Why the CUDA target cannot run here, or None when it can."""
+    try:
+        import pycuda.driver  # noqa: F401 - only whether it imports
+    except ImportError as e:
+        return f"pycuda is not installed ({e})"
+    from sched_dsl.runtime.cuda import DeviceError, default_device
+    try:
+        default_device()
+    except DeviceError as e:
+        return f"no CUDA device: {e}"
+    return None
 
 
 def matmul_register_blocked():

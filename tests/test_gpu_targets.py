@@ -9,7 +9,7 @@ import os
 from functools import lru_cache
 
 import pytest
-from gpu_cases import CASES, check
+from gpu_cases import CASES, check, cuda_unavailable, shared_tiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,16 +20,7 @@ TARGETS = ("cuda", "opencl-nvidia")
 def unavailable(target: str) -> str | None:
     """Why `target` cannot run here, or None when it can (and is then selected)."""
     if target == "cuda":
-        try:
-            import pycuda.driver  # noqa: F401
-        except ImportError as e:
-            return f"pycuda is not installed ({e})"
-        from sched_dsl.runtime.cuda import DeviceError, default_device
-        try:
-            default_device()
-        except DeviceError as e:
-            return f"no CUDA device: {e}"
-        return None
+        return cuda_unavailable()
     import pyopencl as cl
 
     from sched_dsl.runtime import opencl
@@ -69,21 +60,7 @@ def test_case_matches_reference(target, case):
 def test_quickstart_schedule_at_larger_size(target):
     """A 16x16-thread shared-memory matmul over sizes that are not multiples of the tiles."""
     import sched_dsl as sd
-    a, b = sd.placeholder("A", (333, 257)), sd.placeholder("B", (257, 190))
-    c = sd.matmul(a, b)
-    s = sd.Schedule(c)
-    i, j, k = s.loops("i", "j", "k")
-    io, ii = s.split(i, 16)
-    jo, ji = s.split(j, 16)
-    ko, ki = s.split(k, 8)
-    s.reorder(io, jo, ko, ii, ji, ki)
-    s.bind(io, "block.y")
-    s.bind(jo, "block.x")
-    s.bind(ii, "thread.y")
-    s.bind(ji, "thread.x")
-    s.cache_read(a, "shared", at=ko)
-    s.cache_read(b, "shared", at=ko)
-    s.unroll(ki)
+    c, s = shared_tiled(sd.matmul(sd.placeholder("A", (333, 257)), sd.placeholder("B", (257, 190))))
     check(c, s, sd_target(target), rtol=1e-4, atol=1e-4)
 
 

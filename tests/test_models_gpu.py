@@ -7,20 +7,8 @@ import onnx
 import pytest
 
 import sched_dsl as sd
+from tests.gpu_cases import cuda_unavailable
 from tests.model_files import assert_matches_onnxruntime, make_models
-
-
-def cuda_unavailable() -> str | None:
-    try:
-        import pycuda.driver  # noqa: F401 - only whether it imports
-    except ImportError as e:
-        return f"pycuda is not installed ({e})"
-    from sched_dsl.runtime.cuda import DeviceError, default_device
-    try:
-        default_device()
-    except DeviceError as e:
-        return f"no CUDA device: {e}"
-    return None
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 224), ("mobilenetv2", 224), ("ssd", 128)])

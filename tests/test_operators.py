@@ -6,6 +6,7 @@ import warnings
 import pytest
 
 import sched_dsl as sd
+from gpu_cases import shared_tiled
 from sched_dsl.testing import assert_equivalent
 
 
@@ -51,22 +52,7 @@ def test_default_schedule_matches_reference(name):
 
 
 def test_quickstart_matmul_schedule():
-    A, B = P("A", 256, 128), P("B", 128, 192)
-    C = sd.matmul(A, B)
-    s = sd.Schedule(C)
-    i, j, k = s.loops("i", "j", "k")
-    io, ii = s.split(i, 16)
-    jo, ji = s.split(j, 16)
-    ko, ki = s.split(k, 8)
-    s.reorder(io, jo, ko, ii, ji, ki)
-    s.bind(io, "block.y")
-    s.bind(jo, "block.x")
-    s.bind(ii, "thread.y")
-    s.bind(ji, "thread.x")
-    s.cache_read(A, "shared", at=ko)
-    s.cache_read(B, "shared", at=ko)
-    s.unroll(ki)
-    assert_equivalent(C, s)
+    assert_equivalent(*shared_tiled(sd.matmul(P("A", 256, 128), P("B", 128, 192))))
 
 
 def test_conv2d_with_shared_caches():
