@@ -7,7 +7,7 @@ import pytest
 import sched_dsl as sd
 from sched_dsl.executor import plan_steps, prepare
 from sched_dsl.onnx_import import import_onnx
-from tests.model_files import SIZE, assert_matches_onnxruntime, make_models
+from model_files import SIZE, assert_matches_onnxruntime, make_models
 
 MODELS = ["resnet18", "mobilenetv2", "ssd"]
 

@@ -7,8 +7,8 @@ import onnx
 import pytest
 
 import sched_dsl as sd
-from tests.gpu_cases import cuda_unavailable
-from tests.model_files import assert_matches_onnxruntime, make_models
+from gpu_cases import cuda_unavailable
+from model_files import assert_matches_onnxruntime, make_models
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 224), ("mobilenetv2", 224), ("ssd", 128)])

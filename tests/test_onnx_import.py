@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sched_dsl as sd
 from sched_dsl.onnx_import import OnnxImportError, import_onnx
-from tests.model_files import assert_matches_onnxruntime
+from model_files import assert_matches_onnxruntime
 
 SCHED_RUN = str(Path(sys.executable).parent / "sched-run")
 rng = np.random.default_rng(0)
@@ -174,7 +174,7 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
 def test_imported_model_ir_parses_with_sched_opt(tmp_path):
     """The graph level is text that sched-opt reads back: host calls with dynamic result
     dimensions included; the graph passes run on it from the command line."""
-    from tests.model_files import make_models
+    from model_files import make_models
 
     g = import_onnx(make_models().ssd(32))
     path = tmp_path / "ssd.mlir"
