@@ -148,9 +148,9 @@ def read_stage(loop: scf.ForOp) -> Stage:
         if lb != 0 or not isinstance(ub, int) or ub < 1 or const_value(current.step) != 1:
             raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant of at least 1")
         axis = current.attributes.get("sched.axis")
-        if not isinstance(axis, StringAttr) or current.iter_args:
-            raise fail(current, f"stage '{name}': every loop of the nest needs a sched.axis name and no "
-                       "loop-carried values")
+        if not isinstance(axis, StringAttr) or not SSAValue.is_valid_name(axis.data) or current.iter_args:
+            raise fail(current, f"stage '{name}': every loop of the nest needs a sched.axis name (letters, "
+                       "digits, _ . $ -) and no loop-carried values")
         roots.append(Axis(axis.data, ub, "sched.reduce" in current.attributes))
         ivs.append(current.body.block.args[0])
         ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]

@@ -86,10 +86,17 @@ class Outliner:
         for lp in loops:
             bid = em.val(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum(bind_of(lp)[-1]))))
             axis = lp.attributes.get("sched.axis")
-            bid.name_hint = axis.data if isinstance(axis, StringAttr) else None
+            bid.name_hint = axis.data if isinstance(axis, StringAttr) and SSAValue.is_valid_name(axis.data) else None
             mapping[lp.body.block.args[0]] = bid
         for c in _outside_constants(inside):
             mapping[c] = em.op(c.owner.clone()).results[0]
+        for op in inside:  # anything else from outside the nest cannot reach the kernel
+            for v in op.operands:
+                if v not in mapping and not _defined_in(v, inside):
+                    loc = where(op)
+                    raise DiagnosticException(
+                        f"{loc}{'error: ' if loc else ''}loops-to-gpu: {op.name} in stage '{self.stage}' uses a "
+                        "value computed outside the stage's loops (only buffers and constants can be)")
         for op in body_ops:
             em.op(op.clone(mapping))
         tids = {}

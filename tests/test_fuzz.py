@@ -181,6 +181,12 @@ FOUND = {
     "bound_loop_to_a_variable": (LOOP_IR.replace("scf.for %d0 = %0 to %1", "scf.for %d0 = %0 to %2").replace(
         "%2 = arith.constant 1 : index", "%2 = arith.addi %1, %0 : index"), "loops-to-gpu",
         "a bound loop must run from 0 by 1 to a constant"),
+    "axis_name_not_a_name": (LOOP_IR.replace('sched.axis = "d0"', 'sched.axis = "/*"'), "apply-schedule",
+                             "every loop of the nest needs a sched.axis name"),
+    "kernel_uses_a_host_value": (LOOP_IR.replace("memref.store %3, %B[%d0]", "memref.store %3, %B[%1]")
+                                 .replace("%1 = arith.constant 4 : index", "%1 = arith.addi %2, %2 : index")
+                                 .replace("to %1 step", "to %2 step"), "loops-to-gpu",
+                                 ":8:7: error: loops-to-gpu: memref.store in stage 'copy' uses a value computed outside"),
 }
 
 
