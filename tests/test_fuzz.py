@@ -19,7 +19,7 @@ from sched_dsl.lowering.host_plan import c_name
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 SCHED_OPT = str(Path(sys.executable).parent / "sched-opt")
-FAST = settings(max_examples=120, deadline=None, database=None, phases=[Phase.generate], derandomize=True,
+FAST = settings(max_examples=300, deadline=None, database=None, phases=[Phase.generate], derandomize=True,
                 suppress_health_check=list(HealthCheck))
 
 
