@@ -82,9 +82,15 @@ class ScheduleOp(IRDLOperation):
     def verify_(self) -> None:
         consumed: dict[SSAValue, Operation] = {}
         bound: dict[SSAValue, str] = {}
+        defined: set[SSAValue] = set()
         for op in self.body.ops:
             if not isinstance(op, SchedOp):
                 raise ScheduleVerifyException(op, f"sched.schedule may hold only sched ops, found {op.name}")
+            for k, v in enumerate(op.operands):
+                if v not in defined:  # a handle of this op or a later one: it would have no origin
+                    name = f"%{v.name_hint}" if v.name_hint else f"operand {k}"
+                    raise ScheduleVerifyException(op, f"{op.name}: {name} is used before it is defined")
+            defined.update(op.results)
             handles = [v for v in op.operands if isinstance(v.type, LoopType)]
             for h in handles:
                 if h in consumed:

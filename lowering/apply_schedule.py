@@ -161,19 +161,30 @@ class Stage:
 
 def read_stage(loop: scf.ForOp) -> Stage:
     """The model of a perfect nest written by tensorop-to-loops."""
-    name = loop.attributes["sched.stage"].data
+    name = loop.attributes["sched.stage"]
+    if not isinstance(name, StringAttr):
+        raise fail(loop, f"sched.stage must be a string, not {name}")
+    name = name.data
     roots, ivs = [], []
     current = loop
     while True:
         lb, ub = const_value(current.lb), const_value(current.ub)
-        if lb != 0 or ub is None or const_value(current.step) != 1:
-            raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant")
-        roots.append(Axis(current.attributes["sched.axis"].data, ub, "sched.reduce" in current.attributes,
+        if lb != 0 or not isinstance(ub, int) or ub < 1 or const_value(current.step) != 1:
+            raise fail(current, f"stage '{name}': loops must run from 0 by 1 to a constant of at least 1")
+        axis = current.attributes.get("sched.axis")
+        if not isinstance(axis, StringAttr) or not SSAValue.is_valid_name(axis.data) or current.iter_args:
+            raise fail(current, f"stage '{name}': every loop of the nest needs a sched.axis name (letters, "
+                       "digits, _ . $ -) and no loop-carried values")
+        roots.append(Axis(axis.data, ub, "sched.reduce" in current.attributes,
                           sequential="sched.sequential" in current.attributes))
         ivs.append(current.body.block.args[0])
         ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]
         inner = [op for op in ops if isinstance(op, scf.ForOp)]
         if not inner:
+            stores = sum(isinstance(op, memref.StoreOp) for op in ops)
+            if stores != 1:
+                raise fail(current, f"stage '{name}': the innermost body must store the stage's output once, "
+                           f"not {stores} times")
             return Stage(name, loop, roots, ivs, ops)
         if len(inner) != 1 or any(not isinstance(op, (scf.ForOp, arith.ConstantOp)) for op in ops):
             raise fail(current, f"stage '{name}': the nest is not perfect")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from xdsl.dialects import func, gpu, memref
-from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp
+from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
 from sched_dsl.lowering.emit import const_value
@@ -86,7 +86,11 @@ def host_plan(module: ModuleOp) -> HostPlan:
     if len(fns) != 1:
         raise ValueError(f"expected one host function, found {len(fns)}")
     fn = fns[0]
-    n_in = fn.attributes["sched.num_inputs"].value.data
+    n_in = fn.attributes.get("sched.num_inputs")
+    if not isinstance(n_in, IntegerAttr):
+        raise ValueError(f"func '{fn.sym_name.data}' has no sched.num_inputs: lower it with "
+                         "tensorop-to-loops first")
+    n_in = n_in.value.data
     names: dict[SSAValue, str] = {}
     buffers = []
     for k, a in enumerate(fn.body.block.args):

@@ -88,10 +88,18 @@ class Outliner:
         em = Emitter(kblock)
         for lp in loops:
             bid = em.val(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum(bind_of(lp)[-1]))))
-            bid.name_hint = lp.attributes["sched.axis"].data
+            axis = lp.attributes.get("sched.axis")
+            bid.name_hint = axis.data if isinstance(axis, StringAttr) and SSAValue.is_valid_name(axis.data) else None
             mapping[lp.body.block.args[0]] = bid
         for c in _outside_constants(inside):
             mapping[c] = em.op(c.owner.clone()).results[0]
+        for op in inside:  # anything else from outside the nest cannot reach the kernel
+            for v in op.operands:
+                if v not in mapping and not _defined_in(v, inside):
+                    loc = where(op)
+                    raise DiagnosticException(
+                        f"{loc}{'error: ' if loc else ''}loops-to-gpu: {op.name} in stage '{self.stage}' uses a "
+                        "value computed outside the stage's loops (only buffers and constants can be)")
         for op in body_ops:
             em.op(op.clone(mapping))
         tids = {}
@@ -186,6 +194,25 @@ def _no_unroll_hints_around_barriers(kblock: Block) -> None:
                 op.attributes.pop(hint, None)
 
 
+def _check_loop(lp: Operation) -> None:
+    """The sched.* attributes this pass reads, on loops written or edited by hand."""
+    if not isinstance(lp, scf.ForOp):
+        return
+    loc = where(lp)
+
+    def error(msg: str) -> DiagnosticException:
+        return DiagnosticException(f"{loc}{'error: ' if loc else ''}loops-to-gpu: {msg}")
+
+    for key in ("sched.stage", "sched.axis", "sched.bind"):
+        if key in lp.attributes and not isinstance(lp.attributes[key], StringAttr):
+            raise error(f"{key} must be a string, not {lp.attributes[key]}")
+    if "sched.bind" in lp.attributes:
+        if bind_of(lp) not in BIND_TAGS:
+            raise error(f"loop bound to {lp.attributes['sched.bind']}, not one of {', '.join(BIND_TAGS)}")
+        if const_value(lp.lb) != 0 or const_value(lp.step) != 1 or not isinstance(const_value(lp.ub), int):
+            raise error("a bound loop must run from 0 by 1 to a constant")
+
+
 def is_thread_loop(op: Operation) -> bool:
     return (bind_of(op) or "").startswith("thread")
 
@@ -220,11 +247,7 @@ class LoopsToGpuPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for lp in op.walk():
-            tag = bind_of(lp)
-            if "sched.bind" in lp.attributes and tag not in BIND_TAGS:
-                loc = where(lp)
-                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}loops-to-gpu: loop bound to "
-                                          f"{lp.attributes['sched.bind']}, not one of {', '.join(BIND_TAGS)}")
+            _check_loop(lp)
         kernels, taken = [], set()
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and "sched.stage" in o.attributes]

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import re
+
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
 from xdsl.ir import Operation
 from xdsl.parser import Parser
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.utils.exceptions import VerifyException
+
+
+# xDSL's string-literal pattern nests `+` in `*`, so an unterminated string takes time
+# exponential in its length to reject (a fuzzed 60-character input ran for minutes). The same
+# language, one character per step, is rejected in linear time.
+MLIRLexer._unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*"')
 
 
 class LocatingParser(Parser):

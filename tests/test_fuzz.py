@@ -19,7 +19,7 @@ from sched_dsl.lowering.host_plan import c_name
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 SCHED_OPT = str(Path(sys.executable).parent / "sched-opt")
-FAST = settings(max_examples=120, deadline=None, database=None, phases=[Phase.generate],
+FAST = settings(max_examples=300, deadline=None, database=None, phases=[Phase.generate], derandomize=True,
                 suppress_health_check=list(HealthCheck))
 
 
@@ -170,7 +170,30 @@ FOUND = {
     "terminator_of_another_op": (LOOP_IR.replace("      memref.store %3, %B[%d0] : memref<4xf32>\n",
                                                  "      memref.store %3, %B[%d0] : memref<4xf32>\n      func.return\n"),
                                  "loops-to-gpu", "terminates with operation func.return instead of scf.yield"),
+    "self_referring_split": (MM.replace('sched.bind %i "thread.x"', "%a, %b = sched.split %a by 2"), DEFAULT_PIPELINE,
+                             ":8:5: error: sched.split: %a is used before it is defined"),
+    "loop_of_no_iterations": (LOOP_IR.replace("%1 = arith.constant 4", "%1 = arith.constant 0"), "apply-schedule",
+        "loops must run from 0 by 1 to a constant of at least 1"),
+    "body_without_store": (LOOP_IR.replace("      memref.store %3, %B[%d0] : memref<4xf32>\n", ""),
+                           "apply-schedule", "the innermost body must store the stage's output once, not 0 times"),
+    "stage_attribute_not_a_string": (LOOP_IR.replace('sched.stage = "copy"', "sched.stage = 3"), "loops-to-gpu",
+                                     "sched.stage must be a string"),
+    "bound_loop_to_a_variable": (LOOP_IR.replace("scf.for %d0 = %0 to %1", "scf.for %d0 = %0 to %2").replace(
+        "%2 = arith.constant 1 : index", "%2 = arith.addi %1, %0 : index"), "loops-to-gpu",
+        "a bound loop must run from 0 by 1 to a constant"),
+    "axis_name_not_a_name": (LOOP_IR.replace('sched.axis = "d0"', 'sched.axis = "/*"'), "apply-schedule",
+                             "every loop of the nest needs a sched.axis name"),
+    "kernel_uses_a_host_value": (LOOP_IR.replace("memref.store %3, %B[%d0]", "memref.store %3, %B[%1]")
+                                 .replace("%1 = arith.constant 4 : index", "%1 = arith.addi %2, %2 : index")
+                                 .replace("to %1 step", "to %2 step"), "loops-to-gpu",
+                                 ":8:7: error: loops-to-gpu: memref.store in stage 'copy' uses a value computed outside"),
 }
+
+
+def test_unterminated_string_is_rejected_in_linear_time():
+    # xDSL's own string pattern backtracks exponentially on this (minutes for 60 characters)
+    o = fuzz.run_case('"' + "a b " * 5000, ["-p", DEFAULT_PIPELINE], timeout=10)
+    assert o.kind == "diagnostic" and "closing string literal" in o.output
 
 
 @pytest.mark.parametrize("case", sorted(FOUND))
