@@ -181,7 +181,8 @@ def read_stage(loop: scf.ForOp) -> Stage:
         ops = [op for op in current.body.block.ops if not isinstance(op, scf.YieldOp)]
         inner = [op for op in ops if isinstance(op, scf.ForOp)]
         if not inner:
-            stores = sum(isinstance(op, memref.StoreOp) for op in ops)
+            # a scatter may store under a condition, inside an scf.if
+            stores = sum(isinstance(o, memref.StoreOp) for op in ops for o in op.walk())
             if stores != 1:
                 raise fail(current, f"stage '{name}': the innermost body must store the stage's output once, "
                            f"not {stores} times")
