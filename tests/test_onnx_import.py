@@ -150,21 +150,27 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
     m = model(nodes, [("x", [1, 2, 4, 4])], [("v", F, [1, 3, 4, 2]), ("i", TensorProto.INT64, [1, 3, 4, 2])],
               [("w", f32(3, 2, 1, 1)), ("b", f32(3)), ("k", np.array([2], np.int64))])
     path = save(m, tmp_path)
-    records = tmp_path / "records.json"
-    records.write_text("{}")
+    records = tmp_path / "records.jsonl"
     out_json = tmp_path / "times.json"
-    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--records", str(records), "--json", str(out_json)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--tune", "--trials", "2", "--records", str(records),
+                          "--json", str(out_json)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
+    assert "tuned 1 anchor shapes into" in run.stdout
     assert "1 kernels" in run.stdout  # conv, bias and relu in one
     assert "end-to-end latency:" in run.stdout
     assert "host" in run.stdout and "kernel" in run.stdout
     import json
     data = json.loads(out_json.read_text())
     assert data["kernels"] == 1 and data["latency_ms"] > 0 and any(r["kind"] == "host" for r in data["layers"])
+    assert len(data["tuned"]) == 1 and data["config"]
+    # the records alone give the same config
+    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "1", "--records", str(records), "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out_json.read_text())["config"] == data["config"]
     bad = subprocess.run([SCHED_RUN, str(path), "--records", str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and "no such file" in bad.stderr
+    assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_imported_model_ir_parses_with_sched_opt(tmp_path):
