@@ -145,14 +145,31 @@ def test_tune_model_then_reuse_records(tmp_path):
     records = tmp_path / "tiny.jsonl"
     seen = []
     results = tune_model(str(path), str(records), trials=2, batch=2, progress=lambda i, n, wl: seen.append((i, n)))
-    # conv1 and conv2 share a workload: 4 distinct (3x3, strided 3x3, depthwise, gemm)
+    # conv1 and conv2 share a workload: 4 distinct (3x3, strided 3x3, depthwise, gemm), most arithmetic first
     assert len(results) == 4 and seen == [(i, 4) for i in range(4)]
+    assert ["groups=1" in r.workload and "8x8x8" in r.workload.split("X=")[1] for r in results[:2]] == [True, True]
     for r in results:
         assert r.best_config is not None, r.errors
         assert not set(r.errors) & {"wrong_answer", "compile_error", "runtime_error"}, r.records
+    # every workload's default config (the knobs' first candidates) is measured, so tuned is never slower
+    from sched_dsl.executor import anchor_workload, anchors, prepare
+    from sched_dsl.onnx_import import import_onnx
+    from sched_dsl.tune.measure import device_name
+    from sched_dsl.tune.records import load, workload_of
+    recorded = {(r.workload, tuple(sorted(r.config.items()))) for r in load(str(records)) if r.ok}
+    for op in anchors(prepare(import_onnx(str(path)).module)):
+        y, s = anchor_workload(op)
+        default = tuple(sorted((k.name, k.candidates[0]) for k in s.knobs.values()))
+        assert (workload_of([y], "opencl", device_name("opencl")).key, default) in recorded, op.stage_name
+    # a budget stops after the first (largest) workload; its records are there already: nothing is measured
+    again = tune_model(str(path), str(records), trials=2, budget_s=0)
+    assert [r.workload for r in again] == [results[0].workload]
+    assert again[0].resumed >= 2 and again[0].trials == results[0].trials
     sess = sd.load_onnx(str(path), records=str(records))
     assert sorted(sess.tuned) == ["conv1", "conv2", "conv3", "dw4", "fc"]
-    by_stage = {"conv1": results[0], "conv2": results[0], "conv3": results[1], "dw4": results[2], "fc": results[3]}
+    by_op = {("stride=2x2" in r.workload, "groups=8" in r.workload, "matmul" in r.workload): r for r in results}
+    by_stage = {"conv1": by_op[False, False, False], "conv2": by_op[False, False, False],
+                "conv3": by_op[True, False, False], "dw4": by_op[False, True, False], "fc": by_op[False, False, True]}
     for stage, r in by_stage.items():
         assert {k: sess.config[f"{stage}.{k}"] for k in r.best_config} == r.best_config
     assert_matches_onnxruntime(sess, path)
