@@ -18,7 +18,7 @@ the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmeti
 cut-off run resumes from it); tuned rows (fused and unfused) then run the best recorded configs.
 `--records FILE` alone adds tuned rows from an existing records file.
 
-    python benchmarks/bench_models.py --tune --trials 8 --json models.json   # about 5 minutes on an H200
+    python benchmarks/bench_models.py --tune --trials 8 --models resnet18 --json resnet18.json   # tuning: about 2-3 minutes
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true",
                     help="tune every distinct conv/matmul shape first, then add tuned rows")
     ap.add_argument("--trials", type=int, default=8, help="configs measured per distinct shape with --tune")
-    ap.add_argument("--tune-budget-s", type=float, default=150,
+    ap.add_argument("--tune-budget-s", type=float, default=120,
                     help="with --tune, start no new shape after this many seconds per model")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
