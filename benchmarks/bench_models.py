@@ -18,7 +18,7 @@ the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmeti
 cut-off run resumes from it); tuned rows (fused and unfused) then run the best recorded configs.
 `--records FILE` alone adds tuned rows from an existing records file.
 
-    python benchmarks/bench_models.py --tune --trials 8 --models resnet18 --json resnet18.json   # tuning: about 2-3 minutes
+    python benchmarks/bench_models.py --tune --trials 8 --models resnet18 --json resnet18.json
 """
 
 from __future__ import annotations
