@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.schedule import Knob, Loop, Schedule
+from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor
 
 SMS = 132  # streaming multiprocessors to fill (an H200); the rules want at least this many blocks
