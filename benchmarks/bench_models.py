@@ -192,13 +192,15 @@ def main() -> None:
             if err > 1e-3:
                 raise SystemExit(f"{name} (fuse={fuse}): differs from onnxruntime (relative error {err:.2e})")
             ours = sess.latency({"input": x}, repeat=args.repeat, warmup=args.warmup)
-            kernel_ms = sum(ms for _, kind, ms in sess.profile({"input": x}) if kind == "kernel")
+            layers = sess.profile({"input": x})
+            kernel_ms = sum(ms for _, kind, ms in layers if kind == "kernel")
             rows.append({"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
                          "fusion": fuse, "tuned": records is not None, "tuned_anchors": len(sess.tuned),
                          "tune_s": tune_s if records else None, "config": sess.config, "kernels": sess.kernel_count,
                          "ours_ms": ours, "ours_kernel_sum_ms": kernel_ms, "torch_ms": torch_ms,
                          "torch_fwd_ms": torch_fwd, "ratio": None if torch_ms is None else ours / torch_ms,
-                         "max_rel_err": err, "setup_s": setup})
+                         "max_rel_err": err, "setup_s": setup,
+                         "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]})
             del sess
 
     print(f"{'model':<12} {'fusion':<6} {'tuned':<5} {'kernels':>7} {'ours ms':>9} {'torch ms':>9} "
