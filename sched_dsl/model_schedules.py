@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor
@@ -268,6 +267,3 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     template(s, y, x, w, "")
     return y, s
 
-
-def knob_names(ops) -> list[str]:
-    return [o.knob_name.data for o in ops if isinstance(o, S.KnobOp)]
