@@ -11,9 +11,14 @@ ONNX graph and weights (batch norm folded into the convs the same way), fp32 wit
 includes the input copy to the GPU and the output copy back, like ours ("torch_ms"), and is
 also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
 against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
-Untuned runs use the default model schedules (64 threads per block); `--tune` adds tuned
-runs, each stage's knobs (threads per block, conv channel block) picked by timing (`tune_knobs`);
-`--records` passes a tuner's records through where this build has one.
+Untuned runs use the schedules sched_dsl/model_schedules.py chooses for each conv and matmul,
+with its default knobs. `--tune` first tunes every distinct conv/matmul shape of the models with
+the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmetic first, at most
+`--tune-budget-s` seconds per model) into `--records` (default bench_models.records.jsonl; a
+cut-off run resumes from it); tuned rows (fused and unfused) then run the best recorded configs.
+`--records FILE` alone adds tuned rows from an existing records file.
+
+    python benchmarks/bench_models.py --tune --trials 8 --models resnet18 --json resnet18.json
 """
 
 from __future__ import annotations
@@ -115,9 +120,12 @@ def main() -> None:
     ap.add_argument("--models", default="resnet18,mobilenetv2")
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--records", help="tuning records, passed through where this build has a tuner")
+    ap.add_argument("--records", help="tuning records file for the tuned rows (--tune appends to it)")
     ap.add_argument("--tune", action="store_true",
-                    help="also run tuned: each stage's knobs picked by timing (tune_knobs)")
+                    help="tune every distinct conv/matmul shape first, then add tuned rows")
+    ap.add_argument("--trials", type=int, default=8, help="configs measured per distinct shape with --tune")
+    ap.add_argument("--tune-budget-s", type=float, default=120,
+                    help="with --tune, start no new shape after this many seconds per model")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
                     help="where PyTorch runs (cpu only to try the script without a GPU)")
@@ -125,10 +133,8 @@ def main() -> None:
 
     import onnxruntime as ort
     mm = make_models()
-    config = {}
-    if args.records:
-        from sched_dsl.run_cli import records_config
-        config = records_config(args.records)
+    if args.tune and not args.records:
+        args.records = "bench_models.records.jsonl"
     torch_dev = None
     try:
         import torch
@@ -165,25 +171,36 @@ def main() -> None:
                 torch_ms = wall_ms(lambda: net(torch.from_numpy(x).to(torch_dev))[0].cpu().numpy(),
                                    args.repeat, args.warmup, sync)
                 torch_fwd = wall_ms(lambda: net(xt), args.repeat, args.warmup, sync)
-        variants = [(fuse, config) for fuse in (True, False)]
+        variants = [(fuse, None) for fuse in (True, False)]
+        tune_s = None
         if args.tune:
-            from sched_dsl.executor import tune_knobs
-            variants += [(fuse, tune_knobs(path, args.target, fuse)) for fuse in (True, False)]
-        for fuse, cfg in variants:
+            from sched_dsl.executor import tune_model
             t0 = time.perf_counter()
-            sess = sd.load_onnx(path, target=args.target, fuse=fuse, config=cfg)
+            done = tune_model(path, args.records, args.target, trials=args.trials, budget_s=args.tune_budget_s,
+                              progress=lambda i, n, wl: print(f"{name}: tuning {i + 1}/{n} {wl.split('|')[0]} "
+                                                              f"{wl.split('|')[1]}", file=sys.stderr, flush=True))
+            tune_s = time.perf_counter() - t0
+            print(f"{name}: tuned {len(done)} shapes in {tune_s:.0f} s", file=sys.stderr)
+        if args.records:
+            variants += [(fuse, args.records) for fuse in (True, False)]
+        for fuse, records in variants:
+            t0 = time.perf_counter()
+            sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=records)
             got = sess.run(None, {"input": x})[0]
             setup = time.perf_counter() - t0
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
             if err > 1e-3:
                 raise SystemExit(f"{name} (fuse={fuse}): differs from onnxruntime (relative error {err:.2e})")
             ours = sess.latency({"input": x}, repeat=args.repeat, warmup=args.warmup)
-            kernel_ms = sum(ms for _, kind, ms in sess.profile({"input": x}) if kind == "kernel")
+            layers = sess.profile({"input": x})
+            kernel_ms = sum(ms for _, kind, ms in layers if kind == "kernel")
             rows.append({"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
-                         "fusion": fuse, "tuned": bool(cfg), "config": cfg, "kernels": sess.kernel_count,
+                         "fusion": fuse, "tuned": records is not None, "tuned_anchors": len(sess.tuned),
+                         "tune_s": tune_s if records else None, "config": sess.config, "kernels": sess.kernel_count,
                          "ours_ms": ours, "ours_kernel_sum_ms": kernel_ms, "torch_ms": torch_ms,
                          "torch_fwd_ms": torch_fwd, "ratio": None if torch_ms is None else ours / torch_ms,
-                         "max_rel_err": err, "setup_s": setup})
+                         "max_rel_err": err, "setup_s": setup,
+                         "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]})
             del sess
 
     print(f"{'model':<12} {'fusion':<6} {'tuned':<5} {'kernels':>7} {'ours ms':>9} {'torch ms':>9} "

@@ -29,6 +29,7 @@ from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
+from sched_dsl.model_schedules import anchor_ops, anchor_template, anchor_workload
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -106,46 +107,36 @@ def segment_module(ops: list[T.TensorOp], name: str, config: Mapping[str, int] |
         block.add_op(new)
     block.add_op(func.ReturnOp(*[mapping[v] for v in outs]))
     fn = func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
-    return ModuleOp([fn, register_accumulators(list(block.ops), config or {})])
+    return ModuleOp([fn, model_schedule(list(block.ops), config or {})])
 
 
-SPATIAL_LOOPS = {T.Conv2dOp: ["n", "f", "y", "x"], T.MatmulOp: ["i", "j"], T.Pool2dOp: ["n", "c", "y", "x"]}
-THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block; the first is the default
-FBLOCK_CANDIDATES = (1, 2, 4)  # output channels per thread of a conv; the first is the default
+THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block of pool and reduce stages; the first is the default
 
 
-def register_accumulators(ops, config: Mapping[str, int]) -> S.ScheduleOp:
-    """The schedule models run under: every reduction stage (conv2d, matmul, pool2d, reduce;
-    a fused group is its anchor's stage) gets the default mapping (spatial loops fused, split
-    by the knob `<stage>.threads`, 64 unless a config says otherwise, bound to
-    block.x/thread.x) plus a register accumulator (cache_write at the thread loop), so fused
-    epilogues run once per output at the write-back, with fusion on or off. A conv also has
-    the knob `<stage>.fblock`: at 2 or 4 each thread computes that many output channels (the
-    inner part of a split of `f`, innermost, unrolled, one register each), reusing every input
-    value it loads. Other stages keep apply-schedule's default."""
+def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
+    """The schedule models run under. A conv2d or matmul (a fused group is its anchor's stage)
+    gets the schedule `sched_dsl.model_schedules` chooses from its shape, knobs named
+    `<stage>.<knob>`; a pool2d or reduce the default mapping (spatial loops fused, split by the
+    knob `<stage>.threads`, bound to block.x/thread.x) plus a register accumulator (cache_write
+    at the thread loop). With a register accumulator a fused epilogue runs once per output, at
+    the write-back. Other stages keep apply-schedule's default."""
     sched_ops: list = []
     for op in ops:
+        chosen = anchor_ops(op)
+        if chosen is not None:
+            sched_ops += chosen
+            continue
         if isinstance(op, T.ReduceOp):
             loops = [f"d{k}" for k in range(len(T.shape_of(op.result)))]
+        elif isinstance(op, T.Pool2dOp):
+            loops = ["n", "c", "y", "x"]
         else:
-            loops = SPATIAL_LOOPS.get(type(op))
-        if not loops:
             continue
         handles = []
         for axis in loops:
             h = S.LoopOp(op.stage_name, axis)
             sched_ops.append(h)
             handles.append(h.result)
-        fi = None
-        if isinstance(op, T.Conv2dOp):
-            fb = S.KnobOp(f"{op.stage_name}.fblock", FBLOCK_CANDIDATES)
-            fb.result.name_hint = "fblock"
-            sched_ops.append(fb)
-            if config.get(fb.knob_name.data, FBLOCK_CANDIDATES[0]) > 1:
-                split_f = S.SplitOp(handles[1], fb.result)
-                fi = split_f.inner
-                handles[1] = split_f.outer
-                sched_ops += [split_f, S.ReorderOp([*handles, fi])]  # n fo y x fi, then the reductions
         fused = handles[0]
         for h in handles[1:]:
             f = S.FuseOp(fused, h)
@@ -154,16 +145,8 @@ def register_accumulators(ops, config: Mapping[str, int]) -> S.ScheduleOp:
         knob = S.KnobOp(f"{op.stage_name}.threads", THREAD_CANDIDATES)
         knob.result.name_hint = "threads"
         split = S.SplitOp(fused, knob.result)
-        sched_ops.append(knob)
-        sched_ops += [split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
+        sched_ops += [knob, split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
                       S.CacheWriteOp("local", split.inner)]
-        if fi is not None:
-            reduction = []
-            for axis in ("rc", "ry", "rx"):
-                h = S.LoopOp(op.stage_name, axis)
-                sched_ops.append(h)
-                reduction.append(h.result)
-            sched_ops += [S.ReorderOp([*reduction, fi]), S.UnrollOp(fi)]
     return S.ScheduleOp(sched_ops)
 
 
@@ -218,8 +201,9 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
             pending.append(op)
     unknown = sorted(set(config) - used)
     if unknown:
-        raise GraphError(f"config names unknown knob(s) {', '.join(unknown)}; the model's knobs are "
-                         "<stage>.threads for every conv, matmul, pool and reduce stage")
+        known = sorted({k for s in steps if s.kind == "gpu" for k in s.segment.knobs})
+        raise GraphError(f"config names unknown knob(s) {', '.join(unknown)}; the model has {len(known)} knobs, "
+                         f"<stage>.<knob> as in {', '.join(known[:6])}{' ...' if len(known) > 6 else ''}")
     return steps, returned
 
 
@@ -309,11 +293,16 @@ class GraphExecutor:
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
-                 input_args: Sequence[str] | None = None):
+                 input_args: Sequence[str] | None = None, records: str | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         self.target, self.fuse = target, fuse
         fn = prepare(module, fuse, host)
+        self.tuned: list[str] = []  # anchors whose knobs come from the records file
+        if records is not None:
+            recorded, self.tuned = records_config(fn, target, records)
+            config = {**recorded, **(config or {})}
+        self.config = dict(config or {})
         self.ir = str(module)  # the placed (and fused) graph, as text
         self.steps, returned = plan_steps(fn, target, config)
         self.input_names, self.output_names = list(inputs), list(outputs)
@@ -348,7 +337,7 @@ class GraphExecutor:
 
     @property
     def knobs(self) -> list[str]:
-        """Names of the knobs `config` can set (`<stage>.threads` per reduction stage)."""
+        """Names of the knobs `config` can set (`<stage>.<knob>`)."""
         return [k for st in self.steps if st.kind == "gpu" for k in st.segment.knobs]
 
     @property
@@ -452,51 +441,113 @@ class Session(GraphExecutor):
 
 
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-              config: Mapping[str, int] | None = None) -> Session:
+              config: Mapping[str, int] | None = None, records: str | None = None) -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
-    (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values."""
+    (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
+    (a tuning records file, see `tune_model`) gives every anchor with records its best config
+    (`config` wins where both name a knob)."""
     from sched_dsl.onnx_import import import_onnx
 
     g = import_onnx(model)
-    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args)
+    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records)
 
 
-def tune_knobs(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-               repeat: int = 3, feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, int]:
-    """A small search over the model schedules' knobs, by kernel times (best of `repeat`
-    profiled runs): first every stage at each threads-per-block candidate, keeping each
-    stage's fastest; then, with those, every conv at each channel block (fblock) 2 and 4,
-    keeping it where its kernel got faster. Builds the model 6 times; returns the config."""
-    base = load_onnx(model, target, fuse, host_ops)
-    if feeds is None:
-        rng = np.random.default_rng(0)
-        feeds = {n: rng.standard_normal(base.shapes[base.inputs_of[n]]).astype(np.float32)
-                 for n in base.input_names}
+def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
+    """The GPU ops of a prepared model function that get a chosen schedule (conv2d, matmul)."""
+    return [op for op in fn.body.block.ops
+            if isinstance(op, T.TensorOp) and not is_host(op) and anchor_template(op) is not None]
 
-    def kernel_times(sess: Session) -> dict[str, float]:
-        best: dict[str, float] = {}
-        for _ in range(repeat):
-            for layer, kind, ms in sess.profile(feeds):
-                if kind == "kernel":
-                    anchor = layer.split("+")[0]
-                    best[anchor] = min(best.get(anchor, float("inf")), ms)
-        return best
 
-    threads = [k for k in base.knobs if k.endswith(".threads")]
-    fblocks = [k for k in base.knobs if k.endswith(".fblock")]
-    by_threads: dict[str, dict[int, float]] = {}
-    for cand in THREAD_CANDIDATES:
-        sess = base if cand == THREAD_CANDIDATES[0] else load_onnx(model, target, fuse, host_ops,
-                                                                   {k: cand for k in threads})
-        for anchor, ms in kernel_times(sess).items():
-            by_threads.setdefault(anchor, {})[cand] = ms
-    config = {f"{a}.threads": min(t, key=t.get) for a, t in by_threads.items() if f"{a}.threads" in threads}
-    best = {a: min(t.values()) for a, t in by_threads.items()}
-    for fb in FBLOCK_CANDIDATES[1:]:
-        sess = load_onnx(model, target, fuse, host_ops, {**config, **{k: fb for k in fblocks}})
-        for anchor, ms in kernel_times(sess).items():
-            if f"{anchor}.fblock" in fblocks and ms < best[anchor]:
-                best[anchor] = ms
-                config[f"{anchor}.fblock"] = fb
-    return config
+def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str, int], list[str]]:
+    """Knob values from a tuning records file: for every anchor whose workload (the anchor
+    alone: operator, attributes, shapes, target, device) has a correct record there, the best
+    config, its knobs named `<stage>.<knob>`. Returns (config, the stages it covers). A records
+    file that is missing or malformed is a RecordsError; anchors without records keep their
+    default knobs."""
+    from sched_dsl.tune.measure import device_name
+    from sched_dsl.tune.records import RecordsError, best_config, load, workload_of
+    from sched_dsl.tune.space import Space
+
+    load(records)  # a missing or malformed file is an error, not "no records"
+    device = device_name(target)
+    config: dict[str, int] = {}
+    tuned: list[str] = []
+    best: dict[str, dict[str, int] | None] = {}
+    for op in anchors(fn):
+        y, s = anchor_workload(op)
+        key = workload_of([y], target, device).key
+        if key not in best:
+            try:
+                best[key] = best_config(records, workload_of([y], target, device), Space.of(s).candidates_by_name())
+            except RecordsError:
+                best[key] = None
+        if best[key] is not None:
+            tuned.append(op.stage_name)
+            config.update({f"{op.stage_name}.{k}": v for k, v in best[key].items()})
+    return config, tuned
+
+
+def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+               trials: int = 16, budget_s: float | None = None, progress=None, **tune_options) -> list:
+    """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
+    matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
+    the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
+    the model first; with `budget_s`, no workload after the first is started after that many
+    seconds.
+    `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
+    every workload tuned; `progress(i, n, workload)` is called before each."""
+    from sched_dsl.onnx_import import import_onnx
+    from sched_dsl.tune import tune
+    from sched_dsl.tune.measure import Measurer, device_name
+    from sched_dsl.tune.records import workload_of
+
+    fn = prepare(import_onnx(model).module, fuse, host_ops)
+    device = device_name(target)
+    tasks: dict[str, tuple] = {}
+    flops: dict[str, int] = {}
+    for op in anchors(fn):
+        y, s = anchor_workload(op)
+        key = workload_of([y], target, device).key
+        tasks.setdefault(key, (y, s))
+        reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
+        flops[key] = flops.get(key, 0) + _size(op.result.type) * int(np.prod(reduce))
+    order = sorted(tasks, key=lambda k: -flops[k])
+    tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
+    start = time.perf_counter()
+    results = []
+    for i, key in enumerate(order):
+        if i and budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        if progress:
+            progress(i, len(order), key)
+        y, s = tasks[key]
+        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
+                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
+        try:
+            _measure_default(measurer, key, s, records)
+            results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
+                                **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
+        finally:
+            measurer.close()
+    return results
+
+
+MEASURE_OPTIONS = {"timeout", "build_timeout", "workers", "number", "repeat", "warmup", "min_repeat_ms", "tol",
+                   "hook", "max_local_bytes"}
+
+
+def _measure_default(measurer, workload: str, s, records: str) -> None:
+    """Measures the default config (every knob's first candidate) into the records first,
+    unless they have it, so the tuned config is never slower than the untuned one."""
+    from sched_dsl.tune.records import RecordsWriter, load
+    from sched_dsl.tune.tuner import _measure
+
+    default = {k.name: k.candidates[0] for k in s.knobs.values()}
+    if any(r.workload == workload and r.config == default for r in load(records, missing_ok=True)):
+        return
+    measurer.start()
+    recs = _measure(measurer, workload, [default], None)
+    for r in recs:
+        r.trial = 0 if r.error == "invalid" else 1
+    RecordsWriter(records).append(recs)

@@ -3,7 +3,8 @@ end-to-end latency.
 
     sched-run resnet18.onnx --target opencl --repeat 10
     sched-run ssd.onnx --host softmax60 --no-fuse --print-ir
-    sched-run mobilenetv2.onnx --tune          # per-stage knobs by timing, then run
+    sched-run mobilenetv2.onnx --tune --records mb.jsonl --trials 16   # tune each anchor shape, then run
+    sched-run mobilenetv2.onnx --records mb.jsonl                      # reuse the best recorded configs
 
 Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
 ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
@@ -31,21 +32,6 @@ def parse_config(text: str) -> dict[str, int]:
     return config
 
 
-def records_config(path: str) -> dict[str, int]:
-    """Knob values from a tuning-records file, when this build has a tuner that reads them."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--records {path}: no such file")
-    try:
-        from sched_dsl import tuning  # provided by the tuner, where installed
-    except ImportError:
-        tuning = None
-    load = getattr(tuning, "load_config", None)
-    if load is None:
-        print(f"note: this build has no tuner that reads records; --records {path} is not used", file=sys.stderr)
-        return {}
-    return dict(load(path))
-
-
 def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
     if path is not None:
         if not os.path.isfile(path):
@@ -67,9 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-fuse", action="store_true", help="one kernel per operator (no tensorop-fuse)")
     ap.add_argument("--host", default="", help="comma-separated operator (stage) names to run on the host")
     ap.add_argument("--config", default="", help="knob values, k=v,...")
-    ap.add_argument("--records", help="tuning records to reuse (when this build has a tuner)")
+    ap.add_argument("--records", help="tuning records file: the best recorded config of every anchor (conv, "
+                    "matmul) with records; --tune appends to it")
     ap.add_argument("--tune", action="store_true",
-                    help="pick each stage's knobs (threads per block, conv channel block) by timing (prints the config)")
+                    help="first tune every distinct anchor shape with the tuner (into --records, default "
+                    "<model>.records.jsonl)")
+    ap.add_argument("--trials", type=int, default=16, help="configs measured per distinct anchor shape with --tune")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
@@ -85,15 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.repeat < 1:
             raise ValueError(f"--repeat {args.repeat} must be at least 1")
         config = parse_config(args.config)
-        if args.records:
-            config = {**records_config(args.records), **config}
         host = [h.strip() for h in args.host.split(",") if h.strip()]
+        if args.records and os.path.isdir(args.records):
+            raise ValueError(f"--records {args.records} is a directory")
         if args.tune:
-            from sched_dsl.executor import tune_knobs
-            tuned = tune_knobs(args.model, args.target, not args.no_fuse, host)
-            config = {**tuned, **config}
-            print("tuned config: " + ",".join(f"{k}={v}" for k, v in sorted(tuned.items())))
-        sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config)
+            if args.trials < 1:
+                raise ValueError(f"--trials {args.trials} must be at least 1")
+            if not os.path.isfile(args.model):
+                raise ValueError(f"{args.model}: no such file")
+            args.records = args.records or os.path.splitext(args.model)[0] + ".records.jsonl"
+            from sched_dsl.executor import tune_model
+
+            def progress(i, n, workload):
+                print(f"tuning {i + 1}/{n}: {workload.split('|')[0]} {workload.split('|')[1]}", flush=True)
+            results = tune_model(args.model, args.records, args.target, not args.no_fuse, host, args.trials,
+                                 progress=progress)
+            best = sum(r.best_ms or 0 for r in results)
+            print(f"tuned {len(results)} anchor shapes into {args.records} (best kernels sum to {best:.3f} ms)")
+        sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
+                            records=args.records)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)
@@ -110,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_ir:
         print(sess.ir)
     print(f"{args.model}: {sess.kernel_count} kernels on {sess.device.name} ({args.target}), "
-          f"fusion {'off' if args.no_fuse else 'on'}")
+          f"fusion {'off' if args.no_fuse else 'on'}"
+          + (f", {len(sess.tuned)} anchors with tuned configs from {args.records}" if args.records else ""))
     width = max([len(n) for n, _, _ in layers] + [5])
     print(f"{'layer':<{width}}  {'kind':<8}  {'ms':>9}")
     for name, kind, ms in layers:
@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "target": args.target, "fuse": not args.no_fuse,
-                       "kernels": sess.kernel_count, "latency_ms": latency, "config": config,
+                       "kernels": sess.kernel_count, "latency_ms": latency, "config": sess.config,
+                       "records": args.records, "tuned": sess.tuned,
                        "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]}, f, indent=1)
     return 0
 

@@ -70,28 +70,25 @@ def test_batchnorm_folded_into_conv(model_dir):
 
 @pytest.mark.skipif(__import__("shutil").which("nvcc") is None, reason="nvcc is not on PATH: the CUDA text is not compiled")
 def test_model_cuda_text_compiles(model_dir, tmp_path):
-    """Every segment of the three models, lowered for the CUDA target, compiles with nvcc for
-    sm_90 (no GPU needed); ResNet-18 and MobileNetV2 also with 4 output channels per thread."""
+    """Every segment of the three models, lowered for the CUDA target with the chosen
+    schedules, compiles with nvcc for sm_90 (no GPU needed)."""
     import shutil
     import subprocess
 
-    from sched_dsl.dialects import tensorop as T
-
     procs = []
-    for name, fblock in [(m, 1) for m in MODELS] + [("resnet18", 4), ("mobilenetv2", 4)]:
+    for name in MODELS:
         fn = prepare(import_onnx(str(model_dir / f"{name}.onnx")).module)
-        config = {f"{o.stage_name}.fblock": fblock for o in fn.walk() if isinstance(o, T.Conv2dOp)}
-        steps, _ = plan_steps(fn, "cuda", config)
+        steps, _ = plan_steps(fn, "cuda", None)
         for st in steps:
             if st.kind == "gpu":
-                src = tmp_path / f"{name}_{fblock}_{st.segment.name}.cu"
+                src = tmp_path / f"{name}_{st.segment.name}.cu"
                 src.write_text(st.segment.source)
                 procs.append((src.name, subprocess.Popen(
                     [shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(src), "-o", str(src) + ".ptx"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-    # resnet18 and mobilenetv2: one segment each (twice); ssd: three (split by the host Transpose
-    # and by the host conversion of TopK's indices to int64)
-    assert len(procs) == 7
+    # resnet18 and mobilenetv2: one segment each; ssd: three (split by the host Transpose and by
+    # the host conversion of TopK's indices to int64)
+    assert len(procs) == 5
     for name, p in procs:
         log = p.stdout.read()
         assert p.wait() == 0, f"nvcc rejects {name}:\n{log}"

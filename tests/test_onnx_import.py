@@ -152,12 +152,12 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
     m = model(nodes, [("x", [1, 2, 4, 4])], [("v", F, [1, 3, 4, 2]), ("i", TensorProto.INT64, [1, 3, 4, 2])],
               [("w", f32(3, 2, 1, 1)), ("b", f32(3)), ("k", np.array([2], np.int64))])
     path = save(m, tmp_path)
-    records = tmp_path / "records.json"
-    records.write_text("{}")
+    records = tmp_path / "records.jsonl"
     out_json = tmp_path / "times.json"
-    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--records", str(records), "--json", str(out_json)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "2", "--tune", "--trials", "2", "--records", str(records),
+                          "--json", str(out_json)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
+    assert "tuned 1 anchor shapes into" in run.stdout
     # conv, bias and relu in one kernel; topk's ranks, its scatter and the values' gather; the
     # int64 conversion of the indices runs on the host
     assert "4 kernels" in run.stdout
@@ -166,9 +166,15 @@ def test_sched_run_prints_layers_and_latency(tmp_path):
     import json
     data = json.loads(out_json.read_text())
     assert data["kernels"] == 4 and data["latency_ms"] > 0 and any(r["kind"] == "host" for r in data["layers"])
+    assert len(data["tuned"]) == 1 and data["config"]
+    # the records alone give the same config
+    run = subprocess.run([SCHED_RUN, str(path), "--repeat", "1", "--records", str(records), "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out_json.read_text())["config"] == data["config"]
     bad = subprocess.run([SCHED_RUN, str(path), "--records", str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and "no such file" in bad.stderr
+    assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_imported_model_ir_parses_with_sched_opt(tmp_path):
@@ -197,44 +203,34 @@ def test_sched_run_wrong_input_file(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_thread_knobs_per_stage(tmp_path):
-    """Every reduction stage has a `<stage>.threads` knob; a config picks it per stage and
-    the results stay right; unknown knobs and values are clear errors."""
+def test_knobs_per_stage(tmp_path):
+    """A conv has the knobs of its chosen schedule (`<stage>.fb`, `.fr`, `.yb`, `.xb`, `.xr`,
+    `.rc`), a pool `<stage>.threads`; a config picks them per stage and the results stay right;
+    unknown knobs and values are clear errors."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("Relu", ["c"], ["r"], name="act"),
              helper.make_node("GlobalAveragePool", ["r"], ["y"], name="pool")]
     m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 1, 1])], [("w", f32(4, 3, 3, 3))])
     path = save(m, tmp_path)
-    sess = sd.load_onnx(str(path), config={"conv.threads": 128, "pool.threads": 32})
-    blocks = {st: ln.block[0] for s in sess.steps if s.kind == "gpu"
+    sess = sd.load_onnx(str(path), config={"conv.fr": 1, "conv.yb": 4, "conv.xb": 8, "conv.xr": 1,
+                                           "pool.threads": 32})
+    assert {"conv.fb", "conv.fr", "conv.yb", "conv.xb", "conv.xr", "conv.rc", "pool.threads"} == set(sess.knobs)
+    blocks = {st: (ln.grid, ln.block) for s in sess.steps if s.kind == "gpu"
               for st, ln in zip(s.segment.stages, s.segment.plan.launches)}
-    assert blocks == {"conv+act": 128, "pool": 4}  # the pool has only 4 outputs
+    assert blocks["conv+act"] == ((1, 2, 1), (8, 4, 4))  # x columns, y rows, f channels per block
+    assert blocks["pool"][1] == (4, 1, 1)  # the pool has only 4 outputs
     assert_matches_onnxruntime(sess, path)
-    with pytest.raises(sd.GraphError, match="unknown knob.*nosuch"):
+    with pytest.raises(sd.GraphError, match="unknown knob.*nosuch.*conv.fb"):
         sd.load_onnx(str(path), config={"nosuch": 1})
     with pytest.raises(sd.GraphError, match="not one of its candidates"):
-        sd.load_onnx(str(path), config={"conv.threads": 100})
+        sd.load_onnx(str(path), config={"conv.yb": 3})
 
 
-def test_tune_knobs_picks_a_candidate_per_stage(tmp_path):
-    from sched_dsl.executor import FBLOCK_CANDIDATES, THREAD_CANDIDATES, tune_knobs
-
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
-             helper.make_node("Sigmoid", ["p"], ["y"], name="sig")]
-    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])], [("w", f32(6, 3, 3, 3))])
-    path = save(m, tmp_path)
-    config = tune_knobs(str(path), repeat=1)
-    assert {"conv.threads", "pool.threads"} <= set(config) <= {"conv.threads", "pool.threads", "conv.fblock"}
-    assert config["conv.threads"] in THREAD_CANDIDATES and config["pool.threads"] in THREAD_CANDIDATES
-    assert config.get("conv.fblock", 1) in FBLOCK_CANDIDATES
-    assert_matches_onnxruntime(sd.load_onnx(str(path), config=config), path)
-
-
-@pytest.mark.parametrize("fblock", [2, 4])
-def test_conv_channel_block(tmp_path, fblock):
-    """fblock outputs channels per thread, also when it does not divide the channels (6) and
-    for a depthwise conv; fused epilogue at the write-back of each of the registers."""
+@pytest.mark.parametrize("fr, xr", [(4, 2), (2, 1)])
+def test_register_tiles_apply_the_fused_epilogue(tmp_path, fr, xr):
+    """fr x xr outputs per thread in registers, also when fr does not divide the channels (6),
+    the bias, relu and residual add applied at the write-back of each register; a depthwise
+    conv with its flat schedule."""
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("Relu", ["c"], ["r"], name="act"),
              helper.make_node("Conv", ["r", "dw"], ["d"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
@@ -243,9 +239,9 @@ def test_conv_channel_block(tmp_path, fblock):
     m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 6, 4, 4])],
               [("w", f32(6, 3, 3, 3)), ("b", f32(6)), ("dw", f32(6, 1, 3, 3)), ("d2", f32(1, 6, 4, 4))])
     path = save(m, tmp_path)
-    sess = sd.load_onnx(str(path), config={"conv.fblock": fblock, "dwconv.fblock": fblock})
+    sess = sd.load_onnx(str(path), config={"conv.fb": 6, "conv.fr": fr, "conv.xr": xr, "dwconv.threads": 32})
     assert sess.kernel_count == 2
-    assert f"float v_act_local[{fblock}]" in sess.sources[0]
+    assert f"float v_act_local[{fr * xr}]" in sess.sources[0]
     assert_matches_onnxruntime(sess, path)
 
 

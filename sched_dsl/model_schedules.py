@@ -1,0 +1,269 @@
+"""Schedules for the anchors of a model's fused groups (conv2d, matmul), chosen from their shapes.
+
+Each anchor gets a schedule template with knobs; a knob's first candidate is the default, picked
+by simple rules from the shape, so an untuned model runs the default and a tuner (sd.tune, on
+the anchor alone as a workload of its own) searches the rest.
+
+- conv2d, groups 1 (any kernel, stride, padding, dilation): the tiled schedule of
+  examples/resnet_conv_schedule.py generalised: a block computes `fb` output channels x `yb`
+  rows x `xb` columns; its threads (f, y, x) each accumulate `fr` channels x `xr` columns in
+  registers (cache_write local at the thread loop: a fused epilogue runs at the write-back);
+  chunks of `rc` input channels of the input patch and of the weights (stored channels-last)
+  are staged in shared memory, double-buffered; the kernel window and register tile unrolled.
+- conv2d, grouped: the same tiles without the shared input patch (its channel index is not
+  affine in the loops).
+- depthwise conv2d: the flat schedule of depthwise3x3: a block row of `threads` outputs of
+  one channel, one output per thread, the window unrolled.
+- matmul: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
+  register quads strided over `si` x `sj`, k chunks `kc` double-buffered in shared memory)
+  when both output dimensions are at least 32; otherwise one output per thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.schedule import Schedule
+from sched_dsl.tensor import Tensor
+
+SMS = 132  # streaming multiprocessors to fill (an H200); the rules want at least this many blocks
+MAX_SHARED = 40 * 1024  # bytes of shared memory the default tiles may use (double buffers included)
+
+
+class StageSchedule(Schedule):
+    """A Schedule of stages named by strings (stages of a model's segment, not Tensors)."""
+
+    def __init__(self):
+        self.outputs, self.actions, self.knobs = (), [], {}
+
+    def ops(self) -> list:
+        """The sched ops, detached (to go into another schedule)."""
+        ops = list(self.schedule_op({}).body.block.ops)
+        for op in ops:
+            op.detach()
+        return ops
+
+
+def divisors(n: int, lo: int = 1, hi: int | None = None) -> list[int]:
+    hi = n if hi is None else hi
+    return [d for d in range(1, n + 1) if n % d == 0 and lo <= d <= hi]
+
+
+def candidates(default: int, others) -> list[int]:
+    """`default` first, then the other candidates in increasing order."""
+    return [default] + sorted(set(others) - {default})
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def out(self) -> tuple[int, int]:
+        (sh, sw), (dh, dw), p = self.stride, self.dilation, self.padding
+        return ((self.h + p[0] + p[2] - dh * (self.kh - 1) - 1) // sh + 1,
+                (self.w + p[1] + p[3] - dw * (self.kw - 1) - 1) // sw + 1)
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.c == self.f
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+        import sched_dsl as sd
+        x = sd.placeholder("X", (self.n, self.c, self.h, self.w))
+        wt = sd.placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw))
+        y = sd.conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y")
+        return x, wt, y
+
+
+def conv_shape(op: T.Conv2dOp) -> ConvShape:
+    n, c, h, w = T.shape_of(op.input)
+    f, _, kh, kw = T.shape_of(op.weight)
+    stride, padding, dilation = (tuple(a.get_values()) for a in (op.stride, op.padding, op.dilation))
+    return ConvShape(n, c, h, w, f, kh, kw, stride, padding, dilation, op.groups.value.data)
+
+
+def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
+    """Default tile of a (grouped) conv. Among tiles dividing the output (fr channels x xr
+    columns per thread, up to 4 x 2; blocks of fb channels x yb rows x xb columns) with at most
+    256 threads and shared tiles under MAX_SHARED, prefer: at least 64 threads (or all there
+    are), then at least SMS blocks, then the most outputs per thread, then the largest block
+    tile (most reuse per load), else the most blocks."""
+    ho, wo = sh.out
+    fg, cg = sh.f // sh.groups, sh.c // sh.groups
+    rc = max(divisors(cg, hi=8 if sh.kh * sh.kw > 1 else 16))
+    (s_h, s_w), (d_h, d_w) = sh.stride, sh.dilation
+    best, best_key = dict(fb=1, fr=1, yb=1, xb=1, xr=1, rc=1), None
+    for fr in (v for v in (4, 2, 1) if fg % v == 0):
+        for xr in (v for v in (2, 1) if wo % v == 0):
+            total = sh.n * sh.f * ho * wo // (fr * xr)  # threads in all
+            for fb in divisors(fg, lo=fr, hi=64):
+                for yb in divisors(ho, hi=16):
+                    for xb in divisors(wo, hi=32):
+                        if fb % fr or xb % xr:
+                            continue
+                        threads = (fb // fr) * yb * (xb // xr)
+                        blocks = sh.n * (sh.f // fb) * (ho // yb) * (wo // xb)
+                        ih = (yb - 1) * s_h + d_h * (sh.kh - 1) + 1
+                        iw = (xb - 1) * s_w + d_w * (sh.kw - 1) + 1
+                        shared = 2 * 4 * rc * (ih * iw + fb * sh.kh * sh.kw)
+                        if threads > 256 or shared > MAX_SHARED:
+                            continue
+                        full = blocks >= SMS
+                        key = (threads >= min(64, total), full, fr * xr if full else -fr * xr,
+                               fb * yb * xb if full else blocks, xb, fb)
+                        if best_key is None or key > best_key:
+                            best, best_key = dict(fb=fb, fr=fr, yb=yb, xb=xb, xr=xr, rc=rc), key
+    return best
+
+
+def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> None:
+    d = conv_tile_defaults(sh)
+    ho, wo = sh.out
+    fg, cg = sh.f // sh.groups, sh.c // sh.groups
+    fb = s.knob(prefix + "fb", candidates(d["fb"], divisors(fg, lo=min(fg, 4), hi=64)))
+    fr = s.knob(prefix + "fr", candidates(d["fr"], [v for v in (1, 2, 4) if v <= fg]))
+    yb = s.knob(prefix + "yb", candidates(d["yb"], divisors(ho, hi=16)))
+    xb = s.knob(prefix + "xb", candidates(d["xb"], divisors(wo, lo=min(wo, 4), hi=32)))
+    xr = s.knob(prefix + "xr", candidates(d["xr"], [v for v in (1, 2) if v <= wo]))
+    rcc = s.knob(prefix + "rc", candidates(d["rc"], divisors(cg, lo=min(cg, 4), hi=32)))
+    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
+    fo, fi_ = s.split(ff, fb)
+    nfo = s.fuse(n, fo)
+    ft, fi = s.split(fi_, fr)
+    yo, yt = s.split(yy, yb)
+    xo, xr_ = s.split(xx, xb)
+    xt, xi = s.split(xr_, xr)
+    rco, rci = s.split(rc, rcc)
+    s.reorder(nfo, yo, xo, ft, yt, xt, rco, rci, ry, rx, fi, xi)
+    s.bind(nfo, "block.z")
+    s.bind(yo, "block.y")
+    s.bind(xo, "block.x")
+    s.bind(ft, "thread.z")
+    s.bind(yt, "thread.y")
+    s.bind(xt, "thread.x")
+    if sh.groups == 1:
+        s.cache_read(x, "shared", at=rco, double_buffer=True)
+    s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0), double_buffer=True)
+    s.cache_write("local", at=xt)
+    for lp in (ry, rx, fi, xi):
+        s.unroll(lp)
+
+
+def conv_depthwise(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> None:
+    ho, wo = sh.out
+    default = 128 if ho * wo >= 128 else 64
+    t = s.knob(prefix + "threads", candidates(default, [32, 64, 128, 256]))
+    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
+    nf = s.fuse(n, ff)
+    yx = s.fuse(yy, xx)
+    o, ti = s.split(yx, t)
+    s.bind(nf, "block.y")
+    s.bind(o, "block.x")
+    s.bind(ti, "thread.x")
+    s.cache_write("local", at=ti)
+    s.unroll(ry)
+    s.unroll(rx)
+
+
+def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str = "") -> None:
+    """The SGEMM schedule; block tile ti x tj, 4x4 quads over si x sj, k chunk kc."""
+    def pow2(ext: int, lo: int = 16, hi: int = 128) -> list[int]:
+        return [v for v in (4, 8, 16, 32, 64, 128) if lo <= v <= min(hi, ext)] or [min(ext, lo)]
+    tj_d = max(pow2(n))
+    ti_d = max([v for v in pow2(m) if (m // v) * (n // tj_d) >= SMS] or [min(pow2(m))])
+    ti = s.knob(prefix + "ti", candidates(ti_d, pow2(m)))
+    tj = s.knob(prefix + "tj", candidates(tj_d, pow2(n)))
+    si = s.knob(prefix + "si", candidates(max(16, ti_d // 2), [16, 32, 64]))
+    sj = s.knob(prefix + "sj", candidates(max(16, tj_d // 2), [16, 32, 64]))
+    kc = s.knob(prefix + "kc", candidates(min(16, max(pow2(k, 4, 32))), pow2(k, 4, 32)))
+    i, j, kk = s.loops("i", "j", "k", stage=stage)
+    io, ir = s.split(i, ti)
+    jo, jr = s.split(j, tj)
+    i2, ir2 = s.split(ir, si)
+    ty, i4 = s.split(ir2, 4)
+    j2, jr2 = s.split(jr, sj)
+    tx, j4 = s.split(jr2, 4)
+    ko, ki = s.split(kk, kc)
+    s.reorder(io, jo, ty, tx, ko, ki, i2, j2, i4, j4)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(ty, "thread.y")
+    s.bind(tx, "thread.x")
+    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
+    s.cache_read(b, "shared", at=ko, double_buffer=True)
+    s.cache_write("local", at=tx)
+    for lp in (ki, i2, j2, i4, j4):
+        s.unroll(lp)
+
+
+def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "") -> None:
+    """One output per thread, `threads` per block over the flattened outputs."""
+    t = s.knob(prefix + "threads", candidates(64 if m * n < 64 * SMS else 128, [32, 64, 128, 256]))
+    i, j = s.loops("i", "j", stage=stage)
+    o, ti = s.split(s.fuse(i, j), t)
+    s.bind(o, "block.x")
+    s.bind(ti, "thread.x")
+    s.cache_write("local", at=ti)
+
+
+def matmul_is_tiled(m: int, n: int, k: int) -> bool:
+    return m >= 32 and n >= 32 and k >= 4
+
+
+def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, object, str], None] | None:
+    """(schedule, stage, first input, second input, knob prefix) -> writes the anchor's
+    schedule; None for ops that are not anchors with a chosen schedule."""
+    if isinstance(op, T.Conv2dOp):
+        sh = conv_shape(op)
+        fn = conv_depthwise if sh.depthwise else conv_tiled
+        return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
+    if isinstance(op, T.MatmulOp):
+        (m, k), (_, n) = T.shape_of(op.lhs), T.shape_of(op.rhs)
+        if matmul_is_tiled(m, n, k):
+            return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
+        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
+    return None
+
+
+def anchor_ops(op: T.TensorOp) -> list | None:
+    """The sched ops of `op`'s schedule in a model segment (knobs named `<stage>.<knob>`), or
+    None when it has no chosen schedule."""
+    template = anchor_template(op)
+    if template is None:
+        return None
+    s = StageSchedule()
+    x, w = (v.name_hint for v in op.operands)
+    template(s, op.stage_name, x, w, op.stage_name + ".")
+    return s.ops()
+
+
+def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
+    """The anchor alone, as tensors and the same schedule template with plain knob names: the
+    task the tuner measures for every group of this anchor shape."""
+    import sched_dsl as sd
+
+    template = anchor_template(op)
+    if template is None:
+        return None
+    if isinstance(op, T.Conv2dOp):
+        x, w, y = conv_shape(op).tensors()
+    else:
+        x, w = sd.placeholder("A", T.shape_of(op.lhs)), sd.placeholder("B", T.shape_of(op.rhs))
+        y = sd.matmul(x, w, name="C")
+    s = Schedule(y)
+    template(s, y, x, w, "")
+    return y, s
+
