@@ -34,10 +34,9 @@ import time
 import numpy as np
 import onnx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+import sched_dsl as sd
 
-import sched_dsl as sd  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def make_models():
