@@ -36,6 +36,7 @@ import sched_dsl as sd  # noqa: E402
 from sched_dsl.tune import records as R  # noqa: E402
 from sched_dsl.tune.measure import Measurer  # noqa: E402
 from sched_dsl.tune.plot import fill_curve, plot_curves  # noqa: E402
+from sched_dsl.tune.replay import ReplayMeasurer  # noqa: E402
 from sched_dsl.tune.space import Space  # noqa: E402
 from tune_spaces import conv3x3_space, sgemm_space  # noqa: E402
 
@@ -44,12 +45,14 @@ METHODS = ("xgb", "random")
 # name -> (space function, args, flops); --small swaps in shapes PoCL runs in seconds
 WORKLOADS = {
     "sgemm4096": (sgemm_space, dict(m=4096, n=4096, k=4096), 2 * 4096 ** 3),
+    "sgemm2048": (sgemm_space, dict(m=2048, n=2048, k=2048), 2 * 2048 ** 3),  # a --pretune source
     "conv64x56": (conv3x3_space, dict(c=64, size=56, f=64), 2 * 64 * 56 * 56 * 64 * 9),
     "conv128x28": (conv3x3_space, dict(c=128, size=28, f=128), 2 * 128 * 28 * 28 * 128 * 9),
     "conv256x14": (conv3x3_space, dict(c=256, size=14, f=256), 2 * 256 * 14 * 14 * 256 * 9),
 }
 SMALL = {
     "sgemm4096": (sgemm_space, dict(m=64, n=64, k=64, small=True), 2 * 64 ** 3),
+    "sgemm2048": (sgemm_space, dict(m=32, n=32, k=32, small=True), 2 * 32 ** 3),
     "conv64x56": (conv3x3_space, dict(c=8, size=8, f=8), 2 * 8 * 8 * 8 * 8 * 9),
     "conv128x28": (conv3x3_space, dict(c=16, size=4, f=8), 2 * 16 * 4 * 4 * 8 * 9),
     "conv256x14": (conv3x3_space, dict(c=8, size=4, f=16), 2 * 8 * 4 * 4 * 16 * 9),
@@ -108,14 +111,49 @@ def final_kernel(out, schedule, target: str, config: dict, repeat: int, warmup: 
             "block": kern.lowered.launches[0].block, "grid": kern.lowered.launches[0].grid}
 
 
+def replay_measurer(directory: str, name: str, out, target: str) -> ReplayMeasurer:
+    """Answers from DIR/<name>.jsonl: the workload of `out` on `target` recorded there (on
+    whichever device recorded it)."""
+    path = os.path.join(directory, f"{name}.jsonl")
+    if not os.path.isfile(path):
+        raise SystemExit(f"--replay: no records file {path}")
+    want = R.workload_of([out], target, "")
+    prefix = f"{want.op}|{want.shapes}|{target}|"
+    keys = sorted({r.workload for r in R.load(path) if r.workload.startswith(prefix)})
+    if len(keys) != 1:
+        raise SystemExit(f"--replay: {path} holds {len(keys)} workloads of {prefix}... ({keys}); need exactly one")
+    return ReplayMeasurer(path, keys[0])
+
+
+def make_measurer(name: str, out, schedule, args):
+    if args.replay:
+        return replay_measurer(args.replay, name, out, args.target)
+    return Measurer(out, schedule, args.target, timeout=args.timeout, number=args.number, repeat=args.repeat,
+                    warmup=args.warmup, min_repeat_ms=args.min_repeat_ms, workers=args.workers)
+
+
+def pretune(name: str, spec, args, earlier: list) -> None:
+    """Tunes a source shape once (xgb, --pretune-trials trials, seed 0) so that --transfer has
+    records of another shape of the operator; it is not evaluated."""
+    fn, fargs, _ = spec
+    out, schedule = fn(**fargs)
+    t0 = time.time()
+    records = os.path.join(args.cache_dir, f"{name}.jsonl") if args.cache_dir else None
+    with make_measurer(name, out, schedule, args) as measurer:
+        res = sd.tune(out, schedule, args.target, args.pretune_trials, records, seed=0, batch=args.batch,
+                      measurer=measurer, exhaustive_limit=args.exhaustive_limit)
+    earlier.extend(res.records)
+    print(f"{name} (pretune, transfer source): {res.trials} trials, best {res.best_ms} ms {res.best_config}, "
+          f"{time.time() - t0:.0f} s", flush=True)
+
+
 def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
     fn, fargs, flops = spec
     kind = "sgemm" if fn is sgemm_space else "conv"
     out, schedule = fn(**fargs)
     space = Space.of(schedule)
     t0 = time.time()
-    measurer = Measurer(out, schedule, args.target, timeout=args.timeout, number=args.number, repeat=args.repeat,
-                        warmup=args.warmup, min_repeat_ms=args.min_repeat_ms, workers=args.workers)
+    measurer = make_measurer(name, out, schedule, args)
     cache: dict = {}
     features: dict = {}
     cache_path = os.path.join(args.cache_dir, f"{name}.jsonl") if args.cache_dir else None
@@ -145,15 +183,18 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
                 if writer:
                     writer.append([cache[k] for k in cache if k not in known])
                 runs[method].append(res)
-                print(f"  {method:6s} seed {seed}: best {res.best_ms} ms {res.best_config}, "
-                      f"{res.invalid} invalid, errors {dict(res.errors)}; {len(cache)} distinct configs so far, "
-                      f"{time.time() - t0:.0f} s", flush=True)
+                if not args.quiet:
+                    print(f"  {method:6s} seed {seed}: best {res.best_ms} ms {res.best_config}, "
+                          f"{res.invalid} invalid, errors {dict(res.errors)}; {len(cache)} distinct configs so far, "
+                          f"{time.time() - t0:.0f} s", flush=True)
     earlier.extend(cache.values())
     # the configs this evaluation's runs asked for (the cache may hold more from other runs)
     asked = {r.config_key() for res in runs.values() for run in res for r in run.records}
     asked_records = [cache[k] for k in asked]
     measured = [r for r in asked_records if r.error != "invalid"]
     ok = [r for r in measured if r.ok]
+    if args.replay:  # the best of the whole (restricted) space, whether or not a run found it
+        ok = [r for r in measurer.by_config.values() if r.ok]
     if not ok:
         return {"workload": workload, "error": "no config measured correctly"}
     best = min(ok, key=lambda r: r.cost_ms)
@@ -181,8 +222,10 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
     if "xgb-transfer" in row["methods"]:
         t = row["methods"]["xgb-transfer"]["median_reach95"]
         row["xgb_transfer_vs_random_reach95"] = (t / r_) if t and r_ else None
+    medians = ", ".join(f"{m} {v['median_reach95']}" for m, v in row["methods"].items())
     print(f"  best overall {best.cost_ms:.4f} ms ({row['best_tflops']:.2f} TFLOP/s) {best.config}; "
-          f"median trials to 95%: xgb {x}, random {r_}", flush=True)
+          f"median trials to 95% ({len(runs['xgb'])} seeds, {args.trials} trials, never = {args.trials + 1}): "
+          f"{medians}", flush=True)
     if args.png_dir:
         os.makedirs(args.png_dir, exist_ok=True)
         png = os.path.join(args.png_dir, f"{name}.png")
@@ -193,7 +236,7 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
             row["png"] = png
         except ImportError as e:  # the curves are in the JSON too
             print(f"  no PNG: {e}", flush=True)
-    if args.target == "cuda" and not args.no_baseline:
+    if args.target == "cuda" and not args.no_baseline and not args.replay:
         row["final"] = final_kernel(out, schedule, args.target, best.config, args.final_repeat, 5)
         row["final"]["tflops"] = flops / row["final"]["ms"] / 1e9
         row["baseline_ms"] = baseline_ms(kind, fargs, args.final_repeat, 5)
@@ -215,7 +258,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4, help="configs per model refit")
     p.add_argument("--quick", action="store_true", help="24 trials per run and fewer timing repeats")
     p.add_argument("--small", action="store_true", help="small shapes (for CPU OpenCL)")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--workloads", default="sgemm4096,conv64x56,conv128x28,conv256x14", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--number", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
@@ -228,10 +271,19 @@ def main() -> None:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--transfer", action="store_true",
                    help="also run xgb seeded with the measurements of the earlier shapes of the operator")
+    p.add_argument("--pretune", default="",
+                   help="comma-separated workloads tuned once first (xgb, --pretune-trials) only as --transfer sources, "
+                        "e.g. sgemm2048 for sgemm4096")
+    p.add_argument("--pretune-trials", type=int, default=32)
     p.add_argument("--budget-s", type=float, default=0.0,
                    help="wall-clock budget: a workload past its share starts no further seed (both methods "
                         "keep the same seeds)")
     p.add_argument("--cache-dir")
+    p.add_argument("--replay", metavar="DIR",
+                   help="measure nothing: answer from the records DIR/<workload>.jsonl (the space is restricted to "
+                        "the configs recorded there; 95%% is of the best of them), e.g. "
+                        "benchmarks/data/h200_tune_records")
+    p.add_argument("--quiet", action="store_true", help="no line per run")
     p.add_argument("--json")
     p.add_argument("--png-dir")
     args = p.parse_args()
@@ -239,11 +291,14 @@ def main() -> None:
         args.trials, args.repeat, args.final_repeat = 24, 2, 20
     if args.trials < 1 or args.seeds < 1:
         p.error("--trials and --seeds must be >= 1")
+    if args.replay and args.cache_dir:
+        p.error("--replay measures nothing, so it takes no --cache-dir")
     if args.cache_dir:
         os.makedirs(args.cache_dir, exist_ok=True)
     table = SMALL if args.small else WORKLOADS
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    unknown = [n for n in names if n not in table]
+    pre = [n.strip() for n in args.pretune.split(",") if n.strip()]
+    unknown = [n for n in names + pre if n not in table]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {', '.join(table)}")
     args.names = names
@@ -252,6 +307,8 @@ def main() -> None:
     report = {"target": args.target, "trials": args.trials, "seeds": args.seeds, "batch": args.batch,
               "exhaustive_limit": args.exhaustive_limit,
               "small": args.small, "workloads": {}}
+    for name in pre:
+        pretune(name, table[name], args, earlier)
     for name in names:
         report["workloads"][name] = evaluate_workload(name, table[name], args, earlier)
         report["wall_s"] = time.time() - t0

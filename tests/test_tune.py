@@ -404,3 +404,69 @@ def test_a_hook_that_does_not_load_is_a_clear_error():
     from sched_dsl.runtime.common import DeviceError
     with pytest.raises(DeviceError, match="the hook 'no_such_module:f' cannot be loaded: ModuleNotFoundError"):
         sd.tune(c, s, trials=1, hook="no_such_module:f", workers=1)
+
+
+# -- replaying recorded measurements -----------------------------------------------------------
+
+def _replay_records(tmp_path):
+    """Records of matmul_space on a made-up device: every config but two, with a made-up cost
+    that is lowest at ti=8, tj=4, and one recorded compile error."""
+    from sched_dsl.tune.replay import ReplayMeasurer  # noqa: F401 - imported where it is used
+    c, s = matmul_space()
+    space = Space.of(s)
+    wl = R.workload_of([c], "cuda", "Made-up GPU").key
+    recs, skipped = [], []
+    for k, p in enumerate(space.all_points()):
+        cfg = space.config(p)
+        if k in (3, 11):
+            skipped.append(cfg)
+            continue
+        cost = 1.0 + abs(np.log2(cfg["ti"]) - 3) + abs(np.log2(cfg["tj"]) - 2)
+        error = "compile_error" if k == 5 else None
+        recs.append(R.Record(wl, cfg, None if error else cost, error, "made-up",
+                             loop_only_features([c], s, cfg)))
+    path = str(tmp_path / "replay.jsonl")
+    R.RecordsWriter(path).append(recs)
+    return c, s, wl, path, recs, skipped
+
+
+@pytest.mark.parametrize("strategy", ["random", "xgb"])
+def test_replay_measurer_answers_from_records(tmp_path, strategy):
+    from sched_dsl.tune.replay import NOT_RECORDED, ReplayMeasurer
+    c, s, wl, path, recs, skipped = _replay_records(tmp_path)
+    m = ReplayMeasurer(path, wl)
+    res = sd.tune(c, s, "cuda", trials=100, strategy=strategy, batch=2, measurer=m)
+    assert res.workload == wl
+    assert res.trials == len(recs)  # every recorded config, each once; unrecorded ones are no trials
+    assert res.best_ms == 1.0 and res.best_config == {"ti": 8, "tj": 4}
+    assert res.errors["compile_error"] == 1 and res.errors["invalid"] == len(skipped)
+    assert {r.message for r in res.records if r.error == "invalid"} == {NOT_RECORDED}
+    assert m.features(skipped) == [None, None]
+
+
+def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):
+    from sched_dsl.tune.replay import ReplayMeasurer
+    _, _, wl, path, _, _ = _replay_records(tmp_path)
+    with pytest.raises(R.RecordsError, match="no records of workload 'matmul|A=1x1"):
+        ReplayMeasurer(path, "matmul|A=1x1,B=1x1|cuda|Made-up GPU")
+
+
+def test_tune_eval_replays_h200_records_with_transfer(tmp_path):
+    """benchmarks/tune_eval.py --replay on the committed H200 records: random, xgb and
+    xgb-transfer (seeded by a --pretune source shape), 95% of the best recorded config."""
+    data = os.path.join(HERE, "..", "benchmarks", "data", "h200_tune_records")
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "..", "benchmarks", "tune_eval.py"),
+                           "--replay", data, "--workloads", "conv256x14", "--pretune", "conv128x28",
+                           "--pretune-trials", "8", "--transfer", "--seeds", "2", "--trials", "6",
+                           "--quiet", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["workloads"]["conv256x14"]
+    best = min(r.cost_ms for r in R.load(os.path.join(data, "conv256x14.jsonl")) if r.ok)
+    assert row["best_overall_ms"] == best
+    assert set(row["methods"]) == {"xgb", "random", "xgb-transfer"}
+    for m in row["methods"].values():
+        assert len(m["reach95"]) == 2 and all(len(c) == 6 for c in m["curves"])
+    bad = subprocess.run([sys.executable, os.path.join(HERE, "..", "benchmarks", "tune_eval.py"),
+                          "--replay", str(tmp_path), "--workloads", "conv256x14"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no records file" in bad.stderr
