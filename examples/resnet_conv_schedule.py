@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 
 import sched_dsl as sd
+from sched_dsl.model_schedules import conv_tiles, depthwise_flat
 
 # (channels=filters, size): the four 3x3 layers of ResNet-18's stages, and a schedule for each
 RESNET18_3X3 = {
@@ -27,13 +28,17 @@ RESNET18_3X3 = {
 
 def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_block=14, x_reg=2, rc_chunk=8,
             staged: bool = True):
-    """(Y, schedule) for a 1 x c x h x w input and f 3x3 filters, stride 1, padding 1.
-    `staged`: double-buffer the shared copies and store the weights' tile filters-last, so
-    threads of neighbouring filters read neighbouring words."""
+    """(Y, schedule) for a 1 x c x h x w input and f 3x3 filters, stride 1, padding 1, with
+    sched_dsl.model_schedules.conv_tiles (the schedule whole models use). `staged=False`
+    instead writes a plainer version by hand: single shared buffers, the weights' tile in
+    their own layout."""
     x = sd.placeholder("X", (1, c, h, w))
     wt = sd.placeholder("W", (f, c, 3, 3))
     y = sd.conv2d(x, wt, stride=1, padding=1, name="Y")
     s = sd.Schedule(y)
+    if staged:
+        conv_tiles(s, y, x, wt, f_block, f_reg, y_block, x_block, x_reg, rc_chunk)
+        return y, s
     n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
     fo, fr = s.split(ff, f_block)
     ft, fi = s.split(fr, f_reg)
@@ -42,14 +47,10 @@ def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_bl
     xt, xi = s.split(xr, x_reg)
     rco, rci = s.split(rc, rc_chunk)
     s.reorder(fo, yo, xo, n, ft, yt, xt, rco, rci, ry, rx, fi, xi)
-    s.bind(fo, "block.z")
-    s.bind(yo, "block.y")
-    s.bind(xo, "block.x")
-    s.bind(ft, "thread.z")
-    s.bind(yt, "thread.y")
-    s.bind(xt, "thread.x")
-    s.cache_read(x, "shared", at=rco, double_buffer=staged)
-    s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0) if staged else None, double_buffer=staged)
+    s.bind(fo, "block.z"); s.bind(yo, "block.y"); s.bind(xo, "block.x")
+    s.bind(ft, "thread.z"); s.bind(yt, "thread.y"); s.bind(xt, "thread.x")
+    s.cache_read(x, "shared", at=rco)
+    s.cache_read(wt, "shared", at=rco)
     s.cache_write("local", at=xt)
     for lp in (ry, rx, fi, xi):
         s.unroll(lp)
@@ -58,21 +59,13 @@ def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_bl
 
 def depthwise3x3(c: int, h: int, w: int, stride: int = 1, threads: int = 128):
     """(Y, schedule) for a depthwise 3x3 convolution, padding 1: one output element per
-    thread, `threads` threads per block over the flattened output rows of a channel."""
+    thread, `threads` threads per block over the flattened output rows of a channel
+    (sched_dsl.model_schedules.depthwise_flat)."""
     x = sd.placeholder("X", (1, c, h, w))
     wt = sd.placeholder("W", (c, 1, 3, 3))
     y = sd.conv2d(x, wt, stride=stride, padding=1, groups=c, name="Y")
     s = sd.Schedule(y)
-    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
-    yx = s.fuse(yy, xx)
-    o, t = s.split(yx, threads)
-    s.reorder(ff, o, n, t, rc, ry, rx)
-    s.bind(ff, "block.y")
-    s.bind(o, "block.x")
-    s.bind(t, "thread.x")
-    s.cache_write("local", at=t)
-    s.unroll(ry)
-    s.unroll(rx)
+    depthwise_flat(s, y, threads)
     return y, s
 
 

@@ -16,34 +16,18 @@ import argparse
 import numpy as np
 
 import sched_dsl as sd
+from sched_dsl.model_schedules import sgemm_tiles
 
 
-def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 16, quad: int = 4):
-    """(C, schedule) for an m x k by k x n product."""
+def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 16):
+    """(C, schedule) for an m x k by k x n product: `tile` x `tile` block tiles, `reg` x `reg`
+    outputs per thread as strided 4x4 quads, `k_chunk`-deep shared slices. The schedule itself
+    is sched_dsl.model_schedules.sgemm_tiles (also what whole models and the tuner use)."""
     a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
     c = sd.matmul(a, b, name="C")
     s = sd.Schedule(c)
-    i, j, kk = s.loops("i", "j", "k")
-    io, ir = s.split(i, tile)
-    jo, jr = s.split(j, tile)
-    threads = tile // reg  # per dimension
-    # i within the block = i2 * (threads * quad) + ty * quad + i4: thread ty's rows are quads
-    # of `quad` rows, `threads * quad` apart (likewise for columns and tx)
-    i2, ir2 = s.split(ir, threads * quad)
-    ty, i4 = s.split(ir2, quad)
-    j2, jr2 = s.split(jr, threads * quad)
-    tx, j4 = s.split(jr2, quad)
-    ko, ki = s.split(kk, k_chunk)
-    s.reorder(io, jo, ty, tx, ko, ki, i2, j2, i4, j4)
-    s.bind(io, "block.y")
-    s.bind(jo, "block.x")
-    s.bind(ty, "thread.y")
-    s.bind(tx, "thread.x")
-    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
-    s.cache_read(b, "shared", at=ko, double_buffer=True)
-    s.cache_write("local", at=tx)
-    for loop in (ki, i2, j2, i4, j4):
-        s.unroll(loop)
+    span = tile // reg * 4  # rows (columns) a block's threads cover with one quad each
+    sgemm_tiles(s, c, a, b, tile, tile, span, span, k_chunk)
     return c, s
 
 

@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 import sched_dsl as sd
+from sched_dsl.model_schedules import conv_tiles, sgemm_tiles
 
 
 def sgemm_space(m: int, n: int, k: int, small: bool = False):
@@ -27,30 +28,13 @@ def sgemm_space(m: int, n: int, k: int, small: bool = False):
     a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
     c = sd.matmul(a, b, name="C")
     s = sd.Schedule(c)
-    i, j, kk = s.loops("i", "j", "k")
     hi = 32 if small else 128
     ti = s.split_knob("ti", m, "pow2", lo=min(m, 8 if small else 16), hi=hi)
     tj = s.split_knob("tj", n, "pow2", lo=min(n, 8 if small else 16), hi=hi)
     si = s.knob("si", [8, 16] if small else [16, 32, 64])
     sj = s.knob("sj", [8, 16] if small else [16, 32, 64])
     kc = s.split_knob("kc", k, "pow2", lo=min(k, 4), hi=8 if small else 32)
-    io, ir = s.split(i, ti)
-    jo, jr = s.split(j, tj)
-    i2, ir2 = s.split(ir, si)
-    ty, i4 = s.split(ir2, 4)
-    j2, jr2 = s.split(jr, sj)
-    tx, j4 = s.split(jr2, 4)
-    ko, ki = s.split(kk, kc)
-    s.reorder(io, jo, ty, tx, ko, ki, i2, j2, i4, j4)
-    s.bind(io, "block.y")
-    s.bind(jo, "block.x")
-    s.bind(ty, "thread.y")
-    s.bind(tx, "thread.x")
-    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
-    s.cache_read(b, "shared", at=ko, double_buffer=True)
-    s.cache_write("local", at=tx)
-    for loop in (ki, i2, j2, i4, j4):
-        s.unroll(loop)
+    sgemm_tiles(s, c, a, b, ti, tj, si, sj, kc)
     return c, s
 
 
@@ -62,31 +46,13 @@ def conv3x3_space(c: int, size: int, f: int):
     wt = sd.placeholder("W", (f, c, 3, 3))
     y = sd.conv2d(x, wt, stride=1, padding=1, name="Y")
     s = sd.Schedule(y)
-    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx")
     fb = s.split_knob("fb", f, "divisors", lo=min(f, 4), hi=64)
     fr = s.knob("fr", [1, 2, 4])
     yb = s.split_knob("yb", size, "divisors", hi=14)
     xb = s.split_knob("xb", size, "divisors", lo=min(size, 4), hi=28)
     xr = s.knob("xr", [1, 2])
     rcc = s.split_knob("rc", c, "divisors", lo=min(c, 4), hi=32)
-    fo, fi_ = s.split(ff, fb)
-    ft, fi = s.split(fi_, fr)
-    yo, yt = s.split(yy, yb)
-    xo, xr_ = s.split(xx, xb)
-    xt, xi = s.split(xr_, xr)
-    rco, rci = s.split(rc, rcc)
-    s.reorder(fo, yo, xo, n, ft, yt, xt, rco, rci, ry, rx, fi, xi)
-    s.bind(fo, "block.z")
-    s.bind(yo, "block.y")
-    s.bind(xo, "block.x")
-    s.bind(ft, "thread.z")
-    s.bind(yt, "thread.y")
-    s.bind(xt, "thread.x")
-    s.cache_read(x, "shared", at=rco, double_buffer=True)
-    s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0), double_buffer=True)
-    s.cache_write("local", at=xt)
-    for lp in (ry, rx, fi, xi):
-        s.unroll(lp)
+    conv_tiles(s, y, x, wt, fb, fr, yb, xb, xr, rcc)
     return y, s
 
 

@@ -139,14 +139,24 @@ def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> No
     xb = s.knob(prefix + "xb", candidates(d["xb"], divisors(wo, lo=min(wo, 4), hi=32)))
     xr = s.knob(prefix + "xr", candidates(d["xr"], [v for v in (1, 2) if v <= wo]))
     rcc = s.knob(prefix + "rc", candidates(d["rc"], divisors(cg, lo=min(cg, 4), hi=32)))
-    n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
+    conv_tiles(s, stage, x, wt, fb, fr, yb, xb, xr, rcc, shared_input=sh.groups == 1)
+
+
+def conv_tiles(s: Schedule, stage, x, wt, fb, fr, yb, xb, xr, rc, shared_input: bool = True) -> None:
+    """The tiled convolution schedule (factors are ints or knobs): each block computes `fb`
+    filters (batch fused in, block.z) over a `yb` x `xb` patch of the output; each thread
+    accumulates `fr` filters x `xr` columns in registers (cache_write local, where a fused
+    epilogue is applied); chunks of `rc` input channels of the input patch (when
+    `shared_input`) and of the weights (stored channels-last) are staged in shared memory,
+    double-buffered; the kernel window is unrolled."""
+    n, ff, yy, xx, rcl, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
     fo, fi_ = s.split(ff, fb)
     nfo = s.fuse(n, fo)
     ft, fi = s.split(fi_, fr)
     yo, yt = s.split(yy, yb)
     xo, xr_ = s.split(xx, xb)
     xt, xi = s.split(xr_, xr)
-    rco, rci = s.split(rc, rcc)
+    rco, rci = s.split(rcl, rc)
     s.reorder(nfo, yo, xo, ft, yt, xt, rco, rci, ry, rx, fi, xi)
     s.bind(nfo, "block.z")
     s.bind(yo, "block.y")
@@ -154,7 +164,7 @@ def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> No
     s.bind(ft, "thread.z")
     s.bind(yt, "thread.y")
     s.bind(xt, "thread.x")
-    if sh.groups == 1:
+    if shared_input:
         s.cache_read(x, "shared", at=rco, double_buffer=True)
     s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0), double_buffer=True)
     s.cache_write("local", at=xt)
@@ -166,10 +176,16 @@ def conv_depthwise(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -
     ho, wo = sh.out
     default = 128 if ho * wo >= 128 else 64
     t = s.knob(prefix + "threads", candidates(default, [32, 64, 128, 256]))
+    depthwise_flat(s, stage, t)
+
+
+def depthwise_flat(s: Schedule, stage, threads) -> None:
+    """One output per thread: `threads` per block over a channel's flattened output, one
+    register accumulator each, the kernel window unrolled."""
     n, ff, yy, xx, rc, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
     nf = s.fuse(n, ff)
     yx = s.fuse(yy, xx)
-    o, ti = s.split(yx, t)
+    o, ti = s.split(yx, threads)
     s.bind(nf, "block.y")
     s.bind(o, "block.x")
     s.bind(ti, "thread.x")
@@ -189,6 +205,16 @@ def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str =
     si = s.knob(prefix + "si", candidates(max(16, ti_d // 2), [16, 32, 64]))
     sj = s.knob(prefix + "sj", candidates(max(16, tj_d // 2), [16, 32, 64]))
     kc = s.knob(prefix + "kc", candidates(min(16, max(pow2(k, 4, 32))), pow2(k, 4, 32)))
+    sgemm_tiles(s, stage, a, b, ti, tj, si, sj, kc)
+
+
+def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc) -> None:
+    """The SGEMM schedule (factors are ints or knobs): each block computes a `ti` x `tj` tile
+    of C from `kc`-deep slices of A and B in shared memory, double-buffered (the next slices
+    load into registers while this one is used), A's slice transposed so both are read along
+    rows; each thread accumulates 4x4 quads of outputs in registers, strided by `si` rows
+    and `sj` columns (si / 4 x sj / 4 threads), so neighbouring threads read neighbouring
+    shared words (no bank conflicts) and each reads float4s."""
     i, j, kk = s.loops("i", "j", "k", stage=stage)
     io, ir = s.split(i, ti)
     jo, jr = s.split(j, tj)
