@@ -9,14 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from gpu_cases import CASES
+from gpu_cases import CASES, needs_nvcc
 
 import sched_dsl as sd
 from sched_dsl.lowering.host_plan import HostPlan, Launch
 from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, compile_error, shared_bytes
 
 NVCC = shutil.which("nvcc")
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH: the CUDA text is not compiled")
 
 
 def _lowered_all():

@@ -77,15 +77,11 @@ def test_cuda_rejects_a_block_beyond_the_device_before_launching():
         sd.build(y, s, target="cuda")
 
 
-try:
-    from sched_dsl import testing as sdt
-except ImportError:  # pragma: no cover - the module ships with the package
-    sdt = None
+from sched_dsl import testing as sdt
 
 EXAMPLES = int(os.environ.get("SCHED_DSL_GPU_EXAMPLES", "60"))
 
 
-@pytest.mark.skipif(sdt is None, reason="sched_dsl.testing is not available")
 @pytest.mark.parametrize("target", TARGETS)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())

@@ -7,6 +7,7 @@ import pytest
 import sched_dsl as sd
 from sched_dsl.executor import plan_steps, prepare
 from sched_dsl.onnx_import import import_onnx
+from gpu_cases import needs_nvcc
 from model_files import SIZE, assert_matches_onnxruntime, make_models
 
 MODELS = ["resnet18", "mobilenetv2", "ssd"]
@@ -68,7 +69,7 @@ def test_batchnorm_folded_into_conv(model_dir):
     assert "tensorop.binary" in names and names.count("tensorop.binary") == 8  # the residual adds only
 
 
-@pytest.mark.skipif(__import__("shutil").which("nvcc") is None, reason="nvcc is not on PATH: the CUDA text is not compiled")
+@needs_nvcc
 def test_model_cuda_text_compiles(model_dir, tmp_path):
     """Every segment of the three models, lowered for the CUDA target with the chosen
     schedules, compiles with nvcc for sm_90 (no GPU needed)."""
