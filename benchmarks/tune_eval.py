@@ -13,10 +13,13 @@ same run (ratio = baseline time / our time, so 1.0 is parity and higher is faste
     python benchmarks/tune_eval.py --json tune_eval.json --png-dir tune_eval_png [--quick]
     python benchmarks/tune_eval.py --target opencl --small --trials 12 --seeds 2   # on PoCL
 
-`--transfer` adds a third method, xgb seeded with the measurements of the workloads before it
-that are other shapes of the same operator (the second and third convolutions learn from the
-first). `--cache-dir D` keeps each workload's measurements in D/<workload>.jsonl (tuning records) and
-reuses them when run again, so an interrupted evaluation resumes where it stopped.
+`--transfer` adds a third method, xgb seeded with the records of `--pretune` workloads that are
+other shapes of the same operator (each tuned once, by xgb, before the evaluated workloads, as
+a user would have tuned other layers or sizes before: e.g. `--pretune sgemm2048,conv512x7`).
+`--cache-dir D` keeps each workload's measurements in D/<workload>.jsonl (tuning records) and
+reuses them when run again, so an interrupted evaluation resumes where it stopped. The best
+config "found overall" is the best of every measurement of the workload (the runs', and
+whatever the cache held: with a cache from benchmarks/measure_space.py, the whole space).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ WORKLOADS = {
     "conv64x56": (conv3x3_space, dict(c=64, size=56, f=64), 2 * 64 * 56 * 56 * 64 * 9),
     "conv128x28": (conv3x3_space, dict(c=128, size=28, f=128), 2 * 128 * 28 * 28 * 128 * 9),
     "conv256x14": (conv3x3_space, dict(c=256, size=14, f=256), 2 * 256 * 14 * 14 * 256 * 9),
+    "conv512x7": (conv3x3_space, dict(c=512, size=7, f=512), 2 * 512 * 7 * 7 * 512 * 9),  # a transfer source
 }
 SMALL = {
     "sgemm4096": (sgemm_space, dict(m=64, n=64, k=64, small=True), 2 * 64 ** 3),
@@ -56,6 +60,7 @@ SMALL = {
     "conv64x56": (conv3x3_space, dict(c=8, size=8, f=8), 2 * 8 * 8 * 8 * 8 * 9),
     "conv128x28": (conv3x3_space, dict(c=16, size=4, f=8), 2 * 16 * 4 * 4 * 8 * 9),
     "conv256x14": (conv3x3_space, dict(c=8, size=4, f=16), 2 * 8 * 4 * 4 * 16 * 9),
+    "conv512x7": (conv3x3_space, dict(c=16, size=2, f=16), 2 * 16 * 2 * 2 * 16 * 9),
 }
 
 
@@ -111,12 +116,28 @@ def final_kernel(out, schedule, target: str, config: dict, repeat: int, warmup: 
             "block": kern.lowered.launches[0].block, "grid": kern.lowered.launches[0].grid}
 
 
+def random_median_reach(n_configs: int, n_good: int) -> int | None:
+    """The median trials random search needs to first pick one of `n_good` configs among the
+    `n_configs` that count as trials (uniform picks without replacement): the smallest t with
+    P(no good config in t picks) = C(N - n, t) / C(N, t) <= 1/2. None when n_good is 0."""
+    if n_good <= 0:
+        return None
+    p_miss = 1.0
+    for t in range(1, n_configs + 1):
+        p_miss *= (n_configs - n_good - t + 1) / (n_configs - t + 1)
+        if p_miss <= 0.5:
+            return t
+    return n_configs
+
+
 def replay_measurer(directory: str, name: str, out, target: str) -> ReplayMeasurer:
-    """Answers from DIR/<name>.jsonl: the workload of `out` on `target` recorded there (on
-    whichever device recorded it)."""
+    """Answers from DIR/<name>.jsonl (or .jsonl.gz): the workload of `out` on `target`
+    recorded there (on whichever device recorded it)."""
     path = os.path.join(directory, f"{name}.jsonl")
+    if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+        path += ".gz"
     if not os.path.isfile(path):
-        raise SystemExit(f"--replay: no records file {path}")
+        raise SystemExit(f"--replay: no records file {path}[.gz]")
     want = R.workload_of([out], target, "")
     prefix = f"{want.op}|{want.shapes}|{target}|"
     keys = sorted({r.workload for r in R.load(path) if r.workload.startswith(prefix)})
@@ -132,42 +153,59 @@ def make_measurer(name: str, out, schedule, args):
                     warmup=args.warmup, min_repeat_ms=args.min_repeat_ms, workers=args.workers)
 
 
-def pretune(name: str, spec, args, earlier: list) -> None:
+def open_cache(name: str, out, space: Space, args, device: str) -> tuple[str, dict, R.RecordsWriter | None]:
+    """The workload key, and the measurement cache of `name`: config key -> record, from
+    --cache-dir's records file (appended to as new configs are measured)."""
+    workload = R.workload_of([out], args.target, device).key
+    cache: dict = {}
+    path = os.path.join(args.cache_dir, f"{name}.jsonl") if args.cache_dir else None
+    if path and os.path.exists(path):
+        for r in R.load(path):
+            if r.workload == workload and space.point(r.config) is not None:
+                cache[r.config_key()] = r
+    return workload, cache, (R.RecordsWriter(path) if path else None)
+
+
+def cached_tune(out, schedule, args, measurer, cache: dict, writer, **options):
+    """sd.tune that takes measurements from `cache` (and adds new ones to it and the writer):
+    a run's records are only the configs it asked for, whatever the cache holds."""
+    known = set(cache)
+    res = sd.tune(out, schedule, args.target, batch=args.batch, measurer=measurer, cache=cache,
+                  exhaustive_limit=args.exhaustive_limit, **options)
+    if writer:
+        writer.append([cache[k] for k in cache if k not in known])
+    return res
+
+
+def pretune(name: str, spec, args, sources: list) -> None:
     """Tunes a source shape once (xgb, --pretune-trials trials, seed 0) so that --transfer has
-    records of another shape of the operator; it is not evaluated."""
+    records of another shape of the operator; it is not evaluated. Only the records of the
+    configs this run asked for become sources (not the rest of a --cache-dir file)."""
     fn, fargs, _ = spec
     out, schedule = fn(**fargs)
     t0 = time.time()
-    records = os.path.join(args.cache_dir, f"{name}.jsonl") if args.cache_dir else None
     with make_measurer(name, out, schedule, args) as measurer:
-        res = sd.tune(out, schedule, args.target, args.pretune_trials, records, seed=0, batch=args.batch,
-                      measurer=measurer, exhaustive_limit=args.exhaustive_limit)
-    earlier.extend(res.records)
+        _, cache, writer = open_cache(name, out, Space.of(schedule), args, measurer.info["device"])
+        res = cached_tune(out, schedule, args, measurer, cache, writer, trials=args.pretune_trials, seed=0)
+    sources.extend(res.records)
     print(f"{name} (pretune, transfer source): {res.trials} trials, best {res.best_ms} ms {res.best_config}, "
           f"{time.time() - t0:.0f} s", flush=True)
 
 
-def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
+def evaluate_workload(name: str, spec, args, sources: list) -> dict:
     fn, fargs, flops = spec
     kind = "sgemm" if fn is sgemm_space else "conv"
     out, schedule = fn(**fargs)
     space = Space.of(schedule)
     t0 = time.time()
     measurer = make_measurer(name, out, schedule, args)
-    cache: dict = {}
     features: dict = {}
-    cache_path = os.path.join(args.cache_dir, f"{name}.jsonl") if args.cache_dir else None
     with measurer:
         info = measurer.info
-        workload = R.workload_of([out], args.target, info["device"]).key
-        if cache_path and os.path.exists(cache_path):
-            for r in R.load(cache_path):
-                if r.workload == workload and space.point(r.config) is not None:
-                    cache[r.config_key()] = r
-        writer = R.RecordsWriter(cache_path) if cache_path else None
+        workload, cache, writer = open_cache(name, out, space, args, info["device"])
         print(f"{name}: {workload}\n  space of {len(space)} configs, {len(cache)} cached measurements", flush=True)
         family = R.workload_of([out], args.target, info["device"]).op
-        transfer = [r for r in earlier if r.workload.split("|")[0] == family]
+        transfer = [r for r in sources if r.workload.split("|")[0] == family]
         methods = METHODS + (("xgb-transfer",) if args.transfer and transfer else ())
         runs: dict[str, list] = {m: [] for m in methods}
         for seed in range(args.seeds):
@@ -175,19 +213,14 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
                 print(f"  time share of --budget-s used up: stopping after {seed} seed(s)", flush=True)
                 break
             for method in methods:
-                known = set(cache)
-                res = sd.tune(out, schedule, args.target, args.trials, strategy=method.split("-")[0], seed=seed,
-                              batch=args.batch, measurer=measurer, cache=cache, features=features,
-                              exhaustive_limit=args.exhaustive_limit,
-                              transfer=transfer if method == "xgb-transfer" else ())
-                if writer:
-                    writer.append([cache[k] for k in cache if k not in known])
+                res = cached_tune(out, schedule, args, measurer, cache, writer, trials=args.trials,
+                                  strategy=method.split("-")[0], seed=seed, features=features,
+                                  transfer=transfer if method == "xgb-transfer" else ())
                 runs[method].append(res)
                 if not args.quiet:
                     print(f"  {method:6s} seed {seed}: best {res.best_ms} ms {res.best_config}, "
                           f"{res.invalid} invalid, errors {dict(res.errors)}; {len(cache)} distinct configs so far, "
                           f"{time.time() - t0:.0f} s", flush=True)
-    earlier.extend(cache.values())
     # the configs this evaluation's runs asked for (the cache may hold more from other runs)
     asked = {r.config_key() for res in runs.values() for run in res for r in run.records}
     asked_records = [cache[k] for k in asked]
@@ -195,11 +228,15 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
     ok = [r for r in measured if r.ok]
     if args.replay:  # the best of the whole (restricted) space, whether or not a run found it
         ok = [r for r in measurer.by_config.values() if r.ok]
+    else:  # the best measured so far, by these runs or before them (the cache)
+        ok = [r for r in cache.values() if r.ok]
     if not ok:
         return {"workload": workload, "error": "no config measured correctly"}
     best = min(ok, key=lambda r: r.cost_ms)
     target95 = best.cost_ms / 0.95
-    row = {"workload": workload, "seeds_done": len(runs["xgb"]), "space_size": len(space), "distinct_measured": len(measured),
+    row = {"workload": workload, "seeds_done": len(runs["xgb"]), "space_size": len(space),
+           "space_measured": len(measurer.by_config) if args.replay else len(cache),
+           "distinct_measured": len(measured),
            "distinct_invalid": len(asked_records) - len(measured), "best_overall_ms": best.cost_ms,
            "best_config": best.config, "best_tflops": flops / best.cost_ms / 1e9, "methods": {}}
     errors: dict[str, int] = {}
@@ -207,6 +244,12 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
         if r.error:
             errors[r.error] = errors.get(r.error, 0) + 1
     row["errors_distinct"] = errors
+    # random search's median trials to 95%, exactly, from every config of the space measured
+    everything = list(measurer.by_config.values()) if args.replay else list(cache.values())
+    counted = [r for r in everything if r.error != "invalid"]
+    row["space_complete"] = len(everything) == len(space)
+    row["good_configs"] = sum(1 for r in counted if r.ok and r.cost_ms <= target95)
+    row["random_expected_median_reach95"] = random_median_reach(len(counted), row["good_configs"])
     for method, results in runs.items():
         reached = [reach(r.curve, target95) for r in results]
         row["methods"][method] = {
@@ -223,9 +266,11 @@ def evaluate_workload(name: str, spec, args, earlier: list) -> dict:
         t = row["methods"]["xgb-transfer"]["median_reach95"]
         row["xgb_transfer_vs_random_reach95"] = (t / r_) if t and r_ else None
     medians = ", ".join(f"{m} {v['median_reach95']}" for m, v in row["methods"].items())
+    exact = (f"; random's exact median over the whole space {row['random_expected_median_reach95']} "
+             f"({row['good_configs']} of {len(counted)} configs within 95%)" if row["space_complete"] else "")
     print(f"  best overall {best.cost_ms:.4f} ms ({row['best_tflops']:.2f} TFLOP/s) {best.config}; "
           f"median trials to 95% ({len(runs['xgb'])} seeds, {args.trials} trials, never = {args.trials + 1}): "
-          f"{medians}", flush=True)
+          f"{medians}{exact}", flush=True)
     if args.png_dir:
         os.makedirs(args.png_dir, exist_ok=True)
         png = os.path.join(args.png_dir, f"{name}.png")
@@ -270,7 +315,7 @@ def main() -> None:
     p.add_argument("--final-repeat", type=int, default=50)
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--transfer", action="store_true",
-                   help="also run xgb seeded with the measurements of the earlier shapes of the operator")
+                   help="also run xgb seeded with the records of the --pretune workloads of the same operator")
     p.add_argument("--pretune", default="",
                    help="comma-separated workloads tuned once first (xgb, --pretune-trials) only as --transfer sources, "
                         "e.g. sgemm2048 for sgemm4096")
@@ -303,14 +348,14 @@ def main() -> None:
         p.error(f"unknown workload(s) {unknown}; choose from {', '.join(table)}")
     args.names = names
     t0 = time.time()
-    earlier: list = []  # every measurement so far, for --transfer
+    sources: list = []  # the --pretune records, for --transfer
     report = {"target": args.target, "trials": args.trials, "seeds": args.seeds, "batch": args.batch,
               "exhaustive_limit": args.exhaustive_limit,
               "small": args.small, "workloads": {}}
     for name in pre:
-        pretune(name, table[name], args, earlier)
+        pretune(name, table[name], args, sources)
     for name in names:
-        report["workloads"][name] = evaluate_workload(name, table[name], args, earlier)
+        report["workloads"][name] = evaluate_workload(name, table[name], args, sources)
         report["wall_s"] = time.time() - t0
         if args.json:  # written after every workload, so a cut-off run keeps what it did
             with open(args.json, "w") as f:

@@ -6,6 +6,7 @@ sd.build(records=...) and the sched-tune CLI. Measurements run on the default Op
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -234,6 +235,23 @@ def test_cut_short_last_line_is_set_aside_not_lost(tmp_path):
     assert (tmp_path / "r.jsonl.partial").read_text() == cut + "\n"
 
 
+def test_gzipped_records_are_read_not_appended(tmp_path):
+    import gzip
+    plain = tmp_path / "r.jsonl"
+    R.RecordsWriter(str(plain)).append([_rec(cost=2.0, t=1), _rec(error="timeout", t=2)])
+    packed = tmp_path / "r.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert [(r.config, r.cost_ms, r.error) for r in R.load(str(packed))] == \
+        [(r.config, r.cost_ms, r.error) for r in R.load(str(plain))]
+    with pytest.raises(R.RecordsError, match="appended to plain files, not .gz"):
+        R.RecordsWriter(str(packed))
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"  # left as it was
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip at all\n")
+    with pytest.raises(R.RecordsError, match="broken.jsonl.gz' cannot be read"):
+        R.load(str(broken))
+
+
 # -- measuring and tuning on the OpenCL device -------------------------------------------------------------
 
 def test_every_error_class_through_injected_faults(tmp_path):
@@ -367,6 +385,7 @@ def test_cli_run_best_merge_plot(tmp_path, capsys):
         (["run", spec + "x"], "has no function 'matmul_spacex'"),
         (["run", spec, "--arg", "m"], "--arg 'm' is not name=value"),
         (["merge", str(rec), str(rec)], "is both an input and the output"),
+        (["run", spec, "--budget-s", "0"], "budget_s must be > 0 seconds"),
     ]:
         assert tune_cli(argv) == 1, argv
         err = capsys.readouterr().err
@@ -444,6 +463,27 @@ def test_replay_measurer_answers_from_records(tmp_path, strategy):
     assert m.features(skipped) == [None, None]
 
 
+def test_tune_stops_starting_batches_after_budget_s(tmp_path):
+    from sched_dsl.tune.replay import ReplayMeasurer
+
+    class SlowReplay(ReplayMeasurer):
+        def build(self, configs):
+            time.sleep(0.3)
+            return super().build(configs)
+
+    c, s, wl, path, recs, _ = _replay_records(tmp_path)
+    out = str(tmp_path / "budget.jsonl")
+    res = sd.tune(c, s, "cuda", trials=100, strategy="random", batch=2, measurer=SlowReplay(path, wl),
+                  records=out, budget_s=0.2)
+    assert res.out_of_time and res.trials + res.invalid == 2  # the first batch, then no other
+    assert len(R.load(out)) == 2  # what was measured is kept
+    again = sd.tune(c, s, "cuda", trials=4, strategy="random", batch=2, measurer=ReplayMeasurer(path, wl),
+                    records=out, budget_s=60)
+    assert again.resumed == 2 and not again.out_of_time and again.trials == 4
+    with pytest.raises(ValueError, match="budget_s must be > 0 seconds, got 0"):
+        sd.tune(c, s, "cuda", trials=4, measurer=ReplayMeasurer(path, wl), budget_s=0)
+
+
 def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):
     from sched_dsl.tune.replay import ReplayMeasurer
     _, _, wl, path, _, _ = _replay_records(tmp_path)
@@ -452,18 +492,27 @@ def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):
 
 
 def test_tune_eval_replays_h200_records_with_transfer(tmp_path):
-    """benchmarks/tune_eval.py --replay on the committed H200 records: random, xgb and
-    xgb-transfer (seeded by a --pretune source shape), 95% of the best recorded config."""
-    data = os.path.join(HERE, "..", "benchmarks", "data", "h200_tune_records")
+    """benchmarks/tune_eval.py --replay on the committed H200 measurements of whole spaces
+    (gzipped records): random, xgb and xgb-transfer (seeded by a --pretune source shape), 95%
+    of the best config of the space, and random search's exact median."""
+    data = os.path.join(HERE, "..", "benchmarks", "data", "h200_space")
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, os.path.join(HERE, "..", "benchmarks", "tune_eval.py"),
-                           "--replay", data, "--workloads", "conv256x14", "--pretune", "conv128x28",
+                           "--replay", data, "--workloads", "conv256x14", "--pretune", "conv512x7",
                            "--pretune-trials", "8", "--transfer", "--seeds", "2", "--trials", "6",
                            "--quiet", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     row = json.loads(out.read_text())["workloads"]["conv256x14"]
-    best = min(r.cost_ms for r in R.load(os.path.join(data, "conv256x14.jsonl")) if r.ok)
-    assert row["best_overall_ms"] == best
+    recs = R.load(os.path.join(data, "conv256x14.jsonl.gz"))
+    best = min(r.cost_ms for r in recs if r.ok)
+    assert row["best_overall_ms"] == best and row["space_complete"] and row["space_measured"] == row["space_size"]
+    counted = [r for r in recs if r.error != "invalid"]
+    good = [r for r in counted if r.ok and r.cost_ms <= best / 0.95]
+    assert row["good_configs"] == len(good) >= 1
+    # the exact median: P(no good config in t uniform picks without replacement) first <= 1/2
+    t = row["random_expected_median_reach95"]
+    p_miss = lambda t: math.comb(len(counted) - len(good), t) / math.comb(len(counted), t)  # noqa: E731
+    assert p_miss(t) <= 0.5 < p_miss(t - 1)
     assert set(row["methods"]) == {"xgb", "random", "xgb-transfer"}
     for m in row["methods"].values():
         assert len(m["reach95"]) == 2 and all(len(c) == 6 for c in m["curves"])

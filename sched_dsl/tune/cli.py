@@ -1,7 +1,7 @@
 """`sched-tune`: tune a schedule's knobs, and read records files.
 
     sched-tune run SPEC [--arg name=value ...] [--target opencl|cuda] [--trials N] [--records F]
-                   [--strategy xgb|random] [--plot curve.png] ...
+                   [--strategy xgb|random] [--budget-s S] [--plot curve.png] ...
     sched-tune best RECORDS [--workload TEXT]
     sched-tune merge OUT IN [IN ...]
     sched-tune plot RECORDS --out curve.png [--workload TEXT]
@@ -86,13 +86,13 @@ def _run(args) -> None:
     try:
         result = tune(outputs, schedule, args.target, args.trials, args.records, strategy=args.strategy,
                       batch=args.batch, seed=args.seed, transfer=args.transfer, timeout=args.timeout,
-                      progress=progress)
+                      progress=progress, budget_s=args.budget_s)
     finally:
         if bar is not None:
             bar.close()
     print(json.dumps({"workload": result.workload, "best_config": result.best_config, "best_ms": result.best_ms,
                       "trials": result.trials, "invalid": result.invalid, "errors": dict(result.errors),
-                      "resumed": result.resumed}))
+                      "resumed": result.resumed, "out_of_time": result.out_of_time}))
     if args.plot:
         from sched_dsl.tune.plot import plot_curves
         plot_curves({args.strategy: [result.curve]}, args.plot, title=result.workload)
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--timeout", type=float, default=10.0, help="seconds one candidate may run")
+    r.add_argument("--budget-s", type=float, help="start no batch after this many seconds (run again to go on)")
     r.add_argument("--transfer", action="append", default=[], help="records of other shapes to seed the model")
     r.add_argument("--plot", help="write a PNG of best-so-far against trials")
     r.add_argument("--no-progress", action="store_true")

@@ -5,11 +5,14 @@ A line holds the workload key (operator + shapes + target + device), the config,
 (so other shapes of the operator can seed a model without rebuilding), and its trial number.
 Lines are appended, flushed and fsynced a batch at a time, so a tuner killed at any point
 loses at most the batch it was measuring; a last line cut short by the kill is set aside
-(in `<file>.partial`) with a warning when the file is next opened for appending.
+(in `<file>.partial`) with a warning when the file is next opened for appending. A file whose
+name ends in `.gz` is read through gzip (for archived records); records are appended to plain
+files only.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -113,8 +116,15 @@ def load(path: str, missing_ok: bool = False) -> list[Record]:
         if missing_ok:
             return []
         raise RecordsError(f"records file '{path}' does not exist")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        else:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise RecordsError(f"records file '{path}' cannot be read: {e}") from None
     lines = text.split("\n")
     records = []
     for n, line in enumerate(lines, 1):
@@ -136,6 +146,9 @@ class RecordsWriter:
 
     def __init__(self, path: str):
         _check_path(path)
+        if path.endswith(".gz"):
+            raise RecordsError(f"records path '{path}': records are appended to plain files, not .gz "
+                               "(gzip a finished file to archive it; it can still be read)")
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):

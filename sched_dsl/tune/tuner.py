@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class TuneResult:
     errors: Counter = field(default_factory=Counter)  # error class -> count, invalid included
     records: list[Record] = field(default_factory=list)
     resumed: int = 0  # records of this workload found in the records file at the start
+    out_of_time: bool = False  # stopped by budget_s before `trials` were measured
 
     def add(self, r: Record) -> None:
         self.records.append(r)
@@ -60,7 +62,8 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
          records: str | None = None, *, strategy: str = "xgb", batch: int = 8, seed: int = 0,
          transfer: Sequence[str | Record] = (), eps: float = 0.1, measurer: Measurer | None = None,
          cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096,
-         progress: Callable[[TuneResult], None] | None = None, **measure_options) -> TuneResult:
+         progress: Callable[[TuneResult], None] | None = None, budget_s: float | None = None,
+         **measure_options) -> TuneResult:
     """Tunes the schedule's knobs for `outputs` on `target`.
 
     `trials` is the number of configs of this workload to have measured in total: with a
@@ -70,7 +73,8 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     operator seed the model.
     `cache` (a dict shared between calls) reuses results of configs measured before instead
     of measuring them again; `features` (a dict shared between calls) keeps the features of
-    the points the model has scored. Other keyword arguments go to `Measurer` (timeout, number,
+    the points the model has scored. With `budget_s`, no batch starts after that many seconds
+    (the records keep what was measured; running again goes on from there). Other keyword arguments go to `Measurer` (timeout, number,
     repeat, warmup, min_repeat_ms, tol, workers, hook, max_local_bytes)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
@@ -78,6 +82,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         raise ValueError(f"trials must be an int >= 1, got {trials!r}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if budget_s is not None and not budget_s > 0:
+        raise ValueError(f"budget_s must be > 0 seconds, got {budget_s!r}")
+    start = time.perf_counter()
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     space = Space.of(schedule)
     writer = RecordsWriter(records) if records else None  # checks the path; sets a cut-short line aside
@@ -112,6 +119,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         if progress:
             progress(result)
         while result.trials < trials:
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                result.out_of_time = True
+                break
             points = search.propose(min(batch, trials - result.trials), visited)
             if not points:
                 break  # every point of the space was tried
