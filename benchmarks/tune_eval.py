@@ -166,10 +166,17 @@ def open_cache(name: str, out, space: Space, args, device: str) -> tuple[str, di
     return workload, cache, (R.RecordsWriter(path) if path else None)
 
 
+def cached_features(space: Space, cache: dict) -> dict:
+    """Point -> features of the cached records (features depend on the config alone, so the
+    model need not lower those configs again)."""
+    return {space.point(r.config): r.features for r in cache.values() if r.features is not None}
+
+
 def cached_tune(out, schedule, args, measurer, cache: dict, writer, **options):
     """sd.tune that takes measurements from `cache` (and adds new ones to it and the writer):
     a run's records are only the configs it asked for, whatever the cache holds."""
     known = set(cache)
+    options.setdefault("features", cached_features(Space.of(schedule), cache))
     res = sd.tune(out, schedule, args.target, batch=args.batch, measurer=measurer, cache=cache,
                   exhaustive_limit=args.exhaustive_limit, **options)
     if writer:
@@ -199,10 +206,10 @@ def evaluate_workload(name: str, spec, args, sources: list) -> dict:
     space = Space.of(schedule)
     t0 = time.time()
     measurer = make_measurer(name, out, schedule, args)
-    features: dict = {}
     with measurer:
         info = measurer.info
         workload, cache, writer = open_cache(name, out, space, args, info["device"])
+        features = cached_features(space, cache)
         print(f"{name}: {workload}\n  space of {len(space)} configs, {len(cache)} cached measurements", flush=True)
         family = R.workload_of([out], args.target, info["device"]).op
         transfer = [r for r in sources if r.workload.split("|")[0] == family]
