@@ -484,6 +484,16 @@ def test_tune_stops_starting_batches_after_budget_s(tmp_path):
         sd.tune(c, s, "cuda", trials=4, measurer=ReplayMeasurer(path, wl), budget_s=0)
 
 
+def test_transfer_records_that_match_nothing_are_a_warning(tmp_path):
+    from sched_dsl.tune.replay import ReplayMeasurer
+    c, s, wl, path, _, _ = _replay_records(tmp_path)
+    other = str(tmp_path / "other_target.jsonl")  # another shape, but recorded for OpenCL
+    R.RecordsWriter(other).append([R.Record("matmul|A=2x2,B=2x2|opencl|dev", {"ti": 1, "tj": 1}, 1.0,
+                                            features=[0.0])])
+    with pytest.warns(UserWarning, match="transfer: no records of another shape of 'matmul' on target 'cuda'"):
+        sd.tune(c, s, "cuda", trials=2, batch=2, measurer=ReplayMeasurer(path, wl), transfer=[other])
+
+
 def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):
     from sched_dsl.tune.replay import ReplayMeasurer
     _, _, wl, path, _, _ = _replay_records(tmp_path)

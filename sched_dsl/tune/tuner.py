@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         def featurize(points):
             return measurer.features([space.config(p) for p in points])
 
+        if extra and not transfer_groups(extra, wl):
+            warnings.warn(f"transfer: no records of another shape of '{wl.op}' on target '{wl.target}' "
+                          f"(with features) in {len(extra)} record(s); nothing seeds the model", stacklevel=2)
         if strategy == "random":
             search = RandomSearch(space, rng)
         else:
