@@ -416,6 +416,7 @@ def test_transfer_groups_take_other_shapes_of_the_operator_on_the_target():
             R.Record("matmul|A=9x9,B=9x9|opencl|dev", {"t": 1}, None, "invalid")]  # no features
     groups = transfer_groups(recs, wl)
     assert sorted((len(rows), tuple(costs)) for rows, costs in groups) == [(1, (3.0,)), (2, (2.0, None))]
+    assert transfer_groups(recs, wl, n_features=3) == []  # vectors of another length are left out
 
 
 def test_a_hook_that_does_not_load_is_a_clear_error():
@@ -490,8 +491,15 @@ def test_transfer_records_that_match_nothing_are_a_warning(tmp_path):
     other = str(tmp_path / "other_target.jsonl")  # another shape, but recorded for OpenCL
     R.RecordsWriter(other).append([R.Record("matmul|A=2x2,B=2x2|opencl|dev", {"ti": 1, "tj": 1}, 1.0,
                                             features=[0.0])])
-    with pytest.warns(UserWarning, match="transfer: no records of another shape of 'matmul' on target 'cuda'"):
+    with pytest.warns(UserWarning, match="transfer: no usable records of another shape of 'matmul' on target 'cuda'"):
         sd.tune(c, s, "cuda", trials=2, batch=2, measurer=ReplayMeasurer(path, wl), transfer=[other])
+    # another shape on the target, but features of another length: left out, not a crash in the model
+    short = str(tmp_path / "short_features.jsonl")
+    R.RecordsWriter(short).append([R.Record("matmul|A=4x4,B=4x4|cuda|dev", {"ti": k, "tj": 1}, float(k),
+                                            features=[0.0, 1.0]) for k in (1, 2)])
+    with pytest.warns(UserWarning, match="2 record.s. of other shapes of 'matmul' have features of another length"):
+        res = sd.tune(c, s, "cuda", trials=2, batch=2, measurer=ReplayMeasurer(path, wl), transfer=[short])
+    assert res.trials == 2
 
 
 def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):

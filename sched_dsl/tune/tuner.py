@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sched_dsl.tensor import Tensor
+from sched_dsl.tune.features import FEATURE_NAMES
 from sched_dsl.tune.measure import Measurer
 from sched_dsl.tune.records import Record, RecordsWriter, Workload, load, workload_of
 from sched_dsl.tune.search import ModelSearch, RandomSearch
@@ -44,14 +45,17 @@ class TuneResult:
         self.curve.append(self.best_ms)
 
 
-def transfer_groups(records: Sequence[Record], workload: Workload) -> list[tuple[list, list]]:
+def transfer_groups(records: Sequence[Record], workload: Workload,
+                    n_features: int | None = None) -> list[tuple[list, list]]:
     """Records of other shapes of the same operator on the same target, grouped per workload,
-    as (feature rows, costs) for the model."""
+    as (feature rows, costs) for the model; with `n_features`, only records whose feature
+    vectors have that length (those of the same schedule template and feature set)."""
     groups: dict[str, tuple[list, list]] = {}
     for r in records:
         parts = r.workload.split("|")
         if (r.workload == workload.key or r.features is None or len(parts) != 4
-                or parts[0] != workload.op or parts[2] != workload.target):
+                or parts[0] != workload.op or parts[2] != workload.target
+                or (n_features is not None and len(r.features) != n_features)):
             continue
         rows, costs = groups.setdefault(r.workload, ([], []))
         rows.append(r.features)
@@ -109,13 +113,23 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         def featurize(points):
             return measurer.features([space.config(p) for p in points])
 
-        if extra and not transfer_groups(extra, wl):
-            warnings.warn(f"transfer: no records of another shape of '{wl.op}' on target '{wl.target}' "
-                          f"(with features) in {len(extra)} record(s); nothing seeds the model", stacklevel=2)
+        # records of other templates of the operator (other knobs) in the records file are left out
+        # quietly; of the `transfer` records the user named, a warning says which are not used
+        n_features = len(FEATURE_NAMES) + len(space.knobs)  # the loop-IR features, then one per knob
+        groups = transfer_groups(old + extra, wl, n_features)
+        usable = sum(len(rows) for rows, _ in transfer_groups(extra, wl, n_features))
+        skipped = sum(len(rows) for rows, _ in transfer_groups(extra, wl)) - usable
+        if skipped:
+            warnings.warn(f"transfer: {skipped} record(s) of other shapes of '{wl.op}' have features of another "
+                          f"length than this schedule's {n_features} (another schedule template or feature set); "
+                          "they are left out", stacklevel=2)
+        elif extra and not usable:
+            warnings.warn(f"transfer: no usable records of another shape of '{wl.op}' on target '{wl.target}' "
+                          f"in {len(extra)} record(s); nothing seeds the model", stacklevel=2)
         if strategy == "random":
             search = RandomSearch(space, rng)
         else:
-            search = ModelSearch(space, rng, featurize, transfer_groups(old + extra, wl), eps=eps,
+            search = ModelSearch(space, rng, featurize, groups, eps=eps,
                                  exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
                                  features=features)
         search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
