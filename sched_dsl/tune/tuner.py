@@ -79,8 +79,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     `cache` (a dict shared between calls) reuses results of configs measured before instead
     of measuring them again; `features` (a dict shared between calls) keeps the features of
     the points the model has scored. With `budget_s`, no batch starts after that many seconds
-    (the records keep what was measured; running again goes on from there). Other keyword arguments go to `Measurer` (timeout, number,
-    repeat, warmup, min_repeat_ms, tol, workers, hook, max_local_bytes)."""
+    (the records keep what was measured; running again goes on from there). Other keyword
+    arguments go to `Measurer` (timeout, number, repeat, warmup, min_repeat_ms, tol, workers,
+    hook, max_local_bytes)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     if not isinstance(trials, int) or trials < 1:
@@ -163,8 +164,6 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
 
 def _within_limits(limits, measurer: Measurer):
     """A check of the limits that features show (threads per block, shared and local bytes)."""
-    from sched_dsl.tune.features import FEATURE_NAMES
-
     k_threads, k_shared, k_local = (FEATURE_NAMES.index(n) for n in ("threads_per_block", "shared_bytes", "local_bytes"))
     max_local = measurer.max_local_bytes if measurer.max_local_bytes is not None else float("inf")
 
