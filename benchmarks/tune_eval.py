@@ -332,9 +332,9 @@ def main() -> None:
                         "keep the same seeds)")
     p.add_argument("--cache-dir")
     p.add_argument("--replay", metavar="DIR",
-                   help="measure nothing: answer from the records DIR/<workload>.jsonl (the space is restricted to "
-                        "the configs recorded there; 95%% is of the best of them), e.g. "
-                        "benchmarks/data/h200_tune_records")
+                   help="measure nothing: answer from the records DIR/<workload>.jsonl[.gz] (the space is restricted "
+                        "to the configs recorded there; 95%% is of the best of them), e.g. "
+                        "benchmarks/data/h200_space (every config of each space, measured on an H200)")
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.add_argument("--json")
     p.add_argument("--png-dir")
