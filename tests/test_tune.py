@@ -284,7 +284,8 @@ def test_tune_resumes_after_sigkill_without_measuring_twice(tmp_path):
         "c, s = matmul_space()\n"
         "sd.tune(c, s, trials=16, records=%r, batch=2, strategy='random', seed=1, hook='tune_faults:slow',"
         " workers=1, repeat=1, warmup=0)\n" % (HERE, str(path)))
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    # started outside the checkout, so it imports the package the tests import (not a folder in the cwd)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
