@@ -172,12 +172,12 @@ def cached_features(space: Space, cache: dict) -> dict:
     return {space.point(r.config): r.features for r in cache.values() if r.features is not None}
 
 
-def cached_tune(out, schedule, args, measurer, cache: dict, writer, **options):
-    """sd.tune that takes measurements from `cache` (and adds new ones to it and the writer):
-    a run's records are only the configs it asked for, whatever the cache holds."""
+def cached_tune(out, schedule, args, measurer, cache: dict, writer, features: dict, **options):
+    """sd.tune that takes measurements from `cache` (and adds new ones to it and the writer)
+    and features from `features`: a run's records are only the configs it asked for, whatever
+    the cache holds."""
     known = set(cache)
-    options.setdefault("features", cached_features(Space.of(schedule), cache))
-    res = sd.tune(out, schedule, args.target, batch=args.batch, measurer=measurer, cache=cache,
+    res = sd.tune(out, schedule, args.target, batch=args.batch, measurer=measurer, cache=cache, features=features,
                   exhaustive_limit=args.exhaustive_limit, **options)
     if writer:
         writer.append([cache[k] for k in cache if k not in known])
@@ -192,8 +192,10 @@ def pretune(name: str, spec, args, sources: list) -> None:
     out, schedule = fn(**fargs)
     t0 = time.time()
     with make_measurer(name, out, schedule, args) as measurer:
-        _, cache, writer = open_cache(name, out, Space.of(schedule), args, measurer.info["device"])
-        res = cached_tune(out, schedule, args, measurer, cache, writer, trials=args.pretune_trials, seed=0)
+        space = Space.of(schedule)
+        _, cache, writer = open_cache(name, out, space, args, measurer.info["device"])
+        res = cached_tune(out, schedule, args, measurer, cache, writer, cached_features(space, cache),
+                          trials=args.pretune_trials, seed=0)
     sources.extend(res.records)
     print(f"{name} (pretune, transfer source): {res.trials} trials, best {res.best_ms} ms {res.best_config}, "
           f"{time.time() - t0:.0f} s", flush=True)
@@ -220,8 +222,8 @@ def evaluate_workload(name: str, spec, args, sources: list) -> dict:
                 print(f"  time share of --budget-s used up: stopping after {seed} seed(s)", flush=True)
                 break
             for method in methods:
-                res = cached_tune(out, schedule, args, measurer, cache, writer, trials=args.trials,
-                                  strategy=method.split("-")[0], seed=seed, features=features,
+                res = cached_tune(out, schedule, args, measurer, cache, writer, features, trials=args.trials,
+                                  strategy=method.split("-")[0], seed=seed,
                                   transfer=transfer if method == "xgb-transfer" else ())
                 runs[method].append(res)
                 if not args.quiet:
@@ -232,17 +234,16 @@ def evaluate_workload(name: str, spec, args, sources: list) -> dict:
     asked = {r.config_key() for res in runs.values() for run in res for r in run.records}
     asked_records = [cache[k] for k in asked]
     measured = [r for r in asked_records if r.error != "invalid"]
-    ok = [r for r in measured if r.ok]
-    if args.replay:  # the best of the whole (restricted) space, whether or not a run found it
-        ok = [r for r in measurer.by_config.values() if r.ok]
-    else:  # the best measured so far, by these runs or before them (the cache)
-        ok = [r for r in cache.values() if r.ok]
+    # every measurement of the workload: the replayed (restricted) space, or the cache (these
+    # runs' and what it held before them); its best is the best found overall
+    everything = list(measurer.by_config.values()) if args.replay else list(cache.values())
+    ok = [r for r in everything if r.ok]
     if not ok:
         return {"workload": workload, "error": "no config measured correctly"}
     best = min(ok, key=lambda r: r.cost_ms)
     target95 = best.cost_ms / 0.95
     row = {"workload": workload, "seeds_done": len(runs["xgb"]), "space_size": len(space),
-           "space_measured": len(measurer.by_config) if args.replay else len(cache),
+           "space_measured": len(everything),
            "distinct_measured": len(measured),
            "distinct_invalid": len(asked_records) - len(measured), "best_overall_ms": best.cost_ms,
            "best_config": best.config, "best_tflops": flops / best.cost_ms / 1e9, "methods": {}}
@@ -252,7 +253,6 @@ def evaluate_workload(name: str, spec, args, sources: list) -> dict:
             errors[r.error] = errors.get(r.error, 0) + 1
     row["errors_distinct"] = errors
     # random search's median trials to 95%, exactly, from every config of the space measured
-    everything = list(measurer.by_config.values()) if args.replay else list(cache.values())
     counted = [r for r in everything if r.error != "invalid"]
     row["space_complete"] = len(everything) == len(space)
     row["good_configs"] = sum(1 for r in counted if r.ok and r.cost_ms <= target95)

@@ -118,8 +118,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
         # quietly; of the `transfer` records the user named, a warning says which are not used
         n_features = len(FEATURE_NAMES) + len(space.knobs)  # the loop-IR features, then one per knob
         groups = transfer_groups(old + extra, wl, n_features)
-        usable = sum(len(rows) for rows, _ in transfer_groups(extra, wl, n_features))
-        skipped = sum(len(rows) for rows, _ in transfer_groups(extra, wl)) - usable
+        named = [f for rows, _ in transfer_groups(extra, wl) for f in rows]
+        usable = sum(len(f) == n_features for f in named)
+        skipped = len(named) - usable
         if skipped:
             warnings.warn(f"transfer: {skipped} record(s) of other shapes of '{wl.op}' have features of another "
                           f"length than this schedule's {n_features} (another schedule template or feature set); "
