@@ -11,7 +11,7 @@ ONNX graph and weights (batch norm folded into the convs the same way), fp32 wit
 includes the input copy to the GPU and the output copy back, like ours ("torch_ms"), and is
 also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
 against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
-Untuned runs use the schedules sched_dsl/model_schedules.py chooses for each conv and matmul,
+Untuned runs use the schedules sched_dsl/graph/model_schedules.py chooses for each conv and matmul,
 with its default knobs. `--tune` first tunes every distinct conv/matmul shape of the models with
 the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmetic first, at most
 `--tune-budget-s` seconds per model) into `--records` (default bench_models.records.jsonl; a
@@ -64,7 +64,7 @@ class TorchFromOnnx:
         import torch
         import torch.nn.functional as F
 
-        from sched_dsl.onnx_import import Importer, fold_batchnorm
+        from sched_dsl.graph.onnx_import import Importer, fold_batchnorm
         self.torch, self.F = torch, F
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
@@ -173,7 +173,7 @@ def main() -> None:
         variants = [(fuse, None) for fuse in (True, False)]
         tune_s = None
         if args.tune:
-            from sched_dsl.executor import tune_model
+            from sched_dsl.tuner.models import tune_model
             t0 = time.perf_counter()
             done = tune_model(path, args.records, args.target, trials=args.trials, budget_s=args.tune_budget_s,
                               progress=lambda i, n, wl: print(f"{name}: tuning {i + 1}/{n} {wl.split('|')[0]} "

@@ -21,8 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 import sched_dsl as sd  # noqa: E402
-from sched_dsl.tune.measure import Measurer  # noqa: E402
-from sched_dsl.tune.space import Space  # noqa: E402
+from sched_dsl.tuner.measure import Measurer  # noqa: E402
+from sched_dsl.tuner.space import Space  # noqa: E402
 from tune_eval import SMALL, WORKLOADS  # noqa: E402
 
 

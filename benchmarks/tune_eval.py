@@ -36,11 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 import sched_dsl as sd  # noqa: E402
-from sched_dsl.tune import records as R  # noqa: E402
-from sched_dsl.tune.measure import Measurer  # noqa: E402
-from sched_dsl.tune.plot import fill_curve, plot_curves  # noqa: E402
-from sched_dsl.tune.replay import ReplayMeasurer  # noqa: E402
-from sched_dsl.tune.space import Space  # noqa: E402
+from sched_dsl import records as R  # noqa: E402
+from sched_dsl.tuner.measure import Measurer  # noqa: E402
+from sched_dsl.tuner.plot import fill_curve, plot_curves  # noqa: E402
+from sched_dsl.tuner.replay import ReplayMeasurer  # noqa: E402
+from sched_dsl.tuner.space import Space  # noqa: E402
 from tune_spaces import conv3x3_space, sgemm_space  # noqa: E402
 
 METHODS = ("xgb", "random")

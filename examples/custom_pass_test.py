@@ -19,7 +19,7 @@ from xdsl.passes import ModulePass
 
 import sched_dsl as sd
 from sched_dsl import testing as sdt
-from sched_dsl.check import check_each_pass
+from sched_dsl.testing.check import check_each_pass
 from sched_dsl.lowering.pipeline import PASSES
 
 

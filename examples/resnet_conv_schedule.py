@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 import sched_dsl as sd
-from sched_dsl.model_schedules import conv_tiles, depthwise_flat
+from sched_dsl.graph.model_schedules import conv_tiles, depthwise_flat
 
 # (channels=filters, size): the four 3x3 layers of ResNet-18's stages, and a schedule for each
 RESNET18_3X3 = {
@@ -29,7 +29,7 @@ RESNET18_3X3 = {
 def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_block=14, x_reg=2, rc_chunk=8,
             staged: bool = True):
     """(Y, schedule) for a 1 x c x h x w input and f 3x3 filters, stride 1, padding 1, with
-    sched_dsl.model_schedules.conv_tiles (the schedule whole models use). `staged=False`
+    sched_dsl.graph.model_schedules.conv_tiles (the schedule whole models use). `staged=False`
     instead writes a plainer version by hand: single shared buffers, the weights' tile in
     their own layout."""
     x = sd.placeholder("X", (1, c, h, w))
@@ -60,7 +60,7 @@ def conv3x3(c: int, h: int, w: int, f: int, f_block=32, f_reg=4, y_block=8, x_bl
 def depthwise3x3(c: int, h: int, w: int, stride: int = 1, threads: int = 128):
     """(Y, schedule) for a depthwise 3x3 convolution, padding 1: one output element per
     thread, `threads` threads per block over the flattened output rows of a channel
-    (sched_dsl.model_schedules.depthwise_flat)."""
+    (sched_dsl.graph.model_schedules.depthwise_flat)."""
     x = sd.placeholder("X", (1, c, h, w))
     wt = sd.placeholder("W", (c, 1, 3, 3))
     y = sd.conv2d(x, wt, stride=stride, padding=1, groups=c, name="Y")

@@ -16,13 +16,13 @@ import argparse
 import numpy as np
 
 import sched_dsl as sd
-from sched_dsl.model_schedules import sgemm_tiles
+from sched_dsl.graph.model_schedules import sgemm_tiles
 
 
 def sgemm(m: int, n: int, k: int, tile: int = 128, reg: int = 8, k_chunk: int = 16):
     """(C, schedule) for an m x k by k x n product: `tile` x `tile` block tiles, `reg` x `reg`
     outputs per thread as strided 4x4 quads, `k_chunk`-deep shared slices. The schedule itself
-    is sched_dsl.model_schedules.sgemm_tiles (also what whole models and the tuner use)."""
+    is sched_dsl.graph.model_schedules.sgemm_tiles (also what whole models and the tuner use)."""
     a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
     c = sd.matmul(a, b, name="C")
     s = sd.Schedule(c)

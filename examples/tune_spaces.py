@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 
 import sched_dsl as sd
-from sched_dsl.model_schedules import conv_tiles, sgemm_tiles
+from sched_dsl.graph.model_schedules import conv_tiles, sgemm_tiles
 
 
 def sgemm_space(m: int, n: int, k: int, small: bool = False):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
+from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass
 from sched_dsl.lowering.fuse import TensoropFusePass
@@ -37,3 +37,13 @@ def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] 
             after(p.name, module)
         if p.name == stop_after:
             return
+
+
+def parse_pipeline(pipeline: str | Sequence[ModulePass], extra: Sequence[type[ModulePass]] = ()) -> list[ModulePass]:
+    """Pass instances from a spec such as "tensorop-to-loops,apply-schedule" (our passes and
+    the classes in `extra`, by their `name`), or `pipeline` itself when it is a list of passes."""
+    if not isinstance(pipeline, str):
+        return list(pipeline)
+    classes = {**PASSES, **{p.name: p for p in extra}}
+    available = {n: (lambda p=p: p) for n, p in classes.items()}
+    return list(PassPipeline.parse_spec(available, pipeline).passes)

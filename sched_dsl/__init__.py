@@ -3,7 +3,7 @@ and CUDA C."""
 
 from sched_dsl.build import Kernel, Lowered, build, lower
 from sched_dsl.dialects.tensorop import ShapeError
-from sched_dsl.executor import GraphError, Session, load_onnx
+from sched_dsl.graph.executor import GraphError, Session, load_onnx
 from sched_dsl.reference import evaluate
 from sched_dsl.schedule import Knob, Loop, Schedule, ScheduleError
 from sched_dsl.tensor import (
@@ -37,7 +37,8 @@ from sched_dsl.tensor import (
     topk,
     unary,
 )
-from sched_dsl.tune import RecordsError, TuneResult, tune
+from sched_dsl.records import RecordsError
+from sched_dsl.tuner import TuneResult, tune
 
 __all__ = [
     "GraphError", "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "Session",

@@ -12,7 +12,7 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from sched_dsl.context import make_context
 from sched_dsl.lowering.host_plan import HostPlan, host_plan
-from sched_dsl.lowering.pipeline import run_default_pipeline
+from sched_dsl.lowering.pipeline import parse_pipeline, run_default_pipeline
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
 from sched_dsl.schedule import Schedule, ScheduleError
 from sched_dsl.tensor import Tensor
@@ -45,10 +45,13 @@ def _schedule_for(outputs: tuple[Tensor, ...], schedule: Schedule | None) -> Sch
 
 
 def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None, after: Callable[[str, ModuleOp], None] | None = None) -> Lowered:
+          config: Mapping[str, int] | None = None, after: Callable[[str, ModuleOp], None] | None = None,
+          pipeline=None) -> Lowered:
     """Lowers to `target` ("opencl" or "cuda") text. `config` picks knob values; a knob
     it does not name takes its first candidate. Without a schedule, every stage gets the
-    default one. `after(pass_name, module)`, when given, sees the IR after each pass."""
+    default one. `after(pass_name, module)`, when given, sees the IR after each pass.
+    `pipeline` (a pass spec string or pass instances ending at the gpu level, e.g. with a
+    pass of your own) replaces the default pipeline; knobs then come from its apply-schedule."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -56,7 +59,15 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
     module = s.module()
     try:
         module.verify()
-        run_default_pipeline(make_context(), module, dict(config or {}), after)
+        if pipeline is None:
+            run_default_pipeline(make_context(), module, dict(config or {}), after)
+        else:
+            ctx = make_context()
+            for p in parse_pipeline(pipeline):
+                p.apply(ctx, module)
+                module.verify()
+                if after is not None:
+                    after(p.name, module)
         text = StringIO()
         print_kernels(module, TARGETS[target], text)
     except (DiagnosticException, VerifyException) as e:
@@ -67,16 +78,15 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
 def best_recorded_config(outputs, schedule: Schedule | None, target: str, records: str) -> dict[str, int]:
     """The config of the fastest correct record in `records` for this workload (operator,
     shapes, target and device) that fits the schedule's knobs."""
-    from sched_dsl.tune.measure import device_name
-    from sched_dsl.tune.records import best_config, workload_of
-    from sched_dsl.tune.space import Space
+    from sched_dsl.records import best_config, workload_of
+    from sched_dsl.runtime import device_name
 
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     s = _schedule_for(outputs, schedule)
     workload = workload_of(outputs, target, device_name(target))
-    return best_config(records, workload, Space.of(s).candidates_by_name())
+    return best_config(records, workload, s.knob_candidates())
 
 
 class Kernel:
@@ -105,15 +115,15 @@ class Kernel:
 
 
 def build(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
-          config: Mapping[str, int] | None = None, records: str | None = None) -> Kernel:
+          config: Mapping[str, int] | None = None, records: str | None = None, pipeline=None) -> Kernel:
     """Lowers, compiles and loads the kernels on the target's default device. With
     `records` (a tuning records file) the knobs take the best recorded config of this
-    workload on this device; `config` and `records` exclude each other."""
+    workload on this device; `config` and `records` exclude each other. `pipeline`: see lower()."""
     if records is not None:
         if config is not None:
             raise ValueError("give either config or records, not both")
         config = best_recorded_config(outputs, schedule, target, records)
-    lowered = lower(outputs, schedule, target, config)
+    lowered = lower(outputs, schedule, target, config, pipeline=pipeline)
     if target == "opencl":
         from sched_dsl.runtime.opencl import OpenCLKernel
         return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))

@@ -88,6 +88,10 @@ class Schedule:
         self.actions.append(("knob", (k,)))
         return k
 
+    def knob_candidates(self) -> dict[str, tuple[int, ...]]:
+        """Every knob's candidates, by knob name."""
+        return {k.name: k.candidates for k in self.knobs.values()}
+
     def split_knob(self, name: str, extent: int, kind: str = "divisors", lo: int = 1, hi: int | None = None) -> Knob:
         """A knob over split factors of a loop of `extent`: its divisors (kind="divisors") or
         the powers of two up to it (kind="pow2"), kept between `lo` and `hi`."""

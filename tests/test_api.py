@@ -115,7 +115,7 @@ def test_schedule_ir_reads_back_through_sched_opt(tmp_path):
     s.cache_read(A, "shared", at=io)
     path = tmp_path / "mm.mlir"
     path.write_text(s.ir())
-    run = subprocess.run([sys.executable, "-m", "sched_dsl.cli", str(path), "-p",
+    run = subprocess.run([sys.executable, "-m", "sched_dsl.cli.opt", str(path), "-p",
                           "tensorop-to-loops,apply-schedule,loops-to-gpu", "-t", "opencl"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

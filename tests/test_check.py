@@ -18,11 +18,11 @@ from xdsl.passes import ModulePass
 
 import sched_dsl as sd
 from sched_dsl import testing as sdt
-from sched_dsl.check import TEXT_STAGE, EquivalenceError, check_each_pass, evaluate, print_opencl
-from sched_dsl.cli import SchedOptMain, sched_opt_main
+from sched_dsl.testing.check import TEXT_STAGE, EquivalenceError, check_each_pass, evaluate, print_opencl
+from sched_dsl.cli.opt import SchedOptMain, sched_opt_main
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.interp import InterpError
+from sched_dsl.testing.interp import InterpError
 from sched_dsl.lowering.emit import INDEX
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE, PASSES
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sched_dsl as sd
-from sched_dsl.testing import assert_equivalent, random_inputs
+from sched_dsl.testing.strategies import assert_equivalent, random_inputs
 
 
 @pytest.fixture(autouse=True)

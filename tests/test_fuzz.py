@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from sched_dsl import fuzz
-from sched_dsl.check import check_each_pass
+from sched_dsl.testing import fuzz
+from sched_dsl.testing.check import check_each_pass
 from sched_dsl.context import make_context
 from sched_dsl.lowering.host_plan import c_name
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
@@ -135,7 +135,7 @@ def test_odd_value_names_give_distinct_c_names_and_right_results():
     module = Parser(make_context(), ODD_NAMES).parse_module()
     results = check_each_pass(module, DEFAULT_PIPELINE)  # runs the OpenCL text too
     assert all(r.ok for r in results) and results[-1].level == "text"
-    from sched_dsl.check import print_opencl
+    from sched_dsl.testing.check import print_opencl
     source = print_opencl(module)
     params = re.findall(r"__global float\* restrict (\w+)", source.split("v_main_float(")[1].split(")")[0])
     assert len(params) == len(set(params))

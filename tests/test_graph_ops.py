@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import sched_dsl as sd
-from sched_dsl.executor import GraphExecutor
+from sched_dsl.graph.executor import GraphExecutor
 from sched_dsl.tensor import module_of
 
 rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The schedules chosen for model anchors (sched_dsl/model_schedules.py): conv2d of many shapes
+"""The schedules chosen for model anchors (sched_dsl/graph/model_schedules.py): conv2d of many shapes
 and matmul against the numpy reference on PoCL, the default rules on the shapes of ResNet-18
 and MobileNetV2 at 224x224 (no device), and tuning a model's anchors into a records file that
 load_onnx reuses."""
@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sched_dsl as sd
-from sched_dsl.model_schedules import (
+from sched_dsl.graph.model_schedules import (
     MAX_SHARED,
     SMS,
     ConvShape,
@@ -139,7 +139,7 @@ def tiny_model(path):
 
 
 def test_tune_model_then_reuse_records(tmp_path):
-    from sched_dsl.executor import tune_model
+    from sched_dsl.tuner.models import tune_model
 
     path = tiny_model(tmp_path / "tiny.onnx")
     records = tmp_path / "tiny.jsonl"
@@ -152,10 +152,10 @@ def test_tune_model_then_reuse_records(tmp_path):
         assert r.best_config is not None, r.errors
         assert not set(r.errors) & {"wrong_answer", "compile_error", "runtime_error"}, r.records
     # every workload's default config (the knobs' first candidates) is measured, so tuned is never slower
-    from sched_dsl.executor import anchor_workload, anchors, prepare
-    from sched_dsl.onnx_import import import_onnx
-    from sched_dsl.tune.measure import device_name
-    from sched_dsl.tune.records import load, workload_of
+    from sched_dsl.graph.executor import anchor_workload, anchors, prepare
+    from sched_dsl.graph.onnx_import import import_onnx
+    from sched_dsl.runtime import device_name
+    from sched_dsl.records import load, workload_of
     recorded = {(r.workload, tuple(sorted(r.config.items()))) for r in load(str(records)) if r.ok}
     for op in anchors(prepare(import_onnx(str(path)).module)):
         y, s = anchor_workload(op)

@@ -5,8 +5,8 @@ import onnx
 import pytest
 
 import sched_dsl as sd
-from sched_dsl.executor import plan_steps, prepare
-from sched_dsl.onnx_import import import_onnx
+from sched_dsl.graph.executor import plan_steps, prepare
+from sched_dsl.graph.onnx_import import import_onnx
 from gpu_cases import needs_nvcc
 from model_files import SIZE, assert_matches_onnxruntime, make_models
 

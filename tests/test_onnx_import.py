@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sched_dsl as sd
-from sched_dsl.onnx_import import OnnxImportError, import_onnx
+from sched_dsl.graph.onnx_import import OnnxImportError, import_onnx
 from model_files import assert_matches_onnxruntime
 
 SCHED_RUN = str(Path(sys.executable).parent / "sched-run")

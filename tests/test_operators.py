@@ -7,7 +7,7 @@ import pytest
 
 import sched_dsl as sd
 from gpu_cases import shared_tiled
-from sched_dsl.testing import assert_equivalent
+from sched_dsl.testing.strategies import assert_equivalent
 
 
 @pytest.fixture(autouse=True)

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 import sched_dsl as sd
-from sched_dsl.tune import records as R
-from sched_dsl.tune.cli import main as tune_cli
-from sched_dsl.tune.features import FEATURE_NAMES, loop_only_features, lower_with_features
-from sched_dsl.tune.model import CostModel
-from sched_dsl.tune.search import ModelSearch, RandomSearch
-from sched_dsl.tune.space import Space
+from sched_dsl import records as R
+from sched_dsl.tuner.cli import main as tune_cli
+from sched_dsl.tuner.features import FEATURE_NAMES, loop_only_features, lower_with_features
+from sched_dsl.tuner.model import CostModel
+from sched_dsl.tuner.search import ModelSearch, RandomSearch
+from sched_dsl.tuner.space import Space
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -117,7 +117,7 @@ def test_model_ranks_and_transfers_across_shapes():
 
 def _grid_problem():
     """A 3-knob space of 8 x 8 x 4 points with a known cost; the features are the knob values."""
-    from sched_dsl.tune.space import KnobAxis
+    from sched_dsl.tuner.space import KnobAxis
     space = Space([KnobAxis("a", tuple(range(8))), KnobAxis("b", tuple(range(8))), KnobAxis("c", (0, 1, 2, 3))])
 
     def cost(p):
@@ -323,7 +323,7 @@ def test_tune_resumes_after_sigkill_without_measuring_twice(tmp_path):
 
 def test_build_with_records_uses_the_best_config(tmp_path):
     c, s = matmul_space()
-    from sched_dsl.tune.measure import device_name
+    from sched_dsl.runtime import device_name
     wl = R.workload_of([c], "opencl", device_name("opencl"))
     path = tmp_path / "r.jsonl"
     R.RecordsWriter(str(path)).append([
@@ -405,7 +405,7 @@ def test_model_search_skips_points_past_the_device_limits():
 
 
 def test_transfer_groups_take_other_shapes_of_the_operator_on_the_target():
-    from sched_dsl.tune.tuner import transfer_groups
+    from sched_dsl.tuner.tuner import transfer_groups
     wl = R.Workload("matmul", "A=32x16,B=16x32", "opencl", "dev")
     f = [1.0, 2.0]
     recs = [R.Record(wl.key, {"t": 1}, 1.0, features=f),  # this workload: not transfer
@@ -432,7 +432,7 @@ def test_a_hook_that_does_not_load_is_a_clear_error():
 def _replay_records(tmp_path):
     """Records of matmul_space on a made-up device: every config but two, with a made-up cost
     that is lowest at ti=8, tj=4, and one recorded compile error."""
-    from sched_dsl.tune.replay import ReplayMeasurer  # noqa: F401 - imported where it is used
+    from sched_dsl.tuner.replay import ReplayMeasurer  # noqa: F401 - imported where it is used
     c, s = matmul_space()
     space = Space.of(s)
     wl = R.workload_of([c], "cuda", "Made-up GPU").key
@@ -453,7 +453,7 @@ def _replay_records(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["random", "xgb"])
 def test_replay_measurer_answers_from_records(tmp_path, strategy):
-    from sched_dsl.tune.replay import NOT_RECORDED, ReplayMeasurer
+    from sched_dsl.tuner.replay import NOT_RECORDED, ReplayMeasurer
     c, s, wl, path, recs, skipped = _replay_records(tmp_path)
     m = ReplayMeasurer(path, wl)
     res = sd.tune(c, s, "cuda", trials=100, strategy=strategy, batch=2, measurer=m)
@@ -466,7 +466,7 @@ def test_replay_measurer_answers_from_records(tmp_path, strategy):
 
 
 def test_tune_stops_starting_batches_after_budget_s(tmp_path):
-    from sched_dsl.tune.replay import ReplayMeasurer
+    from sched_dsl.tuner.replay import ReplayMeasurer
 
     class SlowReplay(ReplayMeasurer):
         def build(self, configs):
@@ -487,7 +487,7 @@ def test_tune_stops_starting_batches_after_budget_s(tmp_path):
 
 
 def test_transfer_records_that_match_nothing_are_a_warning(tmp_path):
-    from sched_dsl.tune.replay import ReplayMeasurer
+    from sched_dsl.tuner.replay import ReplayMeasurer
     c, s, wl, path, _, _ = _replay_records(tmp_path)
     other = str(tmp_path / "other_target.jsonl")  # another shape, but recorded for OpenCL
     R.RecordsWriter(other).append([R.Record("matmul|A=2x2,B=2x2|opencl|dev", {"ti": 1, "tj": 1}, 1.0,
@@ -504,7 +504,7 @@ def test_transfer_records_that_match_nothing_are_a_warning(tmp_path):
 
 
 def test_replay_measurer_without_the_workload_is_a_clear_error(tmp_path):
-    from sched_dsl.tune.replay import ReplayMeasurer
+    from sched_dsl.tuner.replay import ReplayMeasurer
     _, _, wl, path, _, _ = _replay_records(tmp_path)
     with pytest.raises(R.RecordsError, match="no records of workload 'matmul|A=1x1"):
         ReplayMeasurer(path, "matmul|A=1x1,B=1x1|cuda|Made-up GPU")

@@ -10,7 +10,7 @@ from test_gpu_targets import unavailable
 from tune_spaces import fault_space, matmul_space
 
 import sched_dsl as sd
-from sched_dsl.tune import records as R
+from sched_dsl import records as R
 
 pytestmark = pytest.mark.skipif(unavailable("cuda") is not None, reason=str(unavailable("cuda")))
 

@@ -1,1 +1,12 @@
-"""Runtimes that run lowered kernels: pyopencl (any OpenCL device) and numpy (reference)."""
+"""Runtimes that run lowered kernels: pyopencl (any OpenCL device), CUDA (pycuda with NVRTC)
+and numpy (reference)."""
+
+
+def device_name(target: str) -> str:
+    """The name the records give the target's default device (part of the workload key)."""
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import default_device
+        d = default_device()
+        return f"{d.platform.name.strip()}: {d.name.strip()}"
+    from sched_dsl.runtime.cuda import default_device
+    return default_device().name()

@@ -26,9 +26,6 @@ from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, ch
 
 __all__ = ["CudaKernel", "DeviceError", "default_device", "device_limits"]
 
-SOURCE_NAME = "sched_dsl_kernels.cu"
-
-
 def _driver():
     try:
         import pycuda.driver as drv
@@ -77,18 +74,6 @@ def device_limits(dev) -> DeviceLimits:
     )
 
 
-def _nvrtc():
-    """cuda-python's NVRTC binding, or None when it is not installed."""
-    try:
-        from cuda.bindings import nvrtc
-    except ImportError:
-        try:
-            from cuda import nvrtc  # cuda-python before 12.6
-        except ImportError:
-            return None
-    return nvrtc
-
-
 def _has_nvrtc() -> bool:
     """Whether cuda-python's NVRTC binding is installed (found, not imported: importing it
     here could load NVRTC into this process)."""
@@ -99,32 +84,6 @@ def _has_nvrtc() -> bool:
         except ImportError:
             pass
     return False
-
-
-def _nvrtc_cubin(nvrtc, source: str, arch: str) -> bytes:
-    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
-
-    def call(result):
-        err, *rest = result
-        if err != ok:
-            raise DeviceError(f"NVRTC failed: {nvrtc.nvrtcGetErrorString(err)[1].decode()}")
-        return rest[0] if len(rest) == 1 else rest
-
-    prog = call(nvrtc.nvrtcCreateProgram(source.encode(), SOURCE_NAME.encode(), 0, [], []))
-    try:
-        opts = [f"--gpu-architecture={arch}".encode(), b"--generate-line-info", b"-std=c++17"]
-        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-        size = call(nvrtc.nvrtcGetProgramLogSize(prog))
-        log = b" " * size
-        call(nvrtc.nvrtcGetProgramLog(prog, log))
-        if err != ok:
-            raise compile_error("NVRTC", log.decode(errors="replace").rstrip("\x00"), source)
-        size = call(nvrtc.nvrtcGetCUBINSize(prog))
-        cubin = b" " * size
-        call(nvrtc.nvrtcGetCUBIN(prog, cubin))
-        return cubin
-    finally:
-        nvrtc.nvrtcDestroyProgram(prog)
 
 
 class _CompilerProcess:
@@ -162,8 +121,8 @@ _MODULES: dict[tuple[str, str], tuple[object, str]] = {}
 def nvrtc_cubin(source: str, arch: str) -> bytes | None:
     """The cubin NVRTC compiles `source` to for `arch` (e.g. "sm_90"), or None without
     cuda-python's NVRTC; needs no GPU, so other processes can compile ahead."""
-    nvrtc = _nvrtc()
-    return None if nvrtc is None else _nvrtc_cubin(nvrtc, source, arch)
+    nvrtc = nvrtc_worker.load_nvrtc()
+    return None if nvrtc is None else nvrtc_worker.compile_cubin(nvrtc, source, arch)
 
 
 def compile_module(source: str, dev, cubin: bytes | None = None) -> tuple[object, str]:

@@ -14,7 +14,10 @@ import struct
 import sys
 from typing import BinaryIO
 
+from sched_dsl.runtime.common import DeviceError, compile_error
+
 _HEADER = struct.Struct("<Q")
+SOURCE_NAME = "sched_dsl_kernels.cu"
 
 
 def send(stream: BinaryIO, obj) -> None:
@@ -32,18 +35,53 @@ def receive(stream: BinaryIO):
     return pickle.loads(stream.read(size))
 
 
-def main() -> None:
-    from sched_dsl.runtime.common import DeviceError
-    from sched_dsl.runtime.cuda import _nvrtc, _nvrtc_cubin
+def load_nvrtc():
+    """cuda-python's NVRTC binding, or None when it is not installed."""
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        try:
+            from cuda import nvrtc  # cuda-python before 12.6
+        except ImportError:
+            return None
+    return nvrtc
 
-    nvrtc = _nvrtc()
+
+def compile_cubin(nvrtc, source: str, arch: str) -> bytes:
+    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+
+    def call(result):
+        err, *rest = result
+        if err != ok:
+            raise DeviceError(f"NVRTC failed: {nvrtc.nvrtcGetErrorString(err)[1].decode()}")
+        return rest[0] if len(rest) == 1 else rest
+
+    prog = call(nvrtc.nvrtcCreateProgram(source.encode(), SOURCE_NAME.encode(), 0, [], []))
+    try:
+        opts = [f"--gpu-architecture={arch}".encode(), b"--generate-line-info", b"-std=c++17"]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = call(nvrtc.nvrtcGetProgramLogSize(prog))
+        log = b" " * size
+        call(nvrtc.nvrtcGetProgramLog(prog, log))
+        if err != ok:
+            raise compile_error("NVRTC", log.decode(errors="replace").rstrip("\x00"), source)
+        size = call(nvrtc.nvrtcGetCUBINSize(prog))
+        cubin = b" " * size
+        call(nvrtc.nvrtcGetCUBIN(prog, cubin))
+        return cubin
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+def main() -> None:
+    nvrtc = load_nvrtc()
     while (request := receive(sys.stdin.buffer)) is not None:
         source, arch = request
         if nvrtc is None:
             send(sys.stdout.buffer, ("error", "cuda-python's NVRTC binding is not installed"))
             continue
         try:
-            send(sys.stdout.buffer, ("ok", _nvrtc_cubin(nvrtc, source, arch)))
+            send(sys.stdout.buffer, ("ok", compile_cubin(nvrtc, source, arch)))
         except DeviceError as e:
             send(sys.stdout.buffer, ("error", str(e)))
 

@@ -1,7 +1,7 @@
 """Checks a pipeline pass by pass: after every pass, the IR still computes what the input
 did, on small random inputs.
 
-    from sched_dsl.check import check_each_pass
+    from sched_dsl.testing.check import check_each_pass
     report = check_each_pass(module, "tensorop-to-loops,apply-schedule,loops-to-gpu")
 
 The meaning of the input is the numpy reference of its `tensorop` ops (`sched_dsl.reference`);
@@ -10,7 +10,7 @@ its level:
 
 - tensorop: the reference of its tensorop ops;
 - loops (scf/arith/math/memref, thread loops SPMD) and gpu (launch grid simulated on the
-  host, barriers included): `sched_dsl.interp`;
+  host, barriers included): `sched_dsl.testing.interp`;
 - when the pipeline ends at the gpu level, the emitted OpenCL text on the default OpenCL
   device (PoCL on a CPU).
 
@@ -33,7 +33,8 @@ from xdsl.passes import ModulePass, PassPipeline
 from sched_dsl import reference
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.interp import Interpreter, InterpError
+from sched_dsl.lowering.pipeline import parse_pipeline
+from sched_dsl.testing.interp import Interpreter, InterpError
 from sched_dsl.tensor import Tensor, tensor_of_op
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -182,7 +183,7 @@ def print_opencl(module: ModuleOp) -> str:
 def random_inputs_of(module: ModuleOp, seed: int = 0) -> dict[str, np.ndarray]:
     """Well-conditioned inputs for `module`'s host function (see sched_dsl.testing.random_inputs);
     for a module already lowered, values in [-1, 1]."""
-    from sched_dsl.testing import random_inputs
+    from sched_dsl.testing.strategies import random_inputs
 
     fn = host_function(module)
     if level_of(module) == "tensorop":
@@ -234,16 +235,6 @@ def _arrays(values: Mapping[str, np.ndarray]) -> str:
 # ---- the check --------------------------------------------------------------------------------
 
 
-def _passes(pipeline: str | Sequence[ModulePass], extra: Sequence[type[ModulePass]]) -> list[ModulePass]:
-    if not isinstance(pipeline, str):
-        return list(pipeline)
-    from sched_dsl.lowering.pipeline import PASSES
-
-    classes = {**PASSES, **{p.name: p for p in extra}}
-    available = {n: (lambda p=p: p) for n, p in classes.items()}
-    return list(PassPipeline.parse_spec(available, pipeline).passes)
-
-
 def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, ctx: Context | None = None,
                     seed: int = 0, inputs: Mapping[str, np.ndarray] | None = None,
                     passes: Sequence[type[ModulePass]] = (),
@@ -258,7 +249,7 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
     StageResult per checked point (each also given to `log`); raises EquivalenceError at
     the first pass that broke equivalence."""
     ctx = ctx or make_context()
-    steps = _passes(pipeline, passes)
+    steps = parse_pipeline(pipeline, passes)
     values = dict(random_inputs_of(module, seed) if inputs is None else inputs)
     level = level_of(module)
     try:

@@ -2,7 +2,7 @@
 
 The function is cut into steps at its host ops: a run of GPU ops between two host steps is one
 segment, lowered through the default pipeline to one program of kernels; a host op runs in
-numpy (sched_dsl.host_ops); `tensorop.copy` ops become uploads and downloads. Device buffers
+numpy (sched_dsl.graph.host_ops); `tensorop.copy` ops become uploads and downloads. Device buffers
 (weights, inputs, every intermediate tensor) are allocated once, when the session is made, and
 reused by every run; the weights are uploaded once.
 """
@@ -23,13 +23,13 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from sched_dsl.context import make_context
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.host_ops import HOST_CALLS, run_host
+from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
-from sched_dsl.model_schedules import anchor_ops, anchor_template, anchor_workload
+from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -115,7 +115,7 @@ THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block of pool and reduce s
 
 def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     """The schedule models run under. A conv2d or matmul (a fused group is its anchor's stage)
-    gets the schedule `sched_dsl.model_schedules` chooses from its shape, knobs named
+    gets the schedule `sched_dsl.graph.model_schedules` chooses from its shape, knobs named
     `<stage>.<knob>`; a pool2d or reduce the default mapping (spatial loops fused, split by the
     knob `<stage>.threads`, bound to block.x/thread.x) plus a register accumulator (cache_write
     at the thread loop). With a register accumulator a fused epilogue runs once per output, at
@@ -320,7 +320,7 @@ class GraphExecutor:
         self.host_weights = dict(weights)  # copies of weights to the host read these
         for a in fn.body.block.args:
             if a.type.element_type in (f32, i32):
-                self.buffers[name_of(a)] = self.device.alloc(4 * _size(a.type))
+                self.buffers[name_of(a)] = self.device.alloc(4 * element_count(a.type))
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
@@ -414,7 +414,7 @@ class GraphExecutor:
         return [host[self.result_of[n]] for n in names]
 
 
-def _size(t: TensorType) -> int:
+def element_count(t: TensorType) -> int:
     n = 1
     for d in t.get_shape():
         n *= d
@@ -447,7 +447,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
     (a tuning records file, see `tune_model`) gives every anchor with records its best config
     (`config` wins where both name a knob)."""
-    from sched_dsl.onnx_import import import_onnx
+    from sched_dsl.graph.onnx_import import import_onnx
 
     g = import_onnx(model)
     return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records)
@@ -465,9 +465,8 @@ def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str
     config, its knobs named `<stage>.<knob>`. Returns (config, the stages it covers). A records
     file that is missing or malformed is a RecordsError; anchors without records keep their
     default knobs."""
-    from sched_dsl.tune.measure import device_name
-    from sched_dsl.tune.records import RecordsError, best_config, load, workload_of
-    from sched_dsl.tune.space import Space
+    from sched_dsl.records import RecordsError, best_config, load, workload_of
+    from sched_dsl.runtime import device_name
 
     load(records)  # a missing or malformed file is an error, not "no records"
     device = device_name(target)
@@ -479,75 +478,10 @@ def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str
         key = workload_of([y], target, device).key
         if key not in best:
             try:
-                best[key] = best_config(records, workload_of([y], target, device), Space.of(s).candidates_by_name())
+                best[key] = best_config(records, workload_of([y], target, device), s.knob_candidates())
             except RecordsError:
                 best[key] = None
         if best[key] is not None:
             tuned.append(op.stage_name)
             config.update({f"{op.stage_name}.{k}": v for k, v in best[key].items()})
     return config, tuned
-
-
-def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-               trials: int = 16, budget_s: float | None = None, progress=None, **tune_options) -> list:
-    """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
-    matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
-    the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
-    the model first; with `budget_s`, no workload after the first is started after that many
-    seconds.
-    `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
-    every workload tuned; `progress(i, n, workload)` is called before each."""
-    from sched_dsl.onnx_import import import_onnx
-    from sched_dsl.tune import tune
-    from sched_dsl.tune.measure import Measurer, device_name
-    from sched_dsl.tune.records import workload_of
-
-    fn = prepare(import_onnx(model).module, fuse, host_ops)
-    device = device_name(target)
-    tasks: dict[str, tuple] = {}
-    flops: dict[str, int] = {}
-    for op in anchors(fn):
-        y, s = anchor_workload(op)
-        key = workload_of([y], target, device).key
-        tasks.setdefault(key, (y, s))
-        reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
-        flops[key] = flops.get(key, 0) + _size(op.result.type) * int(np.prod(reduce))
-    order = sorted(tasks, key=lambda k: -flops[k])
-    tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
-    start = time.perf_counter()
-    results = []
-    for i, key in enumerate(order):
-        if i and budget_s is not None and time.perf_counter() - start > budget_s:
-            break
-        if progress:
-            progress(i, len(order), key)
-        y, s = tasks[key]
-        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
-                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
-        try:
-            _measure_default(measurer, key, s, records)
-            results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
-                                **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
-        finally:
-            measurer.close()
-    return results
-
-
-MEASURE_OPTIONS = {"timeout", "build_timeout", "workers", "number", "repeat", "warmup", "min_repeat_ms", "tol",
-                   "hook", "max_local_bytes"}
-
-
-def _measure_default(measurer, workload: str, s, records: str) -> None:
-    """Measures the default config (every knob's first candidate) into the records first,
-    unless they have it, so the tuned config is never slower than the untuned one."""
-    from sched_dsl.tune.records import RecordsWriter, load
-    from sched_dsl.tune.tuner import _measure
-
-    default = {k.name: k.candidates[0] for k in s.knobs.values()}
-    if any(r.workload == workload and r.config == default for r in load(records, missing_ok=True)):
-        return
-    measurer.start()
-    recs = _measure(measurer, workload, [default], None)
-    for r in recs:
-        r.trial = 0 if r.error == "invalid" else 1
-    RecordsWriter(records).append(recs)

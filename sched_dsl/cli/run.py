@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", help="write the per-layer times and latency here")
     args = ap.parse_args(argv)
 
-    import sched_dsl as sd
-    from sched_dsl.onnx_import import OnnxImportError
+    from sched_dsl.graph.executor import GraphError, load_onnx
+    from sched_dsl.schedule import ScheduleError
+    from sched_dsl.graph.onnx_import import OnnxImportError
     from sched_dsl.runtime.common import DeviceError
 
     try:
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not os.path.isfile(args.model):
                 raise ValueError(f"{args.model}: no such file")
             args.records = args.records or os.path.splitext(args.model)[0] + ".records.jsonl"
-            from sched_dsl.executor import tune_model
+            from sched_dsl.tuner.models import tune_model
 
             def progress(i, n, workload):
                 print(f"tuning {i + 1}/{n}: {workload.split('|')[0]} {workload.split('|')[1]}", flush=True)
@@ -91,16 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  progress=progress)
             best = sum(r.best_ms or 0 for r in results)
             print(f"tuned {len(results)} anchor shapes into {args.records} (best kernels sum to {best:.3f} ms)")
-        sess = sd.load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
+        sess = load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
                             records=args.records)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)
         latency = sess.latency(feeds, repeat=args.repeat, warmup=1)
-    except (OnnxImportError, sd.GraphError, ValueError) as e:
+    except (OnnxImportError, GraphError, ValueError) as e:
         print(f"sched-run: error: {e}", file=sys.stderr)
         return 1
-    except (DeviceError, sd.ScheduleError, RuntimeError) as e:
+    except (DeviceError, ScheduleError, RuntimeError) as e:
         if os.environ.get("SCHED_DSL_DEBUG"):
             raise
         print(f"sched-run: error on the device: {e}", file=sys.stderr)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sched_dsl.runtime import device_name
 from sched_dsl.runtime.common import DeviceError, check_limits
 
 SPAWN = mp.get_context("spawn")
@@ -60,14 +61,14 @@ _POOL_STATE: dict = {}
 
 
 def _pool_init(outputs, schedule, target, limits, max_local_bytes, arch, hook) -> None:
-    import sched_dsl.tune.features  # noqa: F401 - the lowering passes, imported before any task is timed
+    import sched_dsl.tuner.features  # noqa: F401 - the lowering passes, imported before any task is timed
     _POOL_STATE.update(outputs=outputs, schedule=schedule, target=target, limits=limits,
                        max_local_bytes=max_local_bytes, arch=arch, hook=_load_hook(hook))
 
 
 def _build_one(config: dict[str, int]) -> Built:
     from sched_dsl.schedule import ScheduleError
-    from sched_dsl.tune.features import FEATURE_NAMES, lower_with_features
+    from sched_dsl.tuner.features import FEATURE_NAMES, lower_with_features
 
     st = _POOL_STATE
     if st["hook"] is not None:
@@ -103,7 +104,7 @@ def _ready() -> bool:
 def _features_one(config: dict[str, int]) -> list[float] | None:
     """Features of a config (lowered only as far as the loop IR), or None when it does not lower."""
     from sched_dsl.schedule import ScheduleError
-    from sched_dsl.tune.features import loop_only_features
+    from sched_dsl.tuner.features import loop_only_features
 
     st = _POOL_STATE
     try:
@@ -127,16 +128,6 @@ def _max_rel_error(got: np.ndarray, want: np.ndarray) -> float:
     scale = max(float(np.abs(want).max()), 1e-30)
     err = np.abs(got.astype(np.float64) - want)
     return float("inf") if not np.all(np.isfinite(got)) else float(err.max() / scale)
-
-
-def device_name(target: str) -> str:
-    """The name the records give the target's default device (part of the workload key)."""
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import default_device
-        d = default_device()
-        return f"{d.platform.name.strip()}: {d.name.strip()}"
-    from sched_dsl.runtime.cuda import default_device
-    return default_device().name()
 
 
 def _device_info(target: str) -> dict:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sched_dsl.runtime.common import DeviceLimits
-from sched_dsl.tune.measure import Built, Measured
-from sched_dsl.tune.records import Record, RecordsError, load
+from sched_dsl.tuner.measure import Built, Measured
+from sched_dsl.records import Record, RecordsError, load
 
 NOT_RECORDED = "not in the replayed records"
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sched_dsl.tensor import Tensor
-from sched_dsl.tune.features import FEATURE_NAMES
-from sched_dsl.tune.measure import Measurer
-from sched_dsl.tune.records import Record, RecordsWriter, Workload, load, workload_of
-from sched_dsl.tune.search import ModelSearch, RandomSearch
-from sched_dsl.tune.space import Space
+from sched_dsl.tuner.features import FEATURE_NAMES
+from sched_dsl.tuner.measure import Measurer
+from sched_dsl.records import Record, RecordsWriter, Workload, load, workload_of
+from sched_dsl.tuner.search import ModelSearch, RandomSearch
+from sched_dsl.tuner.space import Space
 
 STRATEGIES = ("xgb", "random")
 
@@ -147,7 +147,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
                 break  # every point of the space was tried
             visited.update(points)
             configs = [space.config(p) for p in points]
-            new = _measure(measurer, wl.key, configs, cache)
+            new = measure_configs(measurer, wl.key, configs, cache)
             for r in new:
                 if r.error != "invalid":
                     r.trial = result.trials + 1
@@ -175,7 +175,7 @@ def _within_limits(limits, measurer: Measurer):
     return legal
 
 
-def _measure(measurer: Measurer, workload: str, configs: list[dict], cache: dict | None) -> list[Record]:
+def measure_configs(measurer: Measurer, workload: str, configs: list[dict], cache: dict | None) -> list[Record]:
     """Records for `configs` in order: from `cache` where it has them, else built and run."""
     key = lambda c: tuple(sorted(c.items()))  # noqa: E731
     todo = [c for c in configs if cache is None or key(c) not in cache]

@@ -22,7 +22,7 @@ import warnings
 
 from sched_dsl.runtime.common import DeviceError
 from sched_dsl.schedule import ScheduleError
-from sched_dsl.tune.records import RecordsError, best, load, merge
+from sched_dsl.records import RecordsError, best, load, merge
 
 
 class CliError(Exception):
@@ -64,7 +64,7 @@ def load_spec(spec: str, args: list[str]):
 
 
 def _run(args) -> None:
-    from sched_dsl.tune.tuner import tune
+    from sched_dsl.tuner.tuner import tune
 
     outputs, schedule = load_spec(args.spec, args.arg)
     bar = None
@@ -94,7 +94,7 @@ def _run(args) -> None:
                       "trials": result.trials, "invalid": result.invalid, "errors": dict(result.errors),
                       "resumed": result.resumed, "out_of_time": result.out_of_time}))
     if args.plot:
-        from sched_dsl.tune.plot import plot_curves
+        from sched_dsl.tuner.plot import plot_curves
         plot_curves({args.strategy: [result.curve]}, args.plot, title=result.workload)
         print(f"wrote {args.plot}", file=sys.stderr)
 
@@ -128,8 +128,8 @@ def _merge(args) -> None:
 
 
 def _plot(args) -> None:
-    from sched_dsl.tune.plot import plot_curves
-    from sched_dsl.tune.tuner import TuneResult
+    from sched_dsl.tuner.plot import plot_curves
+    from sched_dsl.tuner.tuner import TuneResult
 
     records = _workload_filter(load(args.records), args.workload)
     keys = sorted({r.workload for r in records})

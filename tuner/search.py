@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from sched_dsl.tune.model import CostModel
-from sched_dsl.tune.space import Point, Space
+from sched_dsl.tuner.model import CostModel
+from sched_dsl.tuner.space import Point, Space
 
 Featurize = Callable[[list[Point]], list[list[float] | None]]
 

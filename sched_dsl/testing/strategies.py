@@ -14,14 +14,13 @@ for it and well-conditioned inputs, build, run, and compare with the numpy refer
 
 `schedules` only draws what `apply-schedule` accepts; the rules it follows are listed in
 its docstring. To test a pass of your own, give `assert_equivalent` a `pipeline` that holds
-it, and run `sched_dsl.check.check_each_pass` on `schedule.module()` to learn which pass
+it, and run `sched_dsl.testing.check.check_each_pass` on `schedule.module()` to learn which pass
 broke a case (examples/custom_pass_test.py). Everything is kept small (dimensions up to about a dozen) so that a kernel
 builds and runs on a CPU OpenCL device in a fraction of a second.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-import sched_dsl as sd
+from sched_dsl import tensor as ops
+from sched_dsl.build import build
+from sched_dsl.reference import evaluate
+from sched_dsl.schedule import Loop, Schedule
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import loop_names
 from sched_dsl.tensor import Tensor, topological
@@ -67,14 +69,14 @@ def _maybe_producer(draw, x: Tensor) -> Tensor:
     """x, or an elementwise stage computing from x (so graphs have more than one stage)."""
     if draw(st.booleans()):
         return x
-    return sd.unary(draw(st.sampled_from(PRODUCER_FNS)), x)
+    return ops.unary(draw(st.sampled_from(PRODUCER_FNS)), x)
 
 
 @st.composite
 def _matmul(draw) -> Tensor:
     m, k, n = draw(sizes()), draw(sizes()), draw(sizes())
-    a = draw(_maybe_producer(sd.placeholder("A", (m, k))))
-    return sd.matmul(a, sd.placeholder("B", (k, n)))
+    a = draw(_maybe_producer(ops.placeholder("A", (m, k))))
+    return ops.matmul(a, ops.placeholder("B", (k, n)))
 
 
 @st.composite
@@ -94,9 +96,9 @@ def _conv2d(draw) -> Tensor:
     span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     h = draw(st.integers(max(1, span_h - padding[0] - padding[2]), 10))
     w = draw(st.integers(max(1, span_w - padding[1] - padding[3]), 10))
-    x = draw(_maybe_producer(sd.placeholder("X", (batch, groups * cg, h, w))))
-    weight = sd.placeholder("W", (groups * fg, cg, kh, kw))
-    return sd.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x = draw(_maybe_producer(ops.placeholder("X", (batch, groups * cg, h, w))))
+    weight = ops.placeholder("W", (groups * fg, cg, kh, kw))
+    return ops.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 @st.composite
@@ -109,19 +111,19 @@ def _pool2d(draw) -> Tensor:
     h = draw(st.integers(max(1, kernel[0] - padding[0] - padding[2]), 11))
     w = draw(st.integers(max(1, kernel[1] - padding[1] - padding[3]), 11))
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
-    x = draw(_maybe_producer(sd.placeholder("X", (n, c, h, w))))
-    return sd.pool2d(x, kind, kernel, stride=stride, padding=padding)
+    x = draw(_maybe_producer(ops.placeholder("X", (n, c, h, w))))
+    return ops.pool2d(x, kind, kernel, stride=stride, padding=padding)
 
 
 @st.composite
 def _unary(draw) -> Tensor:
     fn = draw(st.sampled_from(T.UNARY_FNS))
-    x = sd.placeholder("X", draw(shapes()))
+    x = ops.placeholder("X", draw(shapes()))
     if fn == "clip":
         lo = draw(st.floats(-1, 1, width=32))
         hi = draw(st.floats(lo, 1, width=32))
-        return sd.clip(x, lo, hi)
-    return sd.unary(fn, x)
+        return ops.clip(x, lo, hi)
+    return ops.unary(fn, x)
 
 
 @st.composite
@@ -140,16 +142,16 @@ def _binary(draw) -> Tensor:
         sa = shape
     elif draw(st.booleans()):
         sb = shape
-    a = draw(_maybe_producer(sd.placeholder("A", sa)))
-    return sd.binary(fn, a, sd.placeholder("B", sb))
+    a = draw(_maybe_producer(ops.placeholder("A", sa)))
+    return ops.binary(fn, a, ops.placeholder("B", sb))
 
 
 @st.composite
 def _bias_add(draw) -> Tensor:
     shape = draw(shapes())
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    return sd.bias_add(x, sd.placeholder("bias", (shape[axis],)), axis=axis)
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    return ops.bias_add(x, ops.placeholder("bias", (shape[axis],)), axis=axis)
 
 
 @st.composite
@@ -158,32 +160,32 @@ def _reduce(draw) -> Tensor:
     rank = len(shape)
     axes = draw(st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True))
     axes = [a - rank if draw(st.booleans()) else a for a in axes]
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    return sd.reduce(x, draw(st.sampled_from(T.REDUCE_FNS)), axes, keepdims=draw(st.booleans()))
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    return ops.reduce(x, draw(st.sampled_from(T.REDUCE_FNS)), axes, keepdims=draw(st.booleans()))
 
 
 @st.composite
 def _softmax(draw) -> Tensor:
     shape = draw(shapes(max_dims=3))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    return sd.softmax(x, axis=axis)
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    return ops.softmax(x, axis=axis)
 
 
 @st.composite
 def _scan(draw) -> Tensor:
     shape = draw(shapes(max_dims=3))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    return sd.cumsum(x, axis, exclusive=draw(st.booleans()), reverse=draw(st.booleans()))
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    return ops.cumsum(x, axis, exclusive=draw(st.booleans()), reverse=draw(st.booleans()))
 
 
 @st.composite
 def _argsort(draw) -> Tensor:
     shape = draw(shapes(max_dims=3, max_elements=512))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    return sd.argsort(x, axis, descending=draw(st.booleans()))
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    return ops.argsort(x, axis, descending=draw(st.booleans()))
 
 
 @st.composite
@@ -191,17 +193,17 @@ def _topk(draw) -> Tensor:
     """The indices or the values of a top-k."""
     shape = draw(shapes(max_dims=3, max_elements=512))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(sd.placeholder("X", shape)))
-    values, indices = sd.topk(x, draw(st.integers(1, shape[axis])), axis, largest=draw(st.booleans()))
+    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    values, indices = ops.topk(x, draw(st.integers(1, shape[axis])), axis, largest=draw(st.booleans()))
     return draw(st.sampled_from([indices, values]))
 
 
 @st.composite
 def _nms(draw) -> Tensor:
     n = draw(sizes(12))
-    boxes, scores = sd.placeholder("boxes", (n, 4)), sd.placeholder("scores", (n,))
+    boxes, scores = ops.placeholder("boxes", (n, 4)), ops.placeholder("scores", (n,))
     score_threshold = draw(st.sampled_from([float("-inf"), 0.0, 0.25, 0.5]))
-    return sd.nms(boxes, scores, draw(st.integers(1, n + 2)), draw(st.sampled_from(IOU_THRESHOLDS)),
+    return ops.nms(boxes, scores, draw(st.integers(1, n + 2)), draw(st.sampled_from(IOU_THRESHOLDS)),
                   score_threshold)
 
 
@@ -265,14 +267,14 @@ def _affine_reads(out: Tensor, t: Tensor) -> bool:
 
 @dataclass(eq=False)
 class _Leaf:
-    loop: sd.Loop
+    loop: Loop
     extent: int
     reduce: bool
     bind: str | None = None
 
 
 @st.composite
-def schedules(draw, out: Tensor) -> sd.Schedule:
+def schedules(draw, out: Tensor) -> Schedule:
     """A random schedule of `out`'s stage that `apply-schedule` accepts.
 
     It splits loops by random factors (dividing or not), fuses adjacent loops of the same
@@ -285,7 +287,7 @@ def schedules(draw, out: Tensor) -> sd.Schedule:
     cached. For the detection operators it schedules the operator's own (last) stage; their
     inputs are not cached there (that stage reads them at loaded indices, or not at all), and
     a scatter (argsort, topk) gets no cache_write."""
-    s = sd.Schedule(out)
+    s = Schedule(out)
     leaves = [_Leaf(s.loop(n), e, r) for n, e, r in loop_extents(out)]
 
     # split
@@ -449,41 +451,17 @@ def describe(out: Tensor) -> str:
     return "\n".join(lines)
 
 
-def _build_with(out: Tensor, schedule: sd.Schedule | None, target: str, pipeline) -> sd.Kernel:
-    """sd.build, but lowering with `pipeline` (a pass spec or pass instances, ending at the
-    gpu level) instead of the default one."""
-    from sched_dsl.build import TARGETS, Kernel, Lowered
-    from sched_dsl.check import _passes
-    from sched_dsl.context import make_context
-    from sched_dsl.lowering.host_plan import host_plan
-    from sched_dsl.lowering.targets.c_family import print_kernels
-
-    module = (schedule or sd.Schedule(out)).module()
-    ctx = make_context()
-    for p in _passes(pipeline, ()):
-        p.apply(ctx, module)
-        module.verify()
-    text = io.StringIO()
-    print_kernels(module, TARGETS[target], text)
-    lowered = Lowered(target, text.getvalue(), host_plan(module), module)
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import OpenCLKernel
-        return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))
-    from sched_dsl.runtime.cuda import CudaKernel
-    return Kernel(lowered, CudaKernel(lowered.source, lowered.plan))
-
-
-def assert_equivalent(out: Tensor, schedule: sd.Schedule | None = None, target: str = "opencl",
+def assert_equivalent(out: Tensor, schedule: Schedule | None = None, target: str = "opencl",
                       rtol: float = 1e-4, atol: float = 1e-5,
                       inputs: Mapping[str, np.ndarray] | None = None, pipeline=None) -> None:
     """Builds `out` with `schedule`, runs it on `inputs` (random_inputs(out) when not given)
-    and checks it against `sd.evaluate`; on a mismatch the message names the operator, the
+    and checks it against `evaluate`; on a mismatch the message names the operator, the
     schedule IR and the worst element. `pipeline` (a pass spec string or a list of pass
     instances, e.g. with a pass of your own) replaces the default lowering pipeline."""
     values = dict(random_inputs(out) if inputs is None else inputs)
-    kernel = sd.build(out, schedule, target=target) if pipeline is None else _build_with(out, schedule, target, pipeline)
+    kernel = build(out, schedule, target=target, pipeline=pipeline)
     got = np.asarray(kernel(**{n: values[n] for n in kernel.input_names}), dtype=np.float64)
-    want = np.asarray(sd.evaluate(out, values), dtype=np.float64)
+    want = np.asarray(evaluate(out, values), dtype=np.float64)
     ir = schedule.ir() if schedule is not None else "(default schedule)"
     if got.shape != want.shape:
         raise AssertionError(f"operator:\n{describe(out)}\nschedule:\n{ir}\n"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from sched_dsl.check import EquivalenceError
+from sched_dsl.testing.check import EquivalenceError
 from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
@@ -49,7 +49,7 @@ class SchedOptMain(xDSLOptMain):
     def apply_passes(self, prog):
         try:
             if self.args.check_each_pass:
-                from sched_dsl.check import check_each_pass
+                from sched_dsl.testing.check import check_each_pass
 
                 check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
                                 log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import Schedule
-from sched_dsl.tensor import Tensor
+from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder
 
 SMS = 132  # streaming multiprocessors to fill (an H200); the rules want at least this many blocks
 MAX_SHARED = 40 * 1024  # bytes of shared memory the default tiles may use (double buffers included)
@@ -81,10 +81,9 @@ class ConvShape:
         return self.groups > 1 and self.groups == self.c == self.f
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
-        import sched_dsl as sd
-        x = sd.placeholder("X", (self.n, self.c, self.h, self.w))
-        wt = sd.placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw))
-        y = sd.conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y")
+        x = placeholder("X", (self.n, self.c, self.h, self.w))
+        wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw))
+        y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y")
         return x, wt, y
 
 
@@ -279,7 +278,6 @@ def anchor_ops(op: T.TensorOp) -> list | None:
 def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     """The anchor alone, as tensors and the same schedule template with plain knob names: the
     task the tuner measures for every group of this anchor shape."""
-    import sched_dsl as sd
 
     template = anchor_template(op)
     if template is None:
@@ -287,8 +285,8 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     if isinstance(op, T.Conv2dOp):
         x, w, y = conv_shape(op).tensors()
     else:
-        x, w = sd.placeholder("A", T.shape_of(op.lhs)), sd.placeholder("B", T.shape_of(op.rhs))
-        y = sd.matmul(x, w, name="C")
+        x, w = placeholder("A", T.shape_of(op.lhs)), placeholder("B", T.shape_of(op.rhs))
+        y = matmul(x, w, name="C")
     s = Schedule(y)
     template(s, y, x, w, "")
     return y, s

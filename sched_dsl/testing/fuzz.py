@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from sched_dsl.cli import sched_opt_main
+from sched_dsl.cli.opt import sched_opt_main
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 LOCATED = re.compile(r"\.mlir:\d+:\d+")
@@ -84,7 +84,7 @@ def run_case(text: str, args: list[str], timeout: float = 20.0) -> Outcome:
 @st.composite
 def valid_modules(draw) -> str:
     """s.ir() of a random small operator and a legal random schedule."""
-    from sched_dsl import testing as sdt
+    from sched_dsl.testing import strategies as sdt
 
     out = draw(sdt.operators())
     return draw(sdt.schedules(out)).ir()

@@ -1,0 +1,75 @@
+"""Tuning whole models: every distinct anchor workload (conv2d or matmul shape) of an ONNX
+model through sd.tune into one records file, which load_onnx(..., records=) then reads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.graph.executor import anchors, element_count, prepare
+from sched_dsl.graph.model_schedules import anchor_workload
+from sched_dsl.graph.onnx_import import import_onnx
+from sched_dsl.records import RecordsWriter, load, workload_of
+from sched_dsl.runtime import device_name
+from sched_dsl.tuner.measure import Measurer
+from sched_dsl.tuner.tuner import measure_configs, tune
+
+
+def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+               trials: int = 16, budget_s: float | None = None, progress=None, **tune_options) -> list:
+    """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
+    matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
+    the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
+    the model first; with `budget_s`, no workload after the first is started after that many
+    seconds.
+    `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
+    every workload tuned; `progress(i, n, workload)` is called before each."""
+    fn = prepare(import_onnx(model).module, fuse, host_ops)
+    device = device_name(target)
+    tasks: dict[str, tuple] = {}
+    flops: dict[str, int] = {}
+    for op in anchors(fn):
+        y, s = anchor_workload(op)
+        key = workload_of([y], target, device).key
+        tasks.setdefault(key, (y, s))
+        reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
+        flops[key] = flops.get(key, 0) + element_count(op.result.type) * int(np.prod(reduce))
+    order = sorted(tasks, key=lambda k: -flops[k])
+    tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
+    start = time.perf_counter()
+    results = []
+    for i, key in enumerate(order):
+        if i and budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        if progress:
+            progress(i, len(order), key)
+        y, s = tasks[key]
+        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
+                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
+        try:
+            _measure_default(measurer, key, s, records)
+            results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
+                                **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
+        finally:
+            measurer.close()
+    return results
+
+
+MEASURE_OPTIONS = {"timeout", "build_timeout", "workers", "number", "repeat", "warmup", "min_repeat_ms", "tol",
+                   "hook", "max_local_bytes"}
+
+
+def _measure_default(measurer, workload: str, s, records: str) -> None:
+    """Measures the default config (every knob's first candidate) into the records first,
+    unless they have it, so the tuned config is never slower than the untuned one."""
+    default = {k.name: k.candidates[0] for k in s.knobs.values()}
+    if any(r.workload == workload and r.config == default for r in load(records, missing_ok=True)):
+        return
+    measurer.start()
+    recs = measure_configs(measurer, workload, [default], None)
+    for r in recs:
+        r.trial = 0 if r.error == "invalid" else 1
+    RecordsWriter(records).append(recs)
