@@ -28,7 +28,7 @@ class DeviceLimits:
 
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
-_KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
+_KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b([vx]_\w+)\(")
 _SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
 
 
