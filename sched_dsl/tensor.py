@@ -240,13 +240,20 @@ def topological(outputs: Sequence[Tensor]) -> list[Tensor]:
 def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
     """Given names stay; others are the operator kind, numbered when it repeats."""
     names: dict[Tensor, str] = {}
-    used: set[str] = set()
+    named: dict[str, Tensor] = {}
     for t in order:
         if t.name is not None:
-            if t.name in used:
+            other = named.get(t.name)
+            if other is not None:
+                # an input and a stage of one name would share one buffer
+                (inp, stage) = (other, t) if other.kind == "placeholder" else (t, other)
+                if inp.kind == "placeholder" and stage.kind != "placeholder":
+                    raise ValueError(f"{stage.kind} stage '{t.name}' has the name of input '{t.name}'; "
+                                     "stages and inputs need distinct names")
                 raise ValueError(f"two tensors are named '{t.name}'")
-            used.add(t.name)
+            named[t.name] = t
             names[t] = t.name
+    used = set(named)
     for t in order:
         if t not in names:
             base = t.attrs.get("fn", t.kind) if t.kind in ("unary", "binary") else t.kind
