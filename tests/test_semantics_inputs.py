@@ -222,6 +222,26 @@ def test_concurrent_calls_of_one_kernel_are_correct():
     assert wrong == []
 
 
+def relu_model(tmp_path, shape) -> str:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return str(path)
+
+
+def test_concurrent_runs_of_one_session_are_correct(tmp_path):
+    sess = sd.load_onnx(relu_model(tmp_path, (64,)))
+    xs = [rand(64, seed=k) for k in range(80)]
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda x: sess.run(None, {"x": x})[0], xs))
+    assert all(np.array_equal(o, np.maximum(x, 0)) for o, x in zip(outs, xs))
+
+
 # ---- 5. NaN propagates -----------------------------------------------------------------------
 
 X = np.array([[np.nan, 1.0, -2.0, 7.0], [3.0, np.nan, -np.inf, 0.5]], np.float32)
@@ -335,15 +355,7 @@ def test_unknown_keyword_input_is_refused(add_kernel):
 
 
 def test_session_uses_the_same_policy(tmp_path):
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
-    sess = sd.load_onnx(str(path))
+    sess = sd.load_onnx(relu_model(tmp_path, (2, 3)))
     for case in ("complex", "masked", "none", "float64", "object"):
         bad, what = BAD_INPUTS[case]
         with pytest.raises((TypeError, ValueError), match=rf"input 'x'.*{what}"):

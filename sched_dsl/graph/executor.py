@@ -9,8 +9,10 @@ reused by every run; the weights are uploaded once.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from io import StringIO
 
@@ -230,6 +232,13 @@ class Device:
             self.drv = _driver()
             self.name = default_device().name()
 
+    def current(self):
+        """A context manager that makes the device usable from the calling thread."""
+        if self.target == "opencl":
+            return nullcontext()
+        from sched_dsl.runtime.cuda import current_context
+        return current_context()
+
     def alloc(self, nbytes: int):
         if self.target == "opencl":
             return self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, size=max(nbytes, 4))
@@ -334,6 +343,7 @@ class GraphExecutor:
                 self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=self.dtypes[name]))
         self.device.finish()
         self.last_profile: list[tuple[str, str, float]] = []
+        self.lock = threading.RLock()  # one run at a time: runs share the buffers
 
     @property
     def knobs(self) -> list[str]:
@@ -379,6 +389,10 @@ class GraphExecutor:
             raise GraphError(f"unknown output(s) {', '.join(bad)}; the model's outputs are "
                              f"{', '.join(self.output_names)}")
         feeds = self.check_feeds(feeds)
+        with self.lock, self.device.current():
+            return self._run(names, feeds, profile)
+
+    def _run(self, names: list[str], feeds: dict[str, np.ndarray], profile: bool) -> list[np.ndarray]:
         dev = self.device
         for n, a in feeds.items():
             dev.upload(self.buffers[self.inputs_of[n]], a)
@@ -436,8 +450,9 @@ class Session(GraphExecutor):
 
     def profile(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[str, str, float]]:
         """(layer, kind, ms) of every kernel, host op and copy of one run (kernels timed alone)."""
-        self.run(None, feeds, profile=True)
-        return self.last_profile
+        with self.lock:
+            self.run(None, feeds, profile=True)
+            return self.last_profile
 
 
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),

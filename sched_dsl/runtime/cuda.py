@@ -16,6 +16,8 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -57,7 +59,27 @@ def default_device():
     ctx = dev.retain_primary_context()
     ctx.push()
     atexit.register(ctx.pop)
+    _PRIMARY.append(ctx)
     return dev
+
+
+_PRIMARY: list = []  # the context default_device made current (in the thread that first asked)
+
+
+@contextmanager
+def current_context():
+    """The runtime's context made current in the calling thread while the block runs (a
+    pycuda context is current in one thread; calls may come from others)."""
+    drv = _driver()
+    default_device()
+    if drv.Context.get_current() is not None:
+        yield
+        return
+    _PRIMARY[0].push()
+    try:
+        yield
+    finally:
+        drv.Context.pop()
 
 
 def device_limits(dev) -> DeviceLimits:
@@ -179,6 +201,8 @@ class CudaKernel:
             fn.prepare("P" * len(ln.args))
             self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
         self.last_times_ms: list[float] = []
+        # one call at a time: calls share the buffers
+        self.lock = threading.Lock()
 
     def _launch(self, k: int) -> None:
         fn, grid, block, args = self.calls[k]
@@ -205,28 +229,32 @@ class CudaKernel:
         return [s.time_till(e) for s, e in events]
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """The outputs for `arrays`; safe to call from several threads at once."""
         drv = _driver()
-        for b, a in zip(self.plan.inputs, checked_inputs(self.plan, arrays)):
-            drv.memcpy_htod(self.buffers[b.name], a)
-        self.last_times_ms = self._launch_all()
-        outs = []
-        for b in self.plan.outputs:
-            out = np.empty(b.shape, dtype=b.numpy_dtype)
-            drv.memcpy_dtoh(out, self.buffers[b.name])
-            outs.append(out)
+        inputs = checked_inputs(self.plan, arrays)
+        with self.lock, current_context():
+            for b, a in zip(self.plan.inputs, inputs):
+                drv.memcpy_htod(self.buffers[b.name], a)
+            self.last_times_ms = self._launch_all()
+            outs = []
+            for b in self.plan.outputs:
+                out = np.empty(b.shape, dtype=b.numpy_dtype)
+                drv.memcpy_dtoh(out, self.buffers[b.name])
+                outs.append(out)
         return outs
 
     def bench(self, repeat: int = 20, warmup: int = 3) -> float:
         """Mean device time in ms of all the plan's kernels, over `repeat` back-to-back runs on
         the buffers as the last `run` left them (CUDA events around the whole plan)."""
         drv = _driver()
-        for _ in range(warmup):
-            self._launch_all()
-        start, end = drv.Event(), drv.Event()
-        start.record()
-        for _ in range(repeat):
-            for k in range(len(self.calls)):
-                self._launch(k)
-        end.record()
-        self._wait(end)
-        return start.time_till(end) / repeat
+        with self.lock, current_context():
+            for _ in range(warmup):
+                self._launch_all()
+            start, end = drv.Event(), drv.Event()
+            start.record()
+            for _ in range(repeat):
+                for k in range(len(self.calls)):
+                    self._launch(k)
+            end.record()
+            self._wait(end)
+            return start.time_till(end) / repeat

@@ -7,6 +7,7 @@ picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from functools import lru_cache
 
@@ -87,21 +88,26 @@ class OpenCLKernel:
         mf = cl.mem_flags
         self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=4 * b.size) for b in plan.buffers}
         self.last_times_ms: list[float] = []
+        # one call at a time: calls share the buffers and the kernels' arguments
+        self.lock = threading.Lock()
 
     def check_limits(self) -> None:
         check_limits(self.plan, self.source, device_limits(self.device))
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """The outputs for `arrays`; safe to call from several threads at once."""
         cl = _pyopencl()
-        for b, a in zip(self.plan.inputs, checked_inputs(self.plan, arrays)):
-            cl.enqueue_copy(self.queue, self.buffers[b.name], a)
-        self.last_times_ms = self._launch_all()
-        outs = []
-        for b in self.plan.outputs:
-            out = np.empty(b.shape, dtype=b.numpy_dtype)
-            cl.enqueue_copy(self.queue, out, self.buffers[b.name])
-            outs.append(out)
-        self.queue.finish()
+        inputs = checked_inputs(self.plan, arrays)
+        with self.lock:
+            for b, a in zip(self.plan.inputs, inputs):
+                cl.enqueue_copy(self.queue, self.buffers[b.name], a)
+            self.last_times_ms = self._launch_all()
+            outs = []
+            for b in self.plan.outputs:
+                out = np.empty(b.shape, dtype=b.numpy_dtype)
+                cl.enqueue_copy(self.queue, out, self.buffers[b.name])
+                outs.append(out)
+            self.queue.finish()
         return outs
 
     def _launch_all(self) -> list[float]:
@@ -117,7 +123,8 @@ class OpenCLKernel:
     def bench(self, repeat: int = 20, warmup: int = 3) -> float:
         """Mean device time in ms of all the plan's kernels, over `repeat` runs on the buffers
         as the last `run` left them (profiling events; no host copies are timed)."""
-        for _ in range(warmup):
-            self._launch_all()
-        return sum(sum(self._launch_all()) for _ in range(repeat)) / repeat
+        with self.lock:
+            for _ in range(warmup):
+                self._launch_all()
+            return sum(sum(self._launch_all()) for _ in range(repeat)) / repeat
 
