@@ -198,8 +198,8 @@ class KernelPrinter:
         elif isinstance(op, (arith.MaxSIOp, arith.MinSIOp)):
             self.assign(op, f"{'max' if isinstance(op, arith.MaxSIOp) else 'min'}({e(op.lhs)}, {e(op.rhs)})")
         elif isinstance(op, (arith.MaximumfOp, arith.MinimumfOp)):
-            fn = sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin
-            self.assign(op, f"{fn}({e(op.lhs)}, {e(op.rhs)})")
+            self.assign(op, self.nan_propagating(sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin,
+                                                 op.lhs, op.rhs))
         elif isinstance(op, (arith.CmpiOp, arith.CmpfOp)):
             pred = op.predicate.value.data
             names = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"] if isinstance(
@@ -252,6 +252,20 @@ class KernelPrinter:
             self.if_op(op)
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    def nan_propagating(self, fn: str, a: SSAValue, b: SSAValue) -> str:
+        """fn(a, b) with MLIR's maximumf/minimumf meaning (numpy's maximum/minimum): NaN when
+        either operand is NaN, where C's fmax/fmin return the other operand. `x != x` holds
+        for NaN alone; constants are never NaN (float_literal refuses it)."""
+        call = f"{fn}({self.expr(a)}, {self.expr(b)})"
+        maybe_nan = [self.expr(v) for v in (a, b) if not isinstance(v.owner, arith.ConstantOp)]
+        if len(maybe_nan) == 1:
+            x = maybe_nan[0]
+            return f"{x} != {x} ? {x} : {call}"
+        if len(maybe_nan) == 2:
+            x, y = maybe_nan
+            return f"{x} != {x} || {y} != {y} ? {x} + {y} : {call}"
+        return call
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]
