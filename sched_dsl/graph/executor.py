@@ -31,6 +31,7 @@ from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
+from sched_dsl.runtime.common import checked_array
 from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
@@ -370,13 +371,11 @@ class GraphExecutor:
                              + (f"missing: {', '.join(missing)}" if missing else ""))
         out = {}
         for n in self.input_names:
-            a = np.asarray(feeds[n])
-            want = tuple(self.input_types[self.inputs_of[n]].get_shape())
-            if a.dtype != np.float32:
-                raise GraphError(f"input '{n}' has dtype {a.dtype}, expected float32")
-            if a.shape != want:
-                raise GraphError(f"input '{n}' has shape {a.shape}, expected {want}")
-            out[n] = np.ascontiguousarray(a)
+            t = self.input_types[self.inputs_of[n]]
+            try:  # the dtype policy of built kernels (docs/robustness.md)
+                out[n] = checked_array(n, feeds[n], T.dtype_of(t), tuple(t.get_shape()))
+            except (TypeError, ValueError) as e:
+                raise GraphError(str(e)) from None
         return out
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],

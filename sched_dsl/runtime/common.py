@@ -72,19 +72,46 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
                               f"{limits.name}'s limit of {limits.max_shared_bytes}")
 
 
+# The input dtype policy, by the element type the input is declared with: an array of the
+# declared dtype, or of a dtype whose every value converts to it exactly (no rounding, no
+# wrap-around); anything else is refused, float64 included (float32 would round it).
+ACCEPTED_DTYPES = {
+    "f32": ("float32", "float16", "int8", "uint8", "int16", "uint16"),
+    "i32": ("int32", "int8", "uint8", "int16", "uint16"),
+}
+NUMPY_DTYPES = {"f32": np.float32, "i32": np.int32}
+
+
+def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Input `name` as a contiguous array of element type `dtype` ("f32", "i32"), after
+    checking it against the policy above and `shape`: TypeError for what is not an array
+    of an accepted dtype, ValueError for a wrong shape."""
+    want = NUMPY_DTYPES[dtype]
+    fix = f"pass a numpy array of {np.dtype(want).name}, e.g. np.asarray(x, dtype=np.{np.dtype(want).name})"
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"input '{name}' is a masked array, whose mask a kernel would ignore; "
+                        "pass a.filled(value) instead")
+    if not isinstance(a, np.ndarray) and not hasattr(a, "__array__"):
+        raise TypeError(f"input '{name}' is {'None' if a is None else 'a ' + type(a).__name__}; {fix}")
+    a = np.asarray(a)
+    if a.dtype.fields is not None or a.dtype.subdtype is not None:
+        raise TypeError(f"input '{name}' has the structured dtype {a.dtype}; {fix}")
+    if a.dtype.name not in ACCEPTED_DTYPES[dtype]:
+        exact = ", ".join(ACCEPTED_DTYPES[dtype][1:])
+        raise TypeError(f"input '{name}' has dtype {a.dtype.name}, expected {np.dtype(want).name} (or {exact}, "
+                        f"which convert exactly); {fix}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"input '{name}' has shape {a.shape}, expected {tuple(shape)}")
+    return np.ascontiguousarray(a, dtype=want)
+
+
 def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The inputs as contiguous float32 (int32 for i32 inputs) arrays, after checking their
-    number and shapes."""
+    """The inputs as contiguous arrays of their declared element types, after checking their
+    number, dtypes (checked_array) and shapes."""
     inputs = plan.inputs
     if len(arrays) != len(inputs):
         raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")
-    out = []
-    for b, a in zip(inputs, arrays):
-        a = np.ascontiguousarray(a, dtype=b.numpy_dtype)
-        if a.shape != b.shape:
-            raise ValueError(f"input '{b.name}' has shape {a.shape}, expected {b.shape}")
-        out.append(a)
-    return out
+    return [checked_array(b.name, a, b.dtype, b.shape) for b, a in zip(inputs, arrays)]
 
 
 # nvcc / NVRTC: "file.cu(12): error: ..."; clang-based OpenCL compilers: "<source>:12:5: error: ..."
