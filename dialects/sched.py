@@ -12,6 +12,7 @@ unknown axis, vectorizing a loop that is not innermost) are made by `apply-sched
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
@@ -37,6 +38,8 @@ from xdsl.utils.exceptions import VerifyException
 
 BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z")
 SCOPES = ("shared", "local")
+# knob names: what a config (`name=value,...`) can spell, e.g. `ti` or `conv1.ti`
+KNOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*")
 
 
 class ScheduleVerifyException(VerifyException):
@@ -208,6 +211,9 @@ class KnobOp(SchedOp):
     def verify_(self) -> None:
         name = self.knob_name.data
         values = self.candidates.get_values()
+        if not KNOB_NAME.fullmatch(name):
+            raise VerifyException(f"sched.knob {name!r}: a knob name is a letter or _, then letters, digits "
+                                  "and _ . $ - (a config names knobs as name=value,...)")
         if not values:
             raise VerifyException(f"sched.knob '{name}': needs at least one candidate")
         if min(values) < 1:

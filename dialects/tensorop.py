@@ -78,6 +78,19 @@ def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
 
 # ---- shape rules ------------------------------------------------------------------------
 
+# the most elements a tensor may have: its size in bytes (4 per element) fits a signed 64-bit int
+MAX_ELEMENTS = 2**61 - 1
+
+
+def check_size(shape: Sequence[int], what: str) -> None:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_ELEMENTS:
+        raise ShapeError(f"{what}: shape {tuple(shape)} has {n} elements, more than the {MAX_ELEMENTS} (2**61 - 1) "
+                         "a tensor can have")
+
+
 
 def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     if len(a) != 2 or len(b) != 2:
@@ -241,6 +254,10 @@ class TensorOp(IRDLOperation, ABC):
         except ShapeError as e:
             raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
         got = shape_of(self.result)
+        try:
+            check_size(got, "result")
+        except ShapeError as e:
+            raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
         if got != expected:
             raise VerifyException(
                 f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"

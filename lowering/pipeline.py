@@ -8,7 +8,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 
-from sched_dsl.lowering.apply_schedule import ApplySchedulePass
+from sched_dsl.lowering.apply_schedule import ApplySchedulePass, config_text
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
@@ -29,7 +29,7 @@ def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] 
     """Lowers `module` in place to the gpu dialect; `config` fixes knob values. `after(name,
     module)` sees the module after each pass (the tuner reads features off the loop IR);
     `stop_after` ends the pipeline after the pass of that name."""
-    text = ",".join(f"{k}={v}" for k, v in (config or {}).items())
+    text = config_text(config or {})
     for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()):
         p.apply(ctx, module)
         module.verify()

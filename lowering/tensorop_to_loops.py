@@ -584,6 +584,14 @@ def check_input_names(fn: func.FuncOp) -> None:
     """Stages and inputs name buffers: one name for both would make the output overwrite the
     input (the host plan passes the same buffer twice)."""
     inputs = {a.name_hint or f"arg{k}": k for k, a in enumerate(fn.body.block.args)}
+    for name, k in inputs.items():
+        t = fn.body.block.args[k].type
+        if isinstance(t, TensorType):
+            try:
+                T.check_size(t.get_shape(), f"input '{name}' of func '{fn.sym_name.data}'")
+            except T.ShapeError as e:
+                loc = where(fn)
+                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}{e}") from None
     for op in fn.body.block.ops:
         if isinstance(op, T.TensorOp) and op.stage_name in inputs:
             loc = where(op)

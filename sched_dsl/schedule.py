@@ -8,6 +8,7 @@ when the schedule is lowered. `Schedule.ir()` prints payload and schedule as tex
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,7 +79,10 @@ class Schedule:
         return tuple(self.loop(n, stage) for n in names)
 
     def knob(self, name: str, candidates: Sequence[int]) -> Knob:
-        candidates = tuple(int(c) for c in candidates)
+        bad = [c for c in candidates if isinstance(c, bool) or not hasattr(c, "__index__")]
+        if bad:
+            raise ScheduleError(f"knob '{name}': candidates must be ints, got {bad[0]!r}")
+        candidates = tuple(operator.index(c) for c in candidates)
         if name in self.knobs:
             raise ScheduleError(f"knob '{name}' is defined twice")
         if not candidates or min(candidates) < 1:

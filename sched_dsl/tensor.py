@@ -49,16 +49,28 @@ def placeholder(name: str, shape: Sequence[int], dtype: str = "f32") -> Tensor:
     _check_name(name)
     if dtype not in T.DTYPES:
         raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use one of {', '.join(T.DTYPES)}")
-    shape = tuple(int(d) for d in shape)
+    shape = _ints(shape, f"placeholder '{name}': dimension")
     if not shape or min(shape) < 1:
         raise ValueError(f"placeholder '{name}': shape {shape} must have dimensions >= 1")
+    T.check_size(shape, f"placeholder '{name}'")
     return Tensor("placeholder", shape, name=name, dtype=dtype)
 
 
+def _ints(v: Any, what: str) -> tuple[int, ...]:
+    """One int or several, as a tuple: 2.5 or "3" is an error, not 2 or 3."""
+    if isinstance(v, (str, bytes)):
+        raise T.ShapeError(f"{what} must be an int, got {v!r}")
+    try:
+        items = list(v)
+    except TypeError:
+        return (_integer(v, what),)
+    return tuple(_integer(x, what) for x in items)
+
+
 def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(x) for x in v)
+    v = _ints(v, what)
+    if len(v) == 1:
+        return (v[0], v[0])
     if len(v) != 2:
         raise ValueError(f"{what} takes one int or two, got {v}")
     return v
@@ -66,9 +78,9 @@ def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
 
 def _padding(p: int | Sequence[int]) -> tuple[int, int, int, int]:
     """An int, (pad_h, pad_w) or (top, left, bottom, right)."""
-    if isinstance(p, int):
-        return (p, p, p, p)
-    p = tuple(int(x) for x in p)
+    p = _ints(p, "padding")
+    if len(p) == 1:
+        return (p[0],) * 4
     if len(p) == 2:
         return (p[0], p[1], p[0], p[1])
     if len(p) == 4:
@@ -361,7 +373,7 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
 
 def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
     _tensors(x)
-    return _op("reshape", T.reshape_shape(x.shape, shape), (x,), name)
+    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name)
 
 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:

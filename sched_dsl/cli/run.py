@@ -23,13 +23,13 @@ import numpy as np
 
 
 def parse_config(text: str) -> dict[str, int]:
-    config = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"--config item '{item}' is not knob=integer")
-        config[key.strip()] = int(value)
-    return config
+    """--config as apply-schedule reads a config: each knob once, each value an integer."""
+    from sched_dsl.lowering.apply_schedule import ScheduleError, parse_config as parse
+
+    try:
+        return parse(text)
+    except ScheduleError as e:
+        raise ValueError(f"--config: {str(e).removeprefix('apply-schedule: ')}") from None
 
 
 def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
