@@ -40,8 +40,10 @@ class Spelling:
     global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
     shared_array: str  # a block-shared array {name} of {size} elements of {type}, 16-byte aligned for vector loads
     local_array: str  # a thread's own array of a multiple of 4 elements, also aligned
-    thread_id: str  # {d} is 0, 1, 2 / x, y, z
+    thread_id: str  # {d} is 0, 1, 2 / x, y, z; {index} the index type
     block_id: str
+    wide_index: str  # a 64-bit signed integer: the index type of kernels with large sizes
+    wide_literal: str  # the suffix that gives an integer literal that type
     barrier: str
     global_barrier: str  # also orders global memory among the block's threads
     vload: str  # a float4 read at the 16-byte aligned address {addr}, in address space {space}
@@ -61,8 +63,9 @@ OPENCL = Spelling(
     global_ptr="__global {type}* restrict {name}",
     shared_array="__local {type} {name}[{size}] __attribute__((aligned(16)));",
     local_array="{type} {name}[{size}] __attribute__((aligned(16)));",
-    thread_id="(int)get_local_id({d})",
-    block_id="(int)get_group_id({d})",
+    thread_id="({index})get_local_id({d})",
+    block_id="({index})get_group_id({d})",
+    wide_index="long", wide_literal="L",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
     global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     # a float4 pointer, not vload4: vload4 promises only float alignment, so NVIDIA's
@@ -80,8 +83,9 @@ CUDA = Spelling(
     global_ptr="{type}* __restrict__ {name}",
     shared_array="__shared__ __align__(16) {type} {name}[{size}];",
     local_array="__align__(16) {type} {name}[{size}];",
-    thread_id="(int)threadIdx.{d}",
-    block_id="(int)blockIdx.{d}",
+    thread_id="({index})threadIdx.{d}",
+    block_id="({index})blockIdx.{d}",
+    wide_index="long long", wide_literal="LL",
     barrier="__syncthreads();",
     global_barrier="__syncthreads();",
     vload="*({space}const float4*)({addr})", vstore="*({space}float4*)({addr}) = {value};",
@@ -100,8 +104,16 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 
 
-def c_type(t: Attribute) -> str:
-    if isinstance(t, IndexType) or (isinstance(t, IntegerType) and t.width.data == 32):
+# Index arithmetic is 32-bit (`int`, fast on GPUs) in kernels whose sizes, constants and
+# thread counts all stay below this, else 64-bit. The margin keeps intermediate values (a
+# split's last block overshooting its loop, a window reaching past a padded edge) in range.
+WIDE_INDEX_FROM = 2**30
+
+
+def c_type(t: Attribute, index: str = "int") -> str:
+    if isinstance(t, IndexType):
+        return index
+    if isinstance(t, IntegerType) and t.width.data == 32:
         return "int"
     if isinstance(t, IntegerType) and t.width.data == 1:
         return "bool"
@@ -120,12 +132,27 @@ def float_literal(v: float, sp: Spelling) -> str:
     return f"{float(v)!r}f"
 
 
+def needs_wide_index(fn: gpu.FuncOp, threads: int) -> bool:
+    """Whether index values of kernel `fn`, launched with `threads` threads in all, can reach
+    WIDE_INDEX_FROM: a buffer that large, an index constant that large, or that many threads."""
+    if threads >= WIDE_INDEX_FROM:
+        return True
+    for v in [*fn.body.block.args, *(r for op in fn.walk() for r in op.results)]:
+        if isinstance(v.type, MemRefType) and math.prod(v.type.get_shape()) >= WIDE_INDEX_FROM:
+            return True
+        if isinstance(v.type, IndexType) and isinstance(v.owner, arith.ConstantOp):
+            if abs(v.owner.value.value.data) >= WIDE_INDEX_FROM:
+                return True
+    return False
+
+
 class KernelPrinter:
     def __init__(self, sp: Spelling, out: IO[str]):
         self.sp, self.out = sp, out
         self.names: dict[SSAValue, str] = {}
         self.taken: set[str] = set()
         self.indent = 1
+        self.index_type = "int"  # the C type of index values; kernel() picks it
 
     def name(self, v: SSAValue) -> str:
         if v not in self.names:
@@ -150,11 +177,17 @@ class KernelPrinter:
             if isinstance(attr, IntegerAttr):
                 if isinstance(attr.type, IntegerType) and attr.type.width.data == 1:
                     return "true" if attr.value.data else "false"
+                if isinstance(attr.type, IndexType) and self.index_type != "int":
+                    return f"{attr.value.data}{self.sp.wide_literal}"
                 return str(attr.value.data)
         return self.name(v)
 
-    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int]) -> None:
+    def c_type(self, t: Attribute) -> str:
+        return c_type(t, self.index_type)
+
+    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int], grid: tuple[int, int, int]) -> None:
         sp = self.sp
+        self.index_type = sp.wide_index if needs_wide_index(fn, math.prod(block_size) * math.prod(grid)) else "int"
         params = []
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
@@ -172,7 +205,7 @@ class KernelPrinter:
 
     def assign(self, op: Operation, text: str) -> None:
         r = op.results[0]
-        self.line(f"const {c_type(r.type)} {self.name(r)} = {text};")
+        self.line(f"const {self.c_type(r.type)} {self.name(r)} = {text};")
 
     def index(self, ref: SSAValue, indices) -> str:
         shape = ref.type.get_shape()
@@ -210,7 +243,7 @@ class KernelPrinter:
         elif isinstance(op, arith.NegfOp):
             self.assign(op, f"-{e(op.operand)}")
         elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp)):
-            self.assign(op, f"({c_type(op.result.type)}){e(op.input)}")
+            self.assign(op, f"({self.c_type(op.result.type)}){e(op.input)}")
         elif isinstance(op, mathd.ExpOp):
             self.assign(op, f"{sp.exp}({e(op.operand)})")
         elif isinstance(op, mathd.TanhOp):
@@ -240,9 +273,9 @@ class KernelPrinter:
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
             self.line(decl.format(type=c_type(t.element_type), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
-            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BlockIdOp):
-            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BarrierOp):
             fence = op.attributes.get("sched.fence")
             self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
@@ -272,13 +305,13 @@ class KernelPrinter:
         if "sched.unroll" in op.attributes or "sched.vectorize" in op.attributes:
             self.line("#pragma unroll")
         v = self.name(iv)
-        self.line(f"for (int {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
+        self.line(f"for ({self.index_type} {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
         self.nested(op.body.block)
         self.line("}")
 
     def if_op(self, op: scf.IfOp) -> None:
         for r in op.results:
-            self.line(f"{c_type(r.type)} {self.name(r)};")
+            self.line(f"{self.c_type(r.type)} {self.name(r)};")
         self.line(f"if ({self.expr(op.cond)}) {{")
         self.branch(op, op.true_region.block)
         if op.false_region.blocks and (len(op.results) or len(op.false_region.block.ops) > 1):
@@ -306,13 +339,14 @@ def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
         raise DiagnosticException("no gpu.module to print: run the lowering pipeline first "
                                   "(tensorop-to-loops,apply-schedule,loops-to-gpu)")
     plan = host_plan(module)
-    blocks = {ln.kernel: ln.block for ln in plan.launches}
+    launches = {ln.kernel: ln for ln in plan.launches}
     out.write(plan.describe() + "\n")
     out.write(sp.prelude)
     for kmod in kmods:
         for fn in kmod.body.block.ops:
             if isinstance(fn, gpu.FuncOp):
-                KernelPrinter(sp, out).kernel(fn, blocks.get(fn.sym_name.data, (1, 1, 1)))
+                ln = launches.get(fn.sym_name.data)
+                KernelPrinter(sp, out).kernel(fn, ln.block if ln else (1, 1, 1), ln.grid if ln else (1, 1, 1))
     if sp.prelude:
         out.write("}\n")
 
