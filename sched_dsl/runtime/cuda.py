@@ -180,6 +180,14 @@ class CudaKernel:
 
     def __init__(self, source: str, plan: HostPlan):
         self.source, self.plan = source, plan
+        with current_context():  # this thread may not be the one the context was made current in
+            self._load(source, plan)
+        self.last_times_ms: list[float] = []
+        # one call at a time: calls share the buffers
+        self.lock = threading.Lock()
+
+    def _load(self, source: str, plan: HostPlan) -> None:
+        """Compiles and loads the kernels, allocates the buffers, prepares the launches."""
         drv = _driver()
         self.device = default_device()
         self.limits = device_limits(self.device)
@@ -200,9 +208,6 @@ class CudaKernel:
         for ln, fn in zip(plan.launches, self.functions):
             fn.prepare("P" * len(ln.args))
             self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
-        self.last_times_ms: list[float] = []
-        # one call at a time: calls share the buffers
-        self.lock = threading.Lock()
 
     def _launch(self, k: int) -> None:
         fn, grid, block, args = self.calls[k]
