@@ -55,7 +55,7 @@ def read_blocks(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[Block]:
         body = []
         i += 1
         while i < len(lines) and lines[i].strip() != "```":
-            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip())
+            body.append(lines[i][indent:] if not lines[i][:indent].strip() else lines[i].lstrip())
             i += 1
         if i == len(lines):
             raise ValueError(f"{name}:{start + 1}: code block never closed")
@@ -125,11 +125,11 @@ def test_every_block_says_its_language():
 
 def test_reader_finds_blocks(tmp_path):
     doc = tmp_path / "doc.md"
-    doc.write_text("intro\n```python\nprint(1)\n```\n- item\n  ```sh\n  # needs a CUDA GPU\n  # long run\n"
+    doc.write_text("intro\n```python\nif 1:\n    print(1)\n```\n- item\n  ```sh\n  # needs a CUDA GPU\n  # long run\n"
                    "  echo hi\n  ```\n```text\nout\n```\n")
     py, sh, text = read_blocks(doc, tmp_path)
-    assert (py.line, py.lang, py.text) == (2, "python", "print(1)\n")
-    assert (sh.line, sh.lang, sh.text) == (6, "sh", "# needs a CUDA GPU\n# long run\necho hi\n")
+    assert (py.line, py.lang, py.text) == (2, "python", "if 1:\n    print(1)\n")
+    assert (sh.line, sh.lang, sh.text) == (7, "sh", "# needs a CUDA GPU\n# long run\necho hi\n")
     assert sh.needs_gpu and sh.long_run and not py.needs_gpu
     assert text.lang == "text"
 
