@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import re
@@ -68,6 +69,7 @@ BLOCKS = [b for doc in DOCS for b in read_blocks(doc)]
 RUN_LANGS = ("python", "sh")
 
 
+@functools.cache
 def cuda_unavailable() -> str | None:
     sys.path.insert(0, str(ROOT / "tests"))
     from gpu_cases import cuda_unavailable as why
