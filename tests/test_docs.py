@@ -37,9 +37,9 @@ BLOCK_TIMEOUT_S = 600
 class Block:
     def __init__(self, where: str, line: int, lang: str, text: str):
         self.where, self.line, self.lang, self.text = where, line, lang, text
-        first_lines = [s.strip() for s in text.splitlines()[:2]]
-        self.needs_gpu = first_lines[:1] == [NEEDS_GPU]
-        self.long_run = LONG_RUN in first_lines[int(self.needs_gpu):int(self.needs_gpu) + 1]
+        lines = [s.strip() for s in text.splitlines()]
+        self.needs_gpu = lines[:1] == [NEEDS_GPU]
+        self.long_run = lines[self.needs_gpu:self.needs_gpu + 1] == [LONG_RUN]
         self.runs_dev_sh = "scripts/dev.sh" in text
 
 
