@@ -135,3 +135,31 @@ def test_reader_finds_blocks(tmp_path):
     assert sh.needs_gpu and sh.long_run and not py.needs_gpu
     assert text.lang == "text"
 
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lstrip("#").strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_resolve():
+    """Every relative link of the README and docs/ names a file that exists and, after `#`, a
+    heading of that file."""
+    broken = []
+    for doc in DOCS:
+        for target in LINK.findall(doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            path, _, frag = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such file)")
+            elif frag and dest.suffix == ".md":
+                headings = {anchor(line) for line in dest.read_text().splitlines() if line.startswith("#")}
+                if frag not in headings:
+                    broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
