@@ -427,6 +427,63 @@ def test_a_hook_that_does_not_load_is_a_clear_error():
         sd.tune(c, s, trials=1, hook="no_such_module:f", workers=1)
 
 
+# the README's tuning snippet, smaller: a plain script with no `if __name__ == "__main__":` guard
+PLAIN_SCRIPT = """\
+import sched_dsl as sd
+A, B = sd.placeholder("A", (16, 16)), sd.placeholder("B", (16, 16))
+C = sd.matmul(A, B, name="C")
+s = sd.Schedule(C)
+i, j, k = s.loops("i", "j", "k")
+ti = s.split_knob("ti", 16, "pow2", lo=4, hi=8)
+tj = s.split_knob("tj", 16, "divisors", hi=8)
+io, ii = s.split(i, ti); jo, ji = s.split(j, tj)
+s.reorder(io, jo, ii, ji, k)
+s.bind(io, "block.y"); s.bind(jo, "block.x"); s.bind(ii, "thread.y"); s.bind(ji, "thread.x")
+
+result = sd.tune(C, s, target="opencl", trials=2, records="mm.jsonl", workers=1, repeat=1)
+print("tuned", result.trials, result.best_config, result.errors)
+kern = sd.build(C, s, target="opencl", records="mm.jsonl")
+import numpy as np
+a = np.ones((16, 16), np.float32)
+print("built", float(kern(a, a)[0, 0]))
+"""
+
+
+def test_tune_from_a_plain_script(tmp_path):
+    (tmp_path / "t.py").write_text(PLAIN_SCRIPT)
+    proc = subprocess.run([sys.executable, "t.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("tuned 2 ") == 1 and "Counter()" in proc.stdout  # the script ran once, no errors
+    assert "built 16.0" in proc.stdout and len(R.load(str(tmp_path / "mm.jsonl"))) == 2
+
+
+def test_a_worker_that_dies_at_start_says_why(tmp_path, monkeypatch):
+    (tmp_path / "dies_at_start.py").write_text(
+        "import os, sys\nsys.stderr.write('cannot open the frobnicator\\n'); sys.stderr.flush(); os._exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    c, s = matmul_space()
+    from sched_dsl.runtime.common import DeviceError
+    with pytest.raises(DeviceError, match="(?s)measuring process died at start \\(exit code 3\\).*cannot open the frobnicator"):
+        sd.tune(c, s, trials=1, hook="dies_at_start:f", workers=1)
+
+
+def test_a_build_worker_that_dies_is_a_result_and_replaced(tmp_path, monkeypatch):
+    (tmp_path / "build_crash.py").write_text(
+        "import os, sys\n"
+        "def hook(event, config, value):\n"
+        "    if event == 'build' and config['ti'] == 2:\n"
+        "        sys.stderr.write('lowering fell over\\n'); sys.stderr.flush(); os._exit(9)\n"
+        "    return value\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from sched_dsl.tuner.measure import Measurer
+    c, s = matmul_space()
+    with Measurer(c, s, hook="build_crash:hook", workers=1) as m:
+        crashed, fine = m.build([{"ti": 2, "tj": 4}, {"ti": 4, "tj": 4}])
+    assert crashed.error == "compile_error"
+    assert "died while building (exit code 9)" in crashed.message and "lowering fell over" in crashed.message
+    assert fine.error is None and fine.source
+
+
 # -- replaying recorded measurements -----------------------------------------------------------
 
 def _replay_records(tmp_path):
