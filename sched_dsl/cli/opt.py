@@ -16,6 +16,7 @@ from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseE
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sched_dsl.testing.check import EquivalenceError
+from sched_dsl.testing.interp import DEFAULT_BUDGET
 from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
@@ -45,14 +46,21 @@ class SchedOptMain(xDSLOptMain):
                  "the first pass that changes the result")
         arg_parser.add_argument("--check-seed", type=int, default=0,
                                 help="seed of the random inputs of --check-each-pass")
+        arg_parser.add_argument("--check-budget", type=int, default=DEFAULT_BUDGET, metavar="STEPS",
+                                help="interpreter steps --check-each-pass may spend running one stage's IR "
+                                     f"(default {DEFAULT_BUDGET}); a stage that needs more is reported as "
+                                     "not checked, not as broken")
 
     def apply_passes(self, prog):
         try:
             if self.args.check_each_pass:
-                from sched_dsl.testing.check import check_each_pass
+                from sched_dsl.testing.check import check_each_pass, summary
 
-                check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
-                                log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))
+                results = check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
+                                          budget=self.args.check_budget,
+                                          log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))
+                if summary(results):
+                    print(f"check-each-pass: {summary(results)}", file=sys.stderr)
             else:
                 super().apply_passes(prog)
         except VerifyException as e:
