@@ -230,6 +230,9 @@ def hoist_block_loops(stage: Stage) -> None:
 def check(stage: Stage) -> None:
     leaves = stage.leaves
     for k, a in enumerate(leaves):
+        if a.vectorize and a.bind:
+            raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
+                       f"it is bound to {a.bind}")
         if a.vectorize and k != len(leaves) - 1:
             raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")

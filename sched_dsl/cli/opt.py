@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
@@ -19,6 +20,7 @@ from sched_dsl.testing.check import EquivalenceError
 from sched_dsl.testing.interp import DEFAULT_BUDGET
 from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
+from sched_dsl.lowering.targets.c_family import VectorizeRemark
 
 
 class LocatedVerifyError(DiagnosticException):
@@ -82,11 +84,19 @@ class SchedOptMain(xDSLOptMain):
         self.available_frontends["mlir"] = parse_mlir
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    kind = "remark" if issubclass(category, VectorizeRemark) else "warning"
+    print(f"sched-opt: {kind}: {message}", file=sys.stderr)
+
+
 def sched_opt_main(args: Sequence[str] | None = None) -> int:
     main = None
     try:
         main = SchedOptMain(args)
-        main.run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", VectorizeRemark)
+            warnings.showwarning = _show_warning
+            main.run()
     except VerifyException as e:
         found = failing_op(main.module) if main is not None and hasattr(main, "module") else None
         if found is None:
