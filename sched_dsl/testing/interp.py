@@ -21,7 +21,9 @@ result as running them one after the other as long as no iteration reads or writ
 element another iteration wrote, or writes one another iteration read; every access to a
 buffer the loop writes is checked for that (between barriers, for threads), and where it
 happens the loop runs again from a copy of the memory taken before it, one iteration after
-the other (threads: stepped barrier to barrier). So lanes change the speed, never the result.
+the other (threads: stepped barrier to barrier). So does an error raised while running as
+lanes (a lane may have read an element before another wrote it); a real error happens again.
+So lanes change the speed, never the result.
 
 A barrier that only some threads reach, an index out of bounds, a read of a value that no
 op defined, or an op it does not know end in an `InterpError` naming the op. New memory
@@ -546,6 +548,14 @@ class Interpreter:
             self._stored[op] = _stored(op)
         return self._stored[op]
 
+    @staticmethod
+    def mine(e: Exception, region: Region) -> bool:
+        """Whether `region` runs again in order for `e`: its own conflict, or an error, which
+        lanes may have caused by reading an element before another lane wrote it (the write
+        comes later in program order, so the conflict would show only there). A real error
+        happens again in order."""
+        return e.region is region if isinstance(e, _Conflict) else True
+
     def not_in_lanes(self, th: Thread, op: Operation, why: str):
         """Something lanes cannot express: the innermost region runs again without lanes."""
         if th.regions:
@@ -684,8 +694,8 @@ class Interpreter:
         sub.values[op.body.block.args[0]] = lb + step * sub.iota(level)
         try:
             yield from self.block(op.body.block, sub)
-        except _Conflict as e:
-            if e.region is not region:
+        except (_Conflict, InterpError) as e:
+            if not self.mine(e, region):
                 raise
             self.restore(saved)
             yield from self.loop_in_order(op, th, lb, ub, step)
@@ -904,8 +914,8 @@ class Interpreter:
             try:
                 self.block_threads(op, kernel, blocks, size)
                 return
-            except _Conflict as e:
-                if e.region is not region:
+            except (_Conflict, InterpError) as e:
+                if not self.mine(e, region):
                     raise
                 self.restore(saved)
         for bz, by, bx in itertools.product(*(range(n) for n in reversed(grid))):
@@ -928,8 +938,8 @@ class Interpreter:
                 for _ in self.block(body, sub):
                     pass
                 return
-            except _Conflict as e:
-                if e.region is not region:
+            except (_Conflict, InterpError) as e:
+                if not self.mine(e, region):
                     raise
                 self.restore(saved)
         shared: dict = {}
