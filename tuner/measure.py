@@ -73,8 +73,11 @@ class WorkerProcess:
         self.log = tempfile.TemporaryFile()
         ours, theirs = socket.socketpair()
         try:
+            # PYTHONSAFEPATH: the working directory does not go first on the path, so a folder
+            # named sched_dsl there (another checkout) is not taken for the package
             self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=self.log)
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=self.log,
+                                         env=dict(os.environ, PYTHONSAFEPATH="1"))
         except OSError as e:
             ours.close()
             self.log.close()

@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     except EOFError:
         return
     sys.path[:] = path  # the parent's, as multiprocessing's spawn would set it: hooks import from there
+    os.environ.pop("PYTHONSAFEPATH", None)  # set for this process only (see measure.py)
     if role == "run":
         _run_loop(conn, *args)
     else:
