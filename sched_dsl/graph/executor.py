@@ -497,23 +497,46 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
                    graph, plan_memory)
 
 
+def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
+                config: Mapping[str, int] | None = None, records: str | None = None, device: str | None = None,
+                alignment: int = 256) -> int:
+    """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
+    in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
+    `device` is the device's name as tuning records give it (needed with `records`);
+    `alignment` the arena alignment the device's load will use (CUDA: 256; OpenCL: the
+    device's base address alignment, at least 256). Returns the number of kernels."""
+    from sched_dsl.graph.onnx_import import import_onnx
+
+    if target not in TARGETS:
+        raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    g = import_onnx(model)
+    fn = prepare(g.module, fuse, host_ops, alignment)
+    if records is not None:
+        if device is None:
+            raise GraphError("lower_ahead with records needs the device's name (device=...)")
+        config = {**records_config(fn, target, records, device)[0], **(config or {})}
+    steps, _ = plan_steps(fn, target, config)
+    return sum(len(st.segment.plan.launches) for st in steps if st.kind == "gpu")
+
+
 def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
     """The GPU ops of a prepared model function that get a chosen schedule (conv2d, matmul)."""
     return [op for op in fn.body.block.ops
             if isinstance(op, T.TensorOp) and not is_host(op) and anchor_template(op) is not None]
 
 
-def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str, int], list[str]]:
+def records_config(fn: func.FuncOp, target: str, records: str, device: str | None = None
+                   ) -> tuple[dict[str, int], list[str]]:
     """Knob values from a tuning records file: for every anchor whose workload (the anchor
     alone: operator, attributes, shapes, target, device) has a correct record there, the best
     config, its knobs named `<stage>.<knob>`. Returns (config, the stages it covers). A records
     file that is missing or malformed is a RecordsError; anchors without records keep their
-    default knobs."""
+    default knobs. `device` names the device as the records do (default: the target's)."""
     from sched_dsl.records import RecordsError, best_config, load, workload_of
     from sched_dsl.runtime import device_name
 
-    load(records)  # a missing or malformed file is an error, not "no records"
-    device = device_name(target)
+    loaded = load(records)  # a missing or malformed file is an error, not "no records"
+    device = device or device_name(target)
     config: dict[str, int] = {}
     tuned: list[str] = []
     best: dict[str, dict[str, int] | None] = {}
@@ -522,7 +545,7 @@ def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str
         key = workload_of([y], target, device).key
         if key not in best:
             try:
-                best[key] = best_config(records, workload_of([y], target, device), s.knob_candidates())
+                best[key] = best_config(records, workload_of([y], target, device), s.knob_candidates(), loaded)
             except RecordsError:
                 best[key] = None
         if best[key] is not None:
