@@ -143,11 +143,16 @@ def compiler_fingerprint() -> str:
     import xdsl
 
     parts: list[str | bytes] = [str(getattr(xdsl, "__version__", "?"))]
-    for name in ("sched_dsl", "sched_dsl.dialects", "sched_dsl.lowering"):
+    packages = ("sched_dsl", "sched_dsl.dialects", "sched_dsl.lowering")
+    for name in packages:
         for folder in importlib.util.find_spec(name).submodule_search_locations:
             root = Path(folder)
             for f in sorted(root.rglob("*.py")):
-                parts += [name, str(f.relative_to(root)), f.read_bytes()]
+                rel = f.relative_to(root)
+                # an installed sched_dsl/ holds the other packages (and the tuner) in subfolders
+                if name == "sched_dsl" and rel.parts[0] in ("dialects", "lowering", "tuner"):
+                    continue
+                parts += [name, rel.as_posix(), f.read_bytes()]
     return key_of(*parts)
 
 
