@@ -18,7 +18,8 @@ leaves it out). "torch fwd" is eager without the copies. Every configuration is 
 against onnxruntime.
 
 The per-layer table puts each of our kernels (a fused group: its stages joined by +) beside
-the PyTorch ops of the same ONNX nodes, each timed alone with CUDA events; it is printed for
+the PyTorch ops of the same ONNX nodes, each timed alone between two CUDA events (Python
+dispatch included: an upper bound on the library's kernel); it is printed for
 the first (tuned, fused if there is one) row of each model, the longest layers first, and
 is in the JSON for every row. Load times ("load s", with the kernels compiled and taken from
 the cache) are in the JSON too.
@@ -302,6 +303,8 @@ def main() -> None:
             base["torch_compile_s"] = compile_s
             node_ms = torch_node_ms(net, x, torch)
             del runners
+            print(f"{name}: torch {', '.join(f'{k} {v:.3f}' for k, v in base.items() if v is not None)}",
+                  file=sys.stderr, flush=True)
         baselines[name] = base
         tune_s = None
         if args.tune:
@@ -338,6 +341,8 @@ def main() -> None:
                    "speedup_vs_torch_graph": base["torch_graph_ms"] / ours if "torch_graph_ms" in base else None,
                    "layers": table}
             rows.append(row)
+            print(f"{name}: {label}, graph {sess.capture}: {ours:.3f} ms, {sess.kernel_count} kernels, "
+                  f"load {load_s:.1f} s", file=sys.stderr, flush=True)
             sess = None  # its device memory goes before the next load
 
     def fmt(v, f):
