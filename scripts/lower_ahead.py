@@ -34,7 +34,6 @@ def main(argv=None) -> None:
     ap.add_argument("--records", help="tuning records (comma-separated files, merged): also the tuned variants")
     ap.add_argument("--device", help="the device's name as the records give it, e.g. 'NVIDIA H200'")
     ap.add_argument("--host-softmax", action="store_true", help="softmax ops on the host (as the GPU tests run ssd)")
-    ap.add_argument("--alignment", type=int, default=256, help="the arena alignment the device will use")
     args = ap.parse_args(argv)
     spec = importlib.util.spec_from_file_location("make_models", ROOT / "examples" / "make_models.py")
     mm = importlib.util.module_from_spec(spec)
@@ -53,8 +52,7 @@ def main(argv=None) -> None:
         for fuse in (True, False) if args.unfused else (True,):
             for rec in [None, records] if records else [None]:
                 t0 = time.perf_counter()
-                n = lower_ahead(path, args.target, fuse, host, records=rec, device=args.device,
-                                alignment=args.alignment)
+                n = lower_ahead(path, args.target, fuse, host, records=rec, device=args.device)
                 print(f"{name} {args.size} fuse={fuse} tuned={rec is not None}: {n} kernels lowered in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
 

@@ -77,16 +77,14 @@ def is_host(op) -> bool:
     return PLACE in op.attributes and op.attributes[PLACE].data == "host"
 
 
-def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), alignment: int | None = 256) -> func.FuncOp:
-    """Runs tensorop-place, tensorop-fuse (unless `fuse` is False) and tensorop-plan-memory
-    with `alignment` (unless it is None) on the module; returns its one function."""
+def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = ()) -> func.FuncOp:
+    """Runs tensorop-place (and tensorop-fuse) on the module; returns its one function.
+    (tensorop-plan-memory runs once the device is known: the segments do not depend on it.)"""
     ctx = make_context()
     try:
         TensoropPlacePass(host=",".join(host)).apply(ctx, module)
         if fuse:
             TensoropFusePass().apply(ctx, module)
-        if alignment is not None:
-            TensoropPlanMemoryPass(alignment=alignment).apply(ctx, module)
         module.verify()
     except (DiagnosticException, VerifyException) as e:
         raise GraphError(str(e)) from None
@@ -297,15 +295,17 @@ class GraphExecutor:
         t0 = time.perf_counter()
         counts0 = COUNTS.copy()
         self.target, self.fuse = target, fuse
-        self.device = make_device(target)
-        fn = prepare(module, fuse, host, self.device.alignment if plan_memory else None)
+        fn = prepare(module, fuse, host)
         self.tuned: list[str] = []  # anchors whose knobs come from the records file
         if records is not None:
             recorded, self.tuned = records_config(fn, target, records)
             config = {**recorded, **(config or {})}
         self.config = dict(config or {})
-        self.ir = str(module)  # the placed, fused and planned graph, as text
         self.steps, returned = plan_steps(fn, target, config)
+        self.device = make_device(target)
+        if plan_memory:
+            TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
+        self.ir = str(module)  # the placed, fused and planned graph, as text
         self.input_names, self.output_names = list(inputs), list(outputs)
         self.result_of = dict(zip(outputs, returned))  # model output name -> host value name
         self.input_types = {name_of(a): a.type for a in fn.body.block.args}
@@ -498,19 +498,18 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
 
 def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
-                config: Mapping[str, int] | None = None, records: str | None = None, device: str | None = None,
-                alignment: int = 256) -> int:
+                config: Mapping[str, int] | None = None, records: str | None = None,
+                device: str | None = None) -> int:
     """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
     in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
-    `device` is the device's name as tuning records give it (needed with `records`);
-    `alignment` the arena alignment the device's load will use (CUDA: 256; OpenCL: the
-    device's base address alignment, at least 256). Returns the number of kernels."""
+    `device` is the device's name as tuning records give it (needed with `records`). Returns
+    the number of kernels."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     if target not in TARGETS:
         raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     g = import_onnx(model)
-    fn = prepare(g.module, fuse, host_ops, alignment)
+    fn = prepare(g.module, fuse, host_ops)
     if records is not None:
         if device is None:
             raise GraphError("lower_ahead with records needs the device's name (device=...)")
