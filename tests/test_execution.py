@@ -282,13 +282,10 @@ class FakeGraph:
         self.drv.log.append(("graph",))
 
 
-def test_cuda_runner_captures_once_and_replays(monkeypatch):
-    from sched_dsl.graph.device import Action, CudaRunner, HostLayout
+def fake_cuda_piece(drv):
+    """A stand-in CUDA device and a piece of it: upload x, two launches, download z."""
+    from sched_dsl.graph.device import Action, HostLayout
     from sched_dsl.lowering.host_plan import Launch
-    from sched_dsl.runtime import cuda
-
-    drv = FakeDriver()
-    monkeypatch.setattr(cuda, "CudaGraph", FakeGraph)
 
     class Stream:
         def __init__(self):
@@ -313,7 +310,19 @@ def test_cuda_runner_captures_once_and_replays(monkeypatch):
                Action("download", buffer="z", host="z_host")]
     buffers = {"x": 1000, "y": 2000, "z": 3000}
     layout = HostLayout({"x": (2,), "z": (3,)}, {"x": np.float32, "z": np.float32})
+    return Device, (actions, buffers, layout), (k1, k2)
+
+
+def test_cuda_runner_captures_once_and_replays(monkeypatch):
+    from sched_dsl.graph.device import CudaRunner
+    from sched_dsl.runtime import cuda
+
+    drv = FakeDriver()
+    monkeypatch.setattr(cuda, "CudaGraph", FakeGraph)
+    FakeGraph.made.clear()
+    Device, (actions, buffers, layout), (k1, k2) = fake_cuda_piece(drv)
     runner = CudaRunner(Device(), actions, buffers, layout, graph=True)
+    assert runner.mode == "cuda graph"
     (graph,) = FakeGraph.made
     assert [n[0] for n in graph.nodes] == ["htod", "launch", "launch", "dtoh"]
     assert graph.nodes[1][1:] == ("k1", (1000, 2000)) and graph.nodes[2][1:] == ("k2", (2000, 3000))
@@ -330,4 +339,21 @@ def test_cuda_runner_captures_once_and_replays(monkeypatch):
     eager = CudaRunner(Device(), actions, buffers, layout, graph=False)
     assert FakeGraph.made == []
     eager.run(host)
+    assert [e[0] for e in drv.log] == ["htod", "launch", "launch", "dtoh", "sync"]
+
+
+def test_cuda_runner_falls_back_when_capture_fails(monkeypatch):
+    from sched_dsl.graph.device import CudaRunner
+    from sched_dsl.runtime import cuda
+    from sched_dsl.runtime.common import DeviceError
+
+    def refuse(stream, record):
+        raise DeviceError("cuStreamBeginCapture failed: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
+    monkeypatch.setattr(cuda, "CudaGraph", refuse)
+    drv = FakeDriver()
+    Device, (actions, buffers, layout), _ = fake_cuda_piece(drv)
+    with pytest.warns(RuntimeWarning, match="no CUDA graph for this piece .*CAPTURE_UNSUPPORTED"):
+        runner = CudaRunner(Device(), actions, buffers, layout, graph=True)
+    assert runner.mode == "off"
+    runner.run({"x": np.zeros(2, np.float32)})
     assert [e[0] for e in drv.log] == ["htod", "launch", "launch", "dtoh", "sync"]

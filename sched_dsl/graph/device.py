@@ -19,6 +19,7 @@ asynchronous and the whole piece can be recorded once and replayed:
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,7 +233,14 @@ class CudaRunner:
                                       f"{a.kernel.get_attribute(fa.NUM_REGS)} registers per thread")
                 a.kernel.prepare("P" * len(a.launch.args))
         self.mode = device.graph_mode if graph else "off"
-        self.graph = CudaGraph(device.stream, self.issue) if self.mode == "cuda graph" else None
+        self.graph = None
+        if self.mode == "cuda graph":
+            try:
+                self.graph = CudaGraph(device.stream, self.issue)
+            except DeviceError as e:  # the driver refused the capture: run the piece from Python
+                warnings.warn(f"{device.name}: no CUDA graph for this piece ({e}); its launches are issued "
+                              "one by one", RuntimeWarning, stacklevel=2)
+                self.mode = "off"
 
     def issue_one(self, a: Action) -> None:
         drv, stream = self.device.drv, self.device.stream

@@ -329,7 +329,8 @@ class GraphExecutor:
                     if a.kind == "launch":
                         a.kernel = kernels[c_name(a.launch.kernel, "kernel")]
                 piece.runner = self.device.runner(piece.actions, self.buffers, layout, self.graph)
-        self.capture = self.device.graph_mode if self.graph else "off"
+        modes = {piece.runner.mode for piece in self.pieces if isinstance(piece, Piece)}
+        self.capture = modes.pop() if len(modes) == 1 else ", ".join(sorted(modes))
         self.last_profile: list[tuple[str, str, float]] = []
         counts = COUNTS - counts0
         self.load_stats = {"seconds": time.perf_counter() - t0, "lowered": counts["lowered"],

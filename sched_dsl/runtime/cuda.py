@@ -234,7 +234,7 @@ class CudaKernel:
 
 # ---- whole models: modules compiled in parallel and cached on disk; CUDA graphs -------------
 
-_SPARE_COMPILERS: list[_CompilerProcess] = []  # NVRTC processes of earlier batches, kept for the next
+_SPARE_COMPILERS: list[_CompilerProcess] = []  # one NVRTC process of the last batch, kept for the next
 
 
 def _nvrtc_version() -> str:
@@ -287,7 +287,13 @@ def load_modules(sources: list[str]) -> list[object]:
 
     key = (dev.name(), arch, str(drv.get_driver_version()), _nvrtc_version() if use_nvrtc else "nvcc")
     cubins = cached_compile("cubin", sources, key, compile_one, lambda b: b, workers)
-    _SPARE_COMPILERS[:] = list(compilers.queue)
+    # one compiler process stays for later loads; the others end (each holds an interpreter)
+    procs = list(compilers.queue)
+    _SPARE_COMPILERS[:] = procs[:1]
+    for c in procs[1:]:
+        if c.proc is not None:
+            c.proc.kill()
+            c.proc.wait()
     modules = []
     for cubin in cubins:
         try:
