@@ -277,6 +277,32 @@ def test_nan_propagates_as_in_numpy(case):
     np.testing.assert_allclose(got, want)
 
 
+@pytest.mark.parametrize("width", [2, 4])
+@pytest.mark.parametrize("fn", ["relu", "maximum", "clip"])
+def test_nan_propagates_in_vectorized_loops(fn, width):
+    """A vectorized loop writes max/min as vector expressions: NaN propagates there too."""
+    Xp, Yp = sd.placeholder("X", (4, 8)), sd.placeholder("Y", (4, 8))
+    out = {"relu": lambda: sd.relu(Xp), "maximum": lambda: sd.maximum(Xp, Yp),
+           "clip": lambda: sd.clip(Xp, -0.5, 0.5)}[fn]()
+    s = sd.Schedule(out)
+    d0, d1 = s.loops("d0", "d1")
+    d1o, d1i = s.split(d1, width)
+    s.bind(d0, "block.x")
+    s.bind(d1o, "thread.x")
+    s.vectorize(d1i)
+    x = rand(4, 8)
+    x[1, 3] = x[2, 0] = np.nan
+    y = rand(4, 8, seed=1)
+    y[0, 5] = np.nan
+    low = sd.lower(out, s)
+    assert f"float{width}" in low.source
+    kern = sd.build(out, s)
+    got = kern(**{n: {"X": x, "Y": y}[n] for n in kern.input_names})
+    want = sd.evaluate(out, {"X": x, "Y": y})
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_nan_propagates_through_a_fused_epilogue():
     A, B = sd.placeholder("A", (4, 6)), sd.placeholder("B", (6, 5))
     out = sd.clip(sd.relu(sd.matmul(A, B, name="C")), -1.0, 2.0, name="D")
