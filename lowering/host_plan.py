@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from xdsl.dialects import func, gpu, memref
-from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
 from sched_dsl.lowering.emit import const_value
@@ -27,12 +27,23 @@ class Buffer:
     name: str  # as in the IR (the tensor or stage name)
     shape: tuple[int, ...]
     role: str  # "input", "output" or "temp"
-    dtype: str = "f32"  # "f32" or "i32"
+    dtype: str = "f32"  # "f32", "f16", "bf16" or "i32"
 
     @property
     def numpy_dtype(self):
         import numpy as np
-        return np.float32 if self.dtype == "f32" else np.int32
+        if self.dtype == "bf16":
+            import ml_dtypes
+            return ml_dtypes.bfloat16
+        return {"f32": np.float32, "f16": np.float16, "i32": np.int32}[self.dtype]
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.dtype in ("f16", "bf16") else 4
+
+    @property
+    def nbytes(self) -> int:
+        return self.itemsize * self.size
 
     @property
     def size(self) -> int:
@@ -78,7 +89,12 @@ class HostPlan:
 
 
 def dtype_name(t: MemRefType) -> str:
-    return "f32" if isinstance(t.element_type, Float32Type) else "i32"
+    e = t.element_type
+    if isinstance(e, Float16Type):
+        return "f16"
+    if isinstance(e, BFloat16Type):
+        return "bf16"
+    return "f32" if isinstance(e, Float32Type) else "i32"
 
 
 def host_plan(module: ModuleOp) -> HostPlan:

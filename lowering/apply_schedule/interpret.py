@@ -8,6 +8,7 @@ import math
 from xdsl.ir import Operation, SSAValue
 
 from sched_dsl.dialects import sched as S
+from sched_dsl.lowering.emit import is_half
 from sched_dsl.lowering.apply_schedule.model import (
     DEFAULT_THREADS,
     SEQUENTIAL_THREADS,
@@ -183,6 +184,9 @@ class Interpreter:
         self.no_sequential(producer, op, "computing it at another stage")
         if not stage.reads(producer.output):
             raise fail(op, f"stage '{stage.name}' does not read stage '{pname}'")
+        if is_half(producer.output.type.element_type) and producer.init_select is not None:
+            raise fail(op, f"stage '{pname}' sums into a {producer.output.type.element_type} output, which it "
+                       "does in an f32 register of its own nest: it cannot be computed at another stage")
         if producer.attached_to is not None:
             raise fail(op, f"stage '{pname}' is already computed at stage '{producer.attached_to.name}'")
         producer.attached_to = stage
@@ -214,6 +218,27 @@ def default_schedule(stage: Stage) -> None:
     if stage.epilogue is not None and any(a.reduce for a in stage.leaves):
         # a fused reduction accumulates in a register and runs its epilogue once, at the write-back
         stage.caches.append(Cache("write", stage.output, "local", inner, None))
+
+
+def f32_accumulator(stage: Stage) -> None:
+    """A reduction into an f16/bf16 output sums in f32: where the schedule keeps no register
+    accumulator (cache_write local), one goes at the innermost spatial loop outside every
+    reduction loop and inside every bound loop (outside all loops when the reductions come
+    first), so the sum is rounded to the output type once."""
+    if not is_half(stage.output.type.element_type) or stage.init_select is None or stage.attached_to is not None:
+        return
+    if any(c.kind == "write" for c in stage.caches):
+        return
+    leaves = stage.leaves
+    first_reduce = next(k for k, a in enumerate(leaves) if a.reduce)
+    bound = [k for k, a in enumerate(leaves) if a.bind]
+    if bound and bound[-1] > first_reduce:
+        a = leaves[bound[-1]]
+        raise fail(a.marked_by.get("bind"), f"stage '{stage.name}' sums into a {stage.output.type.element_type} "
+                   f"output: bound loop '{a.name}' lies inside reduction loop '{leaves[first_reduce].name}', so no "
+                   "f32 register can hold the sum; keep reduction loops inside the bound loops")
+    at = leaves[first_reduce - 1] if first_reduce > 0 else None
+    stage.caches.append(Cache("write", stage.output, "local", at, None))
 
 
 def check(stage: Stage) -> None:

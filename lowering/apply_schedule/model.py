@@ -108,6 +108,8 @@ class Stage:
         """The fused epilogue (tensorop-fuse) at the last reduction iteration: an scf.if whose
         then-branch maps the accumulated value (its else-branch's result) to the stored one."""
         v = self.output_store.value
+        if isinstance(v.owner, arith.TruncFOp):  # an f16/bf16 output: the value rounded at the store
+            v = v.owner.input
         if isinstance(v.owner, scf.IfOp) and "sched.epilogue" in v.owner.attributes:
             return v.owner
         return None

@@ -20,7 +20,7 @@ from sched_dsl.lowering.apply_schedule.model import (
     Stage,
     fail,
 )
-from sched_dsl.lowering.emit import Emitter, const_value, known_divisor, value_bounds
+from sched_dsl.lowering.emit import Emitter, const_value, is_half, known_divisor, value_bounds
 
 # ---- affine index analysis -------------------------------------------------------------------
 
@@ -163,7 +163,11 @@ class Writer:
 
     # the nest
     def write(self, em: Emitter) -> None:
+        outside = [c for c in self.stage.caches if c.at is None]  # an accumulator outside every loop
+        after = self.fill(em, outside[0], -1) if outside else []
         self.level(em, 0)
+        for fn in after:
+            fn(em)
 
     def loop(self, em: Emitter, axis: Axis) -> tuple[SSAValue, Emitter]:
         attrs: dict[str, Attribute] = {"sched.stage": StringAttr(self.stage.name), "sched.axis": StringAttr(axis.name)}
@@ -218,7 +222,8 @@ class Writer:
         for op in self.slice_of(store.indices):
             em.op(op.clone(mapping))
         init = self.stage.init_select.lhs
-        em.store(em.const(const_value(init), init.type), store.memref, [mapping.get(v, v) for v in store.indices])
+        em.store_value(em.const(const_value(init), init.type), store.memref,
+                       [mapping.get(v, v) for v in store.indices])
         for a in axes:
             del self.env[a]
 
@@ -276,12 +281,28 @@ class Writer:
         buf, index = self.redirect[op.memref]
         em = Emitter(op.parent_block(), op)
         idx = index(em, op.indices)
+        # an f32 register accumulator of an f16/bf16 output: the extension after the load and
+        # the rounding before the store go away
+        widened = buf.type.element_type != op.memref.type.element_type
         if isinstance(op, memref.LoadOp):
             new = memref.LoadOp.get(buf, idx)
             em.op(new)
-            op.results[0].replace_all_uses_with(new.results[0])
+            old = op.results[0]
+            if widened:
+                for use in list(old.uses):
+                    ext = use.operation
+                    assert isinstance(ext, arith.ExtFOp), ext.name
+                    ext.results[0].replace_all_uses_with(new.results[0])
+                    ext.detach()
+                    ext.erase()
+            else:
+                old.replace_all_uses_with(new.results[0])
         else:
-            em.op(memref.StoreOp.get(op.value, buf, idx))
+            value = op.value
+            if widened:
+                assert isinstance(value.owner, arith.TruncFOp), value.owner
+                value = value.owner.input
+            em.op(memref.StoreOp.get(value, buf, idx))
         op.detach()
         op.erase()
 
@@ -401,7 +422,8 @@ class Writer:
         the body accumulates into; stored to the output after the inner loops."""
         st = self.stage
         inner = [a for a in st.leaves[k + 1:] if not a.reduce]
-        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=st.output.type.element_type)
+        element = st.output.type.element_type
+        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=f32 if is_half(element) else element)
         buf.name_hint = f"{st.output.name_hint or 'out'}_local"
         self.redirect[st.output] = (buf, lambda e, idx: [self.env[a] for a in inner] or [e.index(0)])
         init = st.init_select
@@ -422,7 +444,7 @@ class Writer:
             value = e.load(buf, loc)
             if st.epilogue is not None:
                 value = self.epilogue_at_write_back(e, mapping, value)
-            e.store(value, st.output, [mapping.get(v, v) for v in store.indices])
+            e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])
             self.env.update(saved)
         return [write_back]
 
@@ -569,7 +591,7 @@ class ProducerFill:
             mapping[iv] = v
         init = p.init_select
         if init is not None:
-            em.store(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
+            em.store_value(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
         for iv, root in zip(p.root_ivs, p.roots):
             if root.reduce:
                 _, mapping[iv], em = em.loop(root.extent)

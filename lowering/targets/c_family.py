@@ -16,6 +16,8 @@ from xdsl.dialects import arith, gpu
 from xdsl.dialects import math as mathd
 from xdsl.dialects import memref, scf, vector
 from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
     Float32Type,
     FloatAttr,
     IndexType,
@@ -53,6 +55,13 @@ class Spelling:
     tanh: str
     inf: str
     dims: tuple[str, str, str]
+    # f16 and bf16: the element types, {x} converted to and from float, a constant of bits
+    # {bits}, and what the text needs before the kernels when it uses them
+    half_types: tuple[str, str]  # (f16, bf16)
+    to_float: tuple[str, str]
+    from_float: tuple[str, str]
+    half_bits: tuple[str, str]
+    half_prelude: str
 
 
 OPENCL = Spelling(
@@ -72,6 +81,22 @@ OPENCL = Spelling(
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
     dims=("0", "1", "2"),
+    # 16-bit values are kept as their bit patterns (ushort): f16 converts through
+    # vload_half/vstore_half_rte, which need no cl_khr_fp16 (all arithmetic is in float)
+    half_types=("ushort", "ushort"),
+    to_float=("sd_f16_to_float({x})", "sd_bf16_to_float({x})"),
+    from_float=("sd_float_to_f16({x})", "sd_float_to_bf16({x})"),
+    half_bits=("((ushort){bits})", "((ushort){bits})"),
+    half_prelude="""inline float sd_f16_to_float(ushort h) { return vload_half(0, (const __private half*)&h); }
+inline ushort sd_float_to_f16(float f) { ushort h; vstore_half_rte(f, 0, (__private half*)&h); return h; }
+inline float sd_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+inline ushort sd_float_to_bf16(float f) {
+  const uint u = as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);  /* NaN stays NaN */
+  return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  /* round to nearest even */
+}
+
+""",
 )
 
 CUDA = Spelling(
@@ -89,6 +114,11 @@ CUDA = Spelling(
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
+    half_types=("__half", "__nv_bfloat16"),
+    to_float=("__half2float({x})", "__bfloat162float({x})"),
+    from_float=("__float2half_rn({x})", "__float2bfloat16_rn({x})"),
+    half_bits=("__ushort_as_half((unsigned short){bits})", "__ushort_as_bfloat16((unsigned short){bits})"),
+    half_prelude="#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n",
 )
 
 CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
@@ -100,7 +130,9 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 
 
-def c_type(t: Attribute) -> str:
+def c_type(t: Attribute, sp: Spelling | None = None) -> str:
+    if isinstance(t, (Float16Type, BFloat16Type)) and sp is not None:
+        return sp.half_types[isinstance(t, BFloat16Type)]
     if isinstance(t, IndexType) or (isinstance(t, IntegerType) and t.width.data == 32):
         return "int"
     if isinstance(t, IntegerType) and t.width.data == 1:
@@ -110,6 +142,27 @@ def c_type(t: Attribute) -> str:
     if isinstance(t, VectorType) and isinstance(t.element_type, Float32Type) and t.get_shape() == (4,):
         return "float4"
     raise DiagnosticException(f"no C type for {t}")
+
+
+def half_bits(v: float, t: Attribute) -> str:
+    """The bit pattern of v in f16 or bf16 (rounded to nearest even), as hex."""
+    import numpy as np
+
+    if isinstance(t, BFloat16Type):
+        import ml_dtypes
+        bits = np.array(v, dtype=ml_dtypes.bfloat16).view(np.uint16)
+    else:
+        bits = np.array(v, dtype=np.float16).view(np.uint16)
+    return f"0x{int(bits):04x}"
+
+
+def uses_half(module: Operation) -> bool:
+    for op in module.walk():
+        for v in (*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)):
+            t = v.type.element_type if isinstance(v.type, MemRefType) else v.type
+            if isinstance(t, (Float16Type, BFloat16Type)):
+                return True
+    return False
 
 
 def float_literal(v: float, sp: Spelling) -> str:
@@ -145,6 +198,9 @@ class KernelPrinter:
         op = v.owner
         if isinstance(op, arith.ConstantOp):
             attr = op.value
+            if isinstance(attr, FloatAttr) and isinstance(attr.type, (Float16Type, BFloat16Type)):
+                t = attr.type
+                return self.sp.half_bits[isinstance(t, BFloat16Type)].format(bits=half_bits(attr.value.data, t))
             if isinstance(attr, FloatAttr):
                 return float_literal(attr.value.data, self.sp)
             if isinstance(attr, IntegerAttr):
@@ -159,7 +215,7 @@ class KernelPrinter:
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
                 raise DiagnosticException(f"kernel {fn.sym_name.data}: argument of type {a.type}")
-            params.append(sp.global_ptr.format(type=c_type(a.type.element_type), name=self.name(a)))
+            params.append(sp.global_ptr.format(type=c_type(a.type.element_type, sp), name=self.name(a)))
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
@@ -172,7 +228,7 @@ class KernelPrinter:
 
     def assign(self, op: Operation, text: str) -> None:
         r = op.results[0]
-        self.line(f"const {c_type(r.type)} {self.name(r)} = {text};")
+        self.line(f"const {c_type(r.type, self.sp)} {self.name(r)} = {text};")
 
     def index(self, ref: SSAValue, indices) -> str:
         shape = ref.type.get_shape()
@@ -211,6 +267,14 @@ class KernelPrinter:
             self.assign(op, f"-{e(op.operand)}")
         elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp)):
             self.assign(op, f"({c_type(op.result.type)}){e(op.input)}")
+        elif isinstance(op, arith.ExtFOp):
+            if not isinstance(op.result.type, Float32Type):
+                raise DiagnosticException(f"arith.extf to {op.result.type}: kernels compute in f32")
+            self.assign(op, sp.to_float[isinstance(op.input.type, BFloat16Type)].format(x=e(op.input)))
+        elif isinstance(op, arith.TruncFOp):
+            if not isinstance(op.input.type, Float32Type):
+                raise DiagnosticException(f"arith.truncf from {op.input.type}: kernels compute in f32")
+            self.assign(op, sp.from_float[isinstance(op.result.type, BFloat16Type)].format(x=e(op.input)))
         elif isinstance(op, mathd.ExpOp):
             self.assign(op, f"{sp.exp}({e(op.operand)})")
         elif isinstance(op, mathd.TanhOp):
@@ -238,7 +302,7 @@ class KernelPrinter:
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
             # vector copies need 16-byte alignment; arrays of other sizes never get them
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
-            self.line(decl.format(type=c_type(t.element_type), name=self.name(op.memref), size=size))
+            self.line(decl.format(type=c_type(t.element_type, sp), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
         elif isinstance(op, gpu.BlockIdOp):
@@ -264,7 +328,7 @@ class KernelPrinter:
 
     def if_op(self, op: scf.IfOp) -> None:
         for r in op.results:
-            self.line(f"{c_type(r.type)} {self.name(r)};")
+            self.line(f"{c_type(r.type, self.sp)} {self.name(r)};")
         self.line(f"if ({self.expr(op.cond)}) {{")
         self.branch(op, op.true_region.block)
         if op.false_region.blocks and (len(op.results) or len(op.false_region.block.ops) > 1):
@@ -294,6 +358,8 @@ def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
     plan = host_plan(module)
     blocks = {ln.kernel: ln.block for ln in plan.launches}
     out.write(plan.describe() + "\n")
+    if uses_half(module):
+        out.write(sp.half_prelude)
     out.write(sp.prelude)
     for kmod in kmods:
         for fn in kmod.body.block.ops:

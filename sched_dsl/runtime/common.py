@@ -29,7 +29,9 @@ class DeviceLimits:
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
-_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
+_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (float|int|ushort|__half|__nv_bfloat16) "
+                          r"\w+\[(\d+)\]")
+_ELEMENT_BYTES = {"float": 4, "int": 4, "ushort": 2, "__half": 2, "__nv_bfloat16": 2}
 
 
 def shared_bytes(source: str) -> dict[str, int]:
@@ -44,7 +46,7 @@ def shared_bytes(source: str) -> dict[str, int]:
             continue
         m = _SHARED_DECL.match(line)
         if m and current is not None:
-            per_kernel[current] += 4 * int(m.group(1))
+            per_kernel[current] += _ELEMENT_BYTES[m.group(1)] * int(m.group(2))
     return per_kernel
 
 
@@ -73,8 +75,9 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
 
 
 def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The inputs as contiguous float32 (int32 for i32 inputs) arrays, after checking their
-    number and shapes."""
+    """The inputs as contiguous arrays of their buffers' types (float32, float16, ml_dtypes'
+    bfloat16, int32; float values are rounded to the type), after checking their number and
+    shapes."""
     inputs = plan.inputs
     if len(arrays) != len(inputs):
         raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")

@@ -172,7 +172,7 @@ class CudaKernel:
                 raise DeviceError(f"kernel {ln.kernel}: {ln.threads} threads per block exceed the {most} "
                                   f"that {self.limits.name} can run with its {fn.get_attribute(fa.NUM_REGS)} "
                                   "registers per thread")
-        self.buffers = {b.name: drv.mem_alloc(max(4 * b.size, 4)) for b in plan.buffers}
+        self.buffers = {b.name: drv.mem_alloc(max(b.nbytes, 4)) for b in plan.buffers}
         # prepared launches: every argument is a device pointer
         self.calls = []
         for ln, fn in zip(plan.launches, self.functions):

@@ -85,7 +85,7 @@ class OpenCLKernel:
         self.ctx, self.queue = _context_and_queue()
         self.kernels = [cl.Kernel(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
         mf = cl.mem_flags
-        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=4 * b.size) for b in plan.buffers}
+        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=max(b.nbytes, 4)) for b in plan.buffers}
         self.last_times_ms: list[float] = []
 
     def check_limits(self) -> None:
