@@ -398,7 +398,7 @@ class Pool2dOp(TensorOp):
         out = pool2d_shape(shape_of(x), kernel, stride, padding)
         super().__init__(
             operands=[x],
-            result_types=[tensor_type(out)],
+            result_types=[tensor_type(out, _float_of(x))],
             properties=_props(name, kind=StringAttr(kind), kernel=ints(kernel),
                               stride=ints(stride), padding=ints(padding)),
         )

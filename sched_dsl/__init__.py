@@ -12,6 +12,7 @@ from sched_dsl.tensor import (
     argsort,
     bias_add,
     binary,
+    cast,
     clip,
     concat,
     conv2d,

@@ -223,8 +223,8 @@ def default_schedule(stage: Stage) -> None:
 def f32_accumulator(stage: Stage) -> None:
     """A reduction into an f16/bf16 output sums in f32: where the schedule keeps no register
     accumulator (cache_write local), one goes at the innermost spatial loop outside every
-    reduction loop and inside every bound loop (outside all loops when the reductions come
-    first), so the sum is rounded to the output type once."""
+    reduction loop and inside every bound loop (at a loop of one iteration put around the
+    nest when a reduction loop is outermost), so the sum is rounded to the output type once."""
     if not is_half(stage.output.type.element_type) or stage.init_select is None or stage.attached_to is not None:
         return
     if any(c.kind == "write" for c in stage.caches):
@@ -237,8 +237,10 @@ def f32_accumulator(stage: Stage) -> None:
         raise fail(a.marked_by.get("bind"), f"stage '{stage.name}' sums into a {stage.output.type.element_type} "
                    f"output: bound loop '{a.name}' lies inside reduction loop '{leaves[first_reduce].name}', so no "
                    "f32 register can hold the sum; keep reduction loops inside the bound loops")
-    at = leaves[first_reduce - 1] if first_reduce > 0 else None
-    stage.caches.append(Cache("write", stage.output, "local", at, None))
+    if first_reduce == 0:  # a loop of one iteration around the nest holds the register
+        leaves.insert(0, Axis(f"{stage.name}_acc", 1, False))
+        first_reduce = 1
+    stage.caches.append(Cache("write", stage.output, "local", leaves[first_reduce - 1], None))
 
 
 def check(stage: Stage) -> None:

@@ -163,11 +163,7 @@ class Writer:
 
     # the nest
     def write(self, em: Emitter) -> None:
-        outside = [c for c in self.stage.caches if c.at is None]  # an accumulator outside every loop
-        after = self.fill(em, outside[0], -1) if outside else []
         self.level(em, 0)
-        for fn in after:
-            fn(em)
 
     def loop(self, em: Emitter, axis: Axis) -> tuple[SSAValue, Emitter]:
         attrs: dict[str, Attribute] = {"sched.stage": StringAttr(self.stage.name), "sched.axis": StringAttr(axis.name)}

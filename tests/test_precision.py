@@ -1,0 +1,148 @@
+"""Reduced precision (f16, bf16, tf32) end to end on the OpenCL device: exact casts, sums
+kept in f32, the element types in records, and the diagnostics for bad combinations."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+
+import ml_dtypes
+import numpy as np
+import pytest
+from gpu_cases import needs_nvcc
+
+import sched_dsl as sd
+from sched_dsl import testing as sdt
+from sched_dsl.records import workload_of
+from sched_dsl.reference import round_tf32
+
+
+def run(out, *arrays, schedule=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sd.build(out, schedule)(*arrays)
+
+
+# values that exercise rounding: ties, values between neighbours, f16 subnormals, large ones
+EDGES = np.array([1 + 2**-8, 1 + 3 * 2**-9, 1 + 2**-11, 1 + 3 * 2**-12, 3e-6, 6e-8, -2.5e-7, 60000.0,
+                  -1e-3, 0.1, 1 / 3, 0.0, -0.0, 2.0**-20], dtype=np.float32)
+
+
+@pytest.mark.parametrize("src,dst", [("f32", "bf16"), ("f32", "f16"), ("bf16", "f32"), ("f16", "f32"),
+                                     ("bf16", "f16"), ("f16", "bf16")])
+def test_casts_round_to_nearest_even_exactly(src, dst):
+    x = sd.placeholder("X", EDGES.shape, src)
+    y = sd.cast(x, dst)
+    got = np.asarray(run(y, EDGES), np.float64)
+    want = sd.evaluate(y, {"X": EDGES})
+    np.testing.assert_array_equal(got, want)
+    numpy_type = {"bf16": ml_dtypes.bfloat16, "f16": np.float16, "f32": np.float32}[dst]
+    assert run(y, EDGES).dtype == numpy_type
+
+
+def test_reference_rounds_as_ml_dtypes():
+    x = sd.placeholder("X", EDGES.shape, "bf16")
+    assert np.array_equal(sd.evaluate(sd.cast(x, "f32"), {"X": EDGES}),
+                          EDGES.astype(ml_dtypes.bfloat16).astype(np.float64))
+    # tf32: 10 mantissa bits, ties away from zero
+    assert list(round_tf32(np.array([1 + 2**-11, 1 + 2**-12, -1 - 2**-11]))) == [1 + 2**-10, 1.0, -1 - 2**-10]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_sums_accumulate_in_f32(dtype):
+    """1024 ones: a bf16 accumulator would stop at 256 (256 + 1 rounds back to 256), an f16
+    one at 2048 only later; f32 gets 1024 exactly, under the default schedule and under one
+    whose reduction loop is outermost (the accumulator then sits in a loop of its own)."""
+    x = sd.placeholder("X", (4, 1024), dtype)
+    total = sd.reduce(x, "sum", 1)
+    assert list(run(total, np.ones((4, 1024), np.float32))) == [1024.0] * 4
+    a, b = sd.placeholder("A", (2, 1024), dtype), sd.placeholder("B", (1024, 3), dtype)
+    c = sd.matmul(a, b)
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    s.reorder(k, i, j)
+    np.testing.assert_array_equal(run(c, np.ones((2, 1024)), np.ones((1024, 3)), schedule=s), np.full((2, 3), 1024.0))
+
+
+def test_f32_result_of_bf16_products():
+    a, b = sd.placeholder("A", (3, 300), "bf16"), sd.placeholder("B", (300, 2), "bf16")
+    c = sd.matmul(a, b, out_dtype="f32")
+    rng = np.random.default_rng(1)
+    va, vb = rng.uniform(0.5, 1.5, (3, 300)), rng.uniform(0.5, 1.5, (300, 2))
+    got = run(c, va, vb)
+    assert got.dtype == np.float32
+    # bf16 inputs, products exact in f32, sums in f32: far closer than one bf16 ulp of the result
+    np.testing.assert_allclose(got, sd.evaluate(c, {"A": va, "B": vb}), rtol=1e-5)
+
+
+def test_tolerances_come_from_the_types():
+    f = sd.placeholder("X", (3,))
+    assert sdt.tolerance(sd.relu(f)) == (1e-4, 1e-5)
+    assert sdt.tolerance(sd.relu(sd.placeholder("X", (3,), "bf16"))) == (8 * 2**-8, 4 * 2**-8)
+    assert sdt.tolerance(sd.relu(sd.placeholder("X", (3,), "f16"))) == (8 * 2**-11, 4 * 2**-11)
+    tf = sd.matmul(sd.placeholder("A", (2, 2)), sd.placeholder("B", (2, 2)), precision="tf32")
+    assert sdt.tolerance(tf) == (4 * 2**-10, 2 * 2**-10)
+
+
+def test_the_derived_tolerance_rejects_a_wrong_result():
+    """The tolerance is not vacuous: a bf16 product off by 10% lies outside it."""
+    x, scale = sd.placeholder("X", (8,), "bf16"), sd.placeholder("S", (8,), "bf16")
+    y = sd.mul(x, scale)
+    ones = np.ones(8, np.float32)
+    got = run(y, ones, ones).astype(np.float64)
+    want = sd.evaluate(y, {"X": ones, "S": np.full(8, 1.1, np.float32)})
+    rtol, atol = sdt.tolerance(y)
+    assert np.all(np.abs(got - want) > atol + rtol * np.abs(want))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: sd.add(sd.placeholder("A", (2,), "bf16"), sd.placeholder("B", (2,))),
+     "binary 'add': operands are bf16 and f32; give them one element type with an explicit cast"),
+    (lambda: sd.matmul(sd.placeholder("A", (2, 2), "f16"), sd.placeholder("B", (2, 2), "f16"), precision="tf32"),
+     "matmul: compute mode tf32 is for f32 tensors, the operands are f16"),
+    (lambda: sd.matmul(sd.placeholder("A", (2, 2), "f16"), sd.placeholder("B", (2, 2), "f16"), out_dtype="bf16"),
+     "result type bf16 must be the operands' type f16 or f32"),
+    (lambda: sd.cast(sd.placeholder("A", (2,)), "i32"), "cast: dtype 'i32' is not one of f32, f16, bf16"),
+    (lambda: sd.matmul(sd.placeholder("A", (2, 2)), sd.placeholder("B", (2, 2)), precision="fp8"),
+     "precision 'fp8' is not supported"),
+])
+def test_bad_type_combinations_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bound_loop_inside_a_bf16_sum_is_a_schedule_error():
+    c = sd.matmul(sd.placeholder("A", (4, 8), "bf16"), sd.placeholder("B", (8, 4), "bf16"), name="C")
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    s.reorder(k, i, j)
+    s.bind(j, "thread.x")
+    with pytest.raises(sd.ScheduleError, match="stage 'C' sums into a bf16 output: bound loop 'j' lies inside "
+                       "reduction loop 'k'"):
+        sd.lower(c, s)
+
+
+def test_element_types_are_part_of_the_workload():
+    def key(dtype, **kw):
+        a, b = sd.placeholder("A", (4, 8), dtype), sd.placeholder("B", (8, 4), dtype)
+        return workload_of([sd.matmul(a, b, **kw)], "cuda", "H200").key
+
+    assert key("f32") == "matmul|A=4x8,B=8x4|cuda|H200"  # f32 keys are as before
+    keys = {key("f32"), key("bf16"), key("f16"), key("bf16", out_dtype="f32"), key("f32", precision="tf32")}
+    assert len(keys) == 5
+    assert key("bf16") == "matmul|A=4x8:bf16,B=8x4:bf16->bf16|cuda|H200"
+
+
+@needs_nvcc
+def test_reduced_precision_cuda_text_compiles(tmp_path):
+    x = sd.placeholder("X", (2, 3, 6, 6), "bf16")
+    w = sd.placeholder("W", (4, 3, 3, 3), "bf16")
+    y = sd.softmax(sd.relu(sd.conv2d(x, w, padding=1)), axis=1)
+    h = sd.cast(sd.reduce(sd.cast(y, "f16"), "mean", (2, 3)), "f32")
+    src = sd.lower(h, target="cuda").source
+    assert "__nv_bfloat16" in src and "__half" in src and "#include <cuda_bf16.h>" in src
+    path = tmp_path / "k.cu"
+    path.write_text(src)
+    r = subprocess.run(["nvcc", "-arch=sm_90", "--ptx", "-O1", str(path), "-o", str(tmp_path / "k.ptx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
