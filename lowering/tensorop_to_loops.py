@@ -53,13 +53,16 @@ class NestBuilder:
     stage: str
 
     def build(self, spatial: Sequence[tuple[str, int]], reduce: Sequence[tuple[str, int]],
-              body: Callable[[Emitter, dict[str, SSAValue]], None], sequential: Sequence[str] = ()) -> None:
+              body: Callable[[Emitter, dict[str, SSAValue]], None], sequential: Sequence[str] = (),
+              compute: str | None = None) -> None:
         em, ivs = self.em, {}
         # sequential loops go outermost: their iterations run in order, each after the last
         loops = [*spatial, *reduce]
         loops = [lp for lp in loops if lp[0] in sequential] + [lp for lp in loops if lp[0] not in sequential]
-        for name, extent in loops:
+        for k, (name, extent) in enumerate(loops):
             attrs = {"sched.stage": StringAttr(self.stage), "sched.axis": StringAttr(name)}
+            if compute is not None and k == 0:  # the operator's compute mode (tf32), for tensorize
+                attrs["sched.compute"] = StringAttr(compute)
             if (name, extent) in reduce:
                 attrs["sched.reduce"] = UnitAttr()
             if name in sequential:
@@ -148,7 +151,8 @@ class OpLowering:
         accumulate(em, iv, [r for r, _ in reduce], self.out, idx, combine, init, v, extents, self.epilogue)
 
     def nest(self, stage: str, spatial, reduce, body, sequential=()) -> None:
-        NestBuilder(self.em, stage).build(spatial, reduce, body, sequential)
+        compute = self.op.compute_mode() if isinstance(self.op, T.ProductOp) and stage == self.stage else None
+        NestBuilder(self.em, stage).build(spatial, reduce, body, sequential, compute)
 
     def alloc(self, name: str, shape: Sequence[int], element=i32) -> SSAValue:
         buf = self.em.val(memref.AllocOp.get(element, shape=list(shape)))

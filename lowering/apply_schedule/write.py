@@ -4,6 +4,7 @@ local caches, their copies and barriers."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from xdsl.dialects.builtin import StringAttr, UnitAttr, f32
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from sched_dsl.dialects.memspace import LOCAL, SHARED
+from sched_dsl.dialects.tensorcore import ACCUMULATORS, CopyAsyncOp, CopyCommitOp, CopyWaitOp, LoadFragmentOp, MmaOp
 from sched_dsl.lowering.apply_schedule.model import (
     Axis,
     Cache,
@@ -185,16 +187,27 @@ class Writer:
         leaves = self.stage.leaves
         if self.hoist_init and self.cache_write is None and k == self.first_reduce:
             self.init_nest(em, [a for a in leaves[k:] if not a.reduce])
+        tz = self.stage.tensorize
+        if tz is not None and k == tz.start:
+            self.fence(em)
+            self.tensor_tile(em, k)
+            return
         if k == len(leaves):
             self.body(em)
             return
         axis = leaves[k]
         here = [c for c in self.stage.caches if c.at is axis]
         staged = {id(c): self.first_part(em, c, k) for c in here if c.double_buffer}
+        piped = [c for c in here if c.stages]
+        pipeline = self.pipeline_start(em, piped, k) if piped else None
         self.fence(em)
         self.env[axis], inner = self.loop(em, axis)
         after = []
+        if piped:
+            self.pipeline_step(inner, piped, k, pipeline)
         for cache in here:
+            if cache.stages:
+                continue
             after += self.next_part(inner, cache, k, staged[id(cache)]) if cache.double_buffer else self.fill(inner, cache, k)
         self.fence(inner)
         self.level(inner, k + 1)
@@ -335,8 +348,9 @@ class Writer:
 
     def cache_buffer(self, em: Emitter, cache: Cache, scope: str, exts: list[int], parts: list[int]) -> SSAValue:
         order = cache.layout or list(range(len(exts)))
-        buf = em.alloca(parts + [exts[d] for d in order], SHARED if scope == "shared" else LOCAL,
-                        element=cache.memref.type.element_type)
+        shape = parts + [exts[d] for d in order]
+        shape[-1] += cache.pad if scope == "shared" else 0
+        buf = em.alloca(shape, SHARED if scope == "shared" else LOCAL, element=cache.memref.type.element_type)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
         return buf
 
@@ -417,6 +431,8 @@ class Writer:
         """cache_write: one register per iteration of the spatial loops inside leaf k, which
         the body accumulates into; stored to the output after the inner loops."""
         st = self.stage
+        if st.tensorize is not None:
+            return self.fragment_accumulator(em, k)
         inner = [a for a in st.leaves[k + 1:] if not a.reduce]
         element = st.output.type.element_type
         buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=f32 if is_half(element) else element)
@@ -443,6 +459,150 @@ class Writer:
             e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])
             self.env.update(saved)
         return [write_back]
+
+    # tensorized stages: the warp's tile of mma results, in each lane's registers
+    def fragment_accumulator(self, em: Emitter, k: int) -> list:
+        """The lane's 4 f32 results of each mma of the warp's tile (the spatial loops inside
+        leaf k but the tile's own), zero to start; written out after the inner loops at the
+        positions the mma result layout gives them: row g + 8 (e / 2), column 2 t + e % 2
+        of the 16 x 8 tile for result e, lane = 4 g + t."""
+        st, tz = self.stage, self.stage.tensorize
+        inner = [a for a in st.leaves[k + 1:] if not a.reduce and a not in (tz.m, tz.n)]
+        buf = em.alloca([a.extent for a in inner] + [ACCUMULATORS], LOCAL, element=f32)
+        buf.name_hint = f"{st.output.name_hint or 'out'}_frag"
+        self.tile_acc = (buf, inner)
+        self.for_each(em, [a.extent for a in inner] + [ACCUMULATORS], lambda e, loc: e.store(e.f32(0.0), buf, loc))
+
+        def write_back(e: Emitter) -> None:
+            saved = dict(self.env)
+            for a in inner:
+                _, self.env[a], e = e.loop(a.extent, {"sched.unroll": UnitAttr()})
+            _, r, e = e.loop(ACCUMULATORS, {"sched.unroll": UnitAttr()})
+            lane = self.env[tz.lane]
+            self.env[tz.m] = e.add(e.floordiv(lane, 4), e.mul(e.floordiv(r, 2), 8))
+            self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
+            mapping = {iv: self.value(e, root) for iv, root in zip(st.root_ivs, st.roots) if not root.reduce}
+            store = st.output_store
+            for op in self.slice_of(store.indices):
+                e.op(op.clone(mapping))
+            value = e.load(buf, [self.env[a] for a in inner] + [r])
+            if st.epilogue is not None:
+                value = self.epilogue_at_write_back(e, mapping, value)
+            e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])
+            self.env = saved
+        return [write_back]
+
+    def tensor_tile(self, em: Emitter, k: int) -> None:
+        """The warp's tile at leaf k: the A fragment of each of its row tiles and the B
+        fragment of each column tile, read from their shared buffers, then one mma per pair,
+        all unrolled (the tile loops have constant extents)."""
+        st, tz = self.stage, self.stage.tensorize
+        i_root, j_root, k_root = st.roots
+        tile = st.leaves[k:-3]
+        rows = [a for a in tile if st.root_of(a) is i_root]
+        cols = [a for a in tile if st.root_of(a) is j_root]
+        lane = self.env[tz.lane]
+        saved = dict(self.env)
+        for a in (tz.m, tz.n, tz.k):
+            self.env[a] = em.index(0)
+        root_of_iv = dict(zip(st.root_ivs, st.roots))
+
+        def fragments(role: str, load: memref.LoadOp, loops: list[Axis]) -> dict[tuple, SSAValue]:
+            frags = {}
+            for combo in itertools.product(*[range(a.extent) for a in loops]):
+                for a, v in zip(loops, combo):
+                    self.env[a] = em.index(v)
+                origin = [self.value(em, root_of_iv[v]) for v in load.indices]
+                buf, index = self.redirect[load.memref]
+                parts = len(buf.type.get_shape()) - len(origin)
+                frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [parts, parts + 1]))
+                frag.name_hint = f"{role}_frag"
+                frags[combo] = frag
+            return frags
+
+        a_frags = fragments("a", tz.a, rows)
+        b_frags = fragments("b", tz.b, cols)
+        acc, acc_loops = self.tile_acc
+        for ca, fa in a_frags.items():
+            for cb, fb in b_frags.items():
+                for a, v in (*zip(rows, ca), *zip(cols, cb)):
+                    self.env[a] = em.index(v)
+                em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)]))
+        self.env = saved
+
+    # pipelined shared caches: `stages` buffers filled by asynchronous copies
+    def pipeline_start(self, em: Emitter, caches: list[Cache], k: int) -> dict:
+        """Before loop k: each cache's buffers, and the copies of the first stages - 1
+        iterations' tiles, one commit group per iteration."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        bufs = {}
+        for s in range(stages - 1):
+            self.env[axis] = em.index(s)
+            for c in caches:
+                bases, exts = self.footprint(em, c, self.varying(k, "shared"))
+                if id(c) not in bufs:
+                    bufs[id(c)] = (self.cache_buffer(em, c, "shared", exts, [stages]), exts)
+                if s < axis.extent:
+                    self.async_fill(em, c, bufs[id(c)][0], bases, exts, s)
+            em.op(CopyCommitOp())
+        del self.env[axis]
+        return bufs
+
+    def pipeline_step(self, em: Emitter, caches: list[Cache], k: int, bufs: dict) -> None:
+        """At the top of iteration t of loop k: wait for tile t's copies, a barrier (every
+        thread's copies are in, and every thread is done with iteration t - 1), then start
+        the copies of tile t + stages - 1 into the part iteration t - 1 used; the inner
+        loops read part t % stages."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        iv = self.env[axis]
+        em.op(CopyWaitOp(stages - 2))
+        barrier(em)
+        varying = self.varying(k, "shared")
+        for c in caches:
+            bases, _ = self.footprint(em, c, varying)
+            part = em.rem(iv, stages)
+            self.redirect[c.memref] = (bufs[id(c)][0], self.buffer_index(c, bases, lambda e, part=part: [part]))
+        ahead = em.add(iv, stages - 1)
+        if axis.extent > stages - 1:
+            then = em.if_(em.cmpi("slt", ahead, axis.extent))
+            # the same index, bounded where the compiler (and value_bounds) can see it
+            self.env[axis] = then.min(ahead, axis.extent - 1)
+            for c in caches:
+                bases, exts = self.footprint(then, c, varying)
+                self.async_fill(then, c, bufs[id(c)][0], bases, exts, then.rem(ahead, stages))
+            self.env[axis] = iv
+        em.op(CopyCommitOp())
+
+    def async_fill(self, em: Emitter, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int],
+                   part: int | SSAValue) -> None:
+        """All threads copy the tile at `bases` into part `part` of `buf`: 16 bytes per
+        tc.copy_async where the tile lies inside the tensor and its rows allow, else element
+        by element (a plain copy, complete at once)."""
+        width = 16 // (2 if is_half(cache.memref.type.element_type) else 4)
+        copy = Copy(cache, buf, bases, exts, width, any_element=True)
+        part_index = [em.index(part) if isinstance(part, int) else part]
+
+        def element(e: Emitter, loc: list[SSAValue]) -> None:
+            if copy.width == 1:
+                copy.put(e, copy.fetch(e, loc), loc, part_index)
+                return
+            src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
+            e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
+
+        self.spread(em, copy.chunks, element)
+
+    def spread(self, em: Emitter, exts: Sequence[int], element) -> None:
+        """element(emitter, index) for every index of `exts`, shared by the block's threads
+        (all of whose loops are outside): thread t takes t, t + T, ..."""
+        tid, count = self.thread_id(em)
+        _, e, body = em.loop(math.prod(exts), start=tid, step=count)
+        loc, rest = [], e
+        for n in reversed(exts):
+            loc.append(body.rem(rest, n))
+            rest = body.floordiv(rest, n)
+        element(body, list(reversed(loc)))
 
     def epilogue_at_write_back(self, e: Emitter, mapping: dict, acc: SSAValue) -> SSAValue:
         """The fused epilogue's then-branch, applied to the accumulated value `acc`."""
@@ -519,11 +679,16 @@ class Copy:
     buffer: element by element, or by aligned vectors of `width` along the last dimension
     when the tile lies inside the input and rows allow it."""
 
-    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int):
+    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int,
+                 any_element: bool = False):
+        """`any_element`: chunks of any element type (tc.copy_async), else float4 vectors."""
         self.cache, self.buf, self.bases = cache, buf, bases
         self.shape = list(cache.memref.type.get_shape())
         self.element = cache.memref.type.element_type
-        self.width = width if width > 1 and self.element == f32 and self.vectorizable(exts, width) else 1
+        ok_type = any_element or self.element == f32
+        self.width = width if width > 1 and ok_type and self.vectorizable(exts, width) else 1
+        if self.width > 1 and any_element and (cache.layout not in (None, sorted(cache.layout or [])) or cache.pad % width):
+            self.width = 1  # chunks go to consecutive, aligned elements of a row
         self.chunks = exts[:-1] + [exts[-1] // self.width]
 
     def vectorizable(self, exts: list[int], width: int) -> bool:

@@ -31,6 +31,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.target import Target
 
+from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.host_plan import c_name, host_plan
 
@@ -62,6 +63,13 @@ class Spelling:
     from_float: tuple[str, str]
     half_bits: tuple[str, str]
     half_prelude: str
+    # tensor cores (inline PTX, the same in both languages on NVIDIA): a 32-bit unsigned
+    # type, the .shared address of the shared-memory pointer {ptr}, a global address for
+    # cp.async, and a float's bits
+    u32: str
+    shared_address: str
+    global_address: str
+    float_bits: str
 
 
 OPENCL = Spelling(
@@ -87,6 +95,11 @@ OPENCL = Spelling(
     to_float=("sd_f16_to_float({x})", "sd_bf16_to_float({x})"),
     from_float=("sd_float_to_f16({x})", "sd_float_to_bf16({x})"),
     half_bits=("((ushort){bits})", "((ushort){bits})"),
+    u32="uint",
+    # NVIDIA's OpenCL: a __local pointer is the address in the shared window (address space 3)
+    shared_address="(uint)(size_t)({ptr})",
+    global_address="(ulong)({ptr})",
+    float_bits="as_uint({x})",
     half_prelude="""inline float sd_f16_to_float(ushort h) { return vload_half(0, (const __private half*)&h); }
 inline ushort sd_float_to_f16(float f) { ushort h; vstore_half_rte(f, 0, (__private half*)&h); return h; }
 inline float sd_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
@@ -119,6 +132,10 @@ CUDA = Spelling(
     from_float=("__float2half_rn({x})", "__float2bfloat16_rn({x})"),
     half_bits=("__ushort_as_half((unsigned short){bits})", "__ushort_as_bfloat16((unsigned short){bits})"),
     half_prelude="#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n",
+    u32="unsigned",
+    shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
+    global_address="({ptr})",
+    float_bits="__float_as_uint({x})",
 )
 
 CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
@@ -128,6 +145,10 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||"}
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
+
+
+def is_half_type(t: Attribute) -> bool:
+    return isinstance(t, (Float16Type, BFloat16Type))
 
 
 def c_type(t: Attribute, sp: Spelling | None = None) -> str:
@@ -230,11 +251,13 @@ class KernelPrinter:
         r = op.results[0]
         self.line(f"const {c_type(r.type, self.sp)} {self.name(r)} = {text};")
 
-    def index(self, ref: SSAValue, indices) -> str:
+    def index(self, ref: SSAValue, indices, offsets: dict[int, str] | None = None) -> str:
+        """ref[indices] flattened; `offsets` adds a C expression to some dimensions."""
         shape = ref.type.get_shape()
         flat = ""
         for k, (i, n) in enumerate(zip(indices, shape)):
-            flat = self.expr(i) if k == 0 else f"({flat}) * {n} + {self.expr(i)}"
+            term = self.expr(i) if not offsets or k not in offsets else f"{self.expr(i)} + {offsets[k]}"
+            flat = term if k == 0 else f"({flat}) * {n} + {term}"
         return f"{self.name(ref)}[{flat or 0}]"
 
     def space(self, ref: SSAValue) -> str:
@@ -310,12 +333,77 @@ class KernelPrinter:
         elif isinstance(op, gpu.BarrierOp):
             fence = op.attributes.get("sched.fence")
             self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
+        elif op.dialect_name() == "tc":
+            self.tensor_core(op)
         elif isinstance(op, scf.ForOp):
             self.for_loop(op)
         elif isinstance(op, scf.IfOp):
             self.if_op(op)
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    # tensor cores: inline PTX (ldmatrix, mma.sync, cp.async), sm_80 and later
+    def tensor_core(self, op: Operation) -> None:
+        sp = self.sp
+        if isinstance(op, tc.LoadFragmentOp):
+            self.fragment(op)
+        elif isinstance(op, tc.MmaOp):
+            t = op.a.type.element
+            kind = "bf16" if isinstance(t, BFloat16Type) else "f16" if isinstance(t, Float16Type) else "tf32"
+            acc = self.index(op.acc, op.indices)[:-1]  # "name[flat" : the lane's 4 results follow
+            outs = ", ".join(f'"+f"({acc} + {q}])' for q in range(tc.ACCUMULATORS))
+            fa, fb = self.name(op.a), self.name(op.b)
+            na, nb = self.regs(op.a.owner), self.regs(op.b.owner)
+            ins = ", ".join([f'"r"({fa}[{q}])' for q in range(na)] + [f'"r"({fb}[{q}])' for q in range(nb)])
+            regs_a = ",".join(f"%{4 + q}" for q in range(na))
+            regs_b = ",".join(f"%{4 + na + q}" for q in range(nb))
+            self.line(f'asm volatile("mma.sync.aligned.{op.intrinsic}.row.col.f32.{kind}.{kind}.f32 '
+                      f'{{%0,%1,%2,%3}}, {{{regs_a}}}, {{{regs_b}}}, {{%0,%1,%2,%3}};\\n" : {outs} : {ins});')
+        elif isinstance(op, tc.CopyAsyncOp):
+            dst = sp.shared_address.format(ptr="&" + self.index(op.dst, op.dst_indices))
+            src = sp.global_address.format(ptr="&" + self.index(op.src, op.src_indices))
+            self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" :: "r"({dst}), "l"({src}) '
+                      ': "memory");')
+        elif isinstance(op, tc.CopyCommitOp):
+            self.line('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
+        elif isinstance(op, tc.CopyWaitOp):
+            self.line(f'asm volatile("cp.async.wait_group {int(op.pending.value.data)};\\n" ::: "memory");')
+        else:
+            raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    @staticmethod
+    def regs(frag: tc.LoadFragmentOp) -> int:
+        """32-bit registers a lane holds of the fragment: A 4, B 2 (in both mma shapes)."""
+        return 4 if frag.role.data == "a" else 2
+
+    def fragment(self, op: tc.LoadFragmentOp) -> None:
+        """The lane's registers of an operand tile: ldmatrix from shared memory, which hands
+        each lane the elements of the mma fragment layout (A row-major 16 x K; B stored
+        K x N row-major, transposed on the way); tf32's B by two plain loads."""
+        sp = self.sp
+        name = self.name(op.result)
+        n = self.regs(op)
+        self.line(f"{sp.u32} {name}[{n}];")
+        lane = self.expr(op.lane)
+        d0, d1 = op.dims.get_values()
+        half = is_half_type(op.buffer.type.element_type)
+        outs = ", ".join(f'"=r"({name}[{q}])' for q in range(n))
+        regs = ",".join(f"%{q}" for q in range(n))
+        if op.role.data == "b" and not half:  # tf32 B, 8 x 8: k = t and t + 4, column g
+            for q in range(2):
+                elem = self.index(op.buffer, op.indices, {d0: f"{lane} % 4 + {4 * q}", d1: f"{lane} / 4"})
+                self.line(f"{name}[{q}] = {sp.float_bits.format(x=elem)};")
+            return
+        if op.role.data == "a":
+            # lanes 0-15 give rows 0-15 of the left 8 columns (16-bit) or 4 (f32), lanes 16-31 the right
+            offsets = {d0: f"{lane} % 16", d1: f"{lane} / 16 * {8 if half else 4}"}
+            shape = "x4"
+        else:
+            offsets = {d0: f"{lane} % 16"}  # rows k = 0..15 of the 16 x 8 tile, transposed
+            shape = "x2.trans"
+        addr = sp.shared_address.format(ptr="&" + self.index(op.buffer, op.indices, offsets))
+        self.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.{shape}.shared.b16 {{{regs}}}, [%{n}];\\n" : {outs} '
+                  f': "r"({addr}) : "memory");')
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]

@@ -15,7 +15,7 @@ import numpy as np
 from sched_dsl.lowering.host_plan import HostPlan, c_name
 from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
 
-__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
+__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits", "has_tensor_cores"]
 
 
 def _pyopencl():
@@ -46,6 +46,21 @@ def default_device():
         return match[0][1]
     gpus = [d for _, d in devices if d.type & cl.device_type.GPU]
     return gpus[0] if gpus else devices[0][1]
+
+
+def has_tensor_cores(d=None) -> bool:
+    """Whether the OpenCL device is an NVIDIA GPU of compute capability 8.0 or later, whose
+    compiler takes the tensor-core instructions (mma.sync, ldmatrix, cp.async) as inline PTX.
+    `SCHED_DSL_TENSOR_CORES=0` turns them off (plain loops; to compare)."""
+    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
+        return False
+    d = default_device() if d is None else d
+    if "nvidia" not in d.platform.name.lower():
+        return False
+    try:
+        return d.compute_capability_major_nv >= 8
+    except Exception:  # noqa: BLE001 - a driver without the cl_nv_device_attribute_query extension
+        return False
 
 
 def device_limits(d) -> DeviceLimits:
