@@ -399,7 +399,7 @@ class CacheReadOp(SchedOp):
     holds dimension layout[d] of A; e.g. A's tile stored transposed); `double_buffer` (shared
     only) keeps two buffers, so each thread loads the next iteration's part into registers
     before the inner loops and stores it after them, one barrier per iteration.
-    `stages = N` (shared, N >= 2) keeps N buffers filled by asynchronous copies (cp.async on
+    `stages = N` (shared, N >= 2; or `stages %knob`) keeps N buffers filled by asynchronous copies (cp.async on
     NVIDIA, plain copies elsewhere): the copies for the next N - 1 iterations are in flight
     while one iteration computes. `pad = P` adds P elements to each row of a shared buffer
     (its last dimension), so that the rows of a tile fall in different memory banks."""
@@ -412,21 +412,23 @@ class CacheReadOp(SchedOp):
     stages = opt_prop_def(IntegerAttr)
     pad = opt_prop_def(IntegerAttr)
     at = operand_def(LoopType)
+    stages_knob = opt_operand_def(KnobType)
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$tensor $scope `at` $at attr-dict"
+    assembly_format = "$tensor $scope `at` $at (`stages` $stages_knob^)? attr-dict"
 
     def __init__(self, tensor: str, scope: str, at: SSAValue, layout: Sequence[int] | None = None,
-                 double_buffer: bool = False, stages: int | None = None, pad: int | None = None):
+                 double_buffer: bool = False, stages: int | SSAValue | None = None, pad: int | None = None):
         props: dict = {"tensor": StringAttr(tensor), "scope": StringAttr(scope)}
         if layout is not None:
             props["layout"] = DenseArrayBase.from_list(i64, list(layout))
         if double_buffer:
             props["double_buffer"] = UnitAttr()
-        if stages is not None:
+        knob = stages if isinstance(stages, SSAValue) else None
+        if stages is not None and knob is None:
             props["stages"] = IntegerAttr(stages, i64)
         if pad is not None:
             props["pad"] = IntegerAttr(pad, i64)
-        super().__init__(operands=[at], properties=props)
+        super().__init__(operands=[at, knob], properties=props)
 
     def stage_count(self) -> int | None:
         return None if self.stages is None else self.stages.value.data
@@ -447,6 +449,12 @@ class CacheReadOp(SchedOp):
             raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': double_buffer needs "
                                           "scope 'shared'")
         stages = self.stage_count()
+        if stages is not None and self.stages_knob is not None:
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': give stages as a number or "
+                                          "a knob, not both")
+        if self.stages_knob is not None and (self.scope.data != "shared" or self.double_buffer is not None):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages need scope 'shared' "
+                                          "and no double_buffer")
         if stages is not None and (self.scope.data != "shared" or stages < 2 or self.double_buffer is not None):
             raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages = {stages} needs scope "
                                           "'shared', at least 2 stages and no double_buffer (stages = 2 is one)")

@@ -181,7 +181,7 @@ class Schedule:
         self.actions.append(("vectorize", (loop,)))
 
     def cache_read(self, tensor: Tensor | str, scope: str, at: Loop, layout: Sequence[int] | None = None,
-                   double_buffer: bool = False, stages: int | None = None, pad: int | None = None) -> None:
+                   double_buffer: bool = False, stages: int | Knob | None = None, pad: int | None = None) -> None:
         """Copy the part of `tensor` read inside `at` to a `scope` buffer first. `layout`
         orders the buffer's dimensions (e.g. (1, 0): the tile transposed); `double_buffer`
         (shared) overlaps loading the next iteration's part with this one's work; `stages`
@@ -197,25 +197,34 @@ class Schedule:
                 raise ScheduleError(f"cache_read: layout {layout} is not a permutation of the tensor's dimensions")
         if double_buffer and scope != "shared":
             raise ScheduleError("cache_read: double_buffer needs scope 'shared'")
-        if stages is not None and (not isinstance(stages, int) or stages < 2 or scope != "shared" or double_buffer):
+        if isinstance(stages, Knob):
+            if self.knobs.get(stages.name) is not stages:
+                raise ScheduleError(f"knob '{stages.name}' belongs to another schedule")
+            if min(stages.candidates) < 2 or scope != "shared" or double_buffer:
+                raise ScheduleError(f"cache_read: stages knob '{stages.name}' needs candidates >= 2, scope 'shared' "
+                                    "and no double_buffer")
+        elif stages is not None and (not isinstance(stages, int) or stages < 2 or scope != "shared" or double_buffer):
             raise ScheduleError(f"cache_read: stages={stages!r} needs an int >= 2, scope 'shared' and no "
                                 "double_buffer (stages=2 is one)")
         if pad is not None and (not isinstance(pad, int) or pad < 0 or scope != "shared"):
             raise ScheduleError(f"cache_read: pad={pad!r} needs an int >= 0 and scope 'shared'")
         self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer), stages, pad)))
 
-    def tensorize(self, i: Loop, j: Loop, k: Loop) -> None:
+    def tensorize(self, i: Loop, j: Loop, k: Loop, intrinsic: str | None = None) -> None:
         """Computes the innermost (i, j, k) tile of a matmul stage with one warp-level
         matrix instruction: mma.m16n8k16 for f16/bf16 tensors (tile 16 x 8 x 16), mma.m16n8k8
         for f32 tensors multiplied at tf32 (16 x 8 x 8). The warp's 32 lanes become a loop
         bound to thread.x (leave thread.x free); A and B must be cached in shared memory; the
-        results stay in registers until the tile's outputs are written."""
+        results stay in registers until the tile's outputs are written. `intrinsic` follows
+        from the stage's types; name it for a stage given by name."""
         self._use(i, j, k)
-        stage = i.stage
-        if isinstance(stage, Tensor):
-            self.actions.append(("tensorize", (i, j, k, tensor_intrinsic(stage))))
-        else:
-            raise ScheduleError("tensorize: give loops of a Tensor's stage (the intrinsic follows its types)")
+        if intrinsic is None:
+            if not isinstance(i.stage, Tensor):
+                raise ScheduleError("tensorize: name the intrinsic for a stage given by name")
+            intrinsic = tensor_intrinsic(i.stage)
+        if intrinsic not in S.TENSOR_INTRINSICS:
+            raise ScheduleError(f"tensorize: intrinsic '{intrinsic}' is not one of {', '.join(S.TENSOR_INTRINSICS)}")
+        self.actions.append(("tensorize", (i, j, k, intrinsic)))
 
     def cache_write(self, scope: str, at: Loop) -> None:
         self._use(at)
@@ -286,6 +295,7 @@ class Schedule:
                 ops.append(S.VectorizeOp(handle(args[0])))
             elif kind == "cache_read":
                 tensor, scope, at, layout, double_buffer, stages, pad = args
+                stages = knobs[stages.name] if isinstance(stages, Knob) else stages
                 ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer, stages, pad))
             elif kind == "tensorize":
                 i, j, k, intrinsic = args

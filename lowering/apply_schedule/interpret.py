@@ -164,9 +164,11 @@ class Interpreter:
         rank = len(ref.type.get_shape())
         if layout is not None and len(layout) != rank:
             raise fail(op, f"layout {layout} of '{op.tensor.data}' does not have its {rank} dimensions")
+        stages = op.stage_count() if op.stages_knob is None else self.knobs[op.stages_knob]
+        if stages is not None and stages < 2:
+            raise fail(op, f"cache_read of '{op.tensor.data}': stages = {stages}; a pipeline needs at least 2")
         stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout,
-                                  double_buffer=op.double_buffer is not None, stages=op.stage_count(),
-                                  pad=op.padding()))
+                                  double_buffer=op.double_buffer is not None, stages=stages, pad=op.padding()))
 
     def op_tensorize(self, op: S.TensorizeOp) -> None:
         stage, m = self.get(op.i, op)
@@ -381,6 +383,10 @@ def check(stage: Stage) -> None:
                 raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' encloses bound loop "
                            f"'{threads_inside[0]}'; put it at or inside the innermost bound loop")
         threads = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("thread")]
+        pipes = {x.stages for x in stage.caches if x.at is c.at and x.stages}
+        if len(pipes) > 1:
+            raise fail(c.op, f"stage '{stage.name}': the pipelined caches at loop '{c.at.name}' have different "
+                       f"stage counts {sorted(pipes)}")
         if (c.double_buffer or c.stages) and (c.at.bind or not threads or threads[-1] > q):
             what = "double_buffer" if c.double_buffer else f"stages = {c.stages}"
             raise fail(c.op, f"stage '{stage.name}': {what} of '{c.memref.name_hint}': loop '{c.at.name}' "
