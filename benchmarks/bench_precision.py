@@ -32,13 +32,16 @@ from sched_dsl.graph.model_schedules import tc_gemm_defaults, tc_gemm_tiles, tc_
 PRECISIONS = ("bf16", "fp16", "tf32")
 DTYPE = {"bf16": "bf16", "fp16": "f16", "tf32": "f32"}
 INTRINSIC = {"bf16": "mma.m16n8k16", "fp16": "mma.m16n8k16", "tf32": "mma.m16n8k8"}
-# (bm, bn, bk, wm, wn, stages), each within 48 KiB of shared memory (static, both targets)
+# (bm, bn, bk, wm, wn, stages); those over 48 KiB of shared memory take CUDA's dynamic shared
+# memory and run on the CUDA target only (NVIDIA's OpenCL has 48 KiB of __local per block)
 CONFIGS = {
-    "mma.m16n8k16": [(128, 128, 32, 64, 64, 2), (128, 256, 16, 64, 64, 3), (128, 128, 16, 64, 64, 4),
-                     (128, 128, 32, 64, 32, 2), (64, 128, 32, 32, 64, 3), (128, 64, 32, 64, 32, 3)],
-    "mma.m16n8k8": [(128, 128, 16, 64, 64, 2), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3),
-                    (128, 128, 8, 64, 64, 4)],
+    "mma.m16n8k16": [(128, 128, 32, 64, 64, 2), (128, 256, 32, 64, 64, 3), (256, 128, 32, 64, 64, 3),
+                     (128, 128, 64, 64, 64, 3), (128, 128, 32, 64, 64, 4), (128, 256, 16, 64, 64, 4),
+                     (64, 128, 32, 32, 64, 3), (128, 64, 32, 64, 32, 3), (64, 64, 64, 32, 32, 3)],
+    "mma.m16n8k8": [(128, 128, 16, 64, 64, 2), (128, 128, 32, 64, 64, 3), (128, 256, 16, 64, 64, 3),
+                    (128, 128, 16, 64, 64, 4), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3)],
 }
+OPENCL_SHARED = 48 * 1024
 
 
 def gemm(n: int, precision: str, tiles: tuple[int, ...]):
@@ -50,12 +53,15 @@ def gemm(n: int, precision: str, tiles: tuple[int, ...]):
     return c, s
 
 
-def configs(n: int, precision: str, quick: bool) -> list[tuple[int, ...]]:
+def configs(n: int, precision: str, quick: bool, only: str | None = None) -> list[tuple[int, ...]]:
+    """The default tile, then CONFIGS that divide n (or the `only` list, "128x128x32x64x64x2,...")."""
     intrinsic = INTRINSIC[precision]
+    if only:
+        return [tuple(int(v) for v in c.split("x")) for c in only.split(",")]
     d = tc_gemm_defaults(n, n, n, intrinsic)
     found = [tuple(d[k] for k in ("bm", "bn", "bk", "wm", "wn", "stages"))] if d else []
     for t in CONFIGS[intrinsic]:
-        if t not in found and all(n % v == 0 for v in t[:3]) and tc_shared_bytes(*t[:3], t[5], intrinsic) <= 48 * 1024:
+        if t not in found and all(n % v == 0 for v in t[:3]) and (n >= 2048 or t[0] * t[1] <= 128 * 128):
             found.append(t)
     return found[:3] if quick else found
 
@@ -69,6 +75,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="three configurations per case")
     p.add_argument("--no-opencl", action="store_true")
+    p.add_argument("--configs", help="tiles to run instead of the default list: bm x bn x bk x wm x wn x stages, "
+                   "comma-separated")
     args = p.parse_args()
 
     import ml_dtypes
@@ -101,9 +109,10 @@ def main() -> None:
                              tflops=flops / base / 1e9, speed=1.0, max_rel_err=cublas_err))
             print(f"{work}: cuBLAS {base * 1e3:8.1f} us {flops / base / 1e9:7.1f} TFLOP/s  err {cublas_err:.1e}",
                   flush=True)
-            for tiles in configs(n, precision, args.quick):
+            for tiles in configs(n, precision, args.quick, args.configs):
                 c, s = gemm(n, precision, tiles)
-                for target in ("cuda", "opencl") if opencl else ("cuda",):
+                fits_opencl = tc_shared_bytes(*tiles[:3], tiles[5], INTRINSIC[precision]) <= OPENCL_SHARED
+                for target in ("cuda", "opencl") if opencl and fits_opencl else ("cuda",):
                     name = f"{target}:" + "x".join(map(str, tiles[:3])) + f"/w{tiles[3]}x{tiles[4]}/s{tiles[5]}"
                     t0 = time.time()
                     try:

@@ -11,10 +11,12 @@ Meaning of each op, for lane l, with g = l / 4 and t = l % 4:
 
 - `%f = tc.load_fragment "a" %lane, %buf[%i, %j] {intrinsic, dims}`: the operand tile of
   the warp's next mma, element (r, c) at buf[.., i + r, .., j + c, ..] (the buffer dims
-  `dims` = (rows, cols) of the tile): A is M x K (row-major), B is K x N.
-- `tc.mma %a, %b, %lane, %acc[%i..]`: acc[.., q + e] += sum_k A(row, k) * B(k, col) for
-  e = 0..3, row = g + 8 * (e / 2), col = 2 t + e % 2, where q is the last index: each lane
-  holds 4 of the 16 x 8 f32 results (the C fragment layout of mma.m16n8kK).
+  `dims` = (rows, cols) of the tile): A is M x K (row-major), B is K x N; with `tiles = 2`
+  (B only) two neighbouring B tiles, columns 0..N-1 and N..2N-1.
+- `tc.mma %a, %b, %lane, %acc[%i..] {b_tile}`: acc[.., q + e] += sum_k A(row, k) * B(k, col)
+  for e = 0..3, row = g + 8 * (e / 2), col = 2 t + e % 2 (+ N for b_tile 1 of a pair),
+  where q is the last index: each lane holds 4 of the 16 x 8 f32 results (the C fragment
+  layout of mma.m16n8kK).
 - `tc.copy_async %dst[..], %src[..] {elements}`: dst[.., q + e] = src[.., p + e] for
   e < elements (16 bytes), complete once a later `tc.copy_wait` leaves fewer groups pending
   than were committed after it (`tc.copy_commit` closes a group).
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
     BFloat16Type,
+    IntAttr,
     DenseArrayBase,
     Float16Type,
     Float32Type,
@@ -77,6 +80,7 @@ class FragmentType(ParametrizedAttribute, TypeAttribute):
     role: StringAttr  # "a" or "b"
     intrinsic: StringAttr
     element: Attribute
+    tiles: IntAttr  # operand tiles held (B: 1, or 2 neighbouring ones)
 
 
 def _check_indices(op: IRDLOperation, ref: SSAValue, indices: Sequence[SSAValue], what: str) -> None:
@@ -96,17 +100,19 @@ class LoadFragmentOp(IRDLOperation):
     role = prop_def(StringAttr)
     intrinsic = prop_def(StringAttr)
     dims = prop_def(DenseArrayBase)
+    tiles = prop_def(IntegerAttr)
     result = result_def(FragmentType)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$role $lane `,` $buffer `[` $indices `]` attr-dict `:` type($buffer) `->` type($result)")
 
     def __init__(self, role: str, lane: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], intrinsic: str,
-                 dims: Sequence[int]):
+                 dims: Sequence[int], tiles: int = 1):
         element = buffer.type.element_type
         super().__init__(operands=[lane, buffer, list(indices)],
                          properties={"role": StringAttr(role), "intrinsic": StringAttr(intrinsic),
-                                     "dims": DenseArrayBase.from_list(i64, list(dims))},
-                         result_types=[FragmentType(StringAttr(role), StringAttr(intrinsic), element)])
+                                     "dims": DenseArrayBase.from_list(i64, list(dims)),
+                                     "tiles": IntegerAttr(tiles, i64)},
+                         result_types=[FragmentType(StringAttr(role), StringAttr(intrinsic), element, IntAttr(tiles))])
 
     def tile(self) -> tuple[int, int]:
         m, n, k = SHAPES[self.intrinsic.data]
@@ -127,7 +133,11 @@ class LoadFragmentOp(IRDLOperation):
         dims = list(self.dims.get_values())
         if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < len(t.get_shape()) for d in dims):
             raise VerifyException(f"tc.load_fragment: dims {dims} must name two dimensions of the buffer")
-        if self.result.type != FragmentType(self.role, self.intrinsic, t.element_type):
+        tiles = self.tiles.value.data
+        if tiles not in (1, 2) or (tiles == 2 and (self.role.data != "b" or self.intrinsic.data != "m16n8k16")):
+            raise VerifyException(f"tc.load_fragment: {tiles} tiles; a B fragment of m16n8k16 may hold 2, "
+                                  "others 1")
+        if self.result.type != FragmentType(self.role, self.intrinsic, t.element_type, IntAttr(tiles)):
             raise VerifyException(f"tc.load_fragment: result type {self.result.type} does not match the operand")
 
 
@@ -139,12 +149,14 @@ class MmaOp(IRDLOperation):
     lane = operand_def(IndexType)
     acc = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
+    b_tile = prop_def(IntegerAttr)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$a `,` $b `,` $lane `,` $acc `[` $indices `]` attr-dict `:` type($a) `,` type($b) `,` "
                        "type($acc)")
 
-    def __init__(self, a: SSAValue, b: SSAValue, lane: SSAValue, acc: SSAValue, indices: Sequence[SSAValue]):
-        super().__init__(operands=[a, b, lane, acc, list(indices)])
+    def __init__(self, a: SSAValue, b: SSAValue, lane: SSAValue, acc: SSAValue, indices: Sequence[SSAValue],
+                 b_tile: int = 0):
+        super().__init__(operands=[a, b, lane, acc, list(indices)], properties={"b_tile": IntegerAttr(b_tile, i64)})
 
     @property
     def intrinsic(self) -> str:
@@ -156,6 +168,8 @@ class MmaOp(IRDLOperation):
             raise VerifyException("tc.mma: takes an \"a\" fragment, then a \"b\" fragment")
         if a.intrinsic != b.intrinsic or a.element != b.element:
             raise VerifyException(f"tc.mma: fragments of different mma shapes or types: {a} and {b}")
+        if not 0 <= self.b_tile.value.data < b.tiles.data:
+            raise VerifyException(f"tc.mma: b_tile {self.b_tile.value.data} of a fragment of {b.tiles.data} tile(s)")
         _check_indices(self, self.acc, self.indices, "the accumulator")
         t = self.acc.type
         if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:

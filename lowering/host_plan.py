@@ -10,6 +10,7 @@ from xdsl.dialects import func, gpu, memref
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
+from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import const_value
 
 C_IDENT = re.compile(r"[^A-Za-z0-9_]")
@@ -53,12 +54,23 @@ class Buffer:
         return n
 
 
+# CUDA's limit on static __shared__ arrays per block; a kernel with more takes its shared
+# buffers from dynamic shared memory (the CUDA printer and runtime), up to the device's opt-in
+STATIC_SHARED_BYTES = 48 * 1024
+
+
 @dataclass(frozen=True)
 class Launch:
     kernel: str
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     args: tuple[str, ...]  # buffer names
+    shared_bytes: int = 0  # the kernel's shared buffers, each 16-byte aligned
+
+    @property
+    def dynamic_shared(self) -> int:
+        """Bytes of dynamic shared memory a CUDA launch asks for (0: static arrays only)."""
+        return self.shared_bytes if self.shared_bytes > STATIC_SHARED_BYTES else 0
 
     @property
     def threads(self) -> int:
@@ -88,6 +100,20 @@ class HostPlan:
         return "\n".join(lines)
 
 
+def shared_layout(fn: gpu.FuncOp) -> dict:
+    """Byte offset of each shared buffer of a kernel (16-byte aligned), and the total."""
+    offsets, total = {}, 0
+    for op in fn.walk():
+        if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
+            t = op.memref.type
+            offsets[op.memref] = total
+            size = 2 if isinstance(t.element_type, (Float16Type, BFloat16Type)) else 4
+            for d in t.get_shape():
+                size *= d
+            total += -(-size // 16) * 16
+    return {"offsets": offsets, "total": total}
+
+
 def dtype_name(t: MemRefType) -> str:
     e = t.element_type
     if isinstance(e, Float16Type):
@@ -113,6 +139,8 @@ def host_plan(module: ModuleOp) -> HostPlan:
         names[a] = a.name_hint or f"arg{k}"
         buffers.append(Buffer(names[a], tuple(a.type.get_shape()), "input" if k < n_in else "output",
                               dtype_name(a.type)))
+    kernels = {k.sym_name.data: k for m in module.ops if isinstance(m, gpu.ModuleOp)
+               for k in m.body.block.ops if isinstance(k, gpu.FuncOp)}
     launches = []
     for op in fn.body.block.ops:
         if isinstance(op, memref.AllocOp):
@@ -122,6 +150,7 @@ def host_plan(module: ModuleOp) -> HostPlan:
         elif isinstance(op, gpu.LaunchFuncOp):
             grid = tuple(const_value(v) for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ))
             block = tuple(const_value(v) for v in (op.blockSizeX, op.blockSizeY, op.blockSizeZ))
-            launches.append(Launch(op.kernel.nested_references.data[-1].data, grid, block,
-                                   tuple(names[v] for v in op.kernelOperands)))
+            name = op.kernel.nested_references.data[-1].data
+            shared = shared_layout(kernels[name])["total"] if name in kernels else 0
+            launches.append(Launch(name, grid, block, tuple(names[v] for v in op.kernelOperands), shared))
     return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches))

@@ -37,8 +37,9 @@ def expand_mma(op: tc.MmaOp) -> None:
     em = Emitter(op.parent_block(), op)
     g, t = em.floordiv(op.lane, 4), em.rem(op.lane, 4)
     _, e, body = em.loop(tc.ACCUMULATORS, UNROLL)
+    _, n, _ = tc.SHAPES[op.intrinsic]
     row = body.add(g, body.mul(body.floordiv(e, 2), 8))
-    col = body.add(body.mul(t, 2), body.rem(e, 2))
+    col = body.add(body.add(body.mul(t, 2), body.rem(e, 2)), n * op.b_tile.value.data)
     acc_idx = list(op.indices[:-1]) + [body.add(op.indices[-1], e)]
     _, kk, inner = body.loop(depth, UNROLL)
     av = inner.load_value(a.buffer, _moved(inner, a.indices, a.dims.get_values(), [row, kk]))

@@ -282,14 +282,16 @@ def place_tensorize(stage: Stage) -> None:
         if isinstance(r, Split) and r.outer.extent * r.inner.extent != r.parent.extent:
             raise fail(op, f"stage '{stage.name}': tensorize needs splits that divide; '{r.parent.name}' "
                        f"({r.parent.extent}) split by {r.inner.extent} leaves a remainder")
+    # the warp's tile loops: the unbound loops inside every bound loop and every cache's loop
+    # (written unrolled, the k steps outermost, each step's fragments loaded during the last)
+    cache_loops = {c.at for c in stage.caches}
     pos = len(leaves) - 3
-    while pos > 0 and not leaves[pos - 1].reduce and not leaves[pos - 1].bind:
+    while pos > 0 and not leaves[pos - 1].bind and leaves[pos - 1] not in cache_loops:
         pos -= 1
-    i_root, j_root = stage.roots[0], stage.roots[1]
     for a in leaves[pos:-3]:
-        if stage.root_of(a) not in (i_root, j_root):
-            raise fail(op, f"stage '{stage.name}': loop '{a.name}' between the warp's loops and the tile must be "
-                       "split from i or j")
+        if stage.root_of(a) is None:
+            raise fail(op, f"stage '{stage.name}': loop '{a.name}' of the warp's tile fuses loops; split i, j "
+                       "and k only")
     bound = [k for k, a in enumerate(leaves) if a.bind]
     if bound and bound[-1] > pos:
         raise fail(op, f"stage '{stage.name}': bound loop '{leaves[bound[-1]].name}' lies inside the warp's tile")

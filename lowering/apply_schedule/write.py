@@ -493,41 +493,62 @@ class Writer:
         return [write_back]
 
     def tensor_tile(self, em: Emitter, k: int) -> None:
-        """The warp's tile at leaf k: the A fragment of each of its row tiles and the B
-        fragment of each column tile, read from their shared buffers, then one mma per pair,
-        all unrolled (the tile loops have constant extents)."""
+        """The warp's tile at leaf k, unrolled: for each step of its k loops, the A fragment
+        of each row tile and the B fragment of each column tile (pairs of neighbouring column
+        tiles in one load), read from their shared buffers while the last step's mmas run,
+        then one mma per (row tile, column tile)."""
         st, tz = self.stage, self.stage.tensorize
         i_root, j_root, k_root = st.roots
         tile = st.leaves[k:-3]
         rows = [a for a in tile if st.root_of(a) is i_root]
         cols = [a for a in tile if st.root_of(a) is j_root]
+        steps = [a for a in tile if st.root_of(a) is k_root]
         lane = self.env[tz.lane]
         saved = dict(self.env)
         for a in (tz.m, tz.n, tz.k):
             self.env[a] = em.index(0)
         root_of_iv = dict(zip(st.root_ivs, st.roots))
+        # column tiles c and c + 1 of the innermost column loop lie 8 columns apart: one ldmatrix.x4
+        inner_col = next((r.outer for r in st.relations if isinstance(r, Split) and r.inner is tz.n), None)
+        paired = (tz.intrinsic == "m16n8k16" and cols and cols[-1] is inner_col and inner_col.extent % 2 == 0)
 
-        def fragments(role: str, load: memref.LoadOp, loops: list[Axis]) -> dict[tuple, SSAValue]:
-            frags = {}
-            for combo in itertools.product(*[range(a.extent) for a in loops]):
-                for a, v in zip(loops, combo):
-                    self.env[a] = em.index(v)
-                origin = [self.value(em, root_of_iv[v]) for v in load.indices]
-                buf, index = self.redirect[load.memref]
-                parts = len(buf.type.get_shape()) - len(origin)
-                frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [parts, parts + 1]))
-                frag.name_hint = f"{role}_frag"
-                frags[combo] = frag
-            return frags
+        def combos(loops: list[Axis]) -> list[tuple[int, ...]]:
+            return list(itertools.product(*[range(a.extent) for a in loops]))
 
-        a_frags = fragments("a", tz.a, rows)
-        b_frags = fragments("b", tz.b, cols)
+        def fragment(role: str, load: memref.LoadOp, fixed: dict[Axis, int], tiles: int = 1) -> SSAValue:
+            for a, v in fixed.items():
+                self.env[a] = em.index(v)
+            origin = [self.value(em, root_of_iv[v]) for v in load.indices]
+            buf, index = self.redirect[load.memref]
+            parts = len(buf.type.get_shape()) - len(origin)
+            frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [parts, parts + 1], tiles))
+            frag.name_hint = f"{role}_frag"
+            return frag
+
+        def load_step(kc: tuple[int, ...]) -> tuple[dict, dict]:
+            ks = dict(zip(steps, kc))
+            a_frags = {rc: fragment("a", tz.a, {**ks, **dict(zip(rows, rc))}) for rc in combos(rows)}
+            b_frags = {}
+            for cc in combos(cols):
+                if paired and cc[-1] % 2:
+                    b_frags[cc] = (b_frags[cc[:-1] + (cc[-1] - 1,)][0], 1)
+                else:
+                    b_frags[cc] = (fragment("b", tz.b, {**ks, **dict(zip(cols, cc))}, 2 if paired else 1), 0)
+            return a_frags, b_frags
+
         acc, acc_loops = self.tile_acc
-        for ca, fa in a_frags.items():
-            for cb, fb in b_frags.items():
-                for a, v in (*zip(rows, ca), *zip(cols, cb)):
-                    self.env[a] = em.index(v)
-                em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)]))
+        k_steps = combos(steps)
+        loaded = load_step(k_steps[0])
+        for s_idx in range(len(k_steps)):
+            current = loaded
+            if s_idx + 1 < len(k_steps):
+                loaded = load_step(k_steps[s_idx + 1])
+            a_frags, b_frags = current
+            for rc, fa in a_frags.items():
+                for cc, (fb, half) in b_frags.items():
+                    for a, v in (*zip(rows, rc), *zip(cols, cc)):
+                        self.env[a] = em.index(v)
+                    em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)], half))
         self.env = saved
 
     # pipelined shared caches: `stages` buffers filled by asynchronous copies

@@ -33,7 +33,7 @@ from xdsl.utils.target import Target
 
 from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
-from sched_dsl.lowering.host_plan import c_name, host_plan
+from sched_dsl.lowering.host_plan import STATIC_SHARED_BYTES, c_name, host_plan, shared_layout
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Spelling:
     # type, the .shared address of the shared-memory pointer {ptr}, a global address for
     # cp.async, and a float's bits
     u32: str
+    dynamic_shared: str | None  # the one dynamic shared array, where the language has one
     shared_address: str
     global_address: str
     float_bits: str
@@ -96,6 +97,7 @@ OPENCL = Spelling(
     from_float=("sd_float_to_f16({x})", "sd_float_to_bf16({x})"),
     half_bits=("((ushort){bits})", "((ushort){bits})"),
     u32="uint",
+    dynamic_shared=None,
     # NVIDIA's OpenCL: a __local pointer is the address in the shared window (address space 3)
     shared_address="(uint)(size_t)({ptr})",
     global_address="(ulong)({ptr})",
@@ -133,6 +135,7 @@ CUDA = Spelling(
     half_bits=("__ushort_as_half((unsigned short){bits})", "__ushort_as_bfloat16((unsigned short){bits})"),
     half_prelude="#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n",
     u32="unsigned",
+    dynamic_shared="extern __shared__ __align__(16) unsigned char v_dynamic_shared[];",
     shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
     global_address="({ptr})",
     float_bits="__float_as_uint({x})",
@@ -200,6 +203,7 @@ class KernelPrinter:
         self.names: dict[SSAValue, str] = {}
         self.taken: set[str] = set()
         self.indent = 1
+        self.dynamic: dict[SSAValue, int] = {}  # shared buffers placed in dynamic shared memory
 
     def name(self, v: SSAValue) -> str:
         if v not in self.names:
@@ -240,6 +244,10 @@ class KernelPrinter:
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
+        layout = shared_layout(fn)
+        if sp.dynamic_shared is not None and layout["total"] > STATIC_SHARED_BYTES:
+            self.dynamic = layout["offsets"]
+            self.line(sp.dynamic_shared)
         self.block(fn.body.block)
         self.out.write("}\n\n")
 
@@ -323,6 +331,11 @@ class KernelPrinter:
             space = t.memory_space
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
+            if op.memref in self.dynamic:
+                ctype = c_type(t.element_type, sp)
+                self.line(f"{ctype}* const {self.name(op.memref)} = ({ctype}*)(v_dynamic_shared + "
+                          f"{self.dynamic[op.memref]});")
+                return
             # vector copies need 16-byte alignment; arrays of other sizes never get them
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
             self.line(decl.format(type=c_type(t.element_type, sp), name=self.name(op.memref), size=size))
@@ -353,8 +366,9 @@ class KernelPrinter:
             acc = self.index(op.acc, op.indices)[:-1]  # "name[flat" : the lane's 4 results follow
             outs = ", ".join(f'"+f"({acc} + {q}])' for q in range(tc.ACCUMULATORS))
             fa, fb = self.name(op.a), self.name(op.b)
-            na, nb = self.regs(op.a.owner), self.regs(op.b.owner)
-            ins = ", ".join([f'"r"({fa}[{q}])' for q in range(na)] + [f'"r"({fb}[{q}])' for q in range(nb)])
+            na, nb = 4, 2
+            first_b = nb * op.b_tile.value.data  # a pair of B tiles holds 4 registers
+            ins = ", ".join([f'"r"({fa}[{q}])' for q in range(na)] + [f'"r"({fb}[{first_b + q}])' for q in range(nb)])
             regs_a = ",".join(f"%{4 + q}" for q in range(na))
             regs_b = ",".join(f"%{4 + na + q}" for q in range(nb))
             self.line(f'asm volatile("mma.sync.aligned.{op.intrinsic}.row.col.f32.{kind}.{kind}.f32 '
@@ -373,8 +387,8 @@ class KernelPrinter:
 
     @staticmethod
     def regs(frag: tc.LoadFragmentOp) -> int:
-        """32-bit registers a lane holds of the fragment: A 4, B 2 (in both mma shapes)."""
-        return 4 if frag.role.data == "a" else 2
+        """32-bit registers a lane holds of the fragment: A 4, B 2 a tile (in both mma shapes)."""
+        return 4 if frag.role.data == "a" else 2 * frag.tiles.value.data
 
     def fragment(self, op: tc.LoadFragmentOp) -> None:
         """The lane's registers of an operand tile: ldmatrix from shared memory, which hands
@@ -398,12 +412,17 @@ class KernelPrinter:
             # lanes 0-15 give rows 0-15 of the left 8 columns (16-bit) or 4 (f32), lanes 16-31 the right
             offsets = {d0: f"{lane} % 16", d1: f"{lane} / 16 * {8 if half else 4}"}
             shape = "x4"
+        elif n == 4:  # two 16 x 8 tiles: lanes 16-31 give the rows of the right one
+            offsets = {d0: f"{lane} % 16", d1: f"{lane} / 16 * 8"}
+            shape = "x4.trans"
         else:
             offsets = {d0: f"{lane} % 16"}  # rows k = 0..15 of the 16 x 8 tile, transposed
             shape = "x2.trans"
         addr = sp.shared_address.format(ptr="&" + self.index(op.buffer, op.indices, offsets))
+        # volatile keeps it after the barriers and copy waits; no memory clobber, as in CUTLASS, so
+        # the compiler keeps the accumulators in registers around it
         self.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.{shape}.shared.b16 {{{regs}}}, [%{n}];\\n" : {outs} '
-                  f': "r"({addr}) : "memory");')
+                  f': "r"({addr}));')
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]

@@ -260,6 +260,8 @@ class Device:
         fns = [module.get_function(n) for n in names]
         for fn, ln in zip(fns, seg.plan.launches):
             fn.prepare("P" * len(ln.args))
+            if ln.dynamic_shared:
+                fn.set_attribute(self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
         return fns
 
     def launch(self, kern, ln, bufs: list, timed: bool) -> float | None:
@@ -273,11 +275,11 @@ class Device:
         if timed:
             start, end = self.drv.Event(), self.drv.Event()
             start.record()
-            kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs])
+            kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs], shared_size=ln.dynamic_shared)
             end.record()
             end.synchronize()
             return start.time_till(end)
-        kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs])
+        kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs], shared_size=ln.dynamic_shared)
         return None
 
     def finish(self) -> None:

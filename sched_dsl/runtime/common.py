@@ -23,7 +23,7 @@ class DeviceLimits:
     name: str
     max_threads_per_block: int
     max_block_dims: tuple[int, int, int]
-    max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
+    max_shared_bytes: int  # shared (OpenCL: __local) memory per block: static, or CUDA's opt-in dynamic limit
     max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
 
 
@@ -68,7 +68,7 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
                 if n > limits.max_grid_dims[k]:
                     raise DeviceError(f"kernel {ln.kernel}: grid dimension {axes[k]} = {n} exceeds "
                                       f"{limits.name}'s limit of {limits.max_grid_dims[k]}")
-        used = shared.get(c_name(ln.kernel, "kernel"), 0)
+        used = max(shared.get(c_name(ln.kernel, "kernel"), 0), ln.shared_bytes)
         if used > limits.max_shared_bytes:
             raise DeviceError(f"kernel {ln.kernel}: {used} bytes of shared memory per block exceed "
                               f"{limits.name}'s limit of {limits.max_shared_bytes}")

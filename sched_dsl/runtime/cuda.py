@@ -67,8 +67,10 @@ def device_limits(dev) -> DeviceLimits:
         max_threads_per_block=dev.get_attribute(a.MAX_THREADS_PER_BLOCK),
         max_block_dims=(dev.get_attribute(a.MAX_BLOCK_DIM_X), dev.get_attribute(a.MAX_BLOCK_DIM_Y),
                         dev.get_attribute(a.MAX_BLOCK_DIM_Z)),
-        # static __shared__ arrays are capped at this (48 KiB); more needs dynamic shared memory
-        max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
+        # static __shared__ arrays are capped at 48 KiB; a kernel with more buffers takes them
+        # from dynamic shared memory, up to the device's opt-in limit
+        max_shared_bytes=max(dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
+                             dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)),
         max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
                        dev.get_attribute(a.MAX_GRID_DIM_Z)),
     )
@@ -177,12 +179,15 @@ class CudaKernel:
         self.calls = []
         for ln, fn in zip(plan.launches, self.functions):
             fn.prepare("P" * len(ln.args))
-            self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
+            if ln.dynamic_shared:
+                fn.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
+            self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args],
+                               ln.dynamic_shared))
         self.last_times_ms: list[float] = []
 
     def _launch(self, k: int) -> None:
-        fn, grid, block, args = self.calls[k]
-        fn.prepared_async_call(grid, block, None, *args)
+        fn, grid, block, args, shared = self.calls[k]
+        fn.prepared_async_call(grid, block, None, *args, shared_size=shared)
 
     def _wait(self, event) -> None:
         try:
