@@ -616,9 +616,16 @@ class Writer:
 
     def spread(self, em: Emitter, exts: Sequence[int], element) -> None:
         """element(emitter, index) for every index of `exts`, shared by the block's threads
-        (all of whose loops are outside): thread t takes t, t + T, ..."""
+        (all of whose loops are outside): thread t takes t, t + T, ... When T divides the
+        count, as a loop of constant extent, unrolled (straight-line copies whose addresses
+        the compiler computes once outside the loops around them)."""
         tid, count = self.thread_id(em)
-        _, e, body = em.loop(math.prod(exts), start=tid, step=count)
+        total = math.prod(exts)
+        if total % count == 0:
+            _, m, body = em.loop(total // count, {"sched.unroll": UnitAttr()})
+            e = body.add(tid, body.mul(m, count))
+        else:
+            _, e, body = em.loop(total, start=tid, step=count)
         loc, rest = [], e
         for n in reversed(exts):
             loc.append(body.rem(rest, n))

@@ -96,8 +96,10 @@ class _CompilerProcess:
 
     def compile(self, source: str, arch: str) -> bytes:
         if self.proc is None or self.proc.poll() is not None:
-            # the working directory leaves sys.path: a checkout's sched_dsl/ folder is not the package
-            start = "import sys; del sys.path[0]; from sched_dsl.runtime.nvrtc_worker import main; main()"
+            # the working directory leaves sys.path ("" under -c; absent with PYTHONSAFEPATH): a
+            # checkout's sched_dsl/ folder is not the package
+            start = ("import sys; sys.path = [p for p in sys.path if p != '']; "
+                     "from sched_dsl.runtime.nvrtc_worker import main; main()")
             self.proc = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             atexit.register(self.proc.kill)
         try:
