@@ -9,7 +9,7 @@ to nearest, ties away from zero, as cvt.rna.tf32.f32) before multiplying.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -133,6 +133,30 @@ def nms(boxes, scores, max_output, iou_threshold, score_threshold):
         if not any(_suppresses(boxes[j], boxes[i], thr) for j in kept):
             kept.append(int(i))
     return np.array(kept + [-1] * (max_output - len(kept)), dtype=np.int32)
+
+
+# unit roundoff (half the distance from 1 to the next value) of the reduced-precision types
+UNIT_ROUNDOFF = {"f16": 2.0**-11, "bf16": 2.0**-8}
+F32_TOLERANCE = (1e-4, 1e-5)
+
+
+def tolerance(out: Tensor | Sequence[Tensor]) -> tuple[float, float]:
+    """(rtol, atol) for comparing a kernel's `out` with `evaluate`, derived from the element
+    types of the graph (docs/precision.md): f32 graphs (1e-4, 1e-5); otherwise rtol 8u and
+    atol 4u, u the largest unit roundoff among its f16/bf16 tensors (2^-11, 2^-8): the kernel
+    (in f32) and the reference (in float64) round nearly the same value, each to a
+    neighbouring value of the type, one ulp (2u) apart at the output and at each rounded
+    intermediate, on inputs of magnitude about 1. A tf32 matmul/conv2d counts as u = 2^-11:
+    each product comes from inputs truncated (or rounded) to 10 mantissa bits, within
+    2 * 2^-10 = 4u relative, and sums of same-sign products keep that bound."""
+    graph = topological([out] if isinstance(out, Tensor) else list(out))
+    us = [UNIT_ROUNDOFF[t.dtype] for t in graph if t.dtype in UNIT_ROUNDOFF]
+    if any(t.attrs.get("compute") == "tf32" for t in graph):
+        us.append(2.0**-11)  # each product: inputs within 2^-10 relative (truncated), 4u
+    if not us:
+        return F32_TOLERANCE
+    u = max(us)
+    return 8 * u, 4 * u
 
 
 def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:

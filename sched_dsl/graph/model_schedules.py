@@ -14,7 +14,9 @@ the anchor alone as a workload of its own) searches the rest.
   affine in the loops).
 - depthwise conv2d: the flat schedule of depthwise3x3: a block row of `threads` outputs of
   one channel, one output per thread, the window unrolled.
-- matmul: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
+- matmul of f16/bf16 tensors (or f32 at tf32) whose dimensions are multiples of the mma tile:
+  the tensor-core GEMM (tc_gemm_tiles: block tile, warp tile, k slice, pipeline stages).
+- other matmuls: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
   register quads strided over `si` x `sj`, k chunks `kc` double-buffered in shared memory)
   when both output dimensions are at least 32; otherwise one output per thread.
 """
@@ -81,10 +83,12 @@ class ConvShape:
     def depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.c == self.f
 
-    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
-        x = placeholder("X", (self.n, self.c, self.h, self.w))
-        wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw))
-        y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y")
+    def tensors(self, dtype: str = "f32", precision: str | None = None, out_dtype: str | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        x = placeholder("X", (self.n, self.c, self.h, self.w), dtype)
+        wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw), dtype)
+        y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y", precision=precision,
+                   out_dtype=out_dtype)
         return x, wt, y
 
 
@@ -332,6 +336,14 @@ def matmul_is_tiled(m: int, n: int, k: int) -> bool:
     return m >= 32 and n >= 32 and k >= 4
 
 
+def tensor_intrinsic_of(op: T.MatmulOp) -> str | None:
+    """The warp-level mma that takes this matmul's operands, or None (full-precision f32)."""
+    dtype = T.dtype_of(op.lhs)
+    if dtype in ("f16", "bf16"):
+        return "mma.m16n8k16"
+    return "mma.m16n8k8" if op.compute_mode() == "tf32" else None
+
+
 def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, object, str], None] | None:
     """(schedule, stage, first input, second input, knob prefix) -> writes the anchor's
     schedule; None for ops that are not anchors with a chosen schedule."""
@@ -341,6 +353,9 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
         (m, k), (_, n) = T.shape_of(op.lhs), T.shape_of(op.rhs)
+        intrinsic = tensor_intrinsic_of(op)
+        if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
+            return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
         if matmul_is_tiled(m, n, k):
             return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
         return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
@@ -367,10 +382,11 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     if template is None:
         return None
     if isinstance(op, T.Conv2dOp):
-        x, w, y = conv_shape(op).tensors()
+        x, w, y = conv_shape(op).tensors(T.dtype_of(op.input), op.compute_mode(), T.dtype_of(op.result))
     else:
-        x, w = placeholder("A", T.shape_of(op.lhs)), placeholder("B", T.shape_of(op.rhs))
-        y = matmul(x, w, name="C")
+        dtype = T.dtype_of(op.lhs)
+        x, w = placeholder("A", T.shape_of(op.lhs), dtype), placeholder("B", T.shape_of(op.rhs), dtype)
+        y = matmul(x, w, name="C", precision=op.compute_mode(), out_dtype=T.dtype_of(op.result))
     s = Schedule(y)
     template(s, y, x, w, "")
     return y, s

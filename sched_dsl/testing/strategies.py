@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from sched_dsl import tensor as ops
 from sched_dsl.build import build
-from sched_dsl.reference import evaluate, round_to
+from sched_dsl.reference import evaluate, round_to, tolerance
 from sched_dsl.schedule import Loop, Schedule
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import loop_names
@@ -472,30 +472,6 @@ def describe(out: Tensor) -> str:
         attrs = ", ".join(f"{k}={v}" for k, v in t.attrs.items() if v is not None)
         lines.append(f"{t.name or t.kind}: {t.kind}({shapes_in}{', ' if attrs and shapes_in else ''}{attrs}) -> {t.shape}")
     return "\n".join(lines)
-
-
-# unit roundoff (half the distance from 1 to the next value) of the reduced-precision types
-UNIT_ROUNDOFF = {"f16": 2.0**-11, "bf16": 2.0**-8}
-F32_TOLERANCE = (1e-4, 1e-5)
-
-
-def tolerance(out: Tensor) -> tuple[float, float]:
-    """(rtol, atol) for comparing a kernel's `out` with `evaluate`, derived from the element
-    types of the graph (docs/precision.md): f32 graphs (1e-4, 1e-5); otherwise rtol 8u and
-    atol 4u, u the largest unit roundoff among its f16/bf16 tensors (2^-11, 2^-8): the kernel
-    (in f32) and the reference (in float64) round nearly the same value, each to a
-    neighbouring value of the type, one ulp (2u) apart at the output and at each rounded
-    intermediate, on inputs of magnitude about 1. A tf32 matmul/conv2d counts as u = 2^-11:
-    each product comes from inputs truncated (or rounded) to 10 mantissa bits, within
-    2 * 2^-10 = 4u relative, and sums of same-sign products keep that bound."""
-    graph = topological([out])
-    us = [UNIT_ROUNDOFF[t.dtype] for t in graph if t.dtype in UNIT_ROUNDOFF]
-    if any(t.attrs.get("compute") == "tf32" for t in graph):
-        us.append(2.0**-11)  # each product: inputs within 2^-10 relative (truncated), 4u
-    if not us:
-        return F32_TOLERANCE
-    u = max(us)
-    return 8 * u, 4 * u
 
 
 def assert_equivalent(out: Tensor, schedule: Schedule | None = None, target: str = "opencl",
