@@ -41,6 +41,7 @@ CONFIGS = {
     "mma.m16n8k8": [(128, 128, 16, 64, 64, 2), (128, 128, 32, 64, 64, 3), (128, 256, 16, 64, 64, 3),
                     (128, 128, 16, 64, 64, 4), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3)],
 }
+SMALL = 1024  # at this size and below, block tiles of at most 128 x 128 (enough blocks for the SMs)
 OPENCL_SHARED = 48 * 1024
 
 
@@ -61,7 +62,7 @@ def configs(n: int, precision: str, quick: bool, only: str | None = None) -> lis
     d = tc_gemm_defaults(n, n, n, intrinsic)
     found = [tuple(d[k] for k in ("bm", "bn", "bk", "wm", "wn", "stages"))] if d else []
     for t in CONFIGS[intrinsic]:
-        if t not in found and all(n % v == 0 for v in t[:3]) and (n >= 2048 or t[0] * t[1] <= 128 * 128):
+        if t not in found and all(n % v == 0 for v in t[:3]) and (n > SMALL or t[0] * t[1] <= 128 * 128):
             found.append(t)
     return found[:3] if quick else found
 
