@@ -12,6 +12,7 @@ from sched_dsl.lowering.apply_schedule import ApplySchedulePass
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
+from sched_dsl.lowering.precision import TensoropPrecisionPass
 from sched_dsl.lowering.tc_to_loops import TcToLoopsPass
 from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
@@ -23,7 +24,7 @@ DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
-                        TensoropFusePass, TcToLoopsPass)
+                        TensoropFusePass, TcToLoopsPass, TensoropPrecisionPass)
 }
 
 

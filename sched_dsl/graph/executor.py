@@ -30,6 +30,7 @@ from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
 from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
+from sched_dsl.reference import numpy_dtype
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -208,9 +209,16 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
 
 
 def _np_dtype(t) -> type:
-    """numpy's type for a tensor type's elements (device buffers hold f32 or i32)."""
+    """numpy's type for a tensor type's elements (device buffers hold f32, f16, bf16 or i32)."""
     e = t.element_type
-    return np.int32 if e == i32 else np.int64 if e == i64 else np.float32
+    if e == i32 or e == i64:
+        return np.int32 if e == i32 else np.int64
+    dtype = T.element_dtype(e)
+    return numpy_dtype(dtype) if dtype in ("f16", "bf16") else np.float32
+
+
+def _itemsize(t) -> int:
+    return np.dtype(_np_dtype(t)).itemsize
 
 
 class Device:
@@ -321,15 +329,16 @@ class GraphExecutor:
         self.buffers: dict[str, object] = {}
         self.host_weights = dict(weights)  # copies of weights to the host read these
         for a in fn.body.block.args:
-            if a.type.element_type in (f32, i32):
-                self.buffers[name_of(a)] = self.device.alloc(4 * element_count(a.type))
+            if T.element_dtype(a.type.element_type) is not None:
+                self.buffers[name_of(a)] = self.device.alloc(_itemsize(a.type) * element_count(a.type))
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
                     if b.name not in self.buffers:
-                        self.buffers[b.name] = self.device.alloc(4 * b.size)
+                        self.buffers[b.name] = self.device.alloc(b.nbytes)
             elif st.kind == "upload" and st.dst not in self.buffers:
-                self.buffers[st.dst] = self.device.alloc(4 * int(np.prod(self.shapes[st.dst])))
+                self.buffers[st.dst] = self.device.alloc(np.dtype(self.dtypes[st.dst]).itemsize
+                                                         * int(np.prod(self.shapes[st.dst])))
         self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
         for name, w in weights.items():
             if name in self.buffers:
@@ -443,15 +452,23 @@ class Session(GraphExecutor):
 
 
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-              config: Mapping[str, int] | None = None, records: str | None = None) -> Session:
+              config: Mapping[str, int] | None = None, records: str | None = None,
+              precision: str | None = None) -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
     (a tuning records file, see `tune_model`) gives every anchor with records its best config
-    (`config` wins where both name a knob)."""
+    (`config` wins where both name a knob). `precision` "bf16" or "fp16" runs the f32 model
+    in that type (weights converted once, sums in f32, softmax and reductions on f32 values,
+    inputs and outputs f32: the tensorop-precision pass); "tf32" multiplies at TF32."""
     from sched_dsl.graph.onnx_import import import_onnx
+    from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 
     g = import_onnx(model)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+        lower_precision(g.module, precision, set(g.input_args))
     return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records)
 
 
