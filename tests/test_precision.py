@@ -207,3 +207,11 @@ def test_sched_run_precision(small_models):
     r = subprocess.run([sched_run, str(small_models / "tiny.onnx"), "--precision", "bf16", "--repeat", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_check_each_pass_runs_bf16_ir():
+    from sched_dsl.testing.check import check_each_pass
+
+    c = sd.relu(sd.matmul(sd.placeholder("A", (8, 16), "bf16"), sd.placeholder("B", (16, 8), "bf16")))
+    results = check_each_pass(sd.Schedule(c).module(), "tensorop-to-loops,apply-schedule,loops-to-gpu")
+    assert len(results) == 4 and all(r.ok and r.checked for r in results)

@@ -175,3 +175,16 @@ def test_the_tuner_measures_tensor_core_configs(tmp_path):
     assert result.best_config is not None and result.best_ms > 0, [(r.error, r.message[:300]) for r in result.records]
     ok = [r for r in result.records if r.ok]
     assert ok and all(r.features[FEATURE_NAMES.index("mma_thread")] > 0 for r in ok)
+
+
+def test_check_each_pass_runs_tensor_core_ir():
+    """The per-pass checker runs tc ops as the loops they mean; text with tensor-core
+    instructions is not run on a device without them, and the summary says why."""
+    from sched_dsl.testing.check import check_each_pass, summary
+
+    _, s = _tc_gemm(32, 32, 32, "bf16", (32, 32, 16, 16, 16, 2))
+    results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu,tc-to-loops")
+    assert [r.name for r in results][-1] == "emitted OpenCL text" and all(r.ok and r.checked for r in results)
+    results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu")
+    assert all(r.ok for r in results) and not results[-1].checked
+    assert "not run here: emitted OpenCL text (its text uses tensor-core instructions" in summary(results)
