@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sched_dsl.testing.check import EquivalenceError
-from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
+from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, decode_source, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 
@@ -65,7 +66,9 @@ class SchedOptMain(xDSLOptMain):
 
     def register_all_frontends(self):
         def parse_mlir(io):
-            parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), line_offset=self.line_offset)
+            name = self.get_input_name()
+            text = decode_source(io.read(), name, self.line_offset)
+            parser = LocatingParser(self.ctx, text, name, line_offset=self.line_offset)
             module = parser.parse_module(not self.args.no_implicit_module)
             check_defined_before_use(module)
             self.module = module
@@ -74,7 +77,43 @@ class SchedOptMain(xDSLOptMain):
         self.available_frontends["mlir"] = parse_mlir
 
 
+# Parsing, verifying and printing recurse once or more per level of nesting: the driver runs
+# on a thread with room for the deepest input the parser accepts (MAX_NESTING).
+STACK_BYTES = 512 * 1024 * 1024
+RECURSION_LIMIT = 50_000
+
+
+def run_with_deep_stack(fn, *args):
+    """fn(*args) on a thread with a large stack and recursion limit; its result or exception."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as e:  # re-raised on the calling thread
+            outcome["error"] = e
+
+    old_stack, old_limit = threading.stack_size(STACK_BYTES), sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+    finally:
+        threading.stack_size(old_stack)
+    try:
+        thread.join()
+    finally:
+        sys.setrecursionlimit(old_limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def sched_opt_main(args: Sequence[str] | None = None) -> int:
+    return run_with_deep_stack(_sched_opt_main, args)
+
+
+def _sched_opt_main(args: Sequence[str] | None) -> int:
     main = None
     try:
         main = SchedOptMain(args)
@@ -92,6 +131,9 @@ def sched_opt_main(args: Sequence[str] | None = None) -> int:
         return 1
     except EquivalenceError as e:
         print(e, file=sys.stderr)
+        return 1
+    except RecursionError:
+        print("sched-opt: error: the IR is nested too deeply to process", file=sys.stderr)
         return 1
     except (ArgSpecParseError, ValueError, KeyError, OSError) as e:
         if os.environ.get("SCHED_DSL_DEBUG"):
