@@ -13,6 +13,7 @@ unknown axis, vectorizing a loop that is not innermost) are made by `apply-sched
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
@@ -154,6 +155,16 @@ class LoopOp(SchedOp):
 
 
 KNOB_DERIVATIONS = ("divisors", "pow2")
+# knob names are written in config strings ("t=4,u=8") and stage-prefixed ("conv1.t")
+KNOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+MAX_INT = 2**63 - 1  # factors and candidates are i64 in the IR
+
+
+def knob_name_problem(name) -> str | None:
+    """Why `name` cannot name a knob, or None."""
+    if not isinstance(name, str) or not KNOB_NAME.fullmatch(name):
+        return f"knob name {name!r} must be letters, digits and _ (dots between parts)"
+    return None
 
 
 MAX_DERIVED_EXTENT = 1 << 40  # listing the divisors of a larger extent takes too long
@@ -221,6 +232,8 @@ class KnobOp(SchedOp):
 
     def verify_(self) -> None:
         name = self.knob_name.data
+        if (problem := knob_name_problem(name)) is not None:
+            raise VerifyException(f"sched.knob: {problem}")
         values = self.candidates.get_values()
         if not values:
             raise VerifyException(f"sched.knob '{name}': needs at least one candidate")

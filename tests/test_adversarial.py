@@ -4,6 +4,8 @@ a traceback, another library's exception, a hang or a silent wrong answer (issue
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sched_dsl.cli.opt import sched_opt_main
@@ -84,3 +86,145 @@ def test_knob_of_a_huge_extent_verifies_at_once(tmp_path, capsys):
     code, _, err, path = opt(tmp_path, capsys, text)
     assert code == 1
     assert f"{path}:3:" in err and "[4]" in err, err
+
+
+# -- item 9: Python API misuse ends in our errors, naming the value --------------------------------
+
+def matmul_schedule():
+    import sched_dsl as sd
+
+    A, B = sd.placeholder("A", (64, 32)), sd.placeholder("B", (32, 48))
+    C = sd.matmul(A, B, name="C")
+    return C, sd.Schedule(C)
+
+
+@pytest.mark.parametrize("factor", [2**64, 2**63, 2.5, True, "4"], ids=["2**64", "2**63", "2.5", "True", "str"])
+def test_split_factor_out_of_range_or_not_an_int(factor):
+    from sched_dsl.schedule import ScheduleError
+
+    _, s = matmul_schedule()
+    with pytest.raises(ScheduleError, match=re.escape(repr(factor))):
+        s.split(s.loop("i"), factor)
+
+
+@pytest.mark.parametrize("fx, fy", [(2.5, 2), (2, 2**64), (0, 4), (4, None)])
+def test_tile_factors_out_of_range_or_not_ints(fx, fy):
+    from sched_dsl.schedule import ScheduleError
+
+    _, s = matmul_schedule()
+    i, j = s.loops("i", "j")
+    with pytest.raises(ScheduleError, match="tile"):
+        s.tile(i, j, fx, fy)
+
+
+def test_split_factor_may_be_a_numpy_integer():
+    import numpy as np
+    import sched_dsl as sd
+
+    C, s = matmul_schedule()
+    s.split(s.loop("i"), np.int64(16))
+    assert "sched.split %i by 16" in s.ir()
+    assert "__kernel" in sd.lower(C, s).source
+
+
+@pytest.mark.parametrize("name", ["a,b=3", "t=4", "", "1x", "a b", "x\n"])
+def test_knob_name_must_be_an_identifier(name):
+    from sched_dsl.schedule import ScheduleError
+
+    _, s = matmul_schedule()
+    with pytest.raises(ScheduleError, match="knob name"):
+        s.knob(name, [2, 4])
+    with pytest.raises(ScheduleError, match="knob name"):
+        s.split_knob(name, 64)
+
+
+def test_knob_candidates_beyond_64_bits():
+    from sched_dsl.schedule import ScheduleError
+
+    _, s = matmul_schedule()
+    with pytest.raises(ScheduleError, match=str(2**64)):
+        s.knob("t", [2, 2**64])
+
+
+def test_split_knob_of_a_huge_extent_is_refused_at_once():
+    from sched_dsl.schedule import ScheduleError
+
+    _, s = matmul_schedule()
+    with pytest.raises(ScheduleError, match=str(2**62)):
+        s.split_knob("t", 2**62)
+
+
+@pytest.mark.parametrize("shape", [(2**36,), (2**20, 2**20)], ids=["2^36", "2^40"])
+def test_tensor_larger_than_the_device_buffer_limit(shape):
+    import sched_dsl as sd
+    from sched_dsl.runtime.common import DeviceError
+
+    X = sd.placeholder("X", shape)
+    Y = sd.relu(X, name="Y")
+    with pytest.raises(DeviceError, match=r"buffer 'X'.* bytes.*exceeds"):
+        sd.build(Y)
+
+
+# -- item 10: sched-run and load_onnx on malformed or huge models ----------------------------------
+
+def onnx_model(nodes, inputs, outputs, initializers=(), opset=13):
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, f32, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, f32, s) for n, s in outputs], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def sched_run(tmp_path, capsys, model, *args):
+    import onnx
+
+    from sched_dsl.cli.run import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    code = main([str(path), "--repeat", "1", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_reshape_with_a_shape_attribute_at_opset_4(tmp_path, capsys):
+    from onnx import helper
+
+    m = onnx_model([helper.make_node("Reshape", ["x"], ["y"], shape=[3, 4])], [("x", [2, 6])], [("y", [3, 4])], opset=4)
+    code, out, err = sched_run(tmp_path, capsys, m)
+    assert code == 0, err
+    assert "output y: shape (3, 4)" in out
+
+
+def test_reshape_without_its_shape_input(tmp_path, capsys):
+    from onnx import helper
+
+    m = onnx_model([helper.make_node("Reshape", ["x"], ["y"])], [("x", [2, 6])], [("y", [3, 4])])
+    code, _, err = sched_run(tmp_path, capsys, m)
+    assert code == 1
+    assert "Reshape node 'y'" in err and "Traceback" not in err, err
+
+
+def test_model_too_large_for_the_device(tmp_path, capsys):
+    from onnx import helper
+
+    shape = [2**20, 2**20]
+    m = onnx_model([helper.make_node("Relu", ["x"], ["y"], name="act")], [("x", shape)], [("y", shape)])
+    code, _, err = sched_run(tmp_path, capsys, m)
+    assert code == 2
+    assert "buffer '" in err and "exceeds" in err and "Traceback" not in err, err
+
+
+def test_truncated_initializer_names_the_tensor(tmp_path):
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    import sched_dsl as sd
+    from sched_dsl.graph.onnx_import import OnnxImportError
+
+    w = numpy_helper.from_array(np.ones(4, np.float32), "weights")
+    w.raw_data = w.raw_data[:7]
+    m = onnx_model([helper.make_node("Add", ["x", "weights"], ["y"])], [("x", [4])], [("y", [4])], [w])
+    with pytest.raises(OnnxImportError, match="initializer 'weights'"):
+        sd.load_onnx(m)

@@ -26,6 +26,7 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
+from sched_dsl.runtime.common import check_buffers
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
@@ -221,14 +222,15 @@ class Device:
         if target == "opencl":
             import pyopencl as cl
 
-            from sched_dsl.runtime.opencl import _context_and_queue, default_device
+            from sched_dsl.runtime.opencl import _context_and_queue, default_device, device_limits
             self.cl = cl
             self.name = default_device().name
             self.ctx, self.queue = _context_and_queue()
         else:
-            from sched_dsl.runtime.cuda import _driver, default_device
+            from sched_dsl.runtime.cuda import _driver, default_device, device_limits
             self.drv = _driver()
             self.name = default_device().name()
+        self.limits = device_limits(default_device())
 
     def alloc(self, nbytes: int):
         if self.target == "opencl":
@@ -316,18 +318,19 @@ class GraphExecutor:
                              "end in _<digits>, which xDSL drops")
         self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
         self.device = Device(target)
-        self.buffers: dict[str, object] = {}
         self.host_weights = dict(weights)  # copies of weights to the host read these
+        sizes: dict[str, int] = {}  # bytes of each device buffer
         for a in fn.body.block.args:
             if a.type.element_type in (f32, i32):
-                self.buffers[name_of(a)] = self.device.alloc(4 * element_count(a.type))
+                sizes[name_of(a)] = 4 * element_count(a.type)
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    if b.name not in self.buffers:
-                        self.buffers[b.name] = self.device.alloc(4 * b.size)
-            elif st.kind == "upload" and st.dst not in self.buffers:
-                self.buffers[st.dst] = self.device.alloc(4 * int(np.prod(self.shapes[st.dst])))
+                    sizes.setdefault(b.name, 4 * b.size)
+            elif st.kind == "upload":
+                sizes.setdefault(st.dst, 4 * int(np.prod(self.shapes[st.dst], dtype=object)))
+        check_buffers(sizes, self.device.limits)
+        self.buffers: dict[str, object] = {name: self.device.alloc(n) for name, n in sizes.items()}
         self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
         for name, w in weights.items():
             if name in self.buffers:

@@ -25,6 +25,22 @@ class DeviceLimits:
     max_block_dims: tuple[int, int, int]
     max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
     max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
+    max_buffer_bytes: int | None = None  # the largest single buffer (OpenCL: max_mem_alloc_size)
+    memory_bytes: int | None = None  # all buffers together
+
+
+def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
+    """Raises DeviceError naming the buffer when one of `sizes` (bytes by buffer name) is
+    larger than the device allows, or all of them together exceed its memory."""
+    for name, nbytes in sizes.items():
+        if limits.max_buffer_bytes is not None and nbytes > limits.max_buffer_bytes:
+            raise DeviceError(f"buffer '{name}' of {nbytes} bytes exceeds {limits.name}'s largest buffer "
+                              f"of {limits.max_buffer_bytes} bytes")
+    total = sum(sizes.values())
+    if limits.memory_bytes is not None and total > limits.memory_bytes:
+        largest = max(sizes, key=sizes.get)
+        raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
+                          f"{limits.name}'s memory of {limits.memory_bytes} bytes")
 
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
@@ -50,7 +66,9 @@ def shared_bytes(source: str) -> dict[str, int]:
 
 def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
     """Raises DeviceError naming the kernel and the limit when a launch of `plan` exceeds
-    `limits` (threads per block, a block or grid dimension, shared memory per block)."""
+    `limits` (threads per block, a block or grid dimension, shared memory per block), or a
+    buffer of it does not fit the device."""
+    check_buffers({b.name: 4 * b.size for b in plan.buffers}, limits)
     shared = shared_bytes(source)
     axes = "xyz"
     for ln in plan.launches:

@@ -71,6 +71,8 @@ def device_limits(dev) -> DeviceLimits:
         max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
         max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
                        dev.get_attribute(a.MAX_GRID_DIM_Z)),
+        max_buffer_bytes=dev.total_memory(),
+        memory_bytes=dev.total_memory(),
     )
 
 

@@ -50,7 +50,8 @@ def default_device():
 
 def device_limits(d) -> DeviceLimits:
     sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
-    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size)
+    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size,
+                        max_buffer_bytes=d.max_mem_alloc_size, memory_bytes=d.global_mem_size)
 
 
 @lru_cache(maxsize=1)
