@@ -36,6 +36,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.emit import Emitter
 
 NEG_INF = float("-inf")
@@ -632,6 +633,7 @@ class TensoropToLoopsPass(ModulePass):
     name = "tensorop-to-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         stages: dict[str, object] = {}
         for t in op.walk():
             if isinstance(t, T.TensorOp):

@@ -228,3 +228,58 @@ def test_truncated_initializer_names_the_tensor(tmp_path):
     m = onnx_model([helper.make_node("Add", ["x", "weights"], ["y"])], [("x", [4])], [("y", [4])], [w])
     with pytest.raises(OnnxImportError, match="initializer 'weights'"):
         sd.load_onnx(m)
+
+
+# -- item 11: a pass given IR of the wrong level says so; only targets that work on our IR ----------
+
+MATMUL = """builtin.module {
+  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
+    func.return %C : tensor<64x48xf32>
+  }
+  sched.schedule {
+    %i = sched.loop "C" "i"
+    %io, %ii = sched.split %i by 16
+    sched.bind %io "block.x"
+    sched.bind %ii "thread.x"
+  }
+}
+"""
+
+
+def lowered_to(tmp_path, capsys, passes: str) -> str:
+    if not passes:
+        return MATMUL
+    code, out, err, _ = opt(tmp_path, capsys, MATMUL, "-p", passes)
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("done, run, says", [
+    ("", "loops-to-gpu", "operator level"),
+    ("", "apply-schedule", "operator level"),
+    ("tensorop-to-loops", "loops-to-gpu", "run apply-schedule first"),
+    ("tensorop-to-loops", "tensorop-to-loops", "loop level"),
+    ("tensorop-to-loops", "tensorop-fuse", "loop level"),
+    ("tensorop-to-loops,apply-schedule,loops-to-gpu", "loops-to-gpu", "gpu level"),
+    ("tensorop-to-loops,apply-schedule,loops-to-gpu", "apply-schedule", "gpu level"),
+    ("tensorop-to-loops,apply-schedule,loops-to-gpu", "tensorop-to-loops", "gpu level"),
+    ("tensorop-to-loops,apply-schedule,loops-to-gpu", "tensorop-place", "gpu level"),
+])
+def test_pass_given_ir_of_the_wrong_level(tmp_path, capsys, done, run, says):
+    text = lowered_to(tmp_path, capsys, done)
+    code, out, err, path = opt(tmp_path, capsys, text, "-p", run)
+    assert code == 1, (out, err)
+    assert out == ""
+    assert err.startswith(f"{path}:") and f"{run}:" in err and says in err, err
+
+
+def test_targets_are_only_those_that_work_on_our_ir(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:  # argparse's usage error
+        opt(tmp_path, capsys, MATMUL, "-t", "mps")
+    assert exit.value.code == 2
+    assert "choose from mlir, opencl, cuda" in capsys.readouterr().err
+    text = lowered_to(tmp_path, capsys, "tensorop-to-loops,apply-schedule,loops-to-gpu")
+    for target, marker in (("mlir", "gpu.module"), ("opencl", "__kernel"), ("cuda", "__global__")):
+        code, out, err, _ = opt(tmp_path, capsys, text, "-t", target)
+        assert code == 0 and marker in out, err

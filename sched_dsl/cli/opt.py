@@ -21,6 +21,9 @@ from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, deco
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
 
 
+TARGETS = ("mlir", "opencl", "cuda")
+
+
 class LocatedVerifyError(DiagnosticException):
     """A verifier error, reported as `file:line:col: error: message` of the failing op."""
 
@@ -36,6 +39,12 @@ class SchedOptMain(xDSLOptMain):
     def parse_chunk(self, chunk, file_extension, start_offset=0):
         self.line_offset = start_offset
         return super().parse_chunk(chunk, file_extension, start_offset)
+
+    def register_all_targets(self):
+        # xDSL's own targets (llvm, mps, riscv...) cannot print our IR: offer the text of the
+        # IR itself and our kernel printers only
+        super().register_all_targets()
+        self.available_targets = {n: self.available_targets[n] for n in TARGETS}
 
     def register_all_arguments(self, arg_parser):
         super().register_all_arguments(arg_parser)
