@@ -8,6 +8,7 @@ ends in a one-line report and exit code 2 (SCHED_DSL_DEBUG=1 shows the traceback
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -111,8 +112,14 @@ def run_with_deep_stack(fn, *args):
         threading.stack_size(old_stack)
     try:
         thread.join()
+    except BaseException as e:
+        # the waiting thread was interrupted (Ctrl-C, a caller's time limit): stop the work too
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(type(e)))
+        thread.join(5)
+        raise
     finally:
-        sys.setrecursionlimit(old_limit)
+        if not thread.is_alive():
+            sys.setrecursionlimit(old_limit)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
