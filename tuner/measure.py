@@ -24,6 +24,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
+import signal
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -60,7 +63,25 @@ class Measured:
 _POOL_STATE: dict = {}
 
 
-def _pool_init(outputs, schedule, target, limits, max_local_bytes, arch, hook) -> None:
+def exit_with_parent(parent_pid: int) -> None:
+    """Makes this process end, quietly, when the process that started it is gone (a killed
+    tuner), instead of writing BrokenPipe tracebacks when it answers no one."""
+    try:  # Linux: the kernel kills this process when its parent dies
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(0.2)
+            os._exit(0)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # it died before that was set up
+        os._exit(0)
+
+
+def _pool_init(parent_pid, outputs, schedule, target, limits, max_local_bytes, arch, hook) -> None:
+    exit_with_parent(parent_pid)
     import sched_dsl.tuner.features  # noqa: F401 - the lowering passes, imported before any task is timed
     _POOL_STATE.update(outputs=outputs, schedule=schedule, target=target, limits=limits,
                        max_local_bytes=max_local_bytes, arch=arch, hook=_load_hook(hook))
@@ -164,8 +185,17 @@ def _time(runner, number: int, repeat: int, warmup: int, min_repeat_ms: float) -
     return min(times)
 
 
-def _worker(conn, target: str, hook_path: str | None) -> None:
-    """The run worker's loop: answers ("info", ...) once, then one answer per job."""
+def _worker(conn, target: str, hook_path: str | None, parent_pid: int) -> None:
+    """The run worker's loop: answers ("info", ...) once, then one answer per job. It ends
+    quietly when the tuner that started it is gone."""
+    exit_with_parent(parent_pid)
+    try:
+        _serve(conn, target, hook_path)
+    except (OSError, EOFError):  # the pipe to the tuner broke: no one to answer
+        return
+
+
+def _serve(conn, target: str, hook_path: str | None) -> None:
     try:
         hook = _load_hook(hook_path)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
@@ -250,14 +280,15 @@ class Measurer:
         return self.info
 
     def _new_pool(self):
-        pool = SPAWN.Pool(self.workers, _pool_init, (self.outputs, self.schedule, self.target, self.info["limits"],
-                                                     self.max_local_bytes, self.info["arch"], self.hook))
+        pool = SPAWN.Pool(self.workers, _pool_init, (os.getpid(), self.outputs, self.schedule, self.target,
+                                                     self.info["limits"], self.max_local_bytes, self.info["arch"],
+                                                     self.hook))
         pool.apply(_ready)  # process start-up and imports do not count against a task's timeout
         return pool
 
     def _start_worker(self) -> None:
         parent, child = SPAWN.Pipe()
-        self._proc = SPAWN.Process(target=_worker, args=(child, self.target, self.hook), daemon=True)
+        self._proc = SPAWN.Process(target=_worker, args=(child, self.target, self.hook, os.getpid()), daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
