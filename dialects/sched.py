@@ -12,9 +12,9 @@ unknown axis, vectorizing a loop that is not innermost) are made by `apply-sched
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
+from math import isqrt
 
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
@@ -39,6 +39,8 @@ from xdsl.utils.exceptions import VerifyException
 
 BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z")
 SCOPES = ("shared", "local")
+# knob names: what a config (`name=value,...`) can spell, e.g. `ti` or `conv1.ti`
+KNOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*")
 
 
 class ScheduleVerifyException(VerifyException):
@@ -155,15 +157,14 @@ class LoopOp(SchedOp):
 
 
 KNOB_DERIVATIONS = ("divisors", "pow2")
-# knob names are written in config strings ("t=4,u=8") and stage-prefixed ("conv1.t")
-KNOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 MAX_INT = 2**63 - 1  # factors and candidates are i64 in the IR
 
 
 def knob_name_problem(name) -> str | None:
     """Why `name` cannot name a knob, or None."""
     if not isinstance(name, str) or not KNOB_NAME.fullmatch(name):
-        return f"knob name {name!r} must be letters, digits and _ (dots between parts)"
+        return (f"knob name {name!r}: a knob name is a letter or _, then letters, digits and _ . $ - "
+                "(a config names knobs as name=value,...)")
     return None
 
 
@@ -179,7 +180,7 @@ def derived_candidates(kind: str, extent: int) -> list[int]:
         raise ValueError(f"extent {extent} is larger than {MAX_DERIVED_EXTENT}")
     if kind == "pow2":
         return [1 << p for p in range(extent.bit_length()) if 1 << p <= extent]
-    small = [d for d in range(1, math.isqrt(extent) + 1) if extent % d == 0]
+    small = [d for d in range(1, isqrt(extent) + 1) if extent % d == 0]
     return sorted(set(small + [extent // d for d in small]))
 
 
@@ -232,9 +233,10 @@ class KnobOp(SchedOp):
 
     def verify_(self) -> None:
         name = self.knob_name.data
-        if (problem := knob_name_problem(name)) is not None:
-            raise VerifyException(f"sched.knob: {problem}")
         values = self.candidates.get_values()
+        if not KNOB_NAME.fullmatch(name):
+            raise VerifyException(f"sched.knob {name!r}: a knob name is a letter or _, then letters, digits "
+                                  "and _ . $ - (a config names knobs as name=value,...)")
         if not values:
             raise VerifyException(f"sched.knob '{name}': needs at least one candidate")
         if min(values) < 1:

@@ -26,7 +26,6 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
-from sched_dsl.runtime.common import check_buffers
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
@@ -222,15 +221,14 @@ class Device:
         if target == "opencl":
             import pyopencl as cl
 
-            from sched_dsl.runtime.opencl import _context_and_queue, default_device, device_limits
+            from sched_dsl.runtime.opencl import _context_and_queue, default_device
             self.cl = cl
             self.name = default_device().name
             self.ctx, self.queue = _context_and_queue()
         else:
-            from sched_dsl.runtime.cuda import _driver, default_device, device_limits
+            from sched_dsl.runtime.cuda import _driver, default_device
             self.drv = _driver()
             self.name = default_device().name()
-        self.limits = device_limits(default_device())
 
     def alloc(self, nbytes: int):
         if self.target == "opencl":
@@ -288,6 +286,16 @@ class Device:
         else:
             self.drv.Context.synchronize()
 
+    def check_buffers(self, sizes: dict[str, int]) -> None:
+        """A DeviceError when buffers of these sizes (bytes, by name) do not fit the device."""
+        from sched_dsl.runtime.common import check_buffers
+
+        if self.target == "opencl":
+            from sched_dsl.runtime.opencl import default_device, device_limits
+        else:
+            from sched_dsl.runtime.cuda import default_device, device_limits
+        check_buffers(sizes, device_limits(default_device()))
+
 
 class GraphExecutor:
     """A model ready to run: segments compiled, buffers allocated, weights uploaded."""
@@ -329,7 +337,7 @@ class GraphExecutor:
                     sizes.setdefault(b.name, 4 * b.size)
             elif st.kind == "upload":
                 sizes.setdefault(st.dst, 4 * int(np.prod(self.shapes[st.dst], dtype=object)))
-        check_buffers(sizes, self.device.limits)
+        self.device.check_buffers(sizes)
         self.buffers: dict[str, object] = {name: self.device.alloc(n) for name, n in sizes.items()}
         self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
         for name, w in weights.items():

@@ -28,21 +28,6 @@ class DeviceLimits:
     max_buffer_bytes: int | None = None  # the largest single buffer (OpenCL: max_mem_alloc_size)
     memory_bytes: int | None = None  # all buffers together
 
-
-def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
-    """Raises DeviceError naming the buffer when one of `sizes` (bytes by buffer name) is
-    larger than the device allows, or all of them together exceed its memory."""
-    for name, nbytes in sizes.items():
-        if limits.max_buffer_bytes is not None and nbytes > limits.max_buffer_bytes:
-            raise DeviceError(f"buffer '{name}' of {nbytes} bytes exceeds {limits.name}'s largest buffer "
-                              f"of {limits.max_buffer_bytes} bytes")
-    total = sum(sizes.values())
-    if limits.memory_bytes is not None and total > limits.memory_bytes:
-        largest = max(sizes, key=sizes.get)
-        raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
-                          f"{limits.name}'s memory of {limits.memory_bytes} bytes")
-
-
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
 _SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
@@ -119,3 +104,17 @@ def compile_error(compiler: str, log: str, source: str) -> DeviceError:
             quoted.append(f"  line {n}: {lines[n - 1].strip()}")
     where = ("\noffending source line(s):\n" + "\n".join(quoted)) if quoted else ""
     return DeviceError(f"the kernel text does not compile ({compiler}):\n{log.strip()}{where}")
+
+
+def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
+    """Raises DeviceError naming the buffer when one of `sizes` (bytes by buffer name) is
+    larger than the device allows, or all of them together exceed its memory."""
+    for name, nbytes in sizes.items():
+        if limits.max_buffer_bytes is not None and nbytes > limits.max_buffer_bytes:
+            raise DeviceError(f"buffer '{name}' of {nbytes} bytes exceeds {limits.name}'s largest buffer "
+                              f"of {limits.max_buffer_bytes} bytes")
+    total = sum(sizes.values())
+    if limits.memory_bytes is not None and total > limits.memory_bytes:
+        largest = max(sizes, key=sizes.get)
+        raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
+                          f"{limits.name}'s memory of {limits.memory_bytes} bytes")
