@@ -4,6 +4,7 @@ a traceback, another library's exception, a hang or a silent wrong answer (issue
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -283,3 +284,46 @@ def test_targets_are_only_those_that_work_on_our_ir(tmp_path, capsys):
     for target, marker in (("mlir", "gpu.module"), ("opencl", "__kernel"), ("cuda", "__global__")):
         code, out, err, _ = opt(tmp_path, capsys, text, "-t", target)
         assert code == 0 and marker in out, err
+
+
+# -- a slice of scripts/adversarial.py (the long run is documented in docs/robustness.md) -------------
+
+def harness():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "adversarial.py"
+    spec = importlib.util.spec_from_file_location("adversarial", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("cls, n", [("ir", 16), ("api", 12), ("onnx", 8), ("records", 16), ("kernels", 3)])
+def test_adversarial_slice(cls, n):
+    adv = harness()
+    counts, failures = adv.run([cls], {cls: n}, seed=0, timeout=120, save=None)
+    assert counts[cls]["cases"] == n
+    assert counts[cls]["ok"] + counts[cls]["error"] == n, "\n\n".join(
+        f"{f['outcome']}: {f['detail']}\n{json.dumps({k: v for k, v in f.items() if k not in ('detail', 'bytes')})}"
+        for f in failures)
+
+
+def test_harness_tells_our_errors_from_other_libraries():
+    adv = harness()
+    from sched_dsl.schedule import ScheduleError
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            return adv.classify(e)
+
+    def schedule_error():
+        raise ScheduleError("split of 'i': factor must be an int >= 1 or a knob, got 0")
+
+    assert raised(schedule_error) == "error"
+    assert raised(lambda: int("x")) == "traceback"  # a ValueError, but not raised by our code
+    assert raised(lambda: [][1]) == "traceback"
+    import sched_dsl as sd
+    assert raised(lambda: sd.placeholder("a b", (2,))) == "error"  # ValueError raised in sched_dsl
