@@ -8,7 +8,7 @@ when the schedule is lowered. `Schedule.ir()` prints payload and schedule as tex
 
 from __future__ import annotations
 
-import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,11 +37,16 @@ def loop_names(t: Tensor) -> list[str]:
 
 def _factor(value, what: str) -> int:
     """A split or tile factor as an int, checked: an integer from 1 to 2**63-1 (i64 in the IR)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
         raise ScheduleError(f"{what} must be an int >= 1 or a knob, got {value!r}")
-    if value > S.MAX_INT:
+    if operator.index(value) > S.MAX_INT:
         raise ScheduleError(f"{what} must be at most 2**63-1, got {value!r}")
-    return int(value)
+    return operator.index(value)
+
+
+def _check_knob_name(name) -> None:
+    if (problem := S.knob_name_problem(name)) is not None:
+        raise ScheduleError(problem)
 
 
 @dataclass(eq=False)
@@ -87,15 +92,11 @@ class Schedule:
     def loops(self, *names: str, stage: Tensor | str | None = None) -> tuple[Loop, ...]:
         return tuple(self.loop(n, stage) for n in names)
 
-    def _new_knob_name(self, name: str) -> None:
-        if (problem := S.knob_name_problem(name)) is not None:
-            raise ScheduleError(problem)
+    def knob(self, name: str, candidates: Sequence[int]) -> Knob:
+        candidates = tuple(int(c) for c in candidates)
         if name in self.knobs:
             raise ScheduleError(f"knob '{name}' is defined twice")
-
-    def knob(self, name: str, candidates: Sequence[int]) -> Knob:
-        self._new_knob_name(name)
-        candidates = tuple(int(c) for c in candidates)
+        _check_knob_name(name)
         if not candidates or min(candidates) < 1:
             raise ScheduleError(f"knob '{name}' needs candidates >= 1, got {list(candidates)}")
         if max(candidates) > S.MAX_INT:
@@ -112,7 +113,9 @@ class Schedule:
     def split_knob(self, name: str, extent: int, kind: str = "divisors", lo: int = 1, hi: int | None = None) -> Knob:
         """A knob over split factors of a loop of `extent`: its divisors (kind="divisors") or
         the powers of two up to it (kind="pow2"), kept between `lo` and `hi`."""
-        self._new_knob_name(name)
+        if name in self.knobs:
+            raise ScheduleError(f"knob '{name}' is defined twice")
+        _check_knob_name(name)
         if not isinstance(extent, int) or extent < 1:
             raise ScheduleError(f"split_knob '{name}': extent must be an int >= 1, got {extent!r}")
         try:
