@@ -30,6 +30,7 @@ from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
 from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
+from sched_dsl.runtime.common import check_buffers, watchdog
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -243,10 +244,11 @@ class Device:
 
     def download(self, buf, shape, dtype=np.float32) -> np.ndarray:
         out = np.empty(shape, dtype=dtype)
-        if self.target == "opencl":
-            self.cl.enqueue_copy(self.queue, out, buf)
-        else:
-            self.drv.memcpy_dtoh(out, buf)
+        with watchdog(f"kernels on {self.name}"):  # waits for the kernels before it
+            if self.target == "opencl":
+                self.cl.enqueue_copy(self.queue, out, buf)
+            else:
+                self.drv.memcpy_dtoh(out, buf)
         return out
 
     def kernels(self, seg: Segment) -> list:
@@ -267,7 +269,8 @@ class Device:
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
             ev = kern(self.queue, glob, ln.block, *bufs)
             if timed:
-                ev.wait()
+                with watchdog(f"kernel {ln.kernel} on {self.name}"):
+                    ev.wait()
                 return (ev.profile.end - ev.profile.start) * 1e-6
             return None
         if timed:
@@ -275,20 +278,21 @@ class Device:
             start.record()
             kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs])
             end.record()
-            end.synchronize()
+            with watchdog(f"kernel {ln.kernel} on {self.name}"):
+                end.synchronize()
             return start.time_till(end)
         kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs])
         return None
 
     def finish(self) -> None:
-        if self.target == "opencl":
-            self.queue.finish()
-        else:
-            self.drv.Context.synchronize()
+        with watchdog(f"kernels on {self.name}"):
+            if self.target == "opencl":
+                self.queue.finish()
+            else:
+                self.drv.Context.synchronize()
 
     def check_buffers(self, sizes: dict[str, int]) -> None:
         """A DeviceError when buffers of these sizes (bytes, by name) do not fit the device."""
-        from sched_dsl.runtime.common import check_buffers
 
         if self.target == "opencl":
             from sched_dsl.runtime.opencl import default_device, device_limits

@@ -3,8 +3,11 @@ host plan's launches against a device's limits (read before anything is compiled
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,3 +121,45 @@ def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
         largest = max(sizes, key=sizes.get)
         raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
                           f"{limits.name}'s memory of {limits.memory_bytes} bytes")
+
+
+KERNEL_TIMEOUT_ENV = "SCHED_DSL_KERNEL_TIMEOUT"
+DEFAULT_KERNEL_TIMEOUT_S = 600.0
+
+
+def kernel_timeout() -> float | None:
+    """Seconds one build or run of kernels may take (SCHED_DSL_KERNEL_TIMEOUT, default 600;
+    0 turns the limit off)."""
+    text = os.environ.get(KERNEL_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_KERNEL_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise DeviceError(f"{KERNEL_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return seconds if seconds > 0 else None
+
+
+@contextmanager
+def watchdog(what: str):
+    """Building or running kernels calls into the device driver, which Python cannot
+    interrupt: when `what` has not finished within kernel_timeout() seconds, the process
+    stops with exit code 124 and an error that says so, instead of hanging silently."""
+    seconds = kernel_timeout()
+    if seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        message = (f"sched-dsl: error: {what} did not finish within {seconds:g} s; a device call cannot be "
+                   f"interrupted, so the process stops ({KERNEL_TIMEOUT_ENV} sets the limit, 0 turns it off)\n")
+        os.write(2, message.encode(errors="replace"))
+        os._exit(124)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -187,8 +187,11 @@ class CudaKernel:
         fn.prepared_async_call(grid, block, None, *args)
 
     def _wait(self, event) -> None:
+        from sched_dsl.runtime.common import watchdog
+
         try:
-            event.synchronize()
+            with watchdog(f"kernels of {self.plan.function} on {self.limits.name}"):
+                event.synchronize()
         except _driver().Error as e:
             raise DeviceError(f"a kernel failed on {self.limits.name}: {e}") from None
 

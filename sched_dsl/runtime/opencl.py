@@ -7,13 +7,17 @@ picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from functools import lru_cache
 
 import numpy as np
 
 from sched_dsl.lowering.host_plan import HostPlan, c_name
-from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
+from sched_dsl.runtime.common import (DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error,
+                                      watchdog)
+
+_KERNEL_NAMES = re.compile(r"^__kernel\b.*?\b(\w+)\(", re.M)
 
 __all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
 
@@ -69,7 +73,8 @@ def _program(source: str):
         with warnings.catch_warnings():
             # NVIDIA's compiler reports informational output on success
             warnings.simplefilter("ignore", cl.CompilerWarning)
-            return cl.Program(ctx, source).build()
+            with watchdog(f"building OpenCL kernels ({', '.join(_KERNEL_NAMES.findall(source))})"):
+                return cl.Program(ctx, source).build()
     except cl.RuntimeError as e:
         raise compile_error("OpenCL", str(e), source) from None
 
@@ -110,8 +115,9 @@ class OpenCLKernel:
         times = []
         for ln, kern in zip(self.plan.launches, self.kernels):
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
-            ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
-            ev.wait()
+            with watchdog(f"kernel {ln.kernel} on {self.device.name}"):
+                ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
+                ev.wait()
             times.append((ev.profile.end - ev.profile.start) * 1e-6)
         return times
 
