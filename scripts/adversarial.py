@@ -841,8 +841,11 @@ class Worker:
         self.proc = None
 
     def _start(self) -> None:
+        # our own limit on kernel builds and runs ends a hung kernel before the harness's does
+        env = {**os.environ, "SCHED_DSL_KERNEL_TIMEOUT": f"{self.timeout / 2:g}"}
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+                                     env=env)
 
     def run(self, case: dict) -> tuple[str, str]:
         if self.proc is None or self.proc.poll() is not None:
@@ -854,9 +857,14 @@ class Worker:
         if line:
             got = json.loads(line)
             return got["outcome"], got["detail"]
-        hung = not ready
+        if not ready:
+            self.stop()
+            return "hang", f"no result within {self.timeout:g} s"
+        code = self.proc.wait()
         self.stop()
-        return ("hang", f"no result within {self.timeout:g} s") if hung else ("crash", "the worker died")
+        if code == 124:  # stopped by SCHED_DSL_KERNEL_TIMEOUT, with its error
+            return "error", "a kernel did not finish; stopped by SCHED_DSL_KERNEL_TIMEOUT"
+        return "crash", f"the worker died (exit code {code})"
 
     def stop(self) -> None:
         if self.proc is not None:
