@@ -106,7 +106,7 @@ def record_problem(d) -> str | None:
     error, cost = d.get("error"), d.get("cost_ms")
     if error is not None and error not in ERROR_CLASSES:
         return f"unknown error class {error!r}; expected one of {', '.join(ERROR_CLASSES)}"
-    if error is None and not _number(cost):
+    if error is None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
         return f"a record without an error needs a numeric 'cost_ms', got {cost!r}"
     if cost is not None and not (_number(cost) and cost >= 0):
         return f"'cost_ms' must be a finite number >= 0, got {cost!r}"
