@@ -176,7 +176,7 @@ MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny":
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models", help="directory for the .onnx files")
     ap.add_argument("--size", type=int, default=224, help="input height and width (a multiple of 32)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")

@@ -95,76 +95,75 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     space = Space.of(schedule)
     # the writer checks the path, locks it against other tuners and sets a cut-short line aside
     writer = RecordsWriter(records) if records else None
+    own = measurer is None
     try:
         old = load(records, missing_ok=True) if records else []
         extra = [r for t in transfer
                  for r in ([check_record(t, "transfer record")] if isinstance(t, Record) else load(t))]
-        own = measurer is None
         if own:
             measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
-        try:
-            info = measurer.start()
-            wl = workload_of(outputs, target, info["device"])
-            result = TuneResult(wl.key)
-            visited = set()
-            mine = [r for r in old if r.workload == wl.key and space.point(r.config) is not None]
-            for r in mine:
-                visited.add(space.point(r.config))
+        info = measurer.start()
+        wl = workload_of(outputs, target, info["device"])
+        result = TuneResult(wl.key)
+        visited = set()
+        mine = [r for r in old if r.workload == wl.key and space.point(r.config) is not None]
+        for r in mine:
+            visited.add(space.point(r.config))
+            result.add(r)
+        result.resumed = len(mine)
+        rng = random.Random(f"{strategy}:{seed}")  # strategies draw independent streams for one seed
+
+        def featurize(points):
+            return measurer.features([space.config(p) for p in points])
+
+        # records of other templates of the operator (other knobs) in the records file are left out
+        # quietly; of the `transfer` records the user named, a warning says which are not used
+        n_features = len(FEATURE_NAMES) + len(space.knobs)  # the loop-IR features, then one per knob
+        groups = transfer_groups(old + extra, wl, n_features)
+        named = [f for rows, _ in transfer_groups(extra, wl) for f in rows]
+        usable = sum(len(f) == n_features for f in named)
+        skipped = len(named) - usable
+        if skipped:
+            warnings.warn(f"transfer: {skipped} record(s) of other shapes of '{wl.op}' have features of another "
+                          f"length than this schedule's {n_features} (another schedule template or feature set); "
+                          "they are left out", stacklevel=2)
+        elif extra and not usable:
+            warnings.warn(f"transfer: no usable records of another shape of '{wl.op}' on target '{wl.target}' "
+                          f"in {len(extra)} record(s); nothing seeds the model", stacklevel=2)
+        if strategy == "random":
+            search = RandomSearch(space, rng)
+        else:
+            search = ModelSearch(space, rng, featurize, groups, eps=eps,
+                                 exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
+                                 features=features)
+        search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
+                       [r.cost_ms if r.ok else None for r in mine])
+        if progress:
+            progress(result)
+        while result.trials < trials:
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                result.out_of_time = True
+                break
+            points = search.propose(min(batch, trials - result.trials), visited)
+            if not points:
+                break  # every point of the space was tried
+            visited.update(points)
+            configs = [space.config(p) for p in points]
+            new = measure_configs(measurer, wl.key, configs, cache)
+            for r in new:
+                r.strategy = strategy
+                if r.error != "invalid":
+                    r.trial = result.trials + 1
                 result.add(r)
-            result.resumed = len(mine)
-            rng = random.Random(f"{strategy}:{seed}")  # strategies draw independent streams for one seed
-
-            def featurize(points):
-                return measurer.features([space.config(p) for p in points])
-
-            # records of other templates of the operator (other knobs) in the records file are left out
-            # quietly; of the `transfer` records the user named, a warning says which are not used
-            n_features = len(FEATURE_NAMES) + len(space.knobs)  # the loop-IR features, then one per knob
-            groups = transfer_groups(old + extra, wl, n_features)
-            named = [f for rows, _ in transfer_groups(extra, wl) for f in rows]
-            usable = sum(len(f) == n_features for f in named)
-            skipped = len(named) - usable
-            if skipped:
-                warnings.warn(f"transfer: {skipped} record(s) of other shapes of '{wl.op}' have features of another "
-                              f"length than this schedule's {n_features} (another schedule template or feature set); "
-                              "they are left out", stacklevel=2)
-            elif extra and not usable:
-                warnings.warn(f"transfer: no usable records of another shape of '{wl.op}' on target '{wl.target}' "
-                              f"in {len(extra)} record(s); nothing seeds the model", stacklevel=2)
-            if strategy == "random":
-                search = RandomSearch(space, rng)
-            else:
-                search = ModelSearch(space, rng, featurize, groups, eps=eps,
-                                     exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
-                                     features=features)
-            search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
-                           [r.cost_ms if r.ok else None for r in mine])
+            if writer:
+                writer.append(new)
+            search.observe(points, [r.features for r in new], [r.cost_ms if r.ok else None for r in new])
             if progress:
                 progress(result)
-            while result.trials < trials:
-                if budget_s is not None and time.perf_counter() - start > budget_s:
-                    result.out_of_time = True
-                    break
-                points = search.propose(min(batch, trials - result.trials), visited)
-                if not points:
-                    break  # every point of the space was tried
-                visited.update(points)
-                configs = [space.config(p) for p in points]
-                new = measure_configs(measurer, wl.key, configs, cache)
-                for r in new:
-                    if r.error != "invalid":
-                        r.trial = result.trials + 1
-                    result.add(r)
-                if writer:
-                    writer.append(new)
-                search.observe(points, [r.features for r in new], [r.cost_ms if r.ok else None for r in new])
-                if progress:
-                    progress(result)
-            return result
-        finally:
-            if own:
-                measurer.close()
+        return result
     finally:
+        if own and measurer is not None:
+            measurer.close()
         if writer:
             writer.close()
 
