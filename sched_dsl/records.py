@@ -367,7 +367,7 @@ def write_atomically(path: str, text: str) -> None:
     try:
         _replace(path, parent, text)
     except OSError as e:  # a full disk, no permission: the old file stays as it was
-        raise RecordsError(f"records file '{path}' cannot be written ({e.strerror}); it is left as it was") from None
+        raise RecordsError(f"records file '{path}' cannot be written ({e.strerror or e}); it is left as it was") from None
 
 
 def _replace(path: str, parent: str, text: str) -> None:
