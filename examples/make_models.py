@@ -1,10 +1,10 @@
-"""Builds ResNet-18, MobileNetV2 and a small SSD-style detector as ONNX files with random
+"""Builds ResNet-18, ResNet-50, MobileNetV2 and a small SSD-style detector as ONNX files with random
 weights (onnx.helper only: nothing is downloaded, no torch needed).
 
     python examples/make_models.py --out models --size 224
     python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd
 
-Each model has one input "input" of shape (1, 3, size, size). ResNet-18 and MobileNetV2 have
+Each model has one input "input" of shape (1, 3, size, size). The ResNets and MobileNetV2 have
 BatchNormalization after every conv (the importer folds it) and end in Gemm (transB=1) to
 1000 classes. The detector is a small strided backbone with a box head and a class head on
 two feature maps; its outputs are "boxes" (1, N, 4), "scores" (1, C, N) after Softmax over the
@@ -105,6 +105,25 @@ def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelP
     return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [1, classes], TensorProto.FLOAT)])
 
 
+def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+    """Bottleneck blocks (1x1, 3x3, 1x1 expanding 4x), the stride on the 3x3 conv as in torchvision."""
+    b = Builder(seed)
+    x = b.relu(b.conv("input", 3, 64, 7, 2))
+    (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            y = b.relu(b.conv(x, cin, width, 1))
+            y = b.relu(b.conv(y, width, width, 3, s))
+            y = b.conv(y, width, 4 * width, 1)
+            skip = b.conv(x, cin, 4 * width, 1, s) if (s != 1 or cin != 4 * width) else x
+            (x,) = b.node("Add", [y, skip])
+            x = b.relu(x)
+            cin = 4 * width
+    return b.model("resnet50", size, [(b.head(x, cin, classes), "logits", [1, classes], TensorProto.FLOAT)])
+
+
 MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
@@ -172,14 +191,15 @@ def tiny(size: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
     return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [1, classes], TensorProto.FLOAT)])
 
 
-MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny}
+MODELS = {"resnet18": resnet18, "resnet50": resnet50, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models", help="directory for the .onnx files")
     ap.add_argument("--size", type=int, default=224, help="input height and width (a multiple of 32)")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    ap.add_argument("--models", default="resnet18,mobilenetv2,ssd,tiny",
+                    help=f"comma-separated, from {', '.join(MODELS)} (resnet50's weights are 100 MB: not by default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.size < 32 or args.size % 32:

@@ -313,10 +313,12 @@ def best(records: Iterable[Record], workload: str | None = None) -> dict[str, Re
     return out
 
 
-def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]]) -> dict[str, int]:
-    """The config of the fastest correct record for `workload` in `path` that fits the
-    schedule's knobs; a RecordsError says why there is none."""
-    records = load(path)
+def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]],
+                records: Sequence[Record] | None = None) -> dict[str, int]:
+    """The config of the fastest correct record for `workload` in `path` (or in `records`,
+    that file's records already loaded) that fits the schedule's knobs; a RecordsError says
+    why there is none."""
+    records = load(path) if records is None else records
     if not records:
         raise RecordsError(f"records file '{path}' holds no records")
     mine = [r for r in records if r.workload == workload.key]

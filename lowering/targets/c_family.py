@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from io import StringIO
 from typing import IO
 
 from xdsl.context import Context
@@ -529,19 +530,36 @@ def vector_plan(loop: scf.ForOp, sp: Spelling) -> VectorPlan | str:
     return plan
 
 
-def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+def kernel_texts(module: ModuleOp, sp: Spelling) -> list[tuple[str, str]]:
+    """(C name, text) of every kernel of the lowered module, in order; each text is complete
+    once wrapped in `sp.prelude` (and its closing brace): see `compile_unit`."""
     kmods = [op for op in module.ops if isinstance(op, gpu.ModuleOp)]
     if not kmods:
         raise DiagnosticException("no gpu.module to print: run the lowering pipeline first "
                                   "(tensorop-to-loops,apply-schedule,loops-to-gpu)")
     plan = host_plan(module)
     blocks = {ln.kernel: ln.block for ln in plan.launches}
-    out.write(plan.describe() + "\n")
-    out.write(sp.prelude)
+    out = []
     for kmod in kmods:
         for fn in kmod.body.block.ops:
             if isinstance(fn, gpu.FuncOp):
-                KernelPrinter(sp, out).kernel(fn, blocks.get(fn.sym_name.data, (1, 1, 1)))
+                text = StringIO()
+                KernelPrinter(sp, text).kernel(fn, blocks.get(fn.sym_name.data, (1, 1, 1)))
+                out.append((c_name(fn.sym_name.data, "kernel"), text.getvalue()))
+    return out
+
+
+def compile_unit(sp: Spelling, text: str) -> str:
+    """One kernel's text as a program of its own (kernels share nothing but the prelude)."""
+    return sp.prelude + text + ("}\n" if sp.prelude else "")
+
+
+def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+    texts = kernel_texts(module, sp)
+    out.write(host_plan(module).describe() + "\n")
+    out.write(sp.prelude)
+    for _, text in texts:
+        out.write(text)
     if sp.prelude:
         out.write("}\n")
 

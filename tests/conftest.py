@@ -1,0 +1,19 @@
+"""Every test session gets a kernel cache of its own (sched_dsl.runtime.cache), shared by its
+workers and removed at the end, unless SCHED_DSL_CACHE is already set."""
+
+import os
+import shutil
+import tempfile
+
+_made: list[str] = []
+
+
+def pytest_configure(config):
+    if "SCHED_DSL_CACHE" not in os.environ:
+        _made.append(tempfile.mkdtemp(prefix="sched-dsl-test-cache-"))
+        os.environ["SCHED_DSL_CACHE"] = _made[0]
+
+
+def pytest_unconfigure(config):
+    for d in _made:
+        shutil.rmtree(d, ignore_errors=True)
