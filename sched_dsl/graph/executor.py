@@ -38,7 +38,6 @@ from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.plan_memory import ARENA, TensoropPlanMemoryPass, arena_offsets, value_bytes
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
-from sched_dsl.runtime.common import check_buffers
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -356,6 +355,8 @@ class GraphExecutor:
         offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
         arena_size = fn.attributes[ARENA].value.data if plan_memory and ARENA in fn.attributes else 0
         # what does not fit the device is an error before anything is allocated or compiled
+        from sched_dsl.runtime.common import check_buffers
+
         sizes = {name: size for name, size in wanted.items() if not (name in offsets and arena_size)}
         if arena_size:
             sizes["the arena of intermediates"] = arena_size
