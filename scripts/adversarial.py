@@ -32,7 +32,6 @@ import contextlib
 import errno
 import io
 import json
-import math
 import os
 import random
 import select

@@ -348,7 +348,6 @@ print("finished")
 
 
 def test_a_kernel_that_never_finishes_stops_the_process_with_an_error(tmp_path):
-    import os
     import subprocess
     import sys
 
