@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp)
@@ -71,6 +72,7 @@ class TensoropFusePass(ModulePass):
     name = "tensorop-fuse"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         for fn in op.ops:
             if isinstance(fn, func.FuncOp):
                 fuse_function(fn)

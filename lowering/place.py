@@ -23,6 +23,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.fuse import PLACE
+from sched_dsl.lowering.level import require_operator_level
 
 
 def where(v: SSAValue) -> str:
@@ -69,6 +70,7 @@ class TensoropPlacePass(ModulePass):
     host: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         names = {n.strip() for n in self.host.split(",") if n.strip()}
         found = {o.stage_name for o in op.walk() if isinstance(o, T.TensorOp)}
         missing = sorted(names - found)

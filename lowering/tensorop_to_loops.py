@@ -37,6 +37,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.emit import Emitter
 
 NEG_INF = float("-inf")
@@ -670,6 +671,7 @@ class TensoropToLoopsPass(ModulePass):
     name = "tensorop-to-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         stages: dict[str, object] = {}
         for t in op.walk():
             if isinstance(t, T.TensorOp):

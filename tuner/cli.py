@@ -112,11 +112,15 @@ def _best(args) -> None:
     records = load(args.records)
     if not records:
         raise CliError(f"records file '{args.records}' holds no records")
-    chosen = best(_workload_filter(records, args.workload))
+    # configs of different schedules (other knobs) of one workload never compete
+    by_schedule: dict[tuple, list] = {}
+    for r in _workload_filter(records, args.workload):
+        by_schedule.setdefault((r.workload, tuple(sorted(r.config))), []).append(r)
+    chosen = [r for group in by_schedule.values() for r in best(group).values()]
     if not chosen:
         raise CliError(f"records file '{args.records}' holds no correct measurement")
-    for key, r in sorted(chosen.items()):
-        print(json.dumps({"workload": key, "config": r.config, "cost_ms": r.cost_ms}))
+    for r in sorted(chosen, key=lambda r: (r.workload, sorted(r.config))):
+        print(json.dumps({"workload": r.workload, "config": r.config, "cost_ms": r.cost_ms}))
 
 
 def _merge(args) -> None:

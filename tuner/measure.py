@@ -75,7 +75,8 @@ class WorkerProcess:
         try:
             # PYTHONSAFEPATH: the working directory does not go first on the path, so a folder
             # named sched_dsl there (another checkout) is not taken for the package
-            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno())],
+            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno()),
+                                          str(os.getpid())],
                                          pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=self.log,
                                          env=dict(os.environ, PYTHONSAFEPATH="1"))
         except OSError as e:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sched_dsl.tensor import Tensor
 from sched_dsl.tuner.features import FEATURE_NAMES
 from sched_dsl.tuner.measure import Measurer
-from sched_dsl.records import Record, RecordsWriter, Workload, load, workload_of
+from sched_dsl.records import Record, RecordsWriter, Workload, check_record, load, workload_of
 from sched_dsl.tuner.search import ModelSearch, RandomSearch
 from sched_dsl.tuner.space import Space
 
@@ -93,13 +93,15 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     start = time.perf_counter()
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     space = Space.of(schedule)
-    writer = RecordsWriter(records) if records else None  # checks the path; sets a cut-short line aside
-    old = load(records, missing_ok=True) if records else []
-    extra = [r for t in transfer for r in ([t] if isinstance(t, Record) else load(t))]
+    # the writer checks the path, locks it against other tuners and sets a cut-short line aside
+    writer = RecordsWriter(records) if records else None
     own = measurer is None
-    if own:
-        measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
     try:
+        old = load(records, missing_ok=True) if records else []
+        extra = [r for t in transfer
+                 for r in ([check_record(t, "transfer record")] if isinstance(t, Record) else load(t))]
+        if own:
+            measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
         info = measurer.start()
         wl = workload_of(outputs, target, info["device"])
         result = TuneResult(wl.key)
@@ -160,8 +162,10 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
                 progress(result)
         return result
     finally:
-        if own:
+        if own and measurer is not None:
             measurer.close()
+        if writer:
+            writer.close()
 
 
 def _within_limits(limits, measurer: Measurer):

@@ -33,6 +33,7 @@ from sched_dsl.lowering.apply_schedule.interpret import Interpreter, check, defa
 from sched_dsl.lowering.apply_schedule.model import ScheduleError, Stage, fail, read_stage
 from sched_dsl.lowering.apply_schedule.write import Writer
 from sched_dsl.lowering.emit import Emitter
+from sched_dsl.lowering.level import require_loop_level
 
 __all__ = ["ApplySchedulePass", "ScheduleError", "config_text", "parse_config"]
 
@@ -126,6 +127,7 @@ class ApplySchedulePass(ModulePass):
     config: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_loop_level(op, self.name, scheduled=False)
         schedules = [s for s in op.ops if isinstance(s, S.ScheduleOp)]
         if len(schedules) > 1:
             raise fail(schedules[1], "a module holds at most one sched.schedule")

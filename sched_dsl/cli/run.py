@@ -113,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sched-run: error on the device: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug of ours, or a library's error we do not know yet: one line, not a traceback
+        if os.environ.get("SCHED_DSL_DEBUG"):
+            raise
+        print(f"sched-run: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
     if args.print_ir:
         print(sess.ir)

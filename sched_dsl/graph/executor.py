@@ -358,6 +358,13 @@ class GraphExecutor:
                 wanted.setdefault(st.dst, value_bytes(types[st.dst]))
         offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
         arena_size = fn.attributes[ARENA].value.data if plan_memory and ARENA in fn.attributes else 0
+        # what does not fit the device is an error before anything is allocated or compiled
+        from sched_dsl.runtime.common import check_buffers
+
+        sizes = {name: size for name, size in wanted.items() if not (name in offsets and arena_size)}
+        if arena_size:
+            sizes["the arena of intermediates"] = arena_size
+        check_buffers(sizes, dev.limits)
         buffers: dict[str, object] = {}
         self.arena = dev.alloc(arena_size) if arena_size else None
         args = {name_of(a) for a in fn.body.block.args}

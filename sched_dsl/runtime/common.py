@@ -3,8 +3,11 @@ host plan's launches against a device's limits (read before anything is compiled
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +28,8 @@ class DeviceLimits:
     max_block_dims: tuple[int, int, int]
     max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
     max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
-
+    max_buffer_bytes: int | None = None  # the largest single buffer (OpenCL: max_mem_alloc_size)
+    memory_bytes: int | None = None  # all buffers together
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b([vx]_\w+)\(")
@@ -50,7 +54,9 @@ def shared_bytes(source: str) -> dict[str, int]:
 
 def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
     """Raises DeviceError naming the kernel and the limit when a launch of `plan` exceeds
-    `limits` (threads per block, a block or grid dimension, shared memory per block)."""
+    `limits` (threads per block, a block or grid dimension, shared memory per block), or a
+    buffer of it does not fit the device."""
+    check_buffers({b.name: 4 * b.size for b in plan.buffers}, limits)
     shared = shared_bytes(source)
     axes = "xyz"
     for ln in plan.launches:
@@ -128,3 +134,59 @@ def compile_error(compiler: str, log: str, source: str) -> DeviceError:
             quoted.append(f"  line {n}: {lines[n - 1].strip()}")
     where = ("\noffending source line(s):\n" + "\n".join(quoted)) if quoted else ""
     return DeviceError(f"the kernel text does not compile ({compiler}):\n{log.strip()}{where}")
+
+
+def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
+    """Raises DeviceError naming the buffer when one of `sizes` (bytes by buffer name) is
+    larger than the device allows, or all of them together exceed its memory."""
+    for name, nbytes in sizes.items():
+        if limits.max_buffer_bytes is not None and nbytes > limits.max_buffer_bytes:
+            raise DeviceError(f"buffer '{name}' of {nbytes} bytes exceeds {limits.name}'s largest buffer "
+                              f"of {limits.max_buffer_bytes} bytes")
+    total = sum(sizes.values())
+    if limits.memory_bytes is not None and total > limits.memory_bytes:
+        largest = max(sizes, key=sizes.get)
+        raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
+                          f"{limits.name}'s memory of {limits.memory_bytes} bytes")
+
+
+KERNEL_TIMEOUT_ENV = "SCHED_DSL_KERNEL_TIMEOUT"
+DEFAULT_KERNEL_TIMEOUT_S = 600.0
+
+
+def kernel_timeout() -> float | None:
+    """Seconds one build or run of kernels may take (SCHED_DSL_KERNEL_TIMEOUT, default 600;
+    0 turns the limit off)."""
+    text = os.environ.get(KERNEL_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_KERNEL_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise DeviceError(f"{KERNEL_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return seconds if seconds > 0 else None
+
+
+@contextmanager
+def watchdog(what: str):
+    """Building or running kernels calls into the device driver, which Python cannot
+    interrupt: when `what` has not finished within kernel_timeout() seconds, the process
+    stops with exit code 124 and an error that says so, instead of hanging silently."""
+    seconds = kernel_timeout()
+    if seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        message = (f"sched-dsl: error: {what} did not finish within {seconds:g} s; a device call cannot be "
+                   f"interrupted, so the process stops ({KERNEL_TIMEOUT_ENV} sets the limit, 0 turns it off)\n")
+        os.write(2, message.encode(errors="replace"))
+        os._exit(124)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -93,6 +93,8 @@ def device_limits(dev) -> DeviceLimits:
         max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
         max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
                        dev.get_attribute(a.MAX_GRID_DIM_Z)),
+        max_buffer_bytes=dev.total_memory(),
+        memory_bytes=dev.total_memory(),
     )
 
 
@@ -214,8 +216,11 @@ class CudaKernel:
         fn.prepared_async_call(grid, block, None, *args)
 
     def _wait(self, event) -> None:
+        from sched_dsl.runtime.common import watchdog
+
         try:
-            event.synchronize()
+            with watchdog(f"kernels of {self.plan.function} on {self.limits.name}"):
+                event.synchronize()
         except _driver().Error as e:
             raise DeviceError(f"a kernel failed on {self.limits.name}: {e}") from None
 

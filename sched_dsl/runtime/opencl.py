@@ -14,7 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 from sched_dsl.lowering.host_plan import HostPlan, c_name
-from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
+from sched_dsl.runtime.common import (DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error,
+                                      watchdog)
 
 __all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
 
@@ -51,7 +52,8 @@ def default_device():
 
 def device_limits(d) -> DeviceLimits:
     sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
-    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size)
+    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size,
+                        max_buffer_bytes=d.max_mem_alloc_size, memory_bytes=d.global_mem_size)
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +71,8 @@ def _program(source: str):
         with warnings.catch_warnings():
             # NVIDIA's compiler reports informational output on success
             warnings.simplefilter("ignore", cl.CompilerWarning)
-            return cl.Program(ctx, source).build()
+            with watchdog(f"building {source.count('__kernel ')} OpenCL kernel(s)"):
+                return cl.Program(ctx, source).build()
     except cl.RuntimeError as e:
         raise compile_error("OpenCL", str(e), source) from None
 
@@ -115,8 +118,9 @@ class OpenCLKernel:
         times = []
         for ln, kern in zip(self.plan.launches, self.kernels):
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
-            ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
-            ev.wait()
+            with watchdog(f"kernel {ln.kernel} on {self.device.name}"):
+                ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
+                ev.wait()
             times.append((ev.profile.end - ev.profile.start) * 1e-6)
         return times
 
@@ -150,7 +154,8 @@ def build_programs(sources: list[str]) -> list:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", cl.CompilerWarning)
-                prog = cl.Program(ctx, source).build()
+                with watchdog(f"building {source.count('__kernel ')} OpenCL kernel(s)"):
+                    prog = cl.Program(ctx, source).build()
         except cl.RuntimeError as e:
             raise compile_error("OpenCL", str(e), source) from None
         (binary,) = prog.get_info(cl.program_info.BINARIES)
