@@ -164,8 +164,13 @@ def _time(runner, number: int, repeat: int, warmup: int, min_repeat_ms: float) -
     return min(times)
 
 
-def _worker(conn, target: str, hook_path: str | None) -> None:
+DEVICE_VARIABLES = {"opencl": "SCHED_DSL_OPENCL_DEVICE", "cuda": "SCHED_DSL_CUDA_DEVICE"}
+
+
+def _worker(conn, target: str, hook_path: str | None, device: int | None = None) -> None:
     """The run worker's loop: answers ("info", ...) once, then one answer per job."""
+    if device is not None:  # this process measures on that device only
+        os.environ[DEVICE_VARIABLES[target]] = str(device)
     try:
         hook = _load_hook(hook_path)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
@@ -223,7 +228,7 @@ class Measurer:
     def __init__(self, outputs, schedule, target: str = "opencl", *, timeout: float = 10.0,
                  build_timeout: float = 120.0, workers: int | None = None, number: int = 1, repeat: int = 3,
                  warmup: int = 1, min_repeat_ms: float = 0.0, tol: float = 1e-3, hook: str | None = None,
-                 max_local_bytes: int | None = 1024, seed: int = 0):
+                 max_local_bytes: int | None = 1024, seed: int = 0, device: int | None = None):
         from sched_dsl.build import TARGETS
         from sched_dsl.tensor import Tensor
 
@@ -237,6 +242,7 @@ class Measurer:
         self.workers = workers or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.timing = dict(number=number, repeat=repeat, warmup=warmup, min_repeat_ms=min_repeat_ms)
         self.tol, self.hook, self.max_local_bytes, self.seed = tol, hook, max_local_bytes, seed
+        self.device = device  # the device ordinal to measure on (None: the target's default device)
         self.info: dict | None = None
         self._proc = self._conn = self._pool = None
         self._data = None
@@ -257,7 +263,8 @@ class Measurer:
 
     def _start_worker(self) -> None:
         parent, child = SPAWN.Pipe()
-        self._proc = SPAWN.Process(target=_worker, args=(child, self.target, self.hook), daemon=True)
+        self._proc = SPAWN.Process(target=_worker, args=(child, self.target, self.hook, self.device),
+                                   daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
@@ -380,6 +387,10 @@ class Measurer:
         if kind == "runtime_error" and self.target == "cuda":
             self._restart_worker()  # a failed launch can leave the CUDA context unusable
         return Measured(None, kind, str(payload))
+
+    def measure(self, configs: list[dict[str, int]]) -> list[tuple[Built, Measured]]:
+        """Builds `configs` and runs each built one, in order."""
+        return [(b, self.run(b)) for b in self.build(configs)]
 
     def _restart_worker(self) -> None:
         self._kill_worker()
