@@ -1,14 +1,25 @@
-"""The graph executor: runs a placed, fused tensorop function on one device.
+"""The graph executor: runs a placed, fused tensorop function on one device or several.
 
 The function is cut into steps at its host ops: a run of GPU ops between two host steps is one
 segment, lowered through the default pipeline to one program of kernels; a host op runs in
 numpy (sched_dsl.graph.host_ops); `tensorop.copy` ops become uploads and downloads. Device buffers
 (weights, inputs, every intermediate tensor) are allocated once, when the session is made, and
 reused by every run; the weights are uploaded once.
+
+With several devices (`devices=[...]`; ops carry `device = k` from tensorop-split or the
+partitioner, sched_dsl.graph.partition), each device runs its own GPU ops, a segment being its
+ops between two of its own transfers, copies or host steps; `tensorop.transfer` moves values
+between devices (a CUDA peer copy where the two GPUs allow it, else through the host). A run
+starts one thread per device: each runs its own steps in program order and hands values to
+the others through FIFO channels, so the devices work at once (the parts of a split layer) and
+`run_many` streams requests through them (the stages of a pipeline). Slices of weights are cut
+once at load time, and weights are uploaded straight to every device that uses them.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +27,7 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType, f32, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -27,7 +38,8 @@ from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
-from sched_dsl.lowering.place import TensoropPlacePass
+from sched_dsl.lowering.place import TensoropPlacePass, device_holding
+from sched_dsl.lowering.split import TensoropSplitPass, device_of
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
 from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
 
@@ -49,8 +61,10 @@ class Segment:
 
 @dataclass
 class Step:
-    kind: str  # "gpu", "host", "upload" or "download"
+    kind: str  # "gpu", "host", "upload", "download" or "transfer"
     segment: Segment | None = None
+    device: int = 0  # the device it runs on (a transfer: the device it leaves)
+    to_device: int = 0  # a transfer's destination
     op: object = None
     src: str = ""
     dst: str = ""
@@ -68,10 +82,13 @@ def is_host(op) -> bool:
     return PLACE in op.attributes and op.attributes[PLACE].data == "host"
 
 
-def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = ()) -> func.FuncOp:
-    """Runs tensorop-place (and tensorop-fuse) on the module; returns its one function."""
+def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devices: int = 1) -> func.FuncOp:
+    """Runs tensorop-split (with several devices), tensorop-place (and tensorop-fuse) on the
+    module; returns its one function."""
     ctx = make_context()
     try:
+        if devices > 1:
+            TensoropSplitPass(devices=devices).apply(ctx, module)
         TensoropPlacePass(host=",".join(host)).apply(ctx, module)
         if fuse:
             TensoropFusePass().apply(ctx, module)
@@ -152,16 +169,17 @@ def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
 
 def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
-    pending: list[T.TensorOp] = []
+    pending: dict[int, list[T.TensorOp]] = {}  # per device: its GPU ops not yet in a segment
 
     config = dict(config or {})
     used: set[str] = set()
 
-    def flush():
-        if not pending:
+    def flush(device: int):
+        ops = pending.pop(device, [])
+        if not ops:
             return
         name = f"seg{sum(s.kind == 'gpu' for s in steps)}"
-        module = segment_module(list(pending), name, config)
+        module = segment_module(list(ops), name, config)
         knobs = {o.knob_name.data for o in module.walk() if isinstance(o, S.KnobOp)}
         used.update(knobs & set(config))
         try:
@@ -173,38 +191,68 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         plan = host_plan(module)
         # a fused kernel is named after its anchor; its layer name lists the whole group
         groups: dict[str, list[str]] = {}
-        for op in pending:
+        for op in ops:
             if "group" in op.attributes:
                 groups.setdefault(op.attributes["group"].data, []).append(op.stage_name)
         stages = [ln.kernel[len(name) + 1:] for ln in plan.launches]
         stages = ["+".join(groups.get(st, [st])) for st in stages]
-        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages, sorted(knobs))))
-        pending.clear()
+        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages, sorted(knobs)), device=device))
+
+    def flush_all():
+        for d in sorted(pending):
+            flush(d)
 
     returned: list[str] = []
     for op in fn.body.block.ops:
         if isinstance(op, func.ReturnOp):
-            flush()
+            flush_all()
             returned = [name_of(v) for v in op.arguments]
         elif isinstance(op, T.CopyOp):
-            flush()
+            d = device_of(op) if op.to.data == "device" else device_holding(op.input)
+            flush(d)
             steps.append(Step("upload" if op.to.data == "device" else "download",
-                              src=name_of(op.input), dst=name_of(op.result)))
+                              src=name_of(op.input), dst=name_of(op.result), device=d))
+        elif isinstance(op, T.TransferOp):
+            src, dst = op.src.value.data, op.dst.value.data
+            flush(src)
+            flush(dst)
+            steps.append(Step("transfer", src=name_of(op.input), dst=name_of(op.result), device=src, to_device=dst))
         elif isinstance(op, T.HostCallOp) or is_host(op):
             if isinstance(op, T.HostCallOp) and op.callee.data not in HOST_CALLS:
                 raise GraphError(f"host_call '{op.stage_name}': no host implementation of '{op.callee.data}'; "
                                  f"there are {', '.join(sorted(HOST_CALLS))}")
-            flush()
+            flush_all()
             steps.append(Step("host", op=op, args=[name_of(v) for v in op.operands],
                               outs=[name_of(v) for v in op.results]))
         else:
-            pending.append(op)
+            pending.setdefault(device_of(op), []).append(op)
     unknown = sorted(set(config) - used)
     if unknown:
         known = sorted({k for s in steps if s.kind == "gpu" for k in s.segment.knobs})
         raise GraphError(f"config names unknown knob(s) {', '.join(unknown)}; the model has {len(known)} knobs, "
                          f"<stage>.<knob> as in {', '.join(known[:6])}{' ...' if len(known) > 6 else ''}")
     return steps, returned
+
+
+def fold_weight_slices(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
+    """Cuts every tensorop.slice of a weight once, now: the slice becomes a new weight (a new
+    argument of the function, named after the slice), added to `weights`."""
+    block = fn.body.block
+    for op in list(block.ops):
+        if not isinstance(op, T.SliceOp) or not isinstance(op.input.owner, Block):
+            continue
+        name = name_of(op.input)
+        if name not in weights:
+            continue  # a model input: sliced on the device at every run
+        index = [slice(None)] * len(T.shape_of(op.input))
+        index[op.slice_axis()] = slice(op.start.value.data, op.stop.value.data)
+        weights[op.stage_name] = np.ascontiguousarray(np.asarray(weights[name])[tuple(index)])
+        arg = block.insert_arg(op.result.type, len(block.args))
+        arg.name_hint = op.stage_name
+        op.result.replace_all_uses_with(arg)
+        op.detach()
+        op.erase()
+    fn.function_type = FunctionType.from_lists([a.type for a in block.args], fn.function_type.outputs.data)
 
 
 def _np_dtype(t) -> type:
@@ -214,21 +262,46 @@ def _np_dtype(t) -> type:
 
 
 class Device:
-    """Buffers, uploads, downloads and launches on one device (OpenCL or CUDA)."""
+    """Buffers, uploads, downloads and launches on one device (OpenCL or CUDA): the target's
+    default device, or the device of that ordinal (OpenCL: `opencl.devices()`; CUDA: pycuda's)."""
 
-    def __init__(self, target: str):
-        self.target = target
+    def __init__(self, target: str, ordinal: int | None = None):
+        self.target, self.ordinal = target, ordinal
+        self.cuda_ctx = None
         if target == "opencl":
             import pyopencl as cl
 
-            from sched_dsl.runtime.opencl import _context_and_queue, default_device
+            from sched_dsl.runtime.opencl import _context_and_queue, default_device, device_at
             self.cl = cl
-            self.name = default_device().name
-            self.ctx, self.queue = _context_and_queue()
+            if ordinal is None:
+                self.dev = default_device()
+                self.ctx, self.queue = _context_and_queue()
+            else:
+                self.dev = device_at(ordinal)
+                self.ctx = cl.Context([self.dev])
+                self.queue = cl.CommandQueue(self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
+            self.name = self.dev.name
         else:
             from sched_dsl.runtime.cuda import _driver, default_device
             self.drv = _driver()
-            self.name = default_device().name()
+            if ordinal is None:
+                self.dev = default_device()
+            else:
+                default_device()  # initialises CUDA
+                if not 0 <= ordinal < self.drv.Device.count():
+                    raise GraphError(f"CUDA device {ordinal} asked for, but there are {self.drv.Device.count()}")
+                self.dev = self.drv.Device(ordinal)
+                self.cuda_ctx = self.dev.retain_primary_context()
+            self.name = self.dev.name()
+
+    def activate(self) -> None:
+        """Makes the device current in the calling thread (CUDA contexts are per thread)."""
+        if self.cuda_ctx is not None:
+            self.cuda_ctx.push()
+
+    def deactivate(self) -> None:
+        if self.cuda_ctx is not None:
+            self.drv.Context.pop()
 
     def alloc(self, nbytes: int):
         if self.target == "opencl":
@@ -249,14 +322,24 @@ class Device:
             self.drv.memcpy_dtoh(out, buf)
         return out
 
+    def can_copy_from(self, other: Device) -> bool:
+        """Whether a peer copy from `other`'s memory to this device's works (CUDA GPUs with
+        peer access); otherwise transfers go through the host."""
+        if self.target != "cuda" or other.target != "cuda" or self.cuda_ctx is None or other.cuda_ctx is None:
+            return False
+        return bool(self.dev.can_access_peer(other.dev))
+
+    def copy_from(self, other: Device, dst, src, nbytes: int) -> None:
+        self.drv.memcpy_peer(dst, src, nbytes, self.cuda_ctx, other.cuda_ctx)
+
     def kernels(self, seg: Segment) -> list:
         names = [c_name(ln.kernel, "kernel") for ln in seg.plan.launches]
         if self.target == "opencl":
-            from sched_dsl.runtime.opencl import _program
-            prog = _program(seg.source)
+            from sched_dsl.runtime.opencl import _program, build_program
+            prog = _program(seg.source) if self.ordinal is None else build_program(self.ctx, seg.source)
             return [self.cl.Kernel(prog, n) for n in names]
-        from sched_dsl.runtime.cuda import compile_module, default_device
-        module, _ = compile_module(seg.source, default_device())
+        from sched_dsl.runtime.cuda import compile_module
+        module, _ = compile_module(seg.source, self.dev)
         fns = [module.get_function(n) for n in names]
         for fn, ln in zip(fns, seg.plan.launches):
             fn.prepare("P" * len(ln.args))
@@ -293,18 +376,25 @@ class GraphExecutor:
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
-                 input_args: Sequence[str] | None = None, records: str | None = None):
+                 input_args: Sequence[str] | None = None, records: str | None = None,
+                 devices: int | Sequence[int] | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         self.target, self.fuse = target, fuse
-        fn = prepare(module, fuse, host)
+        ordinals = device_ordinals(devices)
+        fn = prepare(module, fuse, host, devices=len(ordinals))
         self.tuned: list[str] = []  # anchors whose knobs come from the records file
         if records is not None:
             recorded, self.tuned = records_config(fn, target, records)
             config = {**recorded, **(config or {})}
         self.config = dict(config or {})
-        self.ir = str(module)  # the placed (and fused) graph, as text
+        weights = dict(weights)
+        fold_weight_slices(fn, weights)
+        self.ir = str(module)  # the placed (and fused, split) graph, as text
         self.steps, returned = plan_steps(fn, target, config)
+        used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
+        if max(used) >= len(ordinals):
+            raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
         self.input_names, self.output_names = list(inputs), list(outputs)
         self.result_of = dict(zip(outputs, returned))  # model output name -> host value name
         self.input_types = {name_of(a): a.type for a in fn.body.block.args}
@@ -315,24 +405,49 @@ class GraphExecutor:
             raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
                              "end in _<digits>, which xDSL drops")
         self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
-        self.device = Device(target)
+        self.devices = [Device(target, o) for o in ordinals]
+        self.device = self.devices[0]
         self.buffers: dict[str, object] = {}
-        self.host_weights = dict(weights)  # copies of weights to the host read these
-        for a in fn.body.block.args:
-            if a.type.element_type in (f32, i32):
-                self.buffers[name_of(a)] = self.device.alloc(4 * element_count(a.type))
+        self.buffer_device: dict[str, int] = {}  # the device each buffer lives on
+        self.host_weights = weights  # copies of weights to the host read these
+
+        def need(name: str, device: int, nbytes: int | None = None) -> None:
+            if name not in self.buffers:
+                size = nbytes if nbytes is not None else 4 * int(np.prod(self.shapes[name]))
+                self.buffers[name] = self.devices[device].alloc(size)
+                self.buffer_device[name] = device
+
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    if b.name not in self.buffers:
-                        self.buffers[b.name] = self.device.alloc(4 * b.size)
-            elif st.kind == "upload" and st.dst not in self.buffers:
-                self.buffers[st.dst] = self.device.alloc(4 * int(np.prod(self.shapes[st.dst])))
-        self.kernels = {id(st): self.device.kernels(st.segment) for st in self.steps if st.kind == "gpu"}
-        for name, w in weights.items():
-            if name in self.buffers:
-                self.device.upload(self.buffers[name], np.ascontiguousarray(w, dtype=self.dtypes[name]))
-        self.device.finish()
+                    need(b.name, st.device, 4 * b.size)
+            elif st.kind == "upload":
+                need(st.dst, st.device)
+            elif st.kind == "download" and st.src not in weights:
+                need(st.src, st.device)
+            elif st.kind == "transfer":
+                need(st.dst, st.to_device)
+        self.kernels = {}
+        for st in self.steps:
+            if st.kind == "gpu":
+                dev = self.devices[st.device]
+                dev.activate()
+                try:
+                    self.kernels[id(st)] = dev.kernels(st.segment)
+                finally:
+                    dev.deactivate()
+        # weights go once to every device that uses them, a transfer of a weight included
+        self.static = {id(st) for st in self.steps if st.kind == "transfer" and st.src in weights}
+        uploads = [(n, n) for n in weights if n in self.buffers]
+        uploads += [(st.src, st.dst) for st in self.steps if id(st) in self.static]
+        for src, dst in uploads:
+            dev = self.devices[self.buffer_device[dst]]
+            dev.activate()
+            try:
+                dev.upload(self.buffers[dst], np.ascontiguousarray(weights[src], dtype=self.dtypes[dst]))
+                dev.finish()
+            finally:
+                dev.deactivate()
         self.last_profile: list[tuple[str, str, float]] = []
 
     @property
@@ -379,9 +494,12 @@ class GraphExecutor:
             raise GraphError(f"unknown output(s) {', '.join(bad)}; the model's outputs are "
                              f"{', '.join(self.output_names)}")
         feeds = self.check_feeds(feeds)
+        if len(self.devices) > 1:
+            return self._run_parallel([feeds], names, profile)[0]
         dev = self.device
         for n, a in feeds.items():
-            dev.upload(self.buffers[self.inputs_of[n]], a)
+            if self.inputs_of[n] in self.buffers:
+                dev.upload(self.buffers[self.inputs_of[n]], a)
         host: dict[str, np.ndarray] = {}
         prof: list[tuple[str, str, float]] = []
         for st in self.steps:
@@ -394,6 +512,8 @@ class GraphExecutor:
                 continue
             if st.kind == "download" and st.src in self.host_weights:
                 host[st.dst] = self.host_weights[st.src]
+            elif st.kind == "transfer":
+                raise GraphError("a transfer between devices in a one-device session")
             elif st.kind == "download":
                 host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src], self.dtypes[st.src])
             elif st.kind == "upload":
@@ -412,6 +532,154 @@ class GraphExecutor:
         dev.finish()
         self.last_profile = prof
         return [host[self.result_of[n]] for n in names]
+
+    def run_many(self, output_names: Sequence[str] | None, feeds_list: Sequence[Mapping[str, np.ndarray]]
+                 ) -> list[list[np.ndarray]]:
+        """Runs several requests; with several devices they stream through them (while one
+        device works on request k, the device before it in a pipeline works on k + 1)."""
+        names = self.output_names if output_names is None else list(output_names)
+        checked = [self.check_feeds(f) for f in feeds_list]
+        if len(self.devices) == 1:
+            return [self.run(names, f) for f in checked]
+        return self._run_parallel(checked, names, False)
+
+    def _run_parallel(self, requests: list[dict[str, np.ndarray]], names: list[str],
+                      profile: bool) -> list[list[np.ndarray]]:
+        """One thread per device runs that device's steps, request after request, in program
+        order; the calling thread runs the host steps. Values cross between them through one
+        FIFO queue per (from, to) pair; as every thread follows one topological order, each
+        wait ends."""
+        host_end = len(self.devices)
+        ends = range(host_end + 1)
+        channels = {(a, b): queue.Queue() for a in ends for b in ends if a != b}
+        abort = threading.Event()
+        errors: list[BaseException] = []
+        prof: list[tuple[str, str, float]] = []
+        feed_args = {self.inputs_of[n] for n in self.input_names}
+
+        def get(a: int, b: int):
+            while True:
+                try:
+                    return channels[(a, b)].get(timeout=0.05)
+                except queue.Empty:
+                    if abort.is_set():
+                        raise _Aborted() from None
+
+        def wait(done: threading.Event) -> None:
+            while not done.wait(0.05):
+                if abort.is_set():
+                    raise _Aborted()
+
+        def device_loop(d: int) -> None:
+            dev = self.devices[d]
+            dev.activate()
+            try:
+                for feeds in requests:
+                    for n, a in feeds.items():
+                        arg = self.inputs_of[n]
+                        if self.buffer_device.get(arg) == d:
+                            dev.upload(self.buffers[arg], a)
+                    args_of = {self.inputs_of[n]: a for n, a in feeds.items()}
+                    for st in self.steps:
+                        if id(st) in self.static:
+                            continue
+                        if st.kind == "gpu" and st.device == d:
+                            for stage, ln, kern in zip(st.segment.stages, st.segment.plan.launches, self.kernels[id(st)]):
+                                ms = dev.launch(kern, ln, [self.buffers[a] for a in ln.args], profile)
+                                if profile:
+                                    prof.append((stage, "kernel", ms))
+                        elif st.kind == "upload" and st.device == d:
+                            a = get(host_end, d)
+                            dev.upload(self.buffers[st.dst], np.ascontiguousarray(a, dtype=self.dtypes[st.dst]))
+                        elif st.kind == "download" and st.device == d and st.src not in self.host_weights:
+                            channels[(d, host_end)].put(dev.download(self.buffers[st.src], self.shapes[st.src],
+                                                                     self.dtypes[st.src]))
+                        elif st.kind == "transfer" and st.src in feed_args:
+                            if st.to_device == d:  # a model input goes straight to the device that needs it
+                                dev.upload(self.buffers[st.dst], args_of[st.src])
+                        elif st.kind == "transfer" and st.device == d:
+                            t0 = time.perf_counter()
+                            other = self.devices[st.to_device]
+                            if other.can_copy_from(dev):
+                                dev.finish()
+                                done = threading.Event()
+                                channels[(d, st.to_device)].put(("peer", self.buffers[st.src], done))
+                                wait(done)
+                            else:
+                                a = dev.download(self.buffers[st.src], self.shapes[st.src], self.dtypes[st.src])
+                                channels[(d, st.to_device)].put(("array", a, None))
+                            if profile:
+                                prof.append((f"{st.src}->device{st.to_device}", "transfer",
+                                             (time.perf_counter() - t0) * 1e3))
+                        elif st.kind == "transfer" and st.to_device == d:
+                            how, payload, done = get(st.device, d)
+                            if how == "peer":
+                                nbytes = 4 * int(np.prod(self.shapes[st.dst]))
+                                dev.copy_from(self.devices[st.device], self.buffers[st.dst], payload, nbytes)
+                                done.set()
+                            else:
+                                dev.upload(self.buffers[st.dst], payload)
+                    dev.finish()
+            except _Aborted:
+                pass
+            except BaseException as e:  # noqa: BLE001 - handed to the calling thread, which raises it
+                errors.append(e)
+                abort.set()
+            finally:
+                dev.deactivate()
+
+        threads = [threading.Thread(target=device_loop, args=(d,), daemon=True) for d in range(len(self.devices))]
+        for t in threads:
+            t.start()
+        results = []
+        try:
+            for _ in requests:
+                host: dict[str, np.ndarray] = {}
+                for st in self.steps:
+                    if st.kind == "download":
+                        host[st.dst] = (self.host_weights[st.src] if st.src in self.host_weights
+                                        else get(st.device, host_end))
+                    elif st.kind == "upload":
+                        channels[(host_end, st.device)].put(host[st.src])
+                    elif st.kind == "host":
+                        t0 = time.perf_counter()
+                        try:
+                            host.update(zip(st.outs, run_host(st.op, [host[a] for a in st.args])))
+                        except Exception as e:  # noqa: BLE001 - a host op's numpy error, named
+                            raise GraphError(f"host op '{st.op.stage_name}' failed: {e}") from None
+                        if profile:
+                            prof.append((st.op.stage_name, "host", (time.perf_counter() - t0) * 1e3))
+                results.append([host[self.result_of[n]] for n in names])
+        except _Aborted:
+            pass
+        except BaseException:
+            abort.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        self.last_profile = prof
+        return results
+
+
+class _Aborted(Exception):
+    """Another thread of a parallel run failed: this one stops."""
+
+
+def device_ordinals(devices: int | Sequence[int] | None) -> list[int | None]:
+    """[None] (the target's default device) for None; 0 .. N-1 for N; the ordinals given."""
+    if devices is None:
+        return [None]
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices < 1:
+            raise GraphError(f"devices must be >= 1, got {devices}")
+        return list(range(devices)) if devices > 1 else [None]
+    ordinals = list(devices)
+    if not ordinals or not all(isinstance(o, int) and o >= 0 for o in ordinals) or len(set(ordinals)) != len(ordinals):
+        raise GraphError(f"devices must be a count or a list of distinct device ordinals >= 0, got {devices!r}")
+    return ordinals
 
 
 def element_count(t: TensorType) -> int:

@@ -82,8 +82,12 @@ def _context_and_queue():
 
 @lru_cache(maxsize=64)
 def _program(source: str):
+    return build_program(_context_and_queue()[0], source)
+
+
+def build_program(ctx, source: str):
+    """The OpenCL program of `source`, built for the devices of `ctx`."""
     cl = _pyopencl()
-    ctx, _ = _context_and_queue()
     try:
         with warnings.catch_warnings():
             # NVIDIA's compiler reports informational output on success
