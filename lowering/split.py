@@ -183,11 +183,11 @@ class Splitter:
         else:
             devs = self.devices_of(op)
             ranges = shares(out[axis], len(devs))
+        # every part's inputs first (scatter, halo exchange), then the parts: nothing moves between
+        # a part and the elementwise ops that follow it, so they fuse
+        built = [(d, lo, hi, self.part_op(op, mode, axis, lo, hi, d)) for d, (lo, hi) in zip(devs, ranges) if lo < hi]
         parts = []
-        for d, (lo, hi) in zip(devs, ranges):
-            if lo >= hi:
-                continue  # fewer rows than devices: this device gets nothing
-            new = self.part_op(op, mode, axis, lo, hi, d)
+        for d, lo, hi, new in built:
             new.attributes.update({k: v for k, v in op.attributes.items()
                                    if k not in (SPLIT, DEVICES, DEVICE) and k not in new.properties})
             parts.append(Part(d, self.emit(new, d), lo, hi))

@@ -61,7 +61,7 @@ class Segment:
 
 @dataclass
 class Step:
-    kind: str  # "gpu", "host", "upload", "download" or "transfer"
+    kind: str  # "gpu", "host", "upload", "download", "transfer" or "copy" (a slice or concat on one device)
     segment: Segment | None = None
     device: int = 0  # the device it runs on (a transfer: the device it leaves)
     to_device: int = 0  # a transfer's destination
@@ -217,6 +217,11 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
             flush(src)
             flush(dst)
             steps.append(Step("transfer", src=name_of(op.input), dst=name_of(op.result), device=src, to_device=dst))
+        elif isinstance(op, T.SliceOp | T.ConcatOp) and "device" in op.attributes and not is_host(op):
+            d = device_of(op)
+            flush(d)
+            steps.append(Step("copy", op=copy_rects(op), args=[name_of(v) for v in op.operands],
+                              dst=name_of(op.result), device=d))
         elif isinstance(op, T.HostCallOp) or is_host(op):
             if isinstance(op, T.HostCallOp) and op.callee.data not in HOST_CALLS:
                 raise GraphError(f"host_call '{op.stage_name}': no host implementation of '{op.callee.data}'; "
@@ -232,6 +237,38 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         raise GraphError(f"config names unknown knob(s) {', '.join(unknown)}; the model has {len(known)} knobs, "
                          f"<stage>.<knob> as in {', '.join(known[:6])}{' ...' if len(known) > 6 else ''}")
     return steps, returned
+
+
+@dataclass(frozen=True)
+class Rect:
+    """One 2-D copy between two buffers of one device: `height` rows of `width` bytes, the
+    source's rows `src_pitch` bytes apart from byte `src_offset` on, the destination's likewise."""
+
+    src: int  # which operand of the op
+    width: int
+    height: int
+    src_offset: int
+    src_pitch: int
+    dst_offset: int
+    dst_pitch: int
+
+
+def copy_rects(op: T.SliceOp | T.ConcatOp) -> list[Rect]:
+    """A slice or concat (of 4-byte elements) as 2-D copies: along an axis, a row-major tensor
+    is prod(shape[:axis]) rows of shape[axis] * prod(shape[axis + 1:]) elements."""
+    out = T.shape_of(op.result)
+    axis = op.slice_axis() if isinstance(op, T.SliceOp) else op.concat_axis()
+    outer = int(np.prod(out[:axis]))
+    inner = 4 * int(np.prod(out[axis + 1:]))
+    if isinstance(op, T.SliceOp):
+        n_in, start = T.shape_of(op.input)[axis], op.start.value.data
+        return [Rect(0, out[axis] * inner, outer, start * inner, n_in * inner, 0, out[axis] * inner)]
+    rects, at = [], 0
+    for k, v in enumerate(op.inputs):
+        n = T.shape_of(v)[axis]
+        rects.append(Rect(k, n * inner, outer, 0, n * inner, at * inner, out[axis] * inner))
+        at += n
+    return rects
 
 
 def fold_weight_slices(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
@@ -321,6 +358,20 @@ class Device:
         else:
             self.drv.memcpy_dtoh(out, buf)
         return out
+
+    def copy_rects(self, dst, srcs: list, rects: list[Rect]) -> None:
+        """The 2-D copies of a slice or concat, in this device's order of work."""
+        for r in rects:
+            if self.target == "opencl":
+                self.cl.enqueue_copy(self.queue, dst, srcs[r.src], src_origin=(r.src_offset, 0, 0),
+                                     dst_origin=(r.dst_offset, 0, 0), region=(r.width, r.height, 1),
+                                     src_pitches=(r.src_pitch, 0), dst_pitches=(r.dst_pitch, 0))
+            else:
+                c = self.drv.Memcpy2D()
+                c.set_src_device(int(srcs[r.src]) + r.src_offset)
+                c.set_dst_device(int(dst) + r.dst_offset)
+                c.src_pitch, c.dst_pitch, c.width_in_bytes, c.height = r.src_pitch, r.dst_pitch, r.width, r.height
+                c(aligned=False)
 
     def can_copy_from(self, other: Device) -> bool:
         """Whether a peer copy from `other`'s memory to this device's works (CUDA GPUs with
@@ -427,6 +478,10 @@ class GraphExecutor:
                 need(st.src, st.device)
             elif st.kind == "transfer":
                 need(st.dst, st.to_device)
+            elif st.kind == "copy":
+                for a in st.args:
+                    need(a, st.device)
+                need(st.dst, st.device)
         self.kernels = {}
         for st in self.steps:
             if st.kind == "gpu":
@@ -514,6 +569,8 @@ class GraphExecutor:
                 host[st.dst] = self.host_weights[st.src]
             elif st.kind == "transfer":
                 raise GraphError("a transfer between devices in a one-device session")
+            elif st.kind == "copy":
+                dev.copy_rects(self.buffers[st.dst], [self.buffers[a] for a in st.args], st.op)
             elif st.kind == "download":
                 host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src], self.dtypes[st.src])
             elif st.kind == "upload":
@@ -588,6 +645,8 @@ class GraphExecutor:
                                 ms = dev.launch(kern, ln, [self.buffers[a] for a in ln.args], profile)
                                 if profile:
                                     prof.append((stage, "kernel", ms))
+                        elif st.kind == "copy" and st.device == d:
+                            dev.copy_rects(self.buffers[st.dst], [self.buffers[a] for a in st.args], st.op)
                         elif st.kind == "upload" and st.device == d:
                             a = get(host_end, d)
                             dev.upload(self.buffers[st.dst], np.ascontiguousarray(a, dtype=self.dtypes[st.dst]))
