@@ -14,7 +14,8 @@ An op joins its producer's group only when
 - both are placed on the GPU (no `place = "host"`) and no host op or copy to the host stands
   between them (the executor runs the GPU ops between two host steps as one launch sequence),
 - both run on the same device (`device`, see tensorop-split) and no transfer to or from that
-  device stands between them (ops of other devices may: the executor runs each device's GPU
+  device, nor a slice or concat of tensorop-split on it (the executor copies those), stands
+  between them (ops of other devices may: the executor runs each device's GPU
   ops between two of its own transfers or host steps as one launch sequence).
 """
 
@@ -54,8 +55,10 @@ def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
         between = list(position)[position[p] + 1:position[op]]
         if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
             continue
-        if any(isinstance(o, T.TransferOp) and _device(op) in (o.src.value.data, o.dst.value.data) for o in between):
-            continue
+        if any(isinstance(o, T.TransferOp) and _device(op) in (o.src.value.data, o.dst.value.data)
+               or isinstance(o, T.SliceOp | T.ConcatOp) and "device" in o.attributes and _device(o) == _device(op)
+               for o in between):
+            continue  # a move or a copy on this device runs between two of its launch sequences
         return p
     return None
 

@@ -183,6 +183,11 @@ class Splitter:
         else:
             devs = self.devices_of(op)
             ranges = shares(out[axis], len(devs))
+            # a part whose window lies all in the padding reads no row: split over fewer devices
+            while mode == "rows" and isinstance(op, T.Conv2dOp | T.Pool2dOp) and len(devs) > 1 and any(
+                    lo < hi and self.rows_read(op, lo, hi)[0] >= self.rows_read(op, lo, hi)[1] for lo, hi in ranges):
+                devs = devs[:-1]
+                ranges = shares(out[axis], len(devs))
         # every part's inputs first (scatter, halo exchange), then the parts: nothing moves between
         # a part and the elementwise ops that follow it, so they fuse
         built = [(d, lo, hi, self.part_op(op, mode, axis, lo, hi, d)) for d, (lo, hi) in zip(devs, ranges) if lo < hi]
@@ -193,17 +198,26 @@ class Splitter:
             parts.append(Part(d, self.emit(new, d), lo, hi))
         self.split[op.result] = Split(axis, parts)
 
+    @staticmethod
+    def rows_read(op: T.Conv2dOp | T.Pool2dOp, lo: int, hi: int, clip: bool = True) -> tuple[int, int]:
+        """The input rows [first, last) that output rows [lo, hi) of a conv or pool read
+        (unclipped: padding rows are < 0 or >= the input's height)."""
+        k = T.shape_of(op.weight)[2] if isinstance(op, T.Conv2dOp) else op.kernel.get_values()[0]
+        dil = op.dilation.get_values()[0] if isinstance(op, T.Conv2dOp) else 1
+        stride, pad = op.stride.get_values()[0], op.padding.get_values()[0]
+        first, last = lo * stride - pad, (hi - 1) * stride - pad + dil * (k - 1) + 1
+        if clip:
+            first, last = max(first, 0), min(last, T.shape_of(op.input)[2])
+        return first, last
+
     def part_op(self, op: T.TensorOp, mode: str, axis: int, lo: int, hi: int, d: int) -> T.TensorOp:
         name = self.fresh(f"{op.stage_name}_part")
         if isinstance(op, T.Conv2dOp | T.Pool2dOp):
             x = op.input
             stride, padding = list(op.stride.get_values()), list(op.padding.get_values())
             if mode == "rows":
-                k = T.shape_of(op.weight)[2] if isinstance(op, T.Conv2dOp) else op.kernel.get_values()[0]
-                dil = op.dilation.get_values()[0] if isinstance(op, T.Conv2dOp) else 1
+                first, last = self.rows_read(op, lo, hi, clip=False)
                 h = T.shape_of(x)[2]
-                first = lo * stride[0] - padding[0]
-                last = (hi - 1) * stride[0] - padding[0] + dil * (k - 1) + 1
                 x = self.piece(x, 2, max(first, 0), min(last, h), d)
                 padding = [max(0, -first), padding[1], max(0, last - h), padding[3]]
             elif mode == "batch":

@@ -104,14 +104,21 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
 def segment_module(ops: list[T.TensorOp], name: str, config: Mapping[str, int] | None = None) -> ModuleOp:
     """A function of the GPU ops `ops`: arguments are the values they use from outside,
     results the values used outside (by later steps or the return)."""
+    fn = function_of(ops, name)
+    return ModuleOp([fn, model_schedule(list(fn.body.block.ops)[:-1], config or {})])
+
+
+def function_of(ops: list, name: str) -> func.FuncOp:
+    """A function of copies of `ops`: arguments are the values they use from outside (named as
+    they were), results the values used outside them (by later ops or the return)."""
     inside = set(ops)
-    defined = {op.result for op in ops}
+    defined = {r for op in ops for r in op.results}
     args: list[SSAValue] = []
     for op in ops:
         for v in op.operands:
             if v not in defined and v not in args:
                 args.append(v)
-    outs = [op.result for op in ops if any(u.operation not in inside for u in op.result.uses)]
+    outs = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
     block = Block(arg_types=[a.type for a in args])
     mapping: dict[SSAValue, SSAValue] = {}
     for a, b in zip(args, block.args):
@@ -119,12 +126,12 @@ def segment_module(ops: list[T.TensorOp], name: str, config: Mapping[str, int] |
         mapping[a] = b
     for op in ops:
         new = op.clone(value_mapper=mapping)
-        new.result.name_hint = op.result.name_hint
-        mapping[op.result] = new.result
+        for r, old in zip(new.results, op.results):
+            r.name_hint = old.name_hint
+            mapping[old] = r
         block.add_op(new)
     block.add_op(func.ReturnOp(*[mapping[v] for v in outs]))
-    fn = func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
-    return ModuleOp([fn, model_schedule(list(block.ops), config or {})])
+    return func.FuncOp(name, ([a.type for a in block.args], [v.type for v in outs]), Region(block))
 
 
 THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block of pool and reduce stages; the first is the default
@@ -504,6 +511,7 @@ class GraphExecutor:
             finally:
                 dev.deactivate()
         self.last_profile: list[tuple[str, str, float]] = []
+        self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
 
     @property
     def knobs(self) -> list[str]:
@@ -768,16 +776,104 @@ class Session(GraphExecutor):
 
 
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-              config: Mapping[str, int] | None = None, records: str | None = None) -> Session:
+              config: Mapping[str, int] | None = None, records: str | None = None,
+              devices: int | Sequence[int] | None = None, partition: str = "auto", profile=None,
+              link=None, objective: str = "latency") -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
     (a tuning records file, see `tune_model`) gives every anchor with records its best config
-    (`config` wins where both name a knob)."""
+    (`config` wins where both name a knob).
+
+    `devices` (a count N for ordinals 0 .. N-1, or a list of ordinals) runs the model on
+    several devices of this machine, partitioned by `partition` ("split", "pipeline" or "auto",
+    see sched_dsl.graph.partition) for `objective` ("latency" or "throughput"). The planner's
+    layer times come from `profile` (a profile JSON file or dict, or Session.profile rows),
+    else: "auto" measures them on the first device, "pipeline" estimates them from the
+    arithmetic; the link between devices is `link` (a simulate.Link), else measured ("auto")."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     g = import_onnx(model)
-    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records)
+    ordinals = device_ordinals(devices)
+    plan_lines: list[str] = []
+    if len(ordinals) > 1:
+        plan_lines = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
+    sess = Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
+                   devices=ordinals)
+    sess.plan = plan_lines
+    return sess
+
+
+def partition_model(g, target: str, ordinals: Sequence[int], partition: str, profile, link, objective: str,
+                    fuse: bool = True, host_ops: Sequence[str] = ()) -> list[str]:
+    """Plans the imported model `g` over `ordinals` and writes the plan into its module;
+    returns the plan, one line per layer."""
+    from sched_dsl.graph.partition import OBJECTIVES, PARTITIONS, apply_plan, describe, plan
+    from sched_dsl.graph.simulate import Link, Topology, layer_graph, with_times
+
+    if partition not in PARTITIONS:
+        raise GraphError(f"unknown partition '{partition}'; choose from {', '.join(PARTITIONS)}")
+    if objective not in OBJECTIVES:
+        raise GraphError(f"unknown objective '{objective}'; choose from {', '.join(OBJECTIVES)}")
+    layers = layer_graph(g.module, host_ops)
+    if profile is None and partition == "auto":
+        profile = layer_times(g, target, ordinals[0], fuse, host_ops)
+    if profile is not None:
+        layers = with_times(layers, profile)
+    else:
+        for L in layers:
+            L.ms = L.flops * 1e-6  # 1 GFLOP/s: only the ratios matter to a pipeline's balance
+    if link is None:
+        link = measure_link(target, ordinals[:2]) if partition == "auto" else Link()
+    the_plan = plan(layers, Topology(1, len(ordinals), link), partition, objective)
+    apply_plan(g.module, layers, the_plan)
+    return describe(layers, the_plan)
+
+
+def layer_times(g, target: str, ordinal: int | None, fuse: bool = True, host_ops: Sequence[str] = (),
+                repeat: int = 3) -> list[tuple[str, str, float]]:
+    """(layer, kind, ms) of the imported model `g` on one device: the median of `repeat`
+    profiled runs (after one warm-up), as Session.profile names them."""
+    sess = Session(g.module.clone(), g.weights, g.inputs, g.outputs, target, fuse, host_ops, None, g.input_args,
+                   devices=None if ordinal is None else [ordinal])
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal(sess.input_types[sess.inputs_of[n]].get_shape()).astype(np.float32)
+             for n in sess.input_names}
+    sess.run(None, feeds)
+    runs = [sess.profile(feeds) for _ in range(repeat)]
+    return [(name, kind, float(np.median([r[k][2] for r in runs]))) for k, (name, kind, _) in enumerate(runs[0])]
+
+
+def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096, large: int = 1 << 22,
+                 repeat: int = 5):
+    """The link between two devices as the executor uses it (a peer copy where the devices
+    allow it, else through the host): latency from a small move, bandwidth from a large one."""
+    from sched_dsl.graph.simulate import Link
+
+    a, b = (Device(target, o) for o in ordinals[:2])
+
+    def seconds(nbytes: int) -> float:
+        src, dst = a.alloc(nbytes), b.alloc(nbytes)
+        host = np.zeros(nbytes // 4, np.float32)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            if b.can_copy_from(a):
+                b.copy_from(a, dst, src, nbytes)
+            else:
+                a.activate()
+                host = a.download(src, host.shape)
+                a.deactivate()
+                b.activate()
+                b.upload(dst, host)
+                b.finish()
+                b.deactivate()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    t_small, t_large = seconds(small), seconds(large)
+    gbps = (large - small) / max(t_large - t_small, 1e-9) / 1e9
+    return Link(gbps=gbps, latency_us=t_small * 1e6)
 
 
 def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
