@@ -106,8 +106,9 @@ def pipeline_plan(layers: Sequence[Layer], devices: Sequence[int], link) -> Plan
     return plan
 
 
-def greedy_plan(layers: Sequence[Layer], devices: Sequence[int], topology: Topology, objective: str) -> Plan:
-    sim = Simulator(layers, topology)
+def greedy_plan(layers: Sequence[Layer], devices: Sequence[int], topology: Topology, objective: str,
+                context: Sequence[Layer] = ()) -> Plan:
+    sim = Simulator(layers, topology, context, devices[0])
     st, plan = State(), {}
     for L in layers:
         options = [_default(L, d) for d in (devices if L.kind != "host" else devices[:1])]
@@ -130,21 +131,22 @@ def _fits(L: Layer, mode: str, k: int) -> bool:
     return len(L.out_shape) > axis and L.out_shape[axis] >= k
 
 
-def _score(layers, plan, topology, objective) -> float:
-    p = predict(layers, plan, topology)
+def _score(layers, plan, topology, objective, context=(), entry=0) -> float:
+    p = predict(layers, plan, topology, context, entry)
     return p.latency_ms if objective == "latency" else -p.throughput
 
 
 def machine_plan(layers: Sequence[Layer], devices: Sequence[int], topology: Topology, partition: str,
-                 objective: str) -> Plan:
-    """A plan of `layers` over `devices` (of one machine)."""
+                 objective: str, context: Sequence[Layer] = ()) -> Plan:
+    """A plan of `layers` over `devices` (of one machine); `context`: the whole model's layers,
+    when `layers` is a stage of it."""
     if partition == "split":
         return split_plan(layers, devices)
     if partition == "pipeline":
         return pipeline_plan(layers, devices, topology.link)
-    candidates = [greedy_plan(layers, devices, topology, objective), split_plan(layers, devices),
+    candidates = [greedy_plan(layers, devices, topology, objective, context), split_plan(layers, devices),
                   pipeline_plan(layers, devices, topology.link), {L.name: _default(L, devices[0]) for L in layers}]
-    return min(candidates, key=lambda p: _score(layers, p, topology, objective))
+    return min(candidates, key=lambda p: _score(layers, p, topology, objective, context, devices[0]))
 
 
 def plan(layers: Sequence[Layer], topology: Topology, partition: str = "auto", objective: str = "latency") -> Plan:
@@ -162,7 +164,7 @@ def plan(layers: Sequence[Layer], topology: Topology, partition: str = "auto", o
     spread: Plan = {}
     for m, (a, b) in enumerate(zip(starts, starts[1:])):
         devices = [m * topology.devices + d for d in local]
-        spread.update(machine_plan(layers[a:b], devices, topology, partition, objective))
+        spread.update(machine_plan(layers[a:b], devices, topology, partition, objective, layers))
     if partition != "auto":
         return spread
     one = machine_plan(layers, local, topology, partition, objective)

@@ -9,14 +9,14 @@ of one request and the throughput of a stream of requests. The partitioner
   adds the times of a profile (`benchmarks/profile_layers.py` writes one as JSON).
 - A layer whole on one device takes its time there; split k ways, each part takes
   time / k + `Link.launch_ms` (the parts run at once).
-- What moves: a value used on another device than the one it was made on (its bytes), the
+- What moves: a value used on another device than the one it was made on (its bytes; the
+  model's input starts on device 0, its outputs end on the host), the
   input rows of a row-split part (its share plus the halo), a whole input for every part of a
   channel split, a share of the batch; a split value a whole layer uses is gathered. Each move
   takes latency + bytes / bandwidth on its link, one move at a time per link and direction.
 - Latency: each device runs its work in the layers' order, as soon as its inputs have arrived.
   Throughput (requests/s): 1 / the busiest device's or link's time per request, as in a
-  stream every device and link works on some request at all times; never above 1 / latency
-  times the number of requests in flight (one per device).
+  stream every device and link works on some request at all times.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ class Link:
 class Topology:
     machines: int = 1
     devices: int = 1  # per machine
-    link: Link = Link()  # between devices of one machine (and its host)
+    link: Link = Link()  # between devices of one machine
     network: Link = Link(gbps=1.25, latency_us=50.0)  # between machines
+    host: Link | None = None  # between a device and its host (default: `link`)
 
     @property
     def count(self) -> int:
@@ -74,7 +75,7 @@ class Topology:
 
     def link_between(self, a: int, b: int) -> Link:
         if a == HOST or b == HOST:
-            return self.link
+            return self.host or self.link
         return self.link if self.machine_of(a) == self.machine_of(b) else self.network
 
 
@@ -233,10 +234,13 @@ def _share(n: int, k: int, i: int) -> tuple[int, int]:
 
 
 class Simulator:
-    def __init__(self, layers: Sequence[Layer], topology: Topology):
+    """Simulates `layers` (a whole model, or a stage of one: then the layers of `context` it
+    reads are taken to be on device `entry` when it starts)."""
+
+    def __init__(self, layers: Sequence[Layer], topology: Topology, context: Sequence[Layer] = (), entry: int = 0):
         self.layers = list(layers)
-        self.by_name = {L.name: L for L in self.layers}
-        self.top = topology
+        self.by_name = {L.name: L for L in [*context, *self.layers]}
+        self.top, self.entry = topology, entry
 
     def move(self, st: State, a: int, b: int, nbytes: float, ready: float) -> float:
         """A move of `nbytes` from device a to b, its data ready at `ready`: when it arrives."""
@@ -287,10 +291,15 @@ class Simulator:
         """Runs L under `a` in state `st` (changed); returns when its last part ends."""
         k = len(a.devices)
         ends = []
+        sources = [self.by_name[n] for n in L.inputs]
+        for src in sources:
+            st.at.setdefault(src.name, (Assign((self.entry,)), [0.0]))  # made before this stage
+        if not sources and L.in_shape and L.kind != "host":  # it reads the model's input, on device 0
+            sources = [Layer("<input>", "", "other", [], [], L.in_shape, 4 * int(np.prod(L.in_shape)))]
+            st.at.setdefault("<input>", (Assign((self.entry,)), [0.0]))
         for i, d in enumerate(a.devices):
             arrive = 0.0
-            for src_name in L.inputs:
-                src = self.by_name[src_name]
+            for src in sources:
                 for frm, nbytes, ready in self.needs(st, L, src, a, i):
                     if frm == d:
                         arrive = max(arrive, ready)
@@ -308,7 +317,7 @@ class Simulator:
     def run(self, plan: Plan) -> State:
         st = State()
         for L in self.layers:
-            self.place(st, L, plan.get(L.name, Assign((HOST,) if L.kind == "host" else (0,))))
+            self.place(st, L, plan.get(L.name, Assign((HOST,) if L.kind == "host" else (self.entry,))))
         # the outputs go to the host
         for L in self.layers:
             if not any(L.name in M.inputs for M in self.layers):
@@ -328,11 +337,11 @@ class Prediction:
         return {"latency_ms": self.latency_ms, "throughput_per_s": self.throughput, "busiest": self.busiest}
 
 
-def predict(layers: Sequence[Layer], plan: Plan, topology: Topology) -> Prediction:
-    st = Simulator(layers, topology).run(plan)
+def predict(layers: Sequence[Layer], plan: Plan, topology: Topology, context: Sequence[Layer] = (),
+            entry: int = 0) -> Prediction:
+    st = Simulator(layers, topology, context, entry).run(plan)
     busy = {k: v for k, v in st.busy.items() if k != HOST}
     name, most = max(busy.items(), key=lambda kv: kv[1]) if busy else ("-", st.finish)
-    in_flight = max(1, len({d for a, _ in st.at.values() for d in a.devices if d != HOST}))
-    throughput = min(1e3 / max(most, 1e-9), in_flight * 1e3 / max(st.finish, 1e-9))
+    throughput = 1e3 / max(most, 1e-9)
     label = f"device {name}" if isinstance(name, int) else f"link {name[0]}->{name[1]}"
     return Prediction(st.finish, throughput, label)
