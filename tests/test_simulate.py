@@ -102,3 +102,11 @@ def test_layers_of_a_model_and_profile_names():
     text = str(g.module)
     assert 'split = "rows"' in text and "devices = array<i64: 0, 1>" in text
     assert all(the_plan[L.name].devices == (HOST,) for L in host)
+
+
+def test_devices_that_share_a_processor_take_turns():
+    layers = chain(2, 10.0)
+    both = split_plan(layers, [0, 1])
+    apart = predict(layers, both, Topology(devices=2, link=FAST))
+    shared = predict(layers, both, Topology(devices=2, link=FAST, shared=True))
+    assert shared.latency_ms >= 20.0 > apart.latency_ms

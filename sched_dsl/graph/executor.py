@@ -744,6 +744,8 @@ def device_ordinals(devices: int | Sequence[int] | None) -> list[int | None]:
             raise GraphError(f"devices must be >= 1, got {devices}")
         return list(range(devices)) if devices > 1 else [None]
     ordinals = list(devices)
+    if ordinals == [None]:
+        return ordinals
     if not ordinals or not all(isinstance(o, int) and o >= 0 for o in ordinals) or len(set(ordinals)) != len(ordinals):
         raise GraphError(f"devices must be a count or a list of distinct device ordinals >= 0, got {devices!r}")
     return ordinals
@@ -795,20 +797,27 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
     g = import_onnx(model)
     ordinals = device_ordinals(devices)
-    plan_lines: list[str] = []
+    planned = None
     if len(ordinals) > 1:
-        plan_lines = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
+        planned = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
     sess = Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
                    devices=ordinals)
-    sess.plan = plan_lines
+    if planned is not None:
+        sess.layers, sess.partition_plan, sess.topology = planned
+        sess.plan = describe_plan(sess.layers, sess.partition_plan)
     return sess
 
 
+def describe_plan(layers, the_plan) -> list[str]:
+    from sched_dsl.graph.partition import describe
+    return describe(layers, the_plan)
+
+
 def partition_model(g, target: str, ordinals: Sequence[int], partition: str, profile, link, objective: str,
-                    fuse: bool = True, host_ops: Sequence[str] = ()) -> list[str]:
+                    fuse: bool = True, host_ops: Sequence[str] = ()) -> tuple:
     """Plans the imported model `g` over `ordinals` and writes the plan into its module;
-    returns the plan, one line per layer."""
-    from sched_dsl.graph.partition import OBJECTIVES, PARTITIONS, apply_plan, describe, plan
+    returns (layers with their times, the plan, the topology planned for)."""
+    from sched_dsl.graph.partition import OBJECTIVES, PARTITIONS, apply_plan, plan
     from sched_dsl.graph.simulate import Link, Topology, layer_graph, with_times
 
     if partition not in PARTITIONS:
@@ -825,9 +834,10 @@ def partition_model(g, target: str, ordinals: Sequence[int], partition: str, pro
             L.ms = L.flops * 1e-6  # 1 GFLOP/s: only the ratios matter to a pipeline's balance
     if link is None:
         link = measure_link(target, ordinals[:2]) if partition == "auto" else Link()
-    the_plan = plan(layers, Topology(1, len(ordinals), link), partition, objective)
+    topology = Topology(1, len(ordinals), link)
+    the_plan = plan(layers, topology, partition, objective)
     apply_plan(g.module, layers, the_plan)
-    return describe(layers, the_plan)
+    return layers, the_plan, topology
 
 
 def layer_times(g, target: str, ordinal: int | None, fuse: bool = True, host_ops: Sequence[str] = (),

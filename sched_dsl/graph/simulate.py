@@ -8,7 +8,8 @@ of one request and the throughput of a stream of requests. The partitioner
   or a host op. `layer_graph(module)` reads them off a model, `with_times(layers, profile)`
   adds the times of a profile (`benchmarks/profile_layers.py` writes one as JSON).
 - A layer whole on one device takes its time there; split k ways, each part takes
-  time / k + `Link.launch_ms` (the parts run at once).
+  time / k + `Link.launch_ms` (the parts run at once, unless the topology's devices are
+  `shared`: parts of one processor, as PoCL's devices on one CPU, which then take turns).
 - What moves: a value used on another device than the one it was made on (its bytes; the
   model's input starts on device 0, its outputs end on the host), the
   input rows of a row-split part (its share plus the halo), a whole input for every part of a
@@ -65,6 +66,7 @@ class Topology:
     link: Link = Link()  # between devices of one machine
     network: Link = Link(gbps=1.25, latency_us=50.0)  # between machines
     host: Link | None = None  # between a device and its host (default: `link`)
+    shared: bool = False  # the devices of a machine share one processor (PoCL devices on one CPU)
 
     @property
     def count(self) -> int:
@@ -306,9 +308,10 @@ class Simulator:
                     else:
                         arrive = max(arrive, self.move(st, frm, d, nbytes, ready))
             t = L.ms if k == 1 else L.ms / k + self.top.link.launch_ms
-            start = max(arrive, st.free.get(d, 0.0))
-            st.free[d] = start + t
-            st.busy[d] = st.busy.get(d, 0.0) + t
+            unit = self.top.machine_of(d) * self.top.devices if self.top.shared and d != HOST else d
+            start = max(arrive, st.free.get(unit, 0.0))
+            st.free[unit] = start + t
+            st.busy[unit] = st.busy.get(unit, 0.0) + t
             ends.append(start + t)
         st.at[L.name] = (a, ends)
         st.finish = max(st.finish, max(ends))

@@ -1,0 +1,83 @@
+"""A model on two devices of one machine (two PoCL devices): split, pipeline and auto match
+onnxruntime, requests stream through a pipeline, and the simulator's latency is near the
+measured one on one device and on two (a model: a loose tolerance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import sched_dsl as sd
+from model_files import SIZE, assert_matches_onnxruntime, make_models
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    from sched_dsl.runtime.opencl import devices
+
+    assert len(devices()) >= 2, "tests/conftest.py sets POCL_DEVICES to two PoCL devices"
+    path = tmp_path_factory.mktemp("models") / "ssd.onnx"
+    onnx.save(make_models().MODELS["ssd"](SIZE), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def split_session(detector):
+    return sd.load_onnx(str(detector), devices=2, partition="split")
+
+
+def test_split_matches_onnxruntime(detector, split_session):
+    sess = split_session
+    assert len(sess.devices) == 2 and any("split rows" in line for line in sess.plan)
+    assert "tensorop.transfer" in sess.ir and "_halo" in sess.ir
+    assert {st.device for st in sess.steps if st.kind == "gpu"} == {0, 1}
+    assert_matches_onnxruntime(sess, detector)
+    assert_matches_onnxruntime(sess, detector, seed=1)
+
+
+def test_pipeline_matches_and_streams(detector):
+    sess = sd.load_onnx(str(detector), devices=[0, 1], partition="pipeline")
+    assert {line.rsplit(": ", 1)[1] for line in sess.plan} >= {"0", "1"}
+    assert not any("split" in line for line in sess.plan)
+    assert_matches_onnxruntime(sess, detector)
+    ref = ort.InferenceSession(str(detector), providers=["CPUExecutionProvider"])
+    xs = [np.random.default_rng(s).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32) for s in range(4)]
+    for x, got in zip(xs, sess.run_many(None, [{"input": x} for x in xs])):
+        for g, e in zip(got, ref.run(None, {"input": x})):
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(e).max())))
+
+
+def test_auto_matches_onnxruntime(detector):
+    sess = sd.load_onnx(str(detector), devices=2, partition="auto")
+    assert len(sess.plan) == len(sess.layers) and sess.topology.link.gbps > 0
+    assert_matches_onnxruntime(sess, detector)
+
+
+def test_simulator_against_measured_runs(detector, split_session):
+    """Per-layer times measured on one device and the measured link predict the latency on
+    one device and on two (the split plan) within a factor of 3 of what is measured. The two
+    PoCL devices share this machine's cores (`shared`): splitting gains nothing here, and the
+    model says so."""
+    from dataclasses import replace
+
+    from sched_dsl.graph.executor import measure_link
+    from sched_dsl.graph.simulate import predict, with_times
+
+    one = sd.load_onnx(str(detector))
+    feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)}
+    timed = with_times(split_session.layers, one.profile(feeds))
+    link = measure_link("opencl", [0, 1])
+    top = replace(split_session.topology, link=link, shared=True)
+    for sess, the_plan in ((one, {}), (split_session, split_session.partition_plan)):
+        measured = sess.latency(feeds, repeat=5, warmup=2)
+        predicted = predict(timed, the_plan, top).latency_ms
+        assert 1 / 3 < measured / predicted < 3, (len(sess.devices), measured, predicted)
+
+
+def test_bad_device_lists_are_named_errors(detector):
+    with pytest.raises(sd.GraphError, match="distinct device ordinals"):
+        sd.load_onnx(str(detector), devices=[0, 0])
+    with pytest.raises(sd.GraphError, match="unknown partition 'diagonal'"):
+        sd.load_onnx(str(detector), devices=2, partition="diagonal")
