@@ -86,6 +86,39 @@ def profile_model(name: str, size: int, batch: int, target: str, repeat: int, re
             "host_link": host_link(sess), "link": link}
 
 
+def estimate_profile(name: str, size: int, batch: int, results: str) -> dict:
+    from sched_dsl.graph.onnx_import import import_onnx
+    from sched_dsl.graph.simulate import layer_graph, with_times
+
+    with open(results) as f:
+        rows = json.load(f)["rows"]
+    src = next((r for r in rows if r.get("fusion") and r.get("tuned")), rows[0])
+    measured = with_times(layer_graph(import_onnx(model_proto(src["model"], src["size"], 1)).module),
+                          {"layers": src["layers"]})
+    anchors = sorted((L.flops, L.flops / (L.ms * 1e-3)) for L in measured if L.kind in ("conv2d", "matmul") and L.ms > 0)
+    moved = lambda L: 4 * int(np.prod(L.in_shape or (1,))) + L.out_bytes  # noqa: E731 - bytes read and written
+    others = [L for L in measured if L.kind not in ("conv2d", "matmul", "host") and L.ms > 0]
+    big = max(others, key=moved, default=None)  # the bandwidth of the layer that moves the most bytes
+    bandwidth = moved(big) / (big.ms * 1e-3) if big is not None else 1e12
+    floor = min(r["ms"] for r in src["layers"] if r["kind"] == "kernel")
+    log_f = np.log([f for f, _ in anchors])
+    log_r = np.log([r for _, r in anchors])
+    layers = []
+    for L in layer_graph(import_onnx(model_proto(name, size, batch)).module):
+        if L.kind == "host":
+            ms = 0.05
+        elif L.kind in ("conv2d", "matmul"):
+            rate = float(np.exp(np.interp(np.log(max(L.flops, 1.0)), log_f, log_r)))
+            ms = max(floor, L.flops / rate * 1e3)
+        else:
+            ms = max(floor, moved(L) / bandwidth * 1e3)
+        layers.append({"name": L.name, "kind": "host" if L.kind == "host" else "kernel", "ms": ms})
+    return {"model": name, "size": size, "batch": batch, "target": src.get("target"), "device": src.get("device"),
+            "estimated_from": f"{results} ({src['model']}, fusion {src.get('fusion')}, tuned {src.get('tuned')})",
+            "latency_ms": sum(r["ms"] for r in layers), "layers": layers,
+            "host_link": {"gbps": 25.0, "latency_us": 10.0}, "link": None}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="cuda", choices=["opencl", "cuda"])
@@ -96,6 +129,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=5, help="profiled runs per model (the median is kept)")
     ap.add_argument("--records", help="tuning records: the best recorded config of every anchor")
     ap.add_argument("--link-devices", help="two device ordinals a,b: also measure the link between them")
+    ap.add_argument("--estimate-from", help="a bench_models.py JSON: estimate the profiles from its measured layers")
     ap.add_argument("--out", required=True, help="directory for the JSON files")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -104,13 +138,17 @@ def main(argv=None) -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             size = args.detector_size if name == "ssd" else args.size
             t0 = time.perf_counter()
-            prof = profile_model(name, size, batch, args.target, args.repeat, args.records, link_devices)
+            if args.estimate_from:
+                prof = estimate_profile(name, size, batch, args.estimate_from)
+            else:
+                prof = profile_model(name, size, batch, args.target, args.repeat, args.records, link_devices)
             path = os.path.join(args.out, f"{name}_b{batch}.json")
             with open(path, "w") as f:
                 json.dump(prof, f, indent=1)
             total = sum(r["ms"] for r in prof["layers"] if r["kind"] in ("kernel", "host"))
             print(f"{name} batch {batch}: {len(prof['layers'])} rows, layers sum {total:.3f} ms, end to end "
-                  f"{prof['latency_ms']:.3f} ms on {prof['device']} ({time.perf_counter() - t0:.0f} s) -> {path}",
+                  f"{prof['latency_ms']:.3f} ms on {prof['device']}{' (estimated)' if args.estimate_from else ''} "
+                  f"({time.perf_counter() - t0:.0f} s) -> {path}",
                   flush=True)
 
 
