@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from model_files import SIZE, make_models
 
 distributed = pytest.importorskip("distributed")  # the `distributed` extra, part of `test`

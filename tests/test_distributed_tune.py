@@ -57,9 +57,9 @@ def test_two_workers_measure_on_their_own_devices(tmp_path, two_devices):
 
 def test_killed_worker_records_each_config_once(tmp_path, two_devices, monkeypatch):
     import dask
+    from dist_faults import KILL_ALWAYS, KILL_ONCE
 
     from sched_dsl.tuner.distributed import close_client, local_cluster
-    from dist_faults import KILL_ALWAYS, KILL_ONCE
 
     monkeypatch.setenv("SCHED_DSL_FAULT_DIR", str(tmp_path))
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):

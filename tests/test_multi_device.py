@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from model_files import SIZE, assert_matches_onnxruntime, make_models
 
 import sched_dsl as sd
-from model_files import SIZE, assert_matches_onnxruntime, make_models
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ examples/make_models.py (no device needed)."""
 from __future__ import annotations
 
 import pytest
+from model_files import SIZE, make_models
 
 from sched_dsl.graph.partition import apply_plan, crossing_bytes, plan, split_plan, stages
 from sched_dsl.graph.simulate import HOST, Assign, Layer, Link, Topology, layer_graph, predict, with_times
-from model_files import SIZE, make_models
 
 FAST = Link(gbps=100.0, latency_us=1.0, launch_ms=0.001)
 SLOW = Link(gbps=0.001, latency_us=1000.0, launch_ms=0.001)

@@ -47,9 +47,10 @@ def _stage_session(token: str, spec: dict):
 
     key = (token, get_worker().address)
     if key not in _SESSIONS:
+        from xdsl.parser import Parser
+
         from sched_dsl.context import make_context
         from sched_dsl.graph.executor import Session
-        from xdsl.parser import Parser
 
         module = Parser(make_context(), spec["ir"]).parse_module()
         devices = worker_devices(spec["target"], spec["devices"])
@@ -90,13 +91,13 @@ class DistributedSession:
                  devices_per_worker: int = 1, partition: str = "auto", objective: str = "throughput",
                  profile=None, link=None, network=None, fuse: bool = True, host_ops: Sequence[str] = (),
                  config: Mapping[str, int] | None = None):
-        from sched_dsl.dialects import tensorop as T
+        from xdsl.dialects import func
+        from xdsl.dialects.builtin import ModuleOp
+
         from sched_dsl.graph.executor import GraphError, function_of, name_of
         from sched_dsl.graph.onnx_import import import_onnx
         from sched_dsl.graph.partition import apply_plan, describe, machine_stages, plan
         from sched_dsl.graph.simulate import Link, Topology, layer_graph, with_times
-        from xdsl.dialects import func
-        from xdsl.dialects.builtin import ModuleOp
 
         self.client = client
         self.workers = list(workers) if workers else sorted(
