@@ -214,6 +214,10 @@ class DaskMeasurer:
                 out[k] = (Built(dict(configs[k])),
                           Measured(None, "runtime_error", f"measuring it killed the Dask workers it ran on ({e})"))
                 continue
+            except Exception as e:  # noqa: BLE001 - a failure on the worker is this config's result
+                out[k] = (Built(dict(configs[k])),
+                          Measured(None, "runtime_error", f"on the Dask worker: {type(e).__name__}: {e}"[:2000]))
+                continue
             if device != self.info["device"]:
                 measured = Measured(None, "runtime_error", f"measured by worker {worker} on another device "
                                                            f"({device}); not a cost of {self.info['device']}")

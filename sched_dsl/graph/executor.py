@@ -350,7 +350,11 @@ class Device:
     def alloc(self, nbytes: int):
         if self.target == "opencl":
             return self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, size=max(nbytes, 4))
-        return self.drv.mem_alloc(max(nbytes, 4))
+        self.activate()  # CUDA allocates in the current context: this device's
+        try:
+            return self.drv.mem_alloc(max(nbytes, 4))
+        finally:
+            self.deactivate()
 
     def upload(self, buf, a: np.ndarray) -> None:
         if self.target == "opencl":
