@@ -5,9 +5,9 @@ own (its build pool and its run process, pinned to the worker's device). The cli
 the search, the cost model and the records: `tune(..., client=client)` hands a batch of
 configs to the workers, one task per config, and writes each result once, when it comes back.
 
-- The device of a worker: `SCHED_DSL_WORKER_DEVICE` in the worker's environment, else the
-  worker's name when it is an integer (a LocalCluster names its workers 0, 1, ...), modulo
-  the number of devices of the target on its host; else device 0.
+- The device of a worker: the first of `SCHED_DSL_WORKER_DEVICES` ("2", or "2,3") in the
+  worker's environment, else the worker's name when it is an integer (a LocalCluster names its
+  workers 0, 1, ...), modulo the number of devices of the target on its host; else device 0.
 - All workers must show one device (the device is part of the workload key, so records of
   different devices never mix); a cluster of several kinds of device is refused with the
   kinds named. A result that comes back from a worker of another device (one that joined
@@ -22,41 +22,22 @@ configs to the workers, one task per config, and writes each result once, when i
 
 from __future__ import annotations
 
-import os
 import uuid
 
+from sched_dsl.runtime import device_count
 from sched_dsl.tuner.measure import Built, Measured, Measurer, _load_hook
-
-WORKER_DEVICE_VARIABLE = "SCHED_DSL_WORKER_DEVICE"
 
 # -- on the workers ------------------------------------------------------------------------------
 
 _MEASURERS: dict[tuple[str, str], Measurer] = {}  # (token, worker address) -> its Measurer
 
 
-def device_count(target: str) -> int:
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import devices
-        return len(devices())
-    from sched_dsl.runtime.cuda import _driver
-    drv = _driver()
-    drv.init()
-    return drv.Device.count()
-
-
 def worker_device(target: str) -> int:
-    """The device ordinal the current Dask worker measures on (see the module docstring)."""
-    from distributed import get_worker
+    """The device ordinal the current Dask worker measures on: the first of
+    sched_dsl.graph.distributed.worker_devices (see the module docstring)."""
+    from sched_dsl.graph.distributed import worker_devices
 
-    wanted = os.environ.get(WORKER_DEVICE_VARIABLE)
-    if wanted is not None:
-        if not wanted.strip().isdigit():
-            raise ValueError(f"{WORKER_DEVICE_VARIABLE}={wanted!r} is not a device ordinal")
-        return int(wanted)
-    name = get_worker().name
-    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
-        return int(name) % max(1, device_count(target))
-    return 0
+    return worker_devices(target, 1)[0]
 
 
 def _measurer(token: str, spec: tuple) -> Measurer:
