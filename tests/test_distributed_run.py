@@ -34,3 +34,23 @@ def test_two_workers_hold_a_stage_each(tmp_path):
         for g, e in zip(outs, ref.run(None, {"input": x})):
             assert g.shape == e.shape and g.dtype == e.dtype
             np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(e).max())))
+
+
+def test_one_worker_with_two_devices(tmp_path):
+    """Hierarchical: the one machine's stage is split over that worker's two devices."""
+    from distributed import Client, LocalCluster
+
+    from sched_dsl.graph.distributed import DistributedSession
+
+    model = make_models().MODELS["tiny"](SIZE, batch=2)
+    x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        ds = DistributedSession(client, model, devices_per_worker=2, partition="split")
+        try:
+            assert any(line.endswith("0,1 split batch") for line in ds.plan), ds.plan
+            got = ds.run(None, {"input": x})
+        finally:
+            ds.close()
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-3, atol=1e-4)
