@@ -190,7 +190,7 @@ def main(argv=None) -> None:
     ap.add_argument("--predict", help="a directory of profile_layers.py JSON files: predict only")
     ap.add_argument("--link-gbps", type=float, default=400.0, help="with --predict: GB/s between two devices")
     ap.add_argument("--link-latency-us", type=float, default=10.0)
-    ap.add_argument("--launch-ms", type=float, default=0.005, help="with --predict: the fixed cost of a layer's part")
+    ap.add_argument("--launch-ms", type=float, default=0.005, help="with --predict: the cost of one kernel launch")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]

@@ -4,6 +4,8 @@ measured one on one device and on two (a model: a loose tolerance)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -57,8 +59,9 @@ def test_auto_matches_onnxruntime(detector):
 
 
 def test_simulator_against_measured_runs(detector, split_session):
-    """Per-layer times measured on one device and the measured link predict the latency on
-    one device and on two (the split plan) within a factor of 3 of what is measured. The two
+    """Per-layer times measured on one device, the measured link and launch cost predict the
+    latency on one device and on two (the split plan) within a factor of 3 of what is measured
+    (the fastest of several runs). The two
     PoCL devices share this machine's cores (`shared`): splitting gains nothing here, and the
     model says so."""
     from dataclasses import replace
@@ -66,13 +69,25 @@ def test_simulator_against_measured_runs(detector, split_session):
     from sched_dsl.graph.executor import measure_link
     from sched_dsl.graph.simulate import predict, with_times
 
+    def fastest_ms(sess, feeds, runs=7):  # the least disturbed run: other processes share the cores
+        sess.run(None, feeds)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            times.append((time.perf_counter() - t0) * 1e3)
+        return min(times)
+
     one = sd.load_onnx(str(detector))
     feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)}
-    timed = with_times(split_session.layers, one.profile(feeds))
-    link = measure_link("opencl", [0, 1])
+    one.run(None, feeds)
+    profiles = [one.profile(feeds) for _ in range(3)]
+    rows = [(name, kind, float(np.median([p[k][2] for p in profiles]))) for k, (name, kind, _) in enumerate(profiles[0])]
+    timed = with_times(split_session.layers, rows)
+    link = measure_link("opencl", [0, 1])  # and the cost of a launch
     top = replace(split_session.topology, link=link, shared=True)
     for sess, the_plan in ((one, {}), (split_session, split_session.partition_plan)):
-        measured = sess.latency(feeds, repeat=5, warmup=2)
+        measured = fastest_ms(sess, feeds)
         predicted = predict(timed, the_plan, top).latency_ms
         assert 1 / 3 < measured / predicted < 3, (len(sess.devices), measured, predicted)
 

@@ -27,8 +27,9 @@ def test_one_device_is_the_sum_of_its_layers():
     layers = chain(4, 2.0)
     p = predict(layers, {}, Topology(link=FAST))
     out_move = FAST.ms(layers[-1].out_bytes)  # the output goes to the host
-    assert p.latency_ms == pytest.approx(8.0 + out_move)
-    assert p.throughput == pytest.approx(1e3 / 8.0)
+    busy = 4 * (2.0 + FAST.launch_ms)  # each layer: its kernel and one launch
+    assert p.latency_ms == pytest.approx(busy + out_move)
+    assert p.throughput == pytest.approx(1e3 / busy)
 
 
 def test_a_row_split_halves_the_compute_and_moves_halos():
@@ -39,7 +40,7 @@ def test_a_row_split_halves_the_compute_and_moves_halos():
     # each part: 5 ms + launch per layer; device 1 first gets its 33 input rows (32 and a halo row),
     # before the second layer one halo row each way, at the end its 32 output rows go to the host
     row = 4 * 64 * 64
-    low = 10.0 + 2 * FAST.launch_ms
+    low = 10.0 + 2 * FAST.launch_ms  # two layers, each a launch per part
     assert low < p.latency_ms <= low + FAST.ms(33 * row) + FAST.ms(row) + FAST.ms(32 * row) + 1e-9
     assert p.throughput == pytest.approx(1e3 / (10.0 + 2 * FAST.launch_ms), rel=0.01)
 
@@ -97,6 +98,7 @@ def test_layers_of_a_model_and_profile_names():
                                 ("softmax60", "kernel", 0.2), ("input->upload", "upload", 9.0)])
     by = {L.name: L.ms for L in timed}
     assert by["conv2+conv2_bias+relu8"] == 0.5 and by["softmax60"] == pytest.approx(0.3)
+    assert {L.name: L.kernels for L in timed}["softmax60"] == 2  # each kernel row is a launch
     the_plan = plan(timed, Topology(devices=2, link=FAST), "split")
     apply_plan(g.module, timed, the_plan)
     text = str(g.module)

@@ -858,10 +858,36 @@ def layer_times(g, target: str, ordinal: int | None, fuse: bool = True, host_ops
     return [(name, kind, float(np.median([r[k][2] for r in runs]))) for k, (name, kind, _) in enumerate(runs[0])]
 
 
+def measure_launch_ms(dev: Device, launches: int = 50) -> float:
+    """The cost of one kernel launch on `dev` beyond the kernel's own time: a one-element
+    kernel launched `launches` times back to back, wall clock per launch less its device time."""
+    from sched_dsl.build import lower
+    from sched_dsl.tensor import placeholder, relu
+
+    lowered = lower(relu(placeholder("x", (1,)), name="y"), target=dev.target)
+    seg = Segment("probe", lowered.source, lowered.plan, ["y"])
+    dev.activate()
+    try:
+        [kern] = dev.kernels(seg)
+        [ln] = lowered.plan.launches
+        bufs = {b.name: dev.alloc(4 * b.size) for b in lowered.plan.buffers}
+        args = [bufs[a] for a in ln.args]
+        device_ms = min(dev.launch(kern, ln, args, True) for _ in range(5))
+        dev.finish()
+        t0 = time.perf_counter()
+        for _ in range(launches):
+            dev.launch(kern, ln, args, False)
+        dev.finish()
+        return max(0.0, (time.perf_counter() - t0) * 1e3 / launches - device_ms)
+    finally:
+        dev.deactivate()
+
+
 def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096, large: int = 1 << 22,
                  repeat: int = 5):
     """The link between two devices as the executor uses it (a peer copy where the devices
-    allow it, else through the host): latency from a small move, bandwidth from a large one."""
+    allow it, else through the host): latency from a small move, bandwidth from a large one;
+    with the cost of a kernel launch on the first device."""
     from sched_dsl.graph.simulate import Link
 
     a, b = (Device(target, o) for o in ordinals[:2])
@@ -887,7 +913,7 @@ def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096,
 
     t_small, t_large = seconds(small), seconds(large)
     gbps = (large - small) / max(t_large - t_small, 1e-9) / 1e9
-    return Link(gbps=gbps, latency_us=t_small * 1e6)
+    return Link(gbps=gbps, latency_us=t_small * 1e6, launch_ms=measure_launch_ms(a))
 
 
 def anchors(fn: func.FuncOp) -> list[T.TensorOp]:

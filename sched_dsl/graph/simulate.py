@@ -7,9 +7,10 @@ of one request and the throughput of a stream of requests. The partitioner
 - A layer is a fused group (its kernels' names joined by `+`, as `Session.profile` names them)
   or a host op. `layer_graph(module)` reads them off a model, `with_times(layers, profile)`
   adds the times of a profile (`benchmarks/profile_layers.py` writes one as JSON).
-- A layer whole on one device takes its time there; split k ways, each part takes
-  time / k + `Link.launch_ms` (the parts run at once, unless the topology's devices are
-  `shared`: parts of one processor, as PoCL's devices on one CPU, which then take turns).
+- A layer whole on one device takes its time there plus `Link.launch_ms` per kernel launch;
+  split k ways, each part takes time / k plus its launches (the parts run at once, unless the
+  topology's devices are `shared`: parts of one processor, as PoCL's devices on one CPU, which
+  then take turns).
 - What moves: a value used on another device than the one it was made on (its bytes; the
   model's input starts on device 0, its outputs end on the host), the
   input rows of a row-split part (its share plus the halo), a whole input for every part of a
@@ -45,6 +46,7 @@ class Layer:
     flops: float = 0.0
     ms: float = 0.0  # time on one device
     modes: tuple[str, ...] = ()  # the ways it may be split: "batch", "rows", "channels"
+    kernels: int = 1  # launches per run (with_times counts a profile's rows; host ops: 0)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Link:
 
     gbps: float = 25.0
     latency_us: float = 10.0
-    launch_ms: float = 0.005  # the fixed cost of one part of a split layer (its launches)
+    launch_ms: float = 0.005  # the cost of one kernel launch, beyond the kernel's own time
 
     def ms(self, nbytes: float) -> float:
         return self.latency_us * 1e-3 + nbytes / (self.gbps * 1e9) * 1e3 if nbytes > 0 else 0.0
@@ -194,7 +196,7 @@ def with_times(layers: Sequence[Layer], profile: Mapping | str | Sequence) -> li
             profile = json.load(f)
     rows = profile["layers"] if isinstance(profile, Mapping) else [{"name": n, "kind": k, "ms": ms}
                                                                    for n, k, ms in profile]
-    out = [replace(L, ms=0.0) for L in layers]
+    out = [replace(L, ms=0.0, kernels=0) for L in layers]
     by_name = {L.name: L for L in out}
     by_member = sorted(((m, L) for L in out for m in L.members), key=lambda p: -len(p[0]))
     seen = set()
@@ -207,10 +209,11 @@ def with_times(layers: Sequence[Layer], profile: Mapping | str | Sequence) -> li
             L = next((L for m, L in by_member if first == m or first.startswith(m + "_")), None)
         if L is not None:
             L.ms += float(r["ms"])
+            L.kernels += r.get("kind", "kernel") == "kernel"
             seen.add(L.name)
     for L, old in zip(out, layers):
         if L.name not in seen:
-            L.ms = old.ms
+            L.ms, L.kernels = old.ms, old.kernels
     return out
 
 
@@ -307,7 +310,7 @@ class Simulator:
                         arrive = max(arrive, ready)
                     else:
                         arrive = max(arrive, self.move(st, frm, d, nbytes, ready))
-            t = L.ms if k == 1 else L.ms / k + self.top.link.launch_ms
+            t = L.ms / k + (0 if L.kind == "host" else L.kernels * self.top.link.launch_ms)
             unit = self.top.machine_of(d) * self.top.devices if self.top.shared and d != HOST else d
             start = max(arrive, st.free.get(unit, 0.0))
             st.free[unit] = start + t
