@@ -1,5 +1,5 @@
-"""Builds ResNet-18, ResNet-50, MobileNetV2 and a small SSD-style detector as ONNX files with
-random weights (onnx.helper only: nothing is downloaded, no torch needed).
+"""Builds ResNet-18, ResNet-50, MobileNetV2 and a small SSD-style detector as ONNX files with random
+weights (onnx.helper only: nothing is downloaded, no torch needed).
 
     python examples/make_models.py --out models --size 224
     python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd --batch 4
@@ -108,6 +108,7 @@ def resnet18(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1
 
 
 def resnet50(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    """Bottleneck blocks (1x1, 3x3, 1x1 expanding 4x), the stride on the 3x3 conv as in torchvision."""
     b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 64, 7, 2))
     (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -197,10 +198,11 @@ MODELS = {"resnet18": resnet18, "resnet50": resnet50, "mobilenetv2": mobilenet_v
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models", help="directory for the .onnx files")
     ap.add_argument("--size", type=int, default=224, help="input height and width (a multiple of 32)")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    ap.add_argument("--models", default="resnet18,mobilenetv2,ssd,tiny",
+                    help=f"comma-separated, from {', '.join(MODELS)} (resnet50's weights are 100 MB: not by default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1, help="the input's batch size")
     args = ap.parse_args(argv)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -74,6 +75,7 @@ class Record:
     features: list[float] | None = None
     trial: int = 0
     time: float = field(default_factory=time.time)
+    strategy: str = ""  # the search that proposed it ("xgb", "random"); "" in older files
 
     @property
     def ok(self) -> bool:
@@ -196,10 +198,12 @@ def best(records: Iterable[Record], workload: str | None = None) -> dict[str, Re
     return out
 
 
-def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]]) -> dict[str, int]:
-    """The config of the fastest correct record for `workload` in `path` that fits the
-    schedule's knobs; a RecordsError says why there is none."""
-    records = load(path)
+def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]],
+                records: Sequence[Record] | None = None) -> dict[str, int]:
+    """The config of the fastest correct record for `workload` in `path` (or in `records`,
+    that file's records already loaded) that fits the schedule's knobs; a RecordsError says
+    why there is none."""
+    records = load(path) if records is None else records
     if not records:
         raise RecordsError(f"records file '{path}' holds no records")
     mine = [r for r in records if r.workload == workload.key]
@@ -216,15 +220,52 @@ def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]]) 
 
 
 def merge(paths: Sequence[str], out: str) -> int:
-    """Writes the records of all `paths` to `out` (appending), one per workload and config
-    (a correct measurement wins over an error, the faster over the slower). Returns the
-    number written."""
+    """Merges the records of `paths`, and of `out` itself when it exists, into `out`: one
+    record per (workload, config), a correct measurement before an error and the faster before
+    the slower, in the order first seen. Merging again, or a file into itself, changes nothing.
+    `out` is replaced atomically (written beside it, then renamed): a kill leaves the old file
+    or the new one, whole; a cut-short last line of `out` is first set aside in
+    `<out>.partial`. Returns the number of records in `out`."""
+    _check_path(out)
+    if os.path.exists(out) and not out.endswith(".gz"):
+        RecordsWriter(out)  # moves a cut-short last line to <out>.partial, so it is not lost
     chosen: dict[tuple, Record] = {}
-    for p in paths:
+    for p in ([out] if os.path.exists(out) else []) + list(paths):
         for r in load(p):
             k = (r.workload, r.config_key())
             old = chosen.get(k)
             if old is None or (r.ok and (not old.ok or r.cost_ms < old.cost_ms)):
                 chosen[k] = r
-    RecordsWriter(out).append(chosen.values())
+    write_atomically(out, "".join(r.to_json() + "\n" for r in chosen.values()))
     return len(chosen)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Writes `text` to a temporary file beside `path` (gzipped when `path` ends in .gz),
+    fsyncs it and renames it over `path`."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise RecordsError(f"records path '{path}': directory '{parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            data = text.encode("utf-8")
+            f.write(gzip.compress(data) if path.endswith(".gz") else data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        else:  # as open() would have made it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

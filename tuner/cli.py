@@ -4,7 +4,7 @@
                    [--strategy xgb|random] [--budget-s S] [--plot curve.png]
                    [--workers N | --scheduler ADDRESS] ...
     sched-tune best RECORDS [--workload TEXT]
-    sched-tune merge OUT IN [IN ...]
+    sched-tune merge OUT IN [IN ...]      (OUT's own records stay; one per workload and config)
     sched-tune plot RECORDS --out curve.png [--workload TEXT]
 
 SPEC is `file.py:function` or `module:function`; the function, called with the `--arg`
@@ -136,15 +136,13 @@ def _best(args) -> None:
 
 
 def _merge(args) -> None:
-    for p in args.inputs:
-        if os.path.abspath(p) == os.path.abspath(args.out):
-            raise CliError(f"'{p}' is both an input and the output")
+    before = len(load(args.out)) if os.path.isfile(args.out) else 0
     n = merge(args.inputs, args.out)
-    print(f"wrote {n} record(s) to {args.out}", file=sys.stderr)
+    print(f"{args.out}: {n} record(s), one per workload and config ({n - before} new)", file=sys.stderr)
 
 
 def _plot(args) -> None:
-    from sched_dsl.tuner.plot import plot_curves
+    from sched_dsl.tuner.plot import plot_curves, strategy_label
     from sched_dsl.tuner.tuner import TuneResult
 
     records = _workload_filter(load(args.records), args.workload)
@@ -156,11 +154,16 @@ def _plot(args) -> None:
         res.add(r)
     if not res.curve:
         raise CliError(f"no measured trial for '{keys[0]}'")
-    plot_curves({"trials": [res.curve]}, args.out, title=keys[0])
+    label = "+".join(sorted({r.strategy for r in records if r.strategy})) or "strategy not recorded"
+    plot_curves({label: [res.curve]}, args.out, title=keys[0])
+    best_txt = f"{res.best_ms:.4g} ms" if res.best_ms is not None else "no correct measurement"
+    print(f"wrote {args.out}: best time so far against {res.trials} trial(s) of {keys[0]} "
+          f"({strategy_label(label)}; best {best_txt})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sched-tune", description="Tune a schedule's knobs; read and merge records.")
+    p = argparse.ArgumentParser(prog="sched-tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="tune the knobs of SPEC's schedule")
     r.add_argument("spec", help="file.py:function or module:function returning (outputs, schedule)")
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("best", help="the best correct record per workload, as JSON lines")
     b.add_argument("records")
     b.add_argument("--workload", help="only workloads whose key contains this text")
-    m = sub.add_parser("merge", help="append the records of INPUTS to OUT, one per workload and config")
+    m = sub.add_parser("merge", help="merge the records of INPUTS into OUT (its own records kept), one per "
+                                     "workload and config; idempotent; OUT is replaced atomically")
     m.add_argument("out")
     m.add_argument("inputs", nargs="+")
     pl = sub.add_parser("plot", help="PNG of best-so-far against trials for one workload of a records file")

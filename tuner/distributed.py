@@ -25,7 +25,8 @@ from __future__ import annotations
 import uuid
 
 from sched_dsl.runtime import device_count
-from sched_dsl.tuner.measure import Built, Measured, Measurer, _load_hook
+from sched_dsl.tuner.measure import Built, Measured, Measurer
+from sched_dsl.tuner.worker import load_hook
 
 # -- on the workers ------------------------------------------------------------------------------
 
@@ -64,7 +65,7 @@ def _measure_task(token: str, spec: tuple, config: dict[str, int]) -> tuple[str,
     from distributed import get_worker
 
     m = _measurer(token, spec)
-    hook = _load_hook(spec[3].get("hook"))
+    hook = load_hook(spec[3].get("hook"))
     if hook is not None:
         hook("measure", config, None)  # tests: a fault in the Dask worker itself
     [(built, measured)] = m.measure([config])

@@ -154,6 +154,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
             configs = [space.config(p) for p in points]
             new = measure_configs(measurer, wl.key, configs, cache)
             for r in new:
+                r.strategy = strategy
                 if r.error != "invalid":
                     r.trial = result.trials + 1
                 result.add(r)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sched_dsl.testing.check import EquivalenceError
+from sched_dsl.testing.interp import DEFAULT_BUDGET
 from sched_dsl.diagnostics import LocatingParser, check_defined_before_use, failing_op, where
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE
+from sched_dsl.lowering.targets.c_family import VectorizeRemark
 
 
 class LocatedVerifyError(DiagnosticException):
@@ -45,14 +48,21 @@ class SchedOptMain(xDSLOptMain):
                  "the first pass that changes the result")
         arg_parser.add_argument("--check-seed", type=int, default=0,
                                 help="seed of the random inputs of --check-each-pass")
+        arg_parser.add_argument("--check-budget", type=int, default=DEFAULT_BUDGET, metavar="STEPS",
+                                help="interpreter steps --check-each-pass may spend running one stage's IR "
+                                     f"(default {DEFAULT_BUDGET}); a stage that needs more is reported as "
+                                     "not checked, not as broken")
 
     def apply_passes(self, prog):
         try:
             if self.args.check_each_pass:
-                from sched_dsl.testing.check import check_each_pass
+                from sched_dsl.testing.check import check_each_pass, summary
 
-                check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
-                                log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))
+                results = check_each_pass(prog, self.pipeline.passes, ctx=self.ctx, seed=self.args.check_seed,
+                                          budget=self.args.check_budget,
+                                          log=lambda r: print(f"check-each-pass: {r}", file=sys.stderr))
+                if summary(results):
+                    print(f"check-each-pass: {summary(results)}", file=sys.stderr)
             else:
                 super().apply_passes(prog)
         except VerifyException as e:
@@ -74,11 +84,19 @@ class SchedOptMain(xDSLOptMain):
         self.available_frontends["mlir"] = parse_mlir
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    kind = "remark" if issubclass(category, VectorizeRemark) else "warning"
+    print(f"sched-opt: {kind}: {message}", file=sys.stderr)
+
+
 def sched_opt_main(args: Sequence[str] | None = None) -> int:
     main = None
     try:
         main = SchedOptMain(args)
-        main.run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", VectorizeRemark)
+            warnings.showwarning = _show_warning
+            main.run()
     except VerifyException as e:
         found = failing_op(main.module) if main is not None and hasattr(main, "module") else None
         if found is None:

@@ -6,6 +6,7 @@ end-to-end latency.
     sched-run mobilenetv2.onnx --tune --records mb.jsonl --trials 16   # tune each anchor shape, then run
     sched-run mobilenetv2.onnx --records mb.jsonl                      # reuse the best recorded configs
     sched-run resnet18.onnx --devices 2 --partition auto               # on two devices (OpenCL ordinals 0, 1)
+    sched-run resnet18.onnx --stats                                    # kernels, peak device bytes, load
 
 Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
 ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
@@ -72,7 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
-    ap.add_argument("--print-ir", action="store_true", help="print the placed and fused graph IR")
+    ap.add_argument("--no-graph", action="store_true",
+                    help="launch every kernel from Python on each run (no CUDA graph or command buffer)")
+    ap.add_argument("--no-plan-memory", action="store_true",
+                    help="a buffer of its own for every intermediate value (no tensorop-plan-memory arena)")
+    ap.add_argument("--stats", action="store_true",
+                    help="also print the kernel count, capture mode, peak device bytes and load statistics")
+    ap.add_argument("--print-ir", action="store_true", help="print the placed, fused and planned graph IR")
     ap.add_argument("--json", help="write the per-layer times and latency here")
     ap.add_argument("--devices", help="run on several devices of this machine: a count N (ordinals 0..N-1) or "
                     "ordinals a,b,...")
@@ -114,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile and not os.path.isfile(args.profile):
             raise ValueError(f"--profile {args.profile}: no such file")
         sess = load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
-                         records=args.records, devices=devices, partition=args.partition, profile=args.profile,
-                         objective=args.objective)
+                         records=args.records, graph=not args.no_graph, plan_memory=not args.no_plan_memory,
+                         devices=devices, partition=args.partition, profile=args.profile, objective=args.objective)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)
@@ -144,6 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name:<{width}}  {kind:<8}  {ms:9.3f}")
     print(f"{'sum of layers':<{width}}  {'':<8}  {sum(ms for _, _, ms in layers):9.3f}")
     print(f"end-to-end latency: {latency:.3f} ms (mean of {args.repeat} runs)")
+    stats = sess.stats()
+    if args.stats:
+        m, ld = stats["memory"], stats["load"]
+        print(f"kernels: {stats['kernels']} in {stats['pieces']} piece(s), replayed as: {stats['capture']}")
+        print(f"peak device memory: {stats['peak_bytes']} bytes (weights {m['weights']}, inputs {m['inputs']}, "
+              f"intermediates {m['arena'] + m['other intermediates']}; without planning "
+              f"{m['intermediates unplanned']})")
+        print(f"load: {ld['seconds']:.2f} s; segments lowered {ld['lowered']}, from the cache {ld['lowered from cache']}; "
+              f"kernels compiled {ld['compiled']}, from the cache {ld['compiled from cache']}")
     for name, out in zip(sess.output_names, outputs):
         print(f"output {name}: shape {out.shape} {out.dtype}")
     if args.json:
@@ -151,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump({"model": args.model, "target": args.target, "fuse": not args.no_fuse,
                        "devices": len(sess.devices), "partition": args.partition if len(sess.devices) > 1 else None,
                        "plan": sess.plan,
-                       "kernels": sess.kernel_count, "latency_ms": latency, "config": sess.config,
+                       "kernels": sess.kernel_count, "latency_ms": latency, "config": sess.config, "stats": stats,
                        "records": args.records, "tuned": sess.tuned,
                        "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]}, f, indent=1)
     return 0

@@ -1,10 +1,14 @@
-"""The graph executor: runs a placed, fused tensorop function on one device or several.
+"""The graph executor: runs a placed, fused, memory-planned tensorop function on one device.
 
 The function is cut into steps at its host ops: a run of GPU ops between two host steps is one
-segment, lowered through the default pipeline to one program of kernels; a host op runs in
-numpy (sched_dsl.graph.host_ops); `tensorop.copy` ops become uploads and downloads. Device buffers
-(weights, inputs, every intermediate tensor) are allocated once, when the session is made, and
-reused by every run; the weights are uploaded once.
+segment, lowered through the default pipeline to kernels; a host op runs in numpy
+(sched_dsl.graph.host_ops); `tensorop.copy` ops become uploads and downloads. The steps between
+two host ops form a piece, which sched_dsl.graph.device records once (a CUDA graph, OpenCL
+command buffers or preset kernel arguments) and replays on every run. Device buffers are made
+once, when the session is made: weights and inputs each have their own, every intermediate
+value lives in one arena at the offset tensorop-plan-memory gave it. Lowered segments and
+compiled kernels are kept in the on-disk cache (sched_dsl.runtime.cache), so a second load of
+a model compiles nothing.
 
 With several devices (`devices=[...]`; ops carry `device = k` from tensorop-split or the
 partitioner, sched_dsl.graph.partition), each device runs its own GPU ops, a segment being its
@@ -13,11 +17,13 @@ between devices (a CUDA peer copy where the two GPUs allow it, else through the 
 starts one thread per device: each runs its own steps in program order and hands values to
 the others through FIFO channels, so the devices work at once (the parts of a split layer) and
 `run_many` streams requests through them (the stages of a pipeline). Slices of weights are cut
-once at load time, and weights are uploaded straight to every device that uses them.
+once at load time, and weights are uploaded straight to every device that uses them. (Several
+devices launch every kernel from Python, buffers of their own per value: no replay, no arena.)
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -27,21 +33,24 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from sched_dsl.context import make_context
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.graph.device import Action, HostLayout, make_device
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
+from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
-from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
+from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
+from sched_dsl.lowering.plan_memory import ARENA, TensoropPlanMemoryPass, arena_offsets, value_bytes
 from sched_dsl.lowering.split import TensoropSplitPass, device_of
-from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, print_kernels
-from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
+from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
+from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -57,6 +66,7 @@ class Segment:
     plan: HostPlan
     stages: list[str]  # layer names of the kernels (a fused group: its stages joined by +), in launch order
     knobs: list[str] = field(default_factory=list)  # knob names of the segment's schedule
+    units: list[tuple[str, str]] = field(default_factory=list)  # (C name, text) of each kernel
 
 
 @dataclass
@@ -84,7 +94,8 @@ def is_host(op) -> bool:
 
 def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devices: int = 1) -> func.FuncOp:
     """Runs tensorop-split (with several devices), tensorop-place (and tensorop-fuse) on the
-    module; returns its one function."""
+    module; returns its one function. (tensorop-plan-memory runs once the device is known: the
+    segments do not depend on it.)"""
     ctx = make_context()
     try:
         if devices > 1:
@@ -174,6 +185,39 @@ def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     return S.ScheduleOp(sched_ops)
 
 
+def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str
+            ) -> tuple[str, list[tuple[str, str]], HostPlan]:
+    """(kernel text, (C name, text) per kernel, host plan) of a segment module lowered through
+    the default pipeline with `config`; taken from the disk cache when this compiler has
+    lowered the same module before."""
+    cache = default_cache()
+    key = key_of("lowered", compiler_fingerprint(), target, str(module), json.dumps(sorted(config.items())))
+    data = cache.get("lowered", key) if cache is not None else None
+    if data is not None:
+        try:
+            d = json.loads(data)
+            plan = HostPlan(d["function"], tuple(Buffer(n, tuple(sh), r, t) for n, sh, r, t in d["buffers"]),
+                            tuple(Launch(k, tuple(g), tuple(b), tuple(a)) for k, g, b, a in d["launches"]))
+            return d["source"], [tuple(u) for u in d["units"]], plan
+        except (ValueError, KeyError, TypeError):
+            pass  # written by something else: lowered again and overwritten
+    try:
+        run_default_pipeline(make_context(), module, config)
+        text = StringIO()
+        print_kernels(module, TARGETS[target], text)
+        units = kernel_texts(module, TARGETS[target])
+    except (DiagnosticException, VerifyException) as e:
+        raise GraphError(f"segment {name}: {e}") from None
+    plan = host_plan(module)
+    COUNTS["lowered"] += 1
+    if cache is not None:
+        d = {"source": text.getvalue(), "units": units, "function": plan.function,
+             "buffers": [[b.name, b.shape, b.role, b.dtype] for b in plan.buffers],
+             "launches": [[ln.kernel, ln.grid, ln.block, ln.args] for ln in plan.launches]}
+        cache.put("lowered", key, json.dumps(d).encode())
+    return text.getvalue(), units, plan
+
+
 def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
     pending: dict[int, list[T.TensorOp]] = {}  # per device: its GPU ops not yet in a segment
@@ -189,13 +233,7 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         module = segment_module(list(ops), name, config)
         knobs = {o.knob_name.data for o in module.walk() if isinstance(o, S.KnobOp)}
         used.update(knobs & set(config))
-        try:
-            run_default_pipeline(make_context(), module, {k: v for k, v in config.items() if k in knobs})
-            text = StringIO()
-            print_kernels(module, TARGETS[target], text)
-        except (DiagnosticException, VerifyException) as e:
-            raise GraphError(f"segment {name}: {e}") from None
-        plan = host_plan(module)
+        source, units, plan = lowered(module, target, {k: v for k, v in config.items() if k in knobs}, name)
         # a fused kernel is named after its anchor; its layer name lists the whole group
         groups: dict[str, list[str]] = {}
         for op in ops:
@@ -203,7 +241,7 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
                 groups.setdefault(op.attributes["group"].data, []).append(op.stage_name)
         stages = [ln.kernel[len(name) + 1:] for ln in plan.launches]
         stages = ["+".join(groups.get(st, [st])) for st in stages]
-        steps.append(Step("gpu", Segment(name, text.getvalue(), plan, stages, sorted(knobs)), device=device))
+        steps.append(Step("gpu", Segment(name, source, plan, stages, sorted(knobs), units), device=device))
 
     def flush_all():
         for d in sorted(pending):
@@ -305,9 +343,41 @@ def _np_dtype(t) -> type:
     return np.int32 if e == i32 else np.int64 if e == i64 else np.float32
 
 
+@dataclass
+class Piece:
+    """The steps between two host ops, run by one runner of the device (see device.py)."""
+
+    actions: list[Action]
+    weight_reads: list[tuple[str, str]]  # (weight, host value): downloads the host weights serve
+    runner: object = None
+
+
+def pieces_of(steps: list[Step], feeds: list[str], weights: Mapping[str, np.ndarray]) -> list[Piece | Step]:
+    """The steps as pieces and host steps, in order; the feeds are uploaded by the first piece."""
+    out: list[Piece | Step] = [Piece([Action("upload", buffer=f, host=f) for f in feeds], [])]
+    for st in steps:
+        if st.kind == "host":
+            out.append(st)
+            continue
+        if not isinstance(out[-1], Piece):
+            out.append(Piece([], []))
+        piece = out[-1]
+        if st.kind == "gpu":
+            piece.actions += [Action("launch", layer=stage, launch=ln)
+                              for stage, ln in zip(st.segment.stages, st.segment.plan.launches)]
+        elif st.kind == "download" and st.src in weights:
+            piece.weight_reads.append((st.src, st.dst))
+        elif st.kind == "download":
+            piece.actions.append(Action("download", buffer=st.src, host=st.dst))
+        else:
+            piece.actions.append(Action("upload", buffer=st.dst, host=st.src))
+    return out
+
+
 class Device:
-    """Buffers, uploads, downloads and launches on one device (OpenCL or CUDA): the target's
-    default device, or the device of that ordinal (OpenCL: `opencl.devices()`; CUDA: pycuda's)."""
+    """One device of a session on several devices (sched_dsl.graph.device serves sessions on
+    one): buffers, uploads, downloads, 2-D copies, peer copies and launches on the device of
+    that ordinal (OpenCL: `opencl.devices()`; CUDA: pycuda's), or the target's default device."""
 
     def __init__(self, target: str, ordinal: int | None = None):
         self.target, self.ordinal = target, ordinal
@@ -433,15 +503,18 @@ class Device:
 
 
 class GraphExecutor:
-    """A model ready to run: segments compiled, buffers allocated, weights uploaded."""
+    """A model ready to run: segments compiled, buffers allocated, weights uploaded, every
+    piece recorded for replay (`graph=True`, where the device allows)."""
 
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
                  input_args: Sequence[str] | None = None, records: str | None = None,
-                 devices: int | Sequence[int] | None = None):
+                 graph: bool = True, plan_memory: bool = True, devices: int | Sequence[int] | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+        t0 = time.perf_counter()
+        counts0 = COUNTS.copy()
         self.target, self.fuse = target, fuse
         ordinals = device_ordinals(devices)
         fn = prepare(module, fuse, host, devices=len(ordinals))
@@ -452,11 +525,20 @@ class GraphExecutor:
         self.config = dict(config or {})
         weights = dict(weights)
         fold_weight_slices(fn, weights)
-        self.ir = str(module)  # the placed (and fused, split) graph, as text
         self.steps, returned = plan_steps(fn, target, config)
         used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
-        if max(used) >= len(ordinals):
+        if max(used, default=0) >= len(ordinals):
             raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
+        self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
+        self.several = ordinals != [None]  # devices named: the path of sessions on several devices
+        if self.several:
+            self.devices = [Device(target, o) for o in ordinals]
+            self.device = self.devices[0]
+        else:
+            self.device = make_device(target)
+            if plan_memory:
+                TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
+        self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
         self.input_names, self.output_names = list(inputs), list(outputs)
         self.result_of = dict(zip(outputs, returned))  # model output name -> host value name
         self.input_types = {name_of(a): a.type for a in fn.body.block.args}
@@ -467,11 +549,42 @@ class GraphExecutor:
             raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
                              "end in _<digits>, which xDSL drops")
         self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
-        self.devices = [Device(target, o) for o in ordinals]
-        self.device = self.devices[0]
+        self.host_weights = weights  # copies of weights to the host read these
+        self.last_profile: list[tuple[str, str, float]] = []
+        if self.several:
+            self._set_up_devices(weights)
+            counts = COUNTS - counts0
+            self.load_stats = {"seconds": time.perf_counter() - t0, "lowered": counts["lowered"],
+                               "lowered from cache": counts["lowered hit"]}
+            return
+        self.buffers = self.allocate(fn, weights, plan_memory)
+        units = {u for st in self.steps if st.kind == "gpu" for u in st.segment.units}
+        kernels = self.device.kernels(sorted(units))
+        self.pieces = pieces_of(self.steps, [self.inputs_of[n] for n in inputs], weights)
+        self.graph = graph and self.device.graph_mode != "off"
+        layout = HostLayout(self.shapes, self.dtypes)
+        for piece in self.pieces:
+            if isinstance(piece, Piece):
+                for a in piece.actions:
+                    if a.kind == "launch":
+                        a.kernel = kernels[c_name(a.launch.kernel, "kernel")]
+                piece.runner = self.device.runner(piece.actions, self.buffers, layout, self.graph)
+        modes = {piece.runner.mode for piece in self.pieces if isinstance(piece, Piece)}
+        self.capture = modes.pop() if len(modes) == 1 else ", ".join(sorted(modes))
+        self.last_profile: list[tuple[str, str, float]] = []
+        counts = COUNTS - counts0
+        self.load_stats = {"seconds": time.perf_counter() - t0, "lowered": counts["lowered"],
+                           "lowered from cache": counts["lowered hit"],
+                           "compiled": sum(v for k, v in counts.items() if k.endswith(" compiled")),
+                           "compiled from cache": sum(v for k, v in counts.items()
+                                                      if k.endswith(" hit") and k != "lowered hit")}
+
+    def _set_up_devices(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Buffers (each value its own, on the device that makes or receives it), kernels per
+        device, weights uploaded once to every device that uses them."""
         self.buffers: dict[str, object] = {}
         self.buffer_device: dict[str, int] = {}  # the device each buffer lives on
-        self.host_weights = weights  # copies of weights to the host read these
+        self.pieces, self.graph, self.capture = [], False, f"off ({len(self.devices)} devices)"
 
         def need(name: str, device: int, nbytes: int | None = None) -> None:
             if name not in self.buffers:
@@ -514,8 +627,51 @@ class GraphExecutor:
                 dev.finish()
             finally:
                 dev.deactivate()
-        self.last_profile: list[tuple[str, str, float]] = []
-        self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
+        nbytes = sum(4 * int(np.prod(self.shapes.get(n, (1,)))) for n in self.buffers)
+        self.memory = {"weights": 0, "inputs": 0, "arena": 0, "other intermediates": nbytes,
+                       "intermediates unplanned": nbytes}
+
+    def allocate(self, fn: func.FuncOp, weights: Mapping[str, np.ndarray], plan_memory: bool) -> dict[str, object]:
+        """Device buffers by value name: arguments (weights, inputs) each their own, planned
+        intermediates views into one arena; weights uploaded."""
+        dev = self.device
+        types = {name_of(v): v.type for v in [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]}
+        wanted: dict[str, int] = {name_of(a): value_bytes(a.type) for a in fn.body.block.args
+                                  if a.type.element_type in (f32, i32)}
+        for st in self.steps:
+            if st.kind == "gpu":
+                for b in st.segment.plan.buffers:
+                    wanted.setdefault(b.name, 4 * b.size)
+            elif st.kind == "upload":
+                wanted.setdefault(st.dst, value_bytes(types[st.dst]))
+        offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
+        arena_size = fn.attributes[ARENA].value.data if plan_memory and ARENA in fn.attributes else 0
+        buffers: dict[str, object] = {}
+        self.arena = dev.alloc(arena_size) if arena_size else None
+        args = {name_of(a) for a in fn.body.block.args}
+        own = {"weights": 0, "inputs": 0, "intermediates": 0}
+        for name, size in wanted.items():
+            if name in offsets and self.arena is not None:
+                buffers[name] = dev.view(self.arena, offsets[name], size)
+                continue
+            buffers[name] = dev.alloc(size)
+            kind = "weights" if name in weights else "inputs" if name in args else "intermediates"
+            own[kind] += size
+        for name, w in weights.items():
+            if name in buffers:
+                dev.write(buffers[name], np.ascontiguousarray(w, dtype=self.dtypes[name]))
+        dev.finish()
+        unplanned = sum(size for n, size in wanted.items() if n not in args)
+        self.memory = {"weights": own["weights"], "inputs": own["inputs"], "arena": arena_size,
+                       "other intermediates": own["intermediates"], "intermediates unplanned": unplanned}
+        return buffers
+
+    @property
+    def peak_bytes(self) -> int:
+        """Device memory the session holds (weights, inputs, the arena, other buffers): its peak,
+        since nothing is allocated while it runs."""
+        m = self.memory
+        return m["weights"] + m["inputs"] + m["arena"] + m["other intermediates"]
 
     @property
     def knobs(self) -> list[str]:
@@ -548,58 +704,42 @@ class GraphExecutor:
                 raise GraphError(f"input '{n}' has dtype {a.dtype}, expected float32")
             if a.shape != want:
                 raise GraphError(f"input '{n}' has shape {a.shape}, expected {want}")
-            out[n] = np.ascontiguousarray(a)
+            out[n] = a
         return out
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],
             profile: bool = False) -> list[np.ndarray]:
         """onnxruntime's call shape: the outputs named (all when None), as numpy arrays. With
-        profile=True, `last_profile` gets (layer, kind, ms) for every kernel, host op and copy."""
+        profile=True every action runs alone and `last_profile` gets (layer, kind, ms) for every
+        kernel, host op and copy."""
         names = self.output_names if output_names is None else list(output_names)
         bad = [n for n in names if n not in self.result_of]
         if bad:
             raise GraphError(f"unknown output(s) {', '.join(bad)}; the model's outputs are "
                              f"{', '.join(self.output_names)}")
         feeds = self.check_feeds(feeds)
-        if len(self.devices) > 1:
+        if self.several:
             return self._run_parallel([feeds], names, profile)[0]
-        dev = self.device
-        for n, a in feeds.items():
-            if self.inputs_of[n] in self.buffers:
-                dev.upload(self.buffers[self.inputs_of[n]], a)
-        host: dict[str, np.ndarray] = {}
+        host: dict[str, np.ndarray] = {self.inputs_of[n]: a for n, a in feeds.items()}
         prof: list[tuple[str, str, float]] = []
-        for st in self.steps:
-            t0 = time.perf_counter()
-            if st.kind == "gpu":
-                for stage, ln, kern in zip(st.segment.stages, st.segment.plan.launches, self.kernels[id(st)]):
-                    ms = dev.launch(kern, ln, [self.buffers[a] for a in ln.args], profile)
-                    if profile:
-                        prof.append((stage, "kernel", ms))
+        for piece in self.pieces:
+            if isinstance(piece, Piece):
+                for weight, dst in piece.weight_reads:
+                    host[dst] = self.host_weights[weight]
+                if profile:
+                    prof += piece.runner.profile(host)
+                else:
+                    piece.runner.run(host)
                 continue
-            if st.kind == "download" and st.src in self.host_weights:
-                host[st.dst] = self.host_weights[st.src]
-            elif st.kind == "transfer":
-                raise GraphError("a transfer between devices in a one-device session")
-            elif st.kind == "copy":
-                dev.copy_rects(self.buffers[st.dst], [self.buffers[a] for a in st.args], st.op)
-            elif st.kind == "download":
-                host[st.dst] = dev.download(self.buffers[st.src], self.shapes[st.src], self.dtypes[st.src])
-            elif st.kind == "upload":
-                a = np.ascontiguousarray(host[st.src], dtype=self.dtypes[st.dst])
-                dev.upload(self.buffers[st.dst], a)
-                dev.finish()
-            else:
-                try:
-                    results = run_host(st.op, [host[a] for a in st.args])
-                except Exception as e:  # noqa: BLE001 - a host op's numpy error, named
-                    raise GraphError(f"host op '{st.op.stage_name}' failed: {e}") from None
-                host.update(zip(st.outs, results))
-            if profile:
-                prof.append((st.op.stage_name if st.kind == "host" else f"{st.src}->{st.kind}",
-                             st.kind, (time.perf_counter() - t0) * 1e3))
-        dev.finish()
-        self.last_profile = prof
+            t0 = time.perf_counter()
+            try:
+                results = run_host(piece.op, [host[a] for a in piece.args])
+            except Exception as e:  # noqa: BLE001 - a host op's numpy error, named
+                raise GraphError(f"host op '{piece.op.stage_name}' failed: {e}") from None
+            host.update(zip(piece.outs, results))
+            prof.append((piece.op.stage_name, "host", (time.perf_counter() - t0) * 1e3))
+        if profile:
+            self.last_profile = prof
         return [host[self.result_of[n]] for n in names]
 
     def run_many(self, output_names: Sequence[str] | None, feeds_list: Sequence[Mapping[str, np.ndarray]]
@@ -608,7 +748,7 @@ class GraphExecutor:
         device works on request k, the device before it in a pipeline works on k + 1)."""
         names = self.output_names if output_names is None else list(output_names)
         checked = [self.check_feeds(f) for f in feeds_list]
-        if len(self.devices) == 1:
+        if not self.several:
             return [self.run(names, f) for f in checked]
         return self._run_parallel(checked, names, False)
 
@@ -735,6 +875,13 @@ class GraphExecutor:
         return results
 
 
+    def stats(self) -> dict:
+        """Kernels, launches recorded for replay, device memory and load time, as a dict."""
+        return {"kernels": self.kernel_count, "pieces": sum(isinstance(p, Piece) for p in self.pieces),
+                "capture": self.capture, "peak_bytes": self.peak_bytes, "memory": dict(self.memory),
+                "load": dict(self.load_stats)}
+
+
 class _Aborted(Exception):
     """Another thread of a parallel run failed: this one stops."""
 
@@ -782,14 +929,16 @@ class Session(GraphExecutor):
 
 
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-              config: Mapping[str, int] | None = None, records: str | None = None,
-              devices: int | Sequence[int] | None = None, partition: str = "auto", profile=None,
-              link=None, objective: str = "latency") -> Session:
+              config: Mapping[str, int] | None = None, records: str | None = None, graph: bool = True,
+              plan_memory: bool = True, devices: int | Sequence[int] | None = None, partition: str = "auto",
+              profile=None, link=None, objective: str = "latency") -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
     (a tuning records file, see `tune_model`) gives every anchor with records its best config
-    (`config` wins where both name a knob).
+    (`config` wins where both name a knob). `graph=False` launches every kernel from Python on
+    each run instead of replaying a recorded CUDA graph or command buffer; `plan_memory=False`
+    gives every intermediate value a buffer of its own instead of a place in one arena.
 
     `devices` (a count N for ordinals 0 .. N-1, or a list of ordinals) runs the model on
     several devices of this machine, partitioned by `partition` ("split", "pipeline" or "auto",
@@ -805,7 +954,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     if len(ordinals) > 1:
         planned = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
     sess = Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
-                   devices=ordinals)
+                   graph, plan_memory, devices=ordinals)
     if planned is not None:
         sess.layers, sess.partition_plan, sess.topology = planned
         sess.plan = describe_plan(sess.layers, sess.partition_plan)
@@ -864,13 +1013,13 @@ def measure_launch_ms(dev: Device, launches: int = 50) -> float:
     from sched_dsl.build import lower
     from sched_dsl.tensor import placeholder, relu
 
-    lowered = lower(relu(placeholder("x", (1,)), name="y"), target=dev.target)
-    seg = Segment("probe", lowered.source, lowered.plan, ["y"])
+    probe = lower(relu(placeholder("x", (1,)), name="y"), target=dev.target)
+    seg = Segment("probe", probe.source, probe.plan, ["y"])
     dev.activate()
     try:
         [kern] = dev.kernels(seg)
-        [ln] = lowered.plan.launches
-        bufs = {b.name: dev.alloc(4 * b.size) for b in lowered.plan.buffers}
+        [ln] = probe.plan.launches
+        bufs = {b.name: dev.alloc(4 * b.size) for b in probe.plan.buffers}
         args = [bufs[a] for a in ln.args]
         device_ms = min(dev.launch(kern, ln, args, True) for _ in range(5))
         dev.finish()
@@ -916,23 +1065,45 @@ def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096,
     return Link(gbps=gbps, latency_us=t_small * 1e6, launch_ms=measure_launch_ms(a))
 
 
+def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
+                config: Mapping[str, int] | None = None, records: str | None = None,
+                device: str | None = None) -> int:
+    """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
+    in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
+    `device` is the device's name as tuning records give it (needed with `records`). Returns
+    the number of kernels."""
+    from sched_dsl.graph.onnx_import import import_onnx
+
+    if target not in TARGETS:
+        raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    g = import_onnx(model)
+    fn = prepare(g.module, fuse, host_ops)
+    if records is not None:
+        if device is None:
+            raise GraphError("lower_ahead with records needs the device's name (device=...)")
+        config = {**records_config(fn, target, records, device)[0], **(config or {})}
+    steps, _ = plan_steps(fn, target, config)
+    return sum(len(st.segment.plan.launches) for st in steps if st.kind == "gpu")
+
+
 def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
     """The GPU ops of a prepared model function that get a chosen schedule (conv2d, matmul)."""
     return [op for op in fn.body.block.ops
             if isinstance(op, T.TensorOp) and not is_host(op) and anchor_template(op) is not None]
 
 
-def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str, int], list[str]]:
+def records_config(fn: func.FuncOp, target: str, records: str, device: str | None = None
+                   ) -> tuple[dict[str, int], list[str]]:
     """Knob values from a tuning records file: for every anchor whose workload (the anchor
     alone: operator, attributes, shapes, target, device) has a correct record there, the best
     config, its knobs named `<stage>.<knob>`. Returns (config, the stages it covers). A records
     file that is missing or malformed is a RecordsError; anchors without records keep their
-    default knobs."""
+    default knobs. `device` names the device as the records do (default: the target's)."""
     from sched_dsl.records import RecordsError, best_config, load, workload_of
     from sched_dsl.runtime import device_name
 
-    load(records)  # a missing or malformed file is an error, not "no records"
-    device = device_name(target)
+    loaded = load(records)  # a missing or malformed file is an error, not "no records"
+    device = device or device_name(target)
     config: dict[str, int] = {}
     tuned: list[str] = []
     best: dict[str, dict[str, int] | None] = {}
@@ -941,7 +1112,7 @@ def records_config(fn: func.FuncOp, target: str, records: str) -> tuple[dict[str
         key = workload_of([y], target, device).key
         if key not in best:
             try:
-                best[key] = best_config(records, workload_of([y], target, device), s.knob_candidates())
+                best[key] = best_config(records, workload_of([y], target, device), s.knob_candidates(), loaded)
             except RecordsError:
                 best[key] = None
         if best[key] is not None:

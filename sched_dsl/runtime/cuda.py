@@ -230,3 +230,135 @@ class CudaKernel:
         end.record()
         self._wait(end)
         return start.time_till(end) / repeat
+
+
+# ---- whole models: modules compiled in parallel and cached on disk; CUDA graphs -------------
+
+_SPARE_COMPILERS: list[_CompilerProcess] = []  # one NVRTC process of the last batch, kept for the next
+
+
+def _nvrtc_version() -> str:
+    """The cuda-python release whose NVRTC binding compiles (asked of the package metadata:
+    loading NVRTC here would break NVIDIA's OpenCL in this process, see nvrtc_worker.py)."""
+    from importlib import metadata
+
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return f"nvrtc {dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            pass
+    return "nvrtc ?"
+
+
+def load_modules(sources: list[str]) -> list[object]:
+    """pycuda Modules of `sources` on the default device: cubins from the disk cache where it
+    has them, the others compiled in parallel (NVRTC in several compiler processes, else nvcc)."""
+    import queue
+
+    from sched_dsl.runtime.cache import cached_compile
+
+    drv = _driver()
+    dev = default_device()
+    major, minor = dev.compute_capability()
+    arch = f"sm_{major}{minor}"
+    use_nvrtc = _has_nvrtc()
+    workers = min(os.cpu_count() or 1, 16)
+    compilers: queue.Queue[_CompilerProcess] = queue.Queue()
+    for c in _SPARE_COMPILERS:
+        compilers.put(c)
+
+    def compile_one(source: str):
+        if use_nvrtc:
+            try:
+                proc = compilers.get_nowait()
+            except queue.Empty:
+                proc = _CompilerProcess()
+            try:
+                cubin = proc.compile(source, arch)
+            finally:
+                compilers.put(proc)
+        else:
+            from pycuda.compiler import compile as nvcc_compile
+            try:
+                cubin = nvcc_compile(source, no_extern_c=True, arch=arch, options=["-lineinfo"], cache_dir=False)
+            except drv.CompileError as e:
+                raise compile_error("nvcc", e.stderr or e.msg, source) from None
+        return cubin, cubin
+
+    key = (dev.name(), arch, str(drv.get_driver_version()), _nvrtc_version() if use_nvrtc else "nvcc")
+    cubins = cached_compile("cubin", sources, key, compile_one, lambda b: b, workers)
+    # one compiler process stays for later loads; the others end (each holds an interpreter)
+    procs = list(compilers.queue)
+    _SPARE_COMPILERS[:] = procs[:1]
+    for c in procs[1:]:
+        if c.proc is not None:
+            c.proc.kill()
+            c.proc.wait()
+    modules = []
+    for cubin in cubins:
+        try:
+            modules.append(drv.module_from_buffer(cubin))
+        except drv.Error as e:
+            raise DeviceError(f"a compiled module does not load on {dev.name()}: {e}") from None
+    return modules
+
+
+def _cuda_bindings():
+    """cuda-python's driver API (CUDA graphs): pycuda has no binding of stream capture."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # cuda-python before 12.6
+        except ImportError as e:
+            raise DeviceError(f"cuda-python is not installed ({e}); CUDA graphs need it: "
+                              "pip install 'sched-dsl[cuda]', or load the model with graph=False") from None
+    return driver
+
+
+def has_cuda_graphs() -> bool:
+    for name in ("cuda.bindings.driver", "cuda.cuda"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except ImportError:
+            pass
+    return False
+
+
+class CudaGraph:
+    """Everything `record()` issues on `stream` (pycuda launches and async copies), captured
+    once into a CUDA graph and instantiated; `launch()` replays it on the stream."""
+
+    def __init__(self, stream, record):
+        cu = self.cu = _cuda_bindings()
+        self.stream = cu.CUstream(stream.handle)
+        _cu_check(cu, cu.cuInit(0), "cuInit")
+        _cu_check(cu, cu.cuStreamBeginCapture(self.stream, cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                  "cuStreamBeginCapture")
+        try:
+            record()
+        except BaseException:
+            cu.cuStreamEndCapture(self.stream)
+            raise
+        self.graph = _cu_check(cu, cu.cuStreamEndCapture(self.stream), "cuStreamEndCapture")
+        instantiate = getattr(cu, "cuGraphInstantiateWithFlags", None) or cu.cuGraphInstantiate
+        self.exec = _cu_check(cu, instantiate(self.graph, 0), "cuGraphInstantiate")
+
+    def launch(self) -> None:
+        _cu_check(self.cu, self.cu.cuGraphLaunch(self.exec, self.stream), "cuGraphLaunch")
+
+    def __del__(self):
+        cu = getattr(self, "cu", None)
+        if cu is not None and getattr(self, "exec", None) is not None:
+            cu.cuGraphExecDestroy(self.exec)
+            cu.cuGraphDestroy(self.graph)
+            self.exec = None
+
+
+def _cu_check(cu, result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != cu.CUresult.CUDA_SUCCESS:
+        name = cu.cuGetErrorName(err)[1]
+        raise DeviceError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    return rest[0] if len(rest) == 1 else rest

@@ -145,3 +145,119 @@ class OpenCLKernel:
             self._launch_all()
         return sum(sum(self._launch_all()) for _ in range(repeat)) / repeat
 
+
+
+# ---- whole models: programs compiled in parallel and cached on disk; command buffers ----------
+
+def device_key(d) -> tuple[str, ...]:
+    """What a compiled program depends on besides its source: platform, device, driver."""
+    return (d.platform.name, d.platform.version, d.name, d.version, d.driver_version)
+
+
+def build_programs(sources: list[str]) -> list:
+    """Built programs of `sources` on the default device: binaries from the disk cache where
+    it has them, the others compiled in parallel (threads: the build releases the GIL)."""
+    from sched_dsl.runtime.cache import cached_compile
+
+    cl = _pyopencl()
+    ctx, _ = _context_and_queue()
+    dev = default_device()
+
+    def compile_one(source: str):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", cl.CompilerWarning)
+                prog = cl.Program(ctx, source).build()
+        except cl.RuntimeError as e:
+            raise compile_error("OpenCL", str(e), source) from None
+        (binary,) = prog.get_info(cl.program_info.BINARIES)
+        return bytes(binary), prog
+
+    def load(binary: bytes):
+        try:
+            return cl.Program(ctx, [dev], [binary]).build()
+        except cl.Error:
+            return None  # a binary this driver no longer takes: compiled again
+
+    return cached_compile("cl", sources, device_key(dev), compile_one, load, os.cpu_count() or 1)
+
+
+class CommandBuffer:
+    """A recorded sequence of kernel launches (cl_khr_command_buffer), replayed with one call.
+
+    pyopencl does not wrap the extension, so its entry points are looked up through the ICD
+    loader with ctypes. Each launch waits for the one before it (a sync point), and the
+    kernel's arguments are those set when it is recorded."""
+
+    def __init__(self, queue, launches: list[tuple[object, tuple[int, ...], tuple[int, ...]]]):
+        import ctypes as C
+
+        self.C = C
+        fns = _command_buffer_functions(queue.device.platform.int_ptr)
+        if fns is None:
+            raise DeviceError(f"{queue.device.name} has no cl_khr_command_buffer")
+        self.fns, self.queue = fns, queue
+        self.queues = (C.c_void_p * 1)(queue.int_ptr)
+        err = C.c_int32()
+        self.handle = fns["create"](1, self.queues, None, C.byref(err))
+        _check(err.value, "clCreateCommandBufferKHR")
+        previous = None
+        for kernel, glob, local in launches:
+            n = len(glob)
+            sync = C.c_uint32()
+            wait = (C.c_uint32 * 1)(previous.value) if previous is not None else None
+            _check(fns["ndrange"](self.handle, None, None, kernel.int_ptr, n, None, (C.c_size_t * n)(*glob),
+                                  (C.c_size_t * n)(*local), 0 if wait is None else 1, wait, C.byref(sync), None),
+                   "clCommandNDRangeKernelKHR")
+            previous = sync
+        _check(fns["finalize"](self.handle), "clFinalizeCommandBufferKHR")
+
+    def enqueue(self) -> None:
+        _check(self.fns["enqueue"](1, self.queues, self.handle, 0, None, None), "clEnqueueCommandBufferKHR")
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self.fns["release"](self.handle)
+            self.handle = None
+
+
+def _check(err: int, what: str) -> None:
+    if err != 0:
+        raise DeviceError(f"{what} failed with OpenCL error {err}")
+
+
+def has_command_buffer(d) -> bool:
+    return "cl_khr_command_buffer" in d.extensions.split() and \
+        _command_buffer_functions(d.platform.int_ptr) is not None
+
+
+@lru_cache(maxsize=4)
+def _command_buffer_functions(platform: int) -> dict | None:
+    import ctypes as C
+    import ctypes.util
+
+    name = ctypes.util.find_library("OpenCL") or "libOpenCL.so.1"
+    try:
+        lib = C.CDLL(name)
+    except OSError:
+        return None
+    get = lib.clGetExtensionFunctionAddressForPlatform
+    get.restype, get.argtypes = C.c_void_p, [C.c_void_p, C.c_char_p]
+    vp, i32, u32 = C.c_void_p, C.c_int32, C.c_uint32
+    size_p, u32_p = C.POINTER(C.c_size_t), C.POINTER(C.c_uint32)
+    types = {
+        "create": ("clCreateCommandBufferKHR", vp, u32, C.POINTER(vp), vp, C.POINTER(i32)),
+        "finalize": ("clFinalizeCommandBufferKHR", i32, vp),
+        "release": ("clReleaseCommandBufferKHR", i32, vp),
+        "enqueue": ("clEnqueueCommandBufferKHR", i32, u32, C.POINTER(vp), vp, u32, vp, vp),
+        # command buffer, queue, properties, kernel, work_dim, offset, global, local,
+        # number of sync points waited for, their list, the new sync point, mutable handle
+        "ndrange": ("clCommandNDRangeKernelKHR", i32, vp, vp, vp, vp, u32, vp, size_p, size_p, u32, u32_p, u32_p, vp),
+    }
+    fns = {}
+    for key, (fname, restype, *args) in types.items():
+        addr = get(platform, fname.encode())
+        if not addr:
+            return None
+        fns[key] = C.CFUNCTYPE(restype, *args)(addr)
+    return fns
