@@ -13,16 +13,17 @@ from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.plan_memory import TensoropPlanMemoryPass
+from sched_dsl.lowering.split import TensoropSplitPass
 from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
-# (whole models first run the graph passes tensorop-place, tensorop-fuse and tensorop-plan-memory;
-# see executor.py)
+# (whole models first run the graph passes tensorop-split (several devices), tensorop-place,
+# tensorop-fuse and tensorop-plan-memory; see executor.py)
 DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
-                        TensoropFusePass, TensoropPlanMemoryPass)
+                        TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass)
 }
 
 

@@ -510,6 +510,18 @@ class OpLowering:
 
         self.nest(self.stage, dims(out_shape), [], body)
 
+    def lower_slice(self) -> None:
+        (x,) = self.args
+        shape = T.shape_of(self.op.result)
+        axis, start = self.op.slice_axis(), self.op.start.value.data
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            src = [em.add(v, start) if a == axis and start else v for a, v in enumerate(idx)]
+            em.store(em.load(x, src), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
     def lower_concat(self) -> None:
         shape = T.shape_of(self.op.result)
         axis = self.op.concat_axis()

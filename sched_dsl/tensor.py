@@ -310,6 +310,8 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ReshapeOp(*args, name, t.shape)
     if t.kind == "concat":
         return T.ConcatOp(args, name, a["axis"])
+    if t.kind == "slice":
+        return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -337,6 +339,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
         attrs = dict(axis=op.axis.value.data)
     elif isinstance(op, T.ConcatOp):
         attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, T.SliceOp):
+        attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
@@ -374,6 +378,12 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
 def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
     _tensors(x)
     return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name)
+
+
+def slice_along(x: Tensor, axis: int, start: int, stop: int, name: str | None = None) -> Tensor:
+    """x's elements whose index along `axis` is in [start, stop)."""
+    _tensors(x)
+    return _op("slice", T.slice_shape(x.shape, axis, start, stop), (x,), name, axis=axis, start=start, stop=stop)
 
 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:

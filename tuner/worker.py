@@ -155,8 +155,14 @@ def _time(runner, number: int, repeat: int, warmup: int, min_repeat_ms: float) -
     return min(times)
 
 
-def _run_loop(conn: Connection, target: str, hook_path: str | None) -> None:
-    """Answers ("info", ...) once, then one answer per job."""
+DEVICE_VARIABLES = {"opencl": "SCHED_DSL_OPENCL_DEVICE", "cuda": "SCHED_DSL_CUDA_DEVICE"}
+
+
+def _run_loop(conn: Connection, target: str, hook_path: str | None, device: int | None = None) -> None:
+    """Answers ("info", ...) once, then one answer per job; with `device`, on that device
+    ordinal only."""
+    if device is not None:
+        os.environ[DEVICE_VARIABLES[target]] = str(device)
     try:
         hook = load_hook(hook_path)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it

@@ -1,7 +1,9 @@
 """Runs lowered kernels through pyopencl on any OpenCL device (PoCL on a CPU, NVIDIA...).
 
 The device is the first GPU, else the first device of any kind; `SCHED_DSL_OPENCL_DEVICE`
-picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread").
+picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread"), or by its
+ordinal (digits: the position in `devices()`, every platform's devices in order), which tells
+apart devices of one name (`POCL_DEVICES="pthread pthread"` gives two).
 """
 
 from __future__ import annotations
@@ -28,26 +30,44 @@ def _pyopencl():
     return cl
 
 
-@lru_cache(maxsize=1)
-def default_device():
+def devices() -> list:
+    """(platform, device) of every OpenCL device, every platform's in order (the ordinals)."""
     cl = _pyopencl()
     try:
         platforms = cl.get_platforms()
     except cl.Error as e:
         raise DeviceError(f"no OpenCL platform found ({e}); install an OpenCL driver, e.g. "
                           "Debian's pocl-opencl-icd for the CPU") from None
-    devices = [(p, d) for p in platforms for d in p.get_devices()]
-    if not devices:
+    found = [(p, d) for p in platforms for d in p.get_devices()]
+    if not found:
         raise DeviceError("OpenCL platforms exist but list no device")
+    return found
+
+
+def device_at(ordinal: int):
+    """The OpenCL device of that ordinal (see `devices()`)."""
+    found = devices()
+    if not 0 <= ordinal < len(found):
+        raise DeviceError(f"OpenCL device {ordinal} asked for, but there are {len(found)} device(s): "
+                          + "; ".join(f"{k}: {d.name}" for k, (_, d) in enumerate(found)))
+    return found[ordinal][1]
+
+
+@lru_cache(maxsize=1)
+def default_device():
+    cl = _pyopencl()
+    devices_ = devices()
     wanted = os.environ.get("SCHED_DSL_OPENCL_DEVICE")
+    if wanted and wanted.strip().isdigit():
+        return device_at(int(wanted))
     if wanted:
-        match = [pd for pd in devices if wanted.lower() in f"{pd[0].name} {pd[1].name}".lower()]
+        match = [pd for pd in devices_ if wanted.lower() in f"{pd[0].name} {pd[1].name}".lower()]
         if not match:
-            names = "; ".join(f"{p.name}: {d.name}" for p, d in devices)
+            names = "; ".join(f"{p.name}: {d.name}" for p, d in devices_)
             raise DeviceError(f"SCHED_DSL_OPENCL_DEVICE='{wanted}' matches none of: {names}")
         return match[0][1]
-    gpus = [d for _, d in devices if d.type & cl.device_type.GPU]
-    return gpus[0] if gpus else devices[0][1]
+    gpus = [d for _, d in devices_ if d.type & cl.device_type.GPU]
+    return gpus[0] if gpus else devices_[0][1]
 
 
 def device_limits(d) -> DeviceLimits:
@@ -65,8 +85,12 @@ def _context_and_queue():
 
 @lru_cache(maxsize=64)
 def _program(source: str):
+    return build_program(_context_and_queue()[0], source)
+
+
+def build_program(ctx, source: str):
+    """The OpenCL program of `source`, built for the devices of `ctx`."""
     cl = _pyopencl()
-    ctx, _ = _context_and_queue()
     try:
         with warnings.catch_warnings():
             # NVIDIA's compiler reports informational output on success
