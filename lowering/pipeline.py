@@ -8,23 +8,27 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 
-from sched_dsl.lowering.apply_schedule import ApplySchedulePass
+from sched_dsl.lowering.apply_schedule import ApplySchedulePass, config_text
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
+from sched_dsl.lowering.plan_memory import TensoropPlanMemoryPass
 from sched_dsl.lowering.precision import TensoropPrecisionPass
+from sched_dsl.lowering.split import TensoropSplitPass
 from sched_dsl.lowering.tc_to_loops import TcToLoopsPass
 from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
-# (whole models first run the graph passes tensorop-place and tensorop-fuse; see executor.py);
-# for a device without tensor cores, tc-to-loops then turns the tc ops of tensorized stages
-# into plain loops
+# (whole models first run the graph passes tensorop-precision (reduced precision),
+# tensorop-split (several devices), tensorop-place, tensorop-fuse and tensorop-plan-memory;
+# see executor.py); for a device without tensor cores, tc-to-loops then turns the tc ops of
+# tensorized stages into plain loops
 DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
-                        TensoropFusePass, TcToLoopsPass, TensoropPrecisionPass)
+                        TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass, TcToLoopsPass,
+                        TensoropPrecisionPass)
 }
 
 
@@ -35,7 +39,7 @@ def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] 
     module)` sees the module after each pass (the tuner reads features off the loop IR);
     `stop_after` ends the pipeline after the pass of that name. Without `tensor_cores` the
     tc ops of tensorized stages become plain loops (tc-to-loops)."""
-    text = ",".join(f"{k}={v}" for k, v in (config or {}).items())
+    text = config_text(config or {})
     passes = [TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()]
     if not tensor_cores:
         passes.append(TcToLoopsPass())

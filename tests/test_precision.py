@@ -16,7 +16,7 @@ from gpu_cases import needs_nvcc
 import sched_dsl as sd
 from sched_dsl import testing as sdt
 from sched_dsl.records import workload_of
-from sched_dsl.reference import round_tf32
+from sched_dsl.reference import numpy_dtype, round_tf32
 
 
 def run(out, *arrays, schedule=None):
@@ -35,11 +35,12 @@ EDGES = np.array([1 + 2**-8, 1 + 3 * 2**-9, 1 + 2**-11, 1 + 3 * 2**-12, 3e-6, 6e
 def test_casts_round_to_nearest_even_exactly(src, dst):
     x = sd.placeholder("X", EDGES.shape, src)
     y = sd.cast(x, dst)
-    got = np.asarray(run(y, EDGES), np.float64)
-    want = sd.evaluate(y, {"X": EDGES})
+    values = EDGES.astype(numpy_dtype(src))  # inputs are arrays of their type (runtime dtype policy)
+    got = np.asarray(run(y, values), np.float64)
+    want = sd.evaluate(y, {"X": values})
     np.testing.assert_array_equal(got, want)
     numpy_type = {"bf16": ml_dtypes.bfloat16, "f16": np.float16, "f32": np.float32}[dst]
-    assert run(y, EDGES).dtype == numpy_type
+    assert run(y, values).dtype == numpy_type
 
 
 def test_reference_rounds_as_ml_dtypes():
@@ -57,20 +58,23 @@ def test_sums_accumulate_in_f32(dtype):
     whose reduction loop is outermost (the accumulator then sits in a loop of its own)."""
     x = sd.placeholder("X", (4, 1024), dtype)
     total = sd.reduce(x, "sum", 1)
-    assert list(run(total, np.ones((4, 1024), np.float32))) == [1024.0] * 4
+    one = numpy_dtype(dtype)
+    assert list(run(total, np.ones((4, 1024), one))) == [1024.0] * 4
     a, b = sd.placeholder("A", (2, 1024), dtype), sd.placeholder("B", (1024, 3), dtype)
     c = sd.matmul(a, b)
     s = sd.Schedule(c)
     i, j, k = s.loops("i", "j", "k")
     s.reorder(k, i, j)
-    np.testing.assert_array_equal(run(c, np.ones((2, 1024)), np.ones((1024, 3)), schedule=s), np.full((2, 3), 1024.0))
+    got = run(c, np.ones((2, 1024), one), np.ones((1024, 3), one), schedule=s)
+    np.testing.assert_array_equal(np.asarray(got, np.float64), np.full((2, 3), 1024.0))
 
 
 def test_f32_result_of_bf16_products():
     a, b = sd.placeholder("A", (3, 300), "bf16"), sd.placeholder("B", (300, 2), "bf16")
     c = sd.matmul(a, b, out_dtype="f32")
     rng = np.random.default_rng(1)
-    va, vb = rng.uniform(0.5, 1.5, (3, 300)), rng.uniform(0.5, 1.5, (300, 2))
+    va = rng.uniform(0.5, 1.5, (3, 300)).astype(ml_dtypes.bfloat16)
+    vb = rng.uniform(0.5, 1.5, (300, 2)).astype(ml_dtypes.bfloat16)
     got = run(c, va, vb)
     assert got.dtype == np.float32
     # bf16 inputs, products exact in f32, sums in f32: far closer than one bf16 ulp of the result
@@ -90,7 +94,7 @@ def test_the_derived_tolerance_rejects_a_wrong_result():
     """The tolerance is not vacuous: a bf16 product off by 10% lies outside it."""
     x, scale = sd.placeholder("X", (8,), "bf16"), sd.placeholder("S", (8,), "bf16")
     y = sd.mul(x, scale)
-    ones = np.ones(8, np.float32)
+    ones = np.ones(8, ml_dtypes.bfloat16)
     got = run(y, ones, ones).astype(np.float64)
     want = sd.evaluate(y, {"X": ones, "S": np.full(8, 1.1, np.float32)})
     rtol, atol = sdt.tolerance(y)
@@ -215,3 +219,12 @@ def test_check_each_pass_runs_bf16_ir():
     c = sd.relu(sd.matmul(sd.placeholder("A", (8, 16), "bf16"), sd.placeholder("B", (16, 8), "bf16")))
     results = check_each_pass(sd.Schedule(c).module(), "tensorop-to-loops,apply-schedule,loops-to-gpu")
     assert len(results) == 4 and all(r.ok and r.checked for r in results)
+
+
+def test_reduced_precision_inputs_follow_the_dtype_policy():
+    """An f16/bf16 input takes arrays of its type (or small integers); float32 would round, so
+    it is refused with the fix."""
+    y = sd.relu(sd.placeholder("X", (4,), "bf16"))
+    with pytest.raises(TypeError, match=r"input 'X' has dtype float32, expected bfloat16 .* ml_dtypes\.bfloat16"):
+        run(y, np.ones(4, np.float32))
+    assert run(y, np.arange(4, dtype=np.int8)).tolist() == [0.0, 1.0, 2.0, 3.0]

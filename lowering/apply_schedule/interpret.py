@@ -156,6 +156,10 @@ class Interpreter:
         stage, at = self.get(op.at, op)
         ref = self.tensor(op.tensor.data, op)
         self.no_sequential(stage, op, "cache_read")
+        if ref == stage.output:
+            # a copy of the output read at `at` would take the updates and never write them back
+            raise fail(op, f"stage '{stage.name}' cannot cache_read its own output '{op.tensor.data}'; "
+                       "cache_write keeps the output in a local buffer and writes it back")
         if not stage.reads(ref):
             raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
         if any(c.memref == ref and c.kind != "write" for c in stage.caches):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from io import StringIO
 from typing import IO
 
 from xdsl.context import Context
@@ -59,8 +60,10 @@ class Spelling:
     global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
     shared_array: str  # a block-shared array {name} of {size} elements of {type}, 16-byte aligned for vector loads
     local_array: str  # a thread's own array of a multiple of 4 elements, also aligned
-    thread_id: str  # {d} is 0, 1, 2 / x, y, z
+    thread_id: str  # {d} is 0, 1, 2 / x, y, z; {index} the index type
     block_id: str
+    wide_index: str  # a 64-bit signed integer: the index type of kernels with large sizes
+    wide_literal: str  # the suffix that gives an integer literal that type
     barrier: str
     global_barrier: str  # also orders global memory among the block's threads
     vload: str  # a float{w} read at the aligned address {addr}, in address space {space}
@@ -100,8 +103,9 @@ OPENCL = Spelling(
     global_ptr="__global {type}* restrict {name}",
     shared_array="__local {type} {name}[{size}] __attribute__((aligned(16)));",
     local_array="{type} {name}[{size}] __attribute__((aligned(16)));",
-    thread_id="(int)get_local_id({d})",
-    block_id="(int)get_group_id({d})",
+    thread_id="({index})get_local_id({d})",
+    block_id="({index})get_group_id({d})",
+    wide_index="long", wide_literal="L",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
     global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     # a float4 pointer, not vload4: vload4 promises only float alignment, so NVIDIA's
@@ -143,8 +147,9 @@ CUDA = Spelling(
     global_ptr="{type}* __restrict__ {name}",
     shared_array="__shared__ __align__(16) {type} {name}[{size}];",
     local_array="__align__(16) {type} {name}[{size}];",
-    thread_id="(int)threadIdx.{d}",
-    block_id="(int)blockIdx.{d}",
+    thread_id="({index})threadIdx.{d}",
+    block_id="({index})blockIdx.{d}",
+    wide_index="long long", wide_literal="LL",
     barrier="__syncthreads();",
     global_barrier="__syncthreads();",
     vload="*({space}const float{w}*)({addr})", vstore="*({space}float{w}*)({addr}) = {value};",
@@ -175,14 +180,22 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 
 
+# Index arithmetic is 32-bit (`int`, fast on GPUs) in kernels whose sizes, constants and
+# thread counts all stay below this, else 64-bit. The margin keeps intermediate values (a
+# split's last block overshooting its loop, a window reaching past a padded edge) in range.
+WIDE_INDEX_FROM = 2**30
+
+
 def is_half_type(t: Attribute) -> bool:
     return isinstance(t, (Float16Type, BFloat16Type))
 
 
-def c_type(t: Attribute, sp: Spelling | None = None) -> str:
+def c_type(t: Attribute, index: str = "int", sp: Spelling | None = None) -> str:
     if isinstance(t, (Float16Type, BFloat16Type)) and sp is not None:
         return sp.half_types[isinstance(t, BFloat16Type)]
-    if isinstance(t, IndexType) or (isinstance(t, IntegerType) and t.width.data == 32):
+    if isinstance(t, IndexType):
+        return index
+    if isinstance(t, IntegerType) and t.width.data == 32:
         return "int"
     if isinstance(t, IntegerType) and t.width.data == 1:
         return "bool"
@@ -222,12 +235,27 @@ def float_literal(v: float, sp: Spelling) -> str:
     return f"{float(v)!r}f"
 
 
+def needs_wide_index(fn: gpu.FuncOp, threads: int) -> bool:
+    """Whether index values of kernel `fn`, launched with `threads` threads in all, can reach
+    WIDE_INDEX_FROM: a buffer that large, an index constant that large, or that many threads."""
+    if threads >= WIDE_INDEX_FROM:
+        return True
+    for v in [*fn.body.block.args, *(r for op in fn.walk() for r in op.results)]:
+        if isinstance(v.type, MemRefType) and math.prod(v.type.get_shape()) >= WIDE_INDEX_FROM:
+            return True
+        if isinstance(v.type, IndexType) and isinstance(v.owner, arith.ConstantOp):
+            if abs(v.owner.value.value.data) >= WIDE_INDEX_FROM:
+                return True
+    return False
+
+
 class KernelPrinter:
     def __init__(self, sp: Spelling, out: IO[str]):
         self.sp, self.out = sp, out
         self.names: dict[SSAValue, str] = {}
         self.taken: set[str] = set()
         self.indent = 1
+        self.index_type = "int"  # the C type of index values; kernel() picks it
         self.dynamic: dict[SSAValue, int] = {}  # shared buffers placed in dynamic shared memory
 
     def name(self, v: SSAValue) -> str:
@@ -256,16 +284,22 @@ class KernelPrinter:
             if isinstance(attr, IntegerAttr):
                 if isinstance(attr.type, IntegerType) and attr.type.width.data == 1:
                     return "true" if attr.value.data else "false"
+                if isinstance(attr.type, IndexType) and self.index_type != "int":
+                    return f"{attr.value.data}{self.sp.wide_literal}"
                 return str(attr.value.data)
         return self.name(v)
 
-    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int]) -> None:
+    def c_type(self, t: Attribute) -> str:
+        return c_type(t, self.index_type, self.sp)
+
+    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int], grid: tuple[int, int, int]) -> None:
         sp = self.sp
+        self.index_type = sp.wide_index if needs_wide_index(fn, math.prod(block_size) * math.prod(grid)) else "int"
         params = []
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
                 raise DiagnosticException(f"kernel {fn.sym_name.data}: argument of type {a.type}")
-            params.append(sp.global_ptr.format(type=c_type(a.type.element_type, sp), name=self.name(a)))
+            params.append(sp.global_ptr.format(type=self.c_type(a.type.element_type), name=self.name(a)))
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
@@ -282,7 +316,7 @@ class KernelPrinter:
 
     def assign(self, op: Operation, text: str) -> None:
         r = op.results[0]
-        self.line(f"const {c_type(r.type, self.sp)} {self.name(r)} = {text};")
+        self.line(f"const {self.c_type(r.type)} {self.name(r)} = {text};")
 
     def index(self, ref: SSAValue, indices, offsets: dict[int, str] | None = None) -> str:
         """ref[indices] flattened; `offsets` adds a C expression to some dimensions."""
@@ -310,8 +344,7 @@ class KernelPrinter:
         elif isinstance(op, (arith.MaxSIOp, arith.MinSIOp)):
             self.assign(op, f"{'max' if isinstance(op, arith.MaxSIOp) else 'min'}({e(op.lhs)}, {e(op.rhs)})")
         elif isinstance(op, (arith.MaximumfOp, arith.MinimumfOp)):
-            fn = sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin
-            self.assign(op, f"{fn}({e(op.lhs)}, {e(op.rhs)})")
+            self.assign(op, arith_expr(op, e, sp))
         elif isinstance(op, (arith.CmpiOp, arith.CmpfOp)):
             pred = op.predicate.value.data
             names = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"] if isinstance(
@@ -322,7 +355,7 @@ class KernelPrinter:
         elif isinstance(op, arith.NegfOp):
             self.assign(op, f"-{e(op.operand)}")
         elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp)):
-            self.assign(op, f"({c_type(op.result.type)}){e(op.input)}")
+            self.assign(op, f"({self.c_type(op.result.type)}){e(op.input)}")
         elif isinstance(op, arith.ExtFOp):
             if not isinstance(op.result.type, Float32Type):
                 raise DiagnosticException(f"arith.extf to {op.result.type}: kernels compute in f32")
@@ -358,17 +391,17 @@ class KernelPrinter:
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
             if op.memref in self.dynamic:
-                ctype = c_type(t.element_type, sp)
+                ctype = self.c_type(t.element_type)
                 self.line(f"{ctype}* const {self.name(op.memref)} = ({ctype}*)(v_dynamic_shared + "
                           f"{self.dynamic[op.memref]});")
                 return
             # vector copies need 16-byte alignment; arrays of other sizes never get them
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
-            self.line(decl.format(type=c_type(t.element_type, sp), name=self.name(op.memref), size=size))
+            self.line(decl.format(type=self.c_type(t.element_type), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
-            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BlockIdOp):
-            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BarrierOp):
             fence = op.attributes.get("sched.fence")
             self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
@@ -464,7 +497,7 @@ class KernelPrinter:
         if "sched.unroll" in op.attributes or "sched.vectorize" in op.attributes:
             self.line("#pragma unroll")
         v = self.name(iv)
-        self.line(f"for (int {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
+        self.line(f"for ({self.index_type} {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
         self.nested(op.body.block)
         self.line("}")
 
@@ -473,7 +506,7 @@ class KernelPrinter:
         w, iv = plan.width, op.body.block.args[0]
         self.line(f"{{  // {self.name(iv)}: {w} iterations as one float{w}")
         self.indent += 1
-        self.line(f"const int {self.name(iv)} = {self.expr(op.lb)};")
+        self.line(f"const {self.index_type} {self.name(iv)} = {self.expr(op.lb)};")
         for o in op.body.block.ops:
             if isinstance(o, memref.LoadOp) and o in plan.access:
                 self.assign_vector(o, self.vector_access(o.memref, o.indices, plan.access[o], w), w)
@@ -526,7 +559,7 @@ class KernelPrinter:
 
     def if_op(self, op: scf.IfOp) -> None:
         for r in op.results:
-            self.line(f"{c_type(r.type, self.sp)} {self.name(r)};")
+            self.line(f"{self.c_type(r.type)} {self.name(r)};")
         self.line(f"if ({self.expr(op.cond)}) {{")
         self.branch(op, op.true_region.block)
         if op.false_region.blocks and (len(op.results) or len(op.false_region.block.ops) > 1):
@@ -548,6 +581,22 @@ class KernelPrinter:
         self.indent -= 1
 
 
+def nan_propagating(fn: str, a: SSAValue, b: SSAValue, operand) -> str:
+    """fn(a, b) (fmax or fmin) with MLIR's maximumf/minimumf meaning, numpy's maximum/minimum:
+    NaN when either operand is NaN, where C's fmax/fmin return the other operand. `x != x`
+    holds for NaN alone; constants are never NaN (float_literal refuses it). The same text
+    works on OpenCL vectors, whose `!=`, `||` and `?:` act per component."""
+    x, y = operand(a), operand(b)
+    call = f"{fn}({x}, {y})"
+    maybe_nan = [t for v, t in ((a, x), (b, y)) if not isinstance(v.owner, arith.ConstantOp)]
+    if len(maybe_nan) == 1:
+        (z,) = maybe_nan
+        return f"{z} != {z} ? {z} : {call}"
+    if len(maybe_nan) == 2:
+        return f"{x} != {x} || {y} != {y} ? {x} + {y} : {call}"
+    return call
+
+
 def arith_expr(op: Operation, operand, sp: Spelling) -> str:
     """The C expression of float arithmetic `op` (one of VECTOR_ARITH), its operands written
     by operand(value)."""
@@ -555,7 +604,7 @@ def arith_expr(op: Operation, operand, sp: Spelling) -> str:
     if t in FLOAT_BINARY:
         return f"{operand(op.lhs)} {FLOAT_BINARY[t]} {operand(op.rhs)}"
     if isinstance(op, (arith.MaximumfOp, arith.MinimumfOp)):
-        return f"{sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin}({operand(op.lhs)}, {operand(op.rhs)})"
+        return nan_propagating(sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin, op.lhs, op.rhs, operand)
     if isinstance(op, arith.NegfOp):
         return f"-{operand(op.operand)}"
     if isinstance(op, mathd.ExpOp):
@@ -700,21 +749,45 @@ def vector_plan(loop: scf.ForOp, sp: Spelling) -> VectorPlan | str:
     return plan
 
 
-def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+def kernel_texts(module: ModuleOp, sp: Spelling) -> list[tuple[str, str]]:
+    """(C name, text) of every kernel of the lowered module, in order; each text is complete
+    once wrapped in `sp.prelude` (and its closing brace): see `compile_unit`."""
     kmods = [op for op in module.ops if isinstance(op, gpu.ModuleOp)]
     if not kmods:
         raise DiagnosticException("no gpu.module to print: run the lowering pipeline first "
                                   "(tensorop-to-loops,apply-schedule,loops-to-gpu)")
     plan = host_plan(module)
-    blocks = {ln.kernel: ln.block for ln in plan.launches}
-    out.write(plan.describe() + "\n")
-    if uses_half(module):
-        out.write(sp.half_prelude)
-    out.write(sp.prelude)
+    launches = {ln.kernel: ln for ln in plan.launches}
+    out = []
     for kmod in kmods:
         for fn in kmod.body.block.ops:
             if isinstance(fn, gpu.FuncOp):
-                KernelPrinter(sp, out).kernel(fn, blocks.get(fn.sym_name.data, (1, 1, 1)))
+                text = StringIO()
+                ln = launches.get(fn.sym_name.data)
+                KernelPrinter(sp, text).kernel(fn, ln.block if ln else (1, 1, 1), ln.grid if ln else (1, 1, 1))
+                out.append((c_name(fn.sym_name.data, "kernel"), text.getvalue()))
+    return out
+
+
+def half_prelude(sp: Spelling, text: str) -> str:
+    """The f16/bf16 prelude (headers or conversion functions) when `text` uses them, else ""."""
+    markers = [t for t in sp.half_types if t != "ushort"] + [f.split("(")[0] for f in sp.to_float + sp.from_float]
+    return sp.half_prelude if any(m in text for m in markers) else ""
+
+
+def compile_unit(sp: Spelling, text: str) -> str:
+    """One kernel's text as a program of its own (kernels share nothing but the preludes)."""
+    return half_prelude(sp, text) + sp.prelude + text + ("}\n" if sp.prelude else "")
+
+
+def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+    texts = kernel_texts(module, sp)
+    out.write(host_plan(module).describe() + "\n")
+    if uses_half(module):
+        out.write(sp.half_prelude)
+    out.write(sp.prelude)
+    for _, text in texts:
+        out.write(text)
     if sp.prelude:
         out.write("}\n")
 

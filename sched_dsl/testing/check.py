@@ -31,13 +31,14 @@ from io import StringIO
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import func, gpu
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
 from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl import reference
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import levels_of
 from sched_dsl.lowering.pipeline import parse_pipeline
 from sched_dsl.testing.interp import DEFAULT_BUDGET, BudgetExceeded, Interpreter, InterpError
 from sched_dsl.tensor import Tensor, tensor_of_op
@@ -106,9 +107,10 @@ def host_function(module: ModuleOp) -> func.FuncOp:
 def level_of(module: ModuleOp) -> str:
     """'tensorop', 'loops' or 'gpu': how far the module is lowered."""
     fn = host_function(module)
-    if any(op.name.startswith("tensorop.") for op in fn.walk()):
+    found = levels_of(module)
+    if "operator" in found:
         return "tensorop"
-    if any(isinstance(op, gpu.LaunchFuncOp) for op in fn.walk()):
+    if "gpu" in found:
         return "gpu"
     if all(isinstance(a.type, MemRefType) for a in fn.body.block.args):
         return "loops"
@@ -202,7 +204,7 @@ def run_opencl_text(module: ModuleOp, source: str, inputs: Mapping[str, np.ndarr
 
     plan = host_plan(module)
     kernel = OpenCLKernel(source, plan)
-    outs = kernel.run(*[np.asarray(inputs[b.name], dtype=np.float32) for b in plan.inputs])
+    outs = kernel.run(*[np.asarray(inputs[b.name], dtype=np.float32).astype(b.numpy_dtype) for b in plan.inputs])
     return {b.name: np.asarray(o) for b, o in zip(plan.outputs, outs)}
 
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from sched_dsl import tensor as ops
 from sched_dsl.build import build
-from sched_dsl.reference import evaluate, round_to, tolerance
+from sched_dsl.reference import evaluate, numpy_dtype, tolerance
 from sched_dsl.schedule import Loop, Schedule
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import loop_names
@@ -425,8 +425,8 @@ def _positive_inputs(outs: Sequence[Tensor]) -> set[str]:
 
 
 def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np.ndarray]:
-    """Well-conditioned float32 values for every placeholder of `out` (one output or
-    several), by name: finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
+    """Well-conditioned values for every placeholder of `out` (one output or several), by
+    name, as float32 arrays (float16 / ml_dtypes.bfloat16 for f16 / bf16 placeholders): finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
     max, clip and padding are taken, and in [0.5, 1.5] for placeholders that feed a divisor
     (away from 0) or a sum (matmul, conv2d, reduce sum/mean, average pooling), so that
     reductions do not cancel to a value small against their rounding error. Sorts and
@@ -452,14 +452,14 @@ def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np
         elif t.kind == "placeholder":
             lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
             values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
-    for t in graph:  # values of f16/bf16 inputs are values of that type
+    for t in graph:  # f16/bf16 inputs: arrays of that type (what the kernels take)
         if t.kind == "placeholder" and t.dtype in ("f16", "bf16"):
-            values[t.name] = round_to(values[t.name], t.dtype).astype(np.float32)
+            values[t.name] = values[t.name].astype(numpy_dtype(t.dtype))
     return values
 
 
 def inputs(out: Tensor) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Well-conditioned float32 inputs of `out` by placeholder name, drawn from a random
+    """Well-conditioned inputs of `out` (arrays of their types) by placeholder name, drawn from a random
     seed: no NaN/Inf, divisors away from 0, sums over values of one sign (see random_inputs)."""
     return st.integers(0, 2**32 - 1).map(lambda seed: random_inputs(out, seed))
 
