@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from math import isqrt
 
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
@@ -156,16 +157,38 @@ class LoopOp(SchedOp):
 
 
 KNOB_DERIVATIONS = ("divisors", "pow2")
+MAX_INT = 2**63 - 1  # factors and candidates are i64 in the IR
+
+
+def knob_name_problem(name) -> str | None:
+    """Why `name` cannot name a knob, or None."""
+    if not isinstance(name, str) or not KNOB_NAME.fullmatch(name):
+        return (f"knob name {name!r}: a knob name is a letter or _, then letters, digits and _ . $ - "
+                "(a config names knobs as name=value,...)")
+    return None
+
+
+MAX_DERIVED_EXTENT = 1 << 40  # listing the divisors of a larger extent takes too long
 
 
 def derived_candidates(kind: str, extent: int) -> list[int]:
     """The split factors a knob of this kind may take for a loop of `extent`: its divisors,
     or the powers of two up to it."""
-    if kind == "divisors":
-        return [d for d in range(1, extent + 1) if extent % d == 0]
+    if kind not in KNOB_DERIVATIONS:
+        raise ValueError(f"unknown knob kind '{kind}'; choose from {', '.join(KNOB_DERIVATIONS)}")
+    if extent > MAX_DERIVED_EXTENT:
+        raise ValueError(f"extent {extent} is larger than {MAX_DERIVED_EXTENT}")
     if kind == "pow2":
         return [1 << p for p in range(extent.bit_length()) if 1 << p <= extent]
-    raise ValueError(f"unknown knob kind '{kind}'; choose from {', '.join(KNOB_DERIVATIONS)}")
+    small = [d for d in range(1, isqrt(extent) + 1) if extent % d == 0]
+    return sorted(set(small + [extent // d for d in small]))
+
+
+def is_derived_candidate(kind: str, extent: int, value: int) -> bool:
+    """Whether `value` is one of derived_candidates(kind, extent), without listing them."""
+    if kind == "divisors":
+        return 1 <= value <= extent and extent % value == 0
+    return 1 <= value <= extent and value & (value - 1) == 0
 
 
 @irdl_op_definition
@@ -229,8 +252,7 @@ class KnobOp(SchedOp):
             raise VerifyException(f"sched.knob '{name}': kind '{kind}' is not one of {', '.join(KNOB_DERIVATIONS)}")
         if extent < 1:
             raise VerifyException(f"sched.knob '{name}': extent must be >= 1, got {extent}")
-        allowed = derived_candidates(kind, extent)
-        bad = [v for v in values if v not in allowed]
+        bad = [v for v in values if not is_derived_candidate(kind, extent, v)]
         if bad:
             what = f"divisors of {extent}" if kind == "divisors" else f"powers of two up to {extent}"
             raise VerifyException(f"sched.knob '{name}': {bad} are not {what}")
@@ -404,25 +426,43 @@ class CacheReadOp(SchedOp):
     Options: `layout = array<i64: 1, 0>` orders the buffer's dimensions (buffer dimension d
     holds dimension layout[d] of A; e.g. A's tile stored transposed); `double_buffer` (shared
     only) keeps two buffers, so each thread loads the next iteration's part into registers
-    before the inner loops and stores it after them, one barrier per iteration."""
+    before the inner loops and stores it after them, one barrier per iteration.
+    `stages = N` (shared, N >= 2; or `stages %knob`) keeps N buffers filled by asynchronous copies (cp.async on
+    NVIDIA, plain copies elsewhere): the copies for the next N - 1 iterations are in flight
+    while one iteration computes. `pad = P` adds P elements to each row of a shared buffer
+    (its last dimension), so that the rows of a tile fall in different memory banks."""
 
     name = "sched.cache_read"
     tensor = prop_def(StringAttr)
     scope = prop_def(StringAttr)
     layout = opt_prop_def(DenseArrayBase)
     double_buffer = opt_prop_def(UnitAttr)
+    stages = opt_prop_def(IntegerAttr)
+    pad = opt_prop_def(IntegerAttr)
     at = operand_def(LoopType)
+    stages_knob = opt_operand_def(KnobType)
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$tensor $scope `at` $at attr-dict"
+    assembly_format = "$tensor $scope `at` $at (`stages` $stages_knob^)? attr-dict"
 
     def __init__(self, tensor: str, scope: str, at: SSAValue, layout: Sequence[int] | None = None,
-                 double_buffer: bool = False):
+                 double_buffer: bool = False, stages: int | SSAValue | None = None, pad: int | None = None):
         props: dict = {"tensor": StringAttr(tensor), "scope": StringAttr(scope)}
         if layout is not None:
             props["layout"] = DenseArrayBase.from_list(i64, list(layout))
         if double_buffer:
             props["double_buffer"] = UnitAttr()
-        super().__init__(operands=[at], properties=props)
+        knob = stages if isinstance(stages, SSAValue) else None
+        if stages is not None and knob is None:
+            props["stages"] = IntegerAttr(stages, i64)
+        if pad is not None:
+            props["pad"] = IntegerAttr(pad, i64)
+        super().__init__(operands=[at, knob], properties=props)
+
+    def stage_count(self) -> int | None:
+        return None if self.stages is None else self.stages.value.data
+
+    def padding(self) -> int:
+        return 0 if self.pad is None else self.pad.value.data
 
     def layout_order(self) -> list[int] | None:
         return None if self.layout is None else list(self.layout.get_values())
@@ -436,6 +476,51 @@ class CacheReadOp(SchedOp):
         if self.double_buffer is not None and self.scope.data != "shared":
             raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': double_buffer needs "
                                           "scope 'shared'")
+        stages = self.stage_count()
+        if stages is not None and self.stages_knob is not None:
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': give stages as a number or "
+                                          "a knob, not both")
+        if self.stages_knob is not None and (self.scope.data != "shared" or self.double_buffer is not None):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages need scope 'shared' "
+                                          "and no double_buffer")
+        if stages is not None and (self.scope.data != "shared" or stages < 2 or self.double_buffer is not None):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages = {stages} needs scope "
+                                          "'shared', at least 2 stages and no double_buffer (stages = 2 is one)")
+        if self.padding() < 0 or (self.pad is not None and self.scope.data != "shared"):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': pad = {self.padding()} must be "
+                                          ">= 0, on a shared buffer")
+
+
+# warp-level intrinsics sched.tensorize maps a tile to, and their (M, N, K) tile shapes
+TENSOR_INTRINSICS = {"mma.m16n8k16": (16, 8, 16), "mma.m16n8k8": (16, 8, 8)}
+
+
+@irdl_op_definition
+class TensorizeOp(SchedOp):
+    """`sched.tensorize %ii, %ji, %ki "mma.m16n8k16"`: the innermost (i, j, k) tile of a
+    matmul stage, of the intrinsic's shape (16 x 8 x 16 for f16/bf16 operands, 16 x 8 x 8
+    for f32 at tf32), is computed by one warp-level matrix multiply-accumulate. The 32 lanes
+    of the warp become a loop bound to thread.x; its results are kept in registers."""
+
+    name = "sched.tensorize"
+    i = operand_def(LoopType)
+    j = operand_def(LoopType)
+    k = operand_def(LoopType)
+    intrinsic = prop_def(StringAttr)
+    assembly_format = "$i `,` $j `,` $k $intrinsic attr-dict"
+
+    def __init__(self, i: SSAValue, j: SSAValue, k: SSAValue, intrinsic: str):
+        super().__init__(operands=[i, j, k], properties={"intrinsic": StringAttr(intrinsic)})
+
+    def shape(self) -> tuple[int, int, int]:
+        return TENSOR_INTRINSICS[self.intrinsic.data]
+
+    def verify_(self) -> None:
+        if self.intrinsic.data not in TENSOR_INTRINSICS:
+            raise ScheduleVerifyException(self, f"sched.tensorize: intrinsic '{self.intrinsic.data}' is not one of "
+                                          f"{', '.join(TENSOR_INTRINSICS)}")
+        if len({self.i, self.j, self.k}) != 3:
+            raise ScheduleVerifyException(self, "sched.tensorize: takes three different loops (i, j, k)")
 
 
 @irdl_op_definition
@@ -476,6 +561,6 @@ class ComputeAtOp(SchedOp):
 SchedDialect = Dialect(
     "sched",
     [ScheduleOp, LoopOp, KnobOp, SplitOp, TileOp, FuseOp, ReorderOp, BindOp, UnrollOp, VectorizeOp,
-     CacheReadOp, CacheWriteOp, ComputeAtOp],
+     CacheReadOp, TensorizeOp, CacheWriteOp, ComputeAtOp],
     [LoopType, KnobType],
 )

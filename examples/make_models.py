@@ -2,12 +2,13 @@
 weights (onnx.helper only: nothing is downloaded, no torch needed).
 
     python examples/make_models.py --out models --size 224
-    python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd
+    python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd --batch 4
 
-Each model has one input "input" of shape (1, 3, size, size). The ResNets and MobileNetV2 have
+Each model has one input "input" of shape (batch, 3, size, size), batch 1 unless `--batch`
+says otherwise. ResNet-18, ResNet-50 (bottleneck blocks) and MobileNetV2 have
 BatchNormalization after every conv (the importer folds it) and end in Gemm (transB=1) to
 1000 classes. The detector is a small strided backbone with a box head and a class head on
-two feature maps; its outputs are "boxes" (1, N, 4), "scores" (1, C, N) after Softmax over the
+two feature maps; its outputs are "boxes" (batch, N, 4), "scores" (batch, C, N) after Softmax over the
 classes, the top-k of the best class score ("topk_values", "topk_indices"), and NonMaxSuppression's
 "selected" ([batch, class, box] rows). "tiny" (a stem conv, one residual block and a 10-class
 head; a few kernels) is the README tour's model.
@@ -26,8 +27,9 @@ OPSET = 13
 
 
 class Builder:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, batch: int = 1):
         self.rng = np.random.default_rng(seed)
+        self.batch = batch
         self.nodes, self.inits, self.count = [], [], 0
 
     def name(self, base: str) -> str:
@@ -76,7 +78,7 @@ class Builder:
         return self.node("Gemm", [y, w, b], transB=1)[0]
 
     def model(self, name: str, size: int, outputs: list[tuple[str, str, list | None, int]]) -> onnx.ModelProto:
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [self.batch, 3, size, size])
         outs = []
         for value, out_name, shape, dtype in outputs:
             self.nodes.append(helper.make_node("Identity", [value], [out_name], name=self.name("out")))
@@ -88,8 +90,8 @@ class Builder:
         return m
 
 
-def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
-    b = Builder(seed)
+def resnet18(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 64, 7, 2))
     (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = 64
@@ -102,12 +104,12 @@ def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelP
             (x,) = b.node("Add", [y, skip])
             x = b.relu(x)
             cin = cout
-    return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
-def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
+def resnet50(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     """Bottleneck blocks (1x1, 3x3, 1x1 expanding 4x), the stride on the 3x3 conv as in torchvision."""
-    b = Builder(seed)
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 64, 7, 2))
     (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = 64
@@ -121,14 +123,14 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelP
             (x,) = b.node("Add", [y, skip])
             x = b.relu(x)
             cin = 4 * width
-    return b.model("resnet50", size, [(b.head(x, cin, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("resnet50", size, [(b.head(x, 2048, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
 MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
-def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
-    b = Builder(seed)
+def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu6(b.conv("input", 3, 32, 3, 2))
     cin = 32
     for t, c, n, s in MOBILENET_V2:
@@ -142,11 +144,12 @@ def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.Mo
                 (y,) = b.node("Add", [x, y])
             x, cin = y, c
     x = b.relu6(b.conv(x, cin, 1280, 1))
-    return b.model("mobilenet_v2", size, [(b.head(x, 1280, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("mobilenet_v2", size, [(b.head(x, 1280, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
-def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k: int = 10) -> onnx.ModelProto:
-    b = Builder(seed)
+def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k: int = 10,
+        batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 16, 3, 2))
     x = b.relu(b.conv(x, 16, 32, 3, 2))
     f1 = b.relu(b.conv(x, 32, 32, 3, 2))          # size/8
@@ -155,9 +158,9 @@ def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k
     for f, cin in ((f1, 32), (f2, 64)):
         hw = (size // 8) ** 2 if f is f1 else (size // 16) ** 2
         loc = b.conv(f, cin, 4 * anchors, 3, bias=True, bn=False)
-        (loc,) = b.node("Reshape", [loc, b.const("shape", np.array([1, 4, anchors * hw], np.int64))])
+        (loc,) = b.node("Reshape", [loc, b.const("shape", np.array([batch, 4, anchors * hw], np.int64))])
         conf = b.conv(f, cin, classes * anchors, 3, bias=True, bn=False)
-        (conf,) = b.node("Reshape", [conf, b.const("shape", np.array([1, classes, anchors * hw], np.int64))])
+        (conf,) = b.node("Reshape", [conf, b.const("shape", np.array([batch, classes, anchors * hw], np.int64))])
         boxes.append(loc)
         scores.append(conf)
         n += anchors * hw
@@ -176,19 +179,19 @@ def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k
                                                b.const("iou", np.array([0.5], np.float32)),
                                                b.const("score", np.array([0.05], np.float32))])
     return b.model("ssd", size, [
-        (loc, "boxes", [1, n, 4], TensorProto.FLOAT), (conf, "scores", [1, classes, n], TensorProto.FLOAT),
-        (values, "topk_values", [1, k], TensorProto.FLOAT), (indices, "topk_indices", [1, k], TensorProto.INT64),
+        (loc, "boxes", [batch, n, 4], TensorProto.FLOAT), (conf, "scores", [batch, classes, n], TensorProto.FLOAT),
+        (values, "topk_values", [batch, k], TensorProto.FLOAT), (indices, "topk_indices", [batch, k], TensorProto.INT64),
         (selected, "selected", ["num_selected", 3], TensorProto.INT64)])
 
 
-def tiny(size: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+def tiny(size: int = 32, classes: int = 10, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     """A stem conv, one residual block and a classifier: a whole model that builds in seconds."""
-    b = Builder(seed)
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 16, 3, 2))
     y = b.conv(b.relu(b.conv(x, 16, 16, 3)), 16, 16, 3)
     (x,) = b.node("Add", [y, x])
     x = b.relu(x)
-    return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
 MODELS = {"resnet18": resnet18, "resnet50": resnet50, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny}
@@ -201,7 +204,10 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default="resnet18,mobilenetv2,ssd,tiny",
                     help=f"comma-separated, from {', '.join(MODELS)} (resnet50's weights are 100 MB: not by default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1, help="the input's batch size")
     args = ap.parse_args(argv)
+    if args.batch < 1:
+        ap.error(f"--batch {args.batch} must be >= 1")
     if args.size < 32 or args.size % 32:
         ap.error(f"--size {args.size} must be a positive multiple of 32")
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -211,7 +217,7 @@ def main(argv=None) -> None:
     os.makedirs(args.out, exist_ok=True)
     for m in wanted:
         path = os.path.join(args.out, f"{m}.onnx")
-        onnx.save(MODELS[m](args.size, seed=args.seed), path)
+        onnx.save(MODELS[m](args.size, seed=args.seed, batch=args.batch), path)
         print(f"wrote {path}")
 
 

@@ -27,6 +27,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from sched_dsl.diagnostics import where
 from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import Emitter, const_value
+from sched_dsl.lowering.level import require_loop_level
 
 KERNEL_MODULE = "kernels"
 MAX_GRID = 2**31 - 1  # blocks along one grid dimension (CUDA's limit along x; ids fit an int)
@@ -252,6 +253,7 @@ class LoopsToGpuPass(ModulePass):
     name = "loops-to-gpu"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_loop_level(op, self.name, scheduled=True)
         for lp in op.walk():
             _check_loop(lp)
         kernels, taken = [], set()

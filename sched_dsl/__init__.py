@@ -12,6 +12,7 @@ from sched_dsl.tensor import (
     argsort,
     bias_add,
     binary,
+    cast,
     clip,
     concat,
     conv2d,
@@ -42,8 +43,9 @@ from sched_dsl.tuner import TuneResult, tune
 
 __all__ = [
     "GraphError", "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "Session",
-    "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "clip", "concat",
-    "conv2d", "cumsum", "div", "evaluate", "exp", "load_onnx", "lower", "matmul", "maximum", "minimum", "mul",
+    "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "cast", "clip",
+    "concat", "conv2d", "cumsum", "div", "evaluate", "exp", "load_onnx", "lower", "matmul", "maximum", "minimum",
+    "mul",
     "neg", "nms", "placeholder", "pool2d", "reduce", "relu", "relu6", "reshape", "sigmoid", "softmax", "sub",
     "tanh", "topk", "tune", "unary",
 ]

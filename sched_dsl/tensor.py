@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp
 from xdsl.ir import Block, Region, SSAValue
 
 from sched_dsl.dialects import tensorop as T
@@ -29,7 +29,7 @@ class Tensor:
     inputs: tuple[Tensor, ...] = ()
     attrs: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
-    dtype: str = "f32"  # "f32" or "i32"
+    dtype: str = "f32"  # "f32", "f16", "bf16" or "i32"
 
     def __repr__(self) -> str:
         dt = "" if self.dtype == "f32" else f", dtype={self.dtype}"
@@ -93,45 +93,76 @@ def _op(kind: str, shape, inputs, name, /, dtype: str = "f32", **attrs) -> Tenso
     return Tensor(kind, tuple(shape), tuple(inputs), attrs, name, dtype)
 
 
-def _tensors(*xs: Any, op: str = "this operator") -> None:
-    """Every operand is a Tensor of f32 (the element type every operator computes in)."""
+def _tensors(*xs: Any, op: str = "this operator") -> str:
+    """Every operand is a Tensor of one float element type (f32, f16 or bf16), which is
+    returned: operators convert nothing implicitly (sd.cast does)."""
     for x in xs:
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a sched_dsl Tensor, got {type(x).__name__}")
-        if x.dtype != "f32":
-            raise T.ShapeError(f"{op}: operand {x!r} is {x.dtype}; {op} takes f32 tensors")
+        if x.dtype not in T.FLOAT_DTYPES:
+            raise T.ShapeError(f"{op}: operand {x!r} is {x.dtype}; {op} takes float tensors "
+                               f"({', '.join(T.FLOAT_DTYPES)})")
+    return T.common_float_dtype(op, [x.dtype for x in xs])
 
 
-def matmul(a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b, op="matmul")
-    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name)
+def _product(op: str, a: Tensor, b: Tensor, precision: str | None, out_dtype: str | None
+             ) -> tuple[str, dict[str, str]]:
+    """The result dtype of matmul/conv2d and its attributes: {"compute": "tf32"} for
+    precision="tf32" (f32 tensors multiplied at TF32 precision), else none."""
+    in_dtype = _tensors(a, b, op=op)
+    if precision not in (None, "tf32"):
+        raise ValueError(f"{op}: precision '{precision}' is not supported; use None or 'tf32' "
+                         "(f16/bf16 come from the tensors' own dtypes)")
+    if out_dtype is not None and out_dtype not in T.FLOAT_DTYPES:
+        raise ValueError(f"{op}: out_dtype '{out_dtype}' is not one of {', '.join(T.FLOAT_DTYPES)}")
+    dtype = T.product_result_dtype(op, in_dtype, out_dtype, precision)
+    return dtype, ({"compute": precision} if precision else {})
 
 
-def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, w, op="conv2d")
+def matmul(a: Tensor, b: Tensor, name: str | None = None, precision: str | None = None,
+           out_dtype: str | None = None) -> Tensor:
+    """a @ b, products summed in f32. The result has the inputs' type, or f32 with
+    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision."""
+    dtype, attrs = _product("matmul", a, b, precision, out_dtype)
+    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name, dtype=dtype, **attrs)
+
+
+def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None,
+           precision: str | None = None, out_dtype: str | None = None) -> Tensor:
+    """NCHW convolution; types as matmul's."""
+    dtype, attrs = _product("conv2d", x, w, precision, out_dtype)
     stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
     shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups)
-    return _op("conv2d", shape, (x, w), name, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return _op("conv2d", shape, (x, w), name, dtype=dtype, stride=stride, padding=padding, dilation=dilation,
+               groups=groups, **attrs)
+
+
+def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
+    """x in another float element type (f32, f16, bf16), rounded to nearest even."""
+    _tensors(x, op="cast")
+    if dtype not in T.FLOAT_DTYPES:
+        raise ValueError(f"cast: dtype '{dtype}' is not one of {', '.join(T.FLOAT_DTYPES)}")
+    return _op("cast", x.shape, (x,), name, dtype=dtype)
 
 
 def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None) -> Tensor:
-    _tensors(x, op="pool2d")
+    dtype = _tensors(x, op="pool2d")
     if kind not in T.POOL_KINDS:
         raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
     kernel = _pair(kernel, "kernel")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding = _padding(padding)
-    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding), (x,), name,
+    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding), (x,), name, dtype=dtype,
                kind=kind, kernel=kernel, stride=stride, padding=padding)
 
 
 def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None) -> Tensor:
-    _tensors(x, op="unary")
+    dtype = _tensors(x, op="unary")
     if fn not in T.UNARY_FNS:
         raise ValueError(f"unary fn '{fn}' is not one of {', '.join(T.UNARY_FNS)}")
     if fn == "clip" and (lo is None or hi is None or lo > hi):
         raise ValueError(f"clip needs lo <= hi, got lo={lo}, hi={hi}")
-    return _op("unary", x.shape, (x,), name, fn=fn, lo=lo, hi=hi)
+    return _op("unary", x.shape, (x,), name, dtype=dtype, fn=fn, lo=lo, hi=hi)
 
 
 def relu(x, name=None): return unary("relu", x, name=name)
@@ -144,10 +175,10 @@ def neg(x, name=None): return unary("neg", x, name=name)
 
 
 def binary(fn: str, a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b, op="binary")
+    dtype = _tensors(a, b, op=f"binary '{fn}'")
     if fn not in T.BINARY_FNS:
         raise ValueError(f"binary fn '{fn}' is not one of {', '.join(T.BINARY_FNS)}")
-    return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, fn=fn)
+    return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, dtype=dtype, fn=fn)
 
 
 def add(a, b, name=None): return binary("add", a, b, name)
@@ -159,25 +190,25 @@ def minimum(a, b, name=None): return binary("min", a, b, name)
 
 
 def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, bias, op="bias_add")
+    dtype = _tensors(x, bias, op="bias_add")
     (ax,) = T.normalize_axes([axis], x.ndim, "bias_add")
     if bias.shape != (x.shape[ax],):
         raise T.ShapeError(f"bias shape {bias.shape} should be ({x.shape[ax]},) for axis {axis} of {x.shape}")
-    return _op("bias_add", x.shape, (x, bias), name, axis=axis)
+    return _op("bias_add", x.shape, (x, bias), name, dtype=dtype, axis=axis)
 
 
 def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False, name: str | None = None) -> Tensor:
-    _tensors(x, op="reduce")
+    dtype = _tensors(x, op="reduce")
     if fn not in T.REDUCE_FNS:
         raise ValueError(f"reduce fn '{fn}' is not one of {', '.join(T.REDUCE_FNS)}")
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
-    return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, fn=fn, axes=axes, keepdims=keepdims)
+    return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, dtype=dtype, fn=fn, axes=axes, keepdims=keepdims)
 
 
 def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
-    _tensors(x, op="softmax")
+    dtype = _tensors(x, op="softmax")
     T.normalize_axes([axis], x.ndim, "softmax")
-    return _op("softmax", x.shape, (x,), name, axis=axis)
+    return _op("softmax", x.shape, (x,), name, dtype=dtype, axis=axis)
 
 
 def _integer(v: Any, what: str) -> int:
@@ -192,9 +223,9 @@ def _integer(v: Any, what: str) -> int:
 
 def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:
     """Prefix sum along `axis` with ONNX CumSum's `exclusive` and `reverse`; same shape."""
-    _tensors(x, op="cumsum")
+    dtype = _tensors(x, op="cumsum")
     T.axis_of(x.shape, axis, "cumsum")
-    return _op("scan", x.shape, (x,), name, axis=int(axis), exclusive=bool(exclusive), reverse=bool(reverse))
+    return _op("scan", x.shape, (x,), name, dtype=dtype, axis=int(axis), exclusive=bool(exclusive), reverse=bool(reverse))
 
 
 def argsort(x: Tensor, axis: int = -1, descending: bool = True, name: str | None = None) -> Tensor:
@@ -213,7 +244,8 @@ def topk(x: Tensor, k: int, axis: int = -1, largest: bool = True, name: str | No
     k = _integer(k, "topk: k")
     shape = T.topk_shape(x.shape, k, axis)
     idx = _op("topk", shape, (x,), name, dtype="i32", k=k, axis=int(axis), largest=bool(largest))
-    values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values", axis=int(axis))
+    values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values",
+                 dtype=x.dtype, axis=int(axis))
     return values, idx
 
 
@@ -281,9 +313,12 @@ def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
 def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     a = t.attrs
     if t.kind == "matmul":
-        return T.MatmulOp(*args, name)
+        return T.MatmulOp(*args, name, a.get("compute"), t.dtype)
     if t.kind == "conv2d":
-        return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"])
+        return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"], a.get("compute"),
+                          t.dtype)
+    if t.kind == "cast":
+        return T.CastOp(*args, name, t.dtype)
     if t.kind == "pool2d":
         return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"])
     if t.kind == "unary":
@@ -310,6 +345,8 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ReshapeOp(*args, name, t.shape)
     if t.kind == "concat":
         return T.ConcatOp(args, name, a["axis"])
+    if t.kind == "slice":
+        return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -321,6 +358,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     if isinstance(op, T.Conv2dOp):
         attrs = dict(stride=tuple(op.stride.get_values()), padding=tuple(op.padding.get_values()),
                      dilation=tuple(op.dilation.get_values()), groups=op.groups.value.data)
+    if isinstance(op, T.ProductOp) and op.compute_mode() is not None:
+        attrs["compute"] = op.compute_mode()
     elif isinstance(op, T.Pool2dOp):
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
                      padding=tuple(op.padding.get_values()))
@@ -337,10 +376,12 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
         attrs = dict(axis=op.axis.value.data)
     elif isinstance(op, T.ConcatOp):
         attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, T.SliceOp):
+        attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
-    dtype = "i32" if isinstance(op.result.type.element_type, IntegerType) else "f32"
+    dtype = T.dtype_of(op.result)
     return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 
 
@@ -372,10 +413,17 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
 
 
 def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
-    _tensors(x)
-    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name)
+    dtype = _tensors(x, op="reshape")
+    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name, dtype=dtype)
+
+
+def slice_along(x: Tensor, axis: int, start: int, stop: int, name: str | None = None) -> Tensor:
+    """x's elements whose index along `axis` is in [start, stop)."""
+    dtype = _tensors(x, op="slice")
+    return _op("slice", T.slice_shape(x.shape, axis, start, stop), (x,), name, dtype=dtype, axis=axis, start=start,
+               stop=stop)
 
 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:
-    _tensors(*xs)
-    return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, axis=axis)
+    dtype = _tensors(*xs, op="concat")
+    return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, dtype=dtype, axis=axis)

@@ -1,7 +1,8 @@
 """`sched-tune`: tune a schedule's knobs, and read records files.
 
     sched-tune run SPEC [--arg name=value ...] [--target opencl|cuda] [--trials N] [--records F]
-                   [--strategy xgb|random] [--budget-s S] [--plot curve.png] ...
+                   [--strategy xgb|random] [--budget-s S] [--plot curve.png]
+                   [--workers N | --scheduler ADDRESS] ...
     sched-tune best RECORDS [--workload TEXT]
     sched-tune merge OUT IN [IN ...]      (OUT's own records stay; one per workload and config)
     sched-tune plot RECORDS --out curve.png [--workload TEXT]
@@ -83,13 +84,28 @@ def _run(args) -> None:
         best_txt = f"{result.best_ms:.4g} ms" if result.best_ms is not None else "-"
         bar.set_postfix_str(f"best {best_txt}, errors {errs}, invalid {result.invalid}")
 
+    client = None
+    if args.workers is not None or args.scheduler:
+        from sched_dsl.tuner.distributed import local_cluster
+        if args.workers is not None:
+            client = local_cluster(args.workers, args.target)
+        else:
+            from distributed import Client
+            try:
+                client = Client(args.scheduler, timeout=args.connect_timeout)
+            except (OSError, TimeoutError) as e:
+                raise CliError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
     try:
         result = tune(outputs, schedule, args.target, args.trials, args.records, strategy=args.strategy,
                       batch=args.batch, seed=args.seed, transfer=args.transfer, timeout=args.timeout,
-                      progress=progress, budget_s=args.budget_s)
+                      progress=None if client is not None else progress, budget_s=args.budget_s,
+                      client=client, **({"progress_bars": not args.no_progress} if client is not None else {}))
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            from sched_dsl.tuner.distributed import close_client
+            close_client(client)
     print(json.dumps({"workload": result.workload, "best_config": result.best_config, "best_ms": result.best_ms,
                       "trials": result.trials, "invalid": result.invalid, "errors": dict(result.errors),
                       "resumed": result.resumed, "out_of_time": result.out_of_time}))
@@ -112,11 +128,15 @@ def _best(args) -> None:
     records = load(args.records)
     if not records:
         raise CliError(f"records file '{args.records}' holds no records")
-    chosen = best(_workload_filter(records, args.workload))
+    # configs of different schedules (other knobs) of one workload never compete
+    by_schedule: dict[tuple, list] = {}
+    for r in _workload_filter(records, args.workload):
+        by_schedule.setdefault((r.workload, tuple(sorted(r.config))), []).append(r)
+    chosen = [r for group in by_schedule.values() for r in best(group).values()]
     if not chosen:
         raise CliError(f"records file '{args.records}' holds no correct measurement")
-    for key, r in sorted(chosen.items()):
-        print(json.dumps({"workload": key, "config": r.config, "cost_ms": r.cost_ms}))
+    for r in sorted(chosen, key=lambda r: (r.workload, sorted(r.config))):
+        print(json.dumps({"workload": r.workload, "config": r.config, "cost_ms": r.cost_ms}))
 
 
 def _merge(args) -> None:
@@ -163,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--transfer", action="append", default=[], help="records of other shapes to seed the model")
     r.add_argument("--plot", help="write a PNG of best-so-far against trials")
     r.add_argument("--no-progress", action="store_true")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="measure on a local Dask cluster of N workers, worker k on device k")
+    where.add_argument("--scheduler", help="measure on the workers of the Dask scheduler at ADDRESS (tcp://host:port)")
+    r.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for --scheduler")
     b = sub.add_parser("best", help="the best correct record per workload, as JSON lines")
     b.add_argument("records")
     b.add_argument("--workload", help="only workloads whose key contains this text")
@@ -177,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "run" and args.trials < 1:
         p.error("--trials must be >= 1")
+    if args.cmd == "run" and args.workers is not None and args.workers < 1:
+        p.error("--workers must be >= 1")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")

@@ -75,7 +75,8 @@ class WorkerProcess:
         try:
             # PYTHONSAFEPATH: the working directory does not go first on the path, so a folder
             # named sched_dsl there (another checkout) is not taken for the package
-            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno())],
+            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno()),
+                                          str(os.getpid())],
                                          pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=self.log,
                                          env=dict(os.environ, PYTHONSAFEPATH="1"))
         except OSError as e:
@@ -204,7 +205,7 @@ class Measurer:
     def __init__(self, outputs, schedule, target: str = "opencl", *, timeout: float = 10.0,
                  build_timeout: float = 120.0, workers: int | None = None, number: int = 1, repeat: int = 3,
                  warmup: int = 1, min_repeat_ms: float = 0.0, tol: float = 1e-3, hook: str | None = None,
-                 max_local_bytes: int | None = 1024, seed: int = 0):
+                 max_local_bytes: int | None = 1024, seed: int = 0, device: int | None = None):
         from sched_dsl.build import TARGETS
         from sched_dsl.tensor import Tensor
 
@@ -218,6 +219,7 @@ class Measurer:
         self.workers = workers or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.timing = dict(number=number, repeat=repeat, warmup=warmup, min_repeat_ms=min_repeat_ms)
         self.tol, self.hook, self.max_local_bytes, self.seed = tol, hook, max_local_bytes, seed
+        self.device = device  # the device ordinal to measure on (None: the target's default device)
         self.info: dict | None = None
         self._proc = self._conn = self._pool = None
         self._data = None
@@ -236,7 +238,7 @@ class Measurer:
         return BuildPool(self.workers, args, max(self.timeout, 60.0))
 
     def _start_worker(self) -> None:
-        self._proc = WorkerProcess("run", (self.target, self.hook), f"{self.target} measuring process")
+        self._proc = WorkerProcess("run", (self.target, self.hook, self.device), f"{self.target} measuring process")
         kind, payload = self._proc.first_answer(max(self.timeout, 60.0))
         if kind == "fatal":
             self._kill_worker()
@@ -246,15 +248,20 @@ class Measurer:
         self._send_data()
 
     def _send_data(self) -> None:
+        from sched_dsl.reference import numpy_dtype, tolerance
+
         if self._data is None:
             from sched_dsl.reference import evaluate
             from sched_dsl.tensor import topological
             rng = np.random.default_rng(self.seed)
             placeholders = [t for t in topological(list(self.outputs)) if t.kind == "placeholder"]
-            inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in placeholders}
+            inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32).astype(numpy_dtype(t.dtype))
+                      for t in placeholders}
             want = evaluate(list(self.outputs), inputs)
             self._data = ([inputs[t.name] for t in placeholders], want)
-        self._conn.send(("data", self._data[0], self._data[1], self.tol))
+        # f16/bf16/tf32 outputs are right within their types' tolerance
+        tol = max(self.tol, tolerance(list(self.outputs))[0])
+        self._conn.send(("data", self._data[0], self._data[1], tol))
         if not self._conn.poll(max(self.timeout, 60.0)):
             raise DeviceError("the measuring process did not take the inputs in time")
         self._conn.recv()
@@ -332,6 +339,10 @@ class Measurer:
         if kind == "runtime_error" and self.target == "cuda":
             self._restart_worker()  # a failed launch can leave the CUDA context unusable
         return Measured(None, kind, str(payload))
+
+    def measure(self, configs: list[dict[str, int]]) -> list[tuple[Built, Measured]]:
+        """Builds `configs` and runs each built one, in order."""
+        return [(b, self.run(b)) for b in self.build(configs)]
 
     def _restart_worker(self) -> None:
         self._kill_worker()

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -152,8 +155,14 @@ def _time(runner, number: int, repeat: int, warmup: int, min_repeat_ms: float) -
     return min(times)
 
 
-def _run_loop(conn: Connection, target: str, hook_path: str | None) -> None:
-    """Answers ("info", ...) once, then one answer per job."""
+DEVICE_VARIABLES = {"opencl": "SCHED_DSL_OPENCL_DEVICE", "cuda": "SCHED_DSL_CUDA_DEVICE"}
+
+
+def _run_loop(conn: Connection, target: str, hook_path: str | None, device: int | None = None) -> None:
+    """Answers ("info", ...) once, then one answer per job; with `device`, on that device
+    ordinal only."""
+    if device is not None:
+        os.environ[DEVICE_VARIABLES[target]] = str(device)
     try:
         hook = load_hook(hook_path)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
@@ -205,8 +214,27 @@ def _run_loop(conn: Connection, target: str, hook_path: str | None) -> None:
             conn.send(("runtime_error", f"{type(e).__name__}: {e}{where}"))
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Ends this process, quietly, when the tuner that started it is gone (killed), also in
+    the middle of a long build or run."""
+    try:  # Linux: the kernel kills this process when its parent dies
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(0.2)
+            os._exit(0)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # it died before that was set up
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) > 1:
+        exit_with_parent(int(argv[1]))
     conn = Connection(int(argv[0]))
     try:
         role, path, args = conn.recv()
@@ -214,10 +242,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     sys.path[:] = path  # the parent's, as multiprocessing's spawn would set it: hooks import from there
     os.environ.pop("PYTHONSAFEPATH", None)  # set for this process only (see measure.py)
-    if role == "run":
-        _run_loop(conn, *args)
-    else:
-        _build_loop(conn, args)
+    try:
+        if role == "run":
+            _run_loop(conn, *args)
+        else:
+            _build_loop(conn, args)
+    except (OSError, EOFError):  # the connection to the tuner broke: no one to answer
+        return
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 
 from sched_dsl.lowering.host_plan import Launch
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, compile_unit
-from sched_dsl.runtime.common import DeviceError
+from sched_dsl.runtime.common import DeviceError, watchdog
 
 
 @dataclass
@@ -66,6 +66,11 @@ class OpenCLDevice:
         self.alignment = max(256, self.dev.mem_base_addr_align // 8)
         self.graph_mode = "command buffer" if has_command_buffer(self.dev) else "preset arguments"
 
+    @property
+    def limits(self):
+        from sched_dsl.runtime.opencl import device_limits
+        return device_limits(self.dev)
+
     def alloc(self, nbytes: int):
         return self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, size=max(nbytes, 4))
 
@@ -76,7 +81,8 @@ class OpenCLDevice:
         self.cl.enqueue_copy(self.queue, buf, a)
 
     def finish(self) -> None:
-        self.queue.finish()
+        with watchdog(f"kernels on {self.name}"):
+            self.queue.finish()
 
     def kernels(self, units: list[tuple[str, str]]) -> dict[str, object]:
         """Kernel objects by C name, one per launch name in `units` ((name, kernel text))."""
@@ -144,7 +150,8 @@ class OpenCLRunner:
                 kern(queue, glob, local, *args)
             else:
                 cl.enqueue_nd_range_kernel(queue, item[0], item[1], item[2])
-        queue.finish()
+        with watchdog(f"kernels on {self.device.name}"):
+            queue.finish()
         for a in self.actions:
             if a.kind == "download":
                 host[a.host] = self.stage[a.buffer].copy()
@@ -159,8 +166,9 @@ class OpenCLRunner:
             t0 = time.perf_counter()
             if a.kind == "launch":
                 kern, glob, local, args = next(calls)
-                ev = kern(queue, glob, local, *args)
-                ev.wait()
+                with watchdog(f"kernel {a.layer} on {self.device.name}"):
+                    ev = kern(queue, glob, local, *args)
+                    ev.wait()
                 out.append((a.layer, "kernel", (ev.profile.end - ev.profile.start) * 1e-6))
                 continue
             if a.kind == "upload":
@@ -169,7 +177,8 @@ class OpenCLRunner:
             else:
                 cl.enqueue_copy(queue, self.stage[a.buffer], self.buffers[a.buffer])
                 host[a.host] = self.stage[a.buffer].copy()
-            queue.finish()
+            with watchdog(f"a copy on {self.device.name}"):
+                queue.finish()
             out.append((f"{a.buffer}->{a.kind}", a.kind, (time.perf_counter() - t0) * 1e3))
         return out
 
@@ -187,6 +196,11 @@ class CudaDevice:
         self.graph_mode = "cuda graph" if has_cuda_graphs() else "off"
         self.allocations: list = []
 
+    @property
+    def limits(self):
+        from sched_dsl.runtime.cuda import device_limits
+        return device_limits(self.dev)
+
     def alloc(self, nbytes: int):
         return self.drv.mem_alloc(max(nbytes, 4))
 
@@ -201,7 +215,8 @@ class CudaDevice:
 
     def wait(self, sync) -> None:
         try:
-            sync()
+            with watchdog(f"kernels on {self.name}"):
+                sync()
         except self.drv.Error as e:
             raise DeviceError(f"a kernel or copy failed on {self.name}: {e}") from None
 
@@ -232,6 +247,8 @@ class CudaRunner:
                                       f"{most} that {device.name} can run with its "
                                       f"{a.kernel.get_attribute(fa.NUM_REGS)} registers per thread")
                 a.kernel.prepare("P" * len(a.launch.args))
+                if a.launch.dynamic_shared:
+                    a.kernel.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, a.launch.dynamic_shared)
         self.mode = device.graph_mode if graph else "off"
         self.graph = None
         if self.mode == "cuda graph":
@@ -250,7 +267,8 @@ class CudaRunner:
             drv.memcpy_dtoh_async(self.stage[a.buffer], self.ptrs[a.buffer], stream)
         else:
             ln = a.launch
-            a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args])
+            a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args],
+                                         shared_size=ln.dynamic_shared)
 
     def issue(self) -> None:
         for a in self.actions:

@@ -121,6 +121,20 @@ def ident(text: str) -> str:
     return s if s[0].isalpha() else "v" + s
 
 
+def node_label(node) -> str:
+    name = node.name or next((o for o in node.output if o), "")
+    return f"{node.op_type} node '{name}'"
+
+
+def initializer_array(tensor) -> np.ndarray:
+    import onnx
+
+    try:
+        return onnx.numpy_helper.to_array(tensor)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValueError, TypeError, struct errors...
+        raise OnnxImportError(f"initializer '{tensor.name}' cannot be read: {e}") from None
+
+
 class Importer:
     def __init__(self, model):
         import onnx
@@ -128,9 +142,7 @@ class Importer:
         self.onnx = onnx
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.consts: dict[str, np.ndarray] = {
-            i.name: onnx.numpy_helper.to_array(i) for i in self.graph.initializer
-        }
+        self.consts: dict[str, np.ndarray] = {i.name: initializer_array(i) for i in self.graph.initializer}
         self.values: dict[str, SSAValue] = {}
         self.weight_args: dict[str, SSAValue] = {}  # const name -> func argument
         self.weights: dict[str, np.ndarray] = {}
@@ -210,10 +222,10 @@ class Importer:
                     self.consts[node.output[0]] = constant_value(node)
                     continue
                 self.node(node)
-            except Unsupported as e:
-                self.errors.append(f"{node.op_type} node '{node.name or node.output[0]}': {e}")
-            except T.ShapeError as e:
-                self.errors.append(f"{node.op_type} node '{node.name or node.output[0]}': {e}")
+            except (Unsupported, T.ShapeError) as e:
+                self.errors.append(f"{node_label(node)}: {e}")
+            except (IndexError, KeyError, TypeError, ValueError) as e:  # a malformed node: inputs or attributes missing
+                self.errors.append(f"{node_label(node)}: malformed ({type(e).__name__}: {e})")
         outs = []
         for o in self.graph.output:
             if o.name not in self.values:
@@ -494,9 +506,17 @@ def flatten(imp: Importer, node) -> None:
 
 
 def reshape(imp: Importer, node) -> None:
-    target = imp.const(node.input[1])
-    if target is None:
-        raise Unsupported("the shape must be a constant")
+    if imp.opset < 5:  # the shape was an attribute before opset 5
+        target = attr(node, "shape")
+        if target is None:
+            raise Unsupported("needs a shape attribute (before opset 5)")
+        target = np.asarray(target, dtype=np.int64)
+    else:
+        if len(node.input) < 2 or not node.input[1]:
+            raise Unsupported("needs a shape input")
+        target = imp.const(node.input[1])
+        if target is None:
+            raise Unsupported("the shape must be a constant")
     shape = T.shape_of(imp.value(node.input[0]))
     out = [shape[k] if d == 0 and not attr(node, "allowzero", 0) else int(d) for k, d in enumerate(target.reshape(-1))]
     if out.count(-1) == 1:

@@ -1,7 +1,9 @@
 """Runs lowered kernels through pyopencl on any OpenCL device (PoCL on a CPU, NVIDIA...).
 
 The device is the first GPU, else the first device of any kind; `SCHED_DSL_OPENCL_DEVICE`
-picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread").
+picks another by a piece of its platform or device name (e.g. "NVIDIA", "pthread"), or by its
+ordinal (digits: the position in `devices()`, every platform's devices in order), which tells
+apart devices of one name (`POCL_DEVICES="pthread pthread"` gives two).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from functools import lru_cache
 import numpy as np
 
 from sched_dsl.lowering.host_plan import HostPlan, c_name
-from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error
+from sched_dsl.runtime.common import (DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error,
+                                      watchdog)
 
-__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
+__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits", "has_tensor_cores"]
 
 
 def _pyopencl():
@@ -27,31 +30,65 @@ def _pyopencl():
     return cl
 
 
-@lru_cache(maxsize=1)
-def default_device():
+def devices() -> list:
+    """(platform, device) of every OpenCL device, every platform's in order (the ordinals)."""
     cl = _pyopencl()
     try:
         platforms = cl.get_platforms()
     except cl.Error as e:
         raise DeviceError(f"no OpenCL platform found ({e}); install an OpenCL driver, e.g. "
                           "Debian's pocl-opencl-icd for the CPU") from None
-    devices = [(p, d) for p in platforms for d in p.get_devices()]
-    if not devices:
+    found = [(p, d) for p in platforms for d in p.get_devices()]
+    if not found:
         raise DeviceError("OpenCL platforms exist but list no device")
+    return found
+
+
+def device_at(ordinal: int):
+    """The OpenCL device of that ordinal (see `devices()`)."""
+    found = devices()
+    if not 0 <= ordinal < len(found):
+        raise DeviceError(f"OpenCL device {ordinal} asked for, but there are {len(found)} device(s): "
+                          + "; ".join(f"{k}: {d.name}" for k, (_, d) in enumerate(found)))
+    return found[ordinal][1]
+
+
+@lru_cache(maxsize=1)
+def default_device():
+    cl = _pyopencl()
+    devices_ = devices()
     wanted = os.environ.get("SCHED_DSL_OPENCL_DEVICE")
+    if wanted and wanted.strip().isdigit():
+        return device_at(int(wanted))
     if wanted:
-        match = [pd for pd in devices if wanted.lower() in f"{pd[0].name} {pd[1].name}".lower()]
+        match = [pd for pd in devices_ if wanted.lower() in f"{pd[0].name} {pd[1].name}".lower()]
         if not match:
-            names = "; ".join(f"{p.name}: {d.name}" for p, d in devices)
+            names = "; ".join(f"{p.name}: {d.name}" for p, d in devices_)
             raise DeviceError(f"SCHED_DSL_OPENCL_DEVICE='{wanted}' matches none of: {names}")
         return match[0][1]
-    gpus = [d for _, d in devices if d.type & cl.device_type.GPU]
-    return gpus[0] if gpus else devices[0][1]
+    gpus = [d for _, d in devices_ if d.type & cl.device_type.GPU]
+    return gpus[0] if gpus else devices_[0][1]
+
+
+def has_tensor_cores(d=None) -> bool:
+    """Whether the OpenCL device is an NVIDIA GPU of compute capability 8.0 or later, whose
+    compiler takes the tensor-core instructions (mma.sync, ldmatrix, cp.async) as inline PTX.
+    `SCHED_DSL_TENSOR_CORES=0` turns them off (plain loops; to compare)."""
+    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
+        return False
+    d = default_device() if d is None else d
+    if "nvidia" not in d.platform.name.lower():
+        return False
+    try:
+        return d.compute_capability_major_nv >= 8
+    except Exception:  # noqa: BLE001 - a driver without the cl_nv_device_attribute_query extension
+        return False
 
 
 def device_limits(d) -> DeviceLimits:
     sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
-    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size)
+    return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size,
+                        max_buffer_bytes=d.max_mem_alloc_size, memory_bytes=d.global_mem_size)
 
 
 @lru_cache(maxsize=1)
@@ -63,13 +100,18 @@ def _context_and_queue():
 
 @lru_cache(maxsize=64)
 def _program(source: str):
+    return build_program(_context_and_queue()[0], source)
+
+
+def build_program(ctx, source: str):
+    """The OpenCL program of `source`, built for the devices of `ctx`."""
     cl = _pyopencl()
-    ctx, _ = _context_and_queue()
     try:
         with warnings.catch_warnings():
             # NVIDIA's compiler reports informational output on success
             warnings.simplefilter("ignore", cl.CompilerWarning)
-            return cl.Program(ctx, source).build()
+            with watchdog(f"building {source.count('__kernel ')} OpenCL kernel(s)"):
+                return cl.Program(ctx, source).build()
     except cl.RuntimeError as e:
         raise compile_error("OpenCL", str(e), source) from None
 
@@ -86,7 +128,7 @@ class OpenCLKernel:
         self.ctx, self.queue = _context_and_queue()
         self.kernels = [cl.Kernel(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
         mf = cl.mem_flags
-        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=4 * b.size) for b in plan.buffers}
+        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=max(b.nbytes, 4)) for b in plan.buffers}
         self.last_times_ms: list[float] = []
         # one call at a time: calls share the buffers and the kernels' arguments
         self.lock = threading.Lock()
@@ -115,8 +157,9 @@ class OpenCLKernel:
         times = []
         for ln, kern in zip(self.plan.launches, self.kernels):
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
-            ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
-            ev.wait()
+            with watchdog(f"kernel {ln.kernel} on {self.device.name}"):
+                ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
+                ev.wait()
             times.append((ev.profile.end - ev.profile.start) * 1e-6)
         return times
 
@@ -150,7 +193,8 @@ def build_programs(sources: list[str]) -> list:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", cl.CompilerWarning)
-                prog = cl.Program(ctx, source).build()
+                with watchdog(f"building {source.count('__kernel ')} OpenCL kernel(s)"):
+                    prog = cl.Program(ctx, source).build()
         except cl.RuntimeError as e:
             raise compile_error("OpenCL", str(e), source) from None
         (binary,) = prog.get_info(cl.program_info.BINARIES)
