@@ -53,6 +53,7 @@ class Spelling:
     tanh: str
     inf: str
     dims: tuple[str, str, str]
+    math_suffix: str = ""  # CUDA's float versions of the C math functions end in f (logf, ...)
 
 
 OPENCL = Spelling(
@@ -89,6 +90,7 @@ CUDA = Spelling(
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
+    math_suffix="f",
 )
 
 CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
@@ -98,6 +100,9 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||"}
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
+# math ops printed as C math functions (CUDA adds Spelling.math_suffix)
+MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", mathd.FloorOp: "floor",
+              mathd.CeilOp: "ceil", mathd.ErfOp: "erf", mathd.PowFOp: "pow"}
 
 
 def c_type(t: Attribute) -> str:
@@ -209,7 +214,9 @@ class KernelPrinter:
             self.assign(op, f"{e(op.cond)} ? {e(op.lhs)} : {e(op.rhs)}")
         elif isinstance(op, arith.NegfOp):
             self.assign(op, f"-{e(op.operand)}")
-        elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp)):
+        elif t in MATH_CALLS:
+            self.assign(op, f"{MATH_CALLS[t]}{sp.math_suffix}({', '.join(e(v) for v in op.operands)})")
+        elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp, arith.FPToSIOp)):
             self.assign(op, f"({c_type(op.result.type)}){e(op.input)}")
         elif isinstance(op, mathd.ExpOp):
             self.assign(op, f"{sp.exp}({e(op.operand)})")

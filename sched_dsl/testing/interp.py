@@ -140,6 +140,12 @@ SIMPLE = {
     "math.tanh": lambda op, a: F32(np.tanh(a)),
     "math.sqrt": lambda op, a: F32(np.sqrt(a)),
     "math.absf": lambda op, a: F32(abs(a)),
+    "math.log": lambda op, a: F32(np.log(a)),
+    "math.floor": lambda op, a: F32(np.floor(a)),
+    "math.ceil": lambda op, a: F32(np.ceil(a)),
+    "math.erf": lambda op, a: F32(math.erf(a)),
+    "math.powf": lambda op, a, b: F32(np.power(a, b)),
+    "arith.fptosi": lambda op, a: int(a),
 }
 
 
