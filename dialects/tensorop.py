@@ -745,7 +745,8 @@ def _prod(xs: Sequence[int]) -> int:
 
 @irdl_op_definition
 class ReshapeOp(TensorOp):
-    """The same elements (row-major order) in another shape. Loops d0, d1, ... over the output."""
+    """The same elements (row-major order) in another shape, f32 or i32. Loops d0, d1, ...
+    over the output."""
 
     name = "tensorop.reshape"
     input = operand_def(TensorType)
@@ -753,7 +754,13 @@ class ReshapeOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, shape: Sequence[int]):
         out = reshape_shape(shape_of(x), shape)
-        super().__init__(operands=[x], result_types=[tensor_type(out)], properties=_props(name))
+        super().__init__(operands=[x], result_types=[tensor_type(out, dtype_of(x))], properties=_props(name))
+
+    def operand_dtypes(self) -> tuple[str, ...]:
+        return (dtype_of(self.input),)
+
+    def result_dtype(self) -> str:
+        return dtype_of(self.input)
 
     def expected_shape(self):
         return reshape_shape(shape_of(self.input), shape_of(self.result))

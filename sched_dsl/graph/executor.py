@@ -293,7 +293,8 @@ class GraphExecutor:
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], inputs: Sequence[str],
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
-                 input_args: Sequence[str] | None = None, records: str | None = None):
+                 input_args: Sequence[str] | None = None, records: str | None = None,
+                 boundary: Mapping[str, Mapping] | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         self.target, self.fuse = target, fuse
@@ -315,6 +316,13 @@ class GraphExecutor:
             raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
                              "end in _<digits>, which xDSL drops")
         self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
+        # the model's own shapes and dtypes at its boundary where they differ from the function's
+        # (a scalar is one element inside; float64 computes as f32, int64 indices as i32)
+        boundary = boundary or {}
+        self.feed_shapes = dict(boundary.get("input_shapes", {}))
+        self.feed_dtypes = {n: np.dtype(d) for n, d in boundary.get("input_dtypes", {}).items()}
+        self.result_shapes = dict(boundary.get("output_shapes", {}))
+        self.result_dtypes = {n: np.dtype(d) for n, d in boundary.get("output_dtypes", {}).items()}
         self.device = Device(target)
         self.buffers: dict[str, object] = {}
         self.host_weights = dict(weights)  # copies of weights to the host read these
@@ -361,12 +369,17 @@ class GraphExecutor:
         out = {}
         for n in self.input_names:
             a = np.asarray(feeds[n])
-            want = tuple(self.input_types[self.inputs_of[n]].get_shape())
-            if a.dtype != np.float32:
-                raise GraphError(f"input '{n}' has dtype {a.dtype}, expected float32")
+            arg = self.input_types[self.inputs_of[n]]
+            inside = tuple(arg.get_shape())
+            want = self.feed_shapes.get(n, inside)
+            want_dtype = self.feed_dtypes.get(n, np.dtype(_np_dtype(arg)))
+            if a.dtype != want_dtype:
+                raise GraphError(f"input '{n}' has dtype {a.dtype}, expected {want_dtype}")
             if a.shape != want:
                 raise GraphError(f"input '{n}' has shape {a.shape}, expected {want}")
-            out[n] = np.ascontiguousarray(a)
+            if a.dtype.kind == "i" and a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                raise GraphError(f"input '{n}' has values outside the int32 range the device computes in")
+            out[n] = np.ascontiguousarray(a.reshape(inside), dtype=_np_dtype(arg))
         return out
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],
@@ -411,7 +424,15 @@ class GraphExecutor:
                              st.kind, (time.perf_counter() - t0) * 1e3))
         dev.finish()
         self.last_profile = prof
-        return [host[self.result_of[n]] for n in names]
+        results = []
+        for n in names:
+            r = host[self.result_of[n]]
+            if n in self.result_shapes:
+                r = r.reshape(self.result_shapes[n])
+            if n in self.result_dtypes:
+                r = r.astype(self.result_dtypes[n])
+            results.append(r)
+        return results
 
 
 def element_count(t: TensorType) -> int:
@@ -450,7 +471,10 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     from sched_dsl.graph.onnx_import import import_onnx
 
     g = import_onnx(model)
-    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records)
+    boundary = {"input_shapes": g.input_shapes, "input_dtypes": g.input_dtypes, "output_shapes": g.output_shapes,
+                "output_dtypes": g.output_dtypes}
+    return Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
+                   boundary)
 
 
 def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
