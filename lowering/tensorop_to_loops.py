@@ -737,7 +737,7 @@ class OpLowering:
             for n in reversed(in_shape):
                 src.append(em.rem(flat, n))
                 flat = em.floordiv(flat, n)
-            em.store(em.load(x, list(reversed(src))), self.out, idx)
+            em.store(self.finish(em, em.load(x, list(reversed(src))), idx), self.out, idx)
 
         self.nest(self.stage, dims(out_shape), [], body)
 
@@ -759,7 +759,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(pick(em, idx, 0), self.out, idx)
+            em.store(self.finish(em, pick(em, idx, 0), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 

@@ -234,11 +234,15 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc) -> None:
         s.unroll(lp)
 
 
-def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "") -> None:
-    """One output per thread, `threads` per block over the flattened outputs."""
+def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: int = 0) -> None:
+    """One output per thread, `threads` per block over the flattened outputs (the `batch`
+    loops b0, b1, ... of a batched matmul included)."""
     t = s.knob(prefix + "threads", candidates(64 if m * n < 64 * SMS else 128, [32, 64, 128, 256]))
-    i, j = s.loops("i", "j", stage=stage)
-    o, ti = s.split(s.fuse(i, j), t)
+    loops = s.loops(*[f"b{k}" for k in range(batch)], "i", "j", stage=stage)
+    fused = loops[0]
+    for lp in loops[1:]:
+        fused = s.fuse(fused, lp)
+    o, ti = s.split(fused, t)
     s.bind(o, "block.x")
     s.bind(ti, "thread.x")
     s.cache_write("local", at=ti)
@@ -256,7 +260,10 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         fn = conv_depthwise if sh.depthwise else conv_tiled
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
-        (m, k), (_, n) = T.shape_of(op.lhs), T.shape_of(op.rhs)
+        (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
+        batch = len(T.shape_of(op.result)) - 2
+        if batch:
+            return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
         if matmul_is_tiled(m, n, k):
             return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
         return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
@@ -284,7 +291,7 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
         return None
     if isinstance(op, T.Conv2dOp):
         x, w, y = conv_shape(op).tensors()
-    else:
+    else:  # a matmul, batched or not
         x, w = placeholder("A", T.shape_of(op.lhs)), placeholder("B", T.shape_of(op.rhs))
         y = matmul(x, w, name="C")
     s = Schedule(y)

@@ -274,7 +274,12 @@ class Importer:
         inputs = [i for i in self.graph.input if i.name not in init]
         in_shapes, in_dtypes = {}, {}
         for i in inputs:
-            arg = self.model_input(i)
+            try:
+                arg = self.model_input(i)
+            except Unsupported as e:  # reported with the nodes' errors
+                self.errors.append(f"model input '{i.name}' {e}")
+                self.failed.add(i.name)
+                continue
             if _static_shape(i.type) == ():
                 in_shapes[i.name] = ()
             in_dtypes[i.name] = np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
@@ -320,17 +325,14 @@ class Importer:
     def model_input(self, i) -> SSAValue:
         tt = i.type.tensor_type
         if not i.type.HasField("tensor_type"):
-            raise OnnxImportError(f"model input '{i.name}' is not a tensor (sequences, maps and optionals are "
-                                  "not supported)")
+            raise Unsupported("is not a tensor (sequences, maps and optionals are not supported)")
         kinds = {ONNX_FLOAT: "f32", ONNX_INT64: "i32", ONNX_INT32: "i32"}
         if tt.elem_type not in kinds:
-            raise OnnxImportError(f"model input '{i.name}' is "
-                                  f"{self.onnx.TensorProto.DataType.Name(tt.elem_type)}; float32 inputs (and int64 "
-                                  "or int32 indices) are supported")
+            raise Unsupported(f"is {self.onnx.TensorProto.DataType.Name(tt.elem_type)}; float32 inputs (and int64 "
+                              "or int32 indices) are supported")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if not tt.HasField("shape") or any(d is None or d < 1 for d in dims):
-            raise OnnxImportError(f"model input '{i.name}' needs a static shape, got "
-                                  f"{[d.dim_param or d.dim_value for d in tt.shape.dim]}")
+            raise Unsupported(f"needs a static shape, got {[d.dim_param or d.dim_value for d in tt.shape.dim]}")
         arg = self.block.insert_arg(T.tensor_type(dims or [1], kinds[tt.elem_type]), len(self.block.args))
         arg.name_hint = self.fresh(i.name)
         return arg
