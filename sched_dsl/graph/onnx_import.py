@@ -178,7 +178,8 @@ class Importer:
         self.declared = self.inferred_shapes(model)  # value name -> static shape, where known
 
     def inferred_shapes(self, model) -> dict[str, tuple[int, ...]]:
-        """Static shapes of the model's values, as declared or from onnx's shape inference."""
+        """Static shapes of the model's values, as declared or from onnx's shape inference
+        (used for ranks only: which one-element tensors are scalars)."""
         try:
             inferred = self.onnx.shape_inference.infer_shapes(model, data_prop=True).graph
         except Exception:  # noqa: BLE001 - inference is a help here, not a requirement
@@ -233,10 +234,7 @@ class Importer:
         if name in self.consts:
             return tuple(self.consts[name].shape)
         ours = T.shape_of(self.value(name))
-        declared = self.declared.get(name)
-        if declared is not None and math.prod(declared) == math.prod(ours):
-            return declared
-        return ours
+        return () if ours == (1,) and self.declared.get(name) == () else ours
 
     def fresh_const(self, base: str, a: np.ndarray) -> str:
         """A new constant's name (it becomes a weight argument when used)."""
@@ -310,10 +308,8 @@ class Importer:
                     self.errors.append(f"output '{o.name}' is not computed by an operator")
                 continue
             outs.append(self.values[o.name])
-            declared = self.declared.get(o.name)
-            if declared is not None and declared != T.shape_of(self.values[o.name]) and \
-                    math.prod(declared) == math.prod(T.shape_of(self.values[o.name])):
-                out_shapes[o.name] = declared
+            if self.shape(o.name) == ():
+                out_shapes[o.name] = ()
         if self.errors:
             raise OnnxImportError("the model has nodes sched-dsl cannot run:\n  " + "\n  ".join(self.errors))
         self.block.add_op(func.ReturnOp(*outs))
@@ -589,8 +585,9 @@ def conv_transpose(imp: Importer, node) -> None:
         if min(total) < 0:
             out_pad = [op - min(t, 0) for op, t in zip(out_pad, total)]
             total = [max(t, 0) for t in total]
-        upper = ap != "SAME_LOWER"
-        pads = [t - t // 2 if not upper else t // 2 for t in total] + [t // 2 if not upper else t - t // 2 for t in total]
+        # the odd element of padding goes at the end for SAME_UPPER, at the start otherwise
+        upper = ap == "SAME_UPPER"
+        pads = [t // 2 if upper else t - t // 2 for t in total] + [t - t // 2 if upper else t // 2 for t in total]
     elif ap in ("NOTSET", "", "VALID"):
         pads = list(ints_attr(node, "pads", (0,) * (2 * r))) if ap != "VALID" else [0] * (2 * r)
     else:
