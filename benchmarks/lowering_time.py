@@ -1,4 +1,4 @@
-"""Median time to lower the README's matmul example to OpenCL text (no device involved).
+"""Median time to lower the matmul example of docs/api.md to OpenCL text (no device involved).
 
     python benchmarks/lowering_time.py [repeats]
 """
@@ -11,7 +11,7 @@ import time
 import sched_dsl as sd
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from gpu_cases import shared_tiled  # noqa: E402  (the README's schedule)
+from gpu_cases import shared_tiled  # noqa: E402  (the schedule of docs/api.md)
 
 
 def readme_matmul():

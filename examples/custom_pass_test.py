@@ -61,7 +61,7 @@ class InterchangeLoops(ModulePass):
 
 
 # register it: for pass specs here (sched-opt and xdsl-opt find passes through an
-# `xdsl.universe` entry point instead, see the README)
+# `xdsl.universe` entry point instead, see docs/passes.md)
 PASSES[InterchangeLoops.name] = InterchangeLoops
 PIPELINE = "tensorop-to-loops,apply-schedule,interchange-loops,loops-to-gpu"
 

@@ -9,7 +9,8 @@ BatchNormalization after every conv (the importer folds it) and end in Gemm (tra
 1000 classes. The detector is a small strided backbone with a box head and a class head on
 two feature maps; its outputs are "boxes" (1, N, 4), "scores" (1, C, N) after Softmax over the
 classes, the top-k of the best class score ("topk_values", "topk_indices"), and NonMaxSuppression's
-"selected" ([batch, class, box] rows).
+"selected" ([batch, class, box] rows). "tiny" (a stem conv, one residual block and a 10-class
+head; a few kernels) is the README tour's model.
 """
 
 from __future__ import annotations
@@ -161,7 +162,17 @@ def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k
         (selected, "selected", ["num_selected", 3], TensorProto.INT64)])
 
 
-MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd}
+def tiny(size: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+    """A stem conv, one residual block and a classifier: a whole model that builds in seconds."""
+    b = Builder(seed)
+    x = b.relu(b.conv("input", 3, 16, 3, 2))
+    y = b.conv(b.relu(b.conv(x, 16, 16, 3)), 16, 16, 3)
+    (x,) = b.node("Add", [y, x])
+    x = b.relu(x)
+    return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [1, classes], TensorProto.FLOAT)])
+
+
+MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny}
 
 
 def main(argv=None) -> None:

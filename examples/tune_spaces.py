@@ -1,5 +1,6 @@
 """Tunable versions of the schedules in sgemm_schedule.py and resnet_conv_schedule.py: their
-tile sizes are knobs, for `sd.tune` and `sched-tune`.
+tile sizes are knobs, for `sd.tune` and `sched-tune`; and a plain tiled matmul (matmul_space),
+quick to tune even on a CPU.
 
     sched-tune run examples/tune_spaces.py:sgemm_space --arg m=256 --arg n=256 --arg k=256 \\
         --trials 32 --records sgemm.jsonl --plot sgemm.png
@@ -16,6 +17,22 @@ import numpy as np
 
 import sched_dsl as sd
 from sched_dsl.graph.model_schedules import conv_tiles, sgemm_tiles
+
+
+def matmul_space(m: int, n: int, k: int):
+    """(C, schedule) for an m x k by k x n product, one output per thread: knobs ti x tj, the
+    block's tile (powers of two of m, divisors of n, at most 16); small and quick to build."""
+    a, b = sd.placeholder("A", (m, k)), sd.placeholder("B", (k, n))
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    i, j, kk = s.loops("i", "j", "k")
+    ti = s.split_knob("ti", m, "pow2", lo=min(m, 4), hi=16)
+    tj = s.split_knob("tj", n, "divisors", hi=16)
+    io, ii = s.split(i, ti)
+    jo, ji = s.split(j, tj)
+    s.reorder(io, jo, ii, ji, kk)
+    s.bind(io, "block.y"); s.bind(jo, "block.x"); s.bind(ii, "thread.y"); s.bind(ji, "thread.x")
+    return c, s
 
 
 def sgemm_space(m: int, n: int, k: int, small: bool = False):

@@ -242,7 +242,7 @@ def nms(boxes: Tensor, scores: Tensor, max_output: int, iou_threshold: float,
     """Greedy non-maximum suppression as ONNX NonMaxSuppression for one batch and class
     (center_point_box=0): boxes (N, 4) as [y1, x1, y2, x2], scores (N,); returns i32
     (max_output,) indices of kept boxes by decreasing score (ties: lower index first),
-    padded with -1. See the README for the exact rules."""
+    padded with -1. See docs/detection.md for the exact rules."""
     _tensors(boxes, scores, op="nms")
     max_output = _integer(max_output, "nms: max_output")
     shape = T.nms_shape(boxes.shape, scores.shape, max_output, float(iou_threshold), float(score_threshold))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up sched-dsl on this machine (idempotent), then runs a job:
-#   scripts/dev.sh demo   the quick start: a scheduled conv2d and matmul, built, printed, run, checked
+#   scripts/dev.sh demo   the quick start: a scheduled matmul and conv2d, built, shown briefly, run, checked
 #   scripts/dev.sh test   the whole test suite
-# Set-up: a virtual environment in .venv with the package and its test tools, and, when no
-# OpenCL device is visible, PoCL (OpenCL on the CPU) from Debian's packages.
+# Set-up: a virtual environment in .venv with the package and its test tools (installed again
+# only when pyproject.toml changed), and, when no OpenCL device is visible, PoCL (OpenCL on the
+# CPU) from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,15 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# The install is editable, so code changes need no reinstall; pyproject.toml does (dependencies,
+# entry points, package-dir), and so does a checkout that moved. The stamp holds both.
+stamp=.venv/sched-dsl-install.stamp
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $(pwd -P)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/sched-opt ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    echo "$wanted" > "$stamp"
+fi
 
 has_opencl_device() {
     .venv/bin/python - <<'PY' 2>/dev/null

@@ -38,7 +38,7 @@ def matmul_default():
 
 
 def shared_tiled(c):
-    """The README's matmul schedule for matmul `c`: 16x16 thread blocks, 16x8 and 8x16 tiles
+    """The matmul schedule of docs/api.md for matmul `c`: 16x16 thread blocks, 16x8 and 8x16 tiles
     of A and B in shared memory, the k loop split by 8 and unrolled inside."""
     a, b = c.inputs
     s = sd.Schedule(c)
