@@ -10,15 +10,20 @@ from sched_dsl.graph.onnx_import import import_onnx
 from gpu_cases import needs_nvcc
 from model_files import SIZE, assert_matches_onnxruntime, make_models
 
-MODELS = ["resnet18", "mobilenetv2", "ssd"]
+# model -> the arguments it is built with (input size SIZE unless given): the detectors at 64
+# (YOLOv3-tiny at a quarter of its widths), so their upsampled pyramid levels are 2 x 2 and more
+BUILD = {"resnet18": {}, "mobilenetv2": {}, "ssd": {}, "yolov3_tiny": dict(size=64, width=0.25, classes=4),
+         "retinanet": dict(size=64)}
+MODELS = list(BUILD)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     mm = make_models()
     d = tmp_path_factory.mktemp("models")
-    for name in MODELS:
-        onnx.save(mm.MODELS[name](SIZE), str(d / f"{name}.onnx"))
+    for name, kw in BUILD.items():
+        kw = dict(kw)
+        onnx.save(mm.MODELS[name](kw.pop("size", SIZE), **kw), str(d / f"{name}.onnx"))
     return d
 
 
