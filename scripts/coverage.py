@@ -3,6 +3,7 @@ docs/coverage.md (the tables and how to rerun them).
 
     .venv/bin/python scripts/coverage.py                # operators, backend cases, example models
     .venv/bin/python scripts/coverage.py --light        # also the nine light models (an hour on PoCL)
+    .venv/bin/python scripts/coverage.py --only light   # one part again, the others as recorded
     .venv/bin/python scripts/coverage.py --render-only  # the tables again from the recorded results
 
 Every supported ONNX operator runs as a one-node model (SAMPLES below) on PoCL against
@@ -11,8 +12,7 @@ The onnx wheel's backend cases run as tests/test_onnx_backend.py runs them; the 
 examples/make_models.py, and torchvision exports in models/torchvision/ (when present), against
 onnxruntime. H200 timings come from benchmarks/data/h200_results/coverage_models.json (written
 by benchmarks/bench_coverage.py on the GPU machine) when it exists. Results are recorded in
-benchmarks/data/coverage.json, so --render-only (or a run without --light) keeps the light
-models' last results.
+benchmarks/data/coverage.json; a part not rerun keeps its recorded results.
 """
 
 from __future__ import annotations
@@ -223,18 +223,16 @@ def operators() -> dict:
     return rows
 
 
-def backend(light: bool, previous: dict) -> dict:
-    from sched_dsl.testing.onnx_backend import light_cases, operator_cases, run_case
+def backend(cases) -> dict:
+    from sched_dsl.testing.onnx_backend import run_case
 
     out = {}
-    for case in operator_cases() + (light_cases() if light else []):
+    for case in cases:
         r = run_case(case)
         out[case.name] = {"kind": case.kind, "status": r.status, "outside": case.outside,
                           "message": r.message.replace("the model has nodes sched-dsl cannot run:", "").strip()[:200],
                           "seconds": round(r.seconds, 1)}
         print(f"  {case.name}: {r.status} ({r.seconds:.1f}s)", flush=True)
-    if not light:
-        out.update({k: v for k, v in previous.get("backend", {}).items() if v["kind"] == "light"})
     return out
 
 
@@ -291,7 +289,7 @@ def render(results: dict) -> str:
 
     h200 = json.load(open(H200)) if os.path.isfile(H200) else {}
     lines = [HEAD.format(rtol=RTOL, atol=ATOL, when=results.get("when", "?"))]
-    ops = results["operators"]
+    ops = results.get("operators", {})
     lines += ["## ONNX operators", "",
               "Each supported operator as a one-node model (SAMPLES in scripts/coverage.py): its result on "
               "PoCL against onnxruntime, and whether nvcc -arch=sm_90 compiles its CUDA C. \"Runs as\" names the "
@@ -303,7 +301,7 @@ def render(results: dict) -> str:
               "ConstantOfShape, Range, Cast, Equal, Where, and every other operator onnx's reference "
               "implementation evaluates.", "",
               f"Not mapped (an import error naming the node): {', '.join(unsupported_ops())}.", ""]
-    be = results["backend"]
+    be = results.get("backend", {})
     kinds = {}
     for name, r in be.items():
         k = kinds.setdefault(r["kind"], {"pass": 0, "outside": 0, "fail": 0, "total": 0})
@@ -330,10 +328,14 @@ def render(results: dict) -> str:
     for name, r in be.items():
         if r["kind"] == "light":
             lines.append(f"| {name[6:]} | onnx wheel, light/ (as shipped) | {mark(r['status'])} | | |")
-    for name, r in results["models"].items():
+    for name, r in results.get("models", {}).items():
         t = h200.get(name)
-        timing = f"{t['ours_ms']:.2f} / {t['torch_graph_ms']:.2f}" if t and t.get("ours_ms") else (
-            t.get("status", "") if t else "")
+        timing = ""
+        if t and t.get("ours_ms") is not None:
+            torch_ms = f"{t['torch_graph_ms']:.2f}" if t.get("torch_graph_ms") else "no PyTorch twin"
+            timing = f"{t['status']}: {t['ours_ms']:.2f} / {torch_ms} at {t.get('size', '?')}"
+        elif t:
+            timing = t.get("status", "")
         lines.append(f"| {name} | {r['source']} | {mark(r['opencl'])} | {mark(r['cuda_text'])} | {timing} |")
     lines += ["", TAIL]
     return "\n".join(lines) + "\n"
@@ -397,21 +399,29 @@ CUDA graph into `benchmarks/data/h200_results/coverage_models.json`."""
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--light", action="store_true", help="also run the nine light models (long)")
+    ap.add_argument("--only", choices=("operators", "backend", "light", "models"),
+                    help="rerun this part only, keep the recorded results of the others")
     ap.add_argument("--render-only", action="store_true", help="only rewrite docs/coverage.md from the results")
     args = ap.parse_args(argv)
     sys.path.insert(0, ROOT)
-    previous = json.load(open(RESULTS)) if os.path.isfile(RESULTS) else {}
-    if args.render_only:
-        if not previous:
-            ap.error(f"no recorded results in {RESULTS}: run without --render-only first")
-        results = previous
-    else:
-        print("operators:")
-        ops = operators()
-        print("backend cases:")
-        be = backend(args.light, previous)
-        print("models:")
-        results = {"when": time.strftime("%Y-%m-%d"), "operators": ops, "backend": be, "models": models()}
+    from sched_dsl.testing.onnx_backend import light_cases, operator_cases
+
+    results = json.load(open(RESULTS)) if os.path.isfile(RESULTS) else {}
+    results.setdefault("backend", {})
+    if args.render_only and not results.get("operators"):
+        ap.error(f"no recorded results in {RESULTS}: run without --render-only first")
+    parts = [] if args.render_only else [args.only] if args.only else \
+        ["operators", "backend", "models"] + (["light"] if args.light else [])
+    for part in parts:
+        print(f"{part}:")
+        if part == "operators":
+            results["operators"] = operators()
+        elif part in ("backend", "light"):
+            results["backend"].update(backend(operator_cases() if part == "backend" else light_cases()))
+        else:
+            results["models"] = models()
+    if parts:
+        results["when"] = time.strftime("%Y-%m-%d")
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
         with open(RESULTS, "w") as f:
             json.dump(results, f, indent=1)

@@ -116,38 +116,59 @@ THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block of pool and reduce s
 def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     """The schedule models run under. A conv2d or matmul (a fused group is its anchor's stage)
     gets the schedule `sched_dsl.graph.model_schedules` chooses from its shape, knobs named
-    `<stage>.<knob>`; a pool2d or reduce the default mapping (spatial loops fused, split by the
-    knob `<stage>.threads`, bound to block.x/thread.x) plus a register accumulator (cache_write
-    at the thread loop). With a register accumulator a fused epilogue runs once per output, at
-    the write-back. Other stages keep apply-schedule's default."""
+    `<stage>.<knob>`; a pool2d or reduce, and the row reductions of softmax and normalize
+    (`<name>.max`, `<name>.sum`, `<name>.mean`, `<name>.var`), the default mapping (spatial
+    loops fused, split by the knob `<stage>.threads`, bound to block.x/thread.x) plus a
+    register accumulator (cache_write at the thread loop). With a register accumulator a fused
+    epilogue runs once per output, at the write-back. Other stages keep apply-schedule's
+    default."""
     sched_ops: list = []
     for op in ops:
         chosen = anchor_ops(op)
         if chosen is not None:
             sched_ops += chosen
             continue
-        if isinstance(op, T.ReduceOp):
-            loops = [f"d{k}" for k in range(len(T.shape_of(op.result)))]
-        elif isinstance(op, T.Pool2dOp):
-            loops = ["n", "c", "y", "x"]
-        else:
-            continue
-        handles = []
-        for axis in loops:
-            h = S.LoopOp(op.stage_name, axis)
-            sched_ops.append(h)
-            handles.append(h.result)
-        fused = handles[0]
-        for h in handles[1:]:
-            f = S.FuseOp(fused, h)
-            sched_ops.append(f)
-            fused = f.results[0]
-        knob = S.KnobOp(f"{op.stage_name}.threads", THREAD_CANDIDATES)
-        knob.result.name_hint = "threads"
-        split = S.SplitOp(fused, knob.result)
-        sched_ops += [knob, split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
-                      S.CacheWriteOp("local", split.inner)]
+        for stage, loops in reduction_stages(op):
+            sched_ops += threads_and_register(stage, loops)
     return S.ScheduleOp(sched_ops)
+
+
+def reduction_stages(op) -> list[tuple[str, list[str]]]:
+    """(stage, its spatial loops) of the reductions that get the threads-and-register schedule:
+    reduce, pool2d, and the row reductions of softmax (max, sum) and normalize (mean, var)."""
+    if isinstance(op, T.ReduceOp):
+        return [(op.stage_name, [f"d{k}" for k in range(len(T.shape_of(op.result)))])]
+    if isinstance(op, T.Pool2dOp):
+        return [(op.stage_name, ["n", "c", "y", "x"])]
+    if isinstance(op, (T.SoftmaxOp, T.NormalizeOp)):
+        kept = len(T.shape_of(op.input)) - (1 if isinstance(op, T.SoftmaxOp) else len(op.reduced_axes()))
+        parts = ("max", "sum") if isinstance(op, T.SoftmaxOp) else ("mean", "var")
+        return [(f"{op.stage_name}.{p}", [f"d{k}" for k in range(kept)]) for p in parts] if kept else []
+    return []
+
+
+def threads_and_register(stage: str, loops: list[str]) -> list:
+    """Spatial loops fused, split by the knob `<stage>.threads`, bound to block.x/thread.x; the
+    accumulator in a register (cache_write at the thread loop)."""
+    if not loops:
+        return []
+    sched_ops: list = []
+    handles = []
+    for axis in loops:
+        h = S.LoopOp(stage, axis)
+        sched_ops.append(h)
+        handles.append(h.result)
+    fused = handles[0]
+    for h in handles[1:]:
+        f = S.FuseOp(fused, h)
+        sched_ops.append(f)
+        fused = f.results[0]
+    knob = S.KnobOp(f"{stage}.threads", THREAD_CANDIDATES)
+    knob.result.name_hint = "threads"
+    split = S.SplitOp(fused, knob.result)
+    sched_ops += [knob, split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
+                  S.CacheWriteOp("local", split.inner)]
+    return sched_ops
 
 
 def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
