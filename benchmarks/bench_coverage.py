@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--export", required=True, help="folder for the exported .onnx files")
     ap.add_argument("--run", action="store_true", help="run and time on CUDA (needs a CUDA GPU)")
+    ap.add_argument("--target", default="cuda", choices=("cuda", "opencl"), help="the target --run uses")
     ap.add_argument("--json", help="results file (with --run)")
     ap.add_argument("--models", default=",".join(TORCHVISION + ["yolov3_tiny", "retinanet"]))
     ap.add_argument("--budget-s", type=float, default=1e9, help="start no model after this many seconds")
@@ -150,12 +151,12 @@ def main(argv=None) -> int:
         size = 416 if name == "yolov3_tiny" else 256 if name == "retinanet" else 224
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
         try:
-            r = check(path, {"input": x}, "cuda")
+            r = check(path, {"input": x}, args.target)
         except Exception as e:  # noqa: BLE001 - recorded per model
             r = {"status": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
         r.pop("sess", None)
         r["size"] = size
-        if model is not None:
+        if model is not None and args.target == "cuda":
             import torch
 
             r["torch_graph_ms"] = torch_graph_ms(model, torch.from_numpy(x))
