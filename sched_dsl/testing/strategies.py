@@ -123,7 +123,7 @@ def _unary(draw) -> Tensor:
         lo = draw(st.floats(-1, 1, width=32))
         hi = draw(st.floats(lo, 1, width=32))
         return ops.clip(x, lo, hi)
-    params = {p: draw(st.floats(0.05, 2, width=32)) for p in T.UNARY_PARAMS.get(fn, ())}
+    params = {p: draw(st.floats(0.0625, 2, width=32)) for p in T.UNARY_PARAMS.get(fn, ())}
     return ops.unary(fn, x, **params)
 
 
