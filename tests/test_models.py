@@ -76,8 +76,8 @@ def test_batchnorm_folded_into_conv(model_dir):
 
 @needs_nvcc
 def test_model_cuda_text_compiles(model_dir, tmp_path):
-    """Every segment of the three models, lowered for the CUDA target with the chosen
-    schedules, compiles with nvcc for sm_90 (no GPU needed)."""
+    """Every segment of the models, lowered for the CUDA target with the chosen schedules,
+    compiles with nvcc for sm_90 (no GPU needed)."""
     import shutil
     import subprocess
 
@@ -92,9 +92,8 @@ def test_model_cuda_text_compiles(model_dir, tmp_path):
                 procs.append((src.name, subprocess.Popen(
                     [shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(src), "-o", str(src) + ".ptx"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-    # resnet18 and mobilenetv2: one segment each; ssd: three (split by the host Transpose and by
-    # the host conversion of TopK's indices to int64)
-    assert len(procs) == 5
+    # one segment each, but ssd: two (split by the host conversion of TopK's indices to int64)
+    assert len(procs) == len(MODELS) + 1
     for name, p in procs:
         log = p.stdout.read()
         assert p.wait() == 0, f"nvcc rejects {name}:\n{log}"
