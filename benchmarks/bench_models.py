@@ -1,24 +1,35 @@
-"""End-to-end latency of whole models, ours against PyTorch eager (cuDNN, benchmark mode on),
-in one run: ResNet-18 and MobileNetV2 from examples/make_models.py (random weights), batch 1,
-with and without operator fusion.
+"""End-to-end latency of whole models, ours against PyTorch (eager, under a CUDA graph, and
+torch.compile), in one run: ResNet-18, ResNet-50 and MobileNetV2 from examples/make_models.py
+(random weights), batch 1, fp32 (TF32 off).
 
     python benchmarks/bench_models.py --json models.json                      # CUDA, 224x224
-    python benchmarks/bench_models.py --target opencl --size 32 --repeat 3    # PoCL, small
+    python benchmarks/bench_models.py --target opencl --size 32 --repeat 3 --models resnet18
 
-Our latency is wall-clock per `sess.run(None, {"input": x})`: input upload, every kernel and
-host op, output download, synchronised. PyTorch runs the same network, built from the same
-ONNX graph and weights (batch norm folded into the convs the same way), fp32 with TF32 off; its latency
-includes the input copy to the GPU and the output copy back, like ours ("torch_ms"), and is
-also given for the forward pass alone ("torch_fwd_ms"). Every configuration is first checked
-against onnxruntime. Without torch or a CUDA GPU, the PyTorch columns are left empty.
-Untuned runs use the schedules sched_dsl/graph/model_schedules.py chooses for each conv and matmul,
-with its default knobs. `--tune` first tunes every distinct conv/matmul shape of the models with
-the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmetic first, at most
-`--tune-budget-s` seconds per model) into `--records` (default bench_models.records.jsonl; a
-cut-off run resumes from it); tuned rows (fused and unfused) then run the best recorded configs.
-`--records FILE` alone adds tuned rows from an existing records file.
+Our rows: untuned and tuned (with --records or --tune), fused and unfused, graph on and off
+(`load_onnx(..., graph=False)`: every kernel launched from Python on each run). Our latency is
+wall-clock per `sess.run(None, {"input": x})`. Copies are counted the same way on both sides:
+the input goes from a numpy array into a page-locked staging buffer, from there to the GPU
+asynchronously; the output comes back into a page-locked buffer and is copied into a new numpy
+array; one wait per run. PyTorch runs the same network, built from the same ONNX graph and
+weights (batch norm folded into the convs the same way), with cudnn.benchmark on: "eager"
+op by op, "graph" the forward pass captured once in a torch.cuda.CUDAGraph and replayed,
+"compile" torch.compile in its default mode (its compile time is in the JSON; --no-compile
+leaves it out). "torch fwd" is eager without the copies. Every configuration is first checked
+against onnxruntime.
 
-    python benchmarks/bench_models.py --tune --trials 8 --models resnet18 --json resnet18.json
+The per-layer table puts each of our kernels (a fused group: its stages joined by +) beside
+the PyTorch ops of the same ONNX nodes, each timed alone between two CUDA events (Python
+dispatch included: an upper bound on the library's kernel); it is printed for
+the first (tuned, fused if there is one) row of each model, the longest layers first, and
+is in the JSON for every row. Load times ("load s", with the kernels compiled and taken from
+the cache) are in the JSON too.
+
+Untuned runs use the schedules sched_dsl/graph/model_schedules.py chooses for each conv and
+matmul, with its default knobs. `--tune` first tunes every distinct conv/matmul shape of the
+models with the tuner (`tune_model`: `--trials` configs each, the shapes with most arithmetic
+first, at most `--tune-budget-s` seconds per model) into `--records` (default
+bench_models.records.jsonl; a cut-off run resumes from it). `--records FILE` alone adds tuned
+rows from an existing records file (several files: comma-separated, merged).
 """
 
 from __future__ import annotations
@@ -75,102 +86,226 @@ class TorchFromOnnx:
         self.consts = {k: torch.from_numpy(np.array(v)).to(device) for k, v in imp.consts.items()}
         self.attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in self.graph.node]
 
-    def __call__(self, x):
-        torch, F = self.torch, self.F
+    def __call__(self, x, timed=None):
+        """The graph's outputs for input x; `timed(node name, fn)`, when given, runs each node's op."""
         v = dict(self.consts)
         v[self.graph.input[0].name] = x
         for n, a in zip(self.graph.node, self.attrs):
             i = [v[name] if name else None for name in n.input]
-            op = n.op_type
-            if op == "Conv":
-                p = a.get("pads", [0, 0, 0, 0])
-                assert p[0] == p[2] and p[1] == p[3], "asymmetric pads"
-                y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get("strides", 1), (p[0], p[1]),
-                             a.get("dilations", 1), a.get("group", 1))
-            elif op == "BatchNormalization":
-                y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
-            elif op == "Relu":
-                y = F.relu(i[0])
-            elif op == "Clip":
-                y = torch.clamp(i[0], self.scalars[n.input[1]], self.scalars[n.input[2]])
-            elif op == "Add":
-                y = i[0] + i[1]
-            elif op == "MaxPool":
-                p = a.get("pads", [0, 0, 0, 0])
-                y = F.max_pool2d(i[0], a["kernel_shape"], a.get("strides"), (p[0], p[1]))
-            elif op == "GlobalAveragePool":
-                y = F.adaptive_avg_pool2d(i[0], 1)
-            elif op == "Flatten":
-                y = torch.flatten(i[0], a.get("axis", 1))
-            elif op == "Gemm":
-                y = F.linear(i[0], i[1] if a.get("transB", 0) else i[1].t(), i[2])
-            elif op == "Identity":
-                y = i[0]
-            else:
-                raise NotImplementedError(f"bench_models: no torch mapping for {op}")
-            v[n.output[0]] = y
+            v[n.output[0]] = self.node(n, a, i) if timed is None else timed(n.name, lambda: self.node(n, a, i))
         return [v[o.name] for o in self.graph.output]
+
+    def node(self, n, a, i):
+        torch, F = self.torch, self.F
+        op = n.op_type
+        if op == "Conv":
+            p = a.get("pads", [0, 0, 0, 0])
+            assert p[0] == p[2] and p[1] == p[3], "asymmetric pads"
+            return F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get("strides", 1), (p[0], p[1]),
+                            a.get("dilations", 1), a.get("group", 1))
+        if op == "BatchNormalization":
+            return F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
+        if op == "Relu":
+            return F.relu(i[0])
+        if op == "Clip":
+            return torch.clamp(i[0], self.scalars[n.input[1]], self.scalars[n.input[2]])
+        if op == "Add":
+            return i[0] + i[1]
+        if op == "MaxPool":
+            p = a.get("pads", [0, 0, 0, 0])
+            return F.max_pool2d(i[0], a["kernel_shape"], a.get("strides"), (p[0], p[1]))
+        if op == "GlobalAveragePool":
+            return F.adaptive_avg_pool2d(i[0], 1)
+        if op == "Flatten":
+            return torch.flatten(i[0], a.get("axis", 1))
+        if op == "Gemm":
+            return F.linear(i[0], i[1] if a.get("transB", 0) else i[1].t(), i[2])
+        if op == "Identity":
+            return i[0]
+        raise NotImplementedError(f"bench_models: no torch mapping for {op}")
+
+
+def torch_runners(net, x: np.ndarray, torch, compile_model: bool):
+    """Callables running the network on a numpy input with the copies counted as ours are
+    (page-locked staging both ways, one wait), by name; and torch.compile's compile seconds."""
+    dev = "cuda"
+    pinned_in = torch.empty(x.shape, dtype=torch.float32).pin_memory()
+    static_in = torch.empty(x.shape, dtype=torch.float32, device=dev)
+    with torch.no_grad():
+        out_shape = net(static_in.copy_(torch.from_numpy(x)))[0].shape
+    pinned_out = torch.empty(out_shape, dtype=torch.float32).pin_memory()
+    stream = torch.cuda.current_stream()
+
+    def with_copies(forward):
+        def run():
+            pinned_in.numpy()[...] = x
+            static_in.copy_(pinned_in, non_blocking=True)
+            with torch.no_grad():
+                y = forward(static_in)
+            pinned_out.copy_(y, non_blocking=True)
+            stream.synchronize()
+            return pinned_out.numpy().copy()
+        return run
+
+    runners = {"eager": with_copies(lambda v: net(v)[0])}
+    # the CUDA graph: warm-up on a side stream (cudnn.benchmark picks its algorithms), then capture
+    side = torch.cuda.Stream()
+    side.wait_stream(stream)
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(3):
+            net(static_in)
+    stream.wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        graph_out = net(static_in)[0]
+
+    def replay(v):
+        graph.replay()
+        return graph_out
+    runners["graph"] = with_copies(replay)
+    compile_s = None
+    if compile_model:
+        compiled = torch.compile(lambda v: net(v)[0])
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                compiled(static_in)
+            stream.synchronize()
+        except Exception as e:  # noqa: BLE001 - reported, the other columns still stand
+            print(f"note: torch.compile failed: {e}", file=sys.stderr)
+        else:
+            compile_s = time.perf_counter() - t0
+            runners["compile"] = with_copies(compiled)
+    return runners, compile_s
+
+
+def torch_node_ms(net, x, torch, repeat: int = 10) -> dict[str, float]:
+    """Median ms of every ONNX node's PyTorch op, each timed alone with CUDA events."""
+    times: dict[str, list[float]] = {}
+    xt = torch.from_numpy(x).cuda()
+
+    def timed(name, fn):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        y = fn()
+        end.record()
+        end.synchronize()
+        times.setdefault(name, []).append(start.elapsed_time(end))
+        return y
+    with torch.no_grad():
+        for _ in range(repeat):
+            net(xt, timed)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def layer_table(layers, torch_ms: dict[str, float] | None) -> list[dict]:
+    """Our kernels with the time of the PyTorch ops of the same ONNX nodes."""
+    out = []
+    for name, kind, ms in layers:
+        if kind != "kernel":
+            continue
+        nodes = [st for st in name.split("+") if torch_ms is not None and st in torch_ms]
+        t = sum(torch_ms[n] for n in nodes) if nodes else None
+        out.append({"layer": name, "ours_ms": ms, "torch_ms": t, "torch_nodes": nodes})
+    return out
+
+
+def print_layers(model: str, label: str, table: list[dict], top: int) -> None:
+    print(f"\n{model} ({label}): the {top} longest of {len(table)} kernels")
+    print(f"{'layer':<44} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10}")
+    for r in sorted(table, key=lambda r: -r["ours_ms"])[:top]:
+        t = r["torch_ms"]
+        print(f"{r['layer'][:44]:<44} {r['ours_ms']:9.4f} {'-' if t is None else format(t, '9.4f'):>9} "
+              f"{'-' if t is None else format(t / r['ours_ms'], '10.2f'):>10}")
+    ours = sum(r["ours_ms"] for r in table)
+    theirs = sum(r["torch_ms"] or 0 for r in table)
+    print(f"{'sum':<44} {ours:9.4f} {theirs:9.4f}")
+
+
+def merged_records(paths: str, tmp: str) -> str:
+    """One records file from a comma-separated list (plain or gzipped JSON lines)."""
+    import gzip
+
+    files = [p.strip() for p in paths.split(",") if p.strip()]
+    if len(files) == 1:
+        return files[0]
+    out = os.path.join(tmp, "records.jsonl")
+    with open(out, "w") as f:
+        for p in files:
+            with (gzip.open(p, "rt") if p.endswith(".gz") else open(p)) as g:
+                for line in g:
+                    f.write(line if line.endswith("\n") else line + "\n")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("cuda", "opencl"), default="cuda")
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--models", default="resnet18,mobilenetv2")
+    ap.add_argument("--models", default="resnet18,resnet50,mobilenetv2")
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--records", help="tuning records file for the tuned rows (--tune appends to it)")
+    ap.add_argument("--records", help="tuning records file(s) for the tuned rows, comma-separated "
+                    "(--tune appends to the first)")
     ap.add_argument("--tune", action="store_true",
                     help="tune every distinct conv/matmul shape first, then add tuned rows")
     ap.add_argument("--trials", type=int, default=8, help="configs measured per distinct shape with --tune")
     ap.add_argument("--tune-budget-s", type=float, default=120,
                     help="with --tune, start no new shape after this many seconds per model")
+    ap.add_argument("--no-unfused", action="store_true", help="leave out the unfused rows")
+    ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
+    ap.add_argument("--layers", type=int, default=12, help="rows of each printed per-layer table")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--torch-device", choices=("cuda", "cpu"), default="cuda",
-                    help="where PyTorch runs (cpu only to try the script without a GPU)")
     args = ap.parse_args()
 
     import onnxruntime as ort
     mm = make_models()
+    tmp = tempfile.mkdtemp(prefix="bench_models_")
     if args.tune and not args.records:
         args.records = "bench_models.records.jsonl"
-    torch_dev = None
+    records = merged_records(args.records, tmp) if args.records and not args.tune else args.records
+    torch = None
     try:
         import torch
-        if args.torch_device == "cpu":
-            torch_dev = "cpu"
-        elif torch.cuda.is_available():
-            torch_dev = "cuda"
+        if not torch.cuda.is_available():
+            torch = None
+        else:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
     except ImportError:
-        torch = None
-    if torch_dev is None:
+        pass
+    if torch is None:
         print("note: no torch with CUDA here; PyTorch columns are empty", file=sys.stderr)
-    sync = torch.cuda.synchronize if torch_dev == "cuda" else (lambda: None)
 
-    rows = []
-    tmp = tempfile.mkdtemp(prefix="bench_models_")
+    rows, baselines, tables = [], {}, {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         model = mm.MODELS[name](args.size)
         path = os.path.join(tmp, f"{name}.onnx")
         onnx.save(model, path)
         x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size)).astype(np.float32)
         want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-        torch_ms = torch_fwd = None
-        if torch_dev:
-            net = TorchFromOnnx(model, torch_dev)
-            xt = torch.from_numpy(x).to(torch_dev)
+        base = {}
+        node_ms = None
+        if torch is not None:
+            net = TorchFromOnnx(model, "cuda")
             with torch.no_grad():
-                got = net(xt)[0].cpu().numpy()
-                err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-                if err > 1e-3:
-                    raise SystemExit(f"{name}: the torch network differs from onnxruntime (relative error {err:.2e})")
-                torch_ms = wall_ms(lambda: net(torch.from_numpy(x).to(torch_dev))[0].cpu().numpy(),
-                                   args.repeat, args.warmup, sync)
-                torch_fwd = wall_ms(lambda: net(xt), args.repeat, args.warmup, sync)
-        variants = [(fuse, None) for fuse in (True, False)]
+                got = net(torch.from_numpy(x).cuda())[0].cpu().numpy()
+            err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+            if err > 1e-3:
+                raise SystemExit(f"{name}: the torch network differs from onnxruntime (relative error {err:.2e})")
+            runners, compile_s = torch_runners(net, x, torch, not args.no_compile)
+            for kind, fn in runners.items():
+                base[f"torch_{kind}_ms"] = wall_ms(fn, args.repeat, args.warmup)
+            xt = torch.from_numpy(x).cuda()
+            with torch.no_grad():
+                base["torch_fwd_ms"] = wall_ms(lambda: net(xt), args.repeat, args.warmup, torch.cuda.synchronize)
+            base["torch_compile_s"] = compile_s
+            node_ms = torch_node_ms(net, x, torch)
+            del runners
+            print(f"{name}: torch {', '.join(f'{k} {v:.3f}' for k, v in base.items() if v is not None)}",
+                  file=sys.stderr, flush=True)
+        baselines[name] = base
         tune_s = None
         if args.tune:
             from sched_dsl.tuner.models import tune_model
@@ -180,39 +315,52 @@ def main() -> None:
                                                               f"{wl.split('|')[1]}", file=sys.stderr, flush=True))
             tune_s = time.perf_counter() - t0
             print(f"{name}: tuned {len(done)} shapes in {tune_s:.0f} s", file=sys.stderr)
-        if args.records:
-            variants += [(fuse, args.records) for fuse in (True, False)]
-        for fuse, records in variants:
+        variants = [(rec, fuse, graph) for rec in ([records] if records else []) + [None]
+                    for fuse in ((True,) if args.no_unfused else (True, False)) for graph in (True, False)]
+        for rec, fuse, graph in variants:
             t0 = time.perf_counter()
-            sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=records)
+            sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=rec, graph=graph)
+            load_s = time.perf_counter() - t0
             got = sess.run(None, {"input": x})[0]
-            setup = time.perf_counter() - t0
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
             if err > 1e-3:
-                raise SystemExit(f"{name} (fuse={fuse}): differs from onnxruntime (relative error {err:.2e})")
-            ours = sess.latency({"input": x}, repeat=args.repeat, warmup=args.warmup)
+                raise SystemExit(f"{name} (fuse={fuse}, graph={graph}): differs from onnxruntime "
+                                 f"(relative error {err:.2e})")
+            ours = wall_ms(lambda: sess.run(None, {"input": x}), args.repeat, args.warmup)
             layers = sess.profile({"input": x})
-            kernel_ms = sum(ms for _, kind, ms in layers if kind == "kernel")
-            rows.append({"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
-                         "fusion": fuse, "tuned": records is not None, "tuned_anchors": len(sess.tuned),
-                         "tune_s": tune_s if records else None, "config": sess.config, "kernels": sess.kernel_count,
-                         "ours_ms": ours, "ours_kernel_sum_ms": kernel_ms, "torch_ms": torch_ms,
-                         "torch_fwd_ms": torch_fwd, "ratio": None if torch_ms is None else ours / torch_ms,
-                         "max_rel_err": err, "setup_s": setup,
-                         "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]})
-            del sess
+            table = layer_table(layers, node_ms)
+            kernel_ms = sum(r["ours_ms"] for r in table)
+            label = f"{'tuned' if rec else 'untuned'}, {'fused' if fuse else 'unfused'}"
+            if name not in tables:
+                tables[name] = (label, table)
+            row = {"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
+                   "fusion": fuse, "tuned": rec is not None, "graph": sess.capture, "tuned_anchors": len(sess.tuned),
+                   "tune_s": tune_s if rec else None, "kernels": sess.kernel_count, "ours_ms": ours,
+                   "ours_kernel_sum_ms": kernel_ms, "peak_bytes": sess.peak_bytes, "memory": sess.memory,
+                   "load_s": load_s, "load": sess.load_stats, "max_rel_err": err, **base,
+                   "speedup_vs_torch_graph": base["torch_graph_ms"] / ours if "torch_graph_ms" in base else None,
+                   "layers": table}
+            rows.append(row)
+            print(f"{name}: {label}, graph {sess.capture}: {ours:.3f} ms, {sess.kernel_count} kernels, "
+                  f"load {load_s:.1f} s", file=sys.stderr, flush=True)
+            sess = None  # its device memory goes before the next load
 
-    print(f"{'model':<12} {'fusion':<6} {'tuned':<5} {'kernels':>7} {'ours ms':>9} {'torch ms':>9} "
-          f"{'torch fwd':>9} {'ours/torch':>10}")
+    def fmt(v, f):
+        return "-" if v is None else format(v, f)
+    print(f"{'model':<12} {'tuned':<5} {'fusion':<6} {'graph':<15} {'kernels':>7} {'ours ms':>8} {'eager':>7} "
+          f"{'t.graph':>7} {'compile':>7} {'t.graph/ours':>12} {'peak MB':>8} {'load s':>6}")
     for r in rows:
-        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        print(f"{r['model']:<12} {'on' if r['fusion'] else 'off':<6} {'yes' if r['tuned'] else 'no':<5} "
-              f"{r['kernels']:>7} {r['ours_ms']:9.3f} {fmt(r['torch_ms'], '9.3f'):>9} "
-              f"{fmt(r['torch_fwd_ms'], '9.3f'):>9} {fmt(r['ratio'], '10.2f'):>10}")
+        print(f"{r['model']:<12} {'yes' if r['tuned'] else 'no':<5} {'on' if r['fusion'] else 'off':<6} "
+              f"{r['graph']:<15} {r['kernels']:>7} {r['ours_ms']:8.3f} {fmt(r.get('torch_eager_ms'), '7.3f'):>7} "
+              f"{fmt(r.get('torch_graph_ms'), '7.3f'):>7} {fmt(r.get('torch_compile_ms'), '7.3f'):>7} "
+              f"{fmt(r['speedup_vs_torch_graph'], '12.2f'):>12} {r['peak_bytes'] / 2**20:8.1f} {r['load_s']:6.2f}")
+    for name, (label, table) in tables.items():
+        print_layers(name, label, table, args.layers)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "repeat": args.repeat, "torch_device": torch_dev,
-                       "torch_cudnn_benchmark": torch_dev == "cuda"}, f, indent=1)
+            json.dump({"rows": rows, "baselines": baselines, "repeat": args.repeat, "records": args.records,
+                       "torch": None if torch is None else torch.__version__, "torch_cudnn_benchmark": torch is not None},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ unknown axis, vectorizing a loop that is not innermost) are made by `apply-sched
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from math import isqrt
 
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr, i64
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
@@ -37,6 +39,8 @@ from xdsl.utils.exceptions import VerifyException
 
 BIND_TAGS = ("block.x", "block.y", "block.z", "thread.x", "thread.y", "thread.z")
 SCOPES = ("shared", "local")
+# knob names: what a config (`name=value,...`) can spell, e.g. `ti` or `conv1.ti`
+KNOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*")
 
 
 class ScheduleVerifyException(VerifyException):
@@ -153,16 +157,38 @@ class LoopOp(SchedOp):
 
 
 KNOB_DERIVATIONS = ("divisors", "pow2")
+MAX_INT = 2**63 - 1  # factors and candidates are i64 in the IR
+
+
+def knob_name_problem(name) -> str | None:
+    """Why `name` cannot name a knob, or None."""
+    if not isinstance(name, str) or not KNOB_NAME.fullmatch(name):
+        return (f"knob name {name!r}: a knob name is a letter or _, then letters, digits and _ . $ - "
+                "(a config names knobs as name=value,...)")
+    return None
+
+
+MAX_DERIVED_EXTENT = 1 << 40  # listing the divisors of a larger extent takes too long
 
 
 def derived_candidates(kind: str, extent: int) -> list[int]:
     """The split factors a knob of this kind may take for a loop of `extent`: its divisors,
     or the powers of two up to it."""
-    if kind == "divisors":
-        return [d for d in range(1, extent + 1) if extent % d == 0]
+    if kind not in KNOB_DERIVATIONS:
+        raise ValueError(f"unknown knob kind '{kind}'; choose from {', '.join(KNOB_DERIVATIONS)}")
+    if extent > MAX_DERIVED_EXTENT:
+        raise ValueError(f"extent {extent} is larger than {MAX_DERIVED_EXTENT}")
     if kind == "pow2":
         return [1 << p for p in range(extent.bit_length()) if 1 << p <= extent]
-    raise ValueError(f"unknown knob kind '{kind}'; choose from {', '.join(KNOB_DERIVATIONS)}")
+    small = [d for d in range(1, isqrt(extent) + 1) if extent % d == 0]
+    return sorted(set(small + [extent // d for d in small]))
+
+
+def is_derived_candidate(kind: str, extent: int, value: int) -> bool:
+    """Whether `value` is one of derived_candidates(kind, extent), without listing them."""
+    if kind == "divisors":
+        return 1 <= value <= extent and extent % value == 0
+    return 1 <= value <= extent and value & (value - 1) == 0
 
 
 @irdl_op_definition
@@ -208,6 +234,9 @@ class KnobOp(SchedOp):
     def verify_(self) -> None:
         name = self.knob_name.data
         values = self.candidates.get_values()
+        if not KNOB_NAME.fullmatch(name):
+            raise VerifyException(f"sched.knob {name!r}: a knob name is a letter or _, then letters, digits "
+                                  "and _ . $ - (a config names knobs as name=value,...)")
         if not values:
             raise VerifyException(f"sched.knob '{name}': needs at least one candidate")
         if min(values) < 1:
@@ -223,8 +252,7 @@ class KnobOp(SchedOp):
             raise VerifyException(f"sched.knob '{name}': kind '{kind}' is not one of {', '.join(KNOB_DERIVATIONS)}")
         if extent < 1:
             raise VerifyException(f"sched.knob '{name}': extent must be >= 1, got {extent}")
-        allowed = derived_candidates(kind, extent)
-        bad = [v for v in values if v not in allowed]
+        bad = [v for v in values if not is_derived_candidate(kind, extent, v)]
         if bad:
             what = f"divisors of {extent}" if kind == "divisors" else f"powers of two up to {extent}"
             raise VerifyException(f"sched.knob '{name}': {bad} are not {what}")

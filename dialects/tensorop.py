@@ -85,6 +85,19 @@ def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
 
 # ---- shape rules ------------------------------------------------------------------------
 
+# the most elements a tensor may have: its size in bytes (4 per element) fits a signed 64-bit int
+MAX_ELEMENTS = 2**61 - 1
+
+
+def check_size(shape: Sequence[int], what: str) -> None:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_ELEMENTS:
+        raise ShapeError(f"{what}: shape {tuple(shape)} has {n} elements, more than the {MAX_ELEMENTS} (2**61 - 1) "
+                         "a tensor can have")
+
+
 
 def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """numpy's matmul of operands of rank >= 2: the leading (batch) dimensions broadcast."""
@@ -264,6 +277,10 @@ class TensorOp(IRDLOperation, ABC):
         except ShapeError as e:
             raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
         got = shape_of(self.result)
+        try:
+            check_size(got, "result")
+        except ShapeError as e:
+            raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
         if got != expected:
             raise VerifyException(
                 f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"
@@ -1036,6 +1053,40 @@ class ResizeOp(TensorOp):
         return out
 
 
+def slice_shape(x: Sequence[int], axis: int, start: int, stop: int) -> tuple[int, ...]:
+    (ax,) = normalize_axes([axis], len(x), "slice")
+    if not 0 <= start < stop <= x[ax]:
+        raise ShapeError(f"slice [{start}, {stop}) of axis {axis} (size {x[ax]}) must be a non-empty range inside it")
+    out = list(x)
+    out[ax] = stop - start
+    return tuple(out)
+
+
+@irdl_op_definition
+class SliceOp(TensorOp):
+    """The elements of `input` whose index along `axis` is in [start, stop) (the scatter and
+    halo pieces of tensorop-split). Loops d0, d1, ... over the output."""
+
+    name = "tensorop.slice"
+    input = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    start = prop_def(IntegerAttr)
+    stop = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, axis: int, start: int, stop: int):
+        out = slice_shape(shape_of(x), axis, start, stop)
+        super().__init__(operands=[x], result_types=[tensor_type(out)],
+                         properties=_props(name, axis=IntegerAttr(axis, i64), start=IntegerAttr(start, i64),
+                                           stop=IntegerAttr(stop, i64)))
+
+    def slice_axis(self) -> int:
+        return normalize_axes([self.axis.value.data], len(shape_of(self.input)), "slice")[0]
+
+    def expected_shape(self):
+        return slice_shape(shape_of(self.input), self.axis.value.data, self.start.value.data, self.stop.value.data)
+
+
 @irdl_op_definition
 class HostCallOp(IRDLOperation):
     """An operator that runs on the host (numpy), named by `callee` (an ONNX op type) with its
@@ -1083,7 +1134,32 @@ class CopyOp(IRDLOperation):
             raise VerifyException(f"tensorop.copy: result type {self.result.type} differs from {self.input.type}")
 
 
-GRAPH_OPS = [ReshapeOp, ConcatOp, HostCallOp, CopyOp]
+@irdl_op_definition
+class TransferOp(IRDLOperation):
+    """Moves a tensor from the memory of device `src` to that of device `dst` (devices of one
+    machine, numbered from 0; a peer copy where the devices allow it, else through the host)."""
+
+    name = "tensorop.transfer"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    src = prop_def(IntegerAttr)
+    dst = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, src: int, dst: int):
+        super().__init__(operands=[x], result_types=[x.type],
+                         properties={"src": IntegerAttr(src, i64), "dst": IntegerAttr(dst, i64)})
+
+    def verify_(self) -> None:
+        src, dst = self.src.value.data, self.dst.value.data
+        if src < 0 or dst < 0 or src == dst:
+            raise VerifyException(f"tensorop.transfer: src {src} and dst {dst} must be different devices >= 0")
+        if self.input.type != self.result.type:
+            raise VerifyException(f"tensorop.transfer: result type {self.result.type} differs from {self.input.type}")
+
+
+GRAPH_OPS = [ReshapeOp, ConcatOp, SliceOp, HostCallOp, CopyOp, TransferOp]
 
 
 TensorOpDialect = Dialect(

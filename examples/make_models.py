@@ -1,17 +1,22 @@
-"""Builds ResNet-18, MobileNetV2, a small SSD-style detector, a YOLOv3-tiny-style detector and
-a RetinaNet-style one as ONNX files with random weights (onnx.helper only: nothing is
-downloaded, no torch needed).
+"""Builds ResNet-18, ResNet-50, MobileNetV2, a small SSD-style detector, a YOLOv3-tiny-style
+detector and a RetinaNet-style one as ONNX files with random weights (onnx.helper only: nothing
+is downloaded, no torch needed).
 
     python examples/make_models.py --out models --size 224
-    python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd
+    python examples/make_models.py --out /tmp/m --size 32 --models resnet18,ssd --batch 4
 
-Each model has one input "input" of shape (1, 3, size, size). ResNet-18 and MobileNetV2 have
+Each model has one input "input" of shape (batch, 3, size, size), batch 1 unless `--batch`
+says otherwise. ResNet-18, ResNet-50 (bottleneck blocks) and MobileNetV2 have
 BatchNormalization after every conv (the importer folds it) and end in Gemm (transB=1) to
 1000 classes. The detector is a small strided backbone with a box head and a class head on
-two feature maps; its outputs are "boxes" (1, N, 4), "scores" (1, C, N) after Softmax over the
+two feature maps; its outputs are "boxes" (batch, N, 4), "scores" (batch, C, N) after Softmax over the
 classes, the top-k of the best class score ("topk_values", "topk_indices"), and NonMaxSuppression's
 "selected" ([batch, class, box] rows). "tiny" (a stem conv, one residual block and a 10-class
-head; a few kernels) is the README tour's model.
+head; a few kernels) is the README tour's model. "yolov3_tiny" (80 classes, the real widths)
+outputs its decoded "detections" (batch, 3 * (S/32)^2 + 3 * (S/16)^2, 85); "retinanet" (8
+classes, 32 channels, three pyramid levels, opset 21 for GroupNormalization) "boxes", sigmoid
+"scores" and NMS's "selected". The detectors and resnet50 are not built by default (--models
+names them).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ OPSET = 13
 
 
 class Builder:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, batch: int = 1):
         self.rng = np.random.default_rng(seed)
+        self.batch = batch
         self.nodes, self.inits, self.count = [], [], 0
 
     def name(self, base: str) -> str:
@@ -78,7 +84,7 @@ class Builder:
 
     def model(self, name: str, size: int, outputs: list[tuple[str, str, list | None, int]],
               opset: int = OPSET) -> onnx.ModelProto:
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [self.batch, 3, size, size])
         outs = []
         for value, out_name, shape, dtype in outputs:
             self.nodes.append(helper.make_node("Identity", [value], [out_name], name=self.name("out")))
@@ -90,8 +96,8 @@ class Builder:
         return m
 
 
-def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
-    b = Builder(seed)
+def resnet18(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 64, 7, 2))
     (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = 64
@@ -104,14 +110,33 @@ def resnet18(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelP
             (x,) = b.node("Add", [y, skip])
             x = b.relu(x)
             cin = cout
-    return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("resnet18", size, [(b.head(x, 512, classes), "logits", [batch, classes], TensorProto.FLOAT)])
+
+
+def resnet50(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    """Bottleneck blocks (1x1, 3x3, 1x1 expanding 4x), the stride on the 3x3 conv as in torchvision."""
+    b = Builder(seed, batch)
+    x = b.relu(b.conv("input", 3, 64, 7, 2))
+    (x,) = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            y = b.relu(b.conv(x, cin, width, 1))
+            y = b.relu(b.conv(y, width, width, 3, s))
+            y = b.conv(y, width, 4 * width, 1)
+            skip = b.conv(x, cin, 4 * width, 1, s) if (s != 1 or cin != 4 * width) else x
+            (x,) = b.node("Add", [y, skip])
+            x = b.relu(x)
+            cin = 4 * width
+    return b.model("resnet50", size, [(b.head(x, 2048, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
 MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
-def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
-    b = Builder(seed)
+def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu6(b.conv("input", 3, 32, 3, 2))
     cin = 32
     for t, c, n, s in MOBILENET_V2:
@@ -125,11 +150,12 @@ def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.Mo
                 (y,) = b.node("Add", [x, y])
             x, cin = y, c
     x = b.relu6(b.conv(x, cin, 1280, 1))
-    return b.model("mobilenet_v2", size, [(b.head(x, 1280, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("mobilenet_v2", size, [(b.head(x, 1280, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
-def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k: int = 10) -> onnx.ModelProto:
-    b = Builder(seed)
+def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k: int = 10,
+        batch: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 16, 3, 2))
     x = b.relu(b.conv(x, 16, 32, 3, 2))
     f1 = b.relu(b.conv(x, 32, 32, 3, 2))          # size/8
@@ -138,9 +164,9 @@ def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k
     for f, cin in ((f1, 32), (f2, 64)):
         hw = (size // 8) ** 2 if f is f1 else (size // 16) ** 2
         loc = b.conv(f, cin, 4 * anchors, 3, bias=True, bn=False)
-        (loc,) = b.node("Reshape", [loc, b.const("shape", np.array([1, 4, anchors * hw], np.int64))])
+        (loc,) = b.node("Reshape", [loc, b.const("shape", np.array([batch, 4, anchors * hw], np.int64))])
         conf = b.conv(f, cin, classes * anchors, 3, bias=True, bn=False)
-        (conf,) = b.node("Reshape", [conf, b.const("shape", np.array([1, classes, anchors * hw], np.int64))])
+        (conf,) = b.node("Reshape", [conf, b.const("shape", np.array([batch, classes, anchors * hw], np.int64))])
         boxes.append(loc)
         scores.append(conf)
         n += anchors * hw
@@ -159,19 +185,19 @@ def ssd(size: int = 64, classes: int = 4, anchors: int = 2, seed: int = 0, top_k
                                                b.const("iou", np.array([0.5], np.float32)),
                                                b.const("score", np.array([0.05], np.float32))])
     return b.model("ssd", size, [
-        (loc, "boxes", [1, n, 4], TensorProto.FLOAT), (conf, "scores", [1, classes, n], TensorProto.FLOAT),
-        (values, "topk_values", [1, k], TensorProto.FLOAT), (indices, "topk_indices", [1, k], TensorProto.INT64),
+        (loc, "boxes", [batch, n, 4], TensorProto.FLOAT), (conf, "scores", [batch, classes, n], TensorProto.FLOAT),
+        (values, "topk_values", [batch, k], TensorProto.FLOAT), (indices, "topk_indices", [batch, k], TensorProto.INT64),
         (selected, "selected", ["num_selected", 3], TensorProto.INT64)])
 
 
-def yolo_head(b: Builder, x, cin: int, grid: int, stride: int, anchors, classes: int):
+def yolo_head(b: Builder, x, cin: int, grid: int, stride: int, anchors, classes: int, batch: int = 1):
     """A YOLOv3 output layer: a 1x1 conv to 3 x (5 + classes) channels, viewed as
     (1, 3, grid, grid, 5 + classes) by Reshape and Transpose, decoded: centre = (sigmoid(xy) +
     cell) * stride, size = exp(wh) * anchor, objectness and class scores through a sigmoid.
     Returns (1, 3 * grid * grid, 5 + classes)."""
     a, k = len(anchors), 5 + classes
     y = b.conv(x, cin, a * k, 1, bias=True, bn=False, gain=0.1)  # small logits, as a trained head gives
-    (y,) = b.node("Reshape", [y, b.const("shape", np.array([1, a, k, grid, grid], np.int64))])
+    (y,) = b.node("Reshape", [y, b.const("shape", np.array([batch, a, k, grid, grid], np.int64))])
     (y,) = b.node("Transpose", [y], perm=[0, 1, 3, 4, 2])
     xy, wh, rest = b.node("Split", [y, b.const("split", np.array([2, 2, 1 + classes], np.int64))], n_out=3, axis=4)
     cells = np.stack(np.meshgrid(np.arange(grid), np.arange(grid)), axis=-1).astype(np.float32)  # (x, y) per cell
@@ -182,16 +208,16 @@ def yolo_head(b: Builder, x, cin: int, grid: int, stride: int, anchors, classes:
     (wh,) = b.node("Mul", [wh, b.const("anchors", np.array(anchors, np.float32).reshape(1, a, 1, 1, 2))])
     (rest,) = b.node("Sigmoid", [rest])
     (y,) = b.node("Concat", [xy, wh, rest], axis=4)
-    (y,) = b.node("Reshape", [y, b.const("shape", np.array([1, a * grid * grid, k], np.int64))])
+    (y,) = b.node("Reshape", [y, b.const("shape", np.array([batch, a * grid * grid, k], np.int64))])
     return y
 
 
-def yolov3_tiny(size: int = 416, classes: int = 80, seed: int = 0, width: float = 1.0) -> onnx.ModelProto:
+def yolov3_tiny(size: int = 416, classes: int = 80, seed: int = 0, width: float = 1.0, batch: int = 1) -> onnx.ModelProto:
     """YOLOv3-tiny's structure: conv + BatchNormalization + LeakyRelu(0.1) layers, max pools
     (the last with stride 1 and an asymmetric pad), an upsampled (Resize nearest x2) branch
     concatenated with the stride-16 features, and two decoded output layers. `width` scales
     the channel counts (the real network: 1)."""
-    b = Builder(seed)
+    b = Builder(seed, batch)
 
     def ch(c):
         return max(4, int(c * width))
@@ -212,26 +238,26 @@ def yolov3_tiny(size: int = 416, classes: int = 80, seed: int = 0, width: float 
     x = conv(x, ch(512), ch(1024), 3)
     f = conv(x, ch(1024), ch(256), 1)
     y = conv(f, ch(256), ch(512), 3)
-    big = yolo_head(b, y, ch(512), size // 32, 32, [(81, 82), (135, 169), (344, 319)], classes)
+    big = yolo_head(b, y, ch(512), size // 32, 32, [(81, 82), (135, 169), (344, 319)], classes, batch)
     z = conv(f, ch(256), ch(128), 1)
     (z,) = b.node("Resize", [z, "", b.const("scales", np.array([1, 1, 2, 2], np.float32))], mode="nearest")
     (z,) = b.node("Concat", [z, route], axis=1)
     z = conv(z, ch(128) + ch(256), ch(256), 3)
-    small = yolo_head(b, z, ch(256), size // 16, 16, [(10, 14), (23, 27), (37, 58)], classes)
+    small = yolo_head(b, z, ch(256), size // 16, 16, [(10, 14), (23, 27), (37, 58)], classes, batch)
     (det,) = b.node("Concat", [big, small], axis=1)
     n = 3 * ((size // 32) ** 2 + (size // 16) ** 2)
-    return b.model("yolov3_tiny", size, [(det, "detections", [1, n, 5 + classes], TensorProto.FLOAT)])
+    return b.model("yolov3_tiny", size, [(det, "detections", [batch, n, 5 + classes], TensorProto.FLOAT)])
 
 
 def retinanet(size: int = 256, classes: int = 8, seed: int = 0, channels: int = 32, anchors: int = 3,
-              max_out: int = 10) -> onnx.ModelProto:
+              max_out: int = 10, batch: int = 1) -> onnx.ModelProto:
     """RetinaNet's structure at a small width: a strided backbone (C3, C4, C5 at strides 8, 16,
     32), a feature pyramid (1x1 laterals, top-down Resize x2 (nearest to P4, bilinear to P3)
     and add, 3x3 smoothing), a class head and a box head shared by the levels (conv +
     GroupNormalization + Relu, as torchvision's RetinaNet v2), each level's output brought to
     (1, H * W * A, k) by Reshape and Transpose; sigmoid class scores, boxes decoded from the
     anchors, and NonMaxSuppression per class."""
-    b = Builder(seed)
+    b = Builder(seed, batch)
     c = channels
     x = b.relu(b.conv("input", 3, c // 2, 3, 2))
     x = b.relu(b.conv(x, c // 2, c, 3, 2))
@@ -269,9 +295,9 @@ def retinanet(size: int = 256, classes: int = 8, seed: int = 0, channels: int = 
             y = p
             for layer in tower:
                 y = layer(y)
-            (y,) = b.node("Reshape", [y, b.const("shape", np.array([1, anchors, k, hw], np.int64))])
+            (y,) = b.node("Reshape", [y, b.const("shape", np.array([batch, anchors, k, hw], np.int64))])
             (y,) = b.node("Transpose", [y], perm=[0, 3, 1, 2])
-            (y,) = b.node("Reshape", [y, b.const("shape", np.array([1, hw * anchors, k], np.int64))])
+            (y,) = b.node("Reshape", [y, b.const("shape", np.array([batch, hw * anchors, k], np.int64))])
             out.append(y)
         n += hw * anchors
     (logit,) = b.node("Concat", logits, axis=1)
@@ -287,31 +313,35 @@ def retinanet(size: int = 256, classes: int = 8, seed: int = 0, channels: int = 
                                                b.const("iou", np.array([0.5], np.float32)),
                                                b.const("score", np.array([0.3], np.float32))])
     return b.model("retinanet", size, [
-        (boxes, "boxes", [1, n, 4], TensorProto.FLOAT), (scores, "scores", [1, n, classes], TensorProto.FLOAT),
+        (boxes, "boxes", [batch, n, 4], TensorProto.FLOAT), (scores, "scores", [batch, n, classes], TensorProto.FLOAT),
         (selected, "selected", ["num_selected", 3], TensorProto.INT64)], opset=21)  # GroupNormalization per channel
 
 
-def tiny(size: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+def tiny(size: int = 32, classes: int = 10, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     """A stem conv, one residual block and a classifier: a whole model that builds in seconds."""
-    b = Builder(seed)
+    b = Builder(seed, batch)
     x = b.relu(b.conv("input", 3, 16, 3, 2))
     y = b.conv(b.relu(b.conv(x, 16, 16, 3)), 16, 16, 3)
     (x,) = b.node("Add", [y, x])
     x = b.relu(x)
-    return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [1, classes], TensorProto.FLOAT)])
+    return b.model("tiny", size, [(b.head(x, 16, classes), "logits", [batch, classes], TensorProto.FLOAT)])
 
 
-MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny, "yolov3_tiny": yolov3_tiny,
-          "retinanet": retinanet}
+MODELS = {"resnet18": resnet18, "resnet50": resnet50, "mobilenetv2": mobilenet_v2, "ssd": ssd, "tiny": tiny,
+          "yolov3_tiny": yolov3_tiny, "retinanet": retinanet}
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models", help="directory for the .onnx files")
     ap.add_argument("--size", type=int, default=224, help="input height and width (a multiple of 32)")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    ap.add_argument("--models", default="resnet18,mobilenetv2,ssd,tiny",
+                    help=f"comma-separated, from {', '.join(MODELS)} (resnet50's weights are 100 MB: not by default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1, help="the input's batch size")
     args = ap.parse_args(argv)
+    if args.batch < 1:
+        ap.error(f"--batch {args.batch} must be >= 1")
     if args.size < 32 or args.size % 32:
         ap.error(f"--size {args.size} must be a positive multiple of 32")
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -321,7 +351,7 @@ def main(argv=None) -> None:
     os.makedirs(args.out, exist_ok=True)
     for m in wanted:
         path = os.path.join(args.out, f"{m}.onnx")
-        onnx.save(MODELS[m](args.size, seed=args.seed), path)
+        onnx.save(MODELS[m](args.size, seed=args.seed, batch=args.batch), path)
         print(f"wrote {path}")
 
 

@@ -14,7 +14,11 @@ An op joins its producer's group only when
   that the function returns, keeps its own buffer and is never fused into both,
 - the op keeps the producer's shape (a broadcast that grows the tensor would recompute it),
 - both are placed on the GPU (no `place = "host"`) and no host op or copy to the host stands
-  between them (the executor runs the GPU ops between two host steps as one launch sequence).
+  between them (the executor runs the GPU ops between two host steps as one launch sequence),
+- both run on the same device (`device`, see tensorop-split) and no transfer to or from that
+  device, nor a slice or concat of tensorop-split on it (the executor copies those), stands
+  between them (ops of other devices may: the executor runs each device's GPU
+  ops between two of its own transfers or host steps as one launch sequence).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 # ops whose lowering applies a fused epilogue where it writes its (last stage's) result
@@ -32,6 +37,10 @@ ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dO
            T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp)
 ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
 PLACE = "place"
+
+
+def _device(op) -> int:
+    return op.attributes["device"].value.data if "device" in op.attributes else 0
 
 
 def on_gpu(op) -> bool:
@@ -46,11 +55,15 @@ def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
             continue
         if p.result.uses.get_length() != 1 or T.shape_of(op.result) != T.shape_of(p.result):
             continue
-        if sum(1 for w in op.operands if w == v) != 1:
+        if sum(1 for w in op.operands if w == v) != 1 or _device(p) != _device(op):
             continue
         between = list(position)[position[p] + 1:position[op]]
         if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
             continue
+        if any(isinstance(o, T.TransferOp) and _device(op) in (o.src.value.data, o.dst.value.data)
+               or isinstance(o, T.SliceOp | T.ConcatOp) and "device" in o.attributes and _device(o) == _device(op)
+               for o in between):
+            continue  # a move or a copy on this device runs between two of its launch sequences
         return p
     return None
 
@@ -75,6 +88,7 @@ class TensoropFusePass(ModulePass):
     name = "tensorop-fuse"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         for fn in op.ops:
             if isinstance(fn, func.FuncOp):
                 fuse_function(fn)

@@ -12,14 +12,37 @@ from xdsl.ir import SSAValue
 
 from sched_dsl.lowering.emit import const_value
 
-C_IDENT = re.compile(r"[^A-Za-z0-9_]")
+IDENT_CHARS = re.compile(r"[A-Za-z0-9_]+")
+HEX_PAIR = re.compile(r"[0-9a-fA-F]{2}")
+SAFE_IN_COMMENT = re.compile(r"[A-Za-z0-9_ .,:;=+\-()\[\]{}<>@#$&*/'\"|~^!`]")
 
 
 def c_name(text: str | None, fallback: str) -> str:
-    """A C identifier made from an IR name: only [A-Za-z0-9_], never starting with a digit,
-    and never a reserved word (every name gets a prefix that no keyword has)."""
-    base = C_IDENT.sub("_", text or "") or fallback
-    return f"v_{base}"
+    """The one C identifier of an IR name, used by the printers and the runtimes alike.
+
+    A name of [A-Za-z0-9_] keeps its spelling behind the prefix `v_` (no C keyword or
+    reserved name starts with it). Any other name becomes `x_` and its UTF-8 bytes: letters,
+    digits and `_` as they are, every other byte as `_` and two hex digits (`.` is `_2e`);
+    a `_` that two hex digits would follow is written `_5f`. The spelling can be read back,
+    so two IR names never share a C name."""
+    text = text or fallback
+    if IDENT_CHARS.fullmatch(text):
+        return f"v_{text}"
+    spelled = ""
+    for b in reversed(text.encode()):  # from the end: a `_` depends on what follows it
+        c = chr(b)
+        if c == "_" and not HEX_PAIR.match(spelled):
+            spelled = c + spelled
+        else:
+            spelled = (c if c.isascii() and c.isalnum() else f"_{b:02x}") + spelled
+    return f"x_{spelled}"
+
+
+def c_comment(text: str) -> str:
+    """IR text as it may stand inside a `//` comment: printable ASCII but backslash (a line
+    splice), `?` (trigraphs) and `%`; every other character as `%` and the hex digits of
+    its UTF-8 bytes, so no name ends the comment or continues it onto the next line."""
+    return "".join(c if SAFE_IN_COMMENT.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
 
 @dataclass(frozen=True)
@@ -69,11 +92,12 @@ class HostPlan:
         return [b for b in self.buffers if b.role == "output"]
 
     def describe(self) -> str:
-        lines = [f"// host function {self.function}"]
+        lines = [f"// host function {c_comment(self.function)}"]
         for b in self.buffers:
-            lines.append(f"//   {b.role} {b.name}: {'x'.join(map(str, b.shape))} {b.dtype}")
+            lines.append(f"//   {b.role} {c_comment(b.name)}: {'x'.join(map(str, b.shape))} {b.dtype}")
         for ln in self.launches:
-            lines.append(f"//   launch {ln.kernel} grid={ln.grid} block={ln.block} args=({', '.join(ln.args)})")
+            args = ", ".join(c_comment(a) for a in ln.args)
+            lines.append(f"//   launch {c_comment(ln.kernel)} grid={ln.grid} block={ln.block} args=({args})")
         return "\n".join(lines)
 
 

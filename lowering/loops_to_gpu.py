@@ -27,8 +27,10 @@ from xdsl.utils.exceptions import DiagnosticException
 from sched_dsl.diagnostics import where
 from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import Emitter, const_value
+from sched_dsl.lowering.level import require_loop_level
 
 KERNEL_MODULE = "kernels"
+MAX_GRID = 2**31 - 1  # blocks along one grid dimension (CUDA's limit along x; ids fit an int)
 DIMS = ("x", "y", "z")
 BIND_TAGS = tuple(f"{kind}.{d}" for kind in ("block", "thread") for d in DIMS)
 
@@ -67,6 +69,11 @@ class Outliner:
         grid = {DIMS.index(bind_of(lp)[-1]): extent(lp) for lp in loops}
         if len(grid) != len(loops):
             raise DiagnosticException(f"stage '{self.stage}': a block dimension is bound twice")
+        for d, n in grid.items():
+            if n > MAX_GRID:
+                raise DiagnosticException(
+                    f"stage '{self.stage}': grid dimension {DIMS[d]} of {n} blocks exceeds {MAX_GRID}, the most a "
+                    "launch has (block ids are 32-bit); give the stage's block loops fewer iterations")
         body_ops = [op for op in inner_block.ops if not isinstance(op, scf.YieldOp)] if loops else [self.nest]
         threads = self.thread_sizes(body_ops)
 
@@ -246,6 +253,7 @@ class LoopsToGpuPass(ModulePass):
     name = "loops-to-gpu"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_loop_level(op, self.name, scheduled=True)
         for lp in op.walk():
             _check_loop(lp)
         kernels, taken = [], set()

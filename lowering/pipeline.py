@@ -8,19 +8,22 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 
-from sched_dsl.lowering.apply_schedule import ApplySchedulePass
+from sched_dsl.lowering.apply_schedule import ApplySchedulePass, config_text
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
+from sched_dsl.lowering.plan_memory import TensoropPlanMemoryPass
+from sched_dsl.lowering.split import TensoropSplitPass
 from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
-# (whole models first run the graph passes tensorop-place and tensorop-fuse; see executor.py)
+# (whole models first run the graph passes tensorop-split (several devices), tensorop-place,
+# tensorop-fuse and tensorop-plan-memory; see executor.py)
 DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
-                        TensoropFusePass)
+                        TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass)
 }
 
 
@@ -29,7 +32,7 @@ def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] 
     """Lowers `module` in place to the gpu dialect; `config` fixes knob values. `after(name,
     module)` sees the module after each pass (the tuner reads features off the loop IR);
     `stop_after` ends the pipeline after the pass of that name."""
-    text = ",".join(f"{k}={v}" for k, v in (config or {}).items())
+    text = config_text(config or {})
     for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()):
         p.apply(ctx, module)
         module.verify()

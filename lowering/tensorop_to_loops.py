@@ -37,7 +37,9 @@ from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
+from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.emit import Emitter
 
 NEG_INF = float("-inf")
@@ -741,6 +743,18 @@ class OpLowering:
 
         self.nest(self.stage, dims(out_shape), [], body)
 
+    def lower_slice(self) -> None:
+        (x,) = self.args
+        shape = T.shape_of(self.op.result)
+        axis, start = self.op.slice_axis(), self.op.start.value.data
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            src = [em.add(v, start) if a == axis and start else v for a, v in enumerate(idx)]
+            em.store(em.load(x, src), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
     def lower_concat(self) -> None:
         shape = T.shape_of(self.op.result)
         axis = self.op.concat_axis()
@@ -812,6 +826,42 @@ def fusion_groups(block: Block) -> dict[str, list[T.TensorOp]]:
     return groups
 
 
+def check_input_names(fn: func.FuncOp) -> None:
+    """Stages and inputs name buffers: one name for both would make the output overwrite the
+    input (the host plan passes the same buffer twice)."""
+    inputs = {a.name_hint or f"arg{k}": k for k, a in enumerate(fn.body.block.args)}
+    for name, k in inputs.items():
+        t = fn.body.block.args[k].type
+        if isinstance(t, TensorType):
+            try:
+                T.check_size(t.get_shape(), f"input '{name}' of func '{fn.sym_name.data}'")
+            except T.ShapeError as e:
+                loc = where(fn)
+                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}{e}") from None
+    for op in fn.body.block.ops:
+        if isinstance(op, T.TensorOp) and op.stage_name in inputs:
+            loc = where(op)
+            raise DiagnosticException(
+                f"{loc}{'error: ' if loc else ''}{op.name}: stage '{op.stage_name}' has the name of input "
+                f"'{op.stage_name}' (argument {inputs[op.stage_name]} of func '{fn.sym_name.data}'); stages "
+                "and inputs need distinct names")
+
+
+def check_distinct_buffers(fn: func.FuncOp, block: Block) -> None:
+    """Every buffer of the lowered function has a name of its own (the host plan and the
+    schedule address buffers by name)."""
+    seen: set[str] = set()
+    for k, a in enumerate(block.args):
+        seen.add(a.name_hint or f"arg{k}")
+    for op in block.ops:
+        if isinstance(op, memref.AllocOp) and op.memref.name_hint:
+            name = op.memref.name_hint
+            if name in seen:
+                raise DiagnosticException(f"tensorop-to-loops: func '{fn.sym_name.data}' has two buffers named "
+                                          f"'{name}' (a stage's buffer and an input or another stage's)")
+            seen.add(name)
+
+
 def lower_function(fn: func.FuncOp) -> None:
     """Rewrites a func of tensorop ops into loop nests over memrefs, in place."""
     old_block = fn.body.block
@@ -850,6 +900,7 @@ def lower_function(fn: func.FuncOp) -> None:
         epilogue = epilogue_of(members, anchor.result, buffers) if members else None
         OpLowering(em, anchor, [buffers[v] for v in anchor.operands], buffers[op.result], epilogue).run()
     em.op(func.ReturnOp())
+    check_distinct_buffers(fn, block)
     names = [StringAttr(a.name_hint or f"arg{k}") for k, a in enumerate(block.args)]
     fn.body.detach_block(old_block)
     fn.body.add_block(block)
@@ -865,12 +916,16 @@ class TensoropToLoopsPass(ModulePass):
     name = "tensorop-to-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
         stages: dict[str, object] = {}
         for t in op.walk():
             if isinstance(t, T.TensorOp):
                 if t.stage_name in stages:
                     raise DiagnosticException(f"{t.name}: stage name '{t.stage_name}' is used twice")
                 stages[t.stage_name] = t
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp) and fn.body.blocks:
+                check_input_names(fn)
         for fn in list(op.ops):
             if isinstance(fn, func.FuncOp) and any(isinstance(o, T.TensorOp) for o in fn.walk()):
                 lower_function(fn)

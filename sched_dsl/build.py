@@ -106,6 +106,9 @@ class Kernel:
 
     def __call__(self, *arrays: np.ndarray, **named: np.ndarray):
         if named:
+            unknown = [n for n in named if n not in self.input_names]
+            if unknown:
+                raise TypeError(f"unknown input '{unknown[0]}'; the inputs are {', '.join(self.input_names)}")
             missing = [n for n in self.input_names if n not in named]
             if arrays or missing:
                 raise TypeError(f"pass all inputs by position or all by name; missing {missing}")

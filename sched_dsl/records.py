@@ -12,14 +12,19 @@ files only.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
+import math
 import os
+import stat
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from sched_dsl.dialects.sched import MAX_INT, knob_name_problem
 from sched_dsl.tensor import Tensor, topological
 
 ERROR_CLASSES = ("invalid", "compile_error", "runtime_error", "wrong_answer", "timeout")
@@ -74,6 +79,7 @@ class Record:
     features: list[float] | None = None
     trial: int = 0
     time: float = field(default_factory=time.time)
+    strategy: str = ""  # the search that proposed it ("xgb", "random"); "" in older files
 
     @property
     def ok(self) -> bool:
@@ -86,26 +92,70 @@ class Record:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_problem(d) -> str | None:
+    """Why the decoded JSON `d` is not a valid record, or None."""
+    if not isinstance(d, dict) or not isinstance(d.get("workload"), str) or not isinstance(d.get("config"), dict):
+        return "a record needs a 'workload' string and a 'config' object"
+    for k, v in d["config"].items():
+        if (problem := knob_name_problem(k)) is not None:
+            return f"config: {problem}"
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_INT:
+            return f"config: knob '{k}' has value {v!r}, not an int from 1 to 2**63-1"
+    error, cost = d.get("error"), d.get("cost_ms")
+    if error is not None and error not in ERROR_CLASSES:
+        return f"unknown error class {error!r}; expected one of {', '.join(ERROR_CLASSES)}"
+    if error is None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        return f"a record without an error needs a numeric 'cost_ms', got {cost!r}"
+    if cost is not None and not (_number(cost) and cost >= 0):
+        return f"'cost_ms' must be a finite number >= 0, got {cost!r}"
+    features = d.get("features")
+    if features is not None and not (isinstance(features, list) and all(_number(f) for f in features)):
+        return "'features' must be a list of finite numbers"
+    if not isinstance(d.get("message", ""), str):
+        return "'message' must be a string"
+    trial = d.get("trial", 0)
+    if not isinstance(trial, int) or isinstance(trial, bool) or trial < 0:
+        return f"'trial' must be an int >= 0, got {trial!r}"
+    if not _number(d.get("time", 0)):
+        return f"'time' must be a finite number, got {d.get('time')!r}"
+    return None
+
+
 def _parse(line: str, where: str) -> Record:
     try:
         d = json.loads(line)
     except json.JSONDecodeError as e:
         raise RecordsError(f"{where}: not a JSON record ({e.msg})") from None
-    if not isinstance(d, dict) or not isinstance(d.get("workload"), str) or not isinstance(d.get("config"), dict):
-        raise RecordsError(f"{where}: a record needs a 'workload' string and a 'config' object")
-    if d.get("error") is not None and d["error"] not in ERROR_CLASSES:
-        raise RecordsError(f"{where}: unknown error class {d['error']!r}; expected one of {', '.join(ERROR_CLASSES)}")
-    if d.get("error") is None and not isinstance(d.get("cost_ms"), (int, float)):
-        raise RecordsError(f"{where}: a record without an error needs a numeric 'cost_ms'")
-    try:
-        return Record(**{k: d[k] for k in Record.__dataclass_fields__ if k in d})
-    except TypeError as e:
-        raise RecordsError(f"{where}: {e}") from None
+    except RecursionError:
+        raise RecordsError(f"{where}: not a record (JSON nested too deeply)") from None
+    if (problem := record_problem(d)) is not None:
+        raise RecordsError(f"{where}: {problem}")
+    return Record(**{k: d[k] for k in Record.__dataclass_fields__ if k in d})
+
+
+def check_record(r: Record, where: str) -> Record:
+    """`r` itself when it is valid (the rules of a records file's lines), else a RecordsError."""
+    if (problem := record_problem(asdict(r))) is not None:
+        raise RecordsError(f"{where}: {problem}")
+    return r
+
+
+_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+          stat.S_IFSOCK: "a socket"}
 
 
 def _check_path(path: str) -> None:
     if os.path.isdir(path):
         raise RecordsError(f"records path '{path}' is a directory, not a file")
+    if os.path.exists(path):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise RecordsError(f"records path '{path}' is {kind}, not a regular file")
 
 
 def load(path: str, missing_ok: bool = False) -> list[Record]:
@@ -142,7 +192,12 @@ def load(path: str, missing_ok: bool = False) -> list[Record]:
 
 
 class RecordsWriter:
-    """Appends records to a file, a batch at a time, flushed and fsynced."""
+    """Appends records to a file, a batch at a time, flushed and fsynced. While open it holds
+    `<path>.lock` (fcntl.flock), so one tuner at a time writes a records file: another gets a
+    RecordsError naming the process that holds it. The path is checked for writing at once,
+    before anything is measured. Use it as a context manager, or call close()."""
+
+    _lock_fd: int | None = None
 
     def __init__(self, path: str):
         _check_path(path)
@@ -153,7 +208,49 @@ class RecordsWriter:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise RecordsError(f"records path '{path}': directory '{parent}' does not exist")
-        self._set_aside_partial_line()
+        self._lock()
+        try:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+            except OSError as e:
+                raise RecordsError(f"records file '{path}' cannot be written ({e.strerror})") from None
+            self._set_aside_partial_line()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        lock = self.path + ".lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RecordsError(f"records file '{self.path}' cannot be written: its lock file '{lock}' "
+                               f"cannot be created ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RecordsError(f"records file '{self.path}' is being written by another tuner (process {holder}, "
+                               f"which holds '{lock}'); wait for it to finish or use another records file") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Releases the lock; appending after this is an error."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RecordsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def _set_aside_partial_line(self) -> None:
         """A last line without its newline was cut short while being written: move it to
@@ -176,13 +273,33 @@ class RecordsWriter:
                       f"moved it to {self.path}.partial", stacklevel=3)
 
     def append(self, records: Iterable[Record]) -> None:
-        lines = "".join(r.to_json() + "\n" for r in records)
-        if not lines:
+        """Appends whole lines or nothing: a failed write (a full disk) is cut off again and
+        is a RecordsError saying how many records were not written."""
+        if self._lock_fd is None:
+            raise RecordsError(f"records file '{self.path}': the writer is closed")
+        records = [check_record(r, f"record for '{self.path}'") for r in records]
+        data = "".join(r.to_json() + "\n" for r in records).encode()
+        if not data:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                    state = "the file ends at its last whole record, as before"
+                except OSError:
+                    state = "the file may end in a cut-short line, set aside when it is next opened"
+                raise RecordsError(f"records file '{self.path}': {e.strerror}; {len(records)} record(s) of this "
+                                   f"batch were not written ({state})") from None
+        finally:
+            os.close(fd)
 
 
 def best(records: Iterable[Record], workload: str | None = None) -> dict[str, Record]:
@@ -196,10 +313,12 @@ def best(records: Iterable[Record], workload: str | None = None) -> dict[str, Re
     return out
 
 
-def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]]) -> dict[str, int]:
-    """The config of the fastest correct record for `workload` in `path` that fits the
-    schedule's knobs; a RecordsError says why there is none."""
-    records = load(path)
+def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]],
+                records: Sequence[Record] | None = None) -> dict[str, int]:
+    """The config of the fastest correct record for `workload` in `path` (or in `records`,
+    that file's records already loaded) that fits the schedule's knobs; a RecordsError says
+    why there is none."""
+    records = load(path) if records is None else records
     if not records:
         raise RecordsError(f"records file '{path}' holds no records")
     mine = [r for r in records if r.workload == workload.key]
@@ -216,15 +335,64 @@ def best_config(path: str, workload: Workload, knobs: dict[str, Sequence[int]]) 
 
 
 def merge(paths: Sequence[str], out: str) -> int:
-    """Writes the records of all `paths` to `out` (appending), one per workload and config
-    (a correct measurement wins over an error, the faster over the slower). Returns the
-    number written."""
-    chosen: dict[tuple, Record] = {}
-    for p in paths:
-        for r in load(p):
-            k = (r.workload, r.config_key())
-            old = chosen.get(k)
-            if old is None or (r.ok and (not old.ok or r.cost_ms < old.cost_ms)):
-                chosen[k] = r
-    RecordsWriter(out).append(chosen.values())
+    """Merges the records of `paths`, and of `out` itself when it exists, into `out`: one
+    record per (workload, config), a correct measurement before an error and the faster before
+    the slower, in the order first seen. Merging again, or a file into itself, changes nothing.
+    `out` is replaced atomically (written beside it, then renamed): a kill leaves the old file
+    or the new one, whole; a cut-short last line of `out` is first set aside in
+    `<out>.partial`. Returns the number of records in `out`."""
+    _check_path(out)
+    # the writer locks `out` against tuners appending to it meanwhile, and moves a cut-short
+    # last line to <out>.partial, so it is not lost
+    writer = None if out.endswith(".gz") else RecordsWriter(out)
+    try:
+        chosen: dict[tuple, Record] = {}
+        for p in ([out] if os.path.exists(out) else []) + list(paths):
+            for r in load(p):
+                k = (r.workload, r.config_key())
+                old = chosen.get(k)
+                if old is None or (r.ok and (not old.ok or r.cost_ms < old.cost_ms)):
+                    chosen[k] = r
+        write_atomically(out, "".join(r.to_json() + "\n" for r in chosen.values()))
+    finally:
+        if writer is not None:
+            writer.close()
     return len(chosen)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Writes `text` to a temporary file beside `path` (gzipped when `path` ends in .gz),
+    fsyncs it and renames it over `path`."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise RecordsError(f"records path '{path}': directory '{parent}' does not exist")
+    try:
+        _replace(path, parent, text)
+    except OSError as e:  # a full disk, no permission: the old file stays as it was
+        raise RecordsError(f"records file '{path}' cannot be written ({e.strerror or e}); it is left as it was") from None
+
+
+def _replace(path: str, parent: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            data = text.encode("utf-8")
+            f.write(gzip.compress(data) if path.endswith(".gz") else data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        else:  # as open() would have made it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

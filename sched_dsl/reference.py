@@ -285,6 +285,10 @@ def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         return args[0].reshape(t.shape)
     if t.kind == "concat":
         return np.concatenate(args, axis=a["axis"])
+    if t.kind == "slice":
+        index = [slice(None)] * args[0].ndim
+        index[a["axis"] % args[0].ndim] = slice(a["start"], a["stop"])
+        return args[0][tuple(index)]
     raise ValueError(f"no reference for {t.kind}")
 
 

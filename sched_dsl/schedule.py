@@ -8,6 +8,7 @@ when the schedule is lowered. `Schedule.ir()` prints payload and schedule as tex
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,20 @@ def loop_names(t: Tensor) -> list[str]:
         "reduce": spatial + [f"r{k}" for k in range(len(t.attrs.get("axes", ())))],
         "nms": ["m", "rank"],
     }.get(t.kind, spatial)
+
+
+def _factor(value, what: str) -> int:
+    """A split or tile factor as an int, checked: an integer from 1 to 2**63-1 (i64 in the IR)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
+        raise ScheduleError(f"{what} must be an int >= 1 or a knob, got {value!r}")
+    if operator.index(value) > S.MAX_INT:
+        raise ScheduleError(f"{what} must be at most 2**63-1, got {value!r}")
+    return operator.index(value)
+
+
+def _check_knob_name(name) -> None:
+    if (problem := S.knob_name_problem(name)) is not None:
+        raise ScheduleError(problem)
 
 
 @dataclass(eq=False)
@@ -79,11 +94,17 @@ class Schedule:
         return tuple(self.loop(n, stage) for n in names)
 
     def knob(self, name: str, candidates: Sequence[int]) -> Knob:
-        candidates = tuple(int(c) for c in candidates)
+        bad = [c for c in candidates if isinstance(c, bool) or not hasattr(c, "__index__")]
+        if bad:
+            raise ScheduleError(f"knob '{name}': candidates must be ints, got {bad[0]!r}")
+        candidates = tuple(operator.index(c) for c in candidates)
         if name in self.knobs:
             raise ScheduleError(f"knob '{name}' is defined twice")
+        _check_knob_name(name)
         if not candidates or min(candidates) < 1:
             raise ScheduleError(f"knob '{name}' needs candidates >= 1, got {list(candidates)}")
+        if max(candidates) > S.MAX_INT:
+            raise ScheduleError(f"knob '{name}': candidate {max(candidates)} is larger than 2**63-1")
         k = Knob(name, candidates)
         self.knobs[name] = k
         self.actions.append(("knob", (k,)))
@@ -98,6 +119,7 @@ class Schedule:
         the powers of two up to it (kind="pow2"), kept between `lo` and `hi`."""
         if name in self.knobs:
             raise ScheduleError(f"knob '{name}' is defined twice")
+        _check_knob_name(name)
         if not isinstance(extent, int) or extent < 1:
             raise ScheduleError(f"split_knob '{name}': extent must be an int >= 1, got {extent!r}")
         try:
@@ -126,8 +148,8 @@ class Schedule:
         if isinstance(factor, Knob):
             if self.knobs.get(factor.name) is not factor:
                 raise ScheduleError(f"knob '{factor.name}' belongs to another schedule")
-        elif not isinstance(factor, int) or factor < 1:
-            raise ScheduleError(f"split of '{loop.name}': factor must be an int >= 1 or a knob, got {factor!r}")
+        else:
+            factor = _factor(factor, f"split of '{loop.name}': factor")
         loop.consumed_by = "split"
         outer, inner = Loop(loop.stage, loop.name + "o", loop), Loop(loop.stage, loop.name + "i", loop)
         self.actions.append(("split", (loop, factor, outer, inner)))
@@ -135,8 +157,7 @@ class Schedule:
 
     def tile(self, x: Loop, y: Loop, fx: int, fy: int) -> tuple[Loop, Loop, Loop, Loop]:
         self._use(x, y)
-        if min(fx, fy) < 1:
-            raise ScheduleError(f"tile factors must be >= 1, got {fx}, {fy}")
+        fx, fy = _factor(fx, f"tile of '{x.name}': factor"), _factor(fy, f"tile of '{y.name}': factor")
         x.consumed_by = y.consumed_by = "tiled"
         res = tuple(Loop(h.stage, h.name + s, h) for h, s in ((x, "o"), (y, "o"), (x, "i"), (y, "i")))
         self.actions.append(("tile", (x, y, fx, fy, res)))

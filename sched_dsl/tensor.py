@@ -49,16 +49,28 @@ def placeholder(name: str, shape: Sequence[int], dtype: str = "f32") -> Tensor:
     _check_name(name)
     if dtype not in T.DTYPES:
         raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use one of {', '.join(T.DTYPES)}")
-    shape = tuple(int(d) for d in shape)
+    shape = _ints(shape, f"placeholder '{name}': dimension")
     if not shape or min(shape) < 1:
         raise ValueError(f"placeholder '{name}': shape {shape} must have dimensions >= 1")
+    T.check_size(shape, f"placeholder '{name}'")
     return Tensor("placeholder", shape, name=name, dtype=dtype)
 
 
+def _ints(v: Any, what: str) -> tuple[int, ...]:
+    """One int or several, as a tuple: 2.5 or "3" is an error, not 2 or 3."""
+    if isinstance(v, (str, bytes)):
+        raise T.ShapeError(f"{what} must be an int, got {v!r}")
+    try:
+        items = list(v)
+    except TypeError:
+        return (_integer(v, what),)
+    return tuple(_integer(x, what) for x in items)
+
+
 def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(x) for x in v)
+    v = _ints(v, what)
+    if len(v) == 1:
+        return (v[0], v[0])
     if len(v) != 2:
         raise ValueError(f"{what} takes one int or two, got {v}")
     return v
@@ -66,9 +78,9 @@ def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
 
 def _padding(p: int | Sequence[int]) -> tuple[int, int, int, int]:
     """An int, (pad_h, pad_w) or (top, left, bottom, right)."""
-    if isinstance(p, int):
-        return (p, p, p, p)
-    p = tuple(int(x) for x in p)
+    p = _ints(p, "padding")
+    if len(p) == 1:
+        return (p[0],) * 4
     if len(p) == 2:
         return (p[0], p[1], p[0], p[1])
     if len(p) == 4:
@@ -272,13 +284,20 @@ def topological(outputs: Sequence[Tensor]) -> list[Tensor]:
 def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
     """Given names stay; others are the operator kind, numbered when it repeats."""
     names: dict[Tensor, str] = {}
-    used: set[str] = set()
+    named: dict[str, Tensor] = {}
     for t in order:
         if t.name is not None:
-            if t.name in used:
+            other = named.get(t.name)
+            if other is not None:
+                # an input and a stage of one name would share one buffer
+                (inp, stage) = (other, t) if other.kind == "placeholder" else (t, other)
+                if inp.kind == "placeholder" and stage.kind != "placeholder":
+                    raise ValueError(f"{stage.kind} stage '{t.name}' has the name of input '{t.name}'; "
+                                     "stages and inputs need distinct names")
                 raise ValueError(f"two tensors are named '{t.name}'")
-            used.add(t.name)
+            named[t.name] = t
             names[t] = t.name
+    used = set(named)
     for t in order:
         if t not in names:
             base = t.attrs.get("fn", t.kind) if t.kind in ("unary", "binary") else t.kind
@@ -335,6 +354,8 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
                                    a["groups"])
     if t.kind == "resize":
         return T.ResizeOp(*args, name, t.shape, a["scales"], a["mode"], a["coordinate"], a["rounding"])
+    if t.kind == "slice":
+        return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -373,6 +394,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     elif isinstance(op, T.ResizeOp):
         attrs = dict(scales=op.scale_values(), mode=op.mode.data, coordinate=op.coordinate.data,
                      rounding=op.rounding.data)
+    elif isinstance(op, T.SliceOp):
+        attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
@@ -409,7 +432,13 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
 
 def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
     _tensors(x)
-    return _op("reshape", T.reshape_shape(x.shape, shape), (x,), name)
+    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name)
+
+
+def slice_along(x: Tensor, axis: int, start: int, stop: int, name: str | None = None) -> Tensor:
+    """x's elements whose index along `axis` is in [start, stop)."""
+    _tensors(x)
+    return _op("slice", T.slice_shape(x.shape, axis, start, stop), (x,), name, axis=axis, start=start, stop=stop)
 
 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:

@@ -36,6 +36,7 @@ def _target(name):
 SCHED_DSL_UNIVERSE = Universe(
     all_dialects={"tensorop": _tensorop, "sched": _sched, "memspace": _memspace},
     all_passes={n: _pass(n) for n in ("tensorop-to-loops", "apply-schedule", "loops-to-gpu",
-                                               "tensorop-place", "tensorop-fuse")},
+                                               "tensorop-place", "tensorop-fuse", "tensorop-plan-memory",
+                                               "tensorop-split")},
     all_targets={n: _target(n) for n in ("opencl", "cuda")},
 )

@@ -237,6 +237,39 @@ def unary_split_vectorize():
     return u, s
 
 
+def matmul_tvm_vectorized():
+    """TVM-style: split loops bound to blocks and threads without reordering them (io, ii, jo,
+    jt run as io, jo, ii, jt); each thread computes 4 adjacent outputs as one float4 (B and C
+    accessed as float4s, A broadcast)."""
+    c = _matmul(32, 24, 64)
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ii = s.split(i, 8)
+    jo, jr = s.split(j, 16)
+    jt, jv = s.split(jr, 4)
+    s.reorder(k, jv)
+    s.bind(io, "block.y")
+    s.bind(ii, "thread.y")
+    s.bind(jo, "block.x")
+    s.bind(jt, "thread.x")
+    s.vectorize(jv)
+    return c, s
+
+
+def unary_tvm_vectorized():
+    """sigmoid with TVM-style bindings and its last loop as float2s."""
+    u = sd.sigmoid(sd.placeholder("X", (12, 20)), name="U")
+    s = sd.Schedule(u)
+    d0, d1 = s.loops("d0", "d1")
+    d0o, d0i = s.split(d0, 4)
+    d1o, d1i = s.split(d1, 2)
+    s.bind(d0o, "block.x")
+    s.bind(d0i, "thread.y")
+    s.bind(d1o, "thread.x")
+    s.vectorize(d1i)
+    return u, s
+
+
 def clip_default():
     return sd.clip(sd.placeholder("X", (5, 6, 7)), -0.25, 0.5, name="U"), None
 
@@ -347,7 +380,7 @@ CASES = [Case(f.__name__, f) for f in (
     conv_default, conv_strided_default, conv_shared_tiled, conv_register_blocked,
     depthwise_default, depthwise_tiled,
     pool_max_default, pool_avg_default, pool_max_threads,
-    unary_default, unary_split_vectorize, clip_default,
+    matmul_tvm_vectorized, unary_default, unary_split_vectorize, unary_tvm_vectorized, clip_default,
     binary_broadcast_default, binary_fused_threads, bias_add_default,
     reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
     scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,

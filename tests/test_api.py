@@ -93,7 +93,8 @@ def test_schedule_errors_name_the_problem():
     (lambda s, i, j, k: (s.vectorize(i)), "not innermost"),
     (lambda s, i, j, k: (s.bind(i, "thread.x"), s.bind(j, "thread.x")), "already bound"),
     (lambda s, i, j, k: (s.bind(k, "block.x")), "reduction loop"),
-    (lambda s, i, j, k: (s.bind(j, "block.x")), "must be the outermost"),
+    (lambda s, i, j, k: (s.bind(i, "block.y"), s.bind(j, "block.x"), s.cache_read("B", "local", at=i)),
+     "must be inside all block loops"),
     (lambda s, i, j, k: (s.fuse(i, k)), "not adjacent"),
     (lambda s, i, j, k: (s.cache_write("local", at=k)), "inside reduction loop"),
 ])

@@ -18,11 +18,21 @@ from xdsl.passes import ModulePass
 
 import sched_dsl as sd
 from sched_dsl import testing as sdt
-from sched_dsl.testing.check import TEXT_STAGE, EquivalenceError, check_each_pass, evaluate, print_opencl
+from sched_dsl.testing.check import (
+    TEXT_STAGE,
+    EquivalenceError,
+    _arg_names,
+    _num_inputs,
+    check_each_pass,
+    evaluate,
+    host_function,
+    print_opencl,
+    summary,
+)
 from sched_dsl.cli.opt import SchedOptMain, sched_opt_main
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.testing.interp import InterpError
+from sched_dsl.testing.interp import BudgetExceeded, Interpreter, InterpError
 from sched_dsl.lowering.emit import INDEX
 from sched_dsl.lowering.pipeline import DEFAULT_PIPELINE, PASSES
 
@@ -248,6 +258,114 @@ def test_thread_loop_with_barriers_runs_threads_in_lockstep():
     assert evaluate(parse(NEIGHBOUR), {"a": a})["a"].tolist() == [2, 3, 4, 1]
     racy = NEIGHBOUR.replace('"gpu.barrier"() : () -> ()\n      %n', "%n", 1)
     assert np.isnan(evaluate(parse(racy), {"a": a})["a"]).any()  # read before the neighbour wrote
+
+
+# ---- lanes: parallel loops run as numpy arrays, with the result of running them in order -----------------
+
+def readme_matmul() -> ModuleOp:
+    """The README's matmul: 256x128x192 in 16x16 tiles, A and B cached in shared memory."""
+    a, b = sd.placeholder("A", (256, 128)), sd.placeholder("B", (128, 192))
+    c = sd.matmul(a, b)
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    io, ii = s.split(i, 16)
+    jo, ji = s.split(j, 16)
+    ko, ki = s.split(k, 8)
+    s.reorder(io, jo, ko, ii, ji, ki)
+    s.bind(io, "block.y"), s.bind(jo, "block.x"), s.bind(ii, "thread.y"), s.bind(ji, "thread.x")
+    s.cache_read(a, "shared", at=ko)
+    s.cache_read(b, "shared", at=ko)
+    s.unroll(ki)
+    return s.module()
+
+
+def test_readme_matmul_is_checked_at_every_stage():
+    results = check_each_pass(readme_matmul(), DEFAULT_PIPELINE)
+    assert [(r.name, r.checked, r.ok) for r in results] == [
+        ("tensorop-to-loops", True, True), ("apply-schedule", True, True), ("loops-to-gpu", True, True),
+        (TEXT_STAGE, True, True)]
+    assert summary(results) is None
+
+
+def test_a_stage_too_large_for_the_budget_is_not_checked_never_broken(tmp_path, capsys):
+    results = check_each_pass(readme_matmul(), DEFAULT_PIPELINE, budget=1000)
+    assert [(r.name, r.checked) for r in results] == [
+        ("tensorop-to-loops", False), ("apply-schedule", False), ("loops-to-gpu", False), (TEXT_STAGE, True)]
+    assert "not checked: too large for the budget of 1000 interpreter steps" in str(results[0])
+    assert summary(results).startswith("not every stage was checked: too large for the interpreter's budget: "
+                                       "tensorop-to-loops, apply-schedule, loops-to-gpu; checked: emitted OpenCL text")
+    # a broken stage after unchecked ones is named, with them
+    steps = default_passes()
+    steps.insert(1, ReductionBoundOffByOne())
+    e = caught(steps, budget=30)  # the 8x8 matmul: its loop IR needs more than 30 steps, the input is tensorop
+    assert e.stage == TEXT_STAGE and "not checked before it, too large for the budget: tensorop-to-loops, " \
+        "reduction-bound-off-by-one, apply-schedule, loops-to-gpu" in str(e)
+    path = tmp_path / "mm.mlir"
+    path.write_text(shared_matmul(True).ir())
+    assert sched_opt_main([str(path), "-p", DEFAULT_PIPELINE, "--check-each-pass", "--check-budget", "30"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("not checked: too large for the budget of 30 interpreter steps") == 3
+    assert "check-each-pass: not every stage was checked" in err and "--check-budget" in err
+    assert sched_opt_main([str(path), "-p", DEFAULT_PIPELINE, "--check-each-pass", "--check-budget", "0"]) == 1
+    assert "the check budget must be a number of interpreter steps >= 1, got 0" in capsys.readouterr().err
+
+
+def run_both_ways(m: ModuleOp, values: dict) -> None:
+    """Runs `m` as lanes and in order; the outputs must be the same, bit for bit."""
+    got = []
+    for lanes in (True, False):
+        fn = host_function(m)
+        args = [np.array(values[n], np.float32) if k < _num_inputs(fn) else
+                np.full(tuple(a.type.get_shape()), np.nan, np.float32)
+                for k, (n, a) in enumerate(zip(_arg_names(fn), fn.body.block.args))]
+        Interpreter(m, lanes=lanes).run(fn, args)
+        got.append(args)
+    for a, b in zip(*got):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", sdt.OPERATOR_KINDS)
+@settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_lanes_give_the_result_of_running_in_order(kind, data):
+    out = data.draw(sdt.operators(kind))
+    m = data.draw(sdt.schedules(out)).module()
+    values = data.draw(sdt.inputs(out))
+    ctx = make_context()
+    for name in DEFAULT_PIPELINE.split(","):
+        PASSES[name]().apply(ctx, m)
+        run_both_ways(m, values)
+
+
+# a loop marked spatial whose iterations depend on each other: a[i] = a[i - 1] + a[i]
+DEPENDENT = """builtin.module {
+  func.func @main(%a: memref<64xf32>) attributes {sched.arg_names = ["a"], sched.num_inputs = 0 : i64} {
+    %c1 = arith.constant 1 : index
+    %c64 = arith.constant 64 : index
+    scf.for %i = %c1 to %c64 step %c1 {
+      %p = arith.subi %i, %c1 : index
+      %x = memref.load %a[%p] : memref<64xf32>
+      %y = memref.load %a[%i] : memref<64xf32>
+      %z = arith.addf %x, %y : f32
+      memref.store %z, %a[%i] : memref<64xf32>
+    } {sched.stage = "a", sched.axis = "i"BIND}
+    func.return
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("bind", ["", ', sched.bind = "block.x"', ', sched.bind = "thread.x"'])
+def test_iterations_that_meet_on_an_element_run_in_order(bind):
+    m = parse(DEPENDENT.replace("BIND", bind))
+    a = np.arange(64, dtype=np.float32)
+    assert evaluate(m, {"a": a})["a"].tolist() == np.cumsum(a).tolist()
+
+
+def test_the_budget_counts_steps():
+    m = parse(DEPENDENT.replace("BIND", ""))
+    with pytest.raises(BudgetExceeded, match="more than 100 interpreter steps"):
+        evaluate(m, {"a": np.zeros(64, np.float32)}, budget=100)
 
 
 # ---- the CLI --------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_nms_kernels_and_their_launches():
     assert "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);" in lw.source
     assert "i32" in lw.plan.describe()
     cuda = sd.lower(out, target="cuda").source
-    assert "int* __restrict__ v_nm_order" in cuda and "__syncthreads();" in cuda
+    assert "int* __restrict__ x_nm_2eorder" in cuda and "__syncthreads();" in cuda
 
 
 # ---- user schedules ------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_i32_input_and_output_buffers():
     x, idx = P("X", 2, 5), P("I", 2, 3, dtype="i32")
     out = _op("take_along_axis", (2, 3), (x, idx), "G", axis=1)
     xv = np.arange(10, dtype=np.float32).reshape(2, 5)
-    iv = np.array([[4, 0, 4], [1, 2, 3]])
+    iv = np.array([[4, 0, 4], [1, 2, 3]], dtype=np.int32)
     kern = sd.build(out)
     assert [b.dtype for b in kern.lowered.plan.inputs] == ["f32", "i32"]
     assert "__global int* restrict v_I" in kern.source

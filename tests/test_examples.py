@@ -21,3 +21,12 @@ def test_example_runs(script):
     args = CPU_ARGS.get(script.name, [])
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+
+
+def test_make_models_help_shows_its_whole_description():
+    script = EXAMPLES[0].parent / "make_models.py"
+    run = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    # the usage lines of the description keep their own lines, and its last sentence is there
+    assert "\n    python examples/make_models.py --out models --size 224\n" in run.stdout
+    assert '"selected" ([batch, class, box] rows).' in run.stdout

@@ -196,6 +196,57 @@ def test_records_round_trip_best_and_merge(tmp_path):
     assert merged[("op|A=2|opencl|dev", 1)].cost_ms == 4.0
 
 
+def test_merge_keeps_one_record_per_config_and_is_idempotent(tmp_path, monkeypatch):
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    R.RecordsWriter(str(a)).append([_rec(cost=2.0, t=1), _rec(cost=1.0, t=1), _rec(error="timeout", t=2)])
+    R.RecordsWriter(str(b)).append([_rec(cost=0.5, t=2), _rec("op|A=2|opencl|dev", 4.0, t=1)])
+    assert R.merge([str(a)], str(out)) == 2
+    first = out.read_bytes()
+    assert R.merge([str(a)], str(out)) == 2 and out.read_bytes() == first  # again: nothing changes
+    assert R.merge([str(out)], str(out)) == 2 and out.read_bytes() == first  # into itself: likewise
+    assert R.merge([str(b), str(a)], str(out)) == 3
+    merged = {(r.workload, r.config["t"]): r for r in R.load(str(out))}
+    assert set(merged) == {("op|A=1|opencl|dev", 1), ("op|A=1|opencl|dev", 2), ("op|A=2|opencl|dev", 1)}
+    assert merged[("op|A=1|opencl|dev", 1)].cost_ms == 1.0 and merged[("op|A=1|opencl|dev", 2)].cost_ms == 0.5
+    # the output's own records stay, and a cut-short last line of it is set aside, not lost
+    with open(out, "a") as f:
+        f.write('{"workload":"op|A=1')
+    with pytest.warns(UserWarning, match="cut short"):
+        assert R.merge([str(a)], str(out)) == 3
+    assert (tmp_path / "out.jsonl.partial").read_text() == '{"workload":"op|A=1\n'
+    # written atomically: a failure before the rename leaves the old file and no temporary one
+    before = out.read_bytes()
+    monkeypatch.setattr(R.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(R.RecordsError, match="out.jsonl' cannot be written \\(disk full\\); it is left as it was"):
+        R.merge([str(b)], str(out))
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == \
+        ["a.jsonl", "b.jsonl", "out.jsonl", "out.jsonl.partial"]
+
+
+def test_plot_title_fits_ticks_are_plain_and_the_legend_names_the_strategy(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from sched_dsl.tuner.plot import figure, plot_curves
+
+    title = "matmul|A=256x256,B=256x256|opencl|Portable Computing Language pthread-Intel(R) Xeon(R) CPU @ 2.00GHz"
+    for curve in ([0.0213, 0.0201, 0.0201, 0.0199], [3.0, 1.2, 0.4, 0.05]):  # a narrow range, and decades
+        fig = figure({"xgb": [curve], "random": [curve[::-1]]}, title)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        box, page = ax.title.get_window_extent(), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert len(labels) >= 2 and all(float(t) > 0 for t in labels), labels  # plain numbers: no 10^k, no 2e-2
+        assert all(float(t.get_text()).is_integer() for t in ax.get_xticklabels() if t.get_text())  # whole trials
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["XGBoost-guided search (1 run)", "random search (1 run)"]
+        plt.close(fig)
+    plot_curves({"xgb": [[1.0, 0.5]]}, str(tmp_path / "c.png"), title=title)
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_records_bad_input(tmp_path):
     with pytest.raises(R.RecordsError, match="is a directory"):
         R.load(str(tmp_path))
@@ -373,9 +424,15 @@ def test_cli_run_best_merge_plot(tmp_path, capsys):
     merged = tmp_path / "m.jsonl"
     assert tune_cli(["merge", str(merged), str(rec), str(rec)]) == 0
     assert len(R.load(str(merged))) == 6
+    assert "m.jsonl: 6 record(s), one per workload and config (6 new)" in capsys.readouterr().err
+    assert tune_cli(["merge", str(merged), str(merged), str(rec)]) == 0  # again, and into itself: no change
+    assert len(R.load(str(merged))) == 6 and "(0 new)" in capsys.readouterr().err
+    assert {r.strategy for r in R.load(str(rec))} == {"xgb"}
     assert tune_cli(["plot", str(rec), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 1000
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    assert said.startswith(f"wrote {tmp_path / 'p.png'}: best time so far against 6 trial(s) of matmul|") \
+        and "(XGBoost-guided search; best " in said
     # bad input: one line on stderr, exit code 1
     (tmp_path / "empty.jsonl").write_text("")
     for argv, msg in [
@@ -385,7 +442,7 @@ def test_cli_run_best_merge_plot(tmp_path, capsys):
         (["run", "nofile.py:f"], "no such file: nofile.py"),
         (["run", spec + "x"], "has no function 'matmul_spacex'"),
         (["run", spec, "--arg", "m"], "--arg 'm' is not name=value"),
-        (["merge", str(rec), str(rec)], "is both an input and the output"),
+        (["merge", str(tmp_path), str(rec)], "is a directory"),
         (["run", spec, "--budget-s", "0"], "budget_s must be > 0 seconds"),
     ]:
         assert tune_cli(argv) == 1, argv
@@ -425,6 +482,63 @@ def test_a_hook_that_does_not_load_is_a_clear_error():
     from sched_dsl.runtime.common import DeviceError
     with pytest.raises(DeviceError, match="the hook 'no_such_module:f' cannot be loaded: ModuleNotFoundError"):
         sd.tune(c, s, trials=1, hook="no_such_module:f", workers=1)
+
+
+# the README's tuning snippet, smaller: a plain script with no `if __name__ == "__main__":` guard
+PLAIN_SCRIPT = """\
+import sched_dsl as sd
+A, B = sd.placeholder("A", (16, 16)), sd.placeholder("B", (16, 16))
+C = sd.matmul(A, B, name="C")
+s = sd.Schedule(C)
+i, j, k = s.loops("i", "j", "k")
+ti = s.split_knob("ti", 16, "pow2", lo=4, hi=8)
+tj = s.split_knob("tj", 16, "divisors", hi=8)
+io, ii = s.split(i, ti); jo, ji = s.split(j, tj)
+s.reorder(io, jo, ii, ji, k)
+s.bind(io, "block.y"); s.bind(jo, "block.x"); s.bind(ii, "thread.y"); s.bind(ji, "thread.x")
+
+result = sd.tune(C, s, target="opencl", trials=2, records="mm.jsonl", workers=1, repeat=1)
+print("tuned", result.trials, result.best_config, result.errors)
+kern = sd.build(C, s, target="opencl", records="mm.jsonl")
+import numpy as np
+a = np.ones((16, 16), np.float32)
+print("built", float(kern(a, a)[0, 0]))
+"""
+
+
+def test_tune_from_a_plain_script(tmp_path):
+    (tmp_path / "t.py").write_text(PLAIN_SCRIPT)
+    proc = subprocess.run([sys.executable, "t.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("tuned 2 ") == 1 and "Counter()" in proc.stdout  # the script ran once, no errors
+    assert "built 16.0" in proc.stdout and len(R.load(str(tmp_path / "mm.jsonl"))) == 2
+
+
+def test_a_worker_that_dies_at_start_says_why(tmp_path, monkeypatch):
+    (tmp_path / "dies_at_start.py").write_text(
+        "import os, sys\nsys.stderr.write('cannot open the frobnicator\\n'); sys.stderr.flush(); os._exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    c, s = matmul_space()
+    from sched_dsl.runtime.common import DeviceError
+    with pytest.raises(DeviceError, match="(?s)measuring process died at start \\(exit code 3\\).*cannot open the frobnicator"):
+        sd.tune(c, s, trials=1, hook="dies_at_start:f", workers=1)
+
+
+def test_a_build_worker_that_dies_is_a_result_and_replaced(tmp_path, monkeypatch):
+    (tmp_path / "build_crash.py").write_text(
+        "import os, sys\n"
+        "def hook(event, config, value):\n"
+        "    if event == 'build' and config['ti'] == 2:\n"
+        "        sys.stderr.write('lowering fell over\\n'); sys.stderr.flush(); os._exit(9)\n"
+        "    return value\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from sched_dsl.tuner.measure import Measurer
+    c, s = matmul_space()
+    with Measurer(c, s, hook="build_crash:hook", workers=1) as m:
+        crashed, fine = m.build([{"ti": 2, "tj": 4}, {"ti": 4, "tj": 4}])
+    assert crashed.error == "compile_error"
+    assert "died while building (exit code 9)" in crashed.message and "lowering fell over" in crashed.message
+    assert fine.error is None and fine.source
 
 
 # -- replaying recorded measurements -----------------------------------------------------------

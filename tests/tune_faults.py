@@ -34,3 +34,12 @@ def slow(event, config, value):
     if event == "source":
         time.sleep(0.3)
     return value
+
+
+def stuck(event, config, value):
+    """Every run takes a minute; the run worker first touches $SCHED_DSL_TEST_MARK (so a test
+    can kill the tuner while its worker is busy)."""
+    if event == "source":
+        open(os.environ["SCHED_DSL_TEST_MARK"], "w").close()
+        time.sleep(60)
+    return value

@@ -34,3 +34,17 @@ def fault_space():
     s.bind(jo, "block.x")
     s.bind(ji, "thread.x")
     return c, s
+
+
+def threads_space():
+    """One knob "t" = threads per block of a small matmul: 4 configs."""
+    a, b = sd.placeholder("A", (4, 8)), sd.placeholder("B", (8, 64))
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    i, j, k = s.loops("i", "j", "k")
+    t = s.knob("t", [2, 4, 8, 16])
+    jo, ji = s.split(j, t)
+    s.reorder(jo, ji, i, k)
+    s.bind(jo, "block.x")
+    s.bind(ji, "thread.x")
+    return c, s

@@ -1,9 +1,10 @@
 """`sched-tune`: tune a schedule's knobs, and read records files.
 
     sched-tune run SPEC [--arg name=value ...] [--target opencl|cuda] [--trials N] [--records F]
-                   [--strategy xgb|random] [--budget-s S] [--plot curve.png] ...
+                   [--strategy xgb|random] [--budget-s S] [--plot curve.png]
+                   [--workers N | --scheduler ADDRESS] ...
     sched-tune best RECORDS [--workload TEXT]
-    sched-tune merge OUT IN [IN ...]
+    sched-tune merge OUT IN [IN ...]      (OUT's own records stay; one per workload and config)
     sched-tune plot RECORDS --out curve.png [--workload TEXT]
 
 SPEC is `file.py:function` or `module:function`; the function, called with the `--arg`
@@ -83,13 +84,28 @@ def _run(args) -> None:
         best_txt = f"{result.best_ms:.4g} ms" if result.best_ms is not None else "-"
         bar.set_postfix_str(f"best {best_txt}, errors {errs}, invalid {result.invalid}")
 
+    client = None
+    if args.workers is not None or args.scheduler:
+        from sched_dsl.tuner.distributed import local_cluster
+        if args.workers is not None:
+            client = local_cluster(args.workers, args.target)
+        else:
+            from distributed import Client
+            try:
+                client = Client(args.scheduler, timeout=args.connect_timeout)
+            except (OSError, TimeoutError) as e:
+                raise CliError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
     try:
         result = tune(outputs, schedule, args.target, args.trials, args.records, strategy=args.strategy,
                       batch=args.batch, seed=args.seed, transfer=args.transfer, timeout=args.timeout,
-                      progress=progress, budget_s=args.budget_s)
+                      progress=None if client is not None else progress, budget_s=args.budget_s,
+                      client=client, **({"progress_bars": not args.no_progress} if client is not None else {}))
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            from sched_dsl.tuner.distributed import close_client
+            close_client(client)
     print(json.dumps({"workload": result.workload, "best_config": result.best_config, "best_ms": result.best_ms,
                       "trials": result.trials, "invalid": result.invalid, "errors": dict(result.errors),
                       "resumed": result.resumed, "out_of_time": result.out_of_time}))
@@ -112,23 +128,25 @@ def _best(args) -> None:
     records = load(args.records)
     if not records:
         raise CliError(f"records file '{args.records}' holds no records")
-    chosen = best(_workload_filter(records, args.workload))
+    # configs of different schedules (other knobs) of one workload never compete
+    by_schedule: dict[tuple, list] = {}
+    for r in _workload_filter(records, args.workload):
+        by_schedule.setdefault((r.workload, tuple(sorted(r.config))), []).append(r)
+    chosen = [r for group in by_schedule.values() for r in best(group).values()]
     if not chosen:
         raise CliError(f"records file '{args.records}' holds no correct measurement")
-    for key, r in sorted(chosen.items()):
-        print(json.dumps({"workload": key, "config": r.config, "cost_ms": r.cost_ms}))
+    for r in sorted(chosen, key=lambda r: (r.workload, sorted(r.config))):
+        print(json.dumps({"workload": r.workload, "config": r.config, "cost_ms": r.cost_ms}))
 
 
 def _merge(args) -> None:
-    for p in args.inputs:
-        if os.path.abspath(p) == os.path.abspath(args.out):
-            raise CliError(f"'{p}' is both an input and the output")
+    before = len(load(args.out)) if os.path.isfile(args.out) else 0
     n = merge(args.inputs, args.out)
-    print(f"wrote {n} record(s) to {args.out}", file=sys.stderr)
+    print(f"{args.out}: {n} record(s), one per workload and config ({n - before} new)", file=sys.stderr)
 
 
 def _plot(args) -> None:
-    from sched_dsl.tuner.plot import plot_curves
+    from sched_dsl.tuner.plot import plot_curves, strategy_label
     from sched_dsl.tuner.tuner import TuneResult
 
     records = _workload_filter(load(args.records), args.workload)
@@ -140,11 +158,16 @@ def _plot(args) -> None:
         res.add(r)
     if not res.curve:
         raise CliError(f"no measured trial for '{keys[0]}'")
-    plot_curves({"trials": [res.curve]}, args.out, title=keys[0])
+    label = "+".join(sorted({r.strategy for r in records if r.strategy})) or "strategy not recorded"
+    plot_curves({label: [res.curve]}, args.out, title=keys[0])
+    best_txt = f"{res.best_ms:.4g} ms" if res.best_ms is not None else "no correct measurement"
+    print(f"wrote {args.out}: best time so far against {res.trials} trial(s) of {keys[0]} "
+          f"({strategy_label(label)}; best {best_txt})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sched-tune", description="Tune a schedule's knobs; read and merge records.")
+    p = argparse.ArgumentParser(prog="sched-tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="tune the knobs of SPEC's schedule")
     r.add_argument("spec", help="file.py:function or module:function returning (outputs, schedule)")
@@ -160,10 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--transfer", action="append", default=[], help="records of other shapes to seed the model")
     r.add_argument("--plot", help="write a PNG of best-so-far against trials")
     r.add_argument("--no-progress", action="store_true")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="measure on a local Dask cluster of N workers, worker k on device k")
+    where.add_argument("--scheduler", help="measure on the workers of the Dask scheduler at ADDRESS (tcp://host:port)")
+    r.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for --scheduler")
     b = sub.add_parser("best", help="the best correct record per workload, as JSON lines")
     b.add_argument("records")
     b.add_argument("--workload", help="only workloads whose key contains this text")
-    m = sub.add_parser("merge", help="append the records of INPUTS to OUT, one per workload and config")
+    m = sub.add_parser("merge", help="merge the records of INPUTS into OUT (its own records kept), one per "
+                                     "workload and config; idempotent; OUT is replaced atomically")
     m.add_argument("out")
     m.add_argument("inputs", nargs="+")
     pl = sub.add_parser("plot", help="PNG of best-so-far against trials for one workload of a records file")
@@ -173,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "run" and args.trials < 1:
         p.error("--trials must be >= 1")
+    if args.cmd == "run" and args.workers is not None and args.workers < 1:
+        p.error("--workers must be >= 1")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")

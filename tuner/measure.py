@@ -1,6 +1,6 @@
 """Measuring configs: lowering in a process pool, running in an isolated worker process.
 
-- Build: a pool of "spawn" processes lowers configs in parallel (xDSL passes, kernel text,
+- Build: a pool of worker processes lowers configs in parallel (xDSL passes, kernel text,
   and for CUDA with NVRTC the cubin), each with a timeout, and checks the launches against the
   device's limits (threads per block, block/grid dimensions, shared memory per block, local
   memory per thread). A config that does not lower or exceeds a limit is `invalid` and is
@@ -13,6 +13,10 @@
   answer within the timeout is killed (`timeout`), one that dies is `runtime_error`; either
   way a fresh worker takes over and tuning goes on.
 
+Both kinds of worker are `python -m sched_dsl.tuner.worker` subprocesses (worker.py), never
+multiprocessing children, so they never import the user's script: `sd.tune` works from a plain
+script. A worker that dies is reported with its exit code and the end of its stderr.
+
 `hook="module:function"` lets tests inject faults: it is called as
 `hook("build", config, None)` in the build pool before lowering, and in the run worker as
 `hook("source", config, source) -> source` before compiling and
@@ -21,18 +25,18 @@
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing as mp
 import os
-import traceback
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
-from sched_dsl.runtime import device_name
-from sched_dsl.runtime.common import DeviceError, check_limits
-
-SPAWN = mp.get_context("spawn")
+from sched_dsl.runtime.common import DeviceError
 
 
 @dataclass
@@ -55,167 +59,145 @@ class Measured:
     message: str = ""
 
 
-# -- the build pool -------------------------------------------------------------------------
+# -- worker processes --------------------------------------------------------------------------
 
-_POOL_STATE: dict = {}
-
-
-def _pool_init(outputs, schedule, target, limits, max_local_bytes, arch, hook) -> None:
-    import sched_dsl.tuner.features  # noqa: F401 - the lowering passes, imported before any task is timed
-    _POOL_STATE.update(outputs=outputs, schedule=schedule, target=target, limits=limits,
-                       max_local_bytes=max_local_bytes, arch=arch, hook=_load_hook(hook))
+STDERR_TAIL = 2000  # characters of a dead worker's stderr quoted in the error
 
 
-def _build_one(config: dict[str, int]) -> Built:
-    from sched_dsl.schedule import ScheduleError
-    from sched_dsl.tuner.features import FEATURE_NAMES, lower_with_features
+class WorkerProcess:
+    """`python -m sched_dsl.tuner.worker` (see worker.py) and the connection to it; its stderr
+    goes to a temporary file, quoted when it dies."""
 
-    st = _POOL_STATE
-    if st["hook"] is not None:
-        st["hook"]("build", config, None)
-    try:
-        lowered, feats = lower_with_features(st["outputs"], st["schedule"], st["target"], config)
-    except ScheduleError as e:
-        return Built(config, error="invalid", message=str(e))
-    built = Built(config, lowered.source, lowered.plan, feats)
-    try:
-        check_limits(lowered.plan, lowered.source, st["limits"])
-    except DeviceError as e:
-        built.error, built.message = "invalid", str(e)
-        return built
-    local = 2 ** feats[FEATURE_NAMES.index("local_bytes")] - 1
-    if st["max_local_bytes"] is not None and local > st["max_local_bytes"] + 0.5:
-        built.error = "invalid"
-        built.message = f"{round(local)} bytes of local (register) buffers per thread exceed the limit of {st['max_local_bytes']}"
-        return built
-    if st["arch"]:
-        from sched_dsl.runtime.cuda import nvrtc_cubin
+    def __init__(self, role: str, args: tuple, what: str):
+        self.what = what
+        self.log = tempfile.TemporaryFile()
+        ours, theirs = socket.socketpair()
         try:
-            built.binary = nvrtc_cubin(lowered.source, st["arch"])
-        except DeviceError as e:
-            built.error, built.message = "compile_error", str(e)
-    return built
-
-
-def _ready() -> bool:
-    return True
-
-
-def _features_one(config: dict[str, int]) -> list[float] | None:
-    """Features of a config (lowered only as far as the loop IR), or None when it does not lower."""
-    from sched_dsl.schedule import ScheduleError
-    from sched_dsl.tuner.features import loop_only_features
-
-    st = _POOL_STATE
-    try:
-        return loop_only_features(st["outputs"], st["schedule"], config)
-    except ScheduleError:
-        return None
-
-
-# -- the run worker -------------------------------------------------------------------------
-
-def _load_hook(path: str | None):
-    if not path:
-        return None
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _max_rel_error(got: np.ndarray, want: np.ndarray) -> float:
-    if got.shape != want.shape:
-        return float("inf")
-    scale = max(float(np.abs(want).max()), 1e-30)
-    err = np.abs(got.astype(np.float64) - want)
-    return float("inf") if not np.all(np.isfinite(got)) else float(err.max() / scale)
-
-
-def _device_info(target: str) -> dict:
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import default_device, device_limits
-        return dict(device=device_name(target), limits=device_limits(default_device()), arch=None)
-    from sched_dsl.runtime.cuda import default_device, device_limits
-    dev = default_device()
-    major, minor = dev.compute_capability()
-    return dict(device=device_name(target), limits=device_limits(dev), arch=f"sm_{major}{minor}")
-
-
-def _make_kernel(target: str, source: str, plan, binary: bytes | None):
-    from sched_dsl.build import Kernel, Lowered
-
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import OpenCLKernel
-        return Kernel(Lowered(target, source, plan, None), OpenCLKernel(source, plan))
-    from sched_dsl.runtime import cuda
-    if binary is not None:  # compiled in the build pool: only loaded here (and cached for CudaKernel)
-        cuda.compile_module(source, cuda.default_device(), binary)
-    return Kernel(Lowered(target, source, plan, None), cuda.CudaKernel(source, plan))
-
-
-def _time(runner, number: int, repeat: int, warmup: int, min_repeat_ms: float) -> float:
-    """Smallest per-run time in ms over `repeat` measurements of `number` runs each."""
-    if warmup:
-        runner.bench(repeat=warmup, warmup=0)
-    first = runner.bench(repeat=number, warmup=0)
-    while first * number < min_repeat_ms and number < 1_000_000:
-        number = min(1_000_000, max(number * 2, int(number * min_repeat_ms / max(first * number, 1e-6)) + 1))
-        first = runner.bench(repeat=number, warmup=0)
-    times = [first] + [runner.bench(repeat=number, warmup=0) for _ in range(repeat - 1)]
-    return min(times)
-
-
-def _worker(conn, target: str, hook_path: str | None) -> None:
-    """The run worker's loop: answers ("info", ...) once, then one answer per job."""
-    try:
-        hook = _load_hook(hook_path)
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("fatal", f"the hook '{hook_path}' cannot be loaded: {type(e).__name__}: {e}"))
-        return
-    try:
-        conn.send(("info", _device_info(target)))
-    except Exception as e:  # noqa: BLE001
-        conn.send(("fatal", f"no {target} device to measure on: {type(e).__name__}: {e}"))
-        return
-    inputs = expected = None
-    tol = 1e-3
-    while True:
+            # PYTHONSAFEPATH: the working directory does not go first on the path, so a folder
+            # named sched_dsl there (another checkout) is not taken for the package
+            self.proc = subprocess.Popen([sys.executable, "-m", "sched_dsl.tuner.worker", str(theirs.fileno()),
+                                          str(os.getpid())],
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=self.log,
+                                         env=dict(os.environ, PYTHONSAFEPATH="1"))
+        except OSError as e:
+            ours.close()
+            self.log.close()
+            raise DeviceError(f"the {what} cannot be started: {e}") from None
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
         try:
-            msg = conn.recv()
-        except EOFError:
-            return
-        if msg[0] == "stop":
-            return
-        if msg[0] == "data":
-            _, inputs, expected, tol = msg
-            conn.send(("ok", None))
-            continue
-        _, config, source, plan, binary, timing = msg
-        try:
-            if hook is not None:
-                source = hook("source", config, source)
-                binary = None
-            try:
-                kern = _make_kernel(target, source, plan, binary)
-            except DeviceError as e:
-                text = str(e)
-                cls = "compile_error" if "does not compile" in text or "NVRTC" in text else "invalid"
-                conn.send((cls, text))
-                continue
-            outs = kern(*inputs)
-            outs = list(outs) if isinstance(outs, list) else [outs]
-            if hook is not None:
-                outs = hook("run", config, outs)
-            errs = [_max_rel_error(np.asarray(g), w) for g, w in zip(outs, expected)]
-            if max(errs) > tol:
-                conn.send(("wrong_answer", f"largest error {max(errs):.3g} relative to the output's magnitude "
-                                           f"(tolerance {tol:g})"))
-                continue
-            conn.send(("ok", _time(kern.runner, **timing)))
-        except Exception as e:  # noqa: BLE001 - every failure of a candidate is a result
-            last = traceback.extract_tb(e.__traceback__)[-1:]
-            where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
-            conn.send(("runtime_error", f"{type(e).__name__}: {e}{where}"))
+            self.conn.send((role, sys.path, args))
+        except OSError:
+            pass  # it died at once: first_answer says why
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr(self) -> str:
+        self.log.seek(0, os.SEEK_END)
+        size = self.log.tell()
+        self.log.seek(max(0, size - STDERR_TAIL))
+        text = self.log.read().decode(errors="replace").strip()
+        return ("..." if size > STDERR_TAIL else "") + text
+
+    def died(self, when: str = "") -> str:
+        """Why it ended: exit code and the end of its stderr."""
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        err = self.stderr()
+        return f"the {self.what} died{when} (exit code {code})" + (f"; its stderr:\n{err}" if err else "")
+
+    def first_answer(self, timeout: float):
+        """The first message, or DeviceError saying why none came."""
+        if not self.conn.poll(timeout):
+            self.kill()
+            raise DeviceError(f"the {self.what} did not start within {timeout:g} s")
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            message = self.died(" at start")
+            self.kill()
+            raise DeviceError(message) from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+        self.log.close()
+
+
+class BuildPool:
+    """`n` build workers; `map` runs a task over configs, each with a timeout."""
+
+    def __init__(self, n: int, args: tuple, start_timeout: float):
+        self.args, self.start_timeout = args, start_timeout
+        procs = [WorkerProcess("build", args, "build process") for _ in range(n)]
+        try:
+            for p in procs:
+                self._ready(p)
+        except BaseException:
+            for p in procs:
+                p.kill()
+            raise
+        self.procs = procs
+
+    def _ready(self, proc: WorkerProcess) -> WorkerProcess:
+        proc.first_answer(self.start_timeout)  # start-up and imports do not count against a task's timeout
+        return proc
+
+    def _replace(self, proc: WorkerProcess) -> WorkerProcess:
+        proc.kill()
+        new = self._ready(WorkerProcess("build", self.args, "build process"))
+        self.procs[self.procs.index(proc)] = new
+        return new
+
+    def map(self, task: str, configs: list[dict], timeout: float, on_fail):
+        """Results of `task` over `configs`, in order. A config whose task runs past `timeout`
+        seconds or kills its process gets on_fail(config, "timeout" | "died", message); its
+        process is replaced. An exception raised by a task is raised here."""
+        results: dict[int, object] = {}
+        todo = list(enumerate(configs))[::-1]
+        idle = list(self.procs)
+        busy: dict[Connection, tuple[WorkerProcess, int, dict, float]] = {}
+        while todo or busy:
+            while idle and todo:
+                proc, (k, config) = idle.pop(), todo.pop()
+                try:
+                    proc.conn.send((task, config))
+                except OSError:  # it died while idle
+                    todo.append((k, config))
+                    idle.append(self._replace(proc))
+                    continue
+                busy[proc.conn] = (proc, k, config, time.monotonic())
+            first_deadline = min(t for *_, t in busy.values()) + timeout
+            for conn in wait(list(busy), max(0.0, first_deadline - time.monotonic())):
+                proc, k, config, _ = busy.pop(conn)
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):
+                    results[k] = on_fail(config, "died", proc.died(" while building"))
+                    idle.append(self._replace(proc))
+                    continue
+                if kind == "raise":
+                    raise value
+                results[k] = value
+                idle.append(proc)
+            now = time.monotonic()
+            for conn, (proc, k, config, started) in list(busy.items()):
+                if now - started >= timeout:
+                    del busy[conn]
+                    results[k] = on_fail(config, "timeout", f"took longer than {timeout:g} s")
+                    idle.append(self._replace(proc))
+        return [results[k] for k in range(len(configs))]
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+        self.procs = []
 
 class Measurer:
     """Builds configs in a pool and runs them in a worker process; see the module doc."""
@@ -223,7 +205,7 @@ class Measurer:
     def __init__(self, outputs, schedule, target: str = "opencl", *, timeout: float = 10.0,
                  build_timeout: float = 120.0, workers: int | None = None, number: int = 1, repeat: int = 3,
                  warmup: int = 1, min_repeat_ms: float = 0.0, tol: float = 1e-3, hook: str | None = None,
-                 max_local_bytes: int | None = 1024, seed: int = 0):
+                 max_local_bytes: int | None = 1024, seed: int = 0, device: int | None = None):
         from sched_dsl.build import TARGETS
         from sched_dsl.tensor import Tensor
 
@@ -237,6 +219,7 @@ class Measurer:
         self.workers = workers or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.timing = dict(number=number, repeat=repeat, warmup=warmup, min_repeat_ms=min_repeat_ms)
         self.tol, self.hook, self.max_local_bytes, self.seed = tol, hook, max_local_bytes, seed
+        self.device = device  # the device ordinal to measure on (None: the target's default device)
         self.info: dict | None = None
         self._proc = self._conn = self._pool = None
         self._data = None
@@ -249,29 +232,18 @@ class Measurer:
             self._pool = self._new_pool()
         return self.info
 
-    def _new_pool(self):
-        pool = SPAWN.Pool(self.workers, _pool_init, (self.outputs, self.schedule, self.target, self.info["limits"],
-                                                     self.max_local_bytes, self.info["arch"], self.hook))
-        pool.apply(_ready)  # process start-up and imports do not count against a task's timeout
-        return pool
+    def _new_pool(self) -> BuildPool:
+        args = (self.outputs, self.schedule, self.target, self.info["limits"], self.max_local_bytes,
+                self.info["arch"], self.hook)
+        return BuildPool(self.workers, args, max(self.timeout, 60.0))
 
     def _start_worker(self) -> None:
-        parent, child = SPAWN.Pipe()
-        self._proc = SPAWN.Process(target=_worker, args=(child, self.target, self.hook), daemon=True)
-        self._proc.start()
-        child.close()
-        self._conn = parent
-        if not parent.poll(max(self.timeout, 60.0)):
-            self._kill_worker()
-            raise DeviceError(f"the {self.target} measuring process did not start in time")
-        try:
-            kind, payload = parent.recv()
-        except EOFError:
-            raise DeviceError(f"the {self.target} measuring process died at start "
-                              f"(exit code {self._proc.exitcode})") from None
+        self._proc = WorkerProcess("run", (self.target, self.hook, self.device), f"{self.target} measuring process")
+        kind, payload = self._proc.first_answer(max(self.timeout, 60.0))
         if kind == "fatal":
             self._kill_worker()
             raise DeviceError(payload)
+        self._conn = self._proc.conn
         self.info = payload
         self._send_data()
 
@@ -290,23 +262,20 @@ class Measurer:
         self._conn.recv()
 
     def _kill_worker(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
         if self._proc is not None:
-            self._proc.join(5)
-        self._proc = None
+            self._proc.kill()
+        self._proc = self._conn = None
 
     def close(self) -> None:
-        if self._conn is not None and self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._proc.alive():
             try:
                 self._conn.send(("stop",))
-            except (BrokenPipeError, OSError):
+                self._proc.proc.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-            self._proc.join(2)
         self._kill_worker()
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> Measurer:
@@ -317,40 +286,26 @@ class Measurer:
         self.close()
 
     # -- building -------------------------------------------------------------------------------
-    def _map(self, fn, configs: list[dict], timeout: float, on_timeout):
-        """fn over configs in the pool, results in order. A task that has not finished
-        `timeout` seconds after the tasks before it gets on_timeout(config); the pool is then
-        replaced (its process may be stuck) and the unfinished tasks run again."""
+    def _map(self, task: str, configs: list[dict], on_fail):
         self.start()
-        results: dict[int, object] = {}
-        pending = list(enumerate(configs))
-        while pending:
-            jobs = [(k, c, self._pool.apply_async(fn, (c,))) for k, c in pending]
-            pending, stuck = [], False
-            for k, c, job in jobs:
-                if stuck:
-                    if job.ready():
-                        results[k] = job.get()
-                    else:
-                        pending.append((k, c))
-                    continue
-                try:
-                    results[k] = job.get(timeout)
-                except mp.TimeoutError:
-                    results[k] = on_timeout(c)
-                    stuck = True
-            if stuck:
-                self._pool.terminate()
-                self._pool.join()
-                self._pool = self._new_pool()
-        return [results[k] for k in range(len(configs))]
+        if self._pool is None:
+            self._pool = self._new_pool()
+        try:
+            return self._pool.map(task, configs, self.build_timeout, on_fail)
+        except BaseException:
+            self._pool.close()  # answers still on their way would be taken for the next tasks'
+            self._pool = None
+            raise
 
     def build(self, configs: list[dict[str, int]]) -> list[Built]:
-        return self._map(_build_one, configs, self.build_timeout,
-                         lambda c: Built(c, error="timeout", message=f"building took longer than {self.build_timeout:g} s"))
+        def failed(config, why, message):
+            if why == "timeout":
+                return Built(config, error="timeout", message=f"building took longer than {self.build_timeout:g} s")
+            return Built(config, error="compile_error", message=message)
+        return self._map("build", configs, failed)
 
     def features(self, configs: list[dict[str, int]]) -> list[list[float] | None]:
-        return self._map(_features_one, configs, self.build_timeout, lambda c: None)
+        return self._map("features", configs, lambda config, why, message: None)
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, built: Built) -> Measured:
@@ -358,11 +313,11 @@ class Measurer:
         if built.error:
             return Measured(None, built.error, built.message)
         self.start()
-        if self._proc is None or not self._proc.is_alive():
-            self._start_worker()
+        if self._proc is None or not self._proc.alive():
+            self._restart_worker()
         try:
             self._conn.send(("run", built.config, built.source, built.plan, built.binary, self.timing))
-        except (BrokenPipeError, OSError):
+        except OSError:
             self._restart_worker()
             return Measured(None, "runtime_error", "the measuring process was gone; restarted it")
         if not self._conn.poll(self.timeout):
@@ -371,15 +326,18 @@ class Measurer:
         try:
             kind, payload = self._conn.recv()
         except (EOFError, OSError):
-            self._proc.join(5)
-            code = self._proc.exitcode
+            message = self._proc.died()
             self._restart_worker()
-            return Measured(None, "runtime_error", f"the measuring process died (exit code {code})")
+            return Measured(None, "runtime_error", message)
         if kind == "ok":
             return Measured(float(payload))
         if kind == "runtime_error" and self.target == "cuda":
             self._restart_worker()  # a failed launch can leave the CUDA context unusable
         return Measured(None, kind, str(payload))
+
+    def measure(self, configs: list[dict[str, int]]) -> list[tuple[Built, Measured]]:
+        """Builds `configs` and runs each built one, in order."""
+        return [(b, self.run(b)) for b in self.build(configs)]
 
     def _restart_worker(self) -> None:
         self._kill_worker()

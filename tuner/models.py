@@ -66,10 +66,11 @@ def _measure_default(measurer, workload: str, s, records: str) -> None:
     """Measures the default config (every knob's first candidate) into the records first,
     unless they have it, so the tuned config is never slower than the untuned one."""
     default = {k.name: k.candidates[0] for k in s.knobs.values()}
-    if any(r.workload == workload and r.config == default for r in load(records, missing_ok=True)):
-        return
-    measurer.start()
-    recs = measure_configs(measurer, workload, [default], None)
-    for r in recs:
-        r.trial = 0 if r.error == "invalid" else 1
-    RecordsWriter(records).append(recs)
+    with RecordsWriter(records) as writer:  # read and appended under the records' lock
+        if any(r.workload == workload and r.config == default for r in load(records, missing_ok=True)):
+            return
+        measurer.start()
+        recs = measure_configs(measurer, workload, [default], None)
+        for r in recs:
+            r.trial = 0 if r.error == "invalid" else 1
+        writer.append(recs)

@@ -1,11 +1,19 @@
-"""PNG plots of best-so-far cost against trials (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of best-so-far cost against trials (matplotlib, Agg backend: no display needed).
+
+The title is wrapped to the figure's width; the time axis has plain tick labels (0.02, 0.05,
+not 2x10^-2 or an offset); the legend names each curve's search strategy."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+STRATEGY_NAMES = {"xgb": "XGBoost-guided search", "random": "random search",
+                  "xgb-transfer": "XGBoost-guided search, seeded by transfer records"}
+TITLE_CHARS = 72  # characters per title line at the title's font size and the figure's width
 
 
 def fill_curve(curve: Sequence[float | None], length: int) -> np.ndarray:
@@ -19,15 +27,40 @@ def fill_curve(curve: Sequence[float | None], length: int) -> np.ndarray:
     return out
 
 
-def plot_curves(curves: Mapping[str, Sequence[Sequence[float | None]]], path: str, title: str = "",
-                ylabel: str = "best time so far (ms)") -> None:
-    """One line per label: the median over its runs, with the range between the lowest and
-    highest run shaded when there are several."""
+def wrap_title(title: str, width: int = TITLE_CHARS) -> str:
+    """`title` in lines of at most `width` characters, broken after spaces, '|' and ','
+    (workload keys have no spaces); a longer piece is cut."""
+    lines, line = [], ""
+    for piece in re.split(r"(?<=[ |,])", title):
+        while len(piece) > width:
+            if line:
+                lines.append(line.rstrip())
+                line = ""
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if len(line) + len(piece) > width and line:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    if line:
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def strategy_label(name: str) -> str:
+    return STRATEGY_NAMES.get(name, name)
+
+
+def figure(curves: Mapping[str, Sequence[Sequence[float | None]]], title: str = "",
+           ylabel: str = "best time so far (ms)"):
+    """The matplotlib figure of plot_curves (not saved; close it with plt.close)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    lows, highs = [], []
     for label, runs in curves.items():
         runs = [r for r in runs if r]
         if not runs:
@@ -39,16 +72,41 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float | None]]], path: st
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(data, axis=0)
             lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
-        line, = ax.plot(x, med, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+        if np.isfinite(lo).any():
+            lows.append(np.nanmin(lo))
+            highs.append(np.nanmax(hi))
+        line, = ax.plot(x, med, label=f"{strategy_label(label)} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("trials")
     ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    if lows and min(lows) > 0 and max(highs) / min(lows) > 3:  # several-fold: log scale, ticks at 1, 2, 5
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        formatter = ScalarFormatter(useOffset=False)
+        formatter.set_scientific(False)
+        ax.yaxis.set_major_formatter(formatter)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole trials
+    ax.xaxis.set_major_formatter(plain)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(wrap_title(title), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.lines:
+        ax.legend(title="strategy", fontsize=8, title_fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(curves: Mapping[str, Sequence[Sequence[float | None]]], path: str, title: str = "",
+                ylabel: str = "best time so far (ms)") -> None:
+    """One line per strategy (the key: "xgb", "random", ...): the median over its runs, with
+    the range between the lowest and highest run shaded when there are several."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(curves, title, ylabel)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -69,3 +69,6 @@ class ReplayMeasurer:
             return Measured(None, built.error, built.message)
         r = self._get(built.config)
         return Measured(r.cost_ms, r.error, r.message)
+
+    def measure(self, configs: list[dict[str, int]]) -> list[tuple[Built, Measured]]:
+        return [(b, self.run(b)) for b in self.build(configs)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sched_dsl.tensor import Tensor
 from sched_dsl.tuner.features import FEATURE_NAMES
 from sched_dsl.tuner.measure import Measurer
-from sched_dsl.records import Record, RecordsWriter, Workload, load, workload_of
+from sched_dsl.records import Record, RecordsWriter, Workload, check_record, load, workload_of
 from sched_dsl.tuner.search import ModelSearch, RandomSearch
 from sched_dsl.tuner.space import Space
 
@@ -68,7 +68,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
          transfer: Sequence[str | Record] = (), eps: float = 0.1, measurer: Measurer | None = None,
          cache: dict | None = None, features: dict | None = None, exhaustive_limit: int = 4096,
          progress: Callable[[TuneResult], None] | None = None, budget_s: float | None = None,
-         **measure_options) -> TuneResult:
+         client=None, **measure_options) -> TuneResult:
     """Tunes the schedule's knobs for `outputs` on `target`.
 
     `trials` is the number of configs of this workload to have measured in total: with a
@@ -81,7 +81,9 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     the points the model has scored. With `budget_s`, no batch starts after that many seconds
     (the records keep what was measured; running again goes on from there). Other keyword
     arguments go to `Measurer` (timeout, number, repeat, warmup, min_repeat_ms, tol, workers,
-    hook, max_local_bytes)."""
+    hook, max_local_bytes).
+    With `client` (a dask.distributed Client), the cluster's workers build and measure, each
+    on its own device (`sched_dsl.tuner.distributed`); the search and the records stay here."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     if not isinstance(trials, int) or trials < 1:
@@ -93,13 +95,18 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
     start = time.perf_counter()
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     space = Space.of(schedule)
-    writer = RecordsWriter(records) if records else None  # checks the path; sets a cut-short line aside
-    old = load(records, missing_ok=True) if records else []
-    extra = [r for t in transfer for r in ([t] if isinstance(t, Record) else load(t))]
+    # the writer checks the path, locks it against other tuners and sets a cut-short line aside
+    writer = RecordsWriter(records) if records else None
     own = measurer is None
-    if own:
-        measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
     try:
+        old = load(records, missing_ok=True) if records else []
+        extra = [r for t in transfer
+                 for r in ([check_record(t, "transfer record")] if isinstance(t, Record) else load(t))]
+        if own and client is not None:
+            from sched_dsl.tuner.distributed import DaskMeasurer
+            measurer = DaskMeasurer(client, outputs, schedule, target, seed=seed, **measure_options)
+        elif own:
+            measurer = Measurer(outputs, schedule, target, seed=seed, **measure_options)
         info = measurer.start()
         wl = workload_of(outputs, target, info["device"])
         result = TuneResult(wl.key)
@@ -149,6 +156,7 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
             configs = [space.config(p) for p in points]
             new = measure_configs(measurer, wl.key, configs, cache)
             for r in new:
+                r.strategy = strategy
                 if r.error != "invalid":
                     r.trial = result.trials + 1
                 result.add(r)
@@ -159,8 +167,10 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
                 progress(result)
         return result
     finally:
-        if own:
+        if own and measurer is not None:
             measurer.close()
+        if writer:
+            writer.close()
 
 
 def _within_limits(limits, measurer: Measurer):
@@ -181,8 +191,7 @@ def measure_configs(measurer: Measurer, workload: str, configs: list[dict], cach
     todo = [c for c in configs if cache is None or key(c) not in cache]
     fresh = {}
     if todo:
-        for b in measurer.build(todo):
-            m = measurer.run(b)
+        for b, m in measurer.measure(todo):
             fresh[key(b.config)] = Record(workload, dict(b.config), m.cost_ms, m.error, m.message[:2000], b.features)
     out = []
     for c in configs:

@@ -15,7 +15,10 @@ split by 64, bound to block.x and thread.x.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral
 
 from xdsl.context import Context
 from xdsl.dialects import func, memref, scf
@@ -30,8 +33,11 @@ from sched_dsl.lowering.apply_schedule.interpret import Interpreter, check, defa
 from sched_dsl.lowering.apply_schedule.model import ScheduleError, Stage, fail, read_stage
 from sched_dsl.lowering.apply_schedule.write import Writer
 from sched_dsl.lowering.emit import Emitter
+from sched_dsl.lowering.level import require_loop_level
 
-__all__ = ["ApplySchedulePass", "ScheduleError", "parse_config"]
+__all__ = ["ApplySchedulePass", "ScheduleError", "config_text", "parse_config"]
+
+INTEGER = re.compile(r"-?[0-9]+")
 
 
 def named_buffers(fn: func.FuncOp) -> dict[str, SSAValue]:
@@ -84,14 +90,30 @@ def check_attached_outputs(stage: Stage, stages: dict[str, Stage]) -> None:
 
 
 def parse_config(text: str) -> dict[str, int]:
-    config = {}
+    """`name=value,...` (spaces allowed around items): each knob once, each value an integer."""
+    config: dict[str, int] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
-        name, _, value = item.partition("=")
-        try:
-            config[name.strip()] = int(value)
-        except ValueError:
-            raise fail(None, f"config entry '{item}' is not name=integer") from None
+        name, _, value = (p.strip() for p in item.partition("="))
+        if not S.KNOB_NAME.fullmatch(name) or not INTEGER.fullmatch(value):
+            raise fail(None, f"config entry '{item}' is not knob=integer")
+        if name in config:
+            raise fail(None, f"config sets knob '{name}' twice ('{name}={config[name]}', '{item}')")
+        config[name] = int(value)
     return config
+
+
+def config_text(config: Mapping[str, int]) -> str:
+    """The text of a config that parse_config reads back as `config`; a knob name it cannot
+    spell, or a value that is not an int, is an error (never a different config)."""
+    items = []
+    for name, value in config.items():
+        if not isinstance(name, str) or not S.KNOB_NAME.fullmatch(name):
+            raise fail(None, f"config key {name!r} is not a knob name (a letter or _, then letters, digits, "
+                       "_ . $ -)")
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise fail(None, f"config value {value!r} of knob '{name}' is not an int")
+        items.append(f"{name}={int(value)}")
+    return ",".join(items)
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,7 @@ class ApplySchedulePass(ModulePass):
     config: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_loop_level(op, self.name, scheduled=False)
         schedules = [s for s in op.ops if isinstance(s, S.ScheduleOp)]
         if len(schedules) > 1:
             raise fail(schedules[1], "a module holds at most one sched.schedule")

@@ -152,6 +152,10 @@ class Interpreter:
         stage, at = self.get(op.at, op)
         ref = self.tensor(op.tensor.data, op)
         self.no_sequential(stage, op, "cache_read")
+        if ref == stage.output:
+            # a copy of the output read at `at` would take the updates and never write them back
+            raise fail(op, f"stage '{stage.name}' cannot cache_read its own output '{op.tensor.data}'; "
+                       "cache_write keeps the output in a local buffer and writes it back")
         if not stage.reads(ref):
             raise fail(op, f"stage '{stage.name}' does not read '{op.tensor.data}'")
         if any(c.memref == ref and c.kind != "write" for c in stage.caches):
@@ -216,9 +220,23 @@ def default_schedule(stage: Stage) -> None:
         stage.caches.append(Cache("write", stage.output, "local", inner, None))
 
 
+def hoist_block_loops(stage: Stage) -> None:
+    """Moves the loops bound to blocks outermost, keeping their order and that of the others,
+    as TVM does (`io, ii, jo, ji` with io, jo on blocks runs as `io, jo, ii, ji`). This keeps
+    the result: a block loop is spatial (bind refuses reduction loops), so its iterations
+    write disjoint outputs, and moving it out of a reduction loop leaves the order of each
+    output's reduction steps as it was. A sequential loop is never crossed: a stage with one
+    has no block loops (check refuses them)."""
+    blocks = [a for a in stage.leaves if a.bind and a.bind.startswith("block")]
+    stage.leaves[:] = blocks + [a for a in stage.leaves if a not in blocks]
+
+
 def check(stage: Stage) -> None:
     leaves = stage.leaves
     for k, a in enumerate(leaves):
+        if a.vectorize and a.bind:
+            raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
+                       f"it is bound to {a.bind}")
         if a.vectorize and k != len(leaves) - 1:
             raise fail(a.marked_by.get("vectorize"), f"stage '{stage.name}': cannot vectorize loop '{a.name}': "
                        f"it is not innermost (loop '{leaves[-1].name}' is inside it)")
@@ -227,15 +245,8 @@ def check(stage: Stage) -> None:
         raise fail(leaves[blocks[0]].marked_by.get("bind"), f"stage '{stage.name}': its sequential loop "
                    f"'{stage.sequential.name}' runs in one block; bind its other loops to threads, not blocks")
     if blocks:
-        # a loop of one iteration may stand anywhere: move those above the blocks below them
-        lead = [a for a in leaves[:blocks[-1]] if not a.bind and a.extent == 1]
-        leaves[:] = [a for a in leaves if a not in lead]
-        leaves[len(blocks):len(blocks)] = lead
-        blocks = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("block")]
-    if blocks and blocks != list(range(len(blocks))):
-        misplaced = leaves[blocks[-1]]
-        raise fail(misplaced.marked_by.get("bind"), f"stage '{stage.name}': loops bound to blocks must be the outermost loops; "
-                   f"order is {', '.join(a.name for a in leaves)}")
+        hoist_block_loops(stage)
+        blocks = list(range(len(blocks)))
     for c in stage.caches:
         if c.at not in leaves:
             raise fail(c.op, f"stage '{stage.name}': loop '{c.at.name}' is split or fused after the cache is "

@@ -3,12 +3,24 @@
 The two languages differ only in the spellings collected in `Spelling`; everything else
 (statements, expressions, indexing, names) is shared. Every identifier comes from
 `c_name`, so no name in the IR can put text of its own into a kernel.
+
+A loop marked `sched.vectorize` runs its iterations as one vector (floatN) where it can
+(`vector_plan`): its extent is a vector width of the target (OpenCL 2, 4, 8, 16; CUDA 2, 4),
+its body is straight-line float arithmetic, and each buffer access either does not move with
+the loop (a scalar, broadcast) or moves by one element of its last dimension per iteration
+(a vector load or store). A vector access whose address is proven a multiple of the vector's
+size (the buffer's alignment, and the index's known divisors) is a floatN pointer access;
+otherwise OpenCL uses vloadN/vstoreN, and CUDA, which has no unaligned vector access, keeps
+the loop. A loop that stays a loop is unrolled, with a comment in the text and a
+`VectorizeRemark` warning saying why.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
+from io import StringIO
 from typing import IO
 
 from xdsl.context import Context
@@ -30,7 +42,12 @@ from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.target import Target
 
 from sched_dsl.dialects.memspace import LOCAL, SHARED
+from sched_dsl.lowering.emit import const_value, known_divisor
 from sched_dsl.lowering.host_plan import c_name, host_plan
+
+
+class VectorizeRemark(UserWarning):
+    """A loop marked sched.vectorize that is printed as an unrolled loop, and why."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +57,19 @@ class Spelling:
     global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
     shared_array: str  # a block-shared array {name} of {size} elements of {type}, 16-byte aligned for vector loads
     local_array: str  # a thread's own array of a multiple of 4 elements, also aligned
-    thread_id: str  # {d} is 0, 1, 2 / x, y, z
+    thread_id: str  # {d} is 0, 1, 2 / x, y, z; {index} the index type
     block_id: str
+    wide_index: str  # a 64-bit signed integer: the index type of kernels with large sizes
+    wide_literal: str  # the suffix that gives an integer literal that type
     barrier: str
     global_barrier: str  # also orders global memory among the block's threads
-    vload: str  # a float4 read at the 16-byte aligned address {addr}, in address space {space}
-    vstore: str  # {value} written as a float4 at {addr}
+    vload: str  # a float{w} read at the aligned address {addr}, in address space {space}
+    vstore: str  # {value} written as a float{w} at {addr}
+    vload_any: str | None  # a float{w} read at any float address; None: the target has none
+    vstore_any: str | None
+    vector_widths: tuple[int, ...]
+    broadcast: str | None  # a float{w} of scalar {x}; None: vector arithmetic is written per component
+    make_vector: str  # a float{w} of the components {parts}
     spaces: tuple[str, str, str]  # pointer qualifiers of global, shared and local (private) memory
     fmax: str
     fmin: str
@@ -62,13 +86,16 @@ OPENCL = Spelling(
     global_ptr="__global {type}* restrict {name}",
     shared_array="__local {type} {name}[{size}] __attribute__((aligned(16)));",
     local_array="{type} {name}[{size}] __attribute__((aligned(16)));",
-    thread_id="(int)get_local_id({d})",
-    block_id="(int)get_group_id({d})",
+    thread_id="({index})get_local_id({d})",
+    block_id="({index})get_group_id({d})",
+    wide_index="long", wide_literal="L",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
     global_barrier="barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     # a float4 pointer, not vload4: vload4 promises only float alignment, so NVIDIA's
     # compiler splits it into four loads
-    vload="*({space}const float4*)({addr})", vstore="*({space}float4*)({addr}) = {value};",
+    vload="*({space}const float{w}*)({addr})", vstore="*({space}float{w}*)({addr}) = {value};",
+    vload_any="vload{w}(0, {addr})", vstore_any="vstore{w}({value}, 0, {addr});",
+    vector_widths=(2, 4, 8, 16), broadcast="(float{w})({x})", make_vector="(float{w})({parts})",
     spaces=("__global ", "__local ", ""),
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
@@ -81,11 +108,14 @@ CUDA = Spelling(
     global_ptr="{type}* __restrict__ {name}",
     shared_array="__shared__ __align__(16) {type} {name}[{size}];",
     local_array="__align__(16) {type} {name}[{size}];",
-    thread_id="(int)threadIdx.{d}",
-    block_id="(int)blockIdx.{d}",
+    thread_id="({index})threadIdx.{d}",
+    block_id="({index})blockIdx.{d}",
+    wide_index="long long", wide_literal="LL",
     barrier="__syncthreads();",
     global_barrier="__syncthreads();",
-    vload="*({space}const float4*)({addr})", vstore="*({space}float4*)({addr}) = {value};",
+    vload="*({space}const float{w}*)({addr})", vstore="*({space}float{w}*)({addr}) = {value};",
+    vload_any=None, vstore_any=None,
+    vector_widths=(2, 4), broadcast=None, make_vector="make_float{w}({parts})",
     spaces=("", "", ""),
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
@@ -105,8 +135,16 @@ MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", ma
               mathd.CeilOp: "ceil", mathd.ErfOp: "erf", mathd.PowFOp: "pow"}
 
 
-def c_type(t: Attribute) -> str:
-    if isinstance(t, IndexType) or (isinstance(t, IntegerType) and t.width.data == 32):
+# Index arithmetic is 32-bit (`int`, fast on GPUs) in kernels whose sizes, constants and
+# thread counts all stay below this, else 64-bit. The margin keeps intermediate values (a
+# split's last block overshooting its loop, a window reaching past a padded edge) in range.
+WIDE_INDEX_FROM = 2**30
+
+
+def c_type(t: Attribute, index: str = "int") -> str:
+    if isinstance(t, IndexType):
+        return index
+    if isinstance(t, IntegerType) and t.width.data == 32:
         return "int"
     if isinstance(t, IntegerType) and t.width.data == 1:
         return "bool"
@@ -125,12 +163,27 @@ def float_literal(v: float, sp: Spelling) -> str:
     return f"{float(v)!r}f"
 
 
+def needs_wide_index(fn: gpu.FuncOp, threads: int) -> bool:
+    """Whether index values of kernel `fn`, launched with `threads` threads in all, can reach
+    WIDE_INDEX_FROM: a buffer that large, an index constant that large, or that many threads."""
+    if threads >= WIDE_INDEX_FROM:
+        return True
+    for v in [*fn.body.block.args, *(r for op in fn.walk() for r in op.results)]:
+        if isinstance(v.type, MemRefType) and math.prod(v.type.get_shape()) >= WIDE_INDEX_FROM:
+            return True
+        if isinstance(v.type, IndexType) and isinstance(v.owner, arith.ConstantOp):
+            if abs(v.owner.value.value.data) >= WIDE_INDEX_FROM:
+                return True
+    return False
+
+
 class KernelPrinter:
     def __init__(self, sp: Spelling, out: IO[str]):
         self.sp, self.out = sp, out
         self.names: dict[SSAValue, str] = {}
         self.taken: set[str] = set()
         self.indent = 1
+        self.index_type = "int"  # the C type of index values; kernel() picks it
 
     def name(self, v: SSAValue) -> str:
         if v not in self.names:
@@ -155,11 +208,17 @@ class KernelPrinter:
             if isinstance(attr, IntegerAttr):
                 if isinstance(attr.type, IntegerType) and attr.type.width.data == 1:
                     return "true" if attr.value.data else "false"
+                if isinstance(attr.type, IndexType) and self.index_type != "int":
+                    return f"{attr.value.data}{self.sp.wide_literal}"
                 return str(attr.value.data)
         return self.name(v)
 
-    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int]) -> None:
+    def c_type(self, t: Attribute) -> str:
+        return c_type(t, self.index_type)
+
+    def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int], grid: tuple[int, int, int]) -> None:
         sp = self.sp
+        self.index_type = sp.wide_index if needs_wide_index(fn, math.prod(block_size) * math.prod(grid)) else "int"
         params = []
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
@@ -177,7 +236,7 @@ class KernelPrinter:
 
     def assign(self, op: Operation, text: str) -> None:
         r = op.results[0]
-        self.line(f"const {c_type(r.type)} {self.name(r)} = {text};")
+        self.line(f"const {self.c_type(r.type)} {self.name(r)} = {text};")
 
     def index(self, ref: SSAValue, indices) -> str:
         shape = ref.type.get_shape()
@@ -203,8 +262,7 @@ class KernelPrinter:
         elif isinstance(op, (arith.MaxSIOp, arith.MinSIOp)):
             self.assign(op, f"{'max' if isinstance(op, arith.MaxSIOp) else 'min'}({e(op.lhs)}, {e(op.rhs)})")
         elif isinstance(op, (arith.MaximumfOp, arith.MinimumfOp)):
-            fn = sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin
-            self.assign(op, f"{fn}({e(op.lhs)}, {e(op.rhs)})")
+            self.assign(op, arith_expr(op, e, sp))
         elif isinstance(op, (arith.CmpiOp, arith.CmpfOp)):
             pred = op.predicate.value.data
             names = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"] if isinstance(
@@ -217,7 +275,7 @@ class KernelPrinter:
         elif t in MATH_CALLS:
             self.assign(op, f"{MATH_CALLS[t]}{sp.math_suffix}({', '.join(e(v) for v in op.operands)})")
         elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp, arith.FPToSIOp)):
-            self.assign(op, f"({c_type(op.result.type)}){e(op.input)}")
+            self.assign(op, f"({self.c_type(op.result.type)}){e(op.input)}")
         elif isinstance(op, mathd.ExpOp):
             self.assign(op, f"{sp.exp}({e(op.operand)})")
         elif isinstance(op, mathd.TanhOp):
@@ -231,9 +289,10 @@ class KernelPrinter:
         elif isinstance(op, vector.ExtractOp) and len(op.static_position) == 1 and not op.dynamic_position:
             self.assign(op, f"{e(op.vector)}.{'xyzw'[op.static_position.get_values()[0]]}")
         elif isinstance(op, vector.LoadOp):
-            self.assign(op, sp.vload.format(space=self.space(op.base), addr="&" + self.index(op.base, op.indices)))
+            self.assign(op, sp.vload.format(w=4, space=self.space(op.base),
+                                            addr="&" + self.index(op.base, op.indices)))
         elif isinstance(op, vector.StoreOp):
-            self.line(sp.vstore.format(space=self.space(op.base), value=e(op.vector),
+            self.line(sp.vstore.format(w=4, space=self.space(op.base), value=e(op.vector),
                                        addr="&" + self.index(op.base, op.indices)))
         elif isinstance(op, memref.AllocaOp):
             t = op.memref.type
@@ -247,9 +306,9 @@ class KernelPrinter:
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
             self.line(decl.format(type=c_type(t.element_type), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
-            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BlockIdOp):
-            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)]))
+            self.assign(op, sp.block_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BarrierOp):
             fence = op.attributes.get("sched.fence")
             self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
@@ -262,16 +321,81 @@ class KernelPrinter:
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]
+        if "sched.vectorize" in op.attributes:
+            plan = vector_plan(op, self.sp)
+            if isinstance(plan, VectorPlan):
+                self.vector_loop(op, plan)
+                return
+            stage, axis = (op.attributes.get(k) for k in ("sched.stage", "sched.axis"))
+            what = f"loop '{axis.data if axis else self.name(iv)}'" + (f" of stage '{stage.data}'" if stage else "")
+            warnings.warn(f"{what} is not vectorized: {plan}; it is unrolled", VectorizeRemark, stacklevel=2)
+            self.line(f"// not vectorized: {plan}")
         if "sched.unroll" in op.attributes or "sched.vectorize" in op.attributes:
             self.line("#pragma unroll")
         v = self.name(iv)
-        self.line(f"for (int {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
+        self.line(f"for ({self.index_type} {v} = {self.expr(op.lb)}; {v} < {self.expr(op.ub)}; {v} += {self.expr(op.step)}) {{")
         self.nested(op.body.block)
         self.line("}")
 
+    # -- a loop run as one vector (see vector_plan) -----------------------------------------
+    def vector_loop(self, op: scf.ForOp, plan: VectorPlan) -> None:
+        w, iv = plan.width, op.body.block.args[0]
+        self.line(f"{{  // {self.name(iv)}: {w} iterations as one float{w}")
+        self.indent += 1
+        self.line(f"const {self.index_type} {self.name(iv)} = {self.expr(op.lb)};")
+        for o in op.body.block.ops:
+            if isinstance(o, memref.LoadOp) and o in plan.access:
+                self.assign_vector(o, self.vector_access(o.memref, o.indices, plan.access[o], w), w)
+            elif isinstance(o, memref.StoreOp) and o in plan.access:
+                self.vector_store(o, plan, w)
+            elif o.results and o.results[0] in plan.vectors:
+                self.assign_vector(o, self.vector_expr(o, plan, w), w)
+            else:
+                self.op(o)
+        self.indent -= 1
+        self.line("}")
+
+    def assign_vector(self, op: Operation, text: str, w: int) -> None:
+        self.line(f"const float{w} {self.name(op.results[0])} = {text};")
+
+    def vector_access(self, ref: SSAValue, indices, aligned: bool, w: int) -> str:
+        addr = "&" + self.index(ref, indices)
+        if aligned:
+            return self.sp.vload.format(w=w, space=self.space(ref), addr=addr)
+        return self.sp.vload_any.format(w=w, addr=addr)
+
+    def vector_store(self, op: memref.StoreOp, plan: VectorPlan, w: int) -> None:
+        value = self.vector_operand(op.value, plan, w)
+        addr = "&" + self.index(op.memref, op.indices)
+        if plan.access[op]:
+            self.line(self.sp.vstore.format(w=w, space=self.space(op.memref), value=value, addr=addr))
+        else:
+            self.line(self.sp.vstore_any.format(w=w, value=value, addr=addr))
+
+    def vector_operand(self, v: SSAValue, plan: VectorPlan, w: int) -> str:
+        """`v` as a float{w}: a vector value by name, a scalar broadcast."""
+        if v in plan.vectors:
+            return self.expr(v)
+        if self.sp.broadcast is not None:
+            return self.sp.broadcast.format(w=w, x=self.expr(v))
+        return self.sp.make_vector.format(w=w, parts=", ".join([self.expr(v)] * w))
+
+    def vector_expr(self, op: Operation, plan: VectorPlan, w: int) -> str:
+        """The float{w} an arithmetic op computes: in OpenCL C one vector expression, in CUDA
+        (whose float2/float4 have no arithmetic) one expression per component."""
+        sp = self.sp
+        if sp.broadcast is not None:
+            return arith_expr(op, lambda v: self.vector_operand(v, plan, w) if isinstance(v.type, Float32Type)
+                              else self.expr(v), sp)
+        parts = []
+        for k in range(w):
+            part = lambda v, k=k: f"{self.expr(v)}.{'xyzw'[k]}" if v in plan.vectors else self.expr(v)  # noqa: E731
+            parts.append(arith_expr(op, part, sp))
+        return sp.make_vector.format(w=w, parts=", ".join(parts))
+
     def if_op(self, op: scf.IfOp) -> None:
         for r in op.results:
-            self.line(f"{c_type(r.type)} {self.name(r)};")
+            self.line(f"{self.c_type(r.type)} {self.name(r)};")
         self.line(f"if ({self.expr(op.cond)}) {{")
         self.branch(op, op.true_region.block)
         if op.false_region.blocks and (len(op.results) or len(op.false_region.block.ops) > 1):
@@ -293,19 +417,205 @@ class KernelPrinter:
         self.indent -= 1
 
 
-def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+def nan_propagating(fn: str, a: SSAValue, b: SSAValue, operand) -> str:
+    """fn(a, b) (fmax or fmin) with MLIR's maximumf/minimumf meaning, numpy's maximum/minimum:
+    NaN when either operand is NaN, where C's fmax/fmin return the other operand. `x != x`
+    holds for NaN alone; constants are never NaN (float_literal refuses it). The same text
+    works on OpenCL vectors, whose `!=`, `||` and `?:` act per component."""
+    x, y = operand(a), operand(b)
+    call = f"{fn}({x}, {y})"
+    maybe_nan = [t for v, t in ((a, x), (b, y)) if not isinstance(v.owner, arith.ConstantOp)]
+    if len(maybe_nan) == 1:
+        (z,) = maybe_nan
+        return f"{z} != {z} ? {z} : {call}"
+    if len(maybe_nan) == 2:
+        return f"{x} != {x} || {y} != {y} ? {x} + {y} : {call}"
+    return call
+
+
+def arith_expr(op: Operation, operand, sp: Spelling) -> str:
+    """The C expression of float arithmetic `op` (one of VECTOR_ARITH), its operands written
+    by operand(value)."""
+    t = type(op)
+    if t in FLOAT_BINARY:
+        return f"{operand(op.lhs)} {FLOAT_BINARY[t]} {operand(op.rhs)}"
+    if isinstance(op, (arith.MaximumfOp, arith.MinimumfOp)):
+        return nan_propagating(sp.fmax if isinstance(op, arith.MaximumfOp) else sp.fmin, op.lhs, op.rhs, operand)
+    if isinstance(op, arith.NegfOp):
+        return f"-{operand(op.operand)}"
+    if isinstance(op, mathd.ExpOp):
+        return f"{sp.exp}({operand(op.operand)})"
+    if isinstance(op, mathd.TanhOp):
+        return f"{sp.tanh}({operand(op.operand)})"
+    assert isinstance(op, arith.SelectOp), op.name
+    return f"{operand(op.cond)} ? {operand(op.lhs)} : {operand(op.rhs)}"
+
+
+VECTOR_ARITH = (*FLOAT_BINARY, arith.MaximumfOp, arith.MinimumfOp, arith.NegfOp, mathd.ExpOp, mathd.TanhOp,
+                arith.SelectOp)
+ADDRESS_ARITH = (arith.AddiOp, arith.SubiOp, arith.MuliOp)
+
+
+@dataclass
+class VectorPlan:
+    """How a loop runs as one vector: its width, the values that are vectors, and for each
+    load and store that moves with the loop whether its address is aligned to the vector."""
+
+    width: int
+    vectors: set[SSAValue] = field(default_factory=set)
+    access: dict[Operation, bool] = field(default_factory=dict)
+
+
+def _coefficient(v: SSAValue, iv: SSAValue, moving: set[SSAValue]) -> int | None:
+    """How far `v` moves per step of `iv` (0: not at all); None when not affine in it."""
+    if v is iv:
+        return 1
+    if v not in moving:
+        return 0
+    op = v.owner
+    if isinstance(op, (arith.AddiOp, arith.SubiOp)):
+        a, b = _coefficient(op.lhs, iv, moving), _coefficient(op.rhs, iv, moving)
+        if a is None or b is None:
+            return None
+        return a + b if isinstance(op, arith.AddiOp) else a - b
+    if isinstance(op, arith.MuliOp):
+        for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            c = const_value(y)
+            if isinstance(c, int):
+                a = _coefficient(x, iv, moving)
+                return None if a is None else a * c
+    return None
+
+
+def _divisor(v: SSAValue, iv: SSAValue, moving: set[SSAValue]) -> int:
+    """A number that `v` at the loop's first iteration is a multiple of (0: it is 0)."""
+    if v is iv:
+        return 0
+    if v not in moving:
+        return known_divisor(v) if const_value(v) != 0 else 0
+    op = v.owner
+    if isinstance(op, (arith.AddiOp, arith.SubiOp)):
+        return math.gcd(_divisor(op.lhs, iv, moving), _divisor(op.rhs, iv, moving))
+    assert isinstance(op, arith.MuliOp)
+    return _divisor(op.lhs, iv, moving) * _divisor(op.rhs, iv, moving)
+
+
+def _base_alignment(ref: SSAValue) -> int:
+    """Bytes the start of buffer `ref` is aligned to, as the printer declares it (global
+    buffers come from the runtimes' allocations, aligned to far more)."""
+    t = ref.type
+    if t.memory_space == SHARED:
+        return 16
+    if t.memory_space == LOCAL:
+        return 16 if math.prod(t.get_shape()) % 4 == 0 else 4
+    return 128
+
+
+def vector_plan(loop: scf.ForOp, sp: Spelling) -> VectorPlan | str:
+    """How `loop` (marked sched.vectorize) runs as one vector on target `sp`, or why it cannot."""
+    lb, ub, step = (const_value(v) for v in (loop.lb, loop.ub, loop.step))
+    if not all(isinstance(x, int) for x in (lb, ub, step)) or step != 1:
+        return "its bounds are not constants with step 1"
+    w = ub - lb
+    if w not in sp.vector_widths:
+        return f"its extent {w} is not a vector width of the target ({', '.join(map(str, sp.vector_widths))})"
+    iv = loop.body.block.args[0]
+    plan = VectorPlan(w)
+    moving = {iv}  # values that change with the loop's variable
+    for op in loop.body.block.ops:
+        if isinstance(op, scf.YieldOp):
+            continue
+        if op.regions:
+            return f"its body holds {op.name} (a guard: does the split factor divide the extent?)"
+        if isinstance(op, (gpu.BarrierOp, memref.AllocaOp, vector.LoadOp, vector.StoreOp)):
+            return f"its body holds {op.name}"
+        uses = [v for v in op.operands if v in moving]
+        if isinstance(op, (memref.LoadOp, memref.StoreOp)):
+            ref = op.memref
+            steps = [_coefficient(i, iv, moving) for i in op.indices]
+            name = ref.name_hint or "a buffer"
+            if None in steps:
+                return f"an index of '{name}' is not an affine function of the loop variable"
+            if isinstance(op, memref.StoreOp) and not any(steps):
+                return f"every iteration writes the same element of '{name}' (a reduction along the loop)"
+            if any(steps):
+                if steps[:-1] != [0] * (len(steps) - 1) or steps[-1] != 1:
+                    return (f"its accesses to '{name}' are not contiguous: they move by {steps} "
+                            "(per dimension) per iteration, not by one element of the last dimension")
+                if not isinstance(ref.type.element_type, Float32Type):
+                    return f"'{name}' holds {ref.type.element_type}, not f32"
+                shape = ref.type.get_shape()
+                offset = 0
+                for k, i in enumerate(op.indices):
+                    offset = math.gcd(offset, _divisor(i, iv, moving) * math.prod(shape[k + 1:]))
+                aligned = offset % w == 0 and _base_alignment(ref) % (4 * w) == 0
+                if not aligned and sp.vload_any is None:
+                    return (f"its accesses to '{name}' are not known to be aligned to {4 * w} bytes (the first "
+                            f"iteration's element is a multiple of {offset or w}, not of {w})")
+                plan.access[op] = aligned
+                if isinstance(op, memref.LoadOp):
+                    plan.vectors.add(op.res)
+        elif uses and isinstance(op, ADDRESS_ARITH):
+            moving.add(op.results[0])
+        elif uses:
+            guard = " (a guard: does the split factor divide the extent?)" if isinstance(op, arith.CmpiOp) else ""
+            return f"the loop variable reaches {op.name}, not only the indices of loads and stores{guard}"
+        elif isinstance(op, VECTOR_ARITH) and any(v in plan.vectors for v in op.operands):
+            if isinstance(op, arith.SelectOp) and op.cond in plan.vectors:
+                return "a select whose condition changes with the loop"
+            plan.vectors.add(op.results[0])
+        elif any(v in plan.vectors for v in op.operands):
+            return f"{op.name} of values that change with the loop"
+    # a buffer the loop writes is read and written at one place per iteration: no iteration
+    # reads what another wrote, so all may load before any stores
+    places: dict[SSAValue, set[tuple]] = {}
+    for op in loop.body.block.ops:
+        if isinstance(op, (memref.LoadOp, memref.StoreOp)):
+            places.setdefault(op.memref, set()).add(tuple(op.indices))
+    for op in loop.body.block.ops:
+        if isinstance(op, memref.StoreOp) and len(places[op.memref]) > 1:
+            return (f"it reads and writes '{op.memref.name_hint or 'a buffer'}' at different elements: an iteration "
+                    "could read what another wrote")
+    for op in loop.body.block.ops:  # an address is only used as an index
+        for v in op.operands:
+            if v in moving and v is not iv and not isinstance(op, (memref.LoadOp, memref.StoreOp, *ADDRESS_ARITH)):
+                return f"the loop variable reaches {op.name}, not only the indices of loads and stores"
+            if v in moving and isinstance(op, memref.StoreOp) and v is op.value:
+                return "the loop variable is stored as a value"
+    return plan
+
+
+def kernel_texts(module: ModuleOp, sp: Spelling) -> list[tuple[str, str]]:
+    """(C name, text) of every kernel of the lowered module, in order; each text is complete
+    once wrapped in `sp.prelude` (and its closing brace): see `compile_unit`."""
     kmods = [op for op in module.ops if isinstance(op, gpu.ModuleOp)]
     if not kmods:
         raise DiagnosticException("no gpu.module to print: run the lowering pipeline first "
                                   "(tensorop-to-loops,apply-schedule,loops-to-gpu)")
     plan = host_plan(module)
-    blocks = {ln.kernel: ln.block for ln in plan.launches}
-    out.write(plan.describe() + "\n")
-    out.write(sp.prelude)
+    launches = {ln.kernel: ln for ln in plan.launches}
+    out = []
     for kmod in kmods:
         for fn in kmod.body.block.ops:
             if isinstance(fn, gpu.FuncOp):
-                KernelPrinter(sp, out).kernel(fn, blocks.get(fn.sym_name.data, (1, 1, 1)))
+                text = StringIO()
+                ln = launches.get(fn.sym_name.data)
+                KernelPrinter(sp, text).kernel(fn, ln.block if ln else (1, 1, 1), ln.grid if ln else (1, 1, 1))
+                out.append((c_name(fn.sym_name.data, "kernel"), text.getvalue()))
+    return out
+
+
+def compile_unit(sp: Spelling, text: str) -> str:
+    """One kernel's text as a program of its own (kernels share nothing but the prelude)."""
+    return sp.prelude + text + ("}\n" if sp.prelude else "")
+
+
+def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
+    texts = kernel_texts(module, sp)
+    out.write(host_plan(module).describe() + "\n")
+    out.write(sp.prelude)
+    for _, text in texts:
+        out.write(text)
     if sp.prelude:
         out.write("}\n")
 

@@ -5,6 +5,8 @@ end-to-end latency.
     sched-run ssd.onnx --host softmax60 --no-fuse --print-ir
     sched-run mobilenetv2.onnx --tune --records mb.jsonl --trials 16   # tune each anchor shape, then run
     sched-run mobilenetv2.onnx --records mb.jsonl                      # reuse the best recorded configs
+    sched-run resnet18.onnx --devices 2 --partition auto               # on two devices (OpenCL ordinals 0, 1)
+    sched-run resnet18.onnx --stats                                    # kernels, peak device bytes, load
 
 Bad input (a missing file, a file that is not ONNX, unsupported operators, a wrong input)
 ends in a one-line (or one-list) error on stderr and exit code 1, never a traceback; a
@@ -23,13 +25,22 @@ import numpy as np
 
 
 def parse_config(text: str) -> dict[str, int]:
-    config = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"--config item '{item}' is not knob=integer")
-        config[key.strip()] = int(value)
-    return config
+    """--config as apply-schedule reads a config: each knob once, each value an integer."""
+    from sched_dsl.lowering.apply_schedule import ScheduleError, parse_config as parse
+
+    try:
+        return parse(text)
+    except ScheduleError as e:
+        raise ValueError(f"--config: {str(e).removeprefix('apply-schedule: ')}") from None
+
+
+def parse_devices(text: str | None) -> int | list[int] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items or not all(t.isdigit() for t in items):
+        raise ValueError(f"--devices '{text}' is not a count or comma-separated device ordinals")
+    return int(items[0]) if len(items) == 1 else [int(t) for t in items]
 
 
 def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
@@ -68,8 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
-    ap.add_argument("--print-ir", action="store_true", help="print the placed and fused graph IR")
+    ap.add_argument("--no-graph", action="store_true",
+                    help="launch every kernel from Python on each run (no CUDA graph or command buffer)")
+    ap.add_argument("--no-plan-memory", action="store_true",
+                    help="a buffer of its own for every intermediate value (no tensorop-plan-memory arena)")
+    ap.add_argument("--stats", action="store_true",
+                    help="also print the kernel count, capture mode, peak device bytes and load statistics")
+    ap.add_argument("--print-ir", action="store_true", help="print the placed, fused and planned graph IR")
     ap.add_argument("--json", help="write the per-layer times and latency here")
+    ap.add_argument("--devices", help="run on several devices of this machine: a count N (ordinals 0..N-1) or "
+                    "ordinals a,b,...")
+    ap.add_argument("--partition", choices=("split", "pipeline", "auto"), default="auto",
+                    help="with --devices: how layers are spread (default auto)")
+    ap.add_argument("--objective", choices=("latency", "throughput"), default="latency",
+                    help="with --devices: what the partitioner minimises or maximises")
+    ap.add_argument("--profile", help="with --devices: a layer profile JSON (benchmarks/profile_layers.py) for "
+                    "the partitioner; default: measured on the first device")
     args = ap.parse_args(argv)
 
     from sched_dsl.graph.executor import GraphError, load_onnx
@@ -98,8 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  progress=progress)
             best = sum(r.best_ms or 0 for r in results)
             print(f"tuned {len(results)} anchor shapes into {args.records} (best kernels sum to {best:.3f} ms)")
+        devices = parse_devices(args.devices)
+        if args.profile and not os.path.isfile(args.profile):
+            raise ValueError(f"--profile {args.profile}: no such file")
         sess = load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
-                            records=args.records)
+                         records=args.records, graph=not args.no_graph, plan_memory=not args.no_plan_memory,
+                         devices=devices, partition=args.partition, profile=args.profile, objective=args.objective)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)
@@ -112,10 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sched-run: error on the device: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug of ours, or a library's error we do not know yet: one line, not a traceback
+        if os.environ.get("SCHED_DSL_DEBUG"):
+            raise
+        print(f"sched-run: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
     if args.print_ir:
         print(sess.ir)
-    print(f"{args.model}: {sess.kernel_count} kernels on {sess.device.name} ({args.target}), "
+    if len(sess.devices) > 1:
+        print(f"plan ({args.partition}, {args.objective}) on {len(sess.devices)} devices:")
+        for line in sess.plan:
+            print(f"  {line}")
+    print(f"{args.model}: {sess.kernel_count} kernels on {len(sess.devices)} x {sess.device.name} ({args.target}), "
           f"fusion {'off' if args.no_fuse else 'on'}"
           + (f", {len(sess.tuned)} anchors with tuned configs from {args.records}" if args.records else ""))
     width = max([len(n) for n, _, _ in layers] + [5])
@@ -124,12 +162,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name:<{width}}  {kind:<8}  {ms:9.3f}")
     print(f"{'sum of layers':<{width}}  {'':<8}  {sum(ms for _, _, ms in layers):9.3f}")
     print(f"end-to-end latency: {latency:.3f} ms (mean of {args.repeat} runs)")
+    stats = sess.stats()
+    if args.stats:
+        m, ld = stats["memory"], stats["load"]
+        print(f"kernels: {stats['kernels']} in {stats['pieces']} piece(s), replayed as: {stats['capture']}")
+        print(f"peak device memory: {stats['peak_bytes']} bytes (weights {m['weights']}, inputs {m['inputs']}, "
+              f"intermediates {m['arena'] + m['other intermediates']}; without planning "
+              f"{m['intermediates unplanned']})")
+        print(f"load: {ld['seconds']:.2f} s; segments lowered {ld['lowered']}, from the cache {ld['lowered from cache']}; "
+              f"kernels compiled {ld['compiled']}, from the cache {ld['compiled from cache']}")
     for name, out in zip(sess.output_names, outputs):
         print(f"output {name}: shape {out.shape} {out.dtype}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "target": args.target, "fuse": not args.no_fuse,
-                       "kernels": sess.kernel_count, "latency_ms": latency, "config": sess.config,
+                       "devices": len(sess.devices), "partition": args.partition if len(sess.devices) > 1 else None,
+                       "plan": sess.plan,
+                       "kernels": sess.kernel_count, "latency_ms": latency, "config": sess.config, "stats": stats,
                        "records": args.records, "tuned": sess.tuned,
                        "layers": [{"name": n, "kind": k, "ms": ms} for n, k, ms in layers]}, f, indent=1)
     return 0

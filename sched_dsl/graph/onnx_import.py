@@ -157,6 +157,20 @@ def _static_shape(type_proto) -> tuple[int, ...] | None:
     return tuple(d.dim_value for d in dims)
 
 
+def node_label(node) -> str:
+    name = node.name or next((o for o in node.output if o), "")
+    return f"{node.op_type} node '{name}'"
+
+
+def initializer_array(tensor) -> np.ndarray:
+    import onnx
+
+    try:
+        return onnx.numpy_helper.to_array(tensor)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValueError, TypeError, struct errors...
+        raise OnnxImportError(f"initializer '{tensor.name}' cannot be read: {e}") from None
+
+
 class Importer:
     def __init__(self, model):
         import onnx
@@ -164,9 +178,7 @@ class Importer:
         self.onnx = onnx
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.consts: dict[str, np.ndarray] = {
-            i.name: onnx.numpy_helper.to_array(i) for i in self.graph.initializer
-        }
+        self.consts: dict[str, np.ndarray] = {i.name: initializer_array(i) for i in self.graph.initializer}
         self.values: dict[str, SSAValue] = {}
         self.weight_args: dict[str, SSAValue] = {}  # const name -> func argument
         self.weights: dict[str, np.ndarray] = {}
@@ -293,9 +305,12 @@ class Importer:
                 elif not self.fold(node):
                     self.node(node)
             except (Unsupported, T.ShapeError) as e:
-                self.errors.append(f"{node.op_type} node '{node.name or node.output[0]}': {e}")
+                self.errors.append(f"{node_label(node)}: {e}")
                 self.failed.update(node.output)
             except Downstream:
+                self.failed.update(node.output)
+            except (IndexError, KeyError, TypeError, ValueError) as e:  # a malformed node: inputs or attributes missing
+                self.errors.append(f"{node_label(node)}: malformed ({type(e).__name__}: {e})")
                 self.failed.update(node.output)
         outs, out_shapes, out_dtypes = [], {}, {}
         for o in self.graph.output:
@@ -344,7 +359,7 @@ class Importer:
                     self.folded.add(tuple(node.output))
                 elif self.fold(node, shapes=False):
                     self.folded.add(tuple(node.output))
-            except (Unsupported, T.ShapeError):
+            except (Unsupported, T.ShapeError, IndexError, KeyError, TypeError, ValueError):
                 pass  # reported when the main pass reaches the node
 
     def fold(self, node, shapes: bool = True) -> bool:
@@ -963,7 +978,15 @@ def flatten(imp: Importer, node) -> None:
 
 
 def reshape(imp: Importer, node) -> None:
-    target = const_input(imp, node, 1, "the shape")
+    if imp.opset < 5:  # the shape was an attribute before opset 5
+        target = attr(node, "shape")
+        if target is None:
+            raise Unsupported("needs a shape attribute (before opset 5)")
+        target = np.asarray(target, dtype=np.int64)
+    else:
+        target = const_input(imp, node, 1, "the shape")
+        if target is None:
+            raise Unsupported("needs a shape input")
     shape = imp.shape(node.input[0])
     out = [shape[k] if d == 0 and not attr(node, "allowzero", 0) else int(d) for k, d in enumerate(target.reshape(-1))]
     if out.count(-1) == 1:

@@ -10,3 +10,14 @@ def device_name(target: str) -> str:
         return f"{d.platform.name.strip()}: {d.name.strip()}"
     from sched_dsl.runtime.cuda import default_device
     return default_device().name()
+
+
+def device_count(target: str) -> int:
+    """How many devices of the target this machine has (OpenCL: every platform's)."""
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import devices
+        return len(devices())
+    from sched_dsl.runtime.cuda import _driver
+    drv = _driver()
+    drv.init()
+    return drv.Device.count()

@@ -3,8 +3,11 @@ host plan's launches against a device's limits (read before anything is compiled
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,10 +28,11 @@ class DeviceLimits:
     max_block_dims: tuple[int, int, int]
     max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
     max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
-
+    max_buffer_bytes: int | None = None  # the largest single buffer (OpenCL: max_mem_alloc_size)
+    memory_bytes: int | None = None  # all buffers together
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
-_KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b(v_\w+)\(")
+_KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b([vx]_\w+)\(")
 _SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
 
 
@@ -50,7 +54,9 @@ def shared_bytes(source: str) -> dict[str, int]:
 
 def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
     """Raises DeviceError naming the kernel and the limit when a launch of `plan` exceeds
-    `limits` (threads per block, a block or grid dimension, shared memory per block)."""
+    `limits` (threads per block, a block or grid dimension, shared memory per block), or a
+    buffer of it does not fit the device."""
+    check_buffers({b.name: 4 * b.size for b in plan.buffers}, limits)
     shared = shared_bytes(source)
     axes = "xyz"
     for ln in plan.launches:
@@ -72,19 +78,46 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
                               f"{limits.name}'s limit of {limits.max_shared_bytes}")
 
 
+# The input dtype policy, by the element type the input is declared with: an array of the
+# declared dtype, or of a dtype whose every value converts to it exactly (no rounding, no
+# wrap-around); anything else is refused, float64 included (float32 would round it).
+ACCEPTED_DTYPES = {
+    "f32": ("float32", "float16", "int8", "uint8", "int16", "uint16"),
+    "i32": ("int32", "int8", "uint8", "int16", "uint16"),
+}
+NUMPY_DTYPES = {"f32": np.float32, "i32": np.int32}
+
+
+def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Input `name` as a contiguous array of element type `dtype` ("f32", "i32"), after
+    checking it against the policy above and `shape`: TypeError for what is not an array
+    of an accepted dtype, ValueError for a wrong shape."""
+    want = NUMPY_DTYPES[dtype]
+    fix = f"pass a numpy array of {np.dtype(want).name}, e.g. np.asarray(x, dtype=np.{np.dtype(want).name})"
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"input '{name}' is a masked array, whose mask a kernel would ignore; "
+                        "pass a.filled(value) instead")
+    if not isinstance(a, np.ndarray) and not hasattr(a, "__array__"):
+        raise TypeError(f"input '{name}' is {'None' if a is None else 'a ' + type(a).__name__}; {fix}")
+    a = np.asarray(a)
+    if a.dtype.fields is not None or a.dtype.subdtype is not None:
+        raise TypeError(f"input '{name}' has the structured dtype {a.dtype}; {fix}")
+    if a.dtype.name not in ACCEPTED_DTYPES[dtype]:
+        exact = ", ".join(ACCEPTED_DTYPES[dtype][1:])
+        raise TypeError(f"input '{name}' has dtype {a.dtype.name}, expected {np.dtype(want).name} (or {exact}, "
+                        f"which convert exactly); {fix}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"input '{name}' has shape {a.shape}, expected {tuple(shape)}")
+    return np.ascontiguousarray(a, dtype=want)
+
+
 def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The inputs as contiguous float32 (int32 for i32 inputs) arrays, after checking their
-    number and shapes."""
+    """The inputs as contiguous arrays of their declared element types, after checking their
+    number, dtypes (checked_array) and shapes."""
     inputs = plan.inputs
     if len(arrays) != len(inputs):
         raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")
-    out = []
-    for b, a in zip(inputs, arrays):
-        a = np.ascontiguousarray(a, dtype=b.numpy_dtype)
-        if a.shape != b.shape:
-            raise ValueError(f"input '{b.name}' has shape {a.shape}, expected {b.shape}")
-        out.append(a)
-    return out
+    return [checked_array(b.name, a, b.dtype, b.shape) for b, a in zip(inputs, arrays)]
 
 
 # nvcc / NVRTC: "file.cu(12): error: ..."; clang-based OpenCL compilers: "<source>:12:5: error: ..."
@@ -101,3 +134,59 @@ def compile_error(compiler: str, log: str, source: str) -> DeviceError:
             quoted.append(f"  line {n}: {lines[n - 1].strip()}")
     where = ("\noffending source line(s):\n" + "\n".join(quoted)) if quoted else ""
     return DeviceError(f"the kernel text does not compile ({compiler}):\n{log.strip()}{where}")
+
+
+def check_buffers(sizes: dict[str, int], limits: DeviceLimits) -> None:
+    """Raises DeviceError naming the buffer when one of `sizes` (bytes by buffer name) is
+    larger than the device allows, or all of them together exceed its memory."""
+    for name, nbytes in sizes.items():
+        if limits.max_buffer_bytes is not None and nbytes > limits.max_buffer_bytes:
+            raise DeviceError(f"buffer '{name}' of {nbytes} bytes exceeds {limits.name}'s largest buffer "
+                              f"of {limits.max_buffer_bytes} bytes")
+    total = sum(sizes.values())
+    if limits.memory_bytes is not None and total > limits.memory_bytes:
+        largest = max(sizes, key=sizes.get)
+        raise DeviceError(f"buffers of {total} bytes (the largest, '{largest}', {sizes[largest]}) exceed "
+                          f"{limits.name}'s memory of {limits.memory_bytes} bytes")
+
+
+KERNEL_TIMEOUT_ENV = "SCHED_DSL_KERNEL_TIMEOUT"
+DEFAULT_KERNEL_TIMEOUT_S = 600.0
+
+
+def kernel_timeout() -> float | None:
+    """Seconds one build or run of kernels may take (SCHED_DSL_KERNEL_TIMEOUT, default 600;
+    0 turns the limit off)."""
+    text = os.environ.get(KERNEL_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_KERNEL_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise DeviceError(f"{KERNEL_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return seconds if seconds > 0 else None
+
+
+@contextmanager
+def watchdog(what: str):
+    """Building or running kernels calls into the device driver, which Python cannot
+    interrupt: when `what` has not finished within kernel_timeout() seconds, the process
+    stops with exit code 124 and an error that says so, instead of hanging silently."""
+    seconds = kernel_timeout()
+    if seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        message = (f"sched-dsl: error: {what} did not finish within {seconds:g} s; a device call cannot be "
+                   f"interrupted, so the process stops ({KERNEL_TIMEOUT_ENV} sets the limit, 0 turns it off)\n")
+        os.write(2, message.encode(errors="replace"))
+        os._exit(124)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -16,6 +16,8 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -57,7 +59,27 @@ def default_device():
     ctx = dev.retain_primary_context()
     ctx.push()
     atexit.register(ctx.pop)
+    _PRIMARY.append(ctx)
     return dev
+
+
+_PRIMARY: list = []  # the context default_device made current (in the thread that first asked)
+
+
+@contextmanager
+def current_context():
+    """The runtime's context made current in the calling thread while the block runs (a
+    pycuda context is current in one thread; calls may come from others)."""
+    drv = _driver()
+    default_device()
+    if drv.Context.get_current() is not None:
+        yield
+        return
+    _PRIMARY[0].push()
+    try:
+        yield
+    finally:
+        drv.Context.pop()
 
 
 def device_limits(dev) -> DeviceLimits:
@@ -71,6 +93,8 @@ def device_limits(dev) -> DeviceLimits:
         max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
         max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
                        dev.get_attribute(a.MAX_GRID_DIM_Z)),
+        max_buffer_bytes=dev.total_memory(),
+        memory_bytes=dev.total_memory(),
     )
 
 
@@ -158,6 +182,14 @@ class CudaKernel:
 
     def __init__(self, source: str, plan: HostPlan):
         self.source, self.plan = source, plan
+        with current_context():  # this thread may not be the one the context was made current in
+            self._load(source, plan)
+        self.last_times_ms: list[float] = []
+        # one call at a time: calls share the buffers
+        self.lock = threading.Lock()
+
+    def _load(self, source: str, plan: HostPlan) -> None:
+        """Compiles and loads the kernels, allocates the buffers, prepares the launches."""
         drv = _driver()
         self.device = default_device()
         self.limits = device_limits(self.device)
@@ -178,15 +210,17 @@ class CudaKernel:
         for ln, fn in zip(plan.launches, self.functions):
             fn.prepare("P" * len(ln.args))
             self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
-        self.last_times_ms: list[float] = []
 
     def _launch(self, k: int) -> None:
         fn, grid, block, args = self.calls[k]
         fn.prepared_async_call(grid, block, None, *args)
 
     def _wait(self, event) -> None:
+        from sched_dsl.runtime.common import watchdog
+
         try:
-            event.synchronize()
+            with watchdog(f"kernels of {self.plan.function} on {self.limits.name}"):
+                event.synchronize()
         except _driver().Error as e:
             raise DeviceError(f"a kernel failed on {self.limits.name}: {e}") from None
 
@@ -205,28 +239,164 @@ class CudaKernel:
         return [s.time_till(e) for s, e in events]
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """The outputs for `arrays`; safe to call from several threads at once."""
         drv = _driver()
-        for b, a in zip(self.plan.inputs, checked_inputs(self.plan, arrays)):
-            drv.memcpy_htod(self.buffers[b.name], a)
-        self.last_times_ms = self._launch_all()
-        outs = []
-        for b in self.plan.outputs:
-            out = np.empty(b.shape, dtype=b.numpy_dtype)
-            drv.memcpy_dtoh(out, self.buffers[b.name])
-            outs.append(out)
+        inputs = checked_inputs(self.plan, arrays)
+        with self.lock, current_context():
+            for b, a in zip(self.plan.inputs, inputs):
+                drv.memcpy_htod(self.buffers[b.name], a)
+            self.last_times_ms = self._launch_all()
+            outs = []
+            for b in self.plan.outputs:
+                out = np.empty(b.shape, dtype=b.numpy_dtype)
+                drv.memcpy_dtoh(out, self.buffers[b.name])
+                outs.append(out)
         return outs
 
     def bench(self, repeat: int = 20, warmup: int = 3) -> float:
         """Mean device time in ms of all the plan's kernels, over `repeat` back-to-back runs on
         the buffers as the last `run` left them (CUDA events around the whole plan)."""
         drv = _driver()
-        for _ in range(warmup):
-            self._launch_all()
-        start, end = drv.Event(), drv.Event()
-        start.record()
-        for _ in range(repeat):
-            for k in range(len(self.calls)):
-                self._launch(k)
-        end.record()
-        self._wait(end)
-        return start.time_till(end) / repeat
+        with self.lock, current_context():
+            for _ in range(warmup):
+                self._launch_all()
+            start, end = drv.Event(), drv.Event()
+            start.record()
+            for _ in range(repeat):
+                for k in range(len(self.calls)):
+                    self._launch(k)
+            end.record()
+            self._wait(end)
+            return start.time_till(end) / repeat
+
+
+# ---- whole models: modules compiled in parallel and cached on disk; CUDA graphs -------------
+
+_SPARE_COMPILERS: list[_CompilerProcess] = []  # one NVRTC process of the last batch, kept for the next
+
+
+def _nvrtc_version() -> str:
+    """The cuda-python release whose NVRTC binding compiles (asked of the package metadata:
+    loading NVRTC here would break NVIDIA's OpenCL in this process, see nvrtc_worker.py)."""
+    from importlib import metadata
+
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return f"nvrtc {dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            pass
+    return "nvrtc ?"
+
+
+def load_modules(sources: list[str]) -> list[object]:
+    """pycuda Modules of `sources` on the default device: cubins from the disk cache where it
+    has them, the others compiled in parallel (NVRTC in several compiler processes, else nvcc)."""
+    import queue
+
+    from sched_dsl.runtime.cache import cached_compile
+
+    drv = _driver()
+    dev = default_device()
+    major, minor = dev.compute_capability()
+    arch = f"sm_{major}{minor}"
+    use_nvrtc = _has_nvrtc()
+    workers = min(os.cpu_count() or 1, 16)
+    compilers: queue.Queue[_CompilerProcess] = queue.Queue()
+    for c in _SPARE_COMPILERS:
+        compilers.put(c)
+
+    def compile_one(source: str):
+        if use_nvrtc:
+            try:
+                proc = compilers.get_nowait()
+            except queue.Empty:
+                proc = _CompilerProcess()
+            try:
+                cubin = proc.compile(source, arch)
+            finally:
+                compilers.put(proc)
+        else:
+            from pycuda.compiler import compile as nvcc_compile
+            try:
+                cubin = nvcc_compile(source, no_extern_c=True, arch=arch, options=["-lineinfo"], cache_dir=False)
+            except drv.CompileError as e:
+                raise compile_error("nvcc", e.stderr or e.msg, source) from None
+        return cubin, cubin
+
+    key = (dev.name(), arch, str(drv.get_driver_version()), _nvrtc_version() if use_nvrtc else "nvcc")
+    cubins = cached_compile("cubin", sources, key, compile_one, lambda b: b, workers)
+    # one compiler process stays for later loads; the others end (each holds an interpreter)
+    procs = list(compilers.queue)
+    _SPARE_COMPILERS[:] = procs[:1]
+    for c in procs[1:]:
+        if c.proc is not None:
+            c.proc.kill()
+            c.proc.wait()
+    modules = []
+    for cubin in cubins:
+        try:
+            modules.append(drv.module_from_buffer(cubin))
+        except drv.Error as e:
+            raise DeviceError(f"a compiled module does not load on {dev.name()}: {e}") from None
+    return modules
+
+
+def _cuda_bindings():
+    """cuda-python's driver API (CUDA graphs): pycuda has no binding of stream capture."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # cuda-python before 12.6
+        except ImportError as e:
+            raise DeviceError(f"cuda-python is not installed ({e}); CUDA graphs need it: "
+                              "pip install 'sched-dsl[cuda]', or load the model with graph=False") from None
+    return driver
+
+
+def has_cuda_graphs() -> bool:
+    for name in ("cuda.bindings.driver", "cuda.cuda"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except ImportError:
+            pass
+    return False
+
+
+class CudaGraph:
+    """Everything `record()` issues on `stream` (pycuda launches and async copies), captured
+    once into a CUDA graph and instantiated; `launch()` replays it on the stream."""
+
+    def __init__(self, stream, record):
+        cu = self.cu = _cuda_bindings()
+        self.stream = cu.CUstream(stream.handle)
+        _cu_check(cu, cu.cuInit(0), "cuInit")
+        _cu_check(cu, cu.cuStreamBeginCapture(self.stream, cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                  "cuStreamBeginCapture")
+        try:
+            record()
+        except BaseException:
+            cu.cuStreamEndCapture(self.stream)
+            raise
+        self.graph = _cu_check(cu, cu.cuStreamEndCapture(self.stream), "cuStreamEndCapture")
+        instantiate = getattr(cu, "cuGraphInstantiateWithFlags", None) or cu.cuGraphInstantiate
+        self.exec = _cu_check(cu, instantiate(self.graph, 0), "cuGraphInstantiate")
+
+    def launch(self) -> None:
+        _cu_check(self.cu, self.cu.cuGraphLaunch(self.exec, self.stream), "cuGraphLaunch")
+
+    def __del__(self):
+        cu = getattr(self, "cu", None)
+        if cu is not None and getattr(self, "exec", None) is not None:
+            cu.cuGraphExecDestroy(self.exec)
+            cu.cuGraphDestroy(self.graph)
+            self.exec = None
+
+
+def _cu_check(cu, result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != cu.CUresult.CUDA_SUCCESS:
+        name = cu.cuGetErrorName(err)[1]
+        raise DeviceError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    return rest[0] if len(rest) == 1 else rest

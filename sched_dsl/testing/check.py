@@ -16,6 +16,11 @@ its level:
 
 The first pass whose result differs raises `EquivalenceError`, naming the pass and showing the
 inputs, the expected and actual values and the IR before and after the pass.
+
+Running a stage's IR takes interpreter steps (see interp.py); one that needs more than
+`budget` is "not checked: too large for the budget", a result of its own (`checked` False),
+never a broken pass: the check goes on with the next stage, and `summary(results)` lists the
+stages checked and not checked.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ from io import StringIO
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import func, gpu
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
 from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl import reference
 from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import levels_of
 from sched_dsl.lowering.pipeline import parse_pipeline
-from sched_dsl.testing.interp import Interpreter, InterpError
+from sched_dsl.testing.interp import DEFAULT_BUDGET, BudgetExceeded, Interpreter, InterpError
 from sched_dsl.tensor import Tensor, tensor_of_op
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -47,17 +53,32 @@ class CheckError(ValueError):
 
 @dataclass
 class StageResult:
-    """One checked point of the pipeline: after pass `name`, at `level`."""
+    """One point of the pipeline: after pass `name`, at `level`. `checked` is False where
+    running the IR needed more interpreter steps than the budget (then `ok` says nothing)."""
 
     name: str
     level: str
     max_error: float  # largest |actual - expected| over all outputs
     ok: bool = True
     message: str = ""
+    checked: bool = True
 
     def __str__(self) -> str:
+        if not self.checked:
+            return f"{self.name}: {self.level} level, not checked: {self.message}"
         state = "ok" if self.ok else "BROKEN"
         return f"{self.name}: {self.level} level, {state}, max |error| {self.max_error:.3g}{self.message}"
+
+
+def summary(results: Sequence[StageResult]) -> str | None:
+    """A line naming the stages checked and those too large for the budget; None when all were checked."""
+    unchecked = [r.name for r in results if not r.checked]
+    if not unchecked:
+        return None
+    checked = [r.name for r in results if r.checked]
+    return (f"not every stage was checked: too large for the interpreter's budget: {', '.join(unchecked)}; "
+            f"checked: {', '.join(checked) or 'none'} (raise the budget with --check-budget, "
+            "or check_each_pass(budget=...))")
 
 
 class EquivalenceError(AssertionError):
@@ -82,9 +103,10 @@ def host_function(module: ModuleOp) -> func.FuncOp:
 def level_of(module: ModuleOp) -> str:
     """'tensorop', 'loops' or 'gpu': how far the module is lowered."""
     fn = host_function(module)
-    if any(op.name.startswith("tensorop.") for op in fn.walk()):
+    found = levels_of(module)
+    if "operator" in found:
         return "tensorop"
-    if any(isinstance(op, gpu.LaunchFuncOp) for op in fn.walk()):
+    if "gpu" in found:
         return "gpu"
     if all(isinstance(a.type, MemRefType) for a in fn.body.block.args):
         return "loops"
@@ -141,9 +163,11 @@ def _evaluate_tensorop(fn: func.FuncOp, inputs: Mapping[str, np.ndarray]) -> dic
 # ---- running a module -------------------------------------------------------------------------
 
 
-def evaluate(module: ModuleOp, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def evaluate(module: ModuleOp, inputs: Mapping[str, np.ndarray], budget: int = DEFAULT_BUDGET
+             ) -> dict[str, np.ndarray]:
     """The outputs of `module`'s host function for `inputs` (by argument name), at whatever
-    level it is; the inputs are not changed."""
+    level it is; the inputs are not changed. Raises BudgetExceeded when running the IR needs
+    more than `budget` interpreter steps."""
     fn = host_function(module)
     if level_of(module) == "tensorop":
         return _evaluate_tensorop(fn, inputs)
@@ -157,7 +181,7 @@ def evaluate(module: ModuleOp, inputs: Mapping[str, np.ndarray]) -> dict[str, np
             args.append(np.array(inputs[name], dtype=np.float32).reshape(shape))
         else:
             args.append(np.full(shape, np.nan, dtype=np.float32))
-    Interpreter(module).run(fn, args)
+    Interpreter(module, budget).run(fn, args)
     return {name: arr for k, (name, arr) in enumerate(zip(names, args)) if k >= n_in}
 
 
@@ -239,24 +263,35 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
                     seed: int = 0, inputs: Mapping[str, np.ndarray] | None = None,
                     passes: Sequence[type[ModulePass]] = (),
                     emit: Callable[[ModuleOp], str] | None = print_opencl,
-                    rtol: float = RTOL, atol: float = ATOL,
+                    rtol: float = RTOL, atol: float = ATOL, budget: int = DEFAULT_BUDGET,
                     log: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     """Applies `pipeline` (a pass spec such as "tensorop-to-loops,apply-schedule", or pass
     instances) to `module` in place, checking after every pass that the IR computes what
     the input did on `inputs` (default: well-conditioned random values from `seed`).
     `passes` adds pass classes (by their `name`) that a spec may use; `emit` prints gpu-level IR as OpenCL
     text, which is run on the default OpenCL device at the end (None: skip). Returns one
-    StageResult per checked point (each also given to `log`); raises EquivalenceError at
-    the first pass that broke equivalence."""
+    StageResult per point (each also given to `log`); a stage whose IR needs more than
+    `budget` interpreter steps to run is not checked (`checked` False; see `summary`).
+    Raises EquivalenceError at the first pass that broke equivalence."""
+    if not isinstance(budget, int) or budget < 1:
+        raise CheckError(f"the check budget must be a number of interpreter steps >= 1, got {budget!r}")
     ctx = ctx or make_context()
     steps = parse_pipeline(pipeline, passes)
     values = dict(random_inputs_of(module, seed) if inputs is None else inputs)
     level = level_of(module)
+    too_large = f"too large for the budget of {budget} interpreter steps"
     try:
-        want = evaluate(module, values)
+        want = evaluate(module, values, budget)
     except InterpError as e:
         raise CheckError(f"the input module cannot be run: {e}") from None
+    except BudgetExceeded:
+        want, too_large = None, f"the input module itself is {too_large}"
     results: list[StageResult] = []
+
+    def unchecked(name: str, lvl: str) -> None:
+        results.append(StageResult(name, lvl, np.nan, True, too_large, checked=False))
+        if log is not None:
+            log(results[-1])
 
     def record(name: str, lvl: str, got: dict | None, error: str | None, before: str, after: str) -> None:
         err, diff = (np.inf, error) if got is None else _compare(want, got, rtol, atol)
@@ -267,8 +302,15 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
         if diff is None:
             return
         shown = "" if got is None else f"actual:\n{_arrays(got)}\n"
+        skipped = []
+        for r in reversed(results[:-1]):
+            if r.checked:
+                break
+            skipped.insert(0, r.name)
+        note = (f" (not checked before it, too large for the budget: {', '.join(skipped)}; "
+                "the change may have come from there)") if skipped else ""
         raise EquivalenceError(
-            f"check-each-pass: '{name}' broke equivalence ({lvl} level): {diff}\n"
+            f"check-each-pass: '{name}' broke equivalence ({lvl} level){note}: {diff}\n"
             f"inputs:\n{_arrays(values)}\nexpected:\n{_arrays(want)}\n{shown}"
             f"IR before {name}:\n{before}\nIR after {name}:\n{after}", name, results)
 
@@ -278,14 +320,24 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
         module.verify()
         after = str(module)
         level = level_of(module)
+        if want is None:
+            unchecked(p.name, level)
+            continue
         try:
-            got, error = evaluate(module, values), None
+            got, error = evaluate(module, values, budget), None
         except InterpError as e:
             got, error = None, f"running its result failed: {e}"
+        except BudgetExceeded:
+            unchecked(p.name, level)
+            before = after
+            continue
         record(p.name, level, got, error, before, after)
         before = after
     if level == "gpu" and emit is not None:
         source = emit(module)
+        if want is None:
+            unchecked(TEXT_STAGE, "text")
+            return results
         from sched_dsl.runtime.common import DeviceError
 
         try:

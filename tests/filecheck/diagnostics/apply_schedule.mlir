@@ -138,21 +138,6 @@ builtin.module {
 }
 // -----
 // CHECK-NEXT: // {{-+}}
-// a block loop inside another loop
-builtin.module {
-  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
-    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
-    %R = tensorop.unary %C {name = "R", fn = "relu"} : (tensor<64x48xf32>) -> tensor<64x48xf32>
-    func.return %R : tensor<64x48xf32>
-  }
-  sched.schedule {
-    %i = sched.loop "C" "i"
-    %j = sched.loop "C" "j"
-    sched.bind %j "block.x" // CHECK-NEXT: {{.*}}apply_schedule.mlir:[[# @LINE]]:5: error: sched.bind: stage 'C': loops bound to blocks must be the outermost loops; order is i, j, k
-  }
-}
-// -----
-// CHECK-NEXT: // {{-+}}
 // a layout of the wrong rank
 builtin.module {
   func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {

@@ -1,6 +1,7 @@
 // RUN: not sched-opt %s -p 'tensorop-to-loops,apply-schedule{config="t=5"}' 2>&1 | filecheck %s --check-prefix=VALUE
 // RUN: not sched-opt %s -p 'tensorop-to-loops,apply-schedule{config="t=x"}' 2>&1 | filecheck %s --check-prefix=SYNTAX
 // RUN: not sched-opt %s -p 'tensorop-to-loops,apply-schedule{config="t=8,u=4"}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
+// RUN: not sched-opt %s -p 'tensorop-to-loops,apply-schedule{config="t=8,t=4"}' 2>&1 | filecheck %s --check-prefix=TWICE
 
 // Bad values for apply-schedule's knob config: exit code 1, a one-line message.
 builtin.module {
@@ -16,7 +17,8 @@ builtin.module {
 }
 
 // VALUE-NOT: Traceback
-// SYNTAX: apply-schedule: config entry 't=x' is not name=integer
+// SYNTAX: apply-schedule: config entry 't=x' is not knob=integer
 // SYNTAX-NOT: Traceback
+// TWICE: apply-schedule: config sets knob 't' twice ('t=8', 't=4')
 // UNKNOWN: apply-schedule: config names unknown knob(s) ['u']; the schedule has ['t']
 // UNKNOWN-NOT: Traceback

@@ -40,12 +40,12 @@ builtin.module {
 // i32 buffers in the host plan and as int pointers; the barrier fences global memory.
 // OCL:      //   output NM: 3 i32
 // OCL:      //   temp NM.supp: 300 i32
-// OCL:      __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void v_main_NM_supp(__global float* restrict v_B, __global float* restrict v_S, __global int* restrict v_NM_order, __global int* restrict v_NM_supp) {
+// OCL:      __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void v_main_NM_supp(__global float* restrict v_B, __global float* restrict v_S, __global int* restrict x_NM_2eorder, __global int* restrict x_NM_2esupp) {
 // OCL:      for (int v_step = 0; v_step < 300; v_step += 1) {
 // OCL:      barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
 // OCL-NEXT: }
 // OCL-NEXT: }
 // OCL-NEXT: }
 
-// CU:      __global__ void __launch_bounds__(256) v_main_NM_supp(float* __restrict__ v_B, float* __restrict__ v_S, int* __restrict__ v_NM_order, int* __restrict__ v_NM_supp) {
+// CU:      __global__ void __launch_bounds__(256) v_main_NM_supp(float* __restrict__ v_B, float* __restrict__ v_S, int* __restrict__ x_NM_2eorder, int* __restrict__ x_NM_2esupp) {
 // CU:      __syncthreads();
