@@ -597,9 +597,9 @@ def conv_transpose(imp: Importer, node) -> None:
         want = list(out_shape)[-r:] if out_shape is not None else [n * s for n, s in zip(spatial, strides)]
         total = [s * (n - 1) + op + (kk - 1) * d + 1 - o
                  for s, n, op, kk, d, o in zip(strides, spatial, out_pad, k, dilations, want)]
-        if min(total) < 0:
-            out_pad = [op - min(t, 0) for op, t in zip(out_pad, total)]
-            total = [max(t, 0) for t in total]
+        if out_shape is not None and min(total) < 0:
+            raise T.ShapeError(f"output_shape {tuple(want)} is larger than the transposed convolution gives")
+        total = [max(t, 0) for t in total]  # SAME where no padding is needed: the natural size, as onnxruntime
         # the odd element of padding goes at the end for SAME_UPPER, at the start otherwise
         upper = ap == "SAME_UPPER"
         pads = [t // 2 if upper else t - t // 2 for t in total] + [t - t // 2 if upper else t // 2 for t in total]
