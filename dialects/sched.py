@@ -426,25 +426,43 @@ class CacheReadOp(SchedOp):
     Options: `layout = array<i64: 1, 0>` orders the buffer's dimensions (buffer dimension d
     holds dimension layout[d] of A; e.g. A's tile stored transposed); `double_buffer` (shared
     only) keeps two buffers, so each thread loads the next iteration's part into registers
-    before the inner loops and stores it after them, one barrier per iteration."""
+    before the inner loops and stores it after them, one barrier per iteration.
+    `stages = N` (shared, N >= 2; or `stages %knob`) keeps N buffers filled by asynchronous copies (cp.async on
+    NVIDIA, plain copies elsewhere): the copies for the next N - 1 iterations are in flight
+    while one iteration computes. `pad = P` adds P elements to each row of a shared buffer
+    (its last dimension), so that the rows of a tile fall in different memory banks."""
 
     name = "sched.cache_read"
     tensor = prop_def(StringAttr)
     scope = prop_def(StringAttr)
     layout = opt_prop_def(DenseArrayBase)
     double_buffer = opt_prop_def(UnitAttr)
+    stages = opt_prop_def(IntegerAttr)
+    pad = opt_prop_def(IntegerAttr)
     at = operand_def(LoopType)
+    stages_knob = opt_operand_def(KnobType)
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$tensor $scope `at` $at attr-dict"
+    assembly_format = "$tensor $scope `at` $at (`stages` $stages_knob^)? attr-dict"
 
     def __init__(self, tensor: str, scope: str, at: SSAValue, layout: Sequence[int] | None = None,
-                 double_buffer: bool = False):
+                 double_buffer: bool = False, stages: int | SSAValue | None = None, pad: int | None = None):
         props: dict = {"tensor": StringAttr(tensor), "scope": StringAttr(scope)}
         if layout is not None:
             props["layout"] = DenseArrayBase.from_list(i64, list(layout))
         if double_buffer:
             props["double_buffer"] = UnitAttr()
-        super().__init__(operands=[at], properties=props)
+        knob = stages if isinstance(stages, SSAValue) else None
+        if stages is not None and knob is None:
+            props["stages"] = IntegerAttr(stages, i64)
+        if pad is not None:
+            props["pad"] = IntegerAttr(pad, i64)
+        super().__init__(operands=[at, knob], properties=props)
+
+    def stage_count(self) -> int | None:
+        return None if self.stages is None else self.stages.value.data
+
+    def padding(self) -> int:
+        return 0 if self.pad is None else self.pad.value.data
 
     def layout_order(self) -> list[int] | None:
         return None if self.layout is None else list(self.layout.get_values())
@@ -458,6 +476,51 @@ class CacheReadOp(SchedOp):
         if self.double_buffer is not None and self.scope.data != "shared":
             raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': double_buffer needs "
                                           "scope 'shared'")
+        stages = self.stage_count()
+        if stages is not None and self.stages_knob is not None:
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': give stages as a number or "
+                                          "a knob, not both")
+        if self.stages_knob is not None and (self.scope.data != "shared" or self.double_buffer is not None):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages need scope 'shared' "
+                                          "and no double_buffer")
+        if stages is not None and (self.scope.data != "shared" or stages < 2 or self.double_buffer is not None):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': stages = {stages} needs scope "
+                                          "'shared', at least 2 stages and no double_buffer (stages = 2 is one)")
+        if self.padding() < 0 or (self.pad is not None and self.scope.data != "shared"):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': pad = {self.padding()} must be "
+                                          ">= 0, on a shared buffer")
+
+
+# warp-level intrinsics sched.tensorize maps a tile to, and their (M, N, K) tile shapes
+TENSOR_INTRINSICS = {"mma.m16n8k16": (16, 8, 16), "mma.m16n8k8": (16, 8, 8)}
+
+
+@irdl_op_definition
+class TensorizeOp(SchedOp):
+    """`sched.tensorize %ii, %ji, %ki "mma.m16n8k16"`: the innermost (i, j, k) tile of a
+    matmul stage, of the intrinsic's shape (16 x 8 x 16 for f16/bf16 operands, 16 x 8 x 8
+    for f32 at tf32), is computed by one warp-level matrix multiply-accumulate. The 32 lanes
+    of the warp become a loop bound to thread.x; its results are kept in registers."""
+
+    name = "sched.tensorize"
+    i = operand_def(LoopType)
+    j = operand_def(LoopType)
+    k = operand_def(LoopType)
+    intrinsic = prop_def(StringAttr)
+    assembly_format = "$i `,` $j `,` $k $intrinsic attr-dict"
+
+    def __init__(self, i: SSAValue, j: SSAValue, k: SSAValue, intrinsic: str):
+        super().__init__(operands=[i, j, k], properties={"intrinsic": StringAttr(intrinsic)})
+
+    def shape(self) -> tuple[int, int, int]:
+        return TENSOR_INTRINSICS[self.intrinsic.data]
+
+    def verify_(self) -> None:
+        if self.intrinsic.data not in TENSOR_INTRINSICS:
+            raise ScheduleVerifyException(self, f"sched.tensorize: intrinsic '{self.intrinsic.data}' is not one of "
+                                          f"{', '.join(TENSOR_INTRINSICS)}")
+        if len({self.i, self.j, self.k}) != 3:
+            raise ScheduleVerifyException(self, "sched.tensorize: takes three different loops (i, j, k)")
 
 
 @irdl_op_definition
@@ -498,6 +561,6 @@ class ComputeAtOp(SchedOp):
 SchedDialect = Dialect(
     "sched",
     [ScheduleOp, LoopOp, KnobOp, SplitOp, TileOp, FuseOp, ReorderOp, BindOp, UnrollOp, VectorizeOp,
-     CacheReadOp, CacheWriteOp, ComputeAtOp],
+     CacheReadOp, TensorizeOp, CacheWriteOp, ComputeAtOp],
     [LoopType, KnobType],
 )

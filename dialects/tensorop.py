@@ -18,6 +18,8 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     StringAttr,
     TensorType,
+    bf16,
+    f16,
     f32,
     i32,
     i64,
@@ -61,19 +63,54 @@ def ints(values: Sequence[int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, [int(v) for v in values])
 
 
-DTYPES = {"f32": f32, "i32": i32}
+DTYPES = {"f32": f32, "f16": f16, "bf16": bf16, "i32": i32}
+FLOAT_DTYPES = ("f32", "f16", "bf16")
+# compute modes of matmul and conv2d: "tf32" multiplies f32 tensors at TF32 precision (inputs
+# rounded to 10 mantissa bits, products summed in f32), as NVIDIA's tensor cores do
+COMPUTE_MODES = ("tf32",)
 
 
 def tensor_type(shape: Sequence[int], dtype: str = "f32") -> TensorType:
     return TensorType(DTYPES[dtype], [int(d) for d in shape])
 
 
+def element_dtype(elem: Attribute) -> str | None:
+    """The dtype name of an element type (f32, f16, bf16, i32), or None for another type."""
+    return next((name for name, e in DTYPES.items() if e == elem), None)
+
+
 def dtype_of(value: SSAValue | Attribute) -> str:
     t = value.type if isinstance(value, SSAValue) else value
-    for name, elem in DTYPES.items():
-        if isinstance(t, TensorType) and t.element_type == elem:
-            return name
-    raise ShapeError(f"expected an f32 or i32 tensor, got {t}")
+    name = element_dtype(t.element_type) if isinstance(t, TensorType) else None
+    if name is None:
+        raise ShapeError(f"expected a tensor of {', '.join(DTYPES)}, got {t}")
+    return name
+
+
+def common_float_dtype(what: str, dtypes: Sequence[str]) -> str:
+    """The one float element type of an operator's float operands; a ShapeError naming the
+    operator when they differ or one is not a float type (no implicit conversions: casts
+    are explicit, sd.cast / tensorop.cast)."""
+    for d in dtypes:
+        if d not in FLOAT_DTYPES:
+            raise ShapeError(f"{what}: operand is {d}; it takes float tensors ({', '.join(FLOAT_DTYPES)})")
+    if len(set(dtypes)) > 1:
+        raise ShapeError(f"{what}: operands are {' and '.join(dict.fromkeys(dtypes))}; give them one element "
+                         "type with an explicit cast (sd.cast)")
+    return dtypes[0] if dtypes else "f32"
+
+
+def product_result_dtype(what: str, in_dtype: str, out_dtype: str | None, compute: str | None) -> str:
+    """The result dtype of matmul/conv2d: the inputs' type unless `out_dtype` says f32 (the
+    accumulator's type); `compute` "tf32" applies to f32 inputs only."""
+    if compute is not None and compute not in COMPUTE_MODES:
+        raise ShapeError(f"{what}: compute mode '{compute}' is not one of {', '.join(COMPUTE_MODES)}")
+    if compute == "tf32" and in_dtype != "f32":
+        raise ShapeError(f"{what}: compute mode tf32 is for f32 tensors, the operands are {in_dtype}")
+    out = in_dtype if out_dtype is None else out_dtype
+    if out not in (in_dtype, "f32"):
+        raise ShapeError(f"{what}: result type {out} must be the operands' type {in_dtype} or f32")
+    return out
 
 
 def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
@@ -259,23 +296,36 @@ class TensorOp(IRDLOperation, ABC):
         """The result shape the operands and attributes call for (ShapeError if none)."""
 
     def operand_dtypes(self) -> tuple[str, ...]:
-        """The element type each operand must have (all f32 unless an op says otherwise)."""
-        return ("f32",) * len(self.operands)
+        """The element type each operand must have: "float" (any of FLOAT_DTYPES, one for all
+        such operands) unless an op says otherwise."""
+        return ("float",) * len(self.operands)
+
+    def float_dtype(self) -> str:
+        """The float element type of the "float" operands (ShapeError when they differ)."""
+        dts = [dtype_of(v) for v, want in zip(self.operands, self.operand_dtypes()) if want == "float"]
+        return common_float_dtype(f"{self.name} '{self.stage_name}'", dts)
 
     def result_dtype(self) -> str:
-        return "f32"
+        return self.float_dtype()
 
     def verify_(self) -> None:
+        label = f"{self.name} '{self.stage_name}'"
         if not STAGE_NAME.match(self.stage_name):
             raise VerifyException(f"{self.name}: stage name {self.stage_name!r} must be an identifier "
                                   "(letters, digits, _)")
-        for v, want in zip(self.operands, self.operand_dtypes()):
-            if not isinstance(v.type, TensorType) or v.type.element_type != DTYPES[want]:
-                raise VerifyException(f"{self.name} '{self.stage_name}': operands must be {want} tensors, got {v.type}")
         try:
+            for k, (v, want) in enumerate(zip(self.operands, self.operand_dtypes())):
+                got = dtype_of(v)
+                if want == "float" and got not in FLOAT_DTYPES:
+                    raise ShapeError(f"operand {k} must be a float tensor ({', '.join(FLOAT_DTYPES)}), got {v.type}")
+                if want != "float" and got != want:
+                    raise ShapeError(f"operand {k} must be an {want} tensor, got {v.type}")
+            self.float_dtype()
+            want_result = self.result_dtype()
             expected = self.expected_shape()
         except ShapeError as e:
-            raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
+            text = str(e)
+            raise VerifyException(text if text.startswith(label) else f"{label}: {text}") from None
         got = shape_of(self.result)
         try:
             check_size(got, "result")
@@ -283,11 +333,19 @@ class TensorOp(IRDLOperation, ABC):
             raise VerifyException(f"{self.name} '{self.stage_name}': {e}") from None
         if got != expected:
             raise VerifyException(
-                f"{self.name} '{self.stage_name}': result shape {got} should be {expected}"
+                f"{label}: result shape {got} should be {expected}"
             )
-        if self.result.type.element_type != DTYPES[self.result_dtype()]:
-            raise VerifyException(f"{self.name} '{self.stage_name}': result must be an "
-                                  f"{self.result_dtype()} tensor, got {self.result.type}")
+        if element_dtype(self.result.type.element_type) != want_result:
+            raise VerifyException(f"{label}: result must be an {want_result} tensor, got {self.result.type}")
+
+
+def _float_of(*values: SSAValue) -> str:
+    """The element type of the first float operand (the result type elementwise ops take)."""
+    for v in values:
+        d = element_dtype(v.type.element_type) if isinstance(v.type, TensorType) else None
+        if d in FLOAT_DTYPES:
+            return d
+    return "f32"
 
 
 def _props(name: str, **kw: Attribute | None) -> dict[str, Attribute]:
@@ -296,8 +354,27 @@ def _props(name: str, **kw: Attribute | None) -> dict[str, Attribute]:
     return props
 
 
+class ProductOp(TensorOp):
+    """matmul and conv2d: products summed in f32 (any input type), the result in the inputs'
+    type unless it is declared f32; `compute = "tf32"` (f32 inputs only) lets the products
+    be taken at TF32 precision."""
+
+    compute = opt_prop_def(StringAttr)
+
+    def compute_mode(self) -> str | None:
+        return None if self.compute is None else self.compute.data
+
+    def result_dtype(self) -> str:
+        return product_result_dtype(f"{self.name} '{self.stage_name}'", self.float_dtype(),
+                                    element_dtype(self.result.type.element_type), self.compute_mode())
+
+
+def _product_props(name: str, compute: str | None, **kw) -> dict[str, Attribute]:
+    return _props(name, compute=None if compute is None else StringAttr(compute), **kw)
+
+
 @irdl_op_definition
-class MatmulOp(TensorOp):
+class MatmulOp(ProductOp):
     """C[i, j] = sum_k A[i, k] * B[k, j]; loops i, j and reduction k."""
 
     name = "tensorop.matmul"
@@ -305,16 +382,18 @@ class MatmulOp(TensorOp):
     rhs = operand_def(TensorType)
     assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, name: str):
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, name: str, compute: str | None = None,
+                 out_dtype: str | None = None):
         out = matmul_shape(shape_of(lhs), shape_of(rhs))
-        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(out)], properties=_props(name))
+        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(out, out_dtype or _float_of(lhs, rhs))],
+                         properties=_product_props(name, compute))
 
     def expected_shape(self):
         return matmul_shape(shape_of(self.lhs), shape_of(self.rhs))
 
 
 @irdl_op_definition
-class Conv2dOp(TensorOp):
+class Conv2dOp(ProductOp):
     """NCHW input, FCHW weights; loops n, f, y, x and reductions rc, ry, rx."""
 
     name = "tensorop.conv2d"
@@ -326,13 +405,14 @@ class Conv2dOp(TensorOp):
     groups = prop_def(IntegerAttr)
     assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, groups: int):
+    def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, groups: int,
+                 compute: str | None = None, out_dtype: str | None = None):
         out = conv2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups)
         super().__init__(
             operands=[x, w],
-            result_types=[tensor_type(out)],
-            properties=_props(name, stride=ints(stride), padding=ints(padding),
-                              dilation=ints(dilation), groups=IntegerAttr(groups, i64)),
+            result_types=[tensor_type(out, out_dtype or _float_of(x, w))],
+            properties=_product_props(name, compute, stride=ints(stride), padding=ints(padding),
+                                      dilation=ints(dilation), groups=IntegerAttr(groups, i64)),
         )
 
     def expected_shape(self):
@@ -364,7 +444,7 @@ class Pool2dOp(TensorOp):
         out = pool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode)
         super().__init__(
             operands=[x],
-            result_types=[tensor_type(out)],
+            result_types=[tensor_type(out, _float_of(x))],
             properties=_props(name, kind=StringAttr(kind), kernel=ints(kernel), stride=ints(stride),
                               padding=ints(padding),
                               dilation=None if tuple(dilation) == (1, 1) else ints(dilation),
@@ -411,7 +491,7 @@ class UnaryOp(TensorOp):
 
         super().__init__(
             operands=[x],
-            result_types=[tensor_type(shape_of(x))],
+            result_types=[tensor_type(shape_of(x), _float_of(x))],
             properties=_props(name, fn=StringAttr(fn), lo=f(lo), hi=f(hi), alpha=f(alpha), beta=f(beta)),
         )
 
@@ -456,7 +536,7 @@ class BinaryOp(TensorOp):
 
     def __init__(self, a: SSAValue, b: SSAValue, name: str, fn: str):
         out = broadcast_shape(shape_of(a), shape_of(b))
-        super().__init__(operands=[a, b], result_types=[tensor_type(out)],
+        super().__init__(operands=[a, b], result_types=[tensor_type(out, _float_of(a, b))],
                          properties=_props(name, fn=StringAttr(fn)))
 
     def expected_shape(self):
@@ -476,7 +556,7 @@ class BiasAddOp(TensorOp):
     assembly_format = "$input `,` $bias attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, b: SSAValue, name: str, axis: int):
-        super().__init__(operands=[x, b], result_types=[tensor_type(shape_of(x))],
+        super().__init__(operands=[x, b], result_types=[tensor_type(shape_of(x), _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64)))
 
     def expected_shape(self):
@@ -500,7 +580,7 @@ class ReduceOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, fn: str, axes: Sequence[int], keepdims: bool):
         out = reduce_shape(shape_of(x), axes, keepdims)
-        super().__init__(operands=[x], result_types=[tensor_type(out)],
+        super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))],
                          properties=_props(name, fn=StringAttr(fn), axes=ints(axes),
                                            keepdims=IntegerAttr(int(keepdims), i64)))
 
@@ -528,7 +608,7 @@ class SoftmaxOp(TensorOp):
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, name: str, axis: int, log: bool = False):
-        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))],
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64), log=_flag(True) if log else None))
 
     def softmax_axis(self) -> int:
@@ -559,7 +639,7 @@ class NormalizeOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, axes: Sequence[int], epsilon: float):
         reduce_shape(shape_of(x), axes, False)
-        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))],
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), _float_of(x))],
                          properties=_props(name, axes=ints(axes), epsilon=FloatAttr(float(epsilon), f32)))
 
     def reduced_axes(self) -> tuple[int, ...]:
@@ -593,7 +673,7 @@ class ScanOp(TensorOp):
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, name: str, axis: int, exclusive: bool = False, reverse: bool = False):
-        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))],
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64), exclusive=_flag(exclusive),
                                            reverse=_flag(reverse)))
 
@@ -676,11 +756,11 @@ class TakeAlongAxisOp(TensorOp):
 
     def __init__(self, x: SSAValue, idx: SSAValue, name: str, axis: int):
         out = take_along_axis_shape(shape_of(x), shape_of(idx), axis)
-        super().__init__(operands=[x, idx], result_types=[tensor_type(out)],
+        super().__init__(operands=[x, idx], result_types=[tensor_type(out, _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64)))
 
     def operand_dtypes(self) -> tuple[str, ...]:
-        return ("f32", "i32")
+        return ("float", "i32")
 
     def gather_axis(self) -> int:
         return axis_of(shape_of(self.input), self.axis.value.data, "take_along_axis")
@@ -728,6 +808,30 @@ class NmsOp(TensorOp):
     def expected_shape(self):
         return nms_shape(shape_of(self.boxes), shape_of(self.scores), self.max_output.value.data,
                          *self.thresholds())
+@irdl_op_definition
+class CastOp(TensorOp):
+    """The same values in another float element type (f32, f16, bf16), rounded to nearest
+    even where the target has fewer bits. Loops d0, d1, ..."""
+
+    name = "tensorop.cast"
+    input = operand_def(TensorType)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, to: str):
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), to)], properties=_props(name))
+
+    def result_dtype(self) -> str:
+        self.float_dtype()
+        to = element_dtype(self.result.type.element_type)
+        if to not in FLOAT_DTYPES:
+            raise ShapeError(f"casts to {self.result.type.element_type}; the result must be one of "
+                             f"{', '.join(FLOAT_DTYPES)}")
+        return to
+
+    def expected_shape(self):
+        return shape_of(self.input)
+
+
 # ---- graph-level ops (whole models): reshape, concat, host calls, copies ------------------------
 
 
@@ -774,7 +878,7 @@ class ReshapeOp(TensorOp):
         super().__init__(operands=[x], result_types=[tensor_type(out, dtype_of(x))], properties=_props(name))
 
     def operand_dtypes(self) -> tuple[str, ...]:
-        return (dtype_of(self.input),)
+        return ("i32",) if dtype_of(self.input) == "i32" else ("float",)
 
     def result_dtype(self) -> str:
         return dtype_of(self.input)
@@ -794,7 +898,7 @@ class ConcatOp(TensorOp):
 
     def __init__(self, xs: Sequence[SSAValue], name: str, axis: int):
         out = concat_shape([shape_of(x) for x in xs], axis)
-        super().__init__(operands=[list(xs)], result_types=[tensor_type(out)],
+        super().__init__(operands=[list(xs)], result_types=[tensor_type(out, _float_of(*xs))],
                          properties=_props(name, axis=IntegerAttr(axis, i64)))
 
     def concat_axis(self) -> int:
@@ -905,7 +1009,7 @@ class RemapOp(TensorOp):
     def __init__(self, x: SSAValue, name: str, shape: Sequence[int], source: Sequence[int], step: Sequence[int],
                  offset: Sequence[int], mode: str = "strict", value: float = 0.0):
         remap_ranges(shape_of(x), shape, source, step, offset, mode)
-        super().__init__(operands=[x], result_types=[tensor_type(shape)],
+        super().__init__(operands=[x], result_types=[tensor_type(shape, _float_of(x))],
                          properties=_props(name, source=ints(source), step=ints(step), offset=ints(offset),
                                            mode=StringAttr(mode),
                                            value=FloatAttr(float(value), f32) if mode == "constant" else None))
@@ -938,11 +1042,11 @@ class GatherOp(TensorOp):
 
     def __init__(self, x: SSAValue, idx: SSAValue, name: str, axis: int):
         out = gather_shape(shape_of(x), shape_of(idx), axis)
-        super().__init__(operands=[x, idx], result_types=[tensor_type(out)],
+        super().__init__(operands=[x, idx], result_types=[tensor_type(out, _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64)))
 
     def operand_dtypes(self) -> tuple[str, ...]:
-        return ("f32", "i32")
+        return ("float", "i32")
 
     def gather_axis(self) -> int:
         return axis_of(shape_of(self.input), self.axis.value.data, "gather")
@@ -997,7 +1101,7 @@ class ConvTranspose2dOp(TensorOp):
     def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, output_padding,
                  groups: int):
         out = conv_transpose2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, output_padding, groups)
-        super().__init__(operands=[x, w], result_types=[tensor_type(out)],
+        super().__init__(operands=[x, w], result_types=[tensor_type(out, _float_of(x, w))],
                          properties=_props(name, stride=ints(stride), padding=ints(padding), dilation=ints(dilation),
                                            output_padding=ints(output_padding), groups=IntegerAttr(groups, i64)))
 
@@ -1029,7 +1133,7 @@ class ResizeOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, shape: Sequence[int], scales: Sequence[float], mode: str = "nearest",
                  coordinate: str = "half_pixel", rounding: str = "round_prefer_floor"):
-        super().__init__(operands=[x], result_types=[tensor_type(shape)],
+        super().__init__(operands=[x], result_types=[tensor_type(shape, _float_of(x))],
                          properties=_props(name, mode=StringAttr(mode), coordinate=StringAttr(coordinate),
                                            rounding=StringAttr(rounding),
                                            scales=DenseArrayBase.from_list(f32, [float(v) for v in scales])))
@@ -1164,7 +1268,7 @@ GRAPH_OPS = [ReshapeOp, ConcatOp, SliceOp, HostCallOp, CopyOp, TransferOp]
 
 TensorOpDialect = Dialect(
     "tensorop",
-    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, NormalizeOp,
+    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, NormalizeOp, CastOp,
      ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, RemapOp, GatherOp, ConvTranspose2dOp, ResizeOp,
      *GRAPH_OPS],
 )

@@ -10,12 +10,30 @@ from collections.abc import Callable, Sequence
 from math import gcd
 
 from xdsl.dialects import arith, math, memref, scf, vector
-from xdsl.dialects.builtin import Float32Type, FloatAttr, IndexType, IntegerAttr, MemRefType, VectorType, f32, i1, i32
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    VectorType,
+    f32,
+    i1,
+    i32,
+)
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 INDEX = IndexType()
 MATH_FNS = {"log": math.LogOp, "sqrt": math.SqrtOp, "abs": math.AbsFOp, "floor": math.FloorOp,
             "ceil": math.CeilOp, "erf": math.ErfOp, "pow": math.PowFOp}
+
+
+def is_half(t: Attribute) -> bool:
+    """Whether t is a 16-bit float type (f16 or bf16): stored as such, computed in f32."""
+    return isinstance(t, (Float16Type, BFloat16Type))
 
 
 def const_value(v: SSAValue) -> int | float | None:
@@ -107,8 +125,12 @@ class Emitter:
         return self.val(arith.ConstantOp(IntegerAttr(int(v), i32)))
 
     def const(self, v: int | float, t: Attribute) -> SSAValue:
-        """A constant of element type t (f32 or i32)."""
-        return self.f32(v) if isinstance(t, Float32Type) else self.i32(v)
+        """A constant of element type t (a float type or i32)."""
+        if isinstance(t, Float32Type):
+            return self.f32(v)
+        if isinstance(t, AnyFloat):
+            return self.val(arith.ConstantOp(FloatAttr(float(v), t)))
+        return self.i32(v)
 
     def bool(self, v: bool) -> SSAValue:
         return self.val(arith.ConstantOp(IntegerAttr(int(v), i1)))
@@ -199,6 +221,18 @@ class Emitter:
 
     def store(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
         return self.op(memref.StoreOp.get(v, ref, list(idx)))
+
+    def load_value(self, ref: SSAValue, idx: Sequence[SSAValue]) -> SSAValue:
+        """ref[idx] as a value to compute with: an f16/bf16 element extended to f32."""
+        v = self.load(ref, idx)
+        return self.val(arith.ExtFOp(v, f32)) if is_half(v.type) else v
+
+    def store_value(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
+        """Stores a computed value, rounded to the buffer's element type (f16/bf16)."""
+        elem = ref.type.element_type
+        if is_half(elem) and v.type != elem:
+            v = self.val(arith.TruncFOp(v, elem))
+        return self.store(v, ref, idx)
 
     def vload(self, ref: SSAValue, idx: Sequence[SSAValue], width: int) -> SSAValue:
         """`width` consecutive elements along the last dimension, as one vector."""

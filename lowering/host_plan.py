@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass
 
 from xdsl.dialects import func, gpu, memref
-from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 
+from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import const_value
 
 IDENT_CHARS = re.compile(r"[A-Za-z0-9_]+")
@@ -50,12 +51,23 @@ class Buffer:
     name: str  # as in the IR (the tensor or stage name)
     shape: tuple[int, ...]
     role: str  # "input", "output" or "temp"
-    dtype: str = "f32"  # "f32" or "i32"
+    dtype: str = "f32"  # "f32", "f16", "bf16" or "i32"
 
     @property
     def numpy_dtype(self):
         import numpy as np
-        return np.float32 if self.dtype == "f32" else np.int32
+        if self.dtype == "bf16":
+            import ml_dtypes
+            return ml_dtypes.bfloat16
+        return {"f32": np.float32, "f16": np.float16, "i32": np.int32}[self.dtype]
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.dtype in ("f16", "bf16") else 4
+
+    @property
+    def nbytes(self) -> int:
+        return self.itemsize * self.size
 
     @property
     def size(self) -> int:
@@ -65,12 +77,23 @@ class Buffer:
         return n
 
 
+# CUDA's limit on static __shared__ arrays per block; a kernel with more takes its shared
+# buffers from dynamic shared memory (the CUDA printer and runtime), up to the device's opt-in
+STATIC_SHARED_BYTES = 48 * 1024
+
+
 @dataclass(frozen=True)
 class Launch:
     kernel: str
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     args: tuple[str, ...]  # buffer names
+    shared_bytes: int = 0  # the kernel's shared buffers, each 16-byte aligned
+
+    @property
+    def dynamic_shared(self) -> int:
+        """Bytes of dynamic shared memory a CUDA launch asks for (0: static arrays only)."""
+        return self.shared_bytes if self.shared_bytes > STATIC_SHARED_BYTES else 0
 
     @property
     def threads(self) -> int:
@@ -101,8 +124,27 @@ class HostPlan:
         return "\n".join(lines)
 
 
+def shared_layout(fn: gpu.FuncOp) -> dict:
+    """Byte offset of each shared buffer of a kernel (16-byte aligned), and the total."""
+    offsets, total = {}, 0
+    for op in fn.walk():
+        if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
+            t = op.memref.type
+            offsets[op.memref] = total
+            size = 2 if isinstance(t.element_type, (Float16Type, BFloat16Type)) else 4
+            for d in t.get_shape():
+                size *= d
+            total += -(-size // 16) * 16
+    return {"offsets": offsets, "total": total}
+
+
 def dtype_name(t: MemRefType) -> str:
-    return "f32" if isinstance(t.element_type, Float32Type) else "i32"
+    e = t.element_type
+    if isinstance(e, Float16Type):
+        return "f16"
+    if isinstance(e, BFloat16Type):
+        return "bf16"
+    return "f32" if isinstance(e, Float32Type) else "i32"
 
 
 def host_plan(module: ModuleOp) -> HostPlan:
@@ -121,6 +163,8 @@ def host_plan(module: ModuleOp) -> HostPlan:
         names[a] = a.name_hint or f"arg{k}"
         buffers.append(Buffer(names[a], tuple(a.type.get_shape()), "input" if k < n_in else "output",
                               dtype_name(a.type)))
+    kernels = {k.sym_name.data: k for m in module.ops if isinstance(m, gpu.ModuleOp)
+               for k in m.body.block.ops if isinstance(k, gpu.FuncOp)}
     launches = []
     for op in fn.body.block.ops:
         if isinstance(op, memref.AllocOp):
@@ -130,6 +174,7 @@ def host_plan(module: ModuleOp) -> HostPlan:
         elif isinstance(op, gpu.LaunchFuncOp):
             grid = tuple(const_value(v) for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ))
             block = tuple(const_value(v) for v in (op.blockSizeX, op.blockSizeY, op.blockSizeZ))
-            launches.append(Launch(op.kernel.nested_references.data[-1].data, grid, block,
-                                   tuple(names[v] for v in op.kernelOperands)))
+            name = op.kernel.nested_references.data[-1].data
+            shared = shared_layout(kernels[name])["total"] if name in kernels else 0
+            launches.append(Launch(name, grid, block, tuple(names[v] for v in op.kernelOperands), shared))
     return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches))

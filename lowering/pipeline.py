@@ -13,27 +13,37 @@ from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
 from sched_dsl.lowering.plan_memory import TensoropPlanMemoryPass
+from sched_dsl.lowering.precision import TensoropPrecisionPass
 from sched_dsl.lowering.split import TensoropSplitPass
+from sched_dsl.lowering.tc_to_loops import TcToLoopsPass
 from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
-# (whole models first run the graph passes tensorop-split (several devices), tensorop-place,
-# tensorop-fuse and tensorop-plan-memory; see executor.py)
+# (whole models first run the graph passes tensorop-precision (reduced precision),
+# tensorop-split (several devices), tensorop-place, tensorop-fuse and tensorop-plan-memory;
+# see executor.py); for a device without tensor cores, tc-to-loops then turns the tc ops of
+# tensorized stages into plain loops
 DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
-                        TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass)
+                        TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass, TcToLoopsPass,
+                        TensoropPrecisionPass)
 }
 
 
 def run_default_pipeline(ctx: Context, module: ModuleOp, config: dict[str, int] | None = None,
-                         after: Callable[[str, ModuleOp], None] | None = None, stop_after: str | None = None) -> None:
+                         after: Callable[[str, ModuleOp], None] | None = None, stop_after: str | None = None,
+                         tensor_cores: bool = False) -> None:
     """Lowers `module` in place to the gpu dialect; `config` fixes knob values. `after(name,
     module)` sees the module after each pass (the tuner reads features off the loop IR);
-    `stop_after` ends the pipeline after the pass of that name."""
+    `stop_after` ends the pipeline after the pass of that name. Without `tensor_cores` the
+    tc ops of tensorized stages become plain loops (tc-to-loops)."""
     text = config_text(config or {})
-    for p in (TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()):
+    passes = [TensoropToLoopsPass(), ApplySchedulePass(config=text), LoopsToGpuPass()]
+    if not tensor_cores:
+        passes.append(TcToLoopsPass())
+    for p in passes:
         p.apply(ctx, module)
         module.verify()
         if after is not None:

@@ -39,8 +39,8 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.emit import Emitter, is_half
 from sched_dsl.lowering.level import require_operator_level
-from sched_dsl.lowering.emit import Emitter
 
 NEG_INF = float("-inf")
 
@@ -57,13 +57,16 @@ class NestBuilder:
     stage: str
 
     def build(self, spatial: Sequence[tuple[str, int]], reduce: Sequence[tuple[str, int]],
-              body: Callable[[Emitter, dict[str, SSAValue]], None], sequential: Sequence[str] = ()) -> None:
+              body: Callable[[Emitter, dict[str, SSAValue]], None], sequential: Sequence[str] = (),
+              compute: str | None = None) -> None:
         em, ivs = self.em, {}
         # sequential loops go outermost: their iterations run in order, each after the last
         loops = [*spatial, *reduce]
         loops = [lp for lp in loops if lp[0] in sequential] + [lp for lp in loops if lp[0] not in sequential]
-        for name, extent in loops:
+        for k, (name, extent) in enumerate(loops):
             attrs = {"sched.stage": StringAttr(self.stage), "sched.axis": StringAttr(name)}
+            if compute is not None and k == 0:  # the operator's compute mode (tf32), for tensorize
+                attrs["sched.compute"] = StringAttr(compute)
             if (name, extent) in reduce:
                 attrs["sched.reduce"] = UnitAttr()
             if name in sequential:
@@ -79,11 +82,13 @@ Epilogue = Callable[[Emitter, SSAValue, list[SSAValue]], SSAValue]
 def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out: SSAValue,
                idx: Sequence[SSAValue], combine: str, init: float, value: SSAValue,
                extents: Sequence[int] = (), epilogue: Epilogue | None = None) -> None:
-    """out[idx] = combine(first ? init : out[idx], value), in f32 or i32 as `value` is; with a
+    """out[idx] = combine(first ? init : out[idx], value), in f32 or i32 as `value` is (an
+    f16/bf16 output is read extended to f32 and written rounded; apply-schedule keeps such an
+    accumulation in an f32 register, so it is rounded once); with a
     fused epilogue, the last reduction iteration (every reduction variable at extent - 1, which
     comes last in any loop order) stores epilogue(accumulated value) instead."""
     first = em.all_of([em.cmpi("eq", ivs[r], 0) for r in reduce])
-    old = em.load(out, idx)
+    old = em.load_value(out, idx)
     select = em.select(first, em.const(init, value.type), old)
     select.owner.attributes["sched.init"] = UnitAttr()
     new = em.combine(combine, select, value)
@@ -92,7 +97,7 @@ def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out
         new = em.if_value(last, lambda e: epilogue(e, new, list(idx)), lambda e: new)
         # apply-schedule moves this into the write-back when the output has a register accumulator
         new.owner.attributes["sched.epilogue"] = UnitAttr()
-    em.store(new, out, idx)
+    em.store_value(new, out, idx)
 
 
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
@@ -100,8 +105,8 @@ def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequ
     """ref[idx] where all guard conditions hold, else fill."""
     cond = em.all_of(guard)
     if cond is None:
-        return em.load(ref, idx)
-    return em.if_value(cond, lambda e: e.load(ref, idx), lambda e: e.f32(fill))
+        return em.load_value(ref, idx)
+    return em.if_value(cond, lambda e: e.load_value(ref, idx), lambda e: e.f32(fill))
 
 
 def apply_unary(em: Emitter, op: T.UnaryOp, x: SSAValue) -> SSAValue:
@@ -199,7 +204,8 @@ class OpLowering:
         accumulate(em, iv, [r for r, _ in reduce], self.out, idx, combine, init, v, extents, self.epilogue)
 
     def nest(self, stage: str, spatial, reduce, body, sequential=()) -> None:
-        NestBuilder(self.em, stage).build(spatial, reduce, body, sequential)
+        compute = self.op.compute_mode() if isinstance(self.op, T.ProductOp) and stage == self.stage else None
+        NestBuilder(self.em, stage).build(spatial, reduce, body, sequential, compute)
 
     def alloc(self, name: str, shape: Sequence[int], element=i32) -> SSAValue:
         buf = self.em.val(memref.AllocOp.get(element, shape=list(shape)))
@@ -220,7 +226,7 @@ class OpLowering:
             bi = [iv[name] for name, _ in bdims]
             ia = broadcast_index(bi, T.shape_of(self.op.lhs)[:-2], em) + [iv["i"], iv["k"]]
             ib = broadcast_index(bi, T.shape_of(self.op.rhs)[:-2], em) + [iv["k"], iv["j"]]
-            v = em.fbin("mul", em.load(a, ia), em.load(b, ib))
+            v = em.fbin("mul", em.load_value(a, ia), em.load_value(b, ib))
             self.acc(em, iv, [("k", k)], [*bi, iv["i"], iv["j"]], "add", 0.0, v)
 
         self.nest(self.stage, [*bdims, ("i", m), ("j", n)], [("k", k)], body)
@@ -243,7 +249,7 @@ class OpLowering:
             ix = em.sub(em.add(em.mul(iv["x"], sw), em.mul(iv["rx"], dw)), pl)
             guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if max(op.padding.get_values()) else []
             xv = padded_load(em, x, [iv["n"], chan, iy, ix], guard, 0.0)
-            v = em.fbin("mul", xv, em.load(w, [iv["f"], iv["rc"], iv["ry"], iv["rx"]]))
+            v = em.fbin("mul", xv, em.load_value(w, [iv["f"], iv["rc"], iv["ry"], iv["rx"]]))
             self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in "n f y x".split()], "add", 0.0, v)
 
         self.nest(self.stage, [("n", n), ("f", f), ("y", oh), ("x", ow)],
@@ -295,7 +301,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(self.finish(em, apply_unary(em, self.op, em.load(x, idx)), idx), self.out, idx)
+            em.store_value(self.finish(em, apply_unary(em, self.op, em.load_value(x, idx)), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -305,9 +311,9 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            va = em.load(a, broadcast_index(idx, T.shape_of(self.op.lhs), em))
-            vb = em.load(b, broadcast_index(idx, T.shape_of(self.op.rhs), em))
-            em.store(self.finish(em, apply_binary(em, self.op.fn.data, va, vb), idx), self.out, idx)
+            va = em.load_value(a, broadcast_index(idx, T.shape_of(self.op.lhs), em))
+            vb = em.load_value(b, broadcast_index(idx, T.shape_of(self.op.rhs), em))
+            em.store_value(self.finish(em, apply_binary(em, self.op.fn.data, va, vb), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -318,7 +324,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(self.finish(em, em.fbin("add", em.load(x, idx), em.load(b, [idx[axis]])), idx), self.out, idx)
+            em.store_value(self.finish(em, em.fbin("add", em.load_value(x, idx), em.load_value(b, [idx[axis]])), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -341,7 +347,7 @@ class OpLowering:
                         next(kept)
                 else:
                     in_idx.append(next(kept))
-            v = value(em, em.load(x, in_idx), out_idx)
+            v = value(em, em.load_value(x, in_idx), out_idx)
             accumulate(em, iv, [name for name, _ in red], out, out_idx, combine, init, v)
 
         self.nest(stage, dims(out_shape), red, body)
@@ -371,17 +377,17 @@ class OpLowering:
         sm = self.alloc(f"{self.stage}.sum", red_shape, f32)
         self.reduction(f"{self.stage}.max", x, mx, shape, [axis], False, "max", NEG_INF, lambda em, v, _: v)
         self.reduction(f"{self.stage}.sum", x, sm, shape, [axis], False, "add", 0.0,
-                       lambda em, v, oi: em.exp(em.fbin("sub", v, em.load(mx, oi))))
+                       lambda em, v, oi: em.exp(em.fbin("sub", v, em.load_value(mx, oi))))
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
             red_idx = [v for k, v in enumerate(idx) if k != axis]
-            shifted = em.fbin("sub", em.load(x, idx), em.load(mx, red_idx))
+            shifted = em.fbin("sub", em.load_value(x, idx), em.load_value(mx, red_idx))
             if self.op.is_log():
-                y = em.fbin("sub", shifted, em.math("log", em.load(sm, red_idx)))
+                y = em.fbin("sub", shifted, em.math("log", em.load_value(sm, red_idx)))
             else:
-                y = em.fbin("div", em.exp(shifted), em.load(sm, red_idx))
-            em.store(self.finish(em, y, idx), self.out, idx)
+                y = em.fbin("div", em.exp(shifted), em.load_value(sm, red_idx))
+            em.store_value(self.finish(em, y, idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -397,7 +403,7 @@ class OpLowering:
                        lambda em, v, _: em.fbin("mul", v, em.f32(inv_count)))
 
         def square_dev(em, v, oi):
-            d = em.fbin("sub", v, em.load(mean, oi))
+            d = em.fbin("sub", v, em.load_value(mean, oi))
             return em.fbin("mul", em.fbin("mul", d, d), em.f32(inv_count))
 
         self.reduction(f"{self.stage}.var", x, var, shape, axes, False, "add", 0.0, square_dev)
@@ -406,9 +412,9 @@ class OpLowering:
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
             red_idx = [v for k, v in enumerate(idx) if k not in axes]
-            d = em.fbin("sub", em.load(x, idx), em.load(mean, red_idx))
-            den = em.math("sqrt", em.fbin("add", em.load(var, red_idx), em.f32(eps)))
-            em.store(self.finish(em, em.fbin("div", d, den), idx), self.out, idx)
+            d = em.fbin("sub", em.load_value(x, idx), em.load_value(mean, red_idx))
+            den = em.math("sqrt", em.fbin("add", em.load_value(var, red_idx), em.f32(eps)))
+            em.store_value(self.finish(em, em.fbin("div", d, den), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -439,7 +445,7 @@ class OpLowering:
                     i = em.rem(em.add(i, lift), n)
                 src.append(i)
             v = padded_load(em, x, src, guard, op.fill())
-            em.store(self.finish(em, v, idx), self.out, idx)
+            em.store_value(self.finish(em, v, idx), self.out, idx)
 
         self.nest(self.stage, dims(out_shape), [], body)
 
@@ -454,7 +460,7 @@ class OpLowering:
             i = em.to_index(em.load(indices, idx[axis:axis + k]))
             i = em.select(em.cmpi("slt", i, 0), em.add(i, n), i)
             i = em.max(em.min(i, n - 1), 0)
-            em.store(self.finish(em, em.load(x, [*idx[:axis], i, *idx[axis + k:]]), idx), self.out, idx)
+            em.store_value(self.finish(em, em.load_value(x, [*idx[:axis], i, *idx[axis + k:]]), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -486,7 +492,7 @@ class OpLowering:
             chan = iv["rc"] if cg == c else em.add(em.mul(em.floordiv(iv["f"], fg), cg), iv["rc"])
             wf = iv["f"] if fg == f else em.rem(iv["f"], fg)
             xv = padded_load(em, x, [iv["n"], chan, iy, ix], [*cy, *cx], 0.0)
-            v = em.fbin("mul", xv, em.load(w, [chan, wf, iv["ry"], iv["rx"]]))
+            v = em.fbin("mul", xv, em.load_value(w, [chan, wf, iv["ry"], iv["rx"]]))
             self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in "n f y x".split()], "add", 0.0, v)
 
         self.nest(self.stage, [("n", n), ("f", f), ("y", oh), ("x", ow)], [("rc", cg), ("ry", kh), ("rx", kw)],
@@ -543,12 +549,12 @@ class OpLowering:
                     taps.append([(i1, w1), (i2, w2)])
             total = None
             for corner in itertools.product(*taps):
-                v = em.load(x, [i for i, _ in corner])
+                v = em.load_value(x, [i for i, _ in corner])
                 for _, wt in corner:
                     if wt is not None:
                         v = em.fbin("mul", v, wt)
                 total = v if total is None else em.fbin("add", total, v)
-            em.store(self.finish(em, total, idx), self.out, idx)
+            em.store_value(self.finish(em, total, idx), self.out, idx)
 
         self.nest(self.stage, dims(out_shape), [], body)
 
@@ -563,7 +569,8 @@ class OpLowering:
         Steps write buffers of their own (`<base>.step<k>`); the last one writes `out`."""
         n = shape[axis]
         steps = max(1, (n - 1).bit_length())
-        elem = out.type.element_type
+        # f16/bf16 scans add in f32: the steps' own buffers are f32, the last one rounds
+        elem = f32 if is_half(out.type.element_type) else out.type.element_type
 
         def neighbour(em: Emitter, idx: list[SSAValue], offset: int, read) -> SSAValue:
             """read(idx moved `offset` places back along axis), or 0 past the end."""
@@ -582,8 +589,8 @@ class OpLowering:
 
             def body(em, iv, src=src, dst=dst, offset=1 << k):
                 idx = [iv[name] for name, _ in dims(shape)]
-                read = first if src is None else (lambda e, i, src=src: e.load(src, i))
-                em.store(em.combine("add", read(em, idx), neighbour(em, idx, offset, read)), dst, idx)
+                read = first if src is None else (lambda e, i, src=src: e.load_value(src, i))
+                em.store_value(em.combine("add", read(em, idx), neighbour(em, idx, offset, read)), dst, idx)
 
             self.nest(base if dst is out else f"{base}.step{k}", dims(shape), [], body)
             src = dst
@@ -597,7 +604,7 @@ class OpLowering:
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
             other = [iv["j"] if k == axis else v for k, v in enumerate(idx)]
-            xi, xj = em.load(x, idx), em.load(x, other)
+            xi, xj = em.load_value(x, idx), em.load_value(x, other)
             before = em.val(arith.OrIOp(em.cmpf("ogt" if descending else "olt", xj, xi), em.all_of(
                 [em.cmpf("oeq", xj, xi), em.cmpi("slt", iv["j"], idx[axis])])))
             accumulate(em, iv, ["j"], out, idx, "add", 0, em.select(before, em.i32(1), em.i32(0)))
@@ -611,11 +618,11 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            r = em.load(ranks, idx)
+            r = em.load_value(ranks, idx)
             target = [em.to_index(r) if d == axis else v for d, v in enumerate(idx)]
             if k is not None:
                 em = em.if_(em.val(arith.CmpiOp(r, em.i32(k), "slt")))
-            em.store(em.to_i32(idx[axis]), out, target)
+            em.store_value(em.to_i32(idx[axis]), out, target)
 
         self.nest(stage, dims(shape), [], body)
 
@@ -623,7 +630,7 @@ class OpLowering:
         op = self.op
         (x,) = self.args
         self.scan(self.stage, T.shape_of(op.input), op.scan_axis(), bool(op.exclusive.value.data),
-                  bool(op.reverse.value.data), lambda em, idx: em.load(x, idx), self.out)
+                  bool(op.reverse.value.data), lambda em, idx: em.load_value(x, idx), self.out)
 
     def lower_argsort(self) -> None:
         (x,) = self.args
@@ -645,8 +652,8 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            src = [em.to_index(em.load(indices, idx)) if d == axis else v for d, v in enumerate(idx)]
-            em.store(em.load(x, src), self.out, idx)
+            src = [em.to_index(em.load_value(indices, idx)) if d == axis else v for d, v in enumerate(idx)]
+            em.store_value(em.load_value(x, src), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -667,13 +674,13 @@ class OpLowering:
             """score > score_threshold (None: every box is a candidate)."""
             if score_threshold == NEG_INF:
                 return None
-            return em.cmpf("ogt", em.load(scores, [box]), em.f32(score_threshold))
+            return em.cmpf("ogt", em.load_value(scores, [box]), em.f32(score_threshold))
 
         def suppresses(em: Emitter, a: SSAValue, b: SSAValue) -> SSAValue:
             """IoU(box a, box b) > iou_threshold, with onnxruntime's rules: corners in either
             order; no overlap, an empty box or an empty union never suppresses."""
             def side(box, lo, hi):
-                p, q = em.load(boxes, [box, em.index(lo)]), em.load(boxes, [box, em.index(hi)])
+                p, q = em.load_value(boxes, [box, em.index(lo)]), em.load_value(boxes, [box, em.index(hi)])
                 return em.fbin("min", p, q), em.fbin("max", p, q)
             (ay0, ay1), (ax0, ax1) = side(a, 0, 2), side(a, 1, 3)
             (by0, by1), (bx0, bx1) = side(b, 0, 2), side(b, 1, 3)
@@ -696,11 +703,11 @@ class OpLowering:
         # rather than kept in an N x N matrix, so memory stays O(N).
         def greedy(em, iv):
             s, r = iv["step"], iv["box"]
-            bs = em.to_index(em.load(order, [s]))
-            br = em.to_index(em.load(order, [r]))
+            bs = em.to_index(em.load_value(order, [s]))
+            br = em.to_index(em.load_value(order, [r]))
             # supp[s] is final after steps 0..s-1 (and not yet written before step 0); the
             # thread of box s rewrites it in step s, with the value it already holds
-            s_supp = em.if_value(em.cmpi("sgt", s, 0), lambda e: e.load(supp, [s]), lambda e: e.i32(0))
+            s_supp = em.if_value(em.cmpi("sgt", s, 0), lambda e: e.load_value(supp, [s]), lambda e: e.i32(0))
             pushes = em.all_of([c for c in (em.cmpi("slt", s, r), candidate(em, bs),
                                             em.val(arith.CmpiOp(s_supp, em.i32(0), "eq"))) if c is not None])
             hit = em.if_value(pushes, lambda e: e.select(suppresses(e, bs, br), e.i32(1), e.i32(0)),
@@ -710,9 +717,9 @@ class OpLowering:
         self.nest(f"{name}.supp", [("box", n)], [("step", n)], greedy, sequential=["step"])
 
         def kept(em: Emitter, r: SSAValue) -> SSAValue:
-            box = em.to_index(em.load(order, [r]))
+            box = em.to_index(em.load_value(order, [r]))
             return em.all_of([c for c in (candidate(em, box), em.val(
-                arith.CmpiOp(em.load(supp, [r]), em.i32(0), "eq"))) if c is not None])
+                arith.CmpiOp(em.load_value(supp, [r]), em.i32(0), "eq"))) if c is not None])
 
         # 3. pos[r] = how many boxes before rank r are kept (an exclusive scan)
         self.scan(f"{name}.pos", [n], 0, True, False,
@@ -721,11 +728,21 @@ class OpLowering:
         # 4. out[m] = the box of the kept rank r with pos[r] == m, else -1
         def output(em, iv):
             m, r = iv["m"], iv["rank"]
-            hit = em.all_of([kept(em, r), em.cmpi("eq", em.to_index(em.load(pos, [r])), m)])
-            value = em.if_value(hit, lambda e: e.load(order, [r]), lambda e: e.i32(-1))
+            hit = em.all_of([kept(em, r), em.cmpi("eq", em.to_index(em.load_value(pos, [r])), m)])
+            value = em.if_value(hit, lambda e: e.load_value(order, [r]), lambda e: e.i32(-1))
             accumulate(em, iv, ["rank"], self.out, [m], "max", -1, value)
 
         self.nest(name, [("m", op.max_output.value.data)], [("rank", n)], output)
+    def lower_cast(self) -> None:
+        (x,) = self.args
+        shape = T.shape_of(self.op.result)
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            em.store_value(em.load_value(x, idx), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
     def lower_reshape(self) -> None:
         (x,) = self.args
         out_shape, in_shape = T.shape_of(self.op.result), T.shape_of(self.op.input)
@@ -739,7 +756,7 @@ class OpLowering:
             for n in reversed(in_shape):
                 src.append(em.rem(flat, n))
                 flat = em.floordiv(flat, n)
-            em.store(self.finish(em, em.load(x, list(reversed(src))), idx), self.out, idx)
+            em.store_value(self.finish(em, em.load_value(x, list(reversed(src))), idx), self.out, idx)
 
         self.nest(self.stage, dims(out_shape), [], body)
 
@@ -767,13 +784,13 @@ class OpLowering:
             ref, lo, n = parts[k]
             src = [em.sub(v, lo) if a == axis and lo else v for a, v in enumerate(idx)]
             if k == len(parts) - 1:
-                return em.load(ref, src)
-            return em.if_value(em.cmpi("slt", idx[axis], lo + n), lambda e: e.load(ref, src),
+                return em.load_value(ref, src)
+            return em.if_value(em.cmpi("slt", idx[axis], lo + n), lambda e: e.load_value(ref, src),
                                lambda e: pick(e, idx, k + 1))
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store(self.finish(em, pick(em, idx, 0), idx), self.out, idx)
+            em.store_value(self.finish(em, pick(em, idx, 0), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -791,12 +808,12 @@ def epilogue_of(members: Sequence[T.TensorOp], chain_in: SSAValue,
                 v = apply_unary(em, m, v)
             elif isinstance(m, T.BiasAddOp):
                 axis = m.axis.value.data % len(idx)
-                v = em.fbin("add", v, em.load(buffers[m.bias], [idx[axis]]))
+                v = em.fbin("add", v, em.load_value(buffers[m.bias], [idx[axis]]))
             else:
                 assert isinstance(m, T.BinaryOp), m.name
                 chained_lhs = m.lhs == prev
                 other = m.rhs if chained_lhs else m.lhs
-                w = em.load(buffers[other], broadcast_index(idx, T.shape_of(other), em))
+                w = em.load_value(buffers[other], broadcast_index(idx, T.shape_of(other), em))
                 v = apply_binary(em, m.fn.data, v, w) if chained_lhs else apply_binary(em, m.fn.data, w, v)
             prev = m.result
         return v

@@ -12,6 +12,7 @@ from sched_dsl.tensor import (
     argsort,
     bias_add,
     binary,
+    cast,
     clip,
     concat,
     conv2d,
@@ -57,7 +58,7 @@ from sched_dsl.tuner import TuneResult, tune
 
 __all__ = [
     "GraphError", "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "Session",
-    "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "clip", "concat",
+    "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "cast", "clip", "concat",
     "conv2d", "conv_transpose2d", "cumsum", "div", "evaluate", "exp", "expand", "gather", "gelu", "leaky_relu",
     "load_onnx", "log_softmax", "lower", "matmul", "maximum", "minimum", "mul", "neg", "nms", "normalize", "pad",
     "placeholder", "pool2d", "power", "prelu", "reduce", "relu", "relu6", "remap", "reshape", "resize", "sigmoid",

@@ -46,12 +46,15 @@ def _schedule_for(outputs: tuple[Tensor, ...], schedule: Schedule | None) -> Sch
 
 def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None, target: str = "opencl",
           config: Mapping[str, int] | None = None, after: Callable[[str, ModuleOp], None] | None = None,
-          pipeline=None) -> Lowered:
+          pipeline=None, tensor_cores: bool | None = None) -> Lowered:
     """Lowers to `target` ("opencl" or "cuda") text. `config` picks knob values; a knob
     it does not name takes its first candidate. Without a schedule, every stage gets the
     default one. `after(pass_name, module)`, when given, sees the IR after each pass.
     `pipeline` (a pass spec string or pass instances ending at the gpu level, e.g. with a
-    pass of your own) replaces the default pipeline; knobs then come from its apply-schedule."""
+    pass of your own) replaces the default pipeline; knobs then come from its apply-schedule.
+    `tensor_cores`: whether tensorized stages use NVIDIA's tensor-core instructions (inline
+    PTX) or plain loops; by default they do for "cuda" and not for "opencl" (build() asks
+    the OpenCL device)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -59,8 +62,10 @@ def lower(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
     module = s.module()
     try:
         module.verify()
+        if tensor_cores is None:
+            tensor_cores = target == "cuda"
         if pipeline is None:
-            run_default_pipeline(make_context(), module, dict(config or {}), after)
+            run_default_pipeline(make_context(), module, dict(config or {}), after, tensor_cores=tensor_cores)
         else:
             ctx = make_context()
             for p in parse_pipeline(pipeline):
@@ -126,7 +131,11 @@ def build(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
         if config is not None:
             raise ValueError("give either config or records, not both")
         config = best_recorded_config(outputs, schedule, target, records)
-    lowered = lower(outputs, schedule, target, config, pipeline=pipeline)
+    tensor_cores = None
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import has_tensor_cores
+        tensor_cores = has_tensor_cores()
+    lowered = lower(outputs, schedule, target, config, pipeline=pipeline, tensor_cores=tensor_cores)
     if target == "opencl":
         from sched_dsl.runtime.opencl import OpenCLKernel
         return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))

@@ -65,7 +65,12 @@ def workload_of(outputs: Sequence[Tensor], target: str, device: str) -> Workload
             continue
         attrs = ",".join(f"{k}={_attr_text(v)}" for k, v in sorted(t.attrs.items()))
         ops.append(f"{t.kind}({attrs})" if attrs else t.kind)
-    shapes = ",".join(f"{t.name}={_attr_text(t.shape)}" for t in order if t.kind == "placeholder")
+    # element types other than f32 are part of the key (f32 keys stay as they were)
+    shapes = ",".join(f"{t.name}={_attr_text(t.shape)}{'' if t.dtype == 'f32' else ':' + t.dtype}"
+                      for t in order if t.kind == "placeholder")
+    out_types = [t.dtype for t in outputs]
+    if any(t.dtype != "f32" for t in order if t.kind == "placeholder") or {"f16", "bf16"} & set(out_types):
+        shapes += "->" + ",".join(out_types)
     return Workload("+".join(ops), shapes, target, device)
 
 

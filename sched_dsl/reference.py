@@ -1,13 +1,44 @@
-"""The numpy meaning of every operator: the one reference all tests compare against."""
+"""The numpy meaning of every operator: the one reference all tests compare against.
+
+Values are float64. A tensor of f16 or bf16 holds values of that type: placeholders are
+rounded to it on the way in, and each operator computes in float64 from its (rounded)
+inputs and rounds its result to its type, round to nearest even (f32 results are not
+rounded). An operator with compute mode tf32 rounds its inputs to TF32 (10 mantissa bits,
+to nearest, ties away from zero, as cvt.rna.tf32.f32) before multiplying.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from sched_dsl.tensor import Tensor, topological
+
+
+def numpy_dtype(dtype: str):
+    """The numpy type that holds a tensor of `dtype` (ml_dtypes' bfloat16 for bf16)."""
+    if dtype == "bf16":
+        import ml_dtypes
+        return ml_dtypes.bfloat16
+    return {"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype]
+
+
+def round_to(x, dtype: str) -> np.ndarray:
+    """x (float64) rounded to the values of `dtype`; f32 and i32 are left as they are."""
+    x = np.asarray(x)
+    if dtype in ("f16", "bf16"):
+        return x.astype(numpy_dtype(dtype)).astype(np.float64)
+    return x
+
+
+def round_tf32(x) -> np.ndarray:
+    """x rounded to TF32 (the f32 exponent, 10 mantissa bits), to nearest, ties away from zero."""
+    bits = np.asarray(x, np.float32).view(np.uint32)
+    finite = (bits & 0x7F800000) != 0x7F800000
+    rounded = np.where(finite, (bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000), bits)
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
 def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) -> np.ndarray:
@@ -237,8 +268,42 @@ def nms(boxes, scores, max_output, iou_threshold, score_threshold):
     return np.array(kept + [-1] * (max_output - len(kept)), dtype=np.int32)
 
 
+# unit roundoff (half the distance from 1 to the next value) of the reduced-precision types
+UNIT_ROUNDOFF = {"f16": 2.0**-11, "bf16": 2.0**-8}
+F32_TOLERANCE = (1e-4, 1e-5)
+
+
+def tolerance(out: Tensor | Sequence[Tensor]) -> tuple[float, float]:
+    """(rtol, atol) for comparing a kernel's `out` with `evaluate`, derived from the element
+    types of the graph (docs/precision.md): f32 graphs (1e-4, 1e-5); otherwise rtol 8u and
+    atol 4u, u the largest unit roundoff among its f16/bf16 tensors (2^-11, 2^-8): the kernel
+    (in f32) and the reference (in float64) round nearly the same value, each to a
+    neighbouring value of the type, one ulp (2u) apart at the output and at each rounded
+    intermediate, on inputs of magnitude about 1. A tf32 matmul/conv2d counts as u = 2^-11:
+    each product comes from inputs truncated (or rounded) to 10 mantissa bits, within
+    2 * 2^-10 = 4u relative, and sums of same-sign products keep that bound."""
+    graph = topological([out] if isinstance(out, Tensor) else list(out))
+    us = [UNIT_ROUNDOFF[t.dtype] for t in graph if t.dtype in UNIT_ROUNDOFF]
+    if any(t.attrs.get("compute") == "tf32" for t in graph):
+        us.append(2.0**-11)  # each product: inputs within 2^-10 relative (truncated), 4u
+    if not us:
+        return F32_TOLERANCE
+    u = max(us)
+    return 8 * u, 4 * u
+
+
 def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
+    """The operator's value in float64, rounded to its element type."""
+    if t.attrs.get("compute") == "tf32":
+        args = [round_tf32(x) for x in args]
+    out = _apply(t, args)
+    return round_to(out, t.dtype) if t.dtype != "i32" else out
+
+
+def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     a = t.attrs
+    if t.kind == "cast":
+        return args[0]
     if t.kind == "matmul":
         return np.matmul(args[0], args[1])
     if t.kind == "conv2d":
@@ -294,14 +359,17 @@ def apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
 
 def evaluate(outputs: Tensor | list[Tensor], inputs: Mapping[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
     """The value of `outputs` for placeholder values `inputs` (by name), in float64 (i32
-    tensors as integers)."""
+    tensors as integers; f16 and bf16 tensors hold values rounded to their type)."""
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     values: dict[int, np.ndarray] = {}
     for t in topological(outs):
         if t.kind == "placeholder":
             if t.name not in inputs:
                 raise KeyError(f"no value for input '{t.name}'")
-            values[id(t)] = np.asarray(inputs[t.name], dtype=np.float64 if t.dtype == "f32" else np.int32)
+            if t.dtype == "i32":
+                values[id(t)] = np.asarray(inputs[t.name], dtype=np.int32)
+            else:
+                values[id(t)] = round_to(np.asarray(inputs[t.name], dtype=np.float64), t.dtype)
         else:
             values[id(t)] = apply(t, [values[id(i)] for i in t.inputs])
     result = [values[id(t)] for t in outs]

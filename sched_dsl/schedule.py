@@ -36,6 +36,20 @@ def loop_names(t: Tensor) -> list[str]:
     }.get(t.kind, spatial)
 
 
+def tensor_intrinsic(t: Tensor) -> str:
+    """The warp-level intrinsic that computes tiles of matmul `t`, by its types."""
+    if t.kind != "matmul":
+        raise ScheduleError(f"tensorize: {t.kind} '{t.name or t.kind}' is not a matmul; tensor cores compute "
+                            "matmul tiles")
+    dtype = t.inputs[0].dtype
+    if dtype in ("f16", "bf16"):
+        return "mma.m16n8k16"
+    if t.attrs.get("compute") == "tf32":
+        return "mma.m16n8k8"
+    raise ScheduleError(f"tensorize: matmul '{t.name or t.kind}' multiplies {dtype} tensors at full precision; "
+                        "tensor cores take f16/bf16 tensors, or f32 ones with precision='tf32'")
+
+
 def _factor(value, what: str) -> int:
     """A split or tile factor as an int, checked: an integer from 1 to 2**63-1 (i64 in the IR)."""
     if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
@@ -189,10 +203,13 @@ class Schedule:
         self.actions.append(("vectorize", (loop,)))
 
     def cache_read(self, tensor: Tensor | str, scope: str, at: Loop, layout: Sequence[int] | None = None,
-                   double_buffer: bool = False) -> None:
+                   double_buffer: bool = False, stages: int | Knob | None = None, pad: int | None = None) -> None:
         """Copy the part of `tensor` read inside `at` to a `scope` buffer first. `layout`
         orders the buffer's dimensions (e.g. (1, 0): the tile transposed); `double_buffer`
-        (shared) overlaps loading the next iteration's part with this one's work."""
+        (shared) overlaps loading the next iteration's part with this one's work; `stages`
+        (shared, >= 2) keeps that many buffers filled by asynchronous copies (cp.async on
+        NVIDIA), the next stages - 1 iterations' parts in flight; `pad` adds elements to each
+        row of a shared buffer so that its rows fall in different memory banks."""
         self._use(at)
         if scope not in S.SCOPES:
             raise ScheduleError(f"cache_read: scope '{scope}' is not one of {', '.join(S.SCOPES)}")
@@ -202,7 +219,34 @@ class Schedule:
                 raise ScheduleError(f"cache_read: layout {layout} is not a permutation of the tensor's dimensions")
         if double_buffer and scope != "shared":
             raise ScheduleError("cache_read: double_buffer needs scope 'shared'")
-        self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer))))
+        if isinstance(stages, Knob):
+            if self.knobs.get(stages.name) is not stages:
+                raise ScheduleError(f"knob '{stages.name}' belongs to another schedule")
+            if min(stages.candidates) < 2 or scope != "shared" or double_buffer:
+                raise ScheduleError(f"cache_read: stages knob '{stages.name}' needs candidates >= 2, scope 'shared' "
+                                    "and no double_buffer")
+        elif stages is not None and (not isinstance(stages, int) or stages < 2 or scope != "shared" or double_buffer):
+            raise ScheduleError(f"cache_read: stages={stages!r} needs an int >= 2, scope 'shared' and no "
+                                "double_buffer (stages=2 is one)")
+        if pad is not None and (not isinstance(pad, int) or pad < 0 or scope != "shared"):
+            raise ScheduleError(f"cache_read: pad={pad!r} needs an int >= 0 and scope 'shared'")
+        self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer), stages, pad)))
+
+    def tensorize(self, i: Loop, j: Loop, k: Loop, intrinsic: str | None = None) -> None:
+        """Computes the innermost (i, j, k) tile of a matmul stage with one warp-level
+        matrix instruction: mma.m16n8k16 for f16/bf16 tensors (tile 16 x 8 x 16), mma.m16n8k8
+        for f32 tensors multiplied at tf32 (16 x 8 x 8). The warp's 32 lanes become a loop
+        bound to thread.x (leave thread.x free); A and B must be cached in shared memory; the
+        results stay in registers until the tile's outputs are written. `intrinsic` follows
+        from the stage's types; name it for a stage given by name."""
+        self._use(i, j, k)
+        if intrinsic is None:
+            if not isinstance(i.stage, Tensor):
+                raise ScheduleError("tensorize: name the intrinsic for a stage given by name")
+            intrinsic = tensor_intrinsic(i.stage)
+        if intrinsic not in S.TENSOR_INTRINSICS:
+            raise ScheduleError(f"tensorize: intrinsic '{intrinsic}' is not one of {', '.join(S.TENSOR_INTRINSICS)}")
+        self.actions.append(("tensorize", (i, j, k, intrinsic)))
 
     def cache_write(self, scope: str, at: Loop) -> None:
         self._use(at)
@@ -272,8 +316,12 @@ class Schedule:
             elif kind == "vectorize":
                 ops.append(S.VectorizeOp(handle(args[0])))
             elif kind == "cache_read":
-                tensor, scope, at, layout, double_buffer = args
-                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer))
+                tensor, scope, at, layout, double_buffer, stages, pad = args
+                stages = knobs[stages.name] if isinstance(stages, Knob) else stages
+                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer, stages, pad))
+            elif kind == "tensorize":
+                i, j, k, intrinsic = args
+                ops.append(S.TensorizeOp(handle(i), handle(j), handle(k), intrinsic))
             elif kind == "cache_write":
                 ops.append(S.CacheWriteOp(args[0], handle(args[1])))
             elif kind == "compute_at":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp
 from xdsl.ir import Block, Region, SSAValue
 
 from sched_dsl.dialects import tensorop as T
@@ -29,7 +29,7 @@ class Tensor:
     inputs: tuple[Tensor, ...] = ()
     attrs: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
-    dtype: str = "f32"  # "f32" or "i32"
+    dtype: str = "f32"  # "f32", "f16", "bf16" or "i32"
 
     def __repr__(self) -> str:
         dt = "" if self.dtype == "f32" else f", dtype={self.dtype}"
@@ -93,32 +93,63 @@ def _op(kind: str, shape, inputs, name, /, dtype: str = "f32", **attrs) -> Tenso
     return Tensor(kind, tuple(shape), tuple(inputs), attrs, name, dtype)
 
 
-def _tensors(*xs: Any, op: str = "this operator") -> None:
-    """Every operand is a Tensor of f32 (the element type every operator computes in)."""
+def _tensors(*xs: Any, op: str = "this operator") -> str:
+    """Every operand is a Tensor of one float element type (f32, f16 or bf16), which is
+    returned: operators convert nothing implicitly (sd.cast does)."""
     for x in xs:
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a sched_dsl Tensor, got {type(x).__name__}")
-        if x.dtype != "f32":
-            raise T.ShapeError(f"{op}: operand {x!r} is {x.dtype}; {op} takes f32 tensors")
+        if x.dtype not in T.FLOAT_DTYPES:
+            raise T.ShapeError(f"{op}: operand {x!r} is {x.dtype}; {op} takes float tensors "
+                               f"({', '.join(T.FLOAT_DTYPES)})")
+    return T.common_float_dtype(op, [x.dtype for x in xs])
 
 
-def matmul(a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b, op="matmul")
-    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name)
+def _product(op: str, a: Tensor, b: Tensor, precision: str | None, out_dtype: str | None
+             ) -> tuple[str, dict[str, str]]:
+    """The result dtype of matmul/conv2d and its attributes: {"compute": "tf32"} for
+    precision="tf32" (f32 tensors multiplied at TF32 precision), else none."""
+    in_dtype = _tensors(a, b, op=op)
+    if precision not in (None, "tf32"):
+        raise ValueError(f"{op}: precision '{precision}' is not supported; use None or 'tf32' "
+                         "(f16/bf16 come from the tensors' own dtypes)")
+    if out_dtype is not None and out_dtype not in T.FLOAT_DTYPES:
+        raise ValueError(f"{op}: out_dtype '{out_dtype}' is not one of {', '.join(T.FLOAT_DTYPES)}")
+    dtype = T.product_result_dtype(op, in_dtype, out_dtype, precision)
+    return dtype, ({"compute": precision} if precision else {})
 
 
-def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, w, op="conv2d")
+def matmul(a: Tensor, b: Tensor, name: str | None = None, precision: str | None = None,
+           out_dtype: str | None = None) -> Tensor:
+    """a @ b, products summed in f32. The result has the inputs' type, or f32 with
+    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision."""
+    dtype, attrs = _product("matmul", a, b, precision, out_dtype)
+    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name, dtype=dtype, **attrs)
+
+
+def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None,
+           precision: str | None = None, out_dtype: str | None = None) -> Tensor:
+    """NCHW convolution; types as matmul's."""
+    dtype, attrs = _product("conv2d", x, w, precision, out_dtype)
     stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
     shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups)
-    return _op("conv2d", shape, (x, w), name, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return _op("conv2d", shape, (x, w), name, dtype=dtype, stride=stride, padding=padding, dilation=dilation,
+               groups=groups, **attrs)
+
+
+def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
+    """x in another float element type (f32, f16, bf16), rounded to nearest even."""
+    _tensors(x, op="cast")
+    if dtype not in T.FLOAT_DTYPES:
+        raise ValueError(f"cast: dtype '{dtype}' is not one of {', '.join(T.FLOAT_DTYPES)}")
+    return _op("cast", x.shape, (x,), name, dtype=dtype)
 
 
 def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None, *, dilation=1,
            ceil_mode: bool = False, count_include_pad: bool = False) -> Tensor:
     """Max or average pooling; `ceil_mode` keeps a last partial window, `count_include_pad`
     makes an average divide by the window's size within the padded input."""
-    _tensors(x, op="pool2d")
+    dtype = _tensors(x, op="pool2d")
     if kind not in T.POOL_KINDS:
         raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
     kernel = _pair(kernel, "kernel")
@@ -126,7 +157,7 @@ def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | Non
     padding, dilation = _padding(padding), _pair(dilation, "dilation")
     if kind == "avg" and dilation != (1, 1):
         raise T.ShapeError("average pooling with dilations is not supported")
-    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), (x,), name,
+    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), (x,), name, dtype=dtype,
                kind=kind, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
 
@@ -136,7 +167,7 @@ def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, 
     """Elementwise fn(x), fn one of tensorop.UNARY_FNS; clip takes lo and hi, leaky_relu and
     elu alpha, selu alpha and beta (gamma), hard_sigmoid alpha and beta, shrink alpha
     (lambd) and beta (bias)."""
-    _tensors(x, op="unary")
+    dtype = _tensors(x, op="unary")
     if fn not in T.UNARY_FNS:
         raise ValueError(f"unary fn '{fn}' is not one of {', '.join(T.UNARY_FNS)}")
     if fn == "clip" and (lo is None or hi is None or lo > hi):
@@ -146,7 +177,7 @@ def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, 
     missing = [k for k in T.UNARY_PARAMS.get(fn, ()) if given[k] is None]
     if missing:
         raise ValueError(f"{fn} needs {' and '.join(T.UNARY_PARAMS[fn])}")
-    return _op("unary", x.shape, (x,), name, fn=fn, params=params)
+    return _op("unary", x.shape, (x,), name, dtype=dtype, fn=fn, params=params)
 
 
 def relu(x, name=None): return unary("relu", x, name=name)
@@ -161,10 +192,10 @@ def gelu(x, name=None): return unary("gelu", x, name=name)
 
 
 def binary(fn: str, a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
-    _tensors(a, b, op="binary")
+    dtype = _tensors(a, b, op=f"binary '{fn}'")
     if fn not in T.BINARY_FNS:
         raise ValueError(f"binary fn '{fn}' is not one of {', '.join(T.BINARY_FNS)}")
-    return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, fn=fn)
+    return _op("binary", T.broadcast_shape(a.shape, b.shape), (a, b), name, dtype=dtype, fn=fn)
 
 
 def add(a, b, name=None): return binary("add", a, b, name)
@@ -178,25 +209,25 @@ def prelu(x, slope, name=None): return binary("prelu", x, slope, name)
 
 
 def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) -> Tensor:
-    _tensors(x, bias, op="bias_add")
+    dtype = _tensors(x, bias, op="bias_add")
     (ax,) = T.normalize_axes([axis], x.ndim, "bias_add")
     if bias.shape != (x.shape[ax],):
         raise T.ShapeError(f"bias shape {bias.shape} should be ({x.shape[ax]},) for axis {axis} of {x.shape}")
-    return _op("bias_add", x.shape, (x, bias), name, axis=axis)
+    return _op("bias_add", x.shape, (x, bias), name, dtype=dtype, axis=axis)
 
 
 def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False, name: str | None = None) -> Tensor:
-    _tensors(x, op="reduce")
+    dtype = _tensors(x, op="reduce")
     if fn not in T.REDUCE_FNS:
         raise ValueError(f"reduce fn '{fn}' is not one of {', '.join(T.REDUCE_FNS)}")
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
-    return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, fn=fn, axes=axes, keepdims=keepdims)
+    return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, dtype=dtype, fn=fn, axes=axes, keepdims=keepdims)
 
 
 def softmax(x: Tensor, axis: int = -1, name: str | None = None, *, log: bool = False) -> Tensor:
-    _tensors(x, op="softmax")
+    dtype = _tensors(x, op="softmax")
     T.normalize_axes([axis], x.ndim, "softmax")
-    return _op("softmax", x.shape, (x,), name, axis=axis, log=bool(log))
+    return _op("softmax", x.shape, (x,), name, dtype=dtype, axis=axis, log=bool(log))
 
 
 def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
@@ -206,10 +237,10 @@ def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
 def normalize(x: Tensor, axes: int | Sequence[int], epsilon: float = 1e-5, name: str | None = None) -> Tensor:
     """(x - mean) / sqrt(var + epsilon) over `axes` (layer, instance and group normalization
     without their scale and bias)."""
-    _tensors(x, op="normalize")
+    dtype = _tensors(x, op="normalize")
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
     T.reduce_shape(x.shape, axes, False)
-    return _op("normalize", x.shape, (x,), name, axes=axes, epsilon=float(epsilon))
+    return _op("normalize", x.shape, (x,), name, dtype=dtype, axes=axes, epsilon=float(epsilon))
 
 
 def _integer(v: Any, what: str) -> int:
@@ -224,9 +255,9 @@ def _integer(v: Any, what: str) -> int:
 
 def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:
     """Prefix sum along `axis` with ONNX CumSum's `exclusive` and `reverse`; same shape."""
-    _tensors(x, op="cumsum")
+    dtype = _tensors(x, op="cumsum")
     T.axis_of(x.shape, axis, "cumsum")
-    return _op("scan", x.shape, (x,), name, axis=int(axis), exclusive=bool(exclusive), reverse=bool(reverse))
+    return _op("scan", x.shape, (x,), name, dtype=dtype, axis=int(axis), exclusive=bool(exclusive), reverse=bool(reverse))
 
 
 def argsort(x: Tensor, axis: int = -1, descending: bool = True, name: str | None = None) -> Tensor:
@@ -245,7 +276,8 @@ def topk(x: Tensor, k: int, axis: int = -1, largest: bool = True, name: str | No
     k = _integer(k, "topk: k")
     shape = T.topk_shape(x.shape, k, axis)
     idx = _op("topk", shape, (x,), name, dtype="i32", k=k, axis=int(axis), largest=bool(largest))
-    values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values", axis=int(axis))
+    values = _op("take_along_axis", shape, (x, idx), None if name is None else f"{name}_values",
+                 dtype=x.dtype, axis=int(axis))
     return values, idx
 
 
@@ -313,9 +345,12 @@ def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
 def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     a = t.attrs
     if t.kind == "matmul":
-        return T.MatmulOp(*args, name)
+        return T.MatmulOp(*args, name, a.get("compute"), t.dtype)
     if t.kind == "conv2d":
-        return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"])
+        return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"], a.get("compute"),
+                          t.dtype)
+    if t.kind == "cast":
+        return T.CastOp(*args, name, t.dtype)
     if t.kind == "pool2d":
         return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"], a["dilation"],
                           a["ceil_mode"], a["count_include_pad"])
@@ -369,6 +404,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
                      dilation=tuple(op.dilation.get_values()), groups=op.groups.value.data)
         if isinstance(op, T.ConvTranspose2dOp):
             attrs["output_padding"] = tuple(op.output_padding.get_values())
+    if isinstance(op, T.ProductOp) and op.compute_mode() is not None:
+        attrs["compute"] = op.compute_mode()
     elif isinstance(op, T.Pool2dOp):
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
                      padding=tuple(op.padding.get_values()), dilation=op.dilations(), ceil_mode=op.is_ceil_mode(),
@@ -399,7 +436,7 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
-    dtype = "i32" if isinstance(op.result.type.element_type, IntegerType) else "f32"
+    dtype = T.dtype_of(op.result)
     return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 
 
@@ -431,28 +468,29 @@ def module_of(outputs: Sequence[Tensor], fn_name: str = "main") -> tuple[ModuleO
 
 
 def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
-    _tensors(x)
-    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name)
+    dtype = _tensors(x, op="reshape")
+    return _op("reshape", T.reshape_shape(x.shape, _ints(shape, "reshape: shape")), (x,), name, dtype=dtype)
 
 
 def slice_along(x: Tensor, axis: int, start: int, stop: int, name: str | None = None) -> Tensor:
     """x's elements whose index along `axis` is in [start, stop)."""
-    _tensors(x)
-    return _op("slice", T.slice_shape(x.shape, axis, start, stop), (x,), name, axis=axis, start=start, stop=stop)
+    dtype = _tensors(x, op="slice")
+    return _op("slice", T.slice_shape(x.shape, axis, start, stop), (x,), name, dtype=dtype, axis=axis, start=start,
+               stop=stop)
 
 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:
-    _tensors(*xs)
-    return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, axis=axis)
+    dtype = _tensors(*xs, op="concat")
+    return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, dtype=dtype, axis=axis)
 
 
 def remap(x: Tensor, shape: Sequence[int], source: Sequence[int], step: Sequence[int], offset: Sequence[int],
           mode: str = "strict", value: float = 0.0, name: str | None = None) -> Tensor:
     """out[o] = x[i], i[d] = offset[d] + step[d] * o[source[d]] (see tensorop.RemapOp)."""
-    _tensors(x, op="remap")
+    dtype = _tensors(x, op="remap")
     shape = tuple(int(d) for d in shape)
     T.remap_ranges(x.shape, shape, source, step, offset, mode)
-    return _op("remap", shape, (x,), name, source=tuple(source), step=tuple(step), offset=tuple(offset),
+    return _op("remap", shape, (x,), name, dtype=dtype, source=tuple(source), step=tuple(step), offset=tuple(offset),
                mode=mode, value=float(value))
 
 
@@ -496,20 +534,20 @@ def expand(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
 
 def gather(x: Tensor, indices: Tensor, axis: int = 0, name: str | None = None) -> Tensor:
     """ONNX Gather with i32 indices (negative ones count from the end)."""
-    _tensors(x, op="gather")
+    dtype = _tensors(x, op="gather")
     if not isinstance(indices, Tensor) or indices.dtype != "i32":
         raise T.ShapeError(f"gather: indices must be an i32 tensor, got {indices!r}")
-    return _op("gather", T.gather_shape(x.shape, indices.shape, axis), (x, indices), name, axis=int(axis))
+    return _op("gather", T.gather_shape(x.shape, indices.shape, axis), (x, indices), name, dtype=dtype, axis=int(axis))
 
 
 def conv_transpose2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, output_padding=0, groups: int = 1,
                      name: str | None = None) -> Tensor:
     """ONNX ConvTranspose over NCHW with weights (C, F / groups, KH, KW)."""
-    _tensors(x, w, op="conv_transpose2d")
+    dtype = _tensors(x, w, op="conv_transpose2d")
     stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
     output_padding = _pair(output_padding, "output_padding")
     shape = T.conv_transpose2d_shape(x.shape, w.shape, stride, padding, dilation, output_padding, groups)
-    return _op("conv_transpose2d", shape, (x, w), name, stride=stride, padding=padding, dilation=dilation,
+    return _op("conv_transpose2d", shape, (x, w), name, dtype=dtype, stride=stride, padding=padding, dilation=dilation,
                output_padding=output_padding, groups=groups)
 
 
@@ -517,7 +555,7 @@ def resize(x: Tensor, scales: Sequence[float], mode: str = "nearest", coordinate
            rounding: str = "round_prefer_floor", shape: Sequence[int] | None = None, name: str | None = None) -> Tensor:
     """ONNX Resize by `scales` (one per dimension); the output shape is floor(size * scale)
     unless `shape` gives it."""
-    _tensors(x, op="resize")
+    dtype = _tensors(x, op="resize")
     if len(scales) != x.ndim:
         raise T.ShapeError(f"resize needs {x.ndim} scales for {x.shape}, got {tuple(scales)}")
     shape = tuple(int(n * s) for n, s in zip(x.shape, scales)) if shape is None else tuple(int(d) for d in shape)
@@ -527,5 +565,5 @@ def resize(x: Tensor, scales: Sequence[float], mode: str = "nearest", coordinate
             raise ValueError(f"resize {what} '{v}' is not one of {', '.join(allowed)}")
     if min(scales) <= 0 or min(shape) < 1:
         raise T.ShapeError(f"resize: scales {tuple(scales)} must be > 0 and the output {shape} not empty")
-    return _op("resize", shape, (x,), name, scales=tuple(float(v) for v in scales), mode=mode,
+    return _op("resize", shape, (x,), name, dtype=dtype, scales=tuple(float(v) for v in scales), mode=mode,
                coordinate=coordinate, rounding=rounding)

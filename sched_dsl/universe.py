@@ -19,6 +19,11 @@ def _memspace():
     return MemSpaceDialect
 
 
+def _tc():
+    from sched_dsl.dialects.tensorcore import TensorCoreDialect
+    return TensorCoreDialect
+
+
 def _pass(name):
     def get():
         from sched_dsl.lowering.pipeline import PASSES
@@ -34,9 +39,9 @@ def _target(name):
 
 
 SCHED_DSL_UNIVERSE = Universe(
-    all_dialects={"tensorop": _tensorop, "sched": _sched, "memspace": _memspace},
+    all_dialects={"tensorop": _tensorop, "sched": _sched, "memspace": _memspace, "tc": _tc},
     all_passes={n: _pass(n) for n in ("tensorop-to-loops", "apply-schedule", "loops-to-gpu",
                                                "tensorop-place", "tensorop-fuse", "tensorop-plan-memory",
-                                               "tensorop-split")},
+                                               "tensorop-split", "tc-to-loops", "tensorop-precision")},
     all_targets={n: _target(n) for n in ("opencl", "cuda")},
 )

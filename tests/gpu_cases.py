@@ -375,6 +375,39 @@ def nms_threads():
     return out, s
 
 
+def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None):
+    from sched_dsl.graph.model_schedules import tc_gemm_tiles
+    store = "f32" if dtype == "tf32" else dtype
+    a, b = sd.placeholder("A", (m, k), store), sd.placeholder("B", (k, n), store)
+    c = sd.matmul(a, b, name="C", precision="tf32" if dtype == "tf32" else None, out_dtype=out_dtype)
+    s = sd.Schedule(c)
+    intrinsic = "mma.m16n8k8" if dtype == "tf32" else "mma.m16n8k16"
+    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
+    return c, s
+
+
+def tensor_core_bf16():
+    """The tensor-core GEMM: 2 x 2 warps of 32 x 32 (2 x 4 mma tiles each), 3 stages of
+    cp.async copies, padded shared rows."""
+    return _tc_gemm(128, 96, 160, "bf16", (64, 32, 32, 32, 16, 3))
+
+
+def tensor_core_f16_f32_out():
+    """f16 operands, an f32 result; 4 warps along i, 2 stages, a k slice of one mma."""
+    return _tc_gemm(64, 64, 64, "f16", (64, 64, 16, 16, 64, 2), out_dtype="f32")
+
+
+def tensor_core_tf32():
+    """f32 operands at tf32 (mma.m16n8k8, B fragments by plain loads), 4 stages."""
+    return _tc_gemm(64, 128, 96, "tf32", (32, 64, 16, 32, 32, 4))
+
+
+def conv_bf16_default():
+    """A bf16 convolution: loads widened to f32, an f32 register accumulator, a bf16 store."""
+    x = sd.placeholder("X", (1, 5, 9, 9), "bf16")
+    return sd.conv2d(x, sd.placeholder("W", (6, 5, 3, 3), "bf16"), padding=1, name="Y"), None
+
+
 CASES = [Case(f.__name__, f) for f in (
     matmul_default, matmul_shared_nondividing, matmul_register_blocked, matmul_local_compute_at,
     conv_default, conv_strided_default, conv_shared_tiled, conv_register_blocked,
@@ -385,12 +418,14 @@ CASES = [Case(f.__name__, f) for f in (
     reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
     scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
+    tensor_core_bf16, tensor_core_f16_f32_out, tensor_core_tf32, conv_bf16_default,
 )]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
-            "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads")
+            "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
+            "tensor_core_bf16", "tensor_core_tf32")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:
@@ -407,17 +442,23 @@ def placeholders(out: sd.Tensor) -> list[sd.Tensor]:
 
 
 def inputs_for(out: sd.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
-    if any(t.kind in sdt.INDIRECT_KINDS for t in topological([out])):
+    graph = topological([out])
+    if any(t.kind in sdt.INDIRECT_KINDS for t in graph):
         return sdt.random_inputs(out, seed)  # ties, and boxes on a grid (exact IoUs)
+    if any(t.dtype in ("f16", "bf16") or t.attrs.get("compute") for t in graph):
+        return sdt.random_inputs(out, seed)  # sums of one sign, as the derived tolerance assumes
     rng = np.random.default_rng(seed)
     return {t.name: rng.uniform(-1, 1, t.shape).astype(np.float32) for t in placeholders(out)}
 
 
-def check(out: sd.Tensor, schedule: sd.Schedule | None, target: str, rtol=1e-4, atol=1e-5):
-    """Builds and runs on `target`, compares with sd.evaluate; returns the kernel."""
+def check(out: sd.Tensor, schedule: sd.Schedule | None, target: str, rtol=None, atol=None):
+    """Builds and runs on `target`, compares with sd.evaluate within rtol/atol (by default
+    the tolerance of the graph's element types, sdt.tolerance); returns the kernel."""
     values = inputs_for(out)
     kern = sd.build(out, schedule, target=target)
     got = kern(**{n: values[n] for n in kern.input_names})
     want = sd.evaluate(out, values)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    default_rtol, default_atol = sdt.tolerance(out)
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=default_rtol if rtol is None else rtol,
+                               atol=default_atol if atol is None else atol)
     return kern

@@ -264,8 +264,8 @@ def test_numpy_integers_are_accepted():
 
 
 def test_unknown_dtype_is_refused():
-    with pytest.raises(ValueError, match="dtype 'f16' is not supported; use one of f32, i32"):
-        P("X", 3, dtype="f16")
+    with pytest.raises(ValueError, match="dtype 'f64' is not supported; use one of f32, f16, bf16, i32"):
+        P("X", 3, dtype="f64")
 
 
 # ---- i32 tensors through the pipeline -------------------------------------------------------------

@@ -49,3 +49,23 @@ def test_schedules_lower_to_cuda(kind, data):
     out = data.draw(sdt.operators(kind), label="operator")
     source = sd.lower(out, data.draw(sdt.schedules(out), label="schedule"), target="cuda").source
     assert "__global__" in source
+
+
+# reduced precision: every operator in f16 and bf16 (and matmul/conv2d at tf32), compared
+# within the tolerance derived from the element types (sdt.tolerance, docs/precision.md)
+PRECISION_EXAMPLES = 6
+precision_properties = settings(properties, max_examples=int(os.environ.get("SCHED_DSL_EXAMPLES", PRECISION_EXAMPLES)))
+PRECISION_CASES = [(k, d) for d in ("f16", "bf16") for k in sdt.OPERATOR_KINDS] + [
+    ("matmul", "tf32"), ("conv2d", "tf32")]
+
+
+@pytest.mark.parametrize("kind,dtype", PRECISION_CASES)
+@precision_properties
+@given(data=st.data())
+def test_reduced_precision_operator_matches_reference(kind, dtype, data):
+    out = data.draw(sdt.operators(kind, dtype), label="operator")
+    schedule = data.draw(sdt.schedules(out), label="schedule")
+    values = data.draw(sdt.inputs(out), label="inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdt.assert_equivalent(out, schedule, inputs=values)

@@ -4,8 +4,9 @@ The vector is the same length for every shape of an operator, so a model fitted 
 shape ranks configs of another: launch shape (extents bound to each block/thread axis),
 serial and unrolled loop extents, arithmetic op counts, loads/stores per memory level and per
 global buffer (per thread and in total), shared/local bytes allocated, barriers, guards
-(non-dividing splits), reuse ratios (flops per global or shared access), then the log2 of each
-knob's value. Counts are log2(1 + x).
+(non-dividing splits), reuse ratios (flops per global or shared access), tensor-core use
+(warp-level mma ops per thread and their flops in total, fragment loads, asynchronous copies),
+then the log2 of each knob's value. Counts are log2(1 + x).
 
 `lower_with_features` lowers once and returns both the kernel text and the features.
 """
@@ -22,9 +23,10 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from sched_dsl.build import Lowered, lower
 from sched_dsl.context import make_context
+from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass
-from sched_dsl.lowering.emit import const_value
+from sched_dsl.lowering.emit import const_value, is_half
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.schedule import Schedule, ScheduleError
 
@@ -43,6 +45,7 @@ FEATURE_NAMES = (
     + [f"accesses_buf{b}_total" for b in range(MAX_BUFFERS)]
     + ["shared_bytes", "local_bytes", "barriers_thread", "guards_thread",
        "flops_per_global_access", "flops_per_shared_access", "local_per_global_access"]
+    + ["mma_thread", "mma_flops_total", "fragment_loads_thread", "async_copies_thread"]
 )
 
 
@@ -104,8 +107,17 @@ def loop_features(module: ModuleOp) -> list[float]:
                 if b is not None and b < MAX_BUFFERS:
                     acc[f"accesses_buf{b}_thread"] += per_thread
                     acc[f"accesses_buf{b}_total"] += total
+            elif isinstance(op, tc.MmaOp):
+                m, n, k = tc.SHAPES[op.intrinsic]
+                acc["mma_thread"] += per_thread
+                acc["mma_flops_total"] += total * 2 * m * n * k / tc.LANES  # each lane issues the warp's op
+            elif isinstance(op, tc.LoadFragmentOp):
+                acc["fragment_loads_thread"] += per_thread
+            elif isinstance(op, tc.CopyAsyncOp):
+                acc["async_copies_thread"] += per_thread
+                acc["async_copies_total"] += total  # global reads, for the reuse ratio
             elif isinstance(op, memref.AllocaOp):
-                n_bytes = 4 * math.prod(op.memref.type.get_shape())
+                n_bytes = (2 if is_half(op.memref.type.element_type) else 4) * math.prod(op.memref.type.get_shape())
                 acc["shared_bytes" if level(op.memref) == "shared" else "local_bytes"] += n_bytes
             elif isinstance(op, scf.IfOp):
                 acc["guards_thread"] += per_thread
@@ -129,8 +141,9 @@ def loop_features(module: ModuleOp) -> list[float]:
     glob = acc["loads_global_total"] + acc["stores_global_total"]
     shared = acc["loads_shared_total"] + acc["stores_shared_total"]
     local = acc["loads_local_total"] + acc["stores_local_total"]
-    acc["flops_per_global_access"] = acc["flops_total"] / max(glob, 1)
-    acc["flops_per_shared_access"] = acc["flops_total"] / max(shared, 1)
+    flops = acc["flops_total"] + acc["mma_flops_total"]
+    acc["flops_per_global_access"] = flops / max(glob + acc["async_copies_total"], 1)
+    acc["flops_per_shared_access"] = flops / max(shared, 1)
     acc["local_per_global_access"] = local / max(glob, 1)
     return [_log(acc[name]) for name in FEATURE_NAMES]
 

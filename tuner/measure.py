@@ -248,15 +248,20 @@ class Measurer:
         self._send_data()
 
     def _send_data(self) -> None:
+        from sched_dsl.reference import numpy_dtype, tolerance
+
         if self._data is None:
             from sched_dsl.reference import evaluate
             from sched_dsl.tensor import topological
             rng = np.random.default_rng(self.seed)
             placeholders = [t for t in topological(list(self.outputs)) if t.kind == "placeholder"]
-            inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in placeholders}
+            inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32).astype(numpy_dtype(t.dtype))
+                      for t in placeholders}
             want = evaluate(list(self.outputs), inputs)
             self._data = ([inputs[t.name] for t in placeholders], want)
-        self._conn.send(("data", self._data[0], self._data[1], self.tol))
+        # f16/bf16/tf32 outputs are right within their types' tolerance
+        tol = max(self.tol, tolerance(list(self.outputs))[0])
+        self._conn.send(("data", self._data[0], self._data[1], tol))
         if not self._conn.poll(max(self.timeout, 60.0)):
             raise DeviceError("the measuring process did not take the inputs in time")
         self._conn.recv()

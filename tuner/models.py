@@ -12,6 +12,7 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import anchors, element_count, prepare
 from sched_dsl.graph.model_schedules import anchor_workload
 from sched_dsl.graph.onnx_import import import_onnx
+from sched_dsl.lowering.precision import lower_precision
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
 from sched_dsl.tuner.measure import Measurer
@@ -19,15 +20,20 @@ from sched_dsl.tuner.tuner import measure_configs, tune
 
 
 def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
-               trials: int = 16, budget_s: float | None = None, progress=None, **tune_options) -> list:
+               trials: int = 16, budget_s: float | None = None, progress=None, precision: str | None = None,
+               **tune_options) -> list:
     """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
     matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
     the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
     the model first; with `budget_s`, no workload after the first is started after that many
     seconds.
     `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
-    every workload tuned; `progress(i, n, workload)` is called before each."""
-    fn = prepare(import_onnx(model).module, fuse, host_ops)
+    every workload tuned; `progress(i, n, workload)` is called before each. `precision` as
+    load_onnx's (the anchors are then workloads of that type)."""
+    g = import_onnx(model)
+    if precision is not None:
+        lower_precision(g.module, precision, set(g.input_args))
+    fn = prepare(g.module, fuse, host_ops)
     device = device_name(target)
     tasks: dict[str, tuple] = {}
     flops: dict[str, int] = {}

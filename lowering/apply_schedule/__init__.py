@@ -29,7 +29,13 @@ from xdsl.transforms.common_subexpression_elimination import cse
 from xdsl.transforms.dead_code_elimination import dce
 
 from sched_dsl.dialects import sched as S
-from sched_dsl.lowering.apply_schedule.interpret import Interpreter, check, default_schedule
+from sched_dsl.lowering.apply_schedule.interpret import (
+    Interpreter,
+    check,
+    default_schedule,
+    f32_accumulator,
+    place_tensorize,
+)
 from sched_dsl.lowering.apply_schedule.model import ScheduleError, Stage, fail, read_stage
 from sched_dsl.lowering.apply_schedule.write import Writer
 from sched_dsl.lowering.emit import Emitter
@@ -63,7 +69,9 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
     for stage in stages.values():
         if not stage.scheduled and not stage.caches:
             default_schedule(stage)
+        place_tensorize(stage)
         check(stage)
+        f32_accumulator(stage)
     for stage in stages.values():
         if stage.attached_to is None:
             check_attached_outputs(stage, stages)

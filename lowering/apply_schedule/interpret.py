@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 
+from xdsl.dialects import memref
 from xdsl.ir import Operation, SSAValue
 
 from sched_dsl.dialects import sched as S
+from sched_dsl.dialects.tensorcore import LANES, intrinsic_for
+from sched_dsl.lowering.emit import is_half
 from sched_dsl.lowering.apply_schedule.model import (
     DEFAULT_THREADS,
     SEQUENTIAL_THREADS,
@@ -16,6 +19,7 @@ from sched_dsl.lowering.apply_schedule.model import (
     Fuse,
     Split,
     Stage,
+    Tensorize,
     fail,
 )
 
@@ -164,8 +168,44 @@ class Interpreter:
         rank = len(ref.type.get_shape())
         if layout is not None and len(layout) != rank:
             raise fail(op, f"layout {layout} of '{op.tensor.data}' does not have its {rank} dimensions")
+        stages = op.stage_count() if op.stages_knob is None else self.knobs[op.stages_knob]
+        if stages is not None and stages < 2:
+            raise fail(op, f"cache_read of '{op.tensor.data}': stages = {stages}; a pipeline needs at least 2")
         stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout,
-                                  double_buffer=op.double_buffer is not None))
+                                  double_buffer=op.double_buffer is not None, stages=stages, pad=op.padding()))
+
+    def op_tensorize(self, op: S.TensorizeOp) -> None:
+        stage, m = self.get(op.i, op)
+        _, n = self.get(op.j, op)
+        _, k = self.get(op.k, op)
+        if stage.tensorize is not None:
+            raise fail(op, f"stage '{stage.name}' is already tensorized")
+        names = [a.name for a in stage.roots]
+        if names != ["i", "j", "k"] or not stage.roots[2].reduce:
+            raise fail(op, f"stage '{stage.name}' is not a matmul (loops i, j and reduction k); tensor cores "
+                       "compute matmul tiles")
+        roots = dict(zip(names, stage.roots))
+        for axis, want in ((m, "i"), (n, "j"), (k, "k")):
+            if stage.root_of(axis) is not roots[want]:
+                raise fail(op, f"stage '{stage.name}': loop '{axis.name}' must be split from loop '{want}' "
+                           "(the tile's loops are i, j, k in this order, without fuses)")
+        iv = dict(zip(names, stage.root_ivs))
+        loads = {tuple(ld.indices): ld for b in stage.body for ld in b.walk() if isinstance(ld, memref.LoadOp)}
+        a, b = loads.get((iv["i"], iv["k"])), loads.get((iv["k"], iv["j"]))
+        if a is None or b is None:
+            raise fail(op, f"stage '{stage.name}' does not read A[i, k] and B[k, j]")
+        intrinsic = op.intrinsic.data.split(".")[1]
+        want = intrinsic_for(a.memref.type.element_type)
+        element = a.memref.type.element_type
+        if want != intrinsic or (intrinsic == "m16n8k8" and stage.compute != "tf32"):
+            what = f"{element} at tf32" if stage.compute == "tf32" else str(element)
+            raise fail(op, f"stage '{stage.name}': {op.intrinsic.data} does not take {what} operands; "
+                       "mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32")
+        for axis, extent, what in zip((m, n, k), op.shape(), "MNK"):
+            if axis.extent != extent:
+                raise fail(op, f"stage '{stage.name}': loop '{axis.name}' has {axis.extent} iterations; "
+                           f"{op.intrinsic.data} takes tiles of {what} = {extent}")
+        stage.tensorize = Tensorize(m, n, k, intrinsic, a, b, op)
 
     def op_cache_write(self, op: S.CacheWriteOp) -> None:
         stage, at = self.get(op.at, op)
@@ -187,6 +227,9 @@ class Interpreter:
         self.no_sequential(producer, op, "computing it at another stage")
         if not stage.reads(producer.output):
             raise fail(op, f"stage '{stage.name}' does not read stage '{pname}'")
+        if is_half(producer.output.type.element_type) and producer.init_select is not None:
+            raise fail(op, f"stage '{pname}' sums into a {producer.output.type.element_type} output, which it "
+                       "does in an f32 register of its own nest: it cannot be computed at another stage")
         if producer.attached_to is not None:
             raise fail(op, f"stage '{pname}' is already computed at stage '{producer.attached_to.name}'")
         producer.attached_to = stage
@@ -218,6 +261,97 @@ def default_schedule(stage: Stage) -> None:
     if stage.epilogue is not None and any(a.reduce for a in stage.leaves):
         # a fused reduction accumulates in a register and runs its epilogue once, at the write-back
         stage.caches.append(Cache("write", stage.output, "local", inner, None))
+
+
+MAX_THREADS = 1024  # threads a block may have on the GPUs with tensor cores
+
+
+def place_tensorize(stage: Stage) -> None:
+    """Checks a tensorized stage and lays out its warp: the tile's three loops innermost
+    (m, n, k), the warp's other tile loops (spatial, from i or j, unbound) just outside
+    them, every split of i, j, k dividing, A and B in shared memory; then the lane loop
+    (32, thread.x) inside all other bound loops, with the register accumulator at it."""
+    tz = stage.tensorize
+    if tz is None:
+        return
+    op, leaves = tz.op, stage.leaves
+    if set(leaves[-3:]) != {tz.m, tz.n, tz.k}:
+        raise fail(op, f"stage '{stage.name}': the tensorized loops '{tz.m.name}', '{tz.n.name}', '{tz.k.name}' "
+                   f"must be the three innermost; order is {', '.join(a.name for a in leaves)}")
+    leaves[-3:] = [tz.m, tz.n, tz.k]
+    for a in (tz.m, tz.n, tz.k):
+        if a.bind or a.vectorize:
+            raise fail(op, f"stage '{stage.name}': tensorized loop '{a.name}' cannot be bound or vectorized")
+    for r in stage.relations:
+        if isinstance(r, Split) and r.outer.extent * r.inner.extent != r.parent.extent:
+            raise fail(op, f"stage '{stage.name}': tensorize needs splits that divide; '{r.parent.name}' "
+                       f"({r.parent.extent}) split by {r.inner.extent} leaves a remainder")
+    # the warp's tile loops: the unbound loops inside every bound loop and every cache's loop
+    # (written unrolled, the k steps outermost, each step's fragments loaded during the last)
+    cache_loops = {c.at for c in stage.caches}
+    pos = len(leaves) - 3
+    while pos > 0 and not leaves[pos - 1].bind and leaves[pos - 1] not in cache_loops:
+        pos -= 1
+    for a in leaves[pos:-3]:
+        if stage.root_of(a) is None:
+            raise fail(op, f"stage '{stage.name}': loop '{a.name}' of the warp's tile fuses loops; split i, j "
+                       "and k only")
+    bound = [k for k, a in enumerate(leaves) if a.bind]
+    if bound and bound[-1] > pos:
+        raise fail(op, f"stage '{stage.name}': bound loop '{leaves[bound[-1]].name}' lies inside the warp's tile")
+    taken = [a for a in leaves if a.bind == "thread.x"]
+    if taken:
+        raise fail(taken[0].marked_by.get("bind"), f"stage '{stage.name}': thread.x is the warp's lanes in a "
+                   f"tensorized stage; bind loop '{taken[0].name}' to thread.y or thread.z")
+    warps = 1
+    for a in stage.thread_leaves():
+        warps *= a.extent
+    if warps * LANES > MAX_THREADS:
+        raise fail(op, f"stage '{stage.name}': {warps} warps of {LANES} lanes exceed {MAX_THREADS} threads per block")
+    for ld, what in ((tz.a, "A"), (tz.b, "B")):
+        cached = [c for c in stage.caches if c.kind == "read" and c.memref == ld.memref]
+        if not cached or cached[0].scope != "shared" or cached[0].layout not in (None, [0, 1]):
+            raise fail(op, f"stage '{stage.name}': tensorize reads its operands from shared memory: cache "
+                       f"'{ld.memref.name_hint}' ({what}) with cache_read(..., 'shared') and no layout")
+        if leaves.index(cached[0].at) >= pos:
+            raise fail(op, f"stage '{stage.name}': the shared tile of '{ld.memref.name_hint}' must be read "
+                       "outside the warp's tile loops")
+    # the lanes: a thread loop inside every other bound loop, the warp's registers at it
+    lane = Axis(f"{stage.name}_lane", LANES, False, "thread.x")
+    at = bound[-1] + 1 if bound else 0
+    leaves.insert(at, lane)
+    tz.lane, tz.start = lane, pos + 1
+    writes = [c for c in stage.caches if c.kind == "write"]
+    if writes and writes[0].at not in leaves[max(at - 1, 0):at + 1]:
+        raise fail(writes[0].op, f"stage '{stage.name}': a tensorized stage keeps its results in registers at "
+                   "the innermost bound loop; put cache_write there or leave it out")
+    if writes:
+        writes[0].at = lane
+    else:
+        stage.caches.append(Cache("write", stage.output, "local", lane, None))
+
+
+def f32_accumulator(stage: Stage) -> None:
+    """A reduction into an f16/bf16 output sums in f32: where the schedule keeps no register
+    accumulator (cache_write local), one goes at the innermost spatial loop outside every
+    reduction loop and inside every bound loop (at a loop of one iteration put around the
+    nest when a reduction loop is outermost), so the sum is rounded to the output type once."""
+    if not is_half(stage.output.type.element_type) or stage.init_select is None or stage.attached_to is not None:
+        return
+    if any(c.kind == "write" for c in stage.caches):
+        return
+    leaves = stage.leaves
+    first_reduce = next(k for k, a in enumerate(leaves) if a.reduce)
+    bound = [k for k, a in enumerate(leaves) if a.bind]
+    if bound and bound[-1] > first_reduce:
+        a = leaves[bound[-1]]
+        raise fail(a.marked_by.get("bind"), f"stage '{stage.name}' sums into a {stage.output.type.element_type} "
+                   f"output: bound loop '{a.name}' lies inside reduction loop '{leaves[first_reduce].name}', so no "
+                   "f32 register can hold the sum; keep reduction loops inside the bound loops")
+    if first_reduce == 0:  # a loop of one iteration around the nest holds the register
+        leaves.insert(0, Axis(f"{stage.name}_acc", 1, False))
+        first_reduce = 1
+    stage.caches.append(Cache("write", stage.output, "local", leaves[first_reduce - 1], None))
 
 
 def hoist_block_loops(stage: Stage) -> None:
@@ -262,8 +396,13 @@ def check(stage: Stage) -> None:
                 raise fail(c.op, f"stage '{stage.name}': cache_write at '{c.at.name}' encloses bound loop "
                            f"'{threads_inside[0]}'; put it at or inside the innermost bound loop")
         threads = [k for k, a in enumerate(leaves) if a.bind and a.bind.startswith("thread")]
-        if c.double_buffer and (c.at.bind or not threads or threads[-1] > q):
-            raise fail(c.op, f"stage '{stage.name}': double_buffer of '{c.memref.name_hint}': loop '{c.at.name}' "
+        pipes = {x.stages for x in stage.caches if x.at is c.at and x.stages}
+        if len(pipes) > 1:
+            raise fail(c.op, f"stage '{stage.name}': the pipelined caches at loop '{c.at.name}' have different "
+                       f"stage counts {sorted(pipes)}")
+        if (c.double_buffer or c.stages) and (c.at.bind or not threads or threads[-1] > q):
+            what = "double_buffer" if c.double_buffer else f"stages = {c.stages}"
+            raise fail(c.op, f"stage '{stage.name}': {what} of '{c.memref.name_hint}': loop '{c.at.name}' "
                        "must be a sequential loop inside all of the block's thread loops")
         if blocks and q < blocks[-1]:
             # block loops become the launch grid: nothing can run between them

@@ -74,6 +74,25 @@ class Cache:
     producer: Stage | None = None
     layout: list[int] | None = None  # buffer dimension d holds dimension layout[d] of memref
     double_buffer: bool = False
+    stages: int | None = None  # a pipeline of this many shared buffers filled by asynchronous copies
+    pad: int = 0  # elements added to each row (last dimension) of a shared buffer
+
+
+@dataclass(eq=False)
+class Tensorize:
+    """A matmul stage's innermost (m, n, k) tile computed by one warp-level mma: `lane` is
+    the warp's lane loop (thread.x) and `a`, `b` the loads of the operands in the body;
+    `start` is the position of the first leaf of the warp's tile loops (set by check)."""
+
+    m: Axis
+    n: Axis
+    k: Axis
+    intrinsic: str  # "m16n8k16" or "m16n8k8"
+    a: memref.LoadOp
+    b: memref.LoadOp
+    op: Operation
+    lane: Axis | None = None
+    start: int = 0
 
 
 @dataclass(eq=False)
@@ -88,6 +107,8 @@ class Stage:
     caches: list[Cache] = field(default_factory=list)
     scheduled: bool = False
     attached_to: Stage | None = None
+    compute: str | None = None  # the operator's compute mode ("tf32")
+    tensorize: Tensorize | None = None
 
     def __post_init__(self):
         self.leaves = list(self.roots)
@@ -108,6 +129,8 @@ class Stage:
         """The fused epilogue (tensorop-fuse) at the last reduction iteration: an scf.if whose
         then-branch maps the accumulated value (its else-branch's result) to the stored one."""
         v = self.output_store.value
+        if isinstance(v.owner, arith.TruncFOp):  # an f16/bf16 output: the value rounded at the store
+            v = v.owner.input
         if isinstance(v.owner, scf.IfOp) and "sched.epilogue" in v.owner.attributes:
             return v.owner
         return None
@@ -131,6 +154,15 @@ class Stage:
     def stores_at_loop_indices(self) -> bool:
         """Whether the output is written at the loop variables themselves (not a scatter)."""
         return all(v in self.root_ivs for v in self.output_store.indices)
+
+    def root_of(self, axis: Axis) -> Axis | None:
+        """The root axis `axis` was split from (itself for a root), None through a fuse."""
+        parents = {r.outer: r.parent for r in self.relations if isinstance(r, Split)}
+        parents.update({r.inner: r.parent for r in self.relations if isinstance(r, Split)})
+        fused = {r.fused for r in self.relations if isinstance(r, Fuse)}
+        while axis in parents:
+            axis = parents[axis]
+        return None if axis in fused else axis
 
     def thread_leaves(self) -> list[Axis]:
         return [a for a in self.leaves if a.bind and a.bind.startswith("thread")]
@@ -166,7 +198,8 @@ def read_stage(loop: scf.ForOp) -> Stage:
             if stores != 1:
                 raise fail(current, f"stage '{name}': the innermost body must store the stage's output once, "
                            f"not {stores} times")
-            return Stage(name, loop, roots, ivs, ops)
+            compute = loop.attributes.get("sched.compute")
+            return Stage(name, loop, roots, ivs, ops, compute=compute.data if isinstance(compute, StringAttr) else None)
         if len(inner) != 1 or any(not isinstance(op, (scf.ForOp, arith.ConstantOp)) for op in ops):
             raise fail(current, f"stage '{name}': the nest is not perfect")
         current = inner[0]

@@ -4,6 +4,7 @@ local caches, their copies and barriers."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from xdsl.dialects.builtin import StringAttr, UnitAttr, f32
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from sched_dsl.dialects.memspace import LOCAL, SHARED
+from sched_dsl.dialects.tensorcore import ACCUMULATORS, CopyAsyncOp, CopyCommitOp, CopyWaitOp, LoadFragmentOp, MmaOp
 from sched_dsl.lowering.apply_schedule.model import (
     Axis,
     Cache,
@@ -20,7 +22,7 @@ from sched_dsl.lowering.apply_schedule.model import (
     Stage,
     fail,
 )
-from sched_dsl.lowering.emit import Emitter, const_value, known_divisor, value_bounds
+from sched_dsl.lowering.emit import Emitter, const_value, is_half, known_divisor, value_bounds
 
 # ---- affine index analysis -------------------------------------------------------------------
 
@@ -185,16 +187,27 @@ class Writer:
         leaves = self.stage.leaves
         if self.hoist_init and self.cache_write is None and k == self.first_reduce:
             self.init_nest(em, [a for a in leaves[k:] if not a.reduce])
+        tz = self.stage.tensorize
+        if tz is not None and k == tz.start:
+            self.fence(em)
+            self.tensor_tile(em, k)
+            return
         if k == len(leaves):
             self.body(em)
             return
         axis = leaves[k]
         here = [c for c in self.stage.caches if c.at is axis]
         staged = {id(c): self.first_part(em, c, k) for c in here if c.double_buffer}
+        piped = [c for c in here if c.stages]
+        pipeline = self.pipeline_start(em, piped, k) if piped else None
         self.fence(em)
         self.env[axis], inner = self.loop(em, axis)
         after = []
+        if piped:
+            self.pipeline_step(inner, piped, k, pipeline)
         for cache in here:
+            if cache.stages:
+                continue
             after += self.next_part(inner, cache, k, staged[id(cache)]) if cache.double_buffer else self.fill(inner, cache, k)
         self.fence(inner)
         self.level(inner, k + 1)
@@ -218,7 +231,8 @@ class Writer:
         for op in self.slice_of(store.indices):
             em.op(op.clone(mapping))
         init = self.stage.init_select.lhs
-        em.store(em.const(const_value(init), init.type), store.memref, [mapping.get(v, v) for v in store.indices])
+        em.store_value(em.const(const_value(init), init.type), store.memref,
+                       [mapping.get(v, v) for v in store.indices])
         for a in axes:
             del self.env[a]
 
@@ -276,12 +290,28 @@ class Writer:
         buf, index = self.redirect[op.memref]
         em = Emitter(op.parent_block(), op)
         idx = index(em, op.indices)
+        # an f32 register accumulator of an f16/bf16 output: the extension after the load and
+        # the rounding before the store go away
+        widened = buf.type.element_type != op.memref.type.element_type
         if isinstance(op, memref.LoadOp):
             new = memref.LoadOp.get(buf, idx)
             em.op(new)
-            op.results[0].replace_all_uses_with(new.results[0])
+            old = op.results[0]
+            if widened:
+                for use in list(old.uses):
+                    ext = use.operation
+                    assert isinstance(ext, arith.ExtFOp), ext.name
+                    ext.results[0].replace_all_uses_with(new.results[0])
+                    ext.detach()
+                    ext.erase()
+            else:
+                old.replace_all_uses_with(new.results[0])
         else:
-            em.op(memref.StoreOp.get(op.value, buf, idx))
+            value = op.value
+            if widened:
+                assert isinstance(value.owner, arith.TruncFOp), value.owner
+                value = value.owner.input
+            em.op(memref.StoreOp.get(value, buf, idx))
         op.detach()
         op.erase()
 
@@ -318,8 +348,9 @@ class Writer:
 
     def cache_buffer(self, em: Emitter, cache: Cache, scope: str, exts: list[int], parts: list[int]) -> SSAValue:
         order = cache.layout or list(range(len(exts)))
-        buf = em.alloca(parts + [exts[d] for d in order], SHARED if scope == "shared" else LOCAL,
-                        element=cache.memref.type.element_type)
+        shape = parts + [exts[d] for d in order]
+        shape[-1] += cache.pad if scope == "shared" else 0
+        buf = em.alloca(shape, SHARED if scope == "shared" else LOCAL, element=cache.memref.type.element_type)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
         return buf
 
@@ -400,8 +431,11 @@ class Writer:
         """cache_write: one register per iteration of the spatial loops inside leaf k, which
         the body accumulates into; stored to the output after the inner loops."""
         st = self.stage
+        if st.tensorize is not None:
+            return self.fragment_accumulator(em, k)
         inner = [a for a in st.leaves[k + 1:] if not a.reduce]
-        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=st.output.type.element_type)
+        element = st.output.type.element_type
+        buf = em.alloca([a.extent for a in inner] or [1], LOCAL, element=f32 if is_half(element) else element)
         buf.name_hint = f"{st.output.name_hint or 'out'}_local"
         self.redirect[st.output] = (buf, lambda e, idx: [self.env[a] for a in inner] or [e.index(0)])
         init = st.init_select
@@ -422,9 +456,181 @@ class Writer:
             value = e.load(buf, loc)
             if st.epilogue is not None:
                 value = self.epilogue_at_write_back(e, mapping, value)
-            e.store(value, st.output, [mapping.get(v, v) for v in store.indices])
+            e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])
             self.env.update(saved)
         return [write_back]
+
+    # tensorized stages: the warp's tile of mma results, in each lane's registers
+    def fragment_accumulator(self, em: Emitter, k: int) -> list:
+        """The lane's 4 f32 results of each mma of the warp's tile (the spatial loops inside
+        leaf k but the tile's own), zero to start; written out after the inner loops at the
+        positions the mma result layout gives them: row g + 8 (e / 2), column 2 t + e % 2
+        of the 16 x 8 tile for result e, lane = 4 g + t."""
+        st, tz = self.stage, self.stage.tensorize
+        inner = [a for a in st.leaves[k + 1:] if not a.reduce and a not in (tz.m, tz.n)]
+        buf = em.alloca([a.extent for a in inner] + [ACCUMULATORS], LOCAL, element=f32)
+        buf.name_hint = f"{st.output.name_hint or 'out'}_frag"
+        self.tile_acc = (buf, inner)
+        self.for_each(em, [a.extent for a in inner] + [ACCUMULATORS], lambda e, loc: e.store(e.f32(0.0), buf, loc))
+
+        def write_back(e: Emitter) -> None:
+            saved = dict(self.env)
+            for a in inner:
+                _, self.env[a], e = e.loop(a.extent, {"sched.unroll": UnitAttr()})
+            _, r, e = e.loop(ACCUMULATORS, {"sched.unroll": UnitAttr()})
+            lane = self.env[tz.lane]
+            self.env[tz.m] = e.add(e.floordiv(lane, 4), e.mul(e.floordiv(r, 2), 8))
+            self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
+            mapping = {iv: self.value(e, root) for iv, root in zip(st.root_ivs, st.roots) if not root.reduce}
+            store = st.output_store
+            for op in self.slice_of(store.indices):
+                e.op(op.clone(mapping))
+            value = e.load(buf, [self.env[a] for a in inner] + [r])
+            if st.epilogue is not None:
+                value = self.epilogue_at_write_back(e, mapping, value)
+            e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])
+            self.env = saved
+        return [write_back]
+
+    def tensor_tile(self, em: Emitter, k: int) -> None:
+        """The warp's tile at leaf k, unrolled: for each step of its k loops, the A fragment
+        of each row tile and the B fragment of each column tile (pairs of neighbouring column
+        tiles in one load), read from their shared buffers while the last step's mmas run,
+        then one mma per (row tile, column tile)."""
+        st, tz = self.stage, self.stage.tensorize
+        i_root, j_root, k_root = st.roots
+        tile = st.leaves[k:-3]
+        rows = [a for a in tile if st.root_of(a) is i_root]
+        cols = [a for a in tile if st.root_of(a) is j_root]
+        steps = [a for a in tile if st.root_of(a) is k_root]
+        lane = self.env[tz.lane]
+        saved = dict(self.env)
+        for a in (tz.m, tz.n, tz.k):
+            self.env[a] = em.index(0)
+        root_of_iv = dict(zip(st.root_ivs, st.roots))
+        # column tiles c and c + 1 of the innermost column loop lie 8 columns apart: one ldmatrix.x4
+        inner_col = next((r.outer for r in st.relations if isinstance(r, Split) and r.inner is tz.n), None)
+        paired = (tz.intrinsic == "m16n8k16" and cols and cols[-1] is inner_col and inner_col.extent % 2 == 0)
+
+        def combos(loops: list[Axis]) -> list[tuple[int, ...]]:
+            return list(itertools.product(*[range(a.extent) for a in loops]))
+
+        def fragment(role: str, load: memref.LoadOp, fixed: dict[Axis, int], tiles: int = 1) -> SSAValue:
+            for a, v in fixed.items():
+                self.env[a] = em.index(v)
+            origin = [self.value(em, root_of_iv[v]) for v in load.indices]
+            buf, index = self.redirect[load.memref]
+            parts = len(buf.type.get_shape()) - len(origin)
+            frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [parts, parts + 1], tiles))
+            frag.name_hint = f"{role}_frag"
+            return frag
+
+        def load_step(kc: tuple[int, ...]) -> tuple[dict, dict]:
+            ks = dict(zip(steps, kc))
+            a_frags = {rc: fragment("a", tz.a, {**ks, **dict(zip(rows, rc))}) for rc in combos(rows)}
+            b_frags = {}
+            for cc in combos(cols):
+                if paired and cc[-1] % 2:
+                    b_frags[cc] = (b_frags[cc[:-1] + (cc[-1] - 1,)][0], 1)
+                else:
+                    b_frags[cc] = (fragment("b", tz.b, {**ks, **dict(zip(cols, cc))}, 2 if paired else 1), 0)
+            return a_frags, b_frags
+
+        acc, acc_loops = self.tile_acc
+        k_steps = combos(steps)
+        loaded = load_step(k_steps[0])
+        for s_idx in range(len(k_steps)):
+            current = loaded
+            if s_idx + 1 < len(k_steps):
+                loaded = load_step(k_steps[s_idx + 1])
+            a_frags, b_frags = current
+            for rc, fa in a_frags.items():
+                for cc, (fb, half) in b_frags.items():
+                    for a, v in (*zip(rows, rc), *zip(cols, cc)):
+                        self.env[a] = em.index(v)
+                    em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)], half))
+        self.env = saved
+
+    # pipelined shared caches: `stages` buffers filled by asynchronous copies
+    def pipeline_start(self, em: Emitter, caches: list[Cache], k: int) -> dict:
+        """Before loop k: each cache's buffers, and the copies of the first stages - 1
+        iterations' tiles, one commit group per iteration."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        bufs = {}
+        for s in range(stages - 1):
+            self.env[axis] = em.index(s)
+            for c in caches:
+                bases, exts = self.footprint(em, c, self.varying(k, "shared"))
+                if id(c) not in bufs:
+                    bufs[id(c)] = (self.cache_buffer(em, c, "shared", exts, [stages]), exts)
+                if s < axis.extent:
+                    self.async_fill(em, c, bufs[id(c)][0], bases, exts, s)
+            em.op(CopyCommitOp())
+        del self.env[axis]
+        return bufs
+
+    def pipeline_step(self, em: Emitter, caches: list[Cache], k: int, bufs: dict) -> None:
+        """At the top of iteration t of loop k: wait for tile t's copies, a barrier (every
+        thread's copies are in, and every thread is done with iteration t - 1), then start
+        the copies of tile t + stages - 1 into the part iteration t - 1 used; the inner
+        loops read part t % stages."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        iv = self.env[axis]
+        em.op(CopyWaitOp(stages - 2))
+        barrier(em)
+        varying = self.varying(k, "shared")
+        for c in caches:
+            bases, _ = self.footprint(em, c, varying)
+            part = em.rem(iv, stages)
+            self.redirect[c.memref] = (bufs[id(c)][0], self.buffer_index(c, bases, lambda e, part=part: [part]))
+        ahead = em.add(iv, stages - 1)
+        if axis.extent > stages - 1:
+            then = em.if_(em.cmpi("slt", ahead, axis.extent))
+            # the same index, bounded where the compiler (and value_bounds) can see it
+            self.env[axis] = then.min(ahead, axis.extent - 1)
+            for c in caches:
+                bases, exts = self.footprint(then, c, varying)
+                self.async_fill(then, c, bufs[id(c)][0], bases, exts, then.rem(ahead, stages))
+            self.env[axis] = iv
+        em.op(CopyCommitOp())
+
+    def async_fill(self, em: Emitter, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int],
+                   part: int | SSAValue) -> None:
+        """All threads copy the tile at `bases` into part `part` of `buf`: 16 bytes per
+        tc.copy_async where the tile lies inside the tensor and its rows allow, else element
+        by element (a plain copy, complete at once)."""
+        width = 16 // (2 if is_half(cache.memref.type.element_type) else 4)
+        copy = Copy(cache, buf, bases, exts, width, any_element=True)
+        part_index = [em.index(part) if isinstance(part, int) else part]
+
+        def element(e: Emitter, loc: list[SSAValue]) -> None:
+            if copy.width == 1:
+                copy.put(e, copy.fetch(e, loc), loc, part_index)
+                return
+            src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
+            e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
+
+        self.spread(em, copy.chunks, element)
+
+    def spread(self, em: Emitter, exts: Sequence[int], element) -> None:
+        """element(emitter, index) for every index of `exts`, shared by the block's threads
+        (all of whose loops are outside): thread t takes t, t + T, ... When T divides the
+        count, as a loop of constant extent, unrolled (straight-line copies whose addresses
+        the compiler computes once outside the loops around them)."""
+        tid, count = self.thread_id(em)
+        total = math.prod(exts)
+        if total % count == 0:
+            _, m, body = em.loop(total // count, {"sched.unroll": UnitAttr()})
+            e = body.add(tid, body.mul(m, count))
+        else:
+            _, e, body = em.loop(total, start=tid, step=count)
+        loc, rest = [], e
+        for n in reversed(exts):
+            loc.append(body.rem(rest, n))
+            rest = body.floordiv(rest, n)
+        element(body, list(reversed(loc)))
 
     def epilogue_at_write_back(self, e: Emitter, mapping: dict, acc: SSAValue) -> SSAValue:
         """The fused epilogue's then-branch, applied to the accumulated value `acc`."""
@@ -501,11 +707,16 @@ class Copy:
     buffer: element by element, or by aligned vectors of `width` along the last dimension
     when the tile lies inside the input and rows allow it."""
 
-    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int):
+    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int,
+                 any_element: bool = False):
+        """`any_element`: chunks of any element type (tc.copy_async), else float4 vectors."""
         self.cache, self.buf, self.bases = cache, buf, bases
         self.shape = list(cache.memref.type.get_shape())
         self.element = cache.memref.type.element_type
-        self.width = width if width > 1 and self.element == f32 and self.vectorizable(exts, width) else 1
+        ok_type = any_element or self.element == f32
+        self.width = width if width > 1 and ok_type and self.vectorizable(exts, width) else 1
+        if self.width > 1 and any_element and (cache.layout not in (None, sorted(cache.layout or [])) or cache.pad % width):
+            self.width = 1  # chunks go to consecutive, aligned elements of a row
         self.chunks = exts[:-1] + [exts[-1] // self.width]
 
     def vectorizable(self, exts: list[int], width: int) -> bool:
@@ -569,7 +780,7 @@ class ProducerFill:
             mapping[iv] = v
         init = p.init_select
         if init is not None:
-            em.store(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
+            em.store_value(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
         for iv, root in zip(p.root_ivs, p.roots):
             if root.reduce:
                 _, mapping[iv], em = em.loop(root.extent)

@@ -28,6 +28,8 @@ from xdsl.dialects import arith, gpu
 from xdsl.dialects import math as mathd
 from xdsl.dialects import memref, scf, vector
 from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
     Float32Type,
     FloatAttr,
     IndexType,
@@ -41,9 +43,10 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.target import Target
 
+from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import const_value, known_divisor
-from sched_dsl.lowering.host_plan import c_name, host_plan
+from sched_dsl.lowering.host_plan import STATIC_SHARED_BYTES, c_name, host_plan, shared_layout
 
 
 class VectorizeRemark(UserWarning):
@@ -77,6 +80,21 @@ class Spelling:
     tanh: str
     inf: str
     dims: tuple[str, str, str]
+    # f16 and bf16: the element types, {x} converted to and from float, a constant of bits
+    # {bits}, and what the text needs before the kernels when it uses them
+    half_types: tuple[str, str]  # (f16, bf16)
+    to_float: tuple[str, str]
+    from_float: tuple[str, str]
+    half_bits: tuple[str, str]
+    half_prelude: str
+    # tensor cores (inline PTX, the same in both languages on NVIDIA): a 32-bit unsigned
+    # type, the .shared address of the shared-memory pointer {ptr}, a global address for
+    # cp.async, and a float's bits
+    u32: str
+    dynamic_shared: str | None  # the one dynamic shared array, where the language has one
+    shared_address: str
+    global_address: str
+    float_bits: str
     math_suffix: str = ""  # CUDA's float versions of the C math functions end in f (logf, ...)
 
 
@@ -100,6 +118,28 @@ OPENCL = Spelling(
     fmax="fmax", fmin="fmin", exp="exp", tanh="tanh",
     inf="INFINITY",
     dims=("0", "1", "2"),
+    # 16-bit values are kept as their bit patterns (ushort): f16 converts through
+    # vload_half/vstore_half_rte, which need no cl_khr_fp16 (all arithmetic is in float)
+    half_types=("ushort", "ushort"),
+    to_float=("sd_f16_to_float({x})", "sd_bf16_to_float({x})"),
+    from_float=("sd_float_to_f16({x})", "sd_float_to_bf16({x})"),
+    half_bits=("((ushort){bits})", "((ushort){bits})"),
+    u32="uint",
+    dynamic_shared=None,
+    # NVIDIA's OpenCL: a __local pointer is the address in the shared window (address space 3)
+    shared_address="(uint)(size_t)({ptr})",
+    global_address="(ulong)({ptr})",
+    float_bits="as_uint({x})",
+    half_prelude="""inline float sd_f16_to_float(ushort h) { return vload_half(0, (const __private half*)&h); }
+inline ushort sd_float_to_f16(float f) { ushort h; vstore_half_rte(f, 0, (__private half*)&h); return h; }
+inline float sd_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+inline ushort sd_float_to_bf16(float f) {
+  const uint u = as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);  /* NaN stays NaN */
+  return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  /* round to nearest even */
+}
+
+""",
 )
 
 CUDA = Spelling(
@@ -120,6 +160,16 @@ CUDA = Spelling(
     fmax="fmaxf", fmin="fminf", exp="expf", tanh="tanhf",
     inf="__int_as_float(0x7f800000)",
     dims=("x", "y", "z"),
+    half_types=("__half", "__nv_bfloat16"),
+    to_float=("__half2float({x})", "__bfloat162float({x})"),
+    from_float=("__float2half_rn({x})", "__float2bfloat16_rn({x})"),
+    half_bits=("__ushort_as_half((unsigned short){bits})", "__ushort_as_bfloat16((unsigned short){bits})"),
+    half_prelude="#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n",
+    u32="unsigned",
+    dynamic_shared="extern __shared__ __align__(16) unsigned char v_dynamic_shared[];",
+    shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
+    global_address="({ptr})",
+    float_bits="__float_as_uint({x})",
     math_suffix="f",
 )
 
@@ -141,7 +191,13 @@ MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", ma
 WIDE_INDEX_FROM = 2**30
 
 
-def c_type(t: Attribute, index: str = "int") -> str:
+def is_half_type(t: Attribute) -> bool:
+    return isinstance(t, (Float16Type, BFloat16Type))
+
+
+def c_type(t: Attribute, index: str = "int", sp: Spelling | None = None) -> str:
+    if isinstance(t, (Float16Type, BFloat16Type)) and sp is not None:
+        return sp.half_types[isinstance(t, BFloat16Type)]
     if isinstance(t, IndexType):
         return index
     if isinstance(t, IntegerType) and t.width.data == 32:
@@ -153,6 +209,27 @@ def c_type(t: Attribute, index: str = "int") -> str:
     if isinstance(t, VectorType) and isinstance(t.element_type, Float32Type) and t.get_shape() == (4,):
         return "float4"
     raise DiagnosticException(f"no C type for {t}")
+
+
+def half_bits(v: float, t: Attribute) -> str:
+    """The bit pattern of v in f16 or bf16 (rounded to nearest even), as hex."""
+    import numpy as np
+
+    if isinstance(t, BFloat16Type):
+        import ml_dtypes
+        bits = np.array(v, dtype=ml_dtypes.bfloat16).view(np.uint16)
+    else:
+        bits = np.array(v, dtype=np.float16).view(np.uint16)
+    return f"0x{int(bits):04x}"
+
+
+def uses_half(module: Operation) -> bool:
+    for op in module.walk():
+        for v in (*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)):
+            t = v.type.element_type if isinstance(v.type, MemRefType) else v.type
+            if isinstance(t, (Float16Type, BFloat16Type)):
+                return True
+    return False
 
 
 def float_literal(v: float, sp: Spelling) -> str:
@@ -184,6 +261,7 @@ class KernelPrinter:
         self.taken: set[str] = set()
         self.indent = 1
         self.index_type = "int"  # the C type of index values; kernel() picks it
+        self.dynamic: dict[SSAValue, int] = {}  # shared buffers placed in dynamic shared memory
 
     def name(self, v: SSAValue) -> str:
         if v not in self.names:
@@ -203,6 +281,9 @@ class KernelPrinter:
         op = v.owner
         if isinstance(op, arith.ConstantOp):
             attr = op.value
+            if isinstance(attr, FloatAttr) and isinstance(attr.type, (Float16Type, BFloat16Type)):
+                t = attr.type
+                return self.sp.half_bits[isinstance(t, BFloat16Type)].format(bits=half_bits(attr.value.data, t))
             if isinstance(attr, FloatAttr):
                 return float_literal(attr.value.data, self.sp)
             if isinstance(attr, IntegerAttr):
@@ -214,7 +295,7 @@ class KernelPrinter:
         return self.name(v)
 
     def c_type(self, t: Attribute) -> str:
-        return c_type(t, self.index_type)
+        return c_type(t, self.index_type, self.sp)
 
     def kernel(self, fn: gpu.FuncOp, block_size: tuple[int, int, int], grid: tuple[int, int, int]) -> None:
         sp = self.sp
@@ -223,10 +304,14 @@ class KernelPrinter:
         for a in fn.body.block.args:
             if not isinstance(a.type, MemRefType):
                 raise DiagnosticException(f"kernel {fn.sym_name.data}: argument of type {a.type}")
-            params.append(sp.global_ptr.format(type=c_type(a.type.element_type), name=self.name(a)))
+            params.append(sp.global_ptr.format(type=self.c_type(a.type.element_type), name=self.name(a)))
         bx, by, bz = block_size
         head = sp.kernel.format(threads=bx * by * bz, bx=bx, by=by, bz=bz)
         self.out.write(f"{head} {c_name(fn.sym_name.data, 'kernel')}({', '.join(params)}) {{\n")
+        layout = shared_layout(fn)
+        if sp.dynamic_shared is not None and layout["total"] > STATIC_SHARED_BYTES:
+            self.dynamic = layout["offsets"]
+            self.line(sp.dynamic_shared)
         self.block(fn.body.block)
         self.out.write("}\n\n")
 
@@ -238,11 +323,13 @@ class KernelPrinter:
         r = op.results[0]
         self.line(f"const {self.c_type(r.type)} {self.name(r)} = {text};")
 
-    def index(self, ref: SSAValue, indices) -> str:
+    def index(self, ref: SSAValue, indices, offsets: dict[int, str] | None = None) -> str:
+        """ref[indices] flattened; `offsets` adds a C expression to some dimensions."""
         shape = ref.type.get_shape()
         flat = ""
         for k, (i, n) in enumerate(zip(indices, shape)):
-            flat = self.expr(i) if k == 0 else f"({flat}) * {n} + {self.expr(i)}"
+            term = self.expr(i) if not offsets or k not in offsets else f"{self.expr(i)} + {offsets[k]}"
+            flat = term if k == 0 else f"({flat}) * {n} + {term}"
         return f"{self.name(ref)}[{flat or 0}]"
 
     def space(self, ref: SSAValue) -> str:
@@ -276,6 +363,14 @@ class KernelPrinter:
             self.assign(op, f"{MATH_CALLS[t]}{sp.math_suffix}({', '.join(e(v) for v in op.operands)})")
         elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp, arith.FPToSIOp)):
             self.assign(op, f"({self.c_type(op.result.type)}){e(op.input)}")
+        elif isinstance(op, arith.ExtFOp):
+            if not isinstance(op.result.type, Float32Type):
+                raise DiagnosticException(f"arith.extf to {op.result.type}: kernels compute in f32")
+            self.assign(op, sp.to_float[isinstance(op.input.type, BFloat16Type)].format(x=e(op.input)))
+        elif isinstance(op, arith.TruncFOp):
+            if not isinstance(op.input.type, Float32Type):
+                raise DiagnosticException(f"arith.truncf from {op.input.type}: kernels compute in f32")
+            self.assign(op, sp.from_float[isinstance(op.result.type, BFloat16Type)].format(x=e(op.input)))
         elif isinstance(op, mathd.ExpOp):
             self.assign(op, f"{sp.exp}({e(op.operand)})")
         elif isinstance(op, mathd.TanhOp):
@@ -302,9 +397,14 @@ class KernelPrinter:
             space = t.memory_space
             if space not in (SHARED, LOCAL):
                 raise DiagnosticException(f"memref.alloca in a kernel must be shared or local, got {t}")
+            if op.memref in self.dynamic:
+                ctype = self.c_type(t.element_type)
+                self.line(f"{ctype}* const {self.name(op.memref)} = ({ctype}*)(v_dynamic_shared + "
+                          f"{self.dynamic[op.memref]});")
+                return
             # vector copies need 16-byte alignment; arrays of other sizes never get them
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
-            self.line(decl.format(type=c_type(t.element_type), name=self.name(op.memref), size=size))
+            self.line(decl.format(type=self.c_type(t.element_type), name=self.name(op.memref), size=size))
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BlockIdOp):
@@ -312,12 +412,83 @@ class KernelPrinter:
         elif isinstance(op, gpu.BarrierOp):
             fence = op.attributes.get("sched.fence")
             self.line(sp.global_barrier if fence is not None and fence.data == "global" else sp.barrier)
+        elif op.dialect_name() == "tc":
+            self.tensor_core(op)
         elif isinstance(op, scf.ForOp):
             self.for_loop(op)
         elif isinstance(op, scf.IfOp):
             self.if_op(op)
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    # tensor cores: inline PTX (ldmatrix, mma.sync, cp.async), sm_80 and later
+    def tensor_core(self, op: Operation) -> None:
+        sp = self.sp
+        if isinstance(op, tc.LoadFragmentOp):
+            self.fragment(op)
+        elif isinstance(op, tc.MmaOp):
+            t = op.a.type.element
+            kind = "bf16" if isinstance(t, BFloat16Type) else "f16" if isinstance(t, Float16Type) else "tf32"
+            acc = self.index(op.acc, op.indices)[:-1]  # "name[flat" : the lane's 4 results follow
+            outs = ", ".join(f'"+f"({acc} + {q}])' for q in range(tc.ACCUMULATORS))
+            fa, fb = self.name(op.a), self.name(op.b)
+            na, nb = 4, 2
+            first_b = nb * op.b_tile.value.data  # a pair of B tiles holds 4 registers
+            ins = ", ".join([f'"r"({fa}[{q}])' for q in range(na)] + [f'"r"({fb}[{first_b + q}])' for q in range(nb)])
+            regs_a = ",".join(f"%{4 + q}" for q in range(na))
+            regs_b = ",".join(f"%{4 + na + q}" for q in range(nb))
+            self.line(f'asm volatile("mma.sync.aligned.{op.intrinsic}.row.col.f32.{kind}.{kind}.f32 '
+                      f'{{%0,%1,%2,%3}}, {{{regs_a}}}, {{{regs_b}}}, {{%0,%1,%2,%3}};\\n" : {outs} : {ins});')
+        elif isinstance(op, tc.CopyAsyncOp):
+            dst = sp.shared_address.format(ptr="&" + self.index(op.dst, op.dst_indices))
+            src = sp.global_address.format(ptr="&" + self.index(op.src, op.src_indices))
+            self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" :: "r"({dst}), "l"({src}) '
+                      ': "memory");')
+        elif isinstance(op, tc.CopyCommitOp):
+            self.line('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
+        elif isinstance(op, tc.CopyWaitOp):
+            self.line(f'asm volatile("cp.async.wait_group {int(op.pending.value.data)};\\n" ::: "memory");')
+        else:
+            raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    @staticmethod
+    def regs(frag: tc.LoadFragmentOp) -> int:
+        """32-bit registers a lane holds of the fragment: A 4, B 2 a tile (in both mma shapes)."""
+        return 4 if frag.role.data == "a" else 2 * frag.tiles.value.data
+
+    def fragment(self, op: tc.LoadFragmentOp) -> None:
+        """The lane's registers of an operand tile: ldmatrix from shared memory, which hands
+        each lane the elements of the mma fragment layout (A row-major 16 x K; B stored
+        K x N row-major, transposed on the way); tf32's B by two plain loads."""
+        sp = self.sp
+        name = self.name(op.result)
+        n = self.regs(op)
+        self.line(f"{sp.u32} {name}[{n}];")
+        lane = self.expr(op.lane)
+        d0, d1 = op.dims.get_values()
+        half = is_half_type(op.buffer.type.element_type)
+        outs = ", ".join(f'"=r"({name}[{q}])' for q in range(n))
+        regs = ",".join(f"%{q}" for q in range(n))
+        if op.role.data == "b" and not half:  # tf32 B, 8 x 8: k = t and t + 4, column g
+            for q in range(2):
+                elem = self.index(op.buffer, op.indices, {d0: f"{lane} % 4 + {4 * q}", d1: f"{lane} / 4"})
+                self.line(f"{name}[{q}] = {sp.float_bits.format(x=elem)};")
+            return
+        if op.role.data == "a":
+            # lanes 0-15 give rows 0-15 of the left 8 columns (16-bit) or 4 (f32), lanes 16-31 the right
+            offsets = {d0: f"{lane} % 16", d1: f"{lane} / 16 * {8 if half else 4}"}
+            shape = "x4"
+        elif n == 4:  # two 16 x 8 tiles: lanes 16-31 give the rows of the right one
+            offsets = {d0: f"{lane} % 16", d1: f"{lane} / 16 * 8"}
+            shape = "x4.trans"
+        else:
+            offsets = {d0: f"{lane} % 16"}  # rows k = 0..15 of the 16 x 8 tile, transposed
+            shape = "x2.trans"
+        addr = sp.shared_address.format(ptr="&" + self.index(op.buffer, op.indices, offsets))
+        # volatile keeps it after the barriers and copy waits; no memory clobber, as in CUTLASS, so
+        # the compiler keeps the accumulators in registers around it
+        self.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.{shape}.shared.b16 {{{regs}}}, [%{n}];\\n" : {outs} '
+                  f': "r"({addr}));')
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]
@@ -605,14 +776,22 @@ def kernel_texts(module: ModuleOp, sp: Spelling) -> list[tuple[str, str]]:
     return out
 
 
+def half_prelude(sp: Spelling, text: str) -> str:
+    """The f16/bf16 prelude (headers or conversion functions) when `text` uses them, else ""."""
+    markers = [t for t in sp.half_types if t != "ushort"] + [f.split("(")[0] for f in sp.to_float + sp.from_float]
+    return sp.half_prelude if any(m in text for m in markers) else ""
+
+
 def compile_unit(sp: Spelling, text: str) -> str:
-    """One kernel's text as a program of its own (kernels share nothing but the prelude)."""
-    return sp.prelude + text + ("}\n" if sp.prelude else "")
+    """One kernel's text as a program of its own (kernels share nothing but the preludes)."""
+    return half_prelude(sp, text) + sp.prelude + text + ("}\n" if sp.prelude else "")
 
 
 def print_kernels(module: ModuleOp, sp: Spelling, out: IO[str]) -> None:
     texts = kernel_texts(module, sp)
     out.write(host_plan(module).describe() + "\n")
+    if uses_half(module):
+        out.write(sp.half_prelude)
     out.write(sp.prelude)
     for _, text in texts:
         out.write(text)

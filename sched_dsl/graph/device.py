@@ -247,6 +247,8 @@ class CudaRunner:
                                       f"{most} that {device.name} can run with its "
                                       f"{a.kernel.get_attribute(fa.NUM_REGS)} registers per thread")
                 a.kernel.prepare("P" * len(a.launch.args))
+                if a.launch.dynamic_shared:
+                    a.kernel.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, a.launch.dynamic_shared)
         self.mode = device.graph_mode if graph else "off"
         self.graph = None
         if self.mode == "cuda graph":
@@ -265,7 +267,8 @@ class CudaRunner:
             drv.memcpy_dtoh_async(self.stage[a.buffer], self.ptrs[a.buffer], stream)
         else:
             ln = a.launch
-            a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args])
+            a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args],
+                                         shared_size=ln.dynamic_shared)
 
     def issue(self) -> None:
         for a in self.actions:

@@ -53,6 +53,7 @@ from sched_dsl.lowering.split import TensoropSplitPass, device_of
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
 from sched_dsl.runtime.common import checked_array
+from sched_dsl.reference import numpy_dtype
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -322,12 +323,13 @@ class Rect:
 
 
 def copy_rects(op: T.SliceOp | T.ConcatOp) -> list[Rect]:
-    """A slice or concat (of 4-byte elements) as 2-D copies: along an axis, a row-major tensor
+    """A slice or concat as 2-D copies (in bytes): along an axis, a row-major tensor
     is prod(shape[:axis]) rows of shape[axis] * prod(shape[axis + 1:]) elements."""
     out = T.shape_of(op.result)
     axis = op.slice_axis() if isinstance(op, T.SliceOp) else op.concat_axis()
     outer = int(np.prod(out[:axis]))
-    inner = 4 * int(np.prod(out[axis + 1:]))
+    itemsize = max(getattr(op.result.type.element_type, "bitwidth", 32) // 8, 1)
+    inner = itemsize * int(np.prod(out[axis + 1:]))
     if isinstance(op, T.SliceOp):
         n_in, start = T.shape_of(op.input)[axis], op.start.value.data
         return [Rect(0, out[axis] * inner, outer, start * inner, n_in * inner, 0, out[axis] * inner)]
@@ -361,9 +363,16 @@ def fold_weight_slices(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
 
 
 def _np_dtype(t) -> type:
-    """numpy's type for a tensor type's elements (device buffers hold f32 or i32)."""
+    """numpy's type for a tensor type's elements (device buffers hold f32, f16, bf16 or i32)."""
     e = t.element_type
-    return np.int32 if e == i32 else np.int64 if e == i64 else np.float32
+    if e == i32 or e == i64:
+        return np.int32 if e == i32 else np.int64
+    dtype = T.element_dtype(e)
+    return numpy_dtype(dtype) if dtype in ("f16", "bf16") else np.float32
+
+
+def _itemsize(t) -> int:
+    return np.dtype(_np_dtype(t)).itemsize
 
 
 @dataclass
@@ -498,6 +507,8 @@ class Device:
         fns = [module.get_function(n) for n in names]
         for fn, ln in zip(fns, seg.plan.launches):
             fn.prepare("P" * len(ln.args))
+            if ln.dynamic_shared:
+                fn.set_attribute(self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
         return fns
 
     def launch(self, kern, ln, bufs: list, timed: bool) -> float | None:
@@ -511,11 +522,11 @@ class Device:
         if timed:
             start, end = self.drv.Event(), self.drv.Event()
             start.record()
-            kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs])
+            kern.prepared_call(ln.grid, ln.block, *[int(b) for b in bufs], shared_size=ln.dynamic_shared)
             end.record()
             end.synchronize()
             return start.time_till(end)
-        kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs])
+        kern.prepared_async_call(ln.grid, ln.block, None, *[int(b) for b in bufs], shared_size=ln.dynamic_shared)
         return None
 
     def finish(self) -> None:
@@ -620,14 +631,15 @@ class GraphExecutor:
 
         def need(name: str, device: int, nbytes: int | None = None) -> None:
             if name not in self.buffers:
-                size = nbytes if nbytes is not None else 4 * int(np.prod(self.shapes[name]))
+                size = nbytes if nbytes is not None else (np.dtype(self.dtypes[name]).itemsize
+                                                          * int(np.prod(self.shapes[name])))
                 self.buffers[name] = self.devices[device].alloc(size)
                 self.buffer_device[name] = device
 
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    need(b.name, st.device, 4 * b.size)
+                    need(b.name, st.device, b.nbytes)
             elif st.kind == "upload":
                 need(st.dst, st.device)
             elif st.kind == "download" and st.src not in weights:
@@ -669,11 +681,11 @@ class GraphExecutor:
         dev = self.device
         types = {name_of(v): v.type for v in [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]}
         wanted: dict[str, int] = {name_of(a): value_bytes(a.type) for a in fn.body.block.args
-                                  if a.type.element_type in (f32, i32)}
+                                  if T.element_dtype(a.type.element_type) is not None}
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    wanted.setdefault(b.name, 4 * b.size)
+                    wanted.setdefault(b.name, b.nbytes)
             elif st.kind == "upload":
                 wanted.setdefault(st.dst, value_bytes(types[st.dst]))
         offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
@@ -891,7 +903,7 @@ class GraphExecutor:
                         elif st.kind == "transfer" and st.to_device == d:
                             how, payload, done = get(st.device, d)
                             if how == "peer":
-                                nbytes = 4 * int(np.prod(self.shapes[st.dst]))
+                                nbytes = np.dtype(self.dtypes[st.dst]).itemsize * int(np.prod(self.shapes[st.dst]))
                                 dev.copy_from(self.devices[st.device], self.buffers[st.dst], payload, nbytes)
                                 done.set()
                             else:
@@ -998,7 +1010,7 @@ class Session(GraphExecutor):
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
               config: Mapping[str, int] | None = None, records: str | None = None, graph: bool = True,
               plan_memory: bool = True, devices: int | Sequence[int] | None = None, partition: str = "auto",
-              profile=None, link=None, objective: str = "latency") -> Session:
+              profile=None, link=None, objective: str = "latency", precision: str | None = None) -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
@@ -1012,10 +1024,19 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     see sched_dsl.graph.partition) for `objective` ("latency" or "throughput"). The planner's
     layer times come from `profile` (a profile JSON file or dict, or Session.profile rows),
     else: "auto" measures them on the first device, "pipeline" estimates them from the
-    arithmetic; the link between devices is `link` (a simulate.Link), else measured ("auto")."""
+    arithmetic; the link between devices is `link` (a simulate.Link), else measured ("auto")..
+
+    `precision` "bf16" or "fp16" runs the f32 model in that type (weights converted once, sums
+    in f32, softmax and reductions on f32 values, inputs and outputs f32: the
+    tensorop-precision pass); "tf32" multiplies at TF32."""
     from sched_dsl.graph.onnx_import import import_onnx
+    from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 
     g = import_onnx(model)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+        lower_precision(g.module, precision, set(g.input_args))
     ordinals = device_ordinals(devices)
     planned = None
     if len(ordinals) > 1:

@@ -14,7 +14,9 @@ the anchor alone as a workload of its own) searches the rest.
   affine in the loops).
 - depthwise conv2d: the flat schedule of depthwise3x3: a block row of `threads` outputs of
   one channel, one output per thread, the window unrolled.
-- matmul: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
+- matmul of f16/bf16 tensors (or f32 at tf32) whose dimensions are multiples of the mma tile:
+  the tensor-core GEMM (tc_gemm_tiles: block tile, warp tile, k slice, pipeline stages).
+- other matmuls: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
   register quads strided over `si` x `sj`, k chunks `kc` double-buffered in shared memory)
   when both output dimensions are at least 32; otherwise one output per thread.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder
@@ -80,10 +83,12 @@ class ConvShape:
     def depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.c == self.f
 
-    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
-        x = placeholder("X", (self.n, self.c, self.h, self.w))
-        wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw))
-        y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y")
+    def tensors(self, dtype: str = "f32", precision: str | None = None, out_dtype: str | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        x = placeholder("X", (self.n, self.c, self.h, self.w), dtype)
+        wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw), dtype)
+        y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y", precision=precision,
+                   out_dtype=out_dtype)
         return x, wt, y
 
 
@@ -234,6 +239,89 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc) -> None:
         s.unroll(lp)
 
 
+# tensor-core GEMM: the shared tile rows padded so that ldmatrix (16-byte rows) and tf32's
+# B loads (a row of 8 lanes, 4 rows) hit 32 different banks: (A pad, B pad) in elements
+TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8)}
+TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NVIDIA's OpenCL
+
+
+def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str) -> None:
+    """The tensor-core GEMM (factors are ints or knobs): each block computes a `bm` x `bn`
+    tile of C from `bk`-deep slices of A and B that `stages` shared buffers each receive by
+    asynchronous copies (cp.async), rows padded against bank conflicts; its warps (bm / wm
+    x bn / wn, bound to thread.z and thread.y; the lanes are thread.x) each compute a `wm` x
+    `wn` tile of 16 x 8 mma tiles, keeping the results in registers, with the fragments of
+    each 16 (8 for tf32) deep step loaded once (ldmatrix) and reused across the warp's tile."""
+    kt = S.TENSOR_INTRINSICS[intrinsic][2]
+    pad_a, pad_b = TC_PADS[intrinsic]
+    i, j, k = s.loops("i", "j", "k", stage=stage)
+    io, i1 = s.split(i, bm)
+    jo, j1 = s.split(j, bn)
+    iw, i2 = s.split(i1, wm)
+    jw, j2 = s.split(j1, wn)
+    im, ii = s.split(i2, 16)
+    jn, ji = s.split(j2, 8)
+    ko, k1 = s.split(k, bk)
+    kk, ki = s.split(k1, kt)
+    s.reorder(io, jo, iw, jw, ko, kk, im, jn, ii, ji, ki)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(iw, "thread.z")
+    s.bind(jw, "thread.y")
+    s.cache_read(a, "shared", at=ko, stages=stages, pad=pad_a)
+    s.cache_read(b, "shared", at=ko, stages=stages, pad=pad_b)
+    s.unroll(kk)
+    s.tensorize(ii, ji, ki, intrinsic)
+
+
+def tc_shared_bytes(bm: int, bn: int, bk: int, stages: int, intrinsic: str) -> int:
+    pad_a, pad_b = TC_PADS[intrinsic]
+    size = 4 if intrinsic == "mma.m16n8k8" else 2
+    return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b))
+
+
+def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str) -> dict[str, int] | None:
+    """A default tile of the tensor-core GEMM for an m x n x k matmul, or None when none
+    fits (the dimensions must be multiples of the 16 x 8 x 16 tile): among tiles dividing
+    the shape whose buffers fit TC_MAX_SHARED, prefer at least SMS blocks, then the largest
+    block tile, then 4 warps of 64 x 64 (or the nearest), then more stages."""
+    kt = S.TENSOR_INTRINSICS[intrinsic][2]
+    if m % 16 or n % 8 or k % kt:
+        return None
+    best, best_key = None, None
+    for bm in (v for v in (256, 128, 64, 32, 16) if m % v == 0):
+        for bn in (v for v in (256, 128, 64, 32, 16, 8) if n % v == 0):
+            for bk in (v for v in (64, 32, 16, 8) if k % v == 0 and v % kt == 0):
+                for wm in (v for v in (64, 32, 16) if bm % v == 0):
+                    for wn in (v for v in (64, 32, 16, 8) if bn % v == 0):
+                        warps = (bm // wm) * (bn // wn)
+                        for stages in (4, 3, 2):
+                            if warps > 8 or tc_shared_bytes(bm, bn, bk, stages, intrinsic) > TC_MAX_SHARED:
+                                continue
+                            if (wm // 16) * (wn // 8) > 32:  # mma tiles (4 registers each) per warp
+                                continue
+                            blocks = (m // bm) * (n // bn)
+                            key = (min(blocks, SMS), bm * bn, -abs(warps - 4), -abs(wm * wn - 64 * 64), bk >= 32,
+                                   stages)
+                            if best_key is None or key > best_key:
+                                best, best_key = dict(bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=stages), key
+    return best
+
+
+def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrinsic: str, prefix: str = "") -> None:
+    """The tensor-core GEMM template with its knobs (block tile, warp tile, k slice,
+    stages); the first candidates are tc_gemm_defaults'."""
+    d = tc_gemm_defaults(m, n, k, intrinsic)
+    kt = S.TENSOR_INTRINSICS[intrinsic][2]
+    bm = s.knob(prefix + "bm", candidates(d["bm"], [v for v in (32, 64, 128, 256) if m % v == 0]))
+    bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if n % v == 0]))
+    bk = s.knob(prefix + "bk", candidates(d["bk"], [v for v in (16, 32, 64) if k % v == 0 and v % kt == 0]))
+    wm = s.knob(prefix + "wm", candidates(d["wm"], [v for v in (16, 32, 64) if m % v == 0]))
+    wn = s.knob(prefix + "wn", candidates(d["wn"], [v for v in (16, 32, 64) if n % v == 0]))
+    stages = s.knob(prefix + "stages", candidates(d["stages"], [2, 3, 4]))
+    tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic)
+
+
 def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: int = 0) -> None:
     """One output per thread, `threads` per block over the flattened outputs (the `batch`
     loops b0, b1, ... of a batched matmul included)."""
@@ -252,6 +340,14 @@ def matmul_is_tiled(m: int, n: int, k: int) -> bool:
     return m >= 32 and n >= 32 and k >= 4
 
 
+def tensor_intrinsic_of(op: T.MatmulOp) -> str | None:
+    """The warp-level mma that takes this matmul's operands, or None (full-precision f32)."""
+    dtype = T.dtype_of(op.lhs)
+    if dtype in ("f16", "bf16"):
+        return "mma.m16n8k16"
+    return "mma.m16n8k8" if op.compute_mode() == "tf32" else None
+
+
 def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, object, str], None] | None:
     """(schedule, stage, first input, second input, knob prefix) -> writes the anchor's
     schedule; None for ops that are not anchors with a chosen schedule."""
@@ -264,6 +360,9 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         batch = len(T.shape_of(op.result)) - 2
         if batch:
             return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
+        intrinsic = tensor_intrinsic_of(op)
+        if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
+            return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
         if matmul_is_tiled(m, n, k):
             return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
         return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
@@ -290,10 +389,11 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     if template is None:
         return None
     if isinstance(op, T.Conv2dOp):
-        x, w, y = conv_shape(op).tensors()
+        x, w, y = conv_shape(op).tensors(T.dtype_of(op.input), op.compute_mode(), T.dtype_of(op.result))
     else:  # a matmul, batched or not
-        x, w = placeholder("A", T.shape_of(op.lhs)), placeholder("B", T.shape_of(op.rhs))
-        y = matmul(x, w, name="C")
+        dtype = T.dtype_of(op.lhs)
+        x, w = placeholder("A", T.shape_of(op.lhs), dtype), placeholder("B", T.shape_of(op.rhs), dtype)
+        y = matmul(x, w, name="C", precision=op.compute_mode(), out_dtype=T.dtype_of(op.result))
     s = Schedule(y)
     template(s, y, x, w, "")
     return y, s

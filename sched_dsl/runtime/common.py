@@ -26,14 +26,16 @@ class DeviceLimits:
     name: str
     max_threads_per_block: int
     max_block_dims: tuple[int, int, int]
-    max_shared_bytes: int  # statically declared shared (OpenCL: __local) memory per block
+    max_shared_bytes: int  # shared (OpenCL: __local) memory per block: static, or CUDA's opt-in dynamic limit
     max_grid_dims: tuple[int, int, int] | None = None  # None: no limit worth checking
     max_buffer_bytes: int | None = None  # the largest single buffer (OpenCL: max_mem_alloc_size)
     memory_bytes: int | None = None  # all buffers together
 
 # a kernel's first line in either spelling, and a shared array declaration in either spelling
 _KERNEL_HEAD = re.compile(r"^(?:__kernel|__global__)\b.*?\b([vx]_\w+)\(")
-_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (?:float|int) \w+\[(\d+)\]")
+_SHARED_DECL = re.compile(r"^\s*(?:__local|__shared__)(?: __align__\(\d+\))? (float|int|ushort|__half|__nv_bfloat16) "
+                          r"\w+\[(\d+)\]")
+_ELEMENT_BYTES = {"float": 4, "int": 4, "ushort": 2, "__half": 2, "__nv_bfloat16": 2}
 
 
 def shared_bytes(source: str) -> dict[str, int]:
@@ -48,7 +50,7 @@ def shared_bytes(source: str) -> dict[str, int]:
             continue
         m = _SHARED_DECL.match(line)
         if m and current is not None:
-            per_kernel[current] += 4 * int(m.group(1))
+            per_kernel[current] += _ELEMENT_BYTES[m.group(1)] * int(m.group(2))
     return per_kernel
 
 
@@ -72,7 +74,7 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
                 if n > limits.max_grid_dims[k]:
                     raise DeviceError(f"kernel {ln.kernel}: grid dimension {axes[k]} = {n} exceeds "
                                       f"{limits.name}'s limit of {limits.max_grid_dims[k]}")
-        used = shared.get(c_name(ln.kernel, "kernel"), 0)
+        used = max(shared.get(c_name(ln.kernel, "kernel"), 0), ln.shared_bytes)
         if used > limits.max_shared_bytes:
             raise DeviceError(f"kernel {ln.kernel}: {used} bytes of shared memory per block exceed "
                               f"{limits.name}'s limit of {limits.max_shared_bytes}")
@@ -83,9 +85,18 @@ def check_limits(plan: HostPlan, source: str, limits: DeviceLimits) -> None:
 # wrap-around); anything else is refused, float64 included (float32 would round it).
 ACCEPTED_DTYPES = {
     "f32": ("float32", "float16", "int8", "uint8", "int16", "uint16"),
+    "f16": ("float16", "int8", "uint8"),
+    "bf16": ("bfloat16", "int8", "uint8"),  # ml_dtypes.bfloat16
     "i32": ("int32", "int8", "uint8", "int16", "uint16"),
 }
-NUMPY_DTYPES = {"f32": np.float32, "i32": np.int32}
+
+
+def _bfloat16():
+    import ml_dtypes
+    return ml_dtypes.bfloat16
+
+
+NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": _bfloat16(), "i32": np.int32}
 
 
 def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -93,7 +104,8 @@ def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarra
     checking it against the policy above and `shape`: TypeError for what is not an array
     of an accepted dtype, ValueError for a wrong shape."""
     want = NUMPY_DTYPES[dtype]
-    fix = f"pass a numpy array of {np.dtype(want).name}, e.g. np.asarray(x, dtype=np.{np.dtype(want).name})"
+    module = "ml_dtypes" if dtype == "bf16" else "np"
+    fix = f"pass a numpy array of {np.dtype(want).name}, e.g. np.asarray(x, dtype={module}.{np.dtype(want).name})"
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(f"input '{name}' is a masked array, whose mask a kernel would ignore; "
                         "pass a.filled(value) instead")
@@ -112,8 +124,8 @@ def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarra
 
 
 def checked_inputs(plan: HostPlan, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The inputs as contiguous arrays of their declared element types, after checking their
-    number, dtypes (checked_array) and shapes."""
+    """The inputs as contiguous arrays of their declared element types (f16 as float16, bf16 as
+    ml_dtypes' bfloat16), after checking their number, dtypes (checked_array) and shapes."""
     inputs = plan.inputs
     if len(arrays) != len(inputs):
         raise TypeError(f"expected {len(inputs)} inputs ({', '.join(b.name for b in inputs)}), got {len(arrays)}")

@@ -89,8 +89,10 @@ def device_limits(dev) -> DeviceLimits:
         max_threads_per_block=dev.get_attribute(a.MAX_THREADS_PER_BLOCK),
         max_block_dims=(dev.get_attribute(a.MAX_BLOCK_DIM_X), dev.get_attribute(a.MAX_BLOCK_DIM_Y),
                         dev.get_attribute(a.MAX_BLOCK_DIM_Z)),
-        # static __shared__ arrays are capped at this (48 KiB); more needs dynamic shared memory
-        max_shared_bytes=dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
+        # static __shared__ arrays are capped at 48 KiB; a kernel with more buffers takes them
+        # from dynamic shared memory, up to the device's opt-in limit
+        max_shared_bytes=max(dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK),
+                             dev.get_attribute(a.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)),
         max_grid_dims=(dev.get_attribute(a.MAX_GRID_DIM_X), dev.get_attribute(a.MAX_GRID_DIM_Y),
                        dev.get_attribute(a.MAX_GRID_DIM_Z)),
         max_buffer_bytes=dev.total_memory(),
@@ -118,8 +120,10 @@ class _CompilerProcess:
 
     def compile(self, source: str, arch: str) -> bytes:
         if self.proc is None or self.proc.poll() is not None:
-            # the working directory leaves sys.path: a checkout's sched_dsl/ folder is not the package
-            start = "import sys; del sys.path[0]; from sched_dsl.runtime.nvrtc_worker import main; main()"
+            # the working directory leaves sys.path ("" under -c; absent with PYTHONSAFEPATH): a
+            # checkout's sched_dsl/ folder is not the package
+            start = ("import sys; sys.path = [p for p in sys.path if p != '']; "
+                     "from sched_dsl.runtime.nvrtc_worker import main; main()")
             self.proc = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             atexit.register(self.proc.kill)
         try:
@@ -204,16 +208,20 @@ class CudaKernel:
                 raise DeviceError(f"kernel {ln.kernel}: {ln.threads} threads per block exceed the {most} "
                                   f"that {self.limits.name} can run with its {fn.get_attribute(fa.NUM_REGS)} "
                                   "registers per thread")
-        self.buffers = {b.name: drv.mem_alloc(max(4 * b.size, 4)) for b in plan.buffers}
+        self.buffers = {b.name: drv.mem_alloc(max(b.nbytes, 4)) for b in plan.buffers}
         # prepared launches: every argument is a device pointer
         self.calls = []
         for ln, fn in zip(plan.launches, self.functions):
             fn.prepare("P" * len(ln.args))
-            self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args]))
+            if ln.dynamic_shared:
+                fn.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
+            self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args],
+                               ln.dynamic_shared))
+        self.last_times_ms: list[float] = []
 
     def _launch(self, k: int) -> None:
-        fn, grid, block, args = self.calls[k]
-        fn.prepared_async_call(grid, block, None, *args)
+        fn, grid, block, args, shared = self.calls[k]
+        fn.prepared_async_call(grid, block, None, *args, shared_size=shared)
 
     def _wait(self, event) -> None:
         from sched_dsl.runtime.common import watchdog

@@ -47,6 +47,16 @@ def load_nvrtc():
     return nvrtc
 
 
+def cuda_include_dir() -> str | None:
+    """The CUDA toolkit's include folder (for cuda_fp16.h / cuda_bf16.h), when there is one."""
+    import os
+
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and os.path.isfile(os.path.join(root, "include", "cuda_fp16.h")):
+            return os.path.join(root, "include")
+    return None
+
+
 def compile_cubin(nvrtc, source: str, arch: str) -> bytes:
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
 
@@ -59,6 +69,9 @@ def compile_cubin(nvrtc, source: str, arch: str) -> bytes:
     prog = call(nvrtc.nvrtcCreateProgram(source.encode(), SOURCE_NAME.encode(), 0, [], []))
     try:
         opts = [f"--gpu-architecture={arch}".encode(), b"--generate-line-info", b"-std=c++17"]
+        include = cuda_include_dir()
+        if include is not None and "#include <cuda_" in source:
+            opts.append(f"--include-path={include}".encode())
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         size = call(nvrtc.nvrtcGetProgramLogSize(prog))
         log = b" " * size

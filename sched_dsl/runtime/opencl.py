@@ -19,7 +19,7 @@ from sched_dsl.lowering.host_plan import HostPlan, c_name
 from sched_dsl.runtime.common import (DeviceError, DeviceLimits, check_limits, checked_inputs, compile_error,
                                       watchdog)
 
-__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits"]
+__all__ = ["DeviceError", "OpenCLKernel", "default_device", "device_limits", "has_tensor_cores"]
 
 
 def _pyopencl():
@@ -70,6 +70,21 @@ def default_device():
     return gpus[0] if gpus else devices_[0][1]
 
 
+def has_tensor_cores(d=None) -> bool:
+    """Whether the OpenCL device is an NVIDIA GPU of compute capability 8.0 or later, whose
+    compiler takes the tensor-core instructions (mma.sync, ldmatrix, cp.async) as inline PTX.
+    `SCHED_DSL_TENSOR_CORES=0` turns them off (plain loops; to compare)."""
+    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
+        return False
+    d = default_device() if d is None else d
+    if "nvidia" not in d.platform.name.lower():
+        return False
+    try:
+        return d.compute_capability_major_nv >= 8
+    except Exception:  # noqa: BLE001 - a driver without the cl_nv_device_attribute_query extension
+        return False
+
+
 def device_limits(d) -> DeviceLimits:
     sizes = tuple(d.max_work_item_sizes) + (1,) * (3 - len(d.max_work_item_sizes))
     return DeviceLimits(d.name, d.max_work_group_size, sizes[:3], d.local_mem_size,
@@ -113,7 +128,7 @@ class OpenCLKernel:
         self.ctx, self.queue = _context_and_queue()
         self.kernels = [cl.Kernel(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
         mf = cl.mem_flags
-        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=4 * b.size) for b in plan.buffers}
+        self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=max(b.nbytes, 4)) for b in plan.buffers}
         self.last_times_ms: list[float] = []
         # one call at a time: calls share the buffers and the kernels' arguments
         self.lock = threading.Lock()

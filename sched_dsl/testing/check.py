@@ -72,13 +72,17 @@ class StageResult:
 
 def summary(results: Sequence[StageResult]) -> str | None:
     """A line naming the stages checked and those too large for the budget; None when all were checked."""
-    unchecked = [r.name for r in results if not r.checked]
+    unchecked = [r for r in results if not r.checked]
     if not unchecked:
         return None
-    checked = [r.name for r in results if r.checked]
-    return (f"not every stage was checked: too large for the interpreter's budget: {', '.join(unchecked)}; "
-            f"checked: {', '.join(checked) or 'none'} (raise the budget with --check-budget, "
-            "or check_each_pass(budget=...))")
+    checked = ", ".join(r.name for r in results if r.checked) or "none"
+    budget = [r.name for r in unchecked if "budget" in r.message]
+    elsewhere = "; ".join(f"{r.name} ({r.message})" for r in unchecked if "budget" not in r.message)
+    if not budget:
+        return f"not every stage was checked: not run here: {elsewhere}; checked: {checked}"
+    return (f"not every stage was checked: too large for the interpreter's budget: {', '.join(budget)}; "
+            + (f"not run here: {elsewhere}; " if elsewhere else "")
+            + f"checked: {checked} (raise the budget with --check-budget, or check_each_pass(budget=...))")
 
 
 class EquivalenceError(AssertionError):
@@ -138,7 +142,7 @@ def graph_of(fn: func.FuncOp) -> tuple[list[Tensor], dict[str, Tensor]]:
     for k, a in enumerate(fn.body.block.args):
         if not isinstance(a.type, TensorType):
             raise CheckError(f"func '{fn.sym_name.data}': argument {k} is {a.type}, not a tensor")
-        dtype = "i32" if isinstance(a.type.element_type, IntegerType) else "f32"
+        dtype = "i32" if isinstance(a.type.element_type, IntegerType) else T.dtype_of(a)
         values[a] = Tensor("placeholder", T.shape_of(a), name=a.name_hint or f"arg{k}", dtype=dtype)
         placeholders.append(values[a])
     outputs: dict[str, Tensor] = {}
@@ -171,6 +175,12 @@ def evaluate(module: ModuleOp, inputs: Mapping[str, np.ndarray], budget: int = D
     fn = host_function(module)
     if level_of(module) == "tensorop":
         return _evaluate_tensorop(fn, inputs)
+    if any(op.dialect_name() == "tc" for op in module.walk()):
+        # tensor-core ops run as what they mean: the loops tc-to-loops writes for them
+        from sched_dsl.lowering.tc_to_loops import TcToLoopsPass
+        module = module.clone()
+        TcToLoopsPass().apply(make_context(), module)
+        fn = host_function(module)
     names, n_in = _arg_names(fn), _num_inputs(fn)
     args = []
     for k, (name, a) in enumerate(zip(names, fn.body.block.args)):
@@ -178,7 +188,9 @@ def evaluate(module: ModuleOp, inputs: Mapping[str, np.ndarray], budget: int = D
         if k < n_in or n_in == 0:
             if name not in inputs:
                 raise CheckError(f"no value for argument '{name}'")
-            args.append(np.array(inputs[name], dtype=np.float32).reshape(shape))
+            dtype = T.element_dtype(a.type.element_type)  # f16/bf16 inputs: values of that type
+            args.append(reference.round_to(np.array(inputs[name], dtype=np.float64), dtype or "f32")
+                        .astype(np.float32).reshape(shape))
         else:
             args.append(np.full(shape, np.nan, dtype=np.float32))
     Interpreter(module, budget).run(fn, args)
@@ -192,7 +204,7 @@ def run_opencl_text(module: ModuleOp, source: str, inputs: Mapping[str, np.ndarr
 
     plan = host_plan(module)
     kernel = OpenCLKernel(source, plan)
-    outs = kernel.run(*[np.asarray(inputs[b.name], dtype=np.float32) for b in plan.inputs])
+    outs = kernel.run(*[np.asarray(inputs[b.name], dtype=np.float32).astype(b.numpy_dtype) for b in plan.inputs])
     return {b.name: np.asarray(o) for b, o in zip(plan.outputs, outs)}
 
 
@@ -278,6 +290,9 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
     ctx = ctx or make_context()
     steps = parse_pipeline(pipeline, passes)
     values = dict(random_inputs_of(module, seed) if inputs is None else inputs)
+    if level_of(module) == "tensorop" and (rtol, atol) == (RTOL, ATOL):
+        # f16/bf16/tf32 graphs: the tolerance their types give (docs/precision.md)
+        rtol, atol = reference.tolerance(list(graph_of(host_function(module))[1].values()))
     level = level_of(module)
     too_large = f"too large for the budget of {budget} interpreter steps"
     try:
@@ -339,6 +354,13 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
             unchecked(TEXT_STAGE, "text")
             return results
         from sched_dsl.runtime.common import DeviceError
+        from sched_dsl.runtime.opencl import has_tensor_cores
+
+        if any(op.dialect_name() == "tc" for op in module.walk()) and not has_tensor_cores():
+            too_large = ("its text uses tensor-core instructions, which this OpenCL device does not have "
+                         "(end the pipeline with tc-to-loops to run it here)")
+            unchecked(TEXT_STAGE, "text")
+            return results
 
         try:
             got, error = run_opencl_text(module, source, values), None

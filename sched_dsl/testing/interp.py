@@ -1,6 +1,7 @@
 """A reference interpreter of the loop and gpu IR, for checking passes on small inputs.
 
-It runs a host `func.func` whose arguments are memrefs (numpy float32 or int32 arrays) over
+It runs a host `func.func` whose arguments are memrefs (numpy float32 or int32 arrays; f16 and
+bf16 memory holds float32 numbers of that type, which arith.truncf rounds to) over
 the ops sched-dsl's passes write: arith, math, memref, vector (float4 copies), scf, and gpu.
 Its meaning is that of running every loop in order, with the SPMD meaning of thread loops:
 
@@ -158,6 +159,17 @@ def _int(v):
 
 
 F32 = np.float32
+
+
+def _round_to(a, t):
+    """a (float32, a scalar or lanes) rounded to f16 or bf16, kept as float32."""
+    from sched_dsl.dialects.tensorop import element_dtype
+    from sched_dsl.reference import numpy_dtype
+
+    dtype = element_dtype(t)
+    if dtype not in ("f16", "bf16"):
+        raise InterpError(None, f"arith.truncf to {t}: the interpreter rounds to f16 and bf16")
+    return F32(np.asarray(a, np.float32).astype(numpy_dtype(dtype)).astype(np.float32))
 # ops without regions: name -> f(op, *operand values) -> result value; values are scalars or
 # arrays over lanes, and each function works on both
 SIMPLE = {
@@ -186,6 +198,9 @@ SIMPLE = {
     "arith.negf": lambda op, a: F32(-a),
     "arith.index_cast": lambda op, a: _int(a),
     "arith.sitofp": lambda op, a: F32(a),
+    # f16/bf16 values are float32 numbers of that type (memory of those types holds them too)
+    "arith.extf": lambda op, a: F32(a),
+    "arith.truncf": lambda op, a: _round_to(a, op.result.type),
     "math.exp": lambda op, a: F32(np.exp(a)),
     "math.tanh": lambda op, a: F32(np.tanh(a)),
     "math.sqrt": lambda op, a: F32(np.sqrt(a)),

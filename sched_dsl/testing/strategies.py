@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from sched_dsl import tensor as ops
 from sched_dsl.build import build
-from sched_dsl.reference import evaluate
+from sched_dsl.reference import evaluate, numpy_dtype, tolerance
 from sched_dsl.schedule import Loop, Schedule
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.schedule import loop_names
@@ -49,6 +49,19 @@ PRODUCER_FNS = ("relu", "neg", "exp", "sigmoid", "tanh")
 
 
 # ---- shapes and operators ------------------------------------------------------------------
+
+# element types the operator strategies draw in: the tensor types, and "tf32", f32 tensors
+# whose matmul and conv2d multiply at TF32 precision
+DTYPES = ("f32", "f16", "bf16", "tf32")
+
+
+def _storage(dtype: str) -> str:
+    return "f32" if dtype == "tf32" else dtype
+
+
+def _precision(dtype: str) -> str | None:
+    return "tf32" if dtype == "tf32" else None
+
 
 
 def sizes(max_size: int = 16) -> st.SearchStrategy[int]:
@@ -73,14 +86,14 @@ def _maybe_producer(draw, x: Tensor) -> Tensor:
 
 
 @st.composite
-def _matmul(draw) -> Tensor:
+def _matmul(draw, dtype: str = "f32") -> Tensor:
     m, k, n = draw(sizes()), draw(sizes()), draw(sizes())
-    a = draw(_maybe_producer(ops.placeholder("A", (m, k))))
-    return ops.matmul(a, ops.placeholder("B", (k, n)))
+    a = draw(_maybe_producer(ops.placeholder("A", (m, k), _storage(dtype))))
+    return ops.matmul(a, ops.placeholder("B", (k, n), _storage(dtype)), precision=_precision(dtype))
 
 
 @st.composite
-def _conv2d(draw) -> Tensor:
+def _conv2d(draw, dtype: str = "f32") -> Tensor:
     batch = draw(st.integers(1, 2))
     kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
     if kind == "plain":
@@ -96,13 +109,14 @@ def _conv2d(draw) -> Tensor:
     span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     h = draw(st.integers(max(1, span_h - padding[0] - padding[2]), 10))
     w = draw(st.integers(max(1, span_w - padding[1] - padding[3]), 10))
-    x = draw(_maybe_producer(ops.placeholder("X", (batch, groups * cg, h, w))))
-    weight = ops.placeholder("W", (groups * fg, cg, kh, kw))
-    return ops.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x = draw(_maybe_producer(ops.placeholder("X", (batch, groups * cg, h, w), _storage(dtype))))
+    weight = ops.placeholder("W", (groups * fg, cg, kh, kw), _storage(dtype))
+    return ops.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                      precision=_precision(dtype))
 
 
 @st.composite
-def _pool2d(draw) -> Tensor:
+def _pool2d(draw, dtype: str = "f32") -> Tensor:
     kind = draw(st.sampled_from(T.POOL_KINDS))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
@@ -111,14 +125,14 @@ def _pool2d(draw) -> Tensor:
     h = draw(st.integers(max(1, kernel[0] - padding[0] - padding[2]), 11))
     w = draw(st.integers(max(1, kernel[1] - padding[1] - padding[3]), 11))
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
-    x = draw(_maybe_producer(ops.placeholder("X", (n, c, h, w))))
+    x = draw(_maybe_producer(ops.placeholder("X", (n, c, h, w), _storage(dtype))))
     return ops.pool2d(x, kind, kernel, stride=stride, padding=padding)
 
 
 @st.composite
-def _unary(draw) -> Tensor:
+def _unary(draw, dtype: str = "f32") -> Tensor:
     fn = draw(st.sampled_from(T.UNARY_FNS))
-    x = ops.placeholder("X", draw(shapes()))
+    x = ops.placeholder("X", draw(shapes()), _storage(dtype))
     if fn == "clip":
         lo = draw(st.floats(-1, 1, width=32))
         hi = draw(st.floats(lo, 1, width=32))
@@ -135,7 +149,7 @@ def _broadcast_operand(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @st.composite
-def _binary(draw) -> Tensor:
+def _binary(draw, dtype: str = "f32") -> Tensor:
     fn = draw(st.sampled_from(T.BINARY_FNS))
     shape = draw(shapes())
     sa, sb = draw(_broadcast_operand(shape)), draw(_broadcast_operand(shape))
@@ -143,66 +157,66 @@ def _binary(draw) -> Tensor:
         sa = shape
     elif draw(st.booleans()):
         sb = shape
-    a = draw(_maybe_producer(ops.placeholder("A", sa)))
-    return ops.binary(fn, a, ops.placeholder("B", sb))
+    a = draw(_maybe_producer(ops.placeholder("A", sa, _storage(dtype))))
+    return ops.binary(fn, a, ops.placeholder("B", sb, _storage(dtype)))
 
 
 @st.composite
-def _bias_add(draw) -> Tensor:
+def _bias_add(draw, dtype: str = "f32") -> Tensor:
     shape = draw(shapes())
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
-    return ops.bias_add(x, ops.placeholder("bias", (shape[axis],)), axis=axis)
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
+    return ops.bias_add(x, ops.placeholder("bias", (shape[axis],), _storage(dtype)), axis=axis)
 
 
 @st.composite
-def _reduce(draw) -> Tensor:
+def _reduce(draw, dtype: str = "f32") -> Tensor:
     shape = draw(shapes())
     rank = len(shape)
     axes = draw(st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True))
     axes = [a - rank if draw(st.booleans()) else a for a in axes]
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
     return ops.reduce(x, draw(st.sampled_from(T.REDUCE_FNS)), axes, keepdims=draw(st.booleans()))
 
 
 @st.composite
-def _softmax(draw) -> Tensor:
+def _softmax(draw, dtype: str = "f32") -> Tensor:
     shape = draw(shapes(max_dims=3))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
     return ops.softmax(x, axis=axis)
 
 
 @st.composite
-def _scan(draw) -> Tensor:
+def _scan(draw, dtype: str = "f32") -> Tensor:
     shape = draw(shapes(max_dims=3))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
     return ops.cumsum(x, axis, exclusive=draw(st.booleans()), reverse=draw(st.booleans()))
 
 
 @st.composite
-def _argsort(draw) -> Tensor:
+def _argsort(draw, dtype: str = "f32") -> Tensor:
     shape = draw(shapes(max_dims=3, max_elements=512))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
     return ops.argsort(x, axis, descending=draw(st.booleans()))
 
 
 @st.composite
-def _topk(draw) -> Tensor:
+def _topk(draw, dtype: str = "f32") -> Tensor:
     """The indices or the values of a top-k."""
     shape = draw(shapes(max_dims=3, max_elements=512))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    x = draw(_maybe_producer(ops.placeholder("X", shape)))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
     values, indices = ops.topk(x, draw(st.integers(1, shape[axis])), axis, largest=draw(st.booleans()))
     return draw(st.sampled_from([indices, values]))
 
 
 @st.composite
-def _nms(draw) -> Tensor:
+def _nms(draw, dtype: str = "f32") -> Tensor:
     n = draw(sizes(12))
-    boxes, scores = ops.placeholder("boxes", (n, 4)), ops.placeholder("scores", (n,))
+    boxes, scores = ops.placeholder("boxes", (n, 4), _storage(dtype)), ops.placeholder("scores", (n,), _storage(dtype))
     score_threshold = draw(st.sampled_from([float("-inf"), 0.0, 0.25, 0.5]))
     return ops.nms(boxes, scores, draw(st.integers(1, n + 2)), draw(st.sampled_from(IOU_THRESHOLDS)),
                   score_threshold)
@@ -213,8 +227,9 @@ _OPERATORS = {"matmul": _matmul, "conv2d": _conv2d, "pool2d": _pool2d, "unary": 
               "argsort": _argsort, "topk": _topk, "nms": _nms}
 
 
-def operators(kinds: str | Sequence[str] = OPERATOR_KINDS) -> st.SearchStrategy[Tensor]:
-    """A small operator graph, returned as its output tensor: one operator of `kinds`
+def operators(kinds: str | Sequence[str] = OPERATOR_KINDS, dtype: str = "f32") -> st.SearchStrategy[Tensor]:
+    """A small operator graph, returned as its output tensor: one operator of `kinds` on
+    tensors of `dtype` (f32, f16, bf16, or tf32: f32 tensors multiplied at TF32 precision)
     (matmul, conv2d with stride/padding/dilation/groups/depthwise, pool2d max/avg, unary
     fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax, scan
     (cumsum, exclusive/reverse), argsort, topk (its indices or its values), nms), whose
@@ -223,7 +238,9 @@ def operators(kinds: str | Sequence[str] = OPERATOR_KINDS) -> st.SearchStrategy[
     unknown = set(kinds) - set(_OPERATORS)
     if unknown:
         raise ValueError(f"unknown operator kind(s) {sorted(unknown)}; choose from {', '.join(_OPERATORS)}")
-    return st.one_of(*[_OPERATORS[k]() for k in kinds])
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype '{dtype}'; choose from {', '.join(DTYPES)}")
+    return st.one_of(*[_OPERATORS[k](dtype) for k in kinds])
 
 
 # ---- schedules --------------------------------------------------------------------------------
@@ -326,9 +343,12 @@ def schedules(draw, out: Tensor) -> Schedule:
         else:
             break
     threads = 1
+    # an f16/bf16 sum keeps an f32 register per thread: no bound loop inside a reduction loop
+    f32_register = out.dtype in ("f16", "bf16") and any(lf.reduce for lf in leaves)
+    first_reduce = next((k for k, lf in enumerate(leaves) if lf.reduce), len(leaves))
     for tag in ("thread.x", "thread.y"):
-        free = [lf for lf in leaves[n_blocks:] if not lf.reduce and lf.bind is None
-                and threads * lf.extent <= MAX_THREADS]
+        free = [lf for k, lf in enumerate(leaves) if k >= n_blocks and not lf.reduce and lf.bind is None
+                and threads * lf.extent <= MAX_THREADS and not (f32_register and k > first_reduce)]
         if free and draw(st.booleans()):
             leaf = draw(st.sampled_from(free))
             leaf.bind = tag
@@ -409,8 +429,8 @@ def _positive_inputs(outs: Sequence[Tensor]) -> set[str]:
 
 
 def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np.ndarray]:
-    """Well-conditioned float32 values for every placeholder of `out` (one output or
-    several), by name: finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
+    """Well-conditioned values for every placeholder of `out` (one output or several), by
+    name, as float32 arrays (float16 / ml_dtypes.bfloat16 for f16 / bf16 placeholders): finite (no NaN or Inf), in [-1, 1] so that both branches of relu,
     max, clip and padding are taken, and in [0.5, 1.5] for placeholders that feed a divisor
     (away from 0) or a sum (matmul, conv2d, reduce sum/mean, average pooling), so that
     reductions do not cancel to a value small against their rounding error. Sorts and
@@ -436,11 +456,14 @@ def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np
         elif t.kind == "placeholder":
             lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
             values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
+    for t in graph:  # f16/bf16 inputs: arrays of that type (what the kernels take)
+        if t.kind == "placeholder" and t.dtype in ("f16", "bf16"):
+            values[t.name] = values[t.name].astype(numpy_dtype(t.dtype))
     return values
 
 
 def inputs(out: Tensor) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Well-conditioned float32 inputs of `out` by placeholder name, drawn from a random
+    """Well-conditioned inputs of `out` (arrays of their types) by placeholder name, drawn from a random
     seed: no NaN/Inf, divisors away from 0, sums over values of one sign (see random_inputs)."""
     return st.integers(0, 2**32 - 1).map(lambda seed: random_inputs(out, seed))
 
@@ -456,12 +479,16 @@ def describe(out: Tensor) -> str:
 
 
 def assert_equivalent(out: Tensor, schedule: Schedule | None = None, target: str = "opencl",
-                      rtol: float = 1e-4, atol: float = 1e-5,
+                      rtol: float | None = None, atol: float | None = None,
                       inputs: Mapping[str, np.ndarray] | None = None, pipeline=None) -> None:
     """Builds `out` with `schedule`, runs it on `inputs` (random_inputs(out) when not given)
-    and checks it against `evaluate`; on a mismatch the message names the operator, the
-    schedule IR and the worst element. `pipeline` (a pass spec string or a list of pass
-    instances, e.g. with a pass of your own) replaces the default lowering pipeline."""
+    and checks it against `evaluate` within `rtol`/`atol` (by default `tolerance(out)`, from
+    its element types); on a mismatch the message names the operator, the schedule IR and
+    the worst element. `pipeline` (a pass spec string or a list of pass instances, e.g. with
+    a pass of your own) replaces the default lowering pipeline."""
+    default_rtol, default_atol = tolerance(out)
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
     values = dict(random_inputs(out) if inputs is None else inputs)
     kernel = build(out, schedule, target=target, pipeline=pipeline)
     got = np.asarray(kernel(**{n: values[n] for n in kernel.input_names}), dtype=np.float64)

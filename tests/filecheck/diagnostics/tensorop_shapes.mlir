@@ -35,10 +35,10 @@ builtin.module {
 }
 // -----
 // CHECK-NEXT: // {{-+}}
-// matmul: not f32
+// matmul: not a float tensor
 builtin.module {
   func.func @main(%A: tensor<4x8xi32>, %B: tensor<8x5xf32>) {
-    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<4x8xi32>, tensor<8x5xf32>) -> tensor<4x5xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.matmul 'C': operands must be f32 tensors, got tensor<4x8xi32>
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<4x8xi32>, tensor<8x5xf32>) -> tensor<4x5xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.matmul 'C': operand 0 must be a float tensor (f32, f16, bf16), got tensor<4x8xi32>
     func.return
   }
 }
@@ -272,7 +272,7 @@ builtin.module {
 // take_along_axis: the indices must be i32
 builtin.module {
   func.func @main(%X: tensor<2x8xf32>) {
-    %S = tensorop.take_along_axis %X, %X {name = "S", axis = 1 : i64} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.take_along_axis 'S': operands must be i32 tensors, got tensor<2x8xf32>
+    %S = tensorop.take_along_axis %X, %X {name = "S", axis = 1 : i64} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.take_along_axis 'S': operand 1 must be an i32 tensor, got tensor<2x8xf32>
     func.return
   }
 }
@@ -291,6 +291,51 @@ builtin.module {
 builtin.module {
   func.func @main(%B: tensor<5x4xf32>, %C: tensor<5xf32>) {
     %S = tensorop.nms %B, %C {name = "S", max_output = 0 : i64, iou_threshold = 5.000000e-01 : f32, score_threshold = 0.000000e+00 : f32} : (tensor<5x4xf32>, tensor<5xf32>) -> tensor<0xi32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.nms 'S': nms: max_output must be >= 1, got 0
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// binary: operands of two float types (no implicit conversion)
+builtin.module {
+  func.func @main(%A: tensor<4x8xbf16>, %B: tensor<4x8xf32>) {
+    %C = tensorop.binary %A, %B {name = "C", fn = "add"} : (tensor<4x8xbf16>, tensor<4x8xf32>) -> tensor<4x8xbf16> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.binary 'C': operands are bf16 and f32; give them one element type with an explicit cast (sd.cast)
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// matmul: tf32 compute mode on bf16 tensors
+builtin.module {
+  func.func @main(%A: tensor<4x8xbf16>, %B: tensor<8x5xbf16>) {
+    %C = tensorop.matmul %A, %B {name = "C", compute = "tf32"} : (tensor<4x8xbf16>, tensor<8x5xbf16>) -> tensor<4x5xbf16> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.matmul 'C': compute mode tf32 is for f32 tensors, the operands are bf16
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// matmul: a result type that is neither the operands' nor f32
+builtin.module {
+  func.func @main(%A: tensor<4x8xbf16>, %B: tensor<8x5xbf16>) {
+    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<4x8xbf16>, tensor<8x5xbf16>) -> tensor<4x5xf16> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.matmul 'C': result type f16 must be the operands' type bf16 or f32
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// conv2d: an unknown compute mode
+builtin.module {
+  func.func @main(%X: tensor<1x2x4x4xf32>, %W: tensor<3x2x1x1xf32>) {
+    %Y = tensorop.conv2d %X, %W {name = "Y", compute = "fp8", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x2x4x4xf32>, tensor<3x2x1x1xf32>) -> tensor<1x3x4x4xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.conv2d 'Y': compute mode 'fp8' is not one of tf32
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// cast: to an integer type
+builtin.module {
+  func.func @main(%A: tensor<4xbf16>) {
+    %C = tensorop.cast %A {name = "C"} : (tensor<4xbf16>) -> tensor<4xi32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.cast 'C': casts to i32; the result must be one of f32, f16, bf16
     func.return
   }
 }

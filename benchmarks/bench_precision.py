@@ -1,0 +1,158 @@
+"""Tensor-core GEMMs against cuBLAS (through torch.matmul) in bf16, fp16 and tf32, on one
+CUDA GPU in one run: the tensorized GEMM template (sched_dsl.graph.model_schedules.
+tc_gemm_tiles) at several tile configurations, on the CUDA target and, where NVIDIA's
+OpenCL platform is registered, on the OpenCL target from the same schedule.
+
+bf16 and fp16: bf16/fp16 operands and result, f32 accumulation (cuBLAS: torch.matmul on
+bf16/fp16 tensors). tf32: f32 operands and result, products at TF32 precision (cuBLAS with
+torch.backends.cuda.matmul.allow_tf32). Times are means over back-to-back launches after
+warm-ups between CUDA events, for ours (CUDA target) and cuBLAS alike; the OpenCL target's
+are the sum of its kernels' profiling times. Speed = cuBLAS time / our time.
+
+    python benchmarks/bench_precision.py --json benchmarks/data/precision_h200.json [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import sched_dsl as sd  # noqa: E402
+from bench_kernels import close, nvidia_opencl, torch_time  # noqa: E402
+from sched_dsl.graph.model_schedules import tc_gemm_defaults, tc_gemm_tiles, tc_shared_bytes  # noqa: E402
+
+PRECISIONS = ("bf16", "fp16", "tf32")
+DTYPE = {"bf16": "bf16", "fp16": "f16", "tf32": "f32"}
+INTRINSIC = {"bf16": "mma.m16n8k16", "fp16": "mma.m16n8k16", "tf32": "mma.m16n8k8"}
+# (bm, bn, bk, wm, wn, stages); those over 48 KiB of shared memory take CUDA's dynamic shared
+# memory and run on the CUDA target only (NVIDIA's OpenCL has 48 KiB of __local per block)
+CONFIGS = {
+    "mma.m16n8k16": [(128, 128, 32, 64, 64, 2), (128, 256, 32, 64, 64, 3), (256, 128, 32, 64, 64, 3),
+                     (128, 128, 64, 64, 64, 3), (128, 128, 32, 64, 64, 4), (128, 256, 16, 64, 64, 4),
+                     (64, 128, 32, 32, 64, 3), (128, 64, 32, 64, 32, 3), (64, 64, 64, 32, 32, 3)],
+    "mma.m16n8k8": [(128, 128, 16, 64, 64, 2), (128, 128, 32, 64, 64, 3), (128, 256, 16, 64, 64, 3),
+                    (128, 128, 16, 64, 64, 4), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3)],
+}
+SMALL = 1024  # at this size and below, block tiles of at most 128 x 128 (enough blocks for the SMs)
+OPENCL_SHARED = 48 * 1024
+
+
+def gemm(n: int, precision: str, tiles: tuple[int, ...]):
+    dtype = DTYPE[precision]
+    a, b = sd.placeholder("A", (n, n), dtype), sd.placeholder("B", (n, n), dtype)
+    c = sd.matmul(a, b, name="C", precision="tf32" if precision == "tf32" else None)
+    s = sd.Schedule(c)
+    tc_gemm_tiles(s, c, a, b, *tiles, INTRINSIC[precision])
+    return c, s
+
+
+def configs(n: int, precision: str, quick: bool, only: str | None = None) -> list[tuple[int, ...]]:
+    """The default tile, then CONFIGS that divide n (or the `only` list, "128x128x32x64x64x2,...")."""
+    intrinsic = INTRINSIC[precision]
+    if only:
+        return [tuple(int(v) for v in c.split("x")) for c in only.split(",")]
+    d = tc_gemm_defaults(n, n, n, intrinsic)
+    found = [tuple(d[k] for k in ("bm", "bn", "bk", "wm", "wn", "stages"))] if d else []
+    for t in CONFIGS[intrinsic]:
+        if t not in found and all(n % v == 0 for v in t[:3]) and (n > SMALL or t[0] * t[1] <= 128 * 128):
+            found.append(t)
+    return found[:3] if quick else found
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", default="bench_precision.json", help="where to write the results")
+    p.add_argument("--sizes", default="1024,4096")
+    p.add_argument("--precisions", default=",".join(PRECISIONS))
+    p.add_argument("--repeat", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="three configurations per case")
+    p.add_argument("--no-opencl", action="store_true")
+    p.add_argument("--configs", help="tiles to run instead of the default list: bm x bn x bk x wm x wn x stages, "
+                   "comma-separated")
+    args = p.parse_args()
+
+    import ml_dtypes
+    import torch
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device visible to torch")
+    opencl = nvidia_opencl() and not args.no_opencl
+    print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; "
+          f"OpenCL target: {'NVIDIA' if opencl else 'not available'}", flush=True)
+    rows = []
+    for precision in args.precisions.split(","):
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[precision]
+        ndtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16, "tf32": np.float32}[precision]
+        for n in (int(v) for v in args.sizes.split(",")):
+            rng = np.random.default_rng(0)
+            a = rng.standard_normal((n, n), dtype=np.float32).astype(ndtype)
+            b = rng.standard_normal((n, n), dtype=np.float32).astype(ndtype)
+            ta = torch.from_numpy(a.astype(np.float32)).cuda().to(tdtype)
+            tb = torch.from_numpy(b.astype(np.float32)).cuda().to(tdtype)
+            # the reference: f32 products of the same values, summed in f32 (TF32 off)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            want = (ta.float() @ tb.float()).cpu().numpy()
+            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+            flops = 2.0 * n ** 3
+            work = f"GEMM {n}^3 {precision}"
+            base = torch_time(lambda: ta @ tb, args.repeat, args.warmup)
+            cublas_err = close((ta @ tb).float().cpu().numpy(), want)
+            rows.append(dict(workload=work, precision=precision, n=n, impl="cuBLAS", ms=base,
+                             tflops=flops / base / 1e9, speed=1.0, max_rel_err=cublas_err))
+            print(f"{work}: cuBLAS {base * 1e3:8.1f} us {flops / base / 1e9:7.1f} TFLOP/s  err {cublas_err:.1e}",
+                  flush=True)
+            for tiles in configs(n, precision, args.quick, args.configs):
+                c, s = gemm(n, precision, tiles)
+                fits_opencl = tc_shared_bytes(*tiles[:3], tiles[5], INTRINSIC[precision]) <= OPENCL_SHARED
+                for target in ("cuda", "opencl") if opencl and fits_opencl else ("cuda",):
+                    name = f"{target}:" + "x".join(map(str, tiles[:3])) + f"/w{tiles[3]}x{tiles[4]}/s{tiles[5]}"
+                    t0 = time.time()
+                    try:
+                        kern = sd.build(c, s, target=target)
+                        got = np.asarray(kern(a, b), np.float32)
+                        err = close(got, want)
+                        ms = kern.runner.bench(args.repeat, args.warmup)
+                    except Exception as e:  # a configuration the device rejects is a result
+                        msg = " | ".join(line for line in str(e).splitlines() if line.strip())[:800]
+                        rows.append(dict(workload=work, precision=precision, n=n, impl=name, error=msg))
+                        print(f"  {name}: {type(e).__name__}: {msg}", flush=True)
+                        continue
+                    rows.append(dict(workload=work, precision=precision, n=n, impl=name, ms=ms,
+                                     tflops=flops / ms / 1e9, speed=base / ms, max_rel_err=err,
+                                     tensor_cores="mma.sync" in kern.source, build_s=time.time() - t0))
+                    print(f"  {name:<34} {ms * 1e3:8.1f} us {flops / ms / 1e9:7.1f} TFLOP/s  {base / ms:5.2f}x cuBLAS"
+                          f"  err {err:.1e}{'' if 'mma.sync' in kern.source else '  (no tensor cores)'}", flush=True)
+    summary = []
+    for work in dict.fromkeys(r["workload"] for r in rows):
+        ok = [r for r in rows if r["workload"] == work and "ms" in r]
+        base = next(r for r in ok if r["impl"] == "cuBLAS")
+        line = {"workload": work, "cublas_ms": base["ms"]}
+        for target in ("cuda", "opencl"):
+            mine = [r for r in ok if r["impl"].startswith(target + ":")]
+            if mine:
+                best = min(mine, key=lambda r: r["ms"])
+                line[target] = {"impl": best["impl"], "ms": best["ms"], "tflops": best["tflops"],
+                                "speed": base["ms"] / best["ms"]}
+        if "cuda" in line:
+            same = [r for r in ok if r["impl"] == "opencl:" + line["cuda"]["impl"].split(":", 1)[1]]
+            if same:
+                line["opencl_vs_cuda"] = line["cuda"]["ms"] / same[0]["ms"]
+        summary.append(line)
+        print(json.dumps(line))
+    with open(args.json, "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows,
+                   "summary": summary}, f, indent=1)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The `tc` dialect: warp-level matrix multiply-accumulate (NVIDIA's mma.sync) and
+asynchronous global-to-shared copies, as ops with a plain meaning.
+
+`apply-schedule` writes these for a tensorized stage (`sched.tensorize`) and for pipelined
+shared caches (`sched.cache_read ... stages`). On NVIDIA the printers emit the instructions
+(`ldmatrix`, `mma.sync`, `cp.async`); elsewhere `tc-to-loops` rewrites each op into the
+loops that are its meaning, so one schedule runs on every device.
+
+The 32 lanes of a warp execute these ops together (`lane` is the lane's index, 0..31).
+Meaning of each op, for lane l, with g = l / 4 and t = l % 4:
+
+- `%f = tc.load_fragment "a" %lane, %buf[%i, %j] {intrinsic, dims}`: the operand tile of
+  the warp's next mma, element (r, c) at buf[.., i + r, .., j + c, ..] (the buffer dims
+  `dims` = (rows, cols) of the tile): A is M x K (row-major), B is K x N; with `tiles = 2`
+  (B only) two neighbouring B tiles, columns 0..N-1 and N..2N-1.
+- `tc.mma %a, %b, %lane, %acc[%i..] {b_tile}`: acc[.., q + e] += sum_k A(row, k) * B(k, col)
+  for e = 0..3, row = g + 8 * (e / 2), col = 2 t + e % 2 (+ N for b_tile 1 of a pair),
+  where q is the last index: each lane holds 4 of the 16 x 8 f32 results (the C fragment
+  layout of mma.m16n8kK).
+- `tc.copy_async %dst[..], %src[..] {elements}`: dst[.., q + e] = src[.., p + e] for
+  e < elements (16 bytes), complete once a later `tc.copy_wait` leaves fewer groups pending
+  than were committed after it (`tc.copy_commit` closes a group).
+
+Intrinsics: "m16n8k16" (f16 or bf16 operands) and "m16n8k8" (tf32: f32 operands taken at
+TF32 precision); results are f32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    IntAttr,
+    DenseArrayBase,
+    Float16Type,
+    Float32Type,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+)
+from xdsl.utils.exceptions import VerifyException
+
+from sched_dsl.dialects.memspace import LOCAL, SHARED
+
+# intrinsic -> (M, N, K)
+SHAPES = {"m16n8k16": (16, 8, 16), "m16n8k8": (16, 8, 8)}
+LANES = 32
+ACCUMULATORS = 4  # f32 results per lane of one mma
+
+
+def intrinsic_for(element: Attribute) -> str | None:
+    """The mma shape that takes operands of this element type (f32 means tf32), or None."""
+    if isinstance(element, (Float16Type, BFloat16Type)):
+        return "m16n8k16"
+    if isinstance(element, Float32Type):
+        return "m16n8k8"
+    return None
+
+
+@irdl_attr_definition
+class FragmentType(ParametrizedAttribute, TypeAttribute):
+    """A warp's operand tile of one mma, spread over its lanes' registers."""
+
+    name = "tc.frag"
+    role: StringAttr  # "a" or "b"
+    intrinsic: StringAttr
+    element: Attribute
+    tiles: IntAttr  # operand tiles held (B: 1, or 2 neighbouring ones)
+
+
+def _check_indices(op: IRDLOperation, ref: SSAValue, indices: Sequence[SSAValue], what: str) -> None:
+    if not isinstance(ref.type, MemRefType):
+        raise VerifyException(f"{op.name}: {what} must be a memref, got {ref.type}")
+    if len(indices) != len(ref.type.get_shape()):
+        raise VerifyException(f"{op.name}: {what} has {len(ref.type.get_shape())} dimensions, "
+                              f"indexed with {len(indices)}")
+
+
+@irdl_op_definition
+class LoadFragmentOp(IRDLOperation):
+    name = "tc.load_fragment"
+    lane = operand_def(IndexType)
+    buffer = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    role = prop_def(StringAttr)
+    intrinsic = prop_def(StringAttr)
+    dims = prop_def(DenseArrayBase)
+    tiles = prop_def(IntegerAttr)
+    result = result_def(FragmentType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$role $lane `,` $buffer `[` $indices `]` attr-dict `:` type($buffer) `->` type($result)")
+
+    def __init__(self, role: str, lane: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], intrinsic: str,
+                 dims: Sequence[int], tiles: int = 1):
+        element = buffer.type.element_type
+        super().__init__(operands=[lane, buffer, list(indices)],
+                         properties={"role": StringAttr(role), "intrinsic": StringAttr(intrinsic),
+                                     "dims": DenseArrayBase.from_list(i64, list(dims)),
+                                     "tiles": IntegerAttr(tiles, i64)},
+                         result_types=[FragmentType(StringAttr(role), StringAttr(intrinsic), element, IntAttr(tiles))])
+
+    def tile(self) -> tuple[int, int]:
+        m, n, k = SHAPES[self.intrinsic.data]
+        return (m, k) if self.role.data == "a" else (k, n)
+
+    def verify_(self) -> None:
+        if self.role.data not in ("a", "b"):
+            raise VerifyException(f"tc.load_fragment: role must be \"a\" or \"b\", got \"{self.role.data}\"")
+        if self.intrinsic.data not in SHAPES:
+            raise VerifyException(f"tc.load_fragment: intrinsic '{self.intrinsic.data}' is not one of "
+                                  f"{', '.join(SHAPES)}")
+        _check_indices(self, self.buffer, self.indices, "the buffer")
+        t = self.buffer.type
+        if intrinsic_for(t.element_type) != self.intrinsic.data:
+            raise VerifyException(f"tc.load_fragment: {self.intrinsic.data} does not take {t.element_type} operands")
+        if t.memory_space != SHARED:
+            raise VerifyException("tc.load_fragment: the operand tile must be in shared memory")
+        dims = list(self.dims.get_values())
+        if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < len(t.get_shape()) for d in dims):
+            raise VerifyException(f"tc.load_fragment: dims {dims} must name two dimensions of the buffer")
+        tiles = self.tiles.value.data
+        if tiles not in (1, 2) or (tiles == 2 and (self.role.data != "b" or self.intrinsic.data != "m16n8k16")):
+            raise VerifyException(f"tc.load_fragment: {tiles} tiles; a B fragment of m16n8k16 may hold 2, "
+                                  "others 1")
+        if self.result.type != FragmentType(self.role, self.intrinsic, t.element_type, IntAttr(tiles)):
+            raise VerifyException(f"tc.load_fragment: result type {self.result.type} does not match the operand")
+
+
+@irdl_op_definition
+class MmaOp(IRDLOperation):
+    name = "tc.mma"
+    a = operand_def(FragmentType)
+    b = operand_def(FragmentType)
+    lane = operand_def(IndexType)
+    acc = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    b_tile = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$a `,` $b `,` $lane `,` $acc `[` $indices `]` attr-dict `:` type($a) `,` type($b) `,` "
+                       "type($acc)")
+
+    def __init__(self, a: SSAValue, b: SSAValue, lane: SSAValue, acc: SSAValue, indices: Sequence[SSAValue],
+                 b_tile: int = 0):
+        super().__init__(operands=[a, b, lane, acc, list(indices)], properties={"b_tile": IntegerAttr(b_tile, i64)})
+
+    @property
+    def intrinsic(self) -> str:
+        return self.a.type.intrinsic.data
+
+    def verify_(self) -> None:
+        a, b = self.a.type, self.b.type
+        if a.role.data != "a" or b.role.data != "b":
+            raise VerifyException("tc.mma: takes an \"a\" fragment, then a \"b\" fragment")
+        if a.intrinsic != b.intrinsic or a.element != b.element:
+            raise VerifyException(f"tc.mma: fragments of different mma shapes or types: {a} and {b}")
+        if not 0 <= self.b_tile.value.data < b.tiles.data:
+            raise VerifyException(f"tc.mma: b_tile {self.b_tile.value.data} of a fragment of {b.tiles.data} tile(s)")
+        _check_indices(self, self.acc, self.indices, "the accumulator")
+        t = self.acc.type
+        if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:
+            raise VerifyException(f"tc.mma: the accumulator must be a thread's own f32 buffer, got {t}")
+        if t.get_shape()[-1] % ACCUMULATORS:
+            raise VerifyException(f"tc.mma: the accumulator's last dimension must hold groups of {ACCUMULATORS}")
+
+
+@irdl_op_definition
+class CopyAsyncOp(IRDLOperation):
+    name = "tc.copy_async"
+    dst = operand_def(MemRefType)
+    dst_indices = var_operand_def(IndexType)
+    src = operand_def(MemRefType)
+    src_indices = var_operand_def(IndexType)
+    elements = prop_def(IntegerAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$dst `[` $dst_indices `]` `,` $src `[` $src_indices `]` attr-dict `:` type($dst) `,` "
+                       "type($src)")
+
+    def __init__(self, dst: SSAValue, dst_indices: Sequence[SSAValue], src: SSAValue,
+                 src_indices: Sequence[SSAValue], elements: int):
+        super().__init__(operands=[dst, list(dst_indices), src, list(src_indices)],
+                         properties={"elements": IntegerAttr(elements, i64)})
+
+    def verify_(self) -> None:
+        _check_indices(self, self.dst, self.dst_indices, "the destination")
+        _check_indices(self, self.src, self.src_indices, "the source")
+        if self.dst.type.element_type != self.src.type.element_type:
+            raise VerifyException("tc.copy_async: source and destination hold different element types")
+        if self.dst.type.memory_space != SHARED or self.src.type.memory_space in (SHARED, LOCAL):
+            raise VerifyException("tc.copy_async: copies from global to shared memory")
+        width = 2 if isinstance(self.dst.type.element_type, (Float16Type, BFloat16Type)) else 4
+        if self.elements.value.data * width != 16:
+            raise VerifyException(f"tc.copy_async: copies 16 bytes, not {self.elements.value.data} elements "
+                                  f"of {width} bytes")
+
+
+@irdl_op_definition
+class CopyCommitOp(IRDLOperation):
+    name = "tc.copy_commit"
+    assembly_format = "attr-dict"
+
+
+@irdl_op_definition
+class CopyWaitOp(IRDLOperation):
+    name = "tc.copy_wait"
+    pending = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$pending attr-dict"
+
+    def __init__(self, pending: int):
+        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+
+TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp], [FragmentType])

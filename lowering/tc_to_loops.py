@@ -1,0 +1,81 @@
+"""tc-to-loops: the `tc` ops (warp-level mma, asynchronous copies) rewritten into the plain
+loops that are their meaning, for devices without tensor cores (PoCL, CPUs, other GPUs).
+
+Each lane computes its own 4 results of an mma from the shared operand tiles its fragments
+were loaded from (the fragment loads themselves go away), an asynchronous copy becomes
+element copies, and commits and waits go away (a plain copy is complete at once; the
+barriers the schedule placed remain). See dialects/tensorcore.py for the ops' meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from sched_dsl.dialects import tensorcore as tc
+from sched_dsl.lowering.emit import Emitter
+
+UNROLL = {"sched.unroll": UnitAttr()}
+
+
+def _moved(em: Emitter, idx: Sequence[SSAValue], dims: Sequence[int], offsets: Sequence[SSAValue]) -> list[SSAValue]:
+    """idx with offsets[n] added to dimension dims[n]."""
+    out = list(idx)
+    for d, off in zip(dims, offsets):
+        out[d] = em.add(out[d], off)
+    return out
+
+
+def expand_mma(op: tc.MmaOp) -> None:
+    a, b = op.a.owner, op.b.owner
+    assert isinstance(a, tc.LoadFragmentOp) and isinstance(b, tc.LoadFragmentOp)
+    _, _, depth = tc.SHAPES[op.intrinsic]
+    em = Emitter(op.parent_block(), op)
+    g, t = em.floordiv(op.lane, 4), em.rem(op.lane, 4)
+    _, e, body = em.loop(tc.ACCUMULATORS, UNROLL)
+    _, n, _ = tc.SHAPES[op.intrinsic]
+    row = body.add(g, body.mul(body.floordiv(e, 2), 8))
+    col = body.add(body.add(body.mul(t, 2), body.rem(e, 2)), n * op.b_tile.value.data)
+    acc_idx = list(op.indices[:-1]) + [body.add(op.indices[-1], e)]
+    _, kk, inner = body.loop(depth, UNROLL)
+    av = inner.load_value(a.buffer, _moved(inner, a.indices, a.dims.get_values(), [row, kk]))
+    bv = inner.load_value(b.buffer, _moved(inner, b.indices, b.dims.get_values(), [kk, col]))
+    total = inner.fbin("add", inner.load(op.acc, acc_idx), inner.fbin("mul", av, bv))
+    inner.store(total, op.acc, acc_idx)
+
+
+def expand_copy(op: tc.CopyAsyncOp) -> None:
+    em = Emitter(op.parent_block(), op)
+    for q in range(op.elements.value.data):
+        src = list(op.src_indices[:-1]) + [em.add(op.src_indices[-1], q)]
+        dst = list(op.dst_indices[:-1]) + [em.add(op.dst_indices[-1], q)]
+        em.store(em.load(op.src, src), op.dst, dst)
+
+
+def _erase(op: Operation) -> None:
+    op.detach()
+    op.erase()
+
+
+class TcToLoopsPass(ModulePass):
+    """Rewrites every tc op into plain loops (see the module docstring)."""
+
+    name = "tc-to-loops"
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        ops = [op for op in module.walk() if op.dialect_name() == "tc"]
+        for op in ops:
+            if isinstance(op, tc.MmaOp):
+                expand_mma(op)
+            elif isinstance(op, tc.CopyAsyncOp):
+                expand_copy(op)
+        for op in ops:
+            if not isinstance(op, tc.LoadFragmentOp):
+                _erase(op)
+        for op in ops:
+            if isinstance(op, tc.LoadFragmentOp):
+                _erase(op)

@@ -1,0 +1,190 @@
+"""sched.tensorize and the tensor-core GEMM template: the same schedule gives the reference
+result through plain loops on the OpenCL CPU device (tc-to-loops), prints mma.sync / ldmatrix
+/ cp.async for NVIDIA (tests/test_cuda_text.py compiles the gpu_cases ones with nvcc),
+rejects what the instruction cannot take, and is a space the tuner searches."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from gpu_cases import _tc_gemm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sched_dsl as sd
+from sched_dsl import testing as sdt
+from sched_dsl.graph.model_schedules import anchor_workload, tc_gemm_defaults, tc_gemm_tiles
+from sched_dsl.tensor import module_of
+from sched_dsl.tuner.features import FEATURE_NAMES, loop_only_features
+from sched_dsl.tuner.space import Space
+
+
+def equivalent(c, s):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdt.assert_equivalent(c, s)
+
+
+@pytest.mark.parametrize("dtype,shape,tiles,out_dtype", [
+    ("bf16", (64, 64, 64), (64, 64, 32, 32, 32, 2), None),
+    ("f16", (32, 48, 48), (32, 16, 16, 16, 8, 3), "f32"),  # one mma per warp, 3 stages
+    ("bf16", (128, 64, 96), (64, 64, 32, 64, 32, 3), None),  # B tiles in pairs, k slices of two steps
+    ("tf32", (64, 32, 64), (32, 32, 16, 16, 16, 4), None),  # m16n8k8, 4 stages
+    ("bf16", (256, 128, 64), (128, 128, 32, 64, 64, 3), None),  # over 48 KiB: dynamic shared memory on CUDA
+])
+def test_tensorized_gemm_matches_reference(dtype, shape, tiles, out_dtype):
+    c, s = _tc_gemm(*shape, dtype, tiles, out_dtype=out_dtype)
+    equivalent(c, s)
+
+
+@st.composite
+def tc_problems(draw):
+    dtype = draw(st.sampled_from(["bf16", "f16", "tf32"]))
+    wm, wn = draw(st.sampled_from([16, 32])), draw(st.sampled_from([8, 16, 32]))
+    bm, bn = wm * draw(st.integers(1, 2)), wn * draw(st.integers(1, 2))
+    step = 8 if dtype == "tf32" else 16
+    bk = step * draw(st.integers(1, 2))
+    m, n, k = bm * draw(st.integers(1, 2)), bn * draw(st.integers(1, 2)), bk * draw(st.integers(1, 3))
+    return (m, n, k), dtype, (bm, bn, bk, wm, wn, draw(st.integers(2, 4)))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tc_problems())
+def test_random_tensor_core_tiles_match_reference(problem):
+    shape, dtype, tiles = problem
+    c, s = _tc_gemm(*shape, dtype, tiles)
+    equivalent(c, s)
+
+
+def test_tensor_core_instructions_in_both_languages_and_loops_elsewhere():
+    c, s = _tc_gemm(128, 128, 64, "bf16", (64, 64, 32, 32, 32, 3))
+    cuda = sd.lower(c, s, target="cuda").source
+    for text in ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16",
+                 "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", "cp.async.cg.shared.global",
+                 "cp.async.wait_group 1", "__cvta_generic_to_shared"):
+        assert text in cuda, text
+    opencl = sd.lower(c, s, target="opencl", tensor_cores=True).source
+    assert "mma.sync.aligned.m16n8k16" in opencl and "(uint)(size_t)(&v_A_shared" in opencl
+    plain = sd.lower(c, s, target="opencl").source  # no tensor cores: tc-to-loops
+    assert "asm" not in plain and "mma" not in plain
+    tf32 = sd.lower(*_tc_gemm(64, 64, 32, "tf32", (64, 64, 16, 32, 32, 2)), target="cuda").source
+    assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in tf32 and "__float_as_uint" in tf32
+
+
+def test_shared_buffers_beyond_48k_are_dynamic_on_cuda():
+    c, s = _tc_gemm(256, 256, 64, "bf16", (128, 256, 32, 64, 64, 3))
+    lw = sd.lower(c, s, target="cuda")
+    (launch,) = lw.launches
+    assert launch.shared_bytes == 3 * 2 * (128 * 40 + 32 * 264) and launch.dynamic_shared == launch.shared_bytes
+    assert "extern __shared__ __align__(16) unsigned char v_dynamic_shared[];" in lw.source
+    small = sd.lower(*_tc_gemm(64, 64, 64, "bf16", (64, 64, 32, 32, 32, 2)), target="cuda")
+    assert small.launches[0].dynamic_shared == 0 and "v_dynamic_shared" not in small.source
+
+
+def schedule_error(make, match: str) -> None:
+    c, s = make()
+    with pytest.raises(sd.ScheduleError, match=match):
+        sd.lower(c, s)
+
+
+def tiled(m=64, n=64, k=64, dtype="bf16", bind_x=False, shared=True, tile=(16, 8, 16), ksplit=32, threads=(2, 2),
+          precision=None):
+    a, b = sd.placeholder("A", (m, k), dtype), sd.placeholder("B", (k, n), dtype)
+    c = sd.matmul(a, b, name="C", precision=precision)
+    s = sd.Schedule(c)
+    i, j, kk = s.loops("i", "j", "k")
+    io, i1 = s.split(i, 16 * threads[0] if not bind_x else 32)
+    jo, j1 = s.split(j, 8 * threads[1])
+    iw, ii = s.split(i1, tile[0])
+    jw, ji = s.split(j1, tile[1])
+    ko, k1 = s.split(kk, ksplit)
+    kt, ki = s.split(k1, tile[2])
+    s.reorder(io, jo, iw, jw, ko, kt, ii, ji, ki)
+    s.bind(io, "block.y")
+    s.bind(jo, "block.x")
+    s.bind(iw, "thread.x" if bind_x else "thread.z")
+    s.bind(jw, "thread.y")
+    if shared:
+        s.cache_read(a, "shared", at=ko)
+        s.cache_read(b, "shared", at=ko)
+    s.tensorize(ii, ji, ki)
+    return c, s
+
+
+def test_tile_shapes_types_and_warps_the_instruction_cannot_take():
+    schedule_error(lambda: tiled(tile=(16, 8, 8)), "loop 'kii' has 8 iterations; mma.m16n8k16 takes tiles of K = 16")
+    schedule_error(lambda: tiled(tile=(32, 8, 16)), "loop 'iii' has 32 iterations; mma.m16n8k16 takes tiles of M = 16")
+    schedule_error(lambda: tiled(bind_x=True), "thread.x is the warp's lanes in a tensorized stage")
+    schedule_error(lambda: tiled(shared=False), "tensorize reads its operands from shared memory: cache 'A'")
+    schedule_error(lambda: tiled(m=72), r"tensorize needs splits that divide; 'i' \(72\) split by 32")
+    schedule_error(lambda: tiled(n=1024, threads=(2, 32)), "64 warps of 32 lanes exceed 1024 threads per block")
+    with pytest.raises(sd.ScheduleError, match="multiplies f32 tensors at full precision"):
+        tiled(dtype="f32")
+    with pytest.raises(sd.ScheduleError, match="relu 'R' is not a matmul|unary 'R' is not a matmul"):
+        x = sd.placeholder("X", (16, 16), "bf16")
+        r = sd.relu(x, name="R")
+        s = sd.Schedule(r)
+        d0, d1 = s.loops("d0", "d1")
+        s.tensorize(d0, d1, d1)
+
+
+def test_an_f32_matmul_tensorized_by_name_must_be_tf32():
+    """The intrinsic named for a stage given by name is checked against the payload."""
+    a, b = sd.placeholder("A", (32, 32)), sd.placeholder("B", (32, 32))
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    with pytest.raises(sd.ScheduleError, match="mma.m16n8k8 does not take f32 operands"):
+        tc_gemm_tiles(s, "C", "A", "B", 32, 32, 16, 16, 16, 2, "mma.m16n8k8")
+        sd.lower(c, s)
+
+
+def test_features_see_tensor_core_use():
+    c, s = _tc_gemm(128, 128, 64, "bf16", (64, 64, 32, 32, 32, 2))
+    f = dict(zip(FEATURE_NAMES, loop_only_features(c, s, {})))
+    mma = 2 ** f["mma_thread"] - 1
+    assert mma == 2 * 2 * 4 * 2  # k slices x k steps x mma tiles (2 x 4) per warp
+    assert 2 ** f["mma_flops_total"] - 1 == pytest.approx(2 * 128 * 128 * 64)
+    assert f["fragment_loads_thread"] > 0 and f["async_copies_thread"] > 0
+    m = sd.matmul(sd.placeholder("A", (64, 64)), sd.placeholder("B", (64, 64)))
+    plain = dict(zip(FEATURE_NAMES, loop_only_features(m, sd.Schedule(m), {})))
+    assert plain["mma_thread"] == 0
+
+
+def test_reduced_precision_matmuls_get_the_tensor_core_template():
+    a, b = sd.placeholder("A", (128, 256), "bf16"), sd.placeholder("B", (256, 64), "bf16")
+    module, _, _ = module_of([sd.matmul(a, b, name="C")])
+    op = next(o for o in module.walk() if o.name == "tensorop.matmul")
+    c, s = anchor_workload(op)
+    knobs = Space.of(s).candidates_by_name()
+    assert set(knobs) == {"bm", "bn", "bk", "wm", "wn", "stages"}
+    d = tc_gemm_defaults(128, 64, 256, "mma.m16n8k16")
+    assert [knobs[k][0] for k in ("bm", "bn", "bk", "wm", "wn", "stages")] == [d[k] for k in knobs]
+    assert "sched.tensorize" in s.ir()
+    assert tc_gemm_defaults(1, 1000, 512, "mma.m16n8k16") is None  # a shape that is no multiple of the tile
+
+
+def test_the_tuner_measures_tensor_core_configs(tmp_path):
+    a, b = sd.placeholder("A", (64, 64), "bf16"), sd.placeholder("B", (64, 64), "bf16")
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    bm, wm = s.knob("bm", [32, 64]), s.knob("wm", [16, 32])
+    stages = s.knob("stages", [2, 3])
+    tc_gemm_tiles(s, c, a, b, bm, 32, 32, wm, 16, stages, "mma.m16n8k16")
+    result = sd.tune(c, s, trials=3, records=str(tmp_path / "r.jsonl"), strategy="random", batch=3, timeout=300)
+    assert result.best_config is not None and result.best_ms > 0, [(r.error, r.message[:300]) for r in result.records]
+    ok = [r for r in result.records if r.ok]
+    assert ok and all(r.features[FEATURE_NAMES.index("mma_thread")] > 0 for r in ok)
+
+
+def test_check_each_pass_runs_tensor_core_ir():
+    """The per-pass checker runs tc ops as the loops they mean; text with tensor-core
+    instructions is not run on a device without them, and the summary says why."""
+    from sched_dsl.testing.check import check_each_pass, summary
+
+    _, s = _tc_gemm(32, 32, 32, "bf16", (32, 32, 16, 16, 16, 2))
+    results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu,tc-to-loops")
+    assert [r.name for r in results][-1] == "emitted OpenCL text" and all(r.ok and r.checked for r in results)
+    results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu")
+    assert all(r.ok for r in results) and not results[-1].checked
+    assert "not run here: emitted OpenCL text (its text uses tensor-core instructions" in summary(results)
