@@ -550,6 +550,7 @@ class GraphExecutor:
             self.device = self.devices[0]
         else:
             self.device = make_device(target)
+            self.devices = [self.device]
             if plan_memory:
                 TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
