@@ -40,8 +40,15 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-UNARY_FNS = ("relu", "relu6", "clip", "sigmoid", "tanh", "exp", "neg")
-BINARY_FNS = ("add", "sub", "mul", "div", "max", "min")
+UNARY_FNS = ("relu", "relu6", "clip", "sigmoid", "tanh", "exp", "neg", "abs", "sqrt", "reciprocal", "floor",
+             "ceil", "sign", "erf", "log", "softplus", "softsign", "leaky_relu", "elu", "selu", "hard_sigmoid",
+             "hard_swish", "gelu", "gelu_tanh", "shrink")
+# the float parameters a unary fn needs (clip: lo, hi; the others: alpha, beta): leaky_relu and
+# elu: alpha; selu: alpha, gamma = beta; hard_sigmoid: max(0, min(1, alpha * x + beta));
+# shrink: lambd = alpha, bias = beta
+UNARY_PARAMS = {"clip": ("lo", "hi"), "leaky_relu": ("alpha",), "elu": ("alpha",), "selu": ("alpha", "beta"),
+                "hard_sigmoid": ("alpha", "beta"), "shrink": ("alpha", "beta")}
+BINARY_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "prelu")  # prelu(x, slope)
 REDUCE_FNS = ("sum", "max", "mean")
 POOL_KINDS = ("max", "avg")
 # stage names become buffer and kernel names: identifiers only, as in the Python API
@@ -130,11 +137,16 @@ def check_size(shape: Sequence[int], what: str) -> None:
 
 
 def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    if len(a) != 2 or len(b) != 2:
-        raise ShapeError(f"matmul needs 2-D operands, got {tuple(a)} and {tuple(b)}")
-    if a[1] != b[0]:
+    """numpy's matmul of operands of rank >= 2: the leading (batch) dimensions broadcast."""
+    if len(a) < 2 or len(b) < 2:
+        raise ShapeError(f"matmul needs operands of rank 2 or more, got {tuple(a)} and {tuple(b)}")
+    if a[-1] != b[-2]:
         raise ShapeError(f"matmul inner dimensions differ: {tuple(a)} @ {tuple(b)}")
-    return (a[0], b[1])
+    try:
+        batch = broadcast_shape(a[:-2], b[:-2])
+    except ShapeError:
+        raise ShapeError(f"matmul batch dimensions do not broadcast: {tuple(a)} @ {tuple(b)}") from None
+    return (*batch, a[-2], b[-1])
 
 
 def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
@@ -169,21 +181,32 @@ def conv2d_shape(
     return (n, f, oh, ow)
 
 
-def pool2d_shape(
-    x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
-) -> tuple[int, ...]:
+def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int, ceil_mode: bool) -> int:
+    """Output length of a pooling window; with ceil_mode a last partial window counts when it
+    starts inside the input or its leading padding (ONNX and PyTorch's rule)."""
+    span = size + pad_lo + pad_hi - dil * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad_lo else out
+
+
+def pool2d_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                 dilation: Sequence[int] = (1, 1), ceil_mode: bool = False) -> tuple[int, ...]:
     if len(x) != 4:
         raise ShapeError(f"pool2d needs an NCHW input, got {tuple(x)}")
-    if len(kernel) != 2 or len(stride) != 2 or len(padding) != 4:
-        raise ShapeError("pool2d needs 2 kernel sizes, 2 strides and 4 paddings")
-    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
-        raise ShapeError(f"pool2d kernel/stride must be >= 1 and padding >= 0, got "
-                         f"kernel={tuple(kernel)} stride={tuple(stride)} padding={tuple(padding)}")
-    if padding[0] >= kernel[0] or padding[1] >= kernel[1] or padding[2] >= kernel[0] or padding[3] >= kernel[1]:
-        raise ShapeError(f"pool2d padding {tuple(padding)} must be smaller than the kernel {tuple(kernel)}")
+    if len(kernel) != 2 or len(stride) != 2 or len(padding) != 4 or len(dilation) != 2:
+        raise ShapeError("pool2d needs 2 kernel sizes, 2 strides, 2 dilations and 4 paddings")
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
+        raise ShapeError(f"pool2d kernel/stride/dilation must be >= 1 and padding >= 0, got "
+                         f"kernel={tuple(kernel)} stride={tuple(stride)} dilation={tuple(dilation)} "
+                         f"padding={tuple(padding)}")
+    span = [dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1]
+    if padding[0] >= span[0] or padding[1] >= span[1] or padding[2] >= span[0] or padding[3] >= span[1]:
+        raise ShapeError(f"pool2d padding {tuple(padding)} must be smaller than the kernel {tuple(span)}")
     n, c, h, w = x
-    oh = window_out(h, kernel[0], stride[0], padding[0], padding[2], 1)
-    ow = window_out(w, kernel[1], stride[1], padding[1], padding[3], 1)
+    oh = pool_out(h, kernel[0], stride[0], padding[0], padding[2], dilation[0], ceil_mode)
+    ow = pool_out(w, kernel[1], stride[1], padding[1], padding[3], dilation[1], ceil_mode)
     if oh < 1 or ow < 1:
         raise ShapeError(f"pool2d output would be empty for input {tuple(x)}")
     return (n, c, oh, ow)
@@ -401,7 +424,9 @@ class Conv2dOp(ProductOp):
 class Pool2dOp(TensorOp):
     """Max or average pooling over NCHW; loops n, c, y, x and reductions ry, rx.
 
-    Average pooling divides by the number of in-bounds elements (padding not counted)."""
+    Optional: `dilation` (default 1, 1), `ceil_mode` (a last partial window, see pool_out) and
+    `count_include_pad` (average pooling divides by the window's size inside the padded
+    input; by default it divides by the number of in-bounds elements)."""
 
     name = "tensorop.pool2d"
     input = operand_def(TensorType)
@@ -409,42 +434,65 @@ class Pool2dOp(TensorOp):
     kernel = prop_def(DenseArrayBase)
     stride = prop_def(DenseArrayBase)
     padding = prop_def(DenseArrayBase)
+    dilation = opt_prop_def(DenseArrayBase)
+    ceil_mode = opt_prop_def(IntegerAttr)
+    count_include_pad = opt_prop_def(IntegerAttr)
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: SSAValue, name: str, kind: str, kernel, stride, padding):
-        out = pool2d_shape(shape_of(x), kernel, stride, padding)
+    def __init__(self, x: SSAValue, name: str, kind: str, kernel, stride, padding, dilation=(1, 1),
+                 ceil_mode: bool = False, count_include_pad: bool = False):
+        out = pool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode)
         super().__init__(
             operands=[x],
             result_types=[tensor_type(out, _float_of(x))],
-            properties=_props(name, kind=StringAttr(kind), kernel=ints(kernel),
-                              stride=ints(stride), padding=ints(padding)),
+            properties=_props(name, kind=StringAttr(kind), kernel=ints(kernel), stride=ints(stride),
+                              padding=ints(padding),
+                              dilation=None if tuple(dilation) == (1, 1) else ints(dilation),
+                              ceil_mode=_flag(True) if ceil_mode else None,
+                              count_include_pad=_flag(True) if count_include_pad else None),
         )
+
+    def dilations(self) -> tuple[int, int]:
+        return (1, 1) if self.dilation is None else tuple(self.dilation.get_values())
+
+    def is_ceil_mode(self) -> bool:
+        return self.ceil_mode is not None and bool(self.ceil_mode.value.data)
+
+    def includes_pad(self) -> bool:
+        return self.count_include_pad is not None and bool(self.count_include_pad.value.data)
 
     def expected_shape(self):
         if self.kind.data not in POOL_KINDS:
             raise ShapeError(f"kind '{self.kind.data}' is not one of {', '.join(POOL_KINDS)}")
+        if self.kind.data == "avg" and self.dilations() != (1, 1):
+            raise ShapeError("average pooling with dilations is not supported")
         return pool2d_shape(shape_of(self.input), self.kernel.get_values(), self.stride.get_values(),
-                            self.padding.get_values())
+                            self.padding.get_values(), self.dilations(), self.is_ceil_mode())
 
 
 @irdl_op_definition
 class UnaryOp(TensorOp):
-    """Elementwise fn(x); `clip` (and `relu6`) use lo/hi. Loops d0, d1, ..."""
+    """Elementwise fn(x) for fn in UNARY_FNS; `clip` uses lo/hi, the fns of UNARY_PARAMS
+    alpha/beta (relu6 is clip(0, 6)). Loops d0, d1, ..."""
 
     name = "tensorop.unary"
     input = operand_def(TensorType)
     fn = prop_def(StringAttr)
     lo = opt_prop_def(Attribute)
     hi = opt_prop_def(Attribute)
+    alpha = opt_prop_def(Attribute)
+    beta = opt_prop_def(Attribute)
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: SSAValue, name: str, fn: str, lo: float | None = None, hi: float | None = None):
+    def __init__(self, x: SSAValue, name: str, fn: str, lo: float | None = None, hi: float | None = None,
+                 alpha: float | None = None, beta: float | None = None):
+        def f(v):
+            return None if v is None else FloatAttr(float(v), f32)
+
         super().__init__(
             operands=[x],
             result_types=[tensor_type(shape_of(x), _float_of(x))],
-            properties=_props(name, fn=StringAttr(fn),
-                              lo=None if lo is None else FloatAttr(float(lo), f32),
-                              hi=None if hi is None else FloatAttr(float(hi), f32)),
+            properties=_props(name, fn=StringAttr(fn), lo=f(lo), hi=f(hi), alpha=f(alpha), beta=f(beta)),
         )
 
     def bounds(self) -> tuple[float, float]:
@@ -453,12 +501,22 @@ class UnaryOp(TensorOp):
             return 0.0, 6.0
         return float(self.lo.value.data), float(self.hi.value.data)
 
+    def params(self) -> dict[str, float]:
+        """The fn's float parameters by name (those UNARY_PARAMS lists; lo/hi of relu6 too)."""
+        if self.fn.data in ("clip", "relu6"):
+            return dict(zip(("lo", "hi"), self.bounds()))
+        return {p: float(getattr(self, p).value.data) for p in UNARY_PARAMS.get(self.fn.data, ())}
+
     def expected_shape(self):
         if self.fn.data not in UNARY_FNS:
             raise ShapeError(f"fn '{self.fn.data}' is not one of {', '.join(UNARY_FNS)}")
+        for p in UNARY_PARAMS.get(self.fn.data, ()):
+            if getattr(self, p) is None:
+                names = UNARY_PARAMS[self.fn.data]
+                raise ShapeError(f"{self.fn.data} needs {'both ' if len(names) == 2 else ''}{' and '.join(names)}")
+            if not isinstance(getattr(self, p), FloatAttr):
+                raise ShapeError(f"{self.fn.data}: {p} must be an f32 float, got {getattr(self, p)}")
         if self.fn.data == "clip":
-            if self.lo is None or self.hi is None:
-                raise ShapeError("clip needs both lo and hi")
             lo, hi = self.bounds()
             if lo > hi:
                 raise ShapeError(f"clip lo {lo} is above hi {hi}")
@@ -467,7 +525,8 @@ class UnaryOp(TensorOp):
 
 @irdl_op_definition
 class BinaryOp(TensorOp):
-    """Elementwise fn(a, b) with numpy broadcasting. Loops d0, d1, ..."""
+    """Elementwise fn(a, b) with numpy broadcasting (prelu: a < 0 ? b * a : a, b the slope).
+    Loops d0, d1, ..."""
 
     name = "tensorop.binary"
     lhs = operand_def(TensorType)
@@ -536,7 +595,8 @@ class ReduceOp(TensorOp):
 
 @irdl_op_definition
 class SoftmaxOp(TensorOp):
-    """exp(x - max) / sum(exp(x - max)) along `axis`.
+    """exp(x - max) / sum(exp(x - max)) along `axis`; with `log` set, the log-softmax
+    x - max - log(sum(exp(x - max))).
 
     Lowers to three stages: `<name>.max`, `<name>.sum` (loops d<k>, reduction r0) and
     `<name>` (loops d0, d1, ...)."""
@@ -544,17 +604,51 @@ class SoftmaxOp(TensorOp):
     name = "tensorop.softmax"
     input = operand_def(TensorType)
     axis = prop_def(IntegerAttr)
+    log = opt_prop_def(IntegerAttr)
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: SSAValue, name: str, axis: int):
+    def __init__(self, x: SSAValue, name: str, axis: int, log: bool = False):
         super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), _float_of(x))],
-                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+                         properties=_props(name, axis=IntegerAttr(axis, i64), log=_flag(True) if log else None))
 
     def softmax_axis(self) -> int:
         return normalize_axes([self.axis.value.data], len(shape_of(self.input)), "softmax")[0]
 
+    def is_log(self) -> bool:
+        return self.log is not None and bool(self.log.value.data)
+
     def expected_shape(self):
         self.softmax_axis()
+        return shape_of(self.input)
+
+
+@irdl_op_definition
+class NormalizeOp(TensorOp):
+    """(x - mean) / sqrt(var + epsilon), mean and (biased) variance over `axes`: the core of
+    LayerNormalization, InstanceNormalization and GroupNormalization (their scale and bias are
+    elementwise ops after it).
+
+    Lowers to three stages: `<name>.mean`, `<name>.var` (loops d<k> over the kept axes,
+    reductions r<k>) and `<name>` (loops d0, d1, ...)."""
+
+    name = "tensorop.normalize"
+    input = operand_def(TensorType)
+    axes = prop_def(DenseArrayBase)
+    epsilon = prop_def(FloatAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, axes: Sequence[int], epsilon: float):
+        reduce_shape(shape_of(x), axes, False)
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), _float_of(x))],
+                         properties=_props(name, axes=ints(axes), epsilon=FloatAttr(float(epsilon), f32)))
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return normalize_axes(self.axes.get_values(), len(shape_of(self.input)), "normalize")
+
+    def expected_shape(self):
+        reduce_shape(shape_of(self.input), self.axes.get_values(), False)
+        if not float(self.epsilon.value.data) >= 0:
+            raise ShapeError(f"epsilon must be >= 0, got {self.epsilon.value.data}")
         return shape_of(self.input)
 
 
@@ -772,7 +866,8 @@ def _prod(xs: Sequence[int]) -> int:
 
 @irdl_op_definition
 class ReshapeOp(TensorOp):
-    """The same elements (row-major order) in another shape. Loops d0, d1, ... over the output."""
+    """The same elements (row-major order) in another shape, f32 or i32. Loops d0, d1, ...
+    over the output."""
 
     name = "tensorop.reshape"
     input = operand_def(TensorType)
@@ -780,7 +875,13 @@ class ReshapeOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, shape: Sequence[int]):
         out = reshape_shape(shape_of(x), shape)
-        super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))], properties=_props(name))
+        super().__init__(operands=[x], result_types=[tensor_type(out, dtype_of(x))], properties=_props(name))
+
+    def operand_dtypes(self) -> tuple[str, ...]:
+        return ("i32",) if dtype_of(self.input) == "i32" else ("float",)
+
+    def result_dtype(self) -> str:
+        return dtype_of(self.input)
 
     def expected_shape(self):
         return reshape_shape(shape_of(self.input), shape_of(self.result))
@@ -805,6 +906,255 @@ class ConcatOp(TensorOp):
 
     def expected_shape(self):
         return concat_shape([shape_of(x) for x in self.inputs], self.axis.value.data)
+
+
+REMAP_MODES = ("strict", "constant", "edge", "reflect", "wrap")
+
+
+def remap_ranges(x: Sequence[int], out: Sequence[int], source: Sequence[int], step: Sequence[int],
+                 offset: Sequence[int], mode: str) -> None:
+    """Checks a remap (see RemapOp): for every input dimension, the indices it reads must lie
+    in the input (strict), within one reflection of it (reflect); any for the other modes."""
+    x, out = tuple(x), tuple(out)
+    if mode not in REMAP_MODES:
+        raise ShapeError(f"mode '{mode}' is not one of {', '.join(REMAP_MODES)}")
+    if not out or min(out) < 1:
+        raise ShapeError(f"remap result {out} must have dimensions >= 1")
+    if not len(source) == len(step) == len(offset) == len(x):
+        raise ShapeError(f"remap needs a source, step and offset for each of the {len(x)} input dimensions")
+    for d, (n, src, st, off) in enumerate(zip(x, source, step, offset)):
+        if not -1 <= src < len(out):
+            raise ShapeError(f"remap: input dimension {d} follows output dimension {src}, which {out} lacks")
+        last = off if src < 0 else off + st * (out[src] - 1)
+        lo, hi = min(off, last), max(off, last)
+        if mode == "strict" and (lo < 0 or hi >= n):
+            raise ShapeError(f"remap: input dimension {d} (size {n}) is read at {lo}..{hi}")
+        if mode == "reflect" and (lo < -(n - 1) or hi > 2 * (n - 1)):
+            raise ShapeError(f"remap: reflect reads input dimension {d} (size {n}) at {lo}..{hi}, "
+                             "more than one reflection away")
+
+
+# The remaps of common data-movement operators: (output shape, source, step, offset).
+Remap = tuple[tuple[int, ...], list[int], list[int], list[int]]
+
+
+def transpose_remap(x: Sequence[int], perm: Sequence[int]) -> Remap:
+    if sorted(perm) != list(range(len(x))):
+        raise ShapeError(f"transpose: {tuple(perm)} is not a permutation of the {len(x)} dimensions of {tuple(x)}")
+    return tuple(x[p] for p in perm), [list(perm).index(d) for d in range(len(x))], [1] * len(x), [0] * len(x)
+
+
+def slice_remap(x: Sequence[int], starts: Sequence[int], ends: Sequence[int], axes: Sequence[int],
+                steps: Sequence[int]) -> Remap:
+    """numpy's (and ONNX Slice's) x[start:end:step] on each of `axes`, the bounds clamped."""
+    out, offset, step = list(x), [0] * len(x), [1] * len(x)
+    axes_n = [axis_of(x, a, "slice") for a in axes]
+    if len(set(axes_n)) != len(axes_n):
+        raise ShapeError(f"slice: repeated axis in {tuple(axes)}")
+    for a, b, e, st in zip(axes_n, starts, ends, steps):
+        if st == 0:
+            raise ShapeError("slice: a step is 0")
+        lo, hi, st = slice(int(b), int(e), int(st)).indices(x[a])
+        out[a] = len(range(lo, hi, st))
+        if out[a] == 0:
+            raise ShapeError(f"slice of axis {a} (size {x[a]}) from {b} to {e} by {st} is empty")
+        offset[a], step[a] = lo, st
+    return tuple(out), list(range(len(x))), step, offset
+
+
+def pad_remap(x: Sequence[int], pads: Sequence[int]) -> Remap:
+    """pads as ONNX gives them: all the leading pads, then all the trailing ones (negative
+    pads crop)."""
+    r = len(x)
+    if len(pads) != 2 * r:
+        raise ShapeError(f"pad needs {2 * r} pads for {tuple(x)}, got {len(pads)}")
+    out = tuple(n + int(pads[d]) + int(pads[d + r]) for d, n in enumerate(x))
+    return out, list(range(r)), [1] * r, [-int(p) for p in pads[:r]]
+
+
+def tile_remap(x: Sequence[int], repeats: Sequence[int]) -> Remap:
+    if len(repeats) != len(x) or min(repeats, default=1) < 1:
+        raise ShapeError(f"tile needs one repeat >= 1 per dimension of {tuple(x)}, got {tuple(repeats)}")
+    return tuple(n * int(k) for n, k in zip(x, repeats)), list(range(len(x))), [1] * len(x), [0] * len(x)
+
+
+def expand_remap(x: Sequence[int], shape: Sequence[int]) -> Remap:
+    """Broadcast x to broadcast_shape(x, shape) (ONNX Expand)."""
+    out = broadcast_shape(x, shape)
+    lead = len(out) - len(x)
+    source = [-1 if n == 1 and out[lead + d] != 1 else lead + d for d, n in enumerate(x)]
+    return out, source, [1] * len(x), [0] * len(x)
+
+
+@irdl_op_definition
+class RemapOp(TensorOp):
+    """Data movement by an index map: out[o] = x[i] where, for every input dimension d,
+    i[d] = offset[d] + step[d] * o[source[d]] (just offset[d] when source[d] = -1). Output
+    dimensions no input dimension follows are broadcast. Transpose, Slice (any step), Split,
+    Expand, Tile, Pad and Gather at a constant index are remaps.
+
+    Indices outside the input follow `mode`: "strict" (none may be), "constant" (read
+    `value`), "edge" (the nearest element), "reflect" (mirrored at the ends, without repeating
+    them) or "wrap" (modulo the size). Loops d0, d1, ... over the output."""
+
+    name = "tensorop.remap"
+    input = operand_def(TensorType)
+    source = prop_def(DenseArrayBase)
+    step = prop_def(DenseArrayBase)
+    offset = prop_def(DenseArrayBase)
+    mode = prop_def(StringAttr)
+    value = opt_prop_def(FloatAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, shape: Sequence[int], source: Sequence[int], step: Sequence[int],
+                 offset: Sequence[int], mode: str = "strict", value: float = 0.0):
+        remap_ranges(shape_of(x), shape, source, step, offset, mode)
+        super().__init__(operands=[x], result_types=[tensor_type(shape, _float_of(x))],
+                         properties=_props(name, source=ints(source), step=ints(step), offset=ints(offset),
+                                           mode=StringAttr(mode),
+                                           value=FloatAttr(float(value), f32) if mode == "constant" else None))
+
+    def fill(self) -> float:
+        return 0.0 if self.value is None else float(self.value.value.data)
+
+    def expected_shape(self):
+        remap_ranges(shape_of(self.input), shape_of(self.result), self.source.get_values(), self.step.get_values(),
+                     self.offset.get_values(), self.mode.data)
+        return shape_of(self.result)
+
+
+def gather_shape(x: Sequence[int], idx: Sequence[int], axis: int) -> tuple[int, ...]:
+    a = axis_of(x, axis, "gather")
+    return (*x[:a], *idx, *x[a + 1:])
+
+
+@irdl_op_definition
+class GatherOp(TensorOp):
+    """ONNX Gather: out[a.., j.., b..] = x[a.., indices[j..], b..] along `axis`, the i32
+    indices in [-n, n) (negative ones count from the end; others are clamped into range, so
+    no read leaves the input). Loops d0, d1, ... over the output."""
+
+    name = "tensorop.gather"
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    assembly_format = "$input `,` $indices attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, idx: SSAValue, name: str, axis: int):
+        out = gather_shape(shape_of(x), shape_of(idx), axis)
+        super().__init__(operands=[x, idx], result_types=[tensor_type(out, _float_of(x))],
+                         properties=_props(name, axis=IntegerAttr(axis, i64)))
+
+    def operand_dtypes(self) -> tuple[str, ...]:
+        return ("float", "i32")
+
+    def gather_axis(self) -> int:
+        return axis_of(shape_of(self.input), self.axis.value.data, "gather")
+
+    def expected_shape(self):
+        return gather_shape(shape_of(self.input), shape_of(self.indices), self.axis.value.data)
+
+
+def conv_transpose2d_shape(x: Sequence[int], w: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                           dilation: Sequence[int], output_padding: Sequence[int], groups: int) -> tuple[int, ...]:
+    if len(x) != 4 or len(w) != 4:
+        raise ShapeError(f"conv_transpose2d needs NCHW input and CFHW weights, got {tuple(x)}, {tuple(w)}")
+    if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4 or len(output_padding) != 2:
+        raise ShapeError("conv_transpose2d needs 2 strides, 2 dilations, 4 paddings and 2 output paddings")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(output_padding) < 0:
+        raise ShapeError(f"conv_transpose2d stride/dilation must be >= 1 and paddings >= 0, got stride="
+                         f"{tuple(stride)} dilation={tuple(dilation)} padding={tuple(padding)} "
+                         f"output_padding={tuple(output_padding)}")
+    if any(p >= max(s, d) for p, s, d in zip(output_padding, stride, dilation)):
+        raise ShapeError(f"conv_transpose2d output_padding {tuple(output_padding)} must be smaller than the "
+                         f"stride {tuple(stride)} or the dilation {tuple(dilation)}")
+    n, c, h, wd = x
+    cw, fg, kh, kw = w
+    if groups < 1 or c % groups:
+        raise ShapeError(f"conv_transpose2d groups={groups} must divide the input channels {c}")
+    if cw != c:
+        raise ShapeError(f"conv_transpose2d weights have {cw} input channels, the input {c}")
+    oh = (h - 1) * stride[0] - padding[0] - padding[2] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    ow = (wd - 1) * stride[1] - padding[1] - padding[3] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv_transpose2d output would be empty for input {tuple(x)} and weights {tuple(w)}")
+    return (n, fg * groups, oh, ow)
+
+
+@irdl_op_definition
+class ConvTranspose2dOp(TensorOp):
+    """The transpose (gradient) of conv2d, as ONNX ConvTranspose: NCHW input, weights
+    (C, F / groups, KH, KW); out[n, f, y, x] sums x[n, c, iy, ix] * w[c, f', ry, rx] over the
+    input channels c of f's group and the window, where y = iy * stride - pad_top + ry * dil.
+    Loops n, f, y, x and reductions rc, ry, rx."""
+
+    name = "tensorop.conv_transpose2d"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    dilation = prop_def(DenseArrayBase)
+    output_padding = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, output_padding,
+                 groups: int):
+        out = conv_transpose2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, output_padding, groups)
+        super().__init__(operands=[x, w], result_types=[tensor_type(out, _float_of(x, w))],
+                         properties=_props(name, stride=ints(stride), padding=ints(padding), dilation=ints(dilation),
+                                           output_padding=ints(output_padding), groups=IntegerAttr(groups, i64)))
+
+    def expected_shape(self):
+        return conv_transpose2d_shape(shape_of(self.input), shape_of(self.weight), self.stride.get_values(),
+                                      self.padding.get_values(), self.dilation.get_values(),
+                                      self.output_padding.get_values(), self.groups.value.data)
+
+
+RESIZE_MODES = ("nearest", "linear")
+RESIZE_COORDS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
+RESIZE_ROUNDING = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+@irdl_op_definition
+class ResizeOp(TensorOp):
+    """ONNX Resize (and Upsample) of every dimension by `scales`, the output shape given:
+    `mode` nearest or linear (multilinear over the dimensions that change), the output
+    coordinate mapped back to the input by `coordinate` (ONNX coordinate_transformation_mode)
+    and, for nearest, rounded by `rounding` (ONNX nearest_mode). Loops d0, d1, ..."""
+
+    name = "tensorop.resize"
+    input = operand_def(TensorType)
+    mode = prop_def(StringAttr)
+    coordinate = prop_def(StringAttr)
+    rounding = prop_def(StringAttr)
+    scales = prop_def(DenseArrayBase)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, shape: Sequence[int], scales: Sequence[float], mode: str = "nearest",
+                 coordinate: str = "half_pixel", rounding: str = "round_prefer_floor"):
+        super().__init__(operands=[x], result_types=[tensor_type(shape, _float_of(x))],
+                         properties=_props(name, mode=StringAttr(mode), coordinate=StringAttr(coordinate),
+                                           rounding=StringAttr(rounding),
+                                           scales=DenseArrayBase.from_list(f32, [float(v) for v in scales])))
+
+    def scale_values(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.scales.get_values())
+
+    def expected_shape(self):
+        for what, v, allowed in (("mode", self.mode.data, RESIZE_MODES),
+                                 ("coordinate", self.coordinate.data, RESIZE_COORDS),
+                                 ("rounding", self.rounding.data, RESIZE_ROUNDING)):
+            if v not in allowed:
+                raise ShapeError(f"{what} '{v}' is not one of {', '.join(allowed)}")
+        x, out = shape_of(self.input), shape_of(self.result)
+        if len(self.scales.get_values()) != len(x) or len(out) != len(x):
+            raise ShapeError(f"resize needs one scale and one output size per dimension of {x}")
+        if self.scales.get_element_type() != f32 or min(self.scale_values()) <= 0:
+            raise ShapeError(f"resize scales must be f32 values > 0, got {self.scale_values()}")
+        if min(out) < 1:
+            raise ShapeError(f"resize result {out} must have dimensions >= 1")
+        return out
 
 
 def slice_shape(x: Sequence[int], axis: int, start: int, stop: int) -> tuple[int, ...]:
@@ -918,6 +1268,7 @@ GRAPH_OPS = [ReshapeOp, ConcatOp, SliceOp, HostCallOp, CopyOp, TransferOp]
 
 TensorOpDialect = Dialect(
     "tensorop",
-    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, CastOp,
-     ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, *GRAPH_OPS],
+    [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, NormalizeOp, CastOp,
+     ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, RemapOp, GatherOp, ConvTranspose2dOp, ResizeOp,
+     *GRAPH_OPS],
 )

@@ -27,6 +27,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 INDEX = IndexType()
+MATH_FNS = {"log": math.LogOp, "sqrt": math.SqrtOp, "abs": math.AbsFOp, "floor": math.FloorOp,
+            "ceil": math.CeilOp, "erf": math.ErfOp, "pow": math.PowFOp}
 
 
 def is_half(t: Attribute) -> bool:
@@ -185,6 +187,9 @@ class Emitter:
     def min(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
         return self.val(arith.MinSIOp(a, self._as_index(b)))
 
+    def max(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.val(arith.MaxSIOp(a, self._as_index(b)))
+
     def _as_index(self, v: SSAValue | int) -> SSAValue:
         return self.index(v) if isinstance(v, int) else v
 
@@ -268,6 +273,17 @@ class Emitter:
 
     def neg(self, a: SSAValue) -> SSAValue:
         return self.val(arith.NegfOp(a))
+
+    def math(self, fn: str, *args: SSAValue) -> SSAValue:
+        """A float function of the math dialect by name (MATH_FNS: log, sqrt, abs, erf, ...)."""
+        return self.val(MATH_FNS[fn](*args))
+
+    def index_to_f32(self, v: SSAValue) -> SSAValue:
+        return self.val(arith.SIToFPOp(self.to_i32(v), f32))
+
+    def f32_to_index(self, v: SSAValue) -> SSAValue:
+        """An f32 value truncated toward zero, as an index."""
+        return self.to_index(self.val(arith.FPToSIOp(v, i32)))
 
     def select(self, c: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
         return self.val(arith.SelectOp(c, a, b))

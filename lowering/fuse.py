@@ -1,6 +1,8 @@
-"""tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, or an elementwise op) with
-the chain of elementwise ops (unary, binary, bias_add) that follows it, so the group lowers to
-one loop nest and one kernel, and intermediate tensors never go to memory.
+"""tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, conv_transpose2d, pool2d,
+softmax, normalize, a data-movement op, or an elementwise op: ANCHORS) with the chain of
+elementwise ops (unary, binary, bias_add) that follows it, so the group lowers to one loop
+nest and one kernel (a multi-stage anchor: its last stage's kernel), and intermediate tensors
+never go to memory.
 
 The result is visible in the printed IR: every op of a group carries `group = "<anchor>"`.
 tensorop-to-loops writes the members as an epilogue at the anchor's write-back (after the
@@ -30,7 +32,9 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
-ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp)
+# ops whose lowering applies a fused epilogue where it writes its (last stage's) result
+ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dOp, T.ConvTranspose2dOp,
+           T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp)
 ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
 PLACE = "place"
 

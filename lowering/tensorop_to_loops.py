@@ -14,6 +14,8 @@ is correct in any loop order.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -108,21 +110,70 @@ def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequ
 
 
 def apply_unary(em: Emitter, op: T.UnaryOp, x: SSAValue) -> SSAValue:
-    fn = op.fn.data
+    fn, p = op.fn.data, op.params()
+    f = em.f32
+
+    def mul(a, b):
+        return em.fbin("mul", a, b)
+
+    def add(a, b):
+        return em.fbin("add", a, b)
+
+    def below(v, bound):  # v < bound (false for NaN, so NaN takes the other branch)
+        return em.cmpf("olt", v, f(bound))
+
     if fn == "relu":
-        return em.fbin("max", x, em.f32(0.0))
+        return em.fbin("max", x, f(0.0))
     if fn in ("relu6", "clip"):
-        lo, hi = op.bounds()
-        return em.fbin("min", em.fbin("max", x, em.f32(lo)), em.f32(hi))
+        return em.fbin("min", em.fbin("max", x, f(p["lo"])), f(p["hi"]))
     if fn == "sigmoid":
-        one = em.f32(1.0)
-        return em.fbin("div", one, em.fbin("add", one, em.exp(em.neg(x))))
+        one = f(1.0)
+        return em.fbin("div", one, add(one, em.exp(em.neg(x))))
     if fn == "tanh":
         return em.tanh(x)
     if fn == "exp":
         return em.exp(x)
-    assert fn == "neg", fn
-    return em.neg(x)
+    if fn == "neg":
+        return em.neg(x)
+    if fn in ("abs", "sqrt", "floor", "ceil", "erf", "log"):
+        return em.math(fn, x)
+    if fn == "reciprocal":
+        return em.fbin("div", f(1.0), x)
+    if fn == "sign":
+        neg_or_x = em.select(below(x, 0.0), f(-1.0), x)  # x keeps 0 and NaN
+        return em.select(em.cmpf("ogt", x, f(0.0)), f(1.0), neg_or_x)
+    if fn == "softplus":  # log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)), without overflow
+        return add(em.fbin("max", x, f(0.0)), em.math("log", add(f(1.0), em.exp(em.neg(em.math("abs", x))))))
+    if fn == "softsign":
+        return em.fbin("div", x, add(f(1.0), em.math("abs", x)))
+    if fn == "leaky_relu":
+        return em.select(below(x, 0.0), mul(x, f(p["alpha"])), x)
+    if fn == "elu":
+        return em.select(below(x, 0.0), mul(f(p["alpha"]), em.fbin("sub", em.exp(x), f(1.0))), x)
+    if fn == "selu":
+        neg = mul(f(p["alpha"]), em.fbin("sub", em.exp(x), f(1.0)))
+        return mul(f(p["beta"]), em.select(em.cmpf("ole", x, f(0.0)), neg, x))
+    if fn in ("hard_sigmoid", "hard_swish"):
+        alpha, beta = (p["alpha"], p["beta"]) if fn == "hard_sigmoid" else (1 / 6, 0.5)
+        hs = em.fbin("min", em.fbin("max", add(mul(x, f(alpha)), f(beta)), f(0.0)), f(1.0))
+        return hs if fn == "hard_sigmoid" else mul(x, hs)
+    if fn == "gelu":  # x * (1 + erf(x / sqrt 2)) / 2
+        return mul(mul(x, f(0.5)), add(f(1.0), em.math("erf", mul(x, f(0.7071067811865476)))))
+    if fn == "gelu_tanh":  # x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2
+        inner = mul(f(0.7978845608028654), add(x, mul(f(0.044715), mul(x, mul(x, x)))))
+        return mul(mul(x, f(0.5)), add(f(1.0), em.tanh(inner)))
+    assert fn == "shrink", fn
+    lambd, bias = p["alpha"], p["beta"]
+    above = em.select(em.cmpf("ogt", x, f(lambd)), em.fbin("sub", x, f(bias)), f(0.0))
+    return em.select(below(x, -lambd), add(x, f(bias)), above)
+
+
+def apply_binary(em: Emitter, fn: str, a: SSAValue, b: SSAValue) -> SSAValue:
+    if fn == "pow":
+        return em.math("pow", a, b)
+    if fn == "prelu":
+        return em.select(em.cmpf("olt", a, em.f32(0.0)), em.fbin("mul", a, b), a)
+    return em.fbin(fn, a, b)
 
 
 def dims(shape: Sequence[int], prefix: str = "d") -> list[tuple[str, int]]:
@@ -165,14 +216,20 @@ class OpLowering:
         getattr(self, "lower_" + self.op.name.split(".")[1])()
 
     def lower_matmul(self) -> None:
-        (m, n), k = T.shape_of(self.op.result), T.shape_of(self.op.lhs)[1]
+        """Loops b0, b1, ... over the batch dimensions (if any), then i, j and reduction k."""
+        out = T.shape_of(self.op.result)
+        batch, (m, n), k = out[:-2], out[-2:], T.shape_of(self.op.lhs)[-1]
         a, b = self.args
+        bdims = dims(batch, "b")
 
         def body(em, iv):
-            v = em.fbin("mul", em.load_value(a, [iv["i"], iv["k"]]), em.load_value(b, [iv["k"], iv["j"]]))
-            self.acc(em, iv, [("k", k)], [iv["i"], iv["j"]], "add", 0.0, v)
+            bi = [iv[name] for name, _ in bdims]
+            ia = broadcast_index(bi, T.shape_of(self.op.lhs)[:-2], em) + [iv["i"], iv["k"]]
+            ib = broadcast_index(bi, T.shape_of(self.op.rhs)[:-2], em) + [iv["k"], iv["j"]]
+            v = em.fbin("mul", em.load_value(a, ia), em.load_value(b, ib))
+            self.acc(em, iv, [("k", k)], [*bi, iv["i"], iv["j"]], "add", 0.0, v)
 
-        self.nest(self.stage, [("i", m), ("j", n)], [("k", k)], body)
+        self.nest(self.stage, [*bdims, ("i", m), ("j", n)], [("k", k)], body)
 
     def lower_conv2d(self) -> None:
         op = self.op
@@ -205,26 +262,33 @@ class OpLowering:
         h, wd = T.shape_of(op.input)[2:]
         kh, kw = op.kernel.get_values()
         sh, sw = op.stride.get_values()
-        pt, pl, _, _ = op.padding.get_values()
+        dh, dw = op.dilations()
+        pt, pl, pb, pr = op.padding.get_values()
         is_max = op.kind.data == "max"
 
-        def window_count(em, o, s, p, k, size):
-            # in-bounds rows (or columns) of the window: min(o*s-p+k, size) - max(o*s-p, 0)
+        def window_count(em, o, s, p, k, size, pad_hi):
+            # rows (or columns) of the window inside the input, or with count_include_pad inside
+            # the padded input: min(o*s-p+k, end) - max(o*s-p, start)
             start = em.sub(em.mul(o, s), p)
-            hi = em.val(arith.MinSIOp(em.add(start, k), em.index(size)))
-            lo = em.val(arith.MaxSIOp(start, em.index(0)))
-            return em.sub(hi, lo)
+            if op.includes_pad():
+                return em.sub(em.min(em.add(start, k), size + pad_hi), start)
+            return em.sub(em.min(em.add(start, k), size), em.max(start, 0))
+
+        # a ceil_mode window may reach past the padding: those taps are guarded too
+        overhang = op.is_ceil_mode() and ((oh - 1) * sh + (kh - 1) * dh >= h + pt or
+                                          (ow - 1) * sw + (kw - 1) * dw >= wd + pl)
 
         def body(em, iv):
-            iy = em.sub(em.add(em.mul(iv["y"], sh), iv["ry"]), pt)
-            ix = em.sub(em.add(em.mul(iv["x"], sw), iv["rx"]), pl)
-            guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if max(op.padding.get_values()) else []
+            iy = em.sub(em.add(em.mul(iv["y"], sh), em.mul(iv["ry"], dh)), pt)
+            ix = em.sub(em.add(em.mul(iv["x"], sw), em.mul(iv["rx"], dw)), pl)
+            guarded = max(op.padding.get_values()) or overhang
+            guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if guarded else []
             fill = NEG_INF if is_max else 0.0
             v = padded_load(em, x, [iv["n"], iv["c"], iy, ix], guard, fill)
             if not is_max:
-                count = em.mul(window_count(em, iv["y"], sh, pt, kh, h), window_count(em, iv["x"], sw, pl, kw, wd))
-                cnt = em.val(arith.SIToFPOp(em.val(arith.IndexCastOp(count, i32)), f32))
-                v = em.fbin("div", v, cnt)
+                count = em.mul(window_count(em, iv["y"], sh, pt, kh, h, pb),
+                               window_count(em, iv["x"], sw, pl, kw, wd, pr))
+                v = em.fbin("div", v, em.index_to_f32(count))
             idx = [iv[a] for a in "n c y x".split()]
             self.acc(em, iv, [("ry", kh), ("rx", kw)], idx, "max" if is_max else "add",
                      NEG_INF if is_max else 0.0, v)
@@ -249,7 +313,7 @@ class OpLowering:
             idx = [iv[name] for name, _ in dims(shape)]
             va = em.load_value(a, broadcast_index(idx, T.shape_of(self.op.lhs), em))
             vb = em.load_value(b, broadcast_index(idx, T.shape_of(self.op.rhs), em))
-            em.store_value(self.finish(em, em.fbin(self.op.fn.data, va, vb), idx), self.out, idx)
+            em.store_value(self.finish(em, apply_binary(em, self.op.fn.data, va, vb), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -309,9 +373,8 @@ class OpLowering:
         shape = T.shape_of(self.op.input)
         axis = self.op.softmax_axis()
         red_shape = T.reduce_shape(shape, [axis], False)
-        mx = self.em.val(memref.AllocOp.get(f32, shape=red_shape))
-        sm = self.em.val(memref.AllocOp.get(f32, shape=red_shape))
-        mx.name_hint, sm.name_hint = f"{self.stage}.max", f"{self.stage}.sum"
+        mx = self.alloc(f"{self.stage}.max", red_shape, f32)
+        sm = self.alloc(f"{self.stage}.sum", red_shape, f32)
         self.reduction(f"{self.stage}.max", x, mx, shape, [axis], False, "max", NEG_INF, lambda em, v, _: v)
         self.reduction(f"{self.stage}.sum", x, sm, shape, [axis], False, "add", 0.0,
                        lambda em, v, oi: em.exp(em.fbin("sub", v, em.load_value(mx, oi))))
@@ -319,11 +382,181 @@ class OpLowering:
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
             red_idx = [v for k, v in enumerate(idx) if k != axis]
-            e = em.exp(em.fbin("sub", em.load_value(x, idx), em.load_value(mx, red_idx)))
-            em.store_value(em.fbin("div", e, em.load_value(sm, red_idx)), self.out, idx)
+            shifted = em.fbin("sub", em.load_value(x, idx), em.load_value(mx, red_idx))
+            if self.op.is_log():
+                y = em.fbin("sub", shifted, em.math("log", em.load_value(sm, red_idx)))
+            else:
+                y = em.fbin("div", em.exp(shifted), em.load_value(sm, red_idx))
+            em.store_value(self.finish(em, y, idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
+    def lower_normalize(self) -> None:
+        (x,) = self.args
+        shape = T.shape_of(self.op.input)
+        axes = self.op.reduced_axes()
+        red_shape = T.reduce_shape(shape, axes, False)
+        inv_count = 1.0 / math.prod(shape[a] for a in axes)
+        mean = self.alloc(f"{self.stage}.mean", red_shape, f32)
+        var = self.alloc(f"{self.stage}.var", red_shape, f32)
+        self.reduction(f"{self.stage}.mean", x, mean, shape, axes, False, "add", 0.0,
+                       lambda em, v, _: em.fbin("mul", v, em.f32(inv_count)))
+
+        def square_dev(em, v, oi):
+            d = em.fbin("sub", v, em.load_value(mean, oi))
+            return em.fbin("mul", em.fbin("mul", d, d), em.f32(inv_count))
+
+        self.reduction(f"{self.stage}.var", x, var, shape, axes, False, "add", 0.0, square_dev)
+        eps = float(self.op.epsilon.value.data)
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            red_idx = [v for k, v in enumerate(idx) if k not in axes]
+            d = em.fbin("sub", em.load_value(x, idx), em.load_value(mean, red_idx))
+            den = em.math("sqrt", em.fbin("add", em.load_value(var, red_idx), em.f32(eps)))
+            em.store_value(self.finish(em, em.fbin("div", d, den), idx), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
+    # ---- data movement, transposed convolution, resize ------------------------------------------
+
+    def lower_remap(self) -> None:
+        op = self.op
+        (x,) = self.args
+        out_shape, in_shape = T.shape_of(op.result), T.shape_of(op.input)
+        mode = op.mode.data
+        fields = list(zip(op.source.get_values(), op.step.get_values(), op.offset.get_values(), in_shape))
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(out_shape)]
+            src, guard = [], []
+            for s, st, off, n in fields:
+                i = em.index(off) if s < 0 else em.add(em.mul(idx[s], st), off)
+                if mode == "constant":
+                    guard += em.in_range(i, 0, n)
+                elif mode == "edge":
+                    i = em.max(em.min(i, n - 1), 0)
+                elif mode == "reflect" and n > 1:
+                    i = em.select(em.cmpi("slt", i, 0), em.sub(em.index(0), i), i)
+                    i = em.select(em.cmpi("sgt", i, n - 1), em.sub(em.index(2 * (n - 1)), i), i)
+                elif mode == "wrap":
+                    last = off if s < 0 else off + st * (out_shape[s] - 1)
+                    lift = -(min(off, last) // n) * n if min(off, last) < 0 else 0
+                    i = em.rem(em.add(i, lift), n)
+                src.append(i)
+            v = padded_load(em, x, src, guard, op.fill())
+            em.store_value(self.finish(em, v, idx), self.out, idx)
+
+        self.nest(self.stage, dims(out_shape), [], body)
+
+    def lower_gather(self) -> None:
+        x, indices = self.args
+        shape, axis = T.shape_of(self.op.result), self.op.gather_axis()
+        n = T.shape_of(self.op.input)[axis]
+        k = len(T.shape_of(self.op.indices))
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            i = em.to_index(em.load(indices, idx[axis:axis + k]))
+            i = em.select(em.cmpi("slt", i, 0), em.add(i, n), i)
+            i = em.max(em.min(i, n - 1), 0)
+            em.store_value(self.finish(em, em.load_value(x, [*idx[:axis], i, *idx[axis + k:]]), idx), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
+
+    def lower_conv_transpose2d(self) -> None:
+        op = self.op
+        x, w = self.args
+        n, f, oh, ow = T.shape_of(op.result)
+        c, h, wd = T.shape_of(op.input)[1:]
+        fg, kh, kw = T.shape_of(op.weight)[1:]
+        cg = c // op.groups.value.data
+        sh, sw = op.stride.get_values()
+        pt, pl, _, _ = op.padding.get_values()
+        dh, dw = op.dilation.get_values()
+
+        def source(em, o, r, s, p, d, k, size):
+            """(input position, conditions): o = i * s - p + r * d, so i = (o + p - r * d) / s
+            where that divides and lies in the input. A multiple of s added keeps it >= 0."""
+            lift = -(-(d * (k - 1)) // s) * s
+            num = em.sub(em.add(o, p + lift), em.mul(r, d))
+            i = em.sub(em.floordiv(num, s), lift // s)
+            conds = em.in_range(i, 0, size)
+            if s > 1:
+                conds.append(em.cmpi("eq", em.rem(num, s), 0))
+            return i, conds
+
+        def body(em, iv):
+            iy, cy = source(em, iv["y"], iv["ry"], sh, pt, dh, kh, h)
+            ix, cx = source(em, iv["x"], iv["rx"], sw, pl, dw, kw, wd)
+            chan = iv["rc"] if cg == c else em.add(em.mul(em.floordiv(iv["f"], fg), cg), iv["rc"])
+            wf = iv["f"] if fg == f else em.rem(iv["f"], fg)
+            xv = padded_load(em, x, [iv["n"], chan, iy, ix], [*cy, *cx], 0.0)
+            v = em.fbin("mul", xv, em.load_value(w, [chan, wf, iv["ry"], iv["rx"]]))
+            self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in "n f y x".split()], "add", 0.0, v)
+
+        self.nest(self.stage, [("n", n), ("f", f), ("y", oh), ("x", ow)], [("rc", cg), ("ry", kh), ("rx", kw)],
+                  body)
+
+    def lower_resize(self) -> None:
+        op = self.op
+        (x,) = self.args
+        out_shape, in_shape = T.shape_of(op.result), T.shape_of(op.input)
+        scales = op.scale_values()
+        mode, coord, rounding = op.mode.data, op.coordinate.data, op.rounding.data
+
+        def original(em, o, n, m, s):
+            """The input coordinate (f32) of output coordinate o, as ONNX's coordinate modes say."""
+            of = em.index_to_f32(o)
+            if coord == "align_corners":
+                return em.f32(0.0) if m == 1 else em.fbin("div", em.fbin("mul", of, em.f32(n - 1)), em.f32(m - 1))
+            if coord == "asymmetric":
+                return em.fbin("div", of, em.f32(s))
+            centre = em.fbin("div", em.fbin("add", of, em.f32(0.5)), em.f32(s))
+            if coord == "tf_half_pixel_for_nn":
+                return centre
+            if coord == "pytorch_half_pixel" and m == 1:
+                return em.f32(0.0)
+            return em.fbin("sub", centre, em.f32(0.5))
+
+        def nearest(em, v, n):
+            if rounding == "round_prefer_floor":  # ceil(v - 0.5): halves go down
+                r = em.math("ceil", em.fbin("sub", v, em.f32(0.5)))
+            elif rounding == "round_prefer_ceil":
+                r = em.math("floor", em.fbin("add", v, em.f32(0.5)))
+            else:
+                r = em.math(rounding, v)
+            r = em.fbin("min", em.fbin("max", r, em.f32(0.0)), em.f32(n - 1))
+            return em.f32_to_index(r)
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(out_shape)]
+            # per dimension: a list of (input index, weight or None)
+            taps = []
+            for d, (o, n, m, s) in enumerate(zip(idx, in_shape, out_shape, scales)):
+                if n == m and s == 1.0:
+                    taps.append([(o, None)])
+                elif mode == "nearest":
+                    taps.append([(nearest(em, original(em, o, n, m, s), n), None)])
+                else:  # onnxruntime's linear: clamp, take the two neighbours, weight by distance
+                    v = em.fbin("min", em.fbin("max", original(em, o, n, m, s), em.f32(0.0)), em.f32(n - 1))
+                    i1 = em.min(em.f32_to_index(v), n - 1)
+                    i2 = em.min(em.add(i1, 1), n - 1)
+                    d1 = em.fbin("sub", v, em.index_to_f32(i1))  # the weight of i2
+                    same = em.cmpi("eq", i1, i2)
+                    w1 = em.select(same, em.f32(0.5), em.fbin("sub", em.f32(1.0), d1))
+                    w2 = em.select(same, em.f32(0.5), d1)
+                    taps.append([(i1, w1), (i2, w2)])
+            total = None
+            for corner in itertools.product(*taps):
+                v = em.load_value(x, [i for i, _ in corner])
+                for _, wt in corner:
+                    if wt is not None:
+                        v = em.fbin("mul", v, wt)
+                total = v if total is None else em.fbin("add", total, v)
+            em.store_value(self.finish(em, total, idx), self.out, idx)
+
+        self.nest(self.stage, dims(out_shape), [], body)
 
     # ---- detection operators ----------------------------------------------------------------
 
@@ -523,7 +756,7 @@ class OpLowering:
             for n in reversed(in_shape):
                 src.append(em.rem(flat, n))
                 flat = em.floordiv(flat, n)
-            em.store_value(em.load_value(x, list(reversed(src))), self.out, idx)
+            em.store_value(self.finish(em, em.load_value(x, list(reversed(src))), idx), self.out, idx)
 
         self.nest(self.stage, dims(out_shape), [], body)
 
@@ -557,7 +790,7 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store_value(pick(em, idx, 0), self.out, idx)
+            em.store_value(self.finish(em, pick(em, idx, 0), idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -581,7 +814,7 @@ def epilogue_of(members: Sequence[T.TensorOp], chain_in: SSAValue,
                 chained_lhs = m.lhs == prev
                 other = m.rhs if chained_lhs else m.lhs
                 w = em.load_value(buffers[other], broadcast_index(idx, T.shape_of(other), em))
-                v = em.fbin(m.fn.data, v, w) if chained_lhs else em.fbin(m.fn.data, w, v)
+                v = apply_binary(em, m.fn.data, v, w) if chained_lhs else apply_binary(em, m.fn.data, w, v)
             prev = m.result
         return v
 

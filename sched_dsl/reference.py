@@ -61,26 +61,159 @@ def conv2d(x, w, stride, padding, dilation, groups):
     return np.concatenate(outs, axis=1)
 
 
-def pool2d(x, kind, kernel, stride, padding):
+def pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False):
+    from sched_dsl.dialects.tensorop import pool2d_shape
+
+    oh, ow = pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)[2:]
+    # ceil_mode's last windows may reach past the padding: pad further with the fill, then
+    # take the first oh x ow windows
+    pt, pl, pb, pr = padding
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    extra_h = max(0, (oh - 1) * stride[0] + span[0] - (x.shape[2] + pt + pb))
+    extra_w = max(0, (ow - 1) * stride[1] + span[1] - (x.shape[3] + pl + pr))
+    grown = (pt, pl, pb + extra_h, pr + extra_w)
     if kind == "max":
-        return _windows(x, kernel, stride, padding, fill=-np.inf).max(axis=(4, 5))
-    total = _windows(x, kernel, stride, padding).sum(axis=(4, 5))
-    count = _windows(np.ones_like(x), kernel, stride, padding).sum(axis=(4, 5))
+        return _windows(x, kernel, stride, grown, dilation, fill=-np.inf)[:, :, :oh, :ow].max(axis=(4, 5))
+    total = _windows(x, kernel, stride, grown, dilation)[:, :, :oh, :ow].sum(axis=(4, 5))
+    inside = np.ones_like(x)
+    if count_include_pad:  # the padded input counts, the ceil-mode overhang does not
+        inside = np.pad(inside, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1)
+        grown = (0, 0, extra_h, extra_w)
+    count = _windows(inside, kernel, stride, grown, dilation)[:, :, :oh, :ow].sum(axis=(4, 5))
     return total / count
 
 
+def _erf(x):
+    from math import erf
+
+    return np.vectorize(erf, otypes=[np.float64])(x)
+
+
+def _where_neg(x, neg):
+    return np.where(x < 0, neg, x)
+
+
 UNARY = {
-    "relu": lambda x, lo, hi: np.maximum(x, 0),
-    "relu6": lambda x, lo, hi: np.clip(x, 0, 6),
-    "clip": lambda x, lo, hi: np.clip(x, lo, hi),
-    "sigmoid": lambda x, lo, hi: 1 / (1 + np.exp(-x)),
-    "tanh": lambda x, lo, hi: np.tanh(x),
-    "exp": lambda x, lo, hi: np.exp(x),
-    "neg": lambda x, lo, hi: -x,
+    "relu": lambda x, p: np.maximum(x, 0),
+    "relu6": lambda x, p: np.clip(x, 0, 6),
+    "clip": lambda x, p: np.clip(x, p["lo"], p["hi"]),
+    "sigmoid": lambda x, p: 1 / (1 + np.exp(-x)),
+    "tanh": lambda x, p: np.tanh(x),
+    "exp": lambda x, p: np.exp(x),
+    "neg": lambda x, p: -x,
+    "abs": lambda x, p: np.abs(x),
+    "sqrt": lambda x, p: np.sqrt(x),
+    "reciprocal": lambda x, p: 1 / x,
+    "floor": lambda x, p: np.floor(x),
+    "ceil": lambda x, p: np.ceil(x),
+    "sign": lambda x, p: np.sign(x),
+    "erf": lambda x, p: _erf(x),
+    "log": lambda x, p: np.log(x),
+    "softplus": lambda x, p: np.logaddexp(0, x),
+    "softsign": lambda x, p: x / (1 + np.abs(x)),
+    "leaky_relu": lambda x, p: _where_neg(x, p["alpha"] * x),
+    "elu": lambda x, p: _where_neg(x, p["alpha"] * (np.exp(x) - 1)),
+    "selu": lambda x, p: p["beta"] * np.where(x <= 0, p["alpha"] * (np.exp(x) - 1), x),
+    "hard_sigmoid": lambda x, p: np.clip(p["alpha"] * x + p["beta"], 0, 1),
+    "hard_swish": lambda x, p: x * np.clip(x / 6 + 0.5, 0, 1),
+    "gelu": lambda x, p: 0.5 * x * (1 + _erf(x / np.sqrt(2))),
+    "gelu_tanh": lambda x, p: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+    "shrink": lambda x, p: np.where(x < -p["alpha"], x + p["beta"], np.where(x > p["alpha"], x - p["beta"], 0)),
 }
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "max": np.maximum, "min": np.minimum}
+          "max": np.maximum, "min": np.minimum, "pow": np.power,
+          "prelu": lambda x, slope: np.where(x < 0, x * slope, x)}
 REDUCE = {"sum": np.sum, "max": np.max, "mean": np.mean}
+
+
+def normalize(x, axes, epsilon):
+    mean = x.mean(axis=tuple(axes), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=tuple(axes), keepdims=True)
+    return (x - mean) / np.sqrt(var + epsilon)
+
+
+def remap(x, shape, source, step, offset, mode, value):
+    """The index map of tensorop.remap, in numpy."""
+    grids = np.indices(shape)
+    idx = []
+    inside = np.ones(shape, dtype=bool)
+    for n, s, st, off in zip(x.shape, source, step, offset):
+        i = np.full(shape, off) if s < 0 else off + st * grids[s]
+        if mode == "constant":
+            inside &= (i >= 0) & (i < n)
+            i = np.clip(i, 0, n - 1)
+        elif mode == "edge":
+            i = np.clip(i, 0, n - 1)
+        elif mode == "reflect" and n > 1:
+            i = np.abs(i)
+            i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+        elif mode == "wrap":
+            i = np.mod(i, n)
+        idx.append(i)
+    out = x[tuple(idx)] if x.ndim else np.broadcast_to(x, shape)
+    return np.where(inside, out, value)
+
+
+def gather(x, indices, axis):
+    n = x.shape[axis]
+    idx = np.clip(np.where(indices < 0, indices + n, indices), 0, n - 1)
+    return np.take(x, idx.astype(np.int64), axis=axis)
+
+
+def conv_transpose2d(x, w, stride, padding, dilation, output_padding, groups):
+    """Scatter form: every input element adds its weighted window to the output."""
+    from sched_dsl.dialects.tensorop import conv_transpose2d_shape
+
+    n, f, oh, ow = conv_transpose2d_shape(x.shape, w.shape, stride, padding, dilation, output_padding, groups)
+    c, h, wd = x.shape[1:]
+    fg, kh, kw = w.shape[1:]
+    cg = c // groups
+    pt, pl = padding[0], padding[1]
+    full = np.zeros((n, f, (h - 1) * stride[0] + (kh - 1) * dilation[0] + 1 + oh,
+                     (wd - 1) * stride[1] + (kw - 1) * dilation[1] + 1 + ow))
+    for g in range(groups):
+        xs, ws = x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg]
+        for ry in range(kh):
+            for rx in range(kw):
+                contrib = np.einsum("nchw,cf->nfhw", xs, ws[:, :, ry, rx])
+                y0, x0 = ry * dilation[0], rx * dilation[1]
+                full[:, g * fg:(g + 1) * fg, y0:y0 + (h - 1) * stride[0] + 1:stride[0],
+                     x0:x0 + (wd - 1) * stride[1] + 1:stride[1]] += contrib
+    return full[:, :, pt:pt + oh, pl:pl + ow]
+
+
+def resize(x, shape, scales, mode, coordinate, rounding):
+    """ONNX Resize (nearest and linear, as onnxruntime computes them), one dimension at a time."""
+    out = np.asarray(x, dtype=np.float64)
+    for d, (n, m, s) in enumerate(zip(x.shape, shape, scales)):
+        if n == m and s == 1.0:
+            continue
+        o = np.arange(m, dtype=np.float32)
+        s32 = np.float32(s)
+        if coordinate == "align_corners":
+            v = np.zeros(m, np.float32) if m == 1 else o * np.float32(n - 1) / np.float32(m - 1)
+        elif coordinate == "asymmetric":
+            v = o / s32
+        elif coordinate == "tf_half_pixel_for_nn":
+            v = (o + np.float32(0.5)) / s32
+        elif coordinate == "pytorch_half_pixel" and m == 1:
+            v = np.zeros(1, np.float32)
+        else:
+            v = (o + np.float32(0.5)) / s32 - np.float32(0.5)
+        if mode == "nearest":
+            r = {"round_prefer_floor": lambda t: np.ceil(t - 0.5), "round_prefer_ceil": lambda t: np.floor(t + 0.5),
+                 "floor": np.floor, "ceil": np.ceil}[rounding](v)
+            out = np.take(out, np.clip(r, 0, n - 1).astype(np.int64), axis=d)
+            continue
+        v = np.clip(v, 0, n - 1)
+        i1 = np.minimum(v.astype(np.int64), n - 1)
+        i2 = np.minimum(i1 + 1, n - 1)
+        w2 = np.where(i1 == i2, 0.5, v - i1)
+        w1 = np.where(i1 == i2, 0.5, 1 - (v - i1))
+        bshape = [1] * out.ndim
+        bshape[d] = m
+        out = np.take(out, i1, axis=d) * w1.reshape(bshape) + np.take(out, i2, axis=d) * w2.reshape(bshape)
+    return out
 
 
 def cumsum(x, axis, exclusive, reverse):
@@ -172,13 +305,14 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     if t.kind == "cast":
         return args[0]
     if t.kind == "matmul":
-        return args[0] @ args[1]
+        return np.matmul(args[0], args[1])
     if t.kind == "conv2d":
         return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
     if t.kind == "pool2d":
-        return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"])
+        return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
+                      a.get("ceil_mode", False), a.get("count_include_pad", False))
     if t.kind == "unary":
-        return UNARY[a["fn"]](args[0], a["lo"], a["hi"])
+        return UNARY[a["fn"]](args[0], a.get("params", {}))
     if t.kind == "binary":
         return BINARY[a["fn"]](args[0], args[1])
     if t.kind == "bias_add":
@@ -189,8 +323,19 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         return REDUCE[a["fn"]](args[0], axis=tuple(a["axes"]), keepdims=a["keepdims"])
     if t.kind == "softmax":
         x = args[0]
-        e = np.exp(x - x.max(axis=a["axis"], keepdims=True))
-        return e / e.sum(axis=a["axis"], keepdims=True)
+        shifted = x - x.max(axis=a["axis"], keepdims=True)
+        total = np.exp(shifted).sum(axis=a["axis"], keepdims=True)
+        return shifted - np.log(total) if a.get("log") else np.exp(shifted) / total
+    if t.kind == "normalize":
+        return normalize(args[0], a["axes"], a["epsilon"])
+    if t.kind == "remap":
+        return remap(args[0], t.shape, a["source"], a["step"], a["offset"], a["mode"], a.get("value", 0.0))
+    if t.kind == "gather":
+        return gather(args[0], args[1], a["axis"])
+    if t.kind == "conv_transpose2d":
+        return conv_transpose2d(*args, a["stride"], a["padding"], a["dilation"], a["output_padding"], a["groups"])
+    if t.kind == "resize":
+        return resize(args[0], t.shape, a["scales"], a["mode"], a["coordinate"], a["rounding"])
     if t.kind == "scan":
         return cumsum(args[0], a["axis"], a["exclusive"], a["reverse"])
     if t.kind == "argsort":

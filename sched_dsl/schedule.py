@@ -27,8 +27,9 @@ def loop_names(t: Tensor) -> list[str]:
     """The loops tensorop-to-loops gives the operator's (main) stage, outermost first."""
     spatial = [f"d{k}" for k in range(len(t.shape))]
     return {
-        "matmul": ["i", "j", "k"],
+        "matmul": [f"b{k}" for k in range(len(t.shape) - 2)] + ["i", "j", "k"],
         "conv2d": ["n", "f", "y", "x", "rc", "ry", "rx"],
+        "conv_transpose2d": ["n", "f", "y", "x", "rc", "ry", "rx"],
         "pool2d": ["n", "c", "y", "x", "ry", "rx"],
         "reduce": spatial + [f"r{k}" for k in range(len(t.attrs.get("axes", ())))],
         "nms": ["m", "rank"],

@@ -145,24 +145,39 @@ def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
     return _op("cast", x.shape, (x,), name, dtype=dtype)
 
 
-def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None) -> Tensor:
+def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None, *, dilation=1,
+           ceil_mode: bool = False, count_include_pad: bool = False) -> Tensor:
+    """Max or average pooling; `ceil_mode` keeps a last partial window, `count_include_pad`
+    makes an average divide by the window's size within the padded input."""
     dtype = _tensors(x, op="pool2d")
     if kind not in T.POOL_KINDS:
         raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
     kernel = _pair(kernel, "kernel")
     stride = kernel if stride is None else _pair(stride, "stride")
-    padding = _padding(padding)
-    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding), (x,), name, dtype=dtype,
-               kind=kind, kernel=kernel, stride=stride, padding=padding)
+    padding, dilation = _padding(padding), _pair(dilation, "dilation")
+    if kind == "avg" and dilation != (1, 1):
+        raise T.ShapeError("average pooling with dilations is not supported")
+    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), (x,), name, dtype=dtype,
+               kind=kind, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+               ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
 
 
-def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None) -> Tensor:
+def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None, *,
+          alpha: float | None = None, beta: float | None = None) -> Tensor:
+    """Elementwise fn(x), fn one of tensorop.UNARY_FNS; clip takes lo and hi, leaky_relu and
+    elu alpha, selu alpha and beta (gamma), hard_sigmoid alpha and beta, shrink alpha
+    (lambd) and beta (bias)."""
     dtype = _tensors(x, op="unary")
     if fn not in T.UNARY_FNS:
         raise ValueError(f"unary fn '{fn}' is not one of {', '.join(T.UNARY_FNS)}")
     if fn == "clip" and (lo is None or hi is None or lo > hi):
         raise ValueError(f"clip needs lo <= hi, got lo={lo}, hi={hi}")
-    return _op("unary", x.shape, (x,), name, dtype=dtype, fn=fn, lo=lo, hi=hi)
+    given = {"lo": lo, "hi": hi, "alpha": alpha, "beta": beta}
+    params = {k: float(given[k]) for k in T.UNARY_PARAMS.get(fn, ())}
+    missing = [k for k in T.UNARY_PARAMS.get(fn, ()) if given[k] is None]
+    if missing:
+        raise ValueError(f"{fn} needs {' and '.join(T.UNARY_PARAMS[fn])}")
+    return _op("unary", x.shape, (x,), name, dtype=dtype, fn=fn, params=params)
 
 
 def relu(x, name=None): return unary("relu", x, name=name)
@@ -172,6 +187,8 @@ def sigmoid(x, name=None): return unary("sigmoid", x, name=name)
 def tanh(x, name=None): return unary("tanh", x, name=name)
 def exp(x, name=None): return unary("exp", x, name=name)
 def neg(x, name=None): return unary("neg", x, name=name)
+def leaky_relu(x, alpha=0.01, name=None): return unary("leaky_relu", x, name=name, alpha=alpha)
+def gelu(x, name=None): return unary("gelu", x, name=name)
 
 
 def binary(fn: str, a: Tensor, b: Tensor, name: str | None = None) -> Tensor:
@@ -187,6 +204,8 @@ def mul(a, b, name=None): return binary("mul", a, b, name)
 def div(a, b, name=None): return binary("div", a, b, name)
 def maximum(a, b, name=None): return binary("max", a, b, name)
 def minimum(a, b, name=None): return binary("min", a, b, name)
+def power(a, b, name=None): return binary("pow", a, b, name)
+def prelu(x, slope, name=None): return binary("prelu", x, slope, name)
 
 
 def bias_add(x: Tensor, bias: Tensor, axis: int = 1, name: str | None = None) -> Tensor:
@@ -205,10 +224,23 @@ def reduce(x: Tensor, fn: str, axes: int | Sequence[int], keepdims: bool = False
     return _op("reduce", T.reduce_shape(x.shape, axes, keepdims), (x,), name, dtype=dtype, fn=fn, axes=axes, keepdims=keepdims)
 
 
-def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+def softmax(x: Tensor, axis: int = -1, name: str | None = None, *, log: bool = False) -> Tensor:
     dtype = _tensors(x, op="softmax")
     T.normalize_axes([axis], x.ndim, "softmax")
-    return _op("softmax", x.shape, (x,), name, dtype=dtype, axis=axis)
+    return _op("softmax", x.shape, (x,), name, dtype=dtype, axis=axis, log=bool(log))
+
+
+def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+    return softmax(x, axis, name, log=True)
+
+
+def normalize(x: Tensor, axes: int | Sequence[int], epsilon: float = 1e-5, name: str | None = None) -> Tensor:
+    """(x - mean) / sqrt(var + epsilon) over `axes` (layer, instance and group normalization
+    without their scale and bias)."""
+    dtype = _tensors(x, op="normalize")
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    T.reduce_shape(x.shape, axes, False)
+    return _op("normalize", x.shape, (x,), name, dtype=dtype, axes=axes, epsilon=float(epsilon))
 
 
 def _integer(v: Any, what: str) -> int:
@@ -282,7 +314,7 @@ def topological(outputs: Sequence[Tensor]) -> list[Tensor]:
 
 
 def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
-    """Given names stay; others are the operator kind, numbered when it repeats."""
+    """Given names stay; others are the operator kind, numbered when it repeats (relu, relu1)."""
     names: dict[Tensor, str] = {}
     named: dict[str, Tensor] = {}
     for t in order:
@@ -304,7 +336,7 @@ def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
             name, k = base, 0
             while name in used:
                 k += 1
-                name = f"{base}_{k}"
+                name = f"{base}{k}"  # not _<k>: xDSL drops such a suffix from value names
             used.add(name)
             names[t] = name
     return names
@@ -320,9 +352,10 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     if t.kind == "cast":
         return T.CastOp(*args, name, t.dtype)
     if t.kind == "pool2d":
-        return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"])
+        return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"], a["dilation"],
+                          a["ceil_mode"], a["count_include_pad"])
     if t.kind == "unary":
-        return T.UnaryOp(*args, name, a["fn"], a["lo"], a["hi"])
+        return T.UnaryOp(*args, name, a["fn"], **a["params"])
     if t.kind == "binary":
         return T.BinaryOp(*args, name, a["fn"])
     if t.kind == "bias_add":
@@ -330,7 +363,9 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     if t.kind == "reduce":
         return T.ReduceOp(*args, name, a["fn"], a["axes"], a["keepdims"])
     if t.kind == "softmax":
-        return T.SoftmaxOp(*args, name, a["axis"])
+        return T.SoftmaxOp(*args, name, a["axis"], a["log"])
+    if t.kind == "normalize":
+        return T.NormalizeOp(*args, name, a["axes"], a["epsilon"])
     if t.kind == "scan":
         return T.ScanOp(*args, name, a["axis"], a["exclusive"], a["reverse"])
     if t.kind == "argsort":
@@ -345,6 +380,15 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ReshapeOp(*args, name, t.shape)
     if t.kind == "concat":
         return T.ConcatOp(args, name, a["axis"])
+    if t.kind == "remap":
+        return T.RemapOp(*args, name, t.shape, a["source"], a["step"], a["offset"], a["mode"], a["value"])
+    if t.kind == "gather":
+        return T.GatherOp(*args, name, a["axis"])
+    if t.kind == "conv_transpose2d":
+        return T.ConvTranspose2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["output_padding"],
+                                   a["groups"])
+    if t.kind == "resize":
+        return T.ResizeOp(*args, name, t.shape, a["scales"], a["mode"], a["coordinate"], a["rounding"])
     if t.kind == "slice":
         return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
     raise ValueError(f"unknown operator kind {t.kind}")
@@ -355,17 +399,20 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     attributes, stage name and dtype, over the given input nodes."""
     kind = op.name.split(".", 1)[1]
     attrs: dict = {}
-    if isinstance(op, T.Conv2dOp):
+    if isinstance(op, (T.Conv2dOp, T.ConvTranspose2dOp)):
         attrs = dict(stride=tuple(op.stride.get_values()), padding=tuple(op.padding.get_values()),
                      dilation=tuple(op.dilation.get_values()), groups=op.groups.value.data)
+        if isinstance(op, T.ConvTranspose2dOp):
+            attrs["output_padding"] = tuple(op.output_padding.get_values())
     if isinstance(op, T.ProductOp) and op.compute_mode() is not None:
         attrs["compute"] = op.compute_mode()
     elif isinstance(op, T.Pool2dOp):
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
-                     padding=tuple(op.padding.get_values()))
+                     padding=tuple(op.padding.get_values()), dilation=op.dilations(), ceil_mode=op.is_ceil_mode(),
+                     count_include_pad=op.includes_pad())
     elif isinstance(op, T.UnaryOp):
-        lo, hi = op.bounds() if op.fn.data in ("clip", "relu6") else (None, None)
-        attrs = dict(fn=op.fn.data, lo=lo, hi=hi)
+        params = op.params() if op.fn.data != "relu6" else {}
+        attrs = dict(fn=op.fn.data, params=params)
     elif isinstance(op, T.BinaryOp):
         attrs = dict(fn=op.fn.data)
     elif isinstance(op, T.BiasAddOp):
@@ -373,9 +420,17 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     elif isinstance(op, T.ReduceOp):
         attrs = dict(fn=op.fn.data, axes=tuple(op.axes.get_values()), keepdims=bool(op.keepdims.value.data))
     elif isinstance(op, T.SoftmaxOp):
+        attrs = dict(axis=op.axis.value.data, log=op.is_log())
+    elif isinstance(op, T.NormalizeOp):
+        attrs = dict(axes=tuple(op.axes.get_values()), epsilon=float(op.epsilon.value.data))
+    elif isinstance(op, (T.ConcatOp, T.GatherOp)):
         attrs = dict(axis=op.axis.value.data)
-    elif isinstance(op, T.ConcatOp):
-        attrs = dict(axis=op.axis.value.data)
+    elif isinstance(op, T.RemapOp):
+        attrs = dict(source=tuple(op.source.get_values()), step=tuple(op.step.get_values()),
+                     offset=tuple(op.offset.get_values()), mode=op.mode.data, value=op.fill())
+    elif isinstance(op, T.ResizeOp):
+        attrs = dict(scales=op.scale_values(), mode=op.mode.data, coordinate=op.coordinate.data,
+                     rounding=op.rounding.data)
     elif isinstance(op, T.SliceOp):
         attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
@@ -427,3 +482,88 @@ def slice_along(x: Tensor, axis: int, start: int, stop: int, name: str | None = 
 def concat(xs: Sequence[Tensor], axis: int = 1, name: str | None = None) -> Tensor:
     dtype = _tensors(*xs, op="concat")
     return _op("concat", T.concat_shape([x.shape for x in xs], axis), tuple(xs), name, dtype=dtype, axis=axis)
+
+
+def remap(x: Tensor, shape: Sequence[int], source: Sequence[int], step: Sequence[int], offset: Sequence[int],
+          mode: str = "strict", value: float = 0.0, name: str | None = None) -> Tensor:
+    """out[o] = x[i], i[d] = offset[d] + step[d] * o[source[d]] (see tensorop.RemapOp)."""
+    dtype = _tensors(x, op="remap")
+    shape = tuple(int(d) for d in shape)
+    T.remap_ranges(x.shape, shape, source, step, offset, mode)
+    return _op("remap", shape, (x,), name, dtype=dtype, source=tuple(source), step=tuple(step), offset=tuple(offset),
+               mode=mode, value=float(value))
+
+
+def _remap(x: Tensor, r: T.Remap, name: str | None, mode: str = "strict", value: float = 0.0) -> Tensor:
+    return remap(x, *r, mode=mode, value=value, name=name)
+
+
+def transpose(x: Tensor, perm: Sequence[int] | None = None, name: str | None = None) -> Tensor:
+    _tensors(x, op="transpose")
+    perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(perm)
+    return _remap(x, T.transpose_remap(x.shape, perm), name)
+
+
+def slice_(x: Tensor, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int] | None = None,
+           steps: Sequence[int] | None = None, name: str | None = None) -> Tensor:
+    """x[start:end:step] along `axes` (all, in order, by default), numpy's clamping."""
+    _tensors(x, op="slice")
+    axes = tuple(range(len(starts))) if axes is None else tuple(axes)
+    steps = (1,) * len(starts) if steps is None else tuple(steps)
+    return _remap(x, T.slice_remap(x.shape, starts, ends, axes, steps), name)
+
+
+def pad(x: Tensor, pads: Sequence[int], mode: str = "constant", value: float = 0.0, name: str | None = None) -> Tensor:
+    """ONNX Pad: `pads` lists the leading pads of every dimension, then the trailing ones;
+    mode constant (with `value`), edge, reflect or wrap."""
+    _tensors(x, op="pad")
+    if mode not in ("constant", "edge", "reflect", "wrap"):
+        raise ValueError(f"pad mode '{mode}' is not one of constant, edge, reflect, wrap")
+    return _remap(x, T.pad_remap(x.shape, pads), name, mode, value)
+
+
+def tile(x: Tensor, repeats: Sequence[int], name: str | None = None) -> Tensor:
+    _tensors(x, op="tile")
+    return _remap(x, T.tile_remap(x.shape, repeats), name, "wrap")
+
+
+def expand(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
+    _tensors(x, op="expand")
+    return _remap(x, T.expand_remap(x.shape, shape), name)
+
+
+def gather(x: Tensor, indices: Tensor, axis: int = 0, name: str | None = None) -> Tensor:
+    """ONNX Gather with i32 indices (negative ones count from the end)."""
+    dtype = _tensors(x, op="gather")
+    if not isinstance(indices, Tensor) or indices.dtype != "i32":
+        raise T.ShapeError(f"gather: indices must be an i32 tensor, got {indices!r}")
+    return _op("gather", T.gather_shape(x.shape, indices.shape, axis), (x, indices), name, dtype=dtype, axis=int(axis))
+
+
+def conv_transpose2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, output_padding=0, groups: int = 1,
+                     name: str | None = None) -> Tensor:
+    """ONNX ConvTranspose over NCHW with weights (C, F / groups, KH, KW)."""
+    dtype = _tensors(x, w, op="conv_transpose2d")
+    stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
+    output_padding = _pair(output_padding, "output_padding")
+    shape = T.conv_transpose2d_shape(x.shape, w.shape, stride, padding, dilation, output_padding, groups)
+    return _op("conv_transpose2d", shape, (x, w), name, dtype=dtype, stride=stride, padding=padding, dilation=dilation,
+               output_padding=output_padding, groups=groups)
+
+
+def resize(x: Tensor, scales: Sequence[float], mode: str = "nearest", coordinate: str = "half_pixel",
+           rounding: str = "round_prefer_floor", shape: Sequence[int] | None = None, name: str | None = None) -> Tensor:
+    """ONNX Resize by `scales` (one per dimension); the output shape is floor(size * scale)
+    unless `shape` gives it."""
+    dtype = _tensors(x, op="resize")
+    if len(scales) != x.ndim:
+        raise T.ShapeError(f"resize needs {x.ndim} scales for {x.shape}, got {tuple(scales)}")
+    shape = tuple(int(n * s) for n, s in zip(x.shape, scales)) if shape is None else tuple(int(d) for d in shape)
+    for what, v, allowed in (("mode", mode, T.RESIZE_MODES), ("coordinate", coordinate, T.RESIZE_COORDS),
+                             ("rounding", rounding, T.RESIZE_ROUNDING)):
+        if v not in allowed:
+            raise ValueError(f"resize {what} '{v}' is not one of {', '.join(allowed)}")
+    if min(scales) <= 0 or min(shape) < 1:
+        raise T.ShapeError(f"resize: scales {tuple(scales)} must be > 0 and the output {shape} not empty")
+    return _op("resize", shape, (x,), name, dtype=dtype, scales=tuple(float(v) for v in scales), mode=mode,
+               coordinate=coordinate, rounding=rounding)

@@ -418,3 +418,31 @@ def test_default_pipeline_checks_clean_on_random_schedules(kind, data):
     schedule = data.draw(sdt.schedules(out))
     results = check_each_pass(schedule.module(), DEFAULT_PIPELINE, inputs=data.draw(sdt.inputs(out)), emit=None)
     assert [r.level for r in results] == ["loops", "loops", "gpu"]
+
+
+def _new_operator_cases():
+    x = sd.placeholder("X", (1, 2, 4, 5))
+    return {
+        "pad_reflect": sd.pad(x, [0, 0, 1, 2, 0, 0, 2, 1], "reflect"),
+        "resize_linear": sd.resize(x, (1, 1, 1.5, 2), "linear", "half_pixel"),
+        "conv_transpose": sd.conv_transpose2d(x, sd.placeholder("W", (2, 3, 3, 3)), stride=2, padding=1,
+                                              output_padding=1),
+        "normalize_gelu": sd.gelu(sd.normalize(x, (2, 3))),
+        "log_softmax_pool": sd.log_softmax(sd.pool2d(x, "avg", (3, 2), stride=2, padding=(1, 0, 0, 1), ceil_mode=True,
+                                                     count_include_pad=True), 1),
+        "gather": sd.gather(x, sd.placeholder("I", (3,), "i32"), 3),
+    }
+
+
+@pytest.mark.parametrize("name", list(_new_operator_cases()))
+def test_new_operators_check_each_pass(name):
+    """The coverage operators (remap, resize, conv_transpose2d, normalize, log-softmax, ceil-mode
+    pooling, gather; erf, log, floor, pow in their bodies) keep their meaning through every
+    pass, in the interpreter and as OpenCL text."""
+    from sched_dsl.tensor import module_of
+
+    module, _, _ = module_of([_new_operator_cases()[name]])
+    inputs = None
+    if name == "gather":
+        inputs = {"X": np.random.default_rng(0).random((1, 2, 4, 5), np.float32), "I": np.array([4, -1, 0], np.int32)}
+    assert len(check_each_pass(module, DEFAULT_PIPELINE, inputs=inputs)) == 4

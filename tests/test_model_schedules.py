@@ -183,3 +183,22 @@ def test_tune_model_then_reuse_records(tmp_path):
     assert sess.tuned == ["dw4"]
     with pytest.raises(sd.RecordsError, match="does not exist"):
         sd.load_onnx(str(path), records=str(tmp_path / "none.jsonl"))
+
+
+def test_batched_matmul_anchor_is_a_tunable_workload():
+    """A batched matmul (ViT's attention, ConvNeXt's MLP) is an anchor like the 2-D one: its
+    one-output-per-thread template over the fused batch and output loops has the `threads`
+    knob, and every candidate computes what numpy does."""
+    from sched_dsl.graph.model_schedules import anchor_workload
+    from sched_dsl.dialects import tensorop as T
+    from sched_dsl.tensor import module_of
+
+    a, b = sd.placeholder("A", (2, 3, 5, 4)), sd.placeholder("B", (3, 4, 6))
+    module, _, _ = module_of([sd.matmul(a, b, name="C")])
+    op = next(o for o in module.walk() if isinstance(o, T.MatmulOp))
+    y, s = anchor_workload(op)
+    assert list(s.knob_candidates()) == ["threads"]
+    av, bv = rng.standard_normal((2, 3, 5, 4)).astype(np.float32), rng.standard_normal((3, 4, 6)).astype(np.float32)
+    for t in s.knob_candidates()["threads"]:
+        kern = sd.build(y, s, config={"threads": t})
+        np.testing.assert_allclose(kern(av, bv), av @ bv, rtol=1e-5, atol=1e-5)

@@ -42,8 +42,8 @@ F = TensorProto.FLOAT
 
 def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
     """Standalone BatchNormalization, Gemm with transB, Reshape with 0 and -1, Concat,
-    Transpose (host), CumSum and TopK (GPU), AveragePool, Sigmoid, Sub/Div/Max with constants,
-    Softmax."""
+    Transpose (a remap), CumSum and TopK (GPU), AveragePool, Sigmoid, Sub/Div/Max with
+    constants, Softmax."""
     nodes = [
         helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["bn"], epsilon=1e-3),
         helper.make_node("AveragePool", ["bn"], ["ap"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
@@ -69,7 +69,7 @@ def test_operators_and_host_fallback_match_onnxruntime(tmp_path):
               inits)
     path = save(m, tmp_path)
     sess = sd.load_onnx(str(path))
-    assert 'callee = "Transpose"' in sess.ir and "tensorop.scan" in sess.ir and "tensorop.topk" in sess.ir
+    assert "tensorop.remap" in sess.ir and "tensorop.scan" in sess.ir and "tensorop.topk" in sess.ir
     assert 'callee = "ToInt64"' in sess.ir  # ONNX's int64 indices from the GPU's int32 ones
     assert 'tensorop.copy' in sess.ir
     assert_matches_onnxruntime(sess, path)
@@ -91,22 +91,28 @@ def test_conv_variants_and_pools(tmp_path):
 
 
 def test_unsupported_nodes_listed_together(tmp_path):
+    """Every node the importer cannot map is named, with its reason, in one error; the nodes
+    downstream of them are not reported again."""
     nodes = [
-        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], auto_pad="SAME_UPPER", name="conv_same"),
-        helper.make_node("LRN", ["x"], ["l"], size=3, name="norm"),
-        helper.make_node("Erf", ["l"], ["e"], name="erf"),
-        helper.make_node("Add", ["c", "e"], ["out"], name="add"),
+        helper.make_node("MaxPool", ["x"], ["p", "idx"], kernel_shape=[2, 2], name="pool_indices"),
+        helper.make_node("Hardmax", ["x"], ["h"], name="hardmax"),
+        helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="cubic", name="cubic"),
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Add", ["c", "h"], ["out"], name="add"),
     ]
-    m = model(nodes, [("x", [1, 2, 4, 4])], [("out", F, [1, 2, 4, 4])], [("w", f32(2, 2, 3, 3))])
+    m = model(nodes, [("x", [1, 2, 4, 4])], [("out", F, [1, 2, 4, 4])],
+              [("w", f32(2, 2, 3, 3)), ("scales", np.array([1, 1, 2, 2], np.float32))])
     with pytest.raises(OnnxImportError) as err:
         import_onnx(m)
     msg = str(err.value)
-    for what in ("Conv node 'conv_same': auto_pad", "LRN node 'norm': operator not supported",
-                 "Erf node 'erf': operator not supported"):
+    for what in ("MaxPool node 'pool_indices': its optional output(s) idx are not supported",
+                 "Hardmax node 'hardmax': operator not supported",
+                 "Resize node 'cubic': mode='cubic' is not supported"):
         assert what in msg
+    assert "node 'add'" not in msg and "node 'conv'" not in msg
     run = subprocess.run([SCHED_RUN, str(save(m, tmp_path))], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
-    assert "LRN node 'norm'" in run.stderr and "Erf node 'erf'" in run.stderr
+    assert "Hardmax node 'hardmax'" in run.stderr and "MaxPool node 'pool_indices'" in run.stderr
     assert "Traceback" not in run.stderr
 
 

@@ -95,6 +95,7 @@ class Spelling:
     shared_address: str
     global_address: str
     float_bits: str
+    math_suffix: str = ""  # CUDA's float versions of the C math functions end in f (logf, ...)
 
 
 OPENCL = Spelling(
@@ -169,6 +170,7 @@ CUDA = Spelling(
     shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
     global_address="({ptr})",
     float_bits="__float_as_uint({x})",
+    math_suffix="f",
 )
 
 CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
@@ -178,6 +180,9 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||"}
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
+# math ops printed as C math functions (CUDA adds Spelling.math_suffix)
+MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", mathd.FloorOp: "floor",
+              mathd.CeilOp: "ceil", mathd.ErfOp: "erf", mathd.PowFOp: "pow"}
 
 
 # Index arithmetic is 32-bit (`int`, fast on GPUs) in kernels whose sizes, constants and
@@ -354,7 +359,9 @@ class KernelPrinter:
             self.assign(op, f"{e(op.cond)} ? {e(op.lhs)} : {e(op.rhs)}")
         elif isinstance(op, arith.NegfOp):
             self.assign(op, f"-{e(op.operand)}")
-        elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp)):
+        elif t in MATH_CALLS:
+            self.assign(op, f"{MATH_CALLS[t]}{sp.math_suffix}({', '.join(e(v) for v in op.operands)})")
+        elif isinstance(op, (arith.IndexCastOp, arith.SIToFPOp, arith.FPToSIOp)):
             self.assign(op, f"({self.c_type(op.result.type)}){e(op.input)}")
         elif isinstance(op, arith.ExtFOp):
             if not isinstance(op.result.type, Float32Type):

@@ -53,7 +53,13 @@ def make_input(sess, path: str | None, seed: int) -> dict[str, np.ndarray]:
             raise ValueError(f"--input {path}: not a .npy array ({e})") from None
         return {sess.input_names[0]: x}
     rng = np.random.default_rng(seed)
-    return {n: rng.standard_normal(sess.shapes[sess.inputs_of[n]]).astype(np.float32) for n in sess.input_names}
+    feeds = {}
+    for n in sess.input_names:
+        shape = sess.feed_shapes.get(n, sess.shapes[sess.inputs_of[n]])
+        dtype = sess.feed_dtypes.get(n, np.dtype(sess.dtypes[sess.inputs_of[n]]))
+        # integer inputs (indices) get zeros: any other value may be out of range for the model
+        feeds[n] = np.zeros(shape, dtype) if dtype.kind == "i" else rng.standard_normal(shape).astype(dtype)
+    return feeds
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -154,38 +154,59 @@ THREAD_CANDIDATES = (64, 128, 256, 32)  # threads per block of pool and reduce s
 def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     """The schedule models run under. A conv2d or matmul (a fused group is its anchor's stage)
     gets the schedule `sched_dsl.graph.model_schedules` chooses from its shape, knobs named
-    `<stage>.<knob>`; a pool2d or reduce the default mapping (spatial loops fused, split by the
-    knob `<stage>.threads`, bound to block.x/thread.x) plus a register accumulator (cache_write
-    at the thread loop). With a register accumulator a fused epilogue runs once per output, at
-    the write-back. Other stages keep apply-schedule's default."""
+    `<stage>.<knob>`; a pool2d or reduce, and the row reductions of softmax and normalize
+    (`<name>.max`, `<name>.sum`, `<name>.mean`, `<name>.var`), the default mapping (spatial
+    loops fused, split by the knob `<stage>.threads`, bound to block.x/thread.x) plus a
+    register accumulator (cache_write at the thread loop). With a register accumulator a fused
+    epilogue runs once per output, at the write-back. Other stages keep apply-schedule's
+    default."""
     sched_ops: list = []
     for op in ops:
         chosen = anchor_ops(op)
         if chosen is not None:
             sched_ops += chosen
             continue
-        if isinstance(op, T.ReduceOp):
-            loops = [f"d{k}" for k in range(len(T.shape_of(op.result)))]
-        elif isinstance(op, T.Pool2dOp):
-            loops = ["n", "c", "y", "x"]
-        else:
-            continue
-        handles = []
-        for axis in loops:
-            h = S.LoopOp(op.stage_name, axis)
-            sched_ops.append(h)
-            handles.append(h.result)
-        fused = handles[0]
-        for h in handles[1:]:
-            f = S.FuseOp(fused, h)
-            sched_ops.append(f)
-            fused = f.results[0]
-        knob = S.KnobOp(f"{op.stage_name}.threads", THREAD_CANDIDATES)
-        knob.result.name_hint = "threads"
-        split = S.SplitOp(fused, knob.result)
-        sched_ops += [knob, split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
-                      S.CacheWriteOp("local", split.inner)]
+        for stage, loops in reduction_stages(op):
+            sched_ops += threads_and_register(stage, loops)
     return S.ScheduleOp(sched_ops)
+
+
+def reduction_stages(op) -> list[tuple[str, list[str]]]:
+    """(stage, its spatial loops) of the reductions that get the threads-and-register schedule:
+    reduce, pool2d, and the row reductions of softmax (max, sum) and normalize (mean, var)."""
+    if isinstance(op, T.ReduceOp):
+        return [(op.stage_name, [f"d{k}" for k in range(len(T.shape_of(op.result)))])]
+    if isinstance(op, T.Pool2dOp):
+        return [(op.stage_name, ["n", "c", "y", "x"])]
+    if isinstance(op, (T.SoftmaxOp, T.NormalizeOp)):
+        kept = len(T.shape_of(op.input)) - (1 if isinstance(op, T.SoftmaxOp) else len(op.reduced_axes()))
+        parts = ("max", "sum") if isinstance(op, T.SoftmaxOp) else ("mean", "var")
+        return [(f"{op.stage_name}.{p}", [f"d{k}" for k in range(kept)]) for p in parts] if kept else []
+    return []
+
+
+def threads_and_register(stage: str, loops: list[str]) -> list:
+    """Spatial loops fused, split by the knob `<stage>.threads`, bound to block.x/thread.x; the
+    accumulator in a register (cache_write at the thread loop)."""
+    if not loops:
+        return []
+    sched_ops: list = []
+    handles = []
+    for axis in loops:
+        h = S.LoopOp(stage, axis)
+        sched_ops.append(h)
+        handles.append(h.result)
+    fused = handles[0]
+    for h in handles[1:]:
+        f = S.FuseOp(fused, h)
+        sched_ops.append(f)
+        fused = f.results[0]
+    knob = S.KnobOp(f"{stage}.threads", THREAD_CANDIDATES)
+    knob.result.name_hint = "threads"
+    split = S.SplitOp(fused, knob.result)
+    sched_ops += [knob, split, S.BindOp(split.outer, "block.x"), S.BindOp(split.inner, "thread.x"),
+                  S.CacheWriteOp("local", split.inner)]
+    return sched_ops
 
 
 def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str
@@ -523,7 +544,8 @@ class GraphExecutor:
                  outputs: Sequence[str], target: str = "opencl", fuse: bool = True,
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
                  input_args: Sequence[str] | None = None, records: str | None = None,
-                 graph: bool = True, plan_memory: bool = True, devices: int | Sequence[int] | None = None):
+                 graph: bool = True, plan_memory: bool = True, devices: int | Sequence[int] | None = None,
+                 boundary: Mapping[str, Mapping] | None = None):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         t0 = time.perf_counter()
@@ -550,6 +572,7 @@ class GraphExecutor:
             self.device = self.devices[0]
         else:
             self.device = make_device(target)
+            self.devices = [self.device]  # one device (sched-run prints their count)
             if plan_memory:
                 TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
@@ -563,6 +586,13 @@ class GraphExecutor:
             raise GraphError("the model's values need distinct names (SSA name hints), and names must not "
                              "end in _<digits>, which xDSL drops")
         self.inputs_of = dict(zip(inputs, input_args or inputs))  # feed name -> argument name
+        # the model's own shapes and dtypes at its boundary where they differ from the function's
+        # (a scalar is one element inside; int64 indices compute as i32)
+        boundary = boundary or {}
+        self.feed_shapes = dict(boundary.get("input_shapes", {}))
+        self.feed_dtypes = {n: np.dtype(d) for n, d in boundary.get("input_dtypes", {}).items()}
+        self.result_shapes = dict(boundary.get("output_shapes", {}))
+        self.result_dtypes = {n: np.dtype(d) for n, d in boundary.get("output_dtypes", {}).items()}
         self.host_weights = weights  # copies of weights to the host read these
         self.last_profile: list[tuple[str, str, float]] = []
         if self.several:
@@ -721,10 +751,18 @@ class GraphExecutor:
         out = {}
         for n in self.input_names:
             t = self.input_types[self.inputs_of[n]]
+            inside = tuple(t.get_shape())
+            a = feeds[n]
+            if n in self.feed_dtypes and isinstance(a, np.ndarray) and a.dtype == self.feed_dtypes[n] == np.int64:
+                # the model's int64 indices: the device computes them in int32
+                if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                    raise GraphError(f"input '{n}' has values outside the int32 range the device computes in")
+                a = a.astype(np.int32)
             try:  # the dtype policy of built kernels (docs/robustness.md)
-                out[n] = checked_array(n, feeds[n], T.dtype_of(t), tuple(t.get_shape()))
+                arr = checked_array(n, a, T.dtype_of(t), self.feed_shapes.get(n, inside))
             except (TypeError, ValueError) as e:
                 raise GraphError(str(e)) from None
+            out[n] = arr.reshape(inside)
         return out
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],
@@ -772,7 +810,15 @@ class GraphExecutor:
             prof.append((piece.op.stage_name, "host", (time.perf_counter() - t0) * 1e3))
         if profile:
             self.last_profile = prof
-        return [host[self.result_of[n]] for n in names]
+        return [self.as_model_gives(n, host[self.result_of[n]]) for n in names]
+
+    def as_model_gives(self, name: str, r: np.ndarray) -> np.ndarray:
+        """Output `name` in the model's own shape and dtype (a scalar back to rank 0)."""
+        if name in self.result_shapes:
+            r = r.reshape(self.result_shapes[name])
+        if name in self.result_dtypes:
+            r = r.astype(self.result_dtypes[name])
+        return r
 
     def run_many(self, output_names: Sequence[str] | None, feeds_list: Sequence[Mapping[str, np.ndarray]]
                  ) -> list[list[np.ndarray]]:
@@ -893,7 +939,7 @@ class GraphExecutor:
                             raise GraphError(f"host op '{st.op.stage_name}' failed: {e}") from None
                         if profile:
                             prof.append((st.op.stage_name, "host", (time.perf_counter() - t0) * 1e3))
-                results.append([host[self.result_of[n]] for n in names])
+                results.append([self.as_model_gives(n, host[self.result_of[n]]) for n in names])
         except _Aborted:
             pass
         except BaseException:
@@ -996,8 +1042,10 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     planned = None
     if len(ordinals) > 1:
         planned = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
+    boundary = {"input_shapes": g.input_shapes, "input_dtypes": g.input_dtypes, "output_shapes": g.output_shapes,
+                "output_dtypes": g.output_dtypes}
     sess = Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
-                   graph, plan_memory, devices=ordinals)
+                   graph, plan_memory, devices=ordinals, boundary=boundary)
     if planned is not None:
         sess.layers, sess.partition_plan, sess.topology = planned
         sess.plan = describe_plan(sess.layers, sess.partition_plan)

@@ -322,11 +322,15 @@ def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrin
     tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic)
 
 
-def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "") -> None:
-    """One output per thread, `threads` per block over the flattened outputs."""
+def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: int = 0) -> None:
+    """One output per thread, `threads` per block over the flattened outputs (the `batch`
+    loops b0, b1, ... of a batched matmul included)."""
     t = s.knob(prefix + "threads", candidates(64 if m * n < 64 * SMS else 128, [32, 64, 128, 256]))
-    i, j = s.loops("i", "j", stage=stage)
-    o, ti = s.split(s.fuse(i, j), t)
+    loops = s.loops(*[f"b{k}" for k in range(batch)], "i", "j", stage=stage)
+    fused = loops[0]
+    for lp in loops[1:]:
+        fused = s.fuse(fused, lp)
+    o, ti = s.split(fused, t)
     s.bind(o, "block.x")
     s.bind(ti, "thread.x")
     s.cache_write("local", at=ti)
@@ -352,7 +356,10 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         fn = conv_depthwise if sh.depthwise else conv_tiled
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
-        (m, k), (_, n) = T.shape_of(op.lhs), T.shape_of(op.rhs)
+        (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
+        batch = len(T.shape_of(op.result)) - 2
+        if batch:
+            return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
         intrinsic = tensor_intrinsic_of(op)
         if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
             return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
@@ -383,7 +390,7 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
         return None
     if isinstance(op, T.Conv2dOp):
         x, w, y = conv_shape(op).tensors(T.dtype_of(op.input), op.compute_mode(), T.dtype_of(op.result))
-    else:
+    else:  # a matmul, batched or not
         dtype = T.dtype_of(op.lhs)
         x, w = placeholder("A", T.shape_of(op.lhs), dtype), placeholder("B", T.shape_of(op.rhs), dtype)
         y = matmul(x, w, name="C", precision=op.compute_mode(), out_dtype=T.dtype_of(op.result))

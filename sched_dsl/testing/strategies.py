@@ -137,7 +137,8 @@ def _unary(draw, dtype: str = "f32") -> Tensor:
         lo = draw(st.floats(-1, 1, width=32))
         hi = draw(st.floats(lo, 1, width=32))
         return ops.clip(x, lo, hi)
-    return ops.unary(fn, x)
+    params = {p: draw(st.floats(0.0625, 2, width=32)) for p in T.UNARY_PARAMS.get(fn, ())}
+    return ops.unary(fn, x, **params)
 
 
 @st.composite
@@ -407,6 +408,7 @@ def schedules(draw, out: Tensor) -> Schedule:
 
 
 SUMS = {"matmul", "conv2d"}  # operators that sum products; also reduce sum/mean and avg pooling
+POSITIVE_DOMAIN = ("sqrt", "log", "reciprocal")  # unary fns defined (and finite) for x > 0
 
 
 def _sums(t: Tensor) -> bool:
@@ -419,6 +421,8 @@ def _positive_inputs(outs: Sequence[Tensor]) -> set[str]:
     names: set[str] = set()
     for t in topological(list(outs)):
         feeds = [t.inputs[1]] if t.kind == "binary" and t.attrs["fn"] == "div" else list(t.inputs) if _sums(t) else []
+        if t.kind == "binary" and t.attrs["fn"] == "pow" or t.kind == "unary" and t.attrs["fn"] in POSITIVE_DOMAIN:
+            feeds = [t.inputs[0]]
         for f in feeds:
             names |= {p.name for p in topological([f]) if p.kind == "placeholder"}
     return names
