@@ -34,7 +34,7 @@ from io import StringIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -572,6 +572,7 @@ class GraphExecutor:
             self.device = self.devices[0]
         else:
             self.device = make_device(target)
+            self.devices = [self.device]  # one device (sched-run prints their count)
             if plan_memory:
                 TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
