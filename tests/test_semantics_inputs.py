@@ -15,6 +15,7 @@ import pytest
 from xdsl.parser import Parser
 
 import sched_dsl as sd
+from sched_dsl import testing as sdt
 from sched_dsl.context import make_context
 from sched_dsl.lowering.host_plan import c_comment, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
@@ -539,3 +540,15 @@ def test_64_bit_index_kernels_compute_what_32_bit_ones_do(monkeypatch):
     for out, s in cases:
         assert "long v_" in sd.lower(out, s).source
         assert_equivalent(out, s)
+
+
+def test_assert_equivalent_matches_nan_with_nan_only():
+    # (-1.137) ** -0.46 is NaN in the kernel and in numpy: equivalent
+    a, b = sd.placeholder("A", (2,)), sd.placeholder("B", (2,))
+    out = sd.power(sd.neg(a), b)
+    sdt.assert_equivalent(out, inputs={"A": np.array([1.137, 2.0], np.float32),
+                                       "B": np.array([-0.46, 2.0], np.float32)})
+    # NaN against a number misses, either way round; numbers compare within tolerance
+    got, want = np.array([np.nan, 1.0, np.nan, 2.0]), np.array([np.nan, np.nan, 3.0, 2.001])
+    np.testing.assert_array_equal(sdt.tolerance_excess(got, want, 0.0, 0.01) > 0,
+                                  [False, True, True, False])

@@ -16,7 +16,9 @@ from sched_dsl.testing.strategies import (
     shapes,
     sizes,
     tolerance,
+    tolerance_excess,
 )
 
 __all__ = ["DTYPES", "INDIRECT_KINDS", "OPERATOR_KINDS", "assert_equivalent", "describe", "inputs", "loop_extents",
-           "operators", "random_inputs", "schedules", "shapes", "sizes", "tolerance"]
+           "operators", "random_inputs", "schedules", "shapes", "sizes", "tolerance",
+           "tolerance_excess"]

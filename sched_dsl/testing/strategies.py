@@ -478,6 +478,16 @@ def describe(out: Tensor) -> str:
     return "\n".join(lines)
 
 
+def tolerance_excess(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """By how much each element of `got` misses `want` (> 0: a mismatch). NaN matches NaN (kernels
+    follow numpy's NaN propagation); NaN against a number is an infinite miss."""
+    both_nan = np.isnan(got) & np.isnan(want)
+    one_nan = np.isnan(got) ^ np.isnan(want)
+    with np.errstate(invalid="ignore"):
+        excess = np.abs(got - want) - (atol + rtol * np.abs(want))
+    return np.where(both_nan, 0.0, np.where(one_nan, np.inf, excess))
+
+
 def assert_equivalent(out: Tensor, schedule: Schedule | None = None, target: str = "opencl",
                       rtol: float | None = None, atol: float | None = None,
                       inputs: Mapping[str, np.ndarray] | None = None, pipeline=None) -> None:
@@ -497,7 +507,7 @@ def assert_equivalent(out: Tensor, schedule: Schedule | None = None, target: str
     if got.shape != want.shape:
         raise AssertionError(f"operator:\n{describe(out)}\nschedule:\n{ir}\n"
                              f"output shape {got.shape}, reference {want.shape}")
-    excess = np.where(np.isnan(got), np.inf, np.abs(got - want) - (atol + rtol * np.abs(want)))
+    excess = tolerance_excess(got, want, rtol, atol)
     if excess.size and excess.max() > 0:
         worst = np.unravel_index(np.argmax(excess), excess.shape)
         bad = int((excess > 0).sum())
