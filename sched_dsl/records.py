@@ -135,6 +135,8 @@ def _parse(line: str, where: str) -> Record:
         d = json.loads(line)
     except json.JSONDecodeError as e:
         raise RecordsError(f"{where}: not a JSON record ({e.msg})") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise RecordsError(f"{where}: not a JSON record ({e})") from None
     except RecursionError:
         raise RecordsError(f"{where}: not a record (JSON nested too deeply)") from None
     if (problem := record_problem(d)) is not None:

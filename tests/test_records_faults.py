@@ -133,6 +133,7 @@ BAD_LINES = {
     "nan_feature": GOOD.replace('"features":null', '"features":[1.0,NaN]'),
     "deep": '{"workload":' + "[" * 100_000 + "]" * 100_000 + "}",
     "trial": GOOD.replace('"trial":0', '"trial":"x"'),
+    "long_int": GOOD.replace('"trial":0', '"trial":' + "9" * 5000),
 }
 
 
