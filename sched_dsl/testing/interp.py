@@ -159,6 +159,12 @@ def _int(v):
 
 
 F32 = np.float32
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(a):
+    """erf of a float32 scalar or of lanes (numpy has no erf ufunc)."""
+    return F32(math.erf(a)) if not isinstance(a, np.ndarray) else _ERF(a).astype(F32)
 
 
 def _round_to(a, t):
@@ -208,9 +214,9 @@ SIMPLE = {
     "math.log": lambda op, a: F32(np.log(a)),
     "math.floor": lambda op, a: F32(np.floor(a)),
     "math.ceil": lambda op, a: F32(np.ceil(a)),
-    "math.erf": lambda op, a: F32(math.erf(a)),
+    "math.erf": lambda op, a: _erf(a),
     "math.powf": lambda op, a, b: F32(np.power(a, b)),
-    "arith.fptosi": lambda op, a: int(a),
+    "arith.fptosi": lambda op, a: _int(np.trunc(a)),  # toward zero, as C's cast
 }
 INT_DIVISIONS = {"arith.divui", "arith.remui", "arith.divsi", "arith.remsi", "arith.floordivsi", "arith.ceildivsi"}
 
