@@ -3,6 +3,7 @@ which kernels run in what order with what launch configuration."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ from sched_dsl.lowering.emit import const_value
 
 IDENT_CHARS = re.compile(r"[A-Za-z0-9_]+")
 HEX_PAIR = re.compile(r"[0-9a-fA-F]{2}")
+# longer identifiers are shortened: OpenCL compilers (PoCL among them) use a kernel's name in
+# file names, which a file system caps at 255 bytes
+MAX_IDENT = 64
 SAFE_IN_COMMENT = re.compile(r"[A-Za-z0-9_ .,:;=+\-()\[\]{}<>@#$&*/'\"|~^!`]")
 
 
@@ -25,8 +29,16 @@ def c_name(text: str | None, fallback: str) -> str:
     reserved name starts with it). Any other name becomes `x_` and its UTF-8 bytes: letters,
     digits and `_` as they are, every other byte as `_` and two hex digits (`.` is `_2e`);
     a `_` that two hex digits would follow is written `_5f`. The spelling can be read back,
-    so two IR names never share a C name."""
+    so two IR names never share a C name. A spelling longer than MAX_IDENT keeps its first
+    characters and ends in a hash of the whole name."""
     text = text or fallback
+    name = _spelled(text)
+    if len(name) > MAX_IDENT:
+        name = f"{name[:MAX_IDENT - 20]}_h{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    return name
+
+
+def _spelled(text: str) -> str:
     if IDENT_CHARS.fullmatch(text):
         return f"v_{text}"
     spelled = ""

@@ -314,7 +314,7 @@ def topological(outputs: Sequence[Tensor]) -> list[Tensor]:
 
 
 def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
-    """Given names stay; others are the operator kind, numbered when it repeats."""
+    """Given names stay; others are the operator kind, numbered when it repeats (relu, relu1)."""
     names: dict[Tensor, str] = {}
     named: dict[str, Tensor] = {}
     for t in order:
@@ -336,7 +336,7 @@ def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
             name, k = base, 0
             while name in used:
                 k += 1
-                name = f"{base}_{k}"
+                name = f"{base}{k}"  # not _<k>: xDSL drops such a suffix from value names
             used.add(name)
             names[t] = name
     return names

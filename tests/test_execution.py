@@ -263,7 +263,7 @@ class FakeKernel:
     def prepare(self, sig):
         self.sig = sig
 
-    def prepared_async_call(self, grid, block, stream, *ptrs):
+    def prepared_async_call(self, grid, block, stream, *ptrs, shared_size=0):
         self.drv.log.append(("launch", self.name, ptrs))
 
 

@@ -225,6 +225,6 @@ def test_reduced_precision_inputs_follow_the_dtype_policy():
     """An f16/bf16 input takes arrays of its type (or small integers); float32 would round, so
     it is refused with the fix."""
     y = sd.relu(sd.placeholder("X", (4,), "bf16"))
-    with pytest.raises(TypeError, match=r"input 'X' has dtype float32, expected bfloat16 .* ml_dtypes\.bfloat16"):
+    with pytest.raises(TypeError, match=r"input 'X' has dtype float32, expected bfloat16 .*ml_dtypes\.bfloat16"):
         run(y, np.ones(4, np.float32))
     assert run(y, np.arange(4, dtype=np.int8)).tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -33,7 +33,7 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, IntegerType, MemRefType, ModuleOp, TensorType
-from xdsl.passes import ModulePass, PassPipeline
+from xdsl.passes import ModulePass
 
 from sched_dsl import reference
 from sched_dsl.context import make_context

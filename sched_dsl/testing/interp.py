@@ -163,8 +163,8 @@ _ERF = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf(a):
-    """erf of a float32 scalar or of lanes (numpy has no erf ufunc)."""
-    return F32(math.erf(a)) if not isinstance(a, np.ndarray) else _ERF(a).astype(F32)
+    """math.erf of a scalar or of lanes."""
+    return _ERF(a).astype(F32) if isinstance(a, np.ndarray) else F32(math.erf(a))
 
 
 def _round_to(a, t):
@@ -216,7 +216,7 @@ SIMPLE = {
     "math.ceil": lambda op, a: F32(np.ceil(a)),
     "math.erf": lambda op, a: _erf(a),
     "math.powf": lambda op, a, b: F32(np.power(a, b)),
-    "arith.fptosi": lambda op, a: _int(np.trunc(a)),  # toward zero, as C's cast
+    "arith.fptosi": lambda op, a: _int(np.trunc(a)),
 }
 INT_DIVISIONS = {"arith.divui", "arith.remui", "arith.divsi", "arith.remsi", "arith.floordivsi", "arith.ceildivsi"}
 

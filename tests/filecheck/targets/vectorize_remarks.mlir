@@ -31,7 +31,7 @@ builtin.module {
 // OCL:        {  // v_xi_1: 4 iterations as one float4
 // OCL:          const float4 {{v_t_[0-9]+}} = vload4(0, &v_X[
 // OCL-NEXT:     const float4 {{v_t_[0-9]+}} = *(__global const float4*)(&v_P[
-// OCL-NEXT:     const float4 {{v_t_[0-9]+}} = fmax(
+// OCL-NEXT:     const float4 {{v_t_[0-9]+}} = {{v_t_[0-9]+}} != {{.*}} ? {{.*}} : fmax(
 // CUDA:       // not vectorized: its accesses to 'X' are not known to be aligned to 16 bytes
 // CUDA-NEXT:  #pragma unroll
 // CUDA-NEXT:  for (int v_xi_1 = 0; v_xi_1 < 4; v_xi_1 += 1) {
