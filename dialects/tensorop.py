@@ -52,7 +52,7 @@ BINARY_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "prelu")  # prelu
 REDUCE_FNS = ("sum", "max", "mean")
 POOL_KINDS = ("max", "avg")
 # stage names become buffer and kernel names: identifiers only, as in the Python API
-STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole
 
 
 class ShapeError(ValueError):
@@ -310,7 +310,7 @@ class TensorOp(IRDLOperation, ABC):
 
     def verify_(self) -> None:
         label = f"{self.name} '{self.stage_name}'"
-        if not STAGE_NAME.match(self.stage_name):
+        if not STAGE_NAME.fullmatch(self.stage_name):
             raise VerifyException(f"{self.name}: stage name {self.stage_name!r} must be an identifier "
                                   "(letters, digits, _)")
         try:

@@ -14,6 +14,7 @@ Shared buffers move to the kernel's entry. The host function keeps the buffers a
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from xdsl.context import Context
@@ -46,6 +47,18 @@ def extent(loop: scf.ForOp) -> int:
 
 def symbol(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+MAX_KERNEL_NAME = 200  # PoCL 3.1 aborts the process at kernel names of 253 characters or more
+
+
+def kernel_symbol(text: str) -> str:
+    """A kernel's name: `text` as an identifier, a long one cut short with a hash of the whole
+    (so that two long names stay apart)."""
+    name = symbol(text)
+    if len(name) > MAX_KERNEL_NAME:
+        name = name[:MAX_KERNEL_NAME - 17] + "_" + hashlib.sha1(text.encode()).hexdigest()[:16]
+    return name
 
 
 class Outliner:
@@ -260,7 +273,7 @@ class LoopsToGpuPass(ModulePass):
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and "sched.stage" in o.attributes]
             for nest in nests:
-                base = symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
+                base = kernel_symbol(f"{fn.sym_name.data}_{nest.attributes['sched.stage'].data}")
                 name, k = base, 0
                 while name in taken:  # stages "s.max" and "s_max" both give main_s_max
                     k += 1

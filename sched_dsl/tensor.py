@@ -19,7 +19,7 @@ from xdsl.ir import Block, Region, SSAValue
 
 from sched_dsl.dialects import tensorop as T
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch: no newline after it)
 
 
 @dataclass(eq=False)
@@ -41,11 +41,13 @@ class Tensor:
 
 
 def _check_name(name: str | None) -> None:
-    if name is not None and not NAME.match(name):
-        raise ValueError(f"tensor name '{name}' must be an identifier (letters, digits, _)")
+    if name is not None and not (isinstance(name, str) and NAME.fullmatch(name)):
+        raise ValueError(f"tensor name {name!r} must be an identifier (letters, digits, _)")
 
 
 def placeholder(name: str, shape: Sequence[int], dtype: str = "f32") -> Tensor:
+    if name is None:
+        raise ValueError("a placeholder needs a name (an identifier: letters, digits, _)")
     _check_name(name)
     if dtype not in T.DTYPES:
         raise ValueError(f"placeholder '{name}': dtype '{dtype}' is not supported; use one of {', '.join(T.DTYPES)}")
@@ -248,9 +250,12 @@ def _integer(v: Any, what: str) -> int:
     if isinstance(v, bool):
         raise T.ShapeError(f"{what} must be an int, got {v!r}")
     try:
-        return operator.index(v)
+        v = operator.index(v)
     except TypeError:
         raise T.ShapeError(f"{what} must be an int, got {v!r}") from None
+    if abs(v) > 2**63 - 1:  # attributes are i64 in the IR
+        raise T.ShapeError(f"{what} must be between -(2**63-1) and 2**63-1, got {v}")
+    return v
 
 
 def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:

@@ -167,15 +167,19 @@ def run_ir(case: dict) -> tuple[str, str]:
 def run_kernel_text(text: str) -> tuple[str, str]:
     """Parses, lowers and runs IR text on the OpenCL device, against its reference meaning."""
     from xdsl.parser import Parser
+    from xdsl.utils.exceptions import ParseError, VerifyException
 
     from sched_dsl.context import make_context
     from sched_dsl.lowering.pipeline import run_default_pipeline
     from sched_dsl.testing.check import evaluate, print_opencl, random_inputs_of, run_opencl_text
 
+    ctx = make_context()
     try:
-        ctx = make_context()
         module = Parser(ctx, text).parse_module()
         module.verify()
+    except (ParseError, VerifyException) as e:  # sched-opt reports these at their location
+        return "error", str(e)[-2000:]
+    try:
         values = random_inputs_of(module)
         want = evaluate(module, values)
         run_default_pipeline(ctx, module)

@@ -12,6 +12,9 @@ import pytest
 from sched_dsl.cli.opt import sched_opt_main
 
 
+PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
+
+
 def opt(tmp_path, capsys, text: str | bytes, *args: str):
     """Runs sched-opt in this process on `text`; (exit code, stdout, stderr)."""
     path = tmp_path / "in.mlir"
@@ -137,6 +140,56 @@ def test_knob_name_must_be_an_identifier(name):
         s.knob(name, [2, 4])
     with pytest.raises(ScheduleError, match="knob name"):
         s.split_knob(name, 64)
+
+
+@pytest.mark.parametrize("name", ["x\n", None, 3], ids=["newline", "None", "int"])
+def test_placeholder_name_must_be_a_whole_identifier(name):
+    import sched_dsl as sd
+
+    with pytest.raises(ValueError, match="name"):
+        sd.placeholder(name, (2,))
+    with pytest.raises(ValueError, match="name"):
+        sd.relu(sd.placeholder("X", (2,)), name=name if name is not None else "a b")
+
+
+def test_stage_name_with_a_newline_is_refused_in_ir(tmp_path, capsys):
+    text = MATMUL.replace('{name = "C"}', '{name = "C\\0A"}').replace('"C" "i"', '"C\\0A" "i"')
+    code, _, err, path = opt(tmp_path, capsys, text, "-p", PIPELINE)
+    assert code == 1 and err.startswith(f"{path}:3:"), err
+
+
+@pytest.mark.parametrize("stride", [2**64, -(2**64)])
+def test_operator_attribute_beyond_64_bits(stride):
+    import sched_dsl as sd
+
+    A, W = sd.placeholder("A", (1, 1, 8, 8)), sd.placeholder("W", (4, 1, 3, 3))
+    with pytest.raises(sd.ShapeError, match=str(abs(stride))):
+        sd.conv2d(A, W, stride=stride, name="C")
+
+
+LONG_NAMES = """
+import numpy as np, sched_dsl as sd
+X = sd.placeholder("X", (1, 8))
+Y = sd.relu(X, name="a" * 300)
+s = sd.Schedule(Y)
+s.fuse(*s.loops("d0", "d1"))
+kernel = sd.build(Y, s)
+longest = max(len(line.split("void ")[1].split("(")[0]) for line in kernel.source.splitlines() if "__kernel" in line)
+x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
+assert np.array_equal(kernel(x), np.maximum(x, 0)), "wrong answer"
+print("longest kernel name", longest)
+"""
+
+
+def test_long_stage_names_give_kernel_names_the_device_takes(tmp_path):
+    import subprocess
+    import sys
+
+    # PoCL aborts the process on kernel names of 253 characters or more: run it apart
+    proc = subprocess.run([sys.executable, "-c", LONG_NAMES], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) <= 202
 
 
 def test_knob_candidates_beyond_64_bits():
