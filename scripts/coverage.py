@@ -365,7 +365,22 @@ convolution and pooling, sequences, strings and control flow are import errors t
 node and the reason, never a traceback.
 """
 
-TAIL = """## Running the suites
+TAIL = """## Semantics worth knowing
+
+- Gather's indices are checked at import when they are constants; indices that are model
+  inputs are clamped into range on the device (a read never leaves the tensor), where
+  onnxruntime raises an error.
+- SAME padding of a dilated pooling window follows the ONNX text (the dilated window);
+  onnxruntime pads for the undilated kernel, so the two differ there. A ConvTranspose with
+  SAME that needs no padding has its natural size, as in onnxruntime.
+- LRN takes even sizes too (onnxruntime only odd ones); Resize's cubic mode,
+  tf_crop_and_resize, antialias and exclude_outside, and AveragePool with dilations, are
+  import errors.
+- float64 model inputs are import errors: computing them in float32 could change results.
+- A Dropout's mask output, when used, is a constant of ones (inference); training mode is
+  an import error.
+
+## Running the suites
 
 The operator cases of the onnx wheel and one light model (AlexNet) run with the test suite:
 

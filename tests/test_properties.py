@@ -69,3 +69,21 @@ def test_reduced_precision_operator_matches_reference(kind, dtype, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sdt.assert_equivalent(out, schedule, inputs=values)
+
+
+# the operators of the ONNX coverage (batched matmul, remap, gather, normalize,
+# conv_transpose2d, resize) under random legal schedules: fewer examples, as they join late
+COVERAGE_EXAMPLES = 8
+coverage_properties = settings(properties, max_examples=int(os.environ.get("SCHED_DSL_EXAMPLES", COVERAGE_EXAMPLES)))
+
+
+@pytest.mark.parametrize("kind", sdt.COVERAGE_KINDS)
+@coverage_properties
+@given(data=st.data())
+def test_scheduled_coverage_operator_matches_reference(kind, data):
+    out = data.draw(sdt.operators(kind), label="operator")
+    schedule = data.draw(sdt.schedules(out), label="schedule")
+    values = data.draw(sdt.inputs(out), label="inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyopencl's notes on kernel retrieval
+        sdt.assert_equivalent(out, schedule, inputs=values)

@@ -222,9 +222,92 @@ def _nms(draw, dtype: str = "f32") -> Tensor:
                   score_threshold)
 
 
+# ---- the operators of the ONNX coverage (COVERAGE_KINDS) ---------------------------------------
+
+
+@st.composite
+def _batch_matmul(draw, dtype: str = "f32") -> Tensor:
+    m, k, n = draw(sizes(8)), draw(sizes(8)), draw(sizes(8))
+    batch = draw(shapes(1, 2, 4))
+    b_batch = tuple(1 if draw(st.booleans()) else d for d in batch[draw(st.integers(0, len(batch))):])
+    a = draw(_maybe_producer(ops.placeholder("A", (*batch, m, k), _storage(dtype))))
+    return ops.matmul(a, ops.placeholder("B", (*b_batch, k, n), _storage(dtype)))
+
+
+@st.composite
+def _remap(draw, dtype: str = "f32") -> Tensor:
+    """A transpose, slice (any step), pad (every mode) or tile."""
+    shape = draw(shapes(1, 4, 8, 512))
+    x = draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype))))
+    r = len(shape)
+    how = draw(st.sampled_from(["transpose", "slice", "pad", "tile"]))
+    if how == "transpose":
+        return ops.transpose(x, draw(st.permutations(range(r))))
+    if how == "slice":
+        starts, ends, steps = [], [], []
+        for n in shape:
+            step = draw(st.sampled_from([-2, -1, 1, 2, 3]))
+            a, b = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+            lo, hi = min(a, b), max(a, b)
+            starts.append(lo if step > 0 else hi)
+            ends.append(hi + 1 if step > 0 else lo - 1 - n)  # a negative end below -n: to the start
+            steps.append(step)
+        return ops.slice_(x, starts, ends, steps=steps)
+    if how == "pad":
+        mode = draw(st.sampled_from(["constant", "edge", "reflect", "wrap"]))
+        pads = [draw(st.integers(0, max(0, n - 1) if mode == "reflect" else 3)) for n in shape * 2]
+        return ops.pad(x, pads, mode, value=draw(st.floats(-1, 1, width=32)))
+    return ops.tile(x, [draw(st.integers(1, 3)) for _ in shape])
+
+
+@st.composite
+def _gather(draw, dtype: str = "f32") -> Tensor:
+    shape = draw(shapes(1, 3, 8))
+    axis = draw(st.integers(0, len(shape) - 1))
+    idx = ops.placeholder("I", draw(shapes(1, 2, 4)), "i32")
+    return ops.gather(draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype)))), idx, axis)
+
+
+@st.composite
+def _normalize(draw, dtype: str = "f32") -> Tensor:
+    shape = draw(shapes(2, 4, 8))
+    axes = draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape) - 1, unique=True))
+    return ops.normalize(draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype)))), axes)
+
+
+@st.composite
+def _conv_transpose2d(draw, dtype: str = "f32") -> Tensor:
+    groups = draw(st.integers(1, 2))
+    c, fg = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride, dil = (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    room = [(h - 1) * stride[0] + (k[0] - 1) * dil[0], (w - 1) * stride[1] + (k[1] - 1) * dil[1]]
+    top, left = draw(st.integers(0, room[0])), draw(st.integers(0, room[1]))
+    pad = (top, left, draw(st.integers(0, room[0] - top)), draw(st.integers(0, room[1] - left)))
+    out_pad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil))
+    x = draw(_maybe_producer(ops.placeholder("X", (draw(st.integers(1, 2)), c, h, w), _storage(dtype))))
+    wt = ops.placeholder("W", (c, fg, *k), _storage(dtype))
+    return ops.conv_transpose2d(x, wt, stride, pad, dil, out_pad, groups)
+
+
+@st.composite
+def _resize(draw, dtype: str = "f32") -> Tensor:
+    shape = (1, draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    scales = (1.0, 1.0, *(draw(st.sampled_from([0.5, 0.75, 1.5, 2.0, 3.0])) for _ in range(2)))
+    scales = (1.0, 1.0, *(max(s, 1.0 / n) for s, n in zip(scales[2:], shape[2:])))
+    return ops.resize(draw(_maybe_producer(ops.placeholder("X", shape, _storage(dtype)))), scales,
+                      draw(st.sampled_from(T.RESIZE_MODES)), draw(st.sampled_from(T.RESIZE_COORDS[:4])),
+                      draw(st.sampled_from(T.RESIZE_ROUNDING)))
+
+
+# the coverage operators: drawn by tests/test_properties.py with fewer examples than OPERATOR_KINDS
+COVERAGE_KINDS = ("batch_matmul", "remap", "gather", "normalize", "conv_transpose2d", "resize")
+
 _OPERATORS = {"matmul": _matmul, "conv2d": _conv2d, "pool2d": _pool2d, "unary": _unary, "binary": _binary,
               "bias_add": _bias_add, "reduce": _reduce, "softmax": _softmax, "scan": _scan,
-              "argsort": _argsort, "topk": _topk, "nms": _nms}
+              "argsort": _argsort, "topk": _topk, "nms": _nms, "batch_matmul": _batch_matmul, "remap": _remap,
+              "gather": _gather, "normalize": _normalize, "conv_transpose2d": _conv_transpose2d, "resize": _resize}
 
 
 def operators(kinds: str | Sequence[str] = OPERATOR_KINDS, dtype: str = "f32") -> st.SearchStrategy[Tensor]:
@@ -251,10 +334,13 @@ def loop_extents(t: Tensor) -> list[tuple[str, int, bool]]:
     names = loop_names(t)
     a = t.attrs
     if t.kind == "matmul":
-        extents = [*t.shape, t.inputs[0].shape[1]]
+        extents = [*t.shape, t.inputs[0].shape[-1]]
         reduce = 1
     elif t.kind == "conv2d":
         extents = [*t.shape, *t.inputs[1].shape[1:]]
+        reduce = 3
+    elif t.kind == "conv_transpose2d":
+        extents = [*t.shape, t.inputs[0].shape[1] // a["groups"], *t.inputs[1].shape[2:]]
         reduce = 3
     elif t.kind == "pool2d":
         extents = [*t.shape, *a["kernel"]]
@@ -280,6 +366,8 @@ def _affine_reads(out: Tensor, t: Tensor) -> bool:
         return out.attrs["groups"] == 1 or out.shape[1] == out.attrs["groups"]
     if out.kind == "take_along_axis":
         return t is out.inputs[1]
+    if out.kind in ("remap", "gather", "resize", "conv_transpose2d"):  # indices computed (select, rem, floor)
+        return False
     return out.kind not in INDIRECT_KINDS
 
 
@@ -397,7 +485,7 @@ def schedules(draw, out: Tensor) -> Schedule:
 
     # compute an elementwise producer at one of the loops (softmax reads its input in three
     # stages, and compute_at needs a single consumer)
-    producers = [t for t in out.inputs if t.kind == "unary" and t not in cached and out.kind != "softmax"
+    producers = [t for t in out.inputs if t.kind == "unary" and t not in cached and out.kind not in ("softmax", "normalize")
                  and _affine_reads(out, t)]
     if producers and leaves and draw(st.booleans()):
         s.compute_at(producers[0], draw(st.sampled_from(at)).loop)
@@ -407,7 +495,7 @@ def schedules(draw, out: Tensor) -> Schedule:
 # ---- inputs and the check ----------------------------------------------------------------------
 
 
-SUMS = {"matmul", "conv2d"}  # operators that sum products; also reduce sum/mean and avg pooling
+SUMS = {"matmul", "conv2d", "conv_transpose2d"}  # operators that sum products; also reduce sum/mean, avg pooling
 POSITIVE_DOMAIN = ("sqrt", "log", "reciprocal")  # unary fns defined (and finite) for x > 0
 
 
@@ -456,6 +544,10 @@ def random_inputs(out: Tensor | Sequence[Tensor], seed: int = 0) -> dict[str, np
         elif t.kind == "placeholder":
             lo, hi = (0.5, 1.5) if t.name in positive else (-1.0, 1.0)
             values[t.name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
+    for t in graph:  # gather's i32 indices: in [-n, n) of its axis (negative ones count from the end)
+        if t.kind == "gather":
+            n = t.inputs[0].shape[t.attrs["axis"]]
+            values[t.inputs[1].name] = rng.integers(-n, n, t.inputs[1].shape).astype(np.int32)
     for t in graph:  # f16/bf16 inputs: arrays of that type (what the kernels take)
         if t.kind == "placeholder" and t.dtype in ("f16", "bf16"):
             values[t.name] = values[t.name].astype(numpy_dtype(t.dtype))
