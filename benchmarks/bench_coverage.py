@@ -9,8 +9,8 @@ trained weights are a download, and a random network checks the same operators; 
 batch 1, 224 x 224). --run then runs each exported file and the detectors on sched-dsl's CUDA
 target, checks every output against onnxruntime (CPU), and times one end-to-end run
 (`Session.latency`: upload, kernels, host steps, download) beside the PyTorch network's under
-a CUDA graph (a replay of the captured forward pass; the detectors, built with onnx.helper,
-have no PyTorch twin). `--budget-s` stops starting new models after that many seconds; the
+a CUDA graph (a replay of the captured forward pass; the detectors, built with onnx.helper, run
+as their PyTorch twin of benchmarks/onnx_torch.py: the network captured, NMS eager). `--budget-s` stops starting new models after that many seconds; the
 JSON file is rewritten after each model.
 """
 
@@ -96,6 +96,21 @@ def torch_graph_ms(model, x, repeat: int = 50) -> float:
     return (time.perf_counter() - t0) * 1e3 / repeat
 
 
+def twin_timing(proto, feeds: dict) -> dict:
+    """The detector's PyTorch twin (benchmarks/onnx_torch.py): its outputs against onnxruntime's
+    and its time, the network as a CUDA graph and NMS eager."""
+    import onnxruntime as ort
+
+    sys.path.insert(0, HERE)
+    from onnx_torch import OnnxTwin
+
+    twin = OnnxTwin(proto, "cuda")
+    got = twin.run(feeds)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    same = all(g.shape == w.shape and np.allclose(g, w, rtol=1e-3, atol=1e-3) for g, w in zip(got.values(), want))
+    return {"torch_twin_matches_onnxruntime": bool(same), "torch_graph_ms": twin.graph_ms(feeds)}
+
+
 def check(path: str, feeds: dict, target: str) -> dict:
     import onnxruntime as ort
 
@@ -160,6 +175,8 @@ def main(argv=None) -> int:
             import torch
 
             r["torch_graph_ms"] = torch_graph_ms(model, torch.from_numpy(x))
+        elif name in dets and args.target == "cuda":
+            r.update(twin_timing(dets[name], {"input": x}))
         results[name] = r
         print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
         if args.json:
