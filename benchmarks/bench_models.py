@@ -68,63 +68,6 @@ def wall_ms(fn, repeat: int, warmup: int, sync=lambda: None) -> float:
     return (time.perf_counter() - t0) * 1e3 / repeat
 
 
-class TorchFromOnnx:
-    """The ONNX graph run op by op with torch functional calls on the GPU (PyTorch eager)."""
-
-    def __init__(self, model: onnx.ModelProto, device: str):
-        import torch
-        import torch.nn.functional as F
-
-        from sched_dsl.graph.onnx_import import Importer, fold_batchnorm
-        self.torch, self.F = torch, F
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        imp = Importer(copy)
-        fold_batchnorm(imp)  # the same folding as ours: conv weights and bias absorb the batch norm
-        self.graph = imp.graph
-        self.scalars = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in imp.consts.items() if np.asarray(v).size == 1}
-        self.consts = {k: torch.from_numpy(np.array(v)).to(device) for k, v in imp.consts.items()}
-        self.attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in self.graph.node]
-
-    def __call__(self, x, timed=None):
-        """The graph's outputs for input x; `timed(node name, fn)`, when given, runs each node's op."""
-        v = dict(self.consts)
-        v[self.graph.input[0].name] = x
-        for n, a in zip(self.graph.node, self.attrs):
-            i = [v[name] if name else None for name in n.input]
-            v[n.output[0]] = self.node(n, a, i) if timed is None else timed(n.name, lambda: self.node(n, a, i))
-        return [v[o.name] for o in self.graph.output]
-
-    def node(self, n, a, i):
-        torch, F = self.torch, self.F
-        op = n.op_type
-        if op == "Conv":
-            p = a.get("pads", [0, 0, 0, 0])
-            assert p[0] == p[2] and p[1] == p[3], "asymmetric pads"
-            return F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get("strides", 1), (p[0], p[1]),
-                            a.get("dilations", 1), a.get("group", 1))
-        if op == "BatchNormalization":
-            return F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
-        if op == "Relu":
-            return F.relu(i[0])
-        if op == "Clip":
-            return torch.clamp(i[0], self.scalars[n.input[1]], self.scalars[n.input[2]])
-        if op == "Add":
-            return i[0] + i[1]
-        if op == "MaxPool":
-            p = a.get("pads", [0, 0, 0, 0])
-            return F.max_pool2d(i[0], a["kernel_shape"], a.get("strides"), (p[0], p[1]))
-        if op == "GlobalAveragePool":
-            return F.adaptive_avg_pool2d(i[0], 1)
-        if op == "Flatten":
-            return torch.flatten(i[0], a.get("axis", 1))
-        if op == "Gemm":
-            return F.linear(i[0], i[1] if a.get("transB", 0) else i[1].t(), i[2])
-        if op == "Identity":
-            return i[0]
-        raise NotImplementedError(f"bench_models: no torch mapping for {op}")
-
-
 def torch_runners(net, x: np.ndarray, torch, compile_model: bool):
     """Callables running the network on a numpy input with the copies counted as ours are
     (page-locked staging both ways, one wait), by name; and torch.compile's compile seconds."""
@@ -288,7 +231,10 @@ def main() -> None:
         base = {}
         node_ms = None
         if torch is not None:
-            net = TorchFromOnnx(model, "cuda")
+            sys.path.insert(0, HERE)
+            from onnx_torch import OnnxTwin
+
+            net = OnnxTwin(model, "cuda", fold_batchnorm=True)
             with torch.no_grad():
                 got = net(torch.from_numpy(x).cuda())[0].cpu().numpy()
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))

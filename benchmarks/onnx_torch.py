@@ -1,11 +1,14 @@
-"""A PyTorch twin of an ONNX model: its nodes run as torch operations, so that a model built with
-onnx.helper (the detectors of examples/make_models.py) is timed the way a PyTorch user runs it,
-beside sched-dsl: everything up to the first data-dependent node (NonMaxSuppression) replayed
-as a CUDA graph, the rest (NMS, as torchvision's detectors do it) eagerly after it.
+"""A PyTorch twin of an ONNX model: its nodes run as torch functional calls, so that a model
+built with onnx.helper (examples/make_models.py) is timed the way a PyTorch user runs it, beside
+sched-dsl: everything up to the first data-dependent node (NonMaxSuppression) replayed as a CUDA
+graph, the rest (NMS, as torchvision's detectors do it) eagerly after it.
 
     twin = OnnxTwin(onnx.load("retinanet.onnx"), "cuda")
     outputs = twin.run({"input": x})          # dict of numpy arrays, as onnxruntime gives
     ms = twin.graph_ms({"input": x})          # mean ms of one captured-and-eager pass
+    ys = twin(x_tensor, timed)                # the outputs as tensors; timed(node name, fn) runs each op
+
+`fold_batchnorm=True` folds batch norms into the convs first, as sched-dsl's importer does.
 
 Only the operators those models use are here; anything else is a NotImplementedError naming it.
 """
@@ -63,7 +66,7 @@ def _nms(boxes, scores, max_out=None, iou=None, score_min=None, center_point_box
 
 def _resize(x, roi, scales=None, sizes=None, mode="nearest", coordinate_transformation_mode="half_pixel", **_):
     size = ([int(s) for s in sizes[2:]] if sizes is not None and sizes.numel()
-            else [int(round(d * float(s))) for d, s in zip(x.shape[2:], scales[2:])])
+            else [round(d * float(s)) for d, s in zip(x.shape[2:], scales[2:])])
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode="bilinear", align_corners=coordinate_transformation_mode == "align_corners")
@@ -112,6 +115,12 @@ OPS = {
     "Mul": torch.mul,
     "Sub": torch.sub,
     "Identity": lambda x: x,
+    "Clip": lambda x, lo=None, hi=None, **_: torch.clamp(x, lo, hi),
+    "GlobalAveragePool": lambda x: F.adaptive_avg_pool2d(x, 1),
+    "Flatten": lambda x, axis=1: torch.flatten(x, axis),
+    "Gemm": lambda a, b, c=None, transA=0, transB=0, alpha=1.0, beta=1.0: torch.addmm(
+        c if c is not None else torch.zeros((), device=a.device), a.t() if transA else a, b.t() if transB else b,
+        beta=beta if c is not None else 0.0, alpha=alpha),
     "MaxPool": _maxpool,
     "Reshape": _reshape,
     "Transpose": lambda x, perm=None: x.permute(*(perm or reversed(range(x.dim())))),
@@ -124,29 +133,45 @@ OPS = {
 
 
 class OnnxTwin:
-    def __init__(self, model: onnx.ModelProto, device: str = "cuda"):
+    def __init__(self, model: onnx.ModelProto, device: str = "cuda", fold_batchnorm: bool = False):
         self.device = torch.device(device)
-        g = model.graph
-        self.values = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()).to(self.device) for i in g.initializer}
+        consts, g = {}, model.graph
+        if fold_batchnorm:
+            from sched_dsl.graph.onnx_import import Importer
+            from sched_dsl.graph.onnx_import import fold_batchnorm as fold
+
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            imp = Importer(copy)
+            fold(imp)  # conv weights and bias absorb the batch norm, as in sched-dsl
+            g, consts = imp.graph, {k: np.asarray(v) for k, v in imp.consts.items()}
+        consts.update({i.name: numpy_helper.to_array(i) for i in g.initializer if i.name not in consts})
         self.nodes = []
         for n in g.node:
             if n.op_type == "Constant":
-                self.values[n.output[0]] = torch.from_numpy(numpy_helper.to_array(n.attribute[0].t).copy()).to(self.device)
+                consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
             elif n.op_type not in OPS:
                 raise NotImplementedError(f"the PyTorch twin has no {n.op_type} (node {n.name!r})")
             else:
                 self.nodes.append(n)
+        self.values = {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in consts.items()}
         cut = next((i for i, n in enumerate(self.nodes) if n.op_type in DYNAMIC), len(self.nodes))
         self.static, self.dynamic = self.nodes[:cut], self.nodes[cut:]
         self.inputs = [i.name for i in g.input if i.name not in self.values]
         self.outputs = [o.name for o in g.output]
 
-    def _run(self, nodes, env):
+    def __call__(self, x, timed=None) -> list:
+        """The outputs (tensors) for the one input x; `timed(node name, fn)` runs each op."""
+        env = self._run(self.nodes, {**self.values, self.inputs[0]: x}, timed)
+        return [env[o] for o in self.outputs]
+
+    def _run(self, nodes, env, timed=None):
         for n in nodes:
             args = [env[i] if i else None for i in n.input]
             while args and args[-1] is None:
                 args.pop()
-            out = OPS[n.op_type](*args, **_attrs(n))
+            op, attrs = OPS[n.op_type], _attrs(n)
+            out = op(*args, **attrs) if timed is None else timed(n.name, lambda op=op, args=args, attrs=attrs: op(*args, **attrs))
             for name, v in zip(n.output, out if isinstance(out, (tuple, list)) else [out]):
                 env[name] = v
         return env

@@ -34,7 +34,7 @@ from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 # ops whose lowering applies a fused epilogue where it writes its (last stage's) result
 ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dOp, T.ConvTranspose2dOp,
-           T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp)
+           T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp)
 ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
 PLACE = "place"
 

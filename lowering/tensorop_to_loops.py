@@ -330,8 +330,10 @@ class OpLowering:
 
     def reduction(self, stage: str, x: SSAValue, out: SSAValue, in_shape: Sequence[int],
                   axes: Sequence[int], keepdims: bool, combine: str, init: float,
-                  value: Callable[[Emitter, SSAValue, list[SSAValue]], SSAValue]) -> None:
-        """out = combine over `axes` of value(x[...]); loops d<k> over out, r<k> over axes."""
+                  value: Callable[[Emitter, SSAValue, list[SSAValue]], SSAValue],
+                  epilogue: Epilogue | None = None) -> None:
+        """out = combine over `axes` of value(x[...]), with `epilogue` fused into the last
+        accumulation; loops d<k> over out, r<k> over axes."""
         out_shape = T.reduce_shape(in_shape, axes, keepdims)
         red = [(f"r{k}", in_shape[a]) for k, a in enumerate(axes)]
 
@@ -348,7 +350,8 @@ class OpLowering:
                 else:
                     in_idx.append(next(kept))
             v = value(em, em.load_value(x, in_idx), out_idx)
-            accumulate(em, iv, [name for name, _ in red], out, out_idx, combine, init, v)
+            accumulate(em, iv, [name for name, _ in red], out, out_idx, combine, init, v,
+                       [n for _, n in red], epilogue)
 
         self.nest(stage, dims(out_shape), red, body)
 
@@ -366,7 +369,7 @@ class OpLowering:
             return em.fbin("mul", v, em.f32(1.0 / count)) if fn == "mean" else v
 
         self.reduction(self.stage, x, self.out, shape, axes, bool(op.keepdims.value.data),
-                       "max" if fn == "max" else "add", NEG_INF if fn == "max" else 0.0, value)
+                       "max" if fn == "max" else "add", NEG_INF if fn == "max" else 0.0, value, self.epilogue)
 
     def lower_softmax(self) -> None:
         (x,) = self.args

@@ -273,3 +273,21 @@ def test_nms_on_the_gpu_per_class_or_on_the_host(tmp_path, batches, center, on_g
     got = sess.run(None, {"b": boxes, "s": scores})[0]
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+def test_one_row_product_is_split_k(tmp_path, op):
+    """A classifier's one-row product with a long k runs as k slices in parallel and their sum
+    (with the bias and a following Relu fused into the sum); a short k stays one matmul."""
+    k, n = 1024, 40
+    nodes = [helper.make_node(op, ["x", "w", "c"] if op == "Gemm" else ["x", "w"], ["y"]),
+             helper.make_node("Relu", ["y"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["z"])]  # k = 40: no split
+    inits = [("w", f32(k, n)), ("w2", f32(n, 8))] + ([("c", f32(n))] if op == "Gemm" else [])
+    path = save(model(nodes, [("x", [1, k])], [("z", F, [1, 8])], inits), tmp_path)
+    sess = sd.load_onnx(str(path))
+    assert "tensor<16x1x64xf32>" in sess.ir and 'fn = "sum", axes = array<i64: 0>' in sess.ir
+    assert sess.ir.count("tensorop.matmul") == 2 and sess.ir.count("tensorop.reduce") == 1
+    # the slices' reshape, their products, their sum (+ bias + Relu), the short matmul
+    assert sess.kernel_count == 4
+    assert_matches_onnxruntime(sess, path)

@@ -272,6 +272,8 @@ class Importer:
     def reshape(self, x: SSAValue, base: str, shape: Sequence[int], out_name: str | None = None) -> SSAValue:
         """x in `shape` (a tensor of one element for shape ()); no op when it has it already."""
         shape = tuple(int(d) for d in shape) or (1,)
+        if isinstance(x.owner, T.ReshapeOp):  # a reshape of a reshape is one (the first may go dead)
+            x = x.owner.input
         if T.shape_of(x) == shape:
             if out_name is not None:
                 self.values[out_name] = x
@@ -328,6 +330,9 @@ class Importer:
         if self.errors:
             raise OnnxImportError("the model has nodes sched-dsl cannot run:\n  " + "\n  ".join(self.errors))
         self.block.add_op(func.ReturnOp(*outs))
+        for op in reversed(list(self.block.ops)):  # operators nothing reads (ONNX dead ends, bypassed reshapes)
+            if isinstance(op, T.TensorOp) and not op.result.uses:
+                self.block.erase_op(op)
         fn = func.FuncOp("main", ([a.type for a in self.block.args], [v.type for v in outs]), Region(self.block))
         return Graph(ModuleOp([fn]), self.weights, [i.name for i in inputs],
                      [self.values[i.name].name_hint for i in inputs], [o.name for o in self.graph.output],
@@ -626,20 +631,42 @@ def transposed(imp: Importer, name: str, base: str) -> SSAValue:
     return imp.add(T.RemapOp(x, imp.fresh(base), *T.transpose_remap(T.shape_of(x), (1, 0))))
 
 
+SPLIT_K_CHUNK = 64  # k per slice of a split-K row product
+
+
+def split_k_slices(m: int, k: int) -> int:
+    """How many slices a one-row product's k loop is cut into: one thread per output would run
+    all of k serially (a classifier's 1x2048 by 2048x1000 is latency-bound at 1000 threads), so
+    the slices run in parallel and a reduce sums them. 1 where it does not pay."""
+    if m != 1 or k < 4 * SPLIT_K_CHUNK:
+        return 1
+    return max(d for d in range(1, k // SPLIT_K_CHUNK + 1) if k % d == 0)
+
+
+def const_product(imp: Importer, a: SSAValue, b_const: np.ndarray, b_name: str, name: str) -> T.TensorOp:
+    """a (m, k) times the constant b (k, n): a matmul, or for one row a split-K product (a batched
+    matmul over k slices, the weight stored sliced, then a sum over the slices)."""
+    (m, k), n = T.shape_of(a), b_const.shape[1]
+    slices = split_k_slices(m, k)
+    if slices == 1:
+        return T.MatmulOp(a, imp.new_weight(b_name, b_const), name)
+    rows = imp.reshape(a, name + "_slices", (slices, 1, k // slices))
+    w = imp.new_weight(b_name + "_slices", np.ascontiguousarray(b_const.reshape(slices, k // slices, n)))
+    partial = imp.add(T.MatmulOp(rows, w, imp.fresh(name + "_partial")))
+    return T.ReduceOp(partial, name, "sum", (0,), False)
+
+
 def gemm(imp: Importer, node) -> None:
     alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
     a = transposed(imp, node.input[0], node.input[0] + "_t") if attr(node, "transA", 0) else f32_input(imp, node.input[0])
     b_const = imp.const(node.input[1])
-    if b_const is not None and (attr(node, "transB", 0) or alpha != 1.0):
-        b_const = (b_const.T if attr(node, "transB", 0) else b_const) * np.float32(alpha)
-        b = imp.new_weight(node.input[1] + "_t", b_const)
-        alpha = 1.0
-    elif attr(node, "transB", 0):
-        b = transposed(imp, node.input[1], node.input[1] + "_t")
-    else:
-        b = f32_input(imp, node.input[1])
     name = stage(imp, node, "gemm")
-    y = T.MatmulOp(a, b, name)
+    if b_const is not None and b_const.ndim == 2:
+        b_const = np.asarray(b_const.T if attr(node, "transB", 0) else b_const, np.float32) * np.float32(alpha)
+        y, alpha = const_product(imp, a, b_const, node.input[1] + "_t", name), 1.0
+    else:
+        b = transposed(imp, node.input[1], node.input[1] + "_t") if attr(node, "transB", 0) else f32_input(imp, node.input[1])
+        y = T.MatmulOp(a, b, name)
     if alpha != 1.0:
         imp.add(y)
         y = T.BinaryOp(y.result, imp.scalar(name + "_alpha", alpha), imp.fresh(name + "_scaled"), "mul")
@@ -664,16 +691,21 @@ def gemm(imp: Importer, node) -> None:
 
 def matmul(imp: Importer, node) -> None:
     """numpy's matmul: batched, broadcast; a 1-D operand is a row (left) or a column (right)."""
-    a, b = f32_input(imp, node.input[0]), f32_input(imp, node.input[1])
     sa, sb = imp.shape(node.input[0]), imp.shape(node.input[1])
     if not sa or not sb:
         raise Unsupported("MatMul of a scalar is not defined")
+    a = f32_input(imp, node.input[0])
     name = stage(imp, node, "matmul")
     if len(sa) == 1:
         a = imp.reshape(a, name + "_row", (1, sa[0]))
-    if len(sb) == 1:
-        b = imp.reshape(b, name + "_col", (sb[0], 1))
-    y = imp.add(T.MatmulOp(a, b, name))
+    b_const = imp.const(node.input[1])
+    if b_const is not None and len(sb) == 2 and len(T.shape_of(a)) == 2:
+        y = imp.add(const_product(imp, a, np.asarray(b_const, np.float32), node.input[1] + "_w", name))
+    else:
+        b = f32_input(imp, node.input[1])
+        if len(sb) == 1:
+            b = imp.reshape(b, name + "_col", (sb[0], 1))
+        y = imp.add(T.MatmulOp(a, b, name))
     out = list(T.shape_of(y))
     if len(sb) == 1:
         del out[-1]
