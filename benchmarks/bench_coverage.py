@@ -176,7 +176,10 @@ def main(argv=None) -> int:
 
             r["torch_graph_ms"] = torch_graph_ms(model, torch.from_numpy(x))
         elif name in dets and args.target == "cuda":
-            r.update(twin_timing(dets[name], {"input": x}))
+            try:
+                r.update(twin_timing(dets[name], {"input": x}))
+            except Exception as e:  # noqa: BLE001 - ours is still recorded
+                r["torch_twin"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         results[name] = r
         print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
         if args.json:

@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 DYNAMIC = {"NonMaxSuppression"}
+# inputs read as host values (shapes, sizes, scales, thresholds): a device tensor there would
+# be copied back during the capture
+HOST_INPUTS = {"Reshape": {1}, "Split": {1}, "Resize": {1, 2, 3}, "NonMaxSuppression": {2, 3, 4}, "Clip": set()}
 
 
 def _attrs(node) -> dict:
@@ -42,8 +45,8 @@ def _pool_pads(pads, rank=2):
 def _nms(boxes, scores, max_out=None, iou=None, score_min=None, center_point_box=0):
     import torchvision
 
-    max_out = int(max_out.item()) if max_out is not None and max_out.numel() else 0
-    iou = float(iou.item()) if iou is not None and iou.numel() else 0.0
+    max_out = int(max_out.reshape(-1)[0]) if max_out is not None and max_out.size else 0
+    iou = float(iou.reshape(-1)[0]) if iou is not None and iou.size else 0.0
     if center_point_box:
         c, s = boxes[..., :2], boxes[..., 2:] / 2
         boxes = torch.cat([c - s, c + s], -1)
@@ -55,8 +58,8 @@ def _nms(boxes, scores, max_out=None, iou=None, score_min=None, center_point_box
         for c in range(scores.shape[1]):
             s = scores[b, c]
             idx = torch.arange(s.numel(), device=s.device)
-            if score_min is not None and score_min.numel():
-                keep = s > float(score_min.item())
+            if score_min is not None and score_min.size:
+                keep = s > float(score_min.reshape(-1)[0])
                 s, idx = s[keep], idx[keep]
             order = torchvision.ops.nms(boxes[b, idx], s, iou)[:max_out]
             sel = idx[order]
@@ -65,7 +68,7 @@ def _nms(boxes, scores, max_out=None, iou=None, score_min=None, center_point_box
 
 
 def _resize(x, roi, scales=None, sizes=None, mode="nearest", coordinate_transformation_mode="half_pixel", **_):
-    size = ([int(s) for s in sizes[2:]] if sizes is not None and sizes.numel()
+    size = ([int(s) for s in sizes[2:]] if sizes is not None and sizes.size
             else [round(d * float(s)) for d, s in zip(x.shape[2:], scales[2:])])
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
@@ -78,7 +81,7 @@ def _reshape(x, shape, allowzero=0):
 
 
 def _split(x, split=None, axis=0, num_outputs=None):
-    if split is not None and split.numel():
+    if split is not None and split.size:
         return torch.split(x, split.tolist(), axis)
     return torch.chunk(x, num_outputs, axis)
 
@@ -154,6 +157,7 @@ class OnnxTwin:
                 raise NotImplementedError(f"the PyTorch twin has no {n.op_type} (node {n.name!r})")
             else:
                 self.nodes.append(n)
+        self.host = {k: np.asarray(v) for k, v in consts.items()}
         self.values = {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in consts.items()}
         cut = next((i for i, n in enumerate(self.nodes) if n.op_type in DYNAMIC), len(self.nodes))
         self.static, self.dynamic = self.nodes[:cut], self.nodes[cut:]
@@ -167,7 +171,9 @@ class OnnxTwin:
 
     def _run(self, nodes, env, timed=None):
         for n in nodes:
-            args = [env[i] if i else None for i in n.input]
+            host = HOST_INPUTS.get(n.op_type, ())
+            args = [None if not i else self.host[i] if k in host and i in self.host else env[i]
+                    for k, i in enumerate(n.input)]
             while args and args[-1] is None:
                 args.pop()
             op, attrs = OPS[n.op_type], _attrs(n)

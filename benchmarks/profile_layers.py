@@ -42,12 +42,16 @@ def model_proto(name: str, size: int, batch: int):
     return mm.MODELS[name](size, batch=batch)
 
 
-def host_link(sess, nbytes: int = 1 << 26, small: int = 4096, repeat: int = 5) -> dict:
-    """Upload plus download of a buffer on the session's device: the host link's bandwidth
-    (from `nbytes`) and latency (from `small` bytes)."""
-    dev = sess.device
+def host_link(target: str, nbytes: int = 1 << 26, small: int = 4096, repeat: int = 5) -> dict:
+    """Upload plus download of a buffer on the target's default device (the executor's device
+    handle, as its transfers use it): the host link's bandwidth (from `nbytes`) and latency
+    (from `small` bytes)."""
+    from sched_dsl.graph.executor import Device
+
+    dev = Device(target)
 
     def seconds(n):
+        dev.activate()
         buf = dev.alloc(n)
         a = np.zeros(n // 4, np.float32)
         times = []
@@ -57,6 +61,7 @@ def host_link(sess, nbytes: int = 1 << 26, small: int = 4096, repeat: int = 5) -
             a = dev.download(buf, a.shape)
             dev.finish()
             times.append((time.perf_counter() - t0) / 2)
+        dev.deactivate()
         return float(np.median(times))
 
     t_small, t_big = seconds(small), seconds(nbytes)
@@ -83,7 +88,7 @@ def profile_model(name: str, size: int, batch: int, target: str, repeat: int, re
     return {"model": name, "size": size, "batch": batch, "target": target, "device": sess.device.name,
             "repeat": repeat, "latency_ms": sess.latency(feeds, repeat=max(3, repeat), warmup=2),
             "kernels": sess.kernel_count, "records": records, "layers": layers,
-            "host_link": host_link(sess), "link": link}
+            "host_link": host_link(target), "link": link}
 
 
 def estimate_profile(name: str, size: int, batch: int, results: str) -> dict:

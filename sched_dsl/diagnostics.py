@@ -97,6 +97,8 @@ def failing_op(root: Operation) -> tuple[Operation, str] | None:
             op.verify_()
         except VerifyException as e:
             return getattr(e, "op", op), str(e)
+        except Exception as e:  # noqa: BLE001 - some xDSL verifiers raise plain exceptions (memref.load's index count)
+            return op, str(e)
     for op in root.walk():  # the checks of an op's place, e.g. a block that ends without a terminator
         try:
             op.verify(verify_nested_ops=False)

@@ -74,6 +74,20 @@ def test_invalid_utf8_is_a_located_error(tmp_path, capsys):
     assert err.startswith(f"{path}:2:8: error:") and "UTF-8" in err and "0xff" in err, err
 
 
+def test_load_with_too_few_indices_is_a_located_error(tmp_path, capsys):
+    # xDSL's memref.load verifier raises a plain Exception here, not a VerifyException
+    text = """func.func @main(%A: memref<2xf32>, %B: memref<2x2xf32>) {
+  %0 = arith.constant 0 : index
+  %1 = memref.load %A[%0, %0] : memref<2xf32>
+  memref.store %1, %B[%0, %0] : memref<2x2xf32>
+  func.return
+}
+"""
+    code, _, err, path = opt(tmp_path, capsys, text, "-p", "loops-to-gpu", "-t", "opencl")
+    assert code == 1
+    assert err.startswith(f"{path}:3:3: error: expected an index for each dimension"), err
+
+
 def test_integer_literal_too_long_is_a_located_error(tmp_path, capsys):
     code, _, err, path = opt(tmp_path, capsys, "builtin.module attributes {x = " + "9" * 5000 + " : i64} {}\n")
     assert code == 1

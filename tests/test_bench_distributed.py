@@ -52,3 +52,16 @@ def test_predicts_from_profiles(tmp_path):
     assert len(rows) == 1 + 2 * 2 * 2
     split4 = [r for r in rows if r["devices"] == 4 and r["partition"] == "split" and r["objective"] == "latency"][0]
     assert split4["speedup_latency"] > 1.5  # batch 4 over 4 devices: each takes one image
+
+
+def test_profile_layers_writes_what_predict_reads(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_layers.py"), "--target", "opencl",
+                           "--size", "32", "--models", "tiny", "--batches", "2", "--repeat", "2",
+                           "--out", str(tmp_path / "prof")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prof = json.loads((tmp_path / "prof" / "tiny_b2.json").read_text())
+    assert prof["batch"] == 2 and prof["latency_ms"] > 0 and prof["host_link"]["gbps"] > 0
+    assert prof["layers"] and all(layer["ms"] >= 0 for layer in prof["layers"])
+    run("--predict", str(tmp_path / "prof"), "--devices", "1,2", "--partitions", "split",
+        "--json", str(tmp_path / "p.json"), timeout=300)
+    assert len(json.loads((tmp_path / "p.json").read_text())["rows"]) == 1 + 2

@@ -76,8 +76,9 @@ class SchedOptMain(xDSLOptMain):
                     print(f"check-each-pass: {summary(results)}", file=sys.stderr)
             else:
                 super().apply_passes(prog)
-        except VerifyException as e:
-            # report the op that fails, where it was written, instead of the whole module
+        except Exception as e:
+            # an op that fails to verify: report it, where it was written, instead of the whole
+            # module (also for verifiers raising other exceptions); anything else is re-raised
             found = failing_op(prog)
             if found is None:
                 raise
