@@ -290,6 +290,16 @@ def mark(s: str) -> str:
     return "yes" if s in ("pass", "yes") else s
 
 
+H200_NOTE = """PyTorch's side: the torchvision network itself; for the detectors (built with onnx.helper),
+their PyTorch twin (`benchmarks/onnx_torch.py`: the network replayed as a CUDA graph, NMS eager,
+as torchvision's detectors run it). In the recorded runs cuDNN's default TF32 was on for
+PyTorch, so its convs ran at TF32 while ours ran at fp32 (this favours PyTorch;
+`bench_coverage.py` now turns TF32 off). RetinaNet's time is its NonMaxSuppression: 63 of
+67 ms in a per-layer profile (`benchmarks/profile_layers.py --models retinanet
+--detector-size 256`) are the eight per-class suppression kernels, each a sequential pass over
+the 4,032 boxes with a barrier per step."""
+
+
 def render(results: dict) -> str:
     from sched_dsl.testing.onnx_backend import ATOL, RTOL
 
@@ -345,7 +355,7 @@ def render(results: dict) -> str:
         elif t:
             timing = t.get("status", "")
         lines.append(f"| {name} | {r['source']} | {mark(r['opencl'])} | {mark(r['cuda_text'])} | {timing} |")
-    lines += ["", TAIL]
+    lines += ["", H200_NOTE, "", TAIL]
     return "\n".join(lines) + "\n"
 
 
