@@ -1,5 +1,5 @@
 """Measures which ONNX operators and which models sched-dsl runs, on which targets, and writes
-docs/coverage.md (the tables and how to rerun them).
+docs/coverage.md (the tables and how to rerun them) and its summary table in README.md.
 
     .venv/bin/python scripts/coverage.py                # operators, backend cases, example models
     .venv/bin/python scripts/coverage.py --light        # also the nine light models (an hour on PoCL)
@@ -300,6 +300,62 @@ PyTorch, so its convs ran at TF32 while ours ran at fp32 (this favours PyTorch;
 the 4,032 boxes with a barrier per step."""
 
 
+README = os.path.join(ROOT, "README.md")
+H200_MODELS = os.path.join(ROOT, "benchmarks", "data", "h200_results", "models_split_k.json")
+README_BEGIN, README_END = "<!-- coverage table: scripts/coverage.py writes it -->", "<!-- end of coverage table -->"
+
+
+def readme_table(results: dict) -> str:
+    """The README's summary of docs/coverage.md: counts per kind of model and case."""
+    h200 = {k: v for k, v in (json.load(open(H200)) if os.path.isfile(H200) else {}).items() if isinstance(v, dict)}
+    ops = results.get("operators", {})
+    be = results.get("backend", {})
+    cases = [r for r in be.values() if r["kind"] != "light"]
+    within = [r for r in cases if not r["outside"]]
+    light = [r for r in be.values() if r["kind"] == "light"]
+    models = results.get("models", {})
+
+    def count(rows, key):
+        return sum(1 for r in rows if mark(r[key]) == "yes")
+
+    # bench_models.py's rows check their outputs against onnxruntime too
+    for r in (json.load(open(H200_MODELS)).get("rows", []) if os.path.isfile(H200_MODELS) else []):
+        if r.get("max_rel_err", 1.0) < 1e-3:
+            h200.setdefault(r["model"], {"status": "pass"})
+
+    def on_h200(names):
+        return sum(1 for n in names if h200.get(n, {}).get("status") == "pass")
+
+    tv = [n for n, r in models.items() if r["source"].startswith("torchvision")]
+    ours = [n for n in models if n not in tv]
+    rows = [
+        ("ONNX operators, one-node models", f"{count(ops.values(), 'opencl')} of {len(ops)}",
+         f"{count(ops.values(), 'cuda_text')} of {len(ops)}", ""),
+        ("onnx wheel backend cases within our operators' families", f"{sum(r['status'] == 'pass' for r in within)} "
+         f"of {len(within)} (the {len(cases) - len(within)} outside: a named import error)", "", ""),
+        ("onnx wheel light models (ImageNet networks), as shipped",
+         f"{sum(r['status'] == 'pass' for r in light)} of {len(light)}" if light else "not run", "", ""),
+        ("torchvision exports (torch.onnx, opset 17)", f"{count([models[n] for n in tv], 'opencl')} of {len(tv)}",
+         f"{count([models[n] for n in tv], 'cuda_text')} of {len(tv)}", f"{on_h200(tv)} of {len(tv)}"),
+        ("examples/make_models.py (ResNet, MobileNetV2, SSD, YOLOv3-tiny, RetinaNet)",
+         f"{count([models[n] for n in ours], 'opencl')} of {len(ours)}",
+         f"{count([models[n] for n in ours], 'cuda_text')} of {len(ours)}", f"{on_h200(ours)} of {len(ours)}"),
+    ]
+    lines = ["| | OpenCL (PoCL), matching onnxruntime | CUDA C compiles (nvcc) | runs on an H200 |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def write_readme_table(results: dict) -> None:
+    text = open(README).read()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"{README} has no coverage table markers ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    with open(README, "w") as f:
+        f.write(f"{head}{README_BEGIN}\n{readme_table(results)}\n{README_END}{tail}")
+
+
 def render(results: dict) -> str:
     from sched_dsl.testing.onnx_backend import ATOL, RTOL
 
@@ -460,7 +516,8 @@ def main(argv=None) -> int:
             json.dump(results, f, indent=1)
     with open(DOC, "w") as f:
         f.write(render(results))
-    print(f"wrote {DOC}")
+    write_readme_table(results)
+    print(f"wrote {DOC} and the table in {README}")
     return 0
 
 
