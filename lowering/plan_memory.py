@@ -12,6 +12,9 @@ kernel, launched where its last member stands, so every member's reads happen th
 whose result only the group itself reads never reach memory and get no offset. Lifetimes are
 closed intervals, so a kernel's output never shares bytes with one of its own inputs.
 
+A reshape that moves no data (reshape_aliases) gets no place of its own: its result names the
+bytes of its input, whose lifetime then runs to the reshape result's last read.
+
 Offsets come from the greedy-by-size heuristic: the largest values are placed first, each at
 the lowest aligned offset where it fits beside the values already placed that live at the same
 time. Offsets are multiples of the pass option `alignment` (bytes, default 256: CUDA's
@@ -73,18 +76,38 @@ def stays_in_group(op: Operation) -> bool:
     return bool(users) and all(GROUP in u.attributes and u.attributes[GROUP].data == group for u in users)
 
 
+def reshape_aliases(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
+    """The reshapes that move no data: a reshape on the GPU, outside any fused group, of a
+    value on the device has the same bytes in the same row-major order as its input, so its
+    result is a second name for the input's buffer and needs no kernel. Maps each such result
+    to the value that owns the bytes (through reshapes of reshapes)."""
+    out: dict[SSAValue, SSAValue] = {}
+    for op in fn.body.block.ops:
+        if (isinstance(op, T.ReshapeOp) and GROUP not in op.attributes and where(op.result) == "device"
+                and where(op.input) == "device"):
+            out[op.result] = out.get(op.input, op.input)
+    return out
+
+
 def lifetimes(fn: func.FuncOp) -> list[Interval]:
+    """Each planned value's interval; a value aliased by reshapes lives until their last read."""
     ops = list(fn.body.block.ops)
     time = launch_times(ops)
     end_of_function = len(ops)
+    aliases = reshape_aliases(fn)
+    names_of: dict[SSAValue, list[SSAValue]] = {}
+    for alias, root in aliases.items():
+        names_of.setdefault(root, []).append(alias)
     out = []
     for op in ops:
-        if not isinstance(op, (T.TensorOp, T.CopyOp)) or stays_in_group(op):
+        if not isinstance(op, (T.TensorOp, T.CopyOp)) or stays_in_group(op) or op.results[0] in aliases:
             continue
         v = op.result
         if where(v) != "device":
             continue
-        reads = [end_of_function if isinstance(u.operation, func.ReturnOp) else time[u.operation] for u in v.uses]
+        readers = [u.operation for name in (v, *names_of.get(v, ())) for u in name.uses]
+        reads = [end_of_function if isinstance(r, func.ReturnOp) else time[r] for r in readers
+                 if not (isinstance(r, T.ReshapeOp) and r.result in aliases)]  # an alias reads nothing
         start = time[op]
         out.append(Interval(v, start, max([start, *reads]), value_bytes(v.type)))
     return out

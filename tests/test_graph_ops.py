@@ -43,9 +43,10 @@ def residual_block():
 
 
 @pytest.mark.parametrize("fuse, host, kernels", [
-    (False, (), 11),             # conv bias act skip res out pool flat prob.max prob.sum prob
-    (True, (), 7),               # bias, act, res and out join conv
-    (True, ("res", "prob"), 5),  # on the host: conv+bias+act, skip, out, pool, flat remain
+    # flat (a reshape of pool on the device) moves no data: a second name of pool's buffer
+    (False, (), 10),             # conv bias act skip res out pool prob.max prob.sum prob
+    (True, (), 6),               # bias, act, res and out join conv
+    (True, ("res", "prob"), 4),  # on the host: conv+bias+act, skip, out, pool remain
 ])
 def test_executor_matches_reference(fuse, host, kernels):
     out = residual_block()

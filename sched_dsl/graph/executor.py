@@ -48,7 +48,7 @@ from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
-from sched_dsl.lowering.plan_memory import ARENA, TensoropPlanMemoryPass, arena_offsets, value_bytes
+from sched_dsl.lowering.plan_memory import ARENA, TensoropPlanMemoryPass, arena_offsets, reshape_aliases, value_bytes
 from sched_dsl.lowering.split import TensoropSplitPass, device_of
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
@@ -272,7 +272,10 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
             flush(d)
 
     returned: list[str] = []
+    aliases = reshape_aliases(fn)
     for op in fn.body.block.ops:
+        if op.results and op.results[0] in aliases:
+            continue  # a second name of its input's buffer (GraphExecutor.aliases): no kernel
         if isinstance(op, func.ReturnOp):
             flush_all()
             returned = [name_of(v) for v in op.arguments]
@@ -562,6 +565,8 @@ class GraphExecutor:
         weights = dict(weights)
         fold_weight_slices(fn, weights)
         self.steps, returned = plan_steps(fn, target, config)
+        # reshapes that move no data: value name -> the name owning its buffer
+        self.aliases = {name_of(a): name_of(root) for a, root in reshape_aliases(fn).items()}
         used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
         if max(used, default=0) >= len(ordinals):
             raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
@@ -631,6 +636,8 @@ class GraphExecutor:
         self.pieces, self.graph, self.capture = [], False, f"off ({len(self.devices)} devices)"
 
         def need(name: str, device: int, nbytes: int | None = None) -> None:
+            if name in self.aliases:
+                name, nbytes = self.aliases[name], None
             if name not in self.buffers:
                 size = nbytes if nbytes is not None else (np.dtype(self.dtypes[name]).itemsize
                                                           * int(np.prod(self.shapes[name])))
@@ -651,6 +658,9 @@ class GraphExecutor:
                 for a in st.args:
                     need(a, st.device)
                 need(st.dst, st.device)
+        for name, root in self.aliases.items():
+            if root in self.buffers:
+                self.buffers[name], self.buffer_device[name] = self.buffers[root], self.buffer_device[root]
         self.kernels = {}
         for st in self.steps:
             if st.kind == "gpu":
@@ -686,9 +696,12 @@ class GraphExecutor:
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    wanted.setdefault(b.name, b.nbytes)
+                    wanted.setdefault(self.aliases.get(b.name, b.name), value_bytes(types[self.aliases[b.name]])
+                                      if b.name in self.aliases else b.nbytes)
             elif st.kind == "upload":
                 wanted.setdefault(st.dst, value_bytes(types[st.dst]))
+        for root in self.aliases.values():  # a returned alias of a value no kernel reads
+            wanted.setdefault(root, value_bytes(types[root]))
         offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
         arena_size = fn.attributes[ARENA].value.data if plan_memory and ARENA in fn.attributes else 0
         # what does not fit the device is an error before anything is allocated or compiled
@@ -709,8 +722,10 @@ class GraphExecutor:
             buffers[name] = dev.alloc(size)
             kind = "weights" if name in weights else "inputs" if name in args else "intermediates"
             own[kind] += size
+        for name, root in self.aliases.items():
+            buffers[name] = buffers[root]
         for name, w in weights.items():
-            if name in buffers:
+            if name in buffers and name not in self.aliases:
                 dev.write(buffers[name], np.ascontiguousarray(w, dtype=self.dtypes[name]))
         dev.finish()
         unplanned = sum(size for n, size in wanted.items() if n not in args)
