@@ -286,6 +286,33 @@ def test_model_too_large_for_the_device(tmp_path, capsys):
     assert "buffer '" in err and "exceeds" in err and "Traceback" not in err, err
 
 
+def test_huge_conv_is_refused_before_its_schedule_is_worked_out():
+    # a 2**40 row dimension: the conv's tile defaults once enumerated its divisors for ever
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    import sched_dsl as sd
+    from sched_dsl.runtime.common import DeviceError
+
+    w = numpy_helper.from_array(np.ones((3, 2, 3, 3), np.float32), "w")
+    m = onnx_model([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+                   [("x", [1, 2, 2**40, 4])], [("c", [1, 3, 2**40, 4])], [w])
+    with pytest.raises(DeviceError, match="buffer 'x' of 35184372088832 bytes exceeds"):
+        sd.load_onnx(m)
+
+
+def test_name_that_is_not_utf8_is_an_import_error():
+    from onnx import helper
+
+    import sched_dsl as sd
+    from sched_dsl.graph.onnx_import import OnnxImportError
+
+    m = onnx_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [4])], [("y", [4])])
+    data = m.SerializeToString().replace(b"\x12\x01y", b"\x12\x01\xab").replace(b"\n\x01y", b"\n\x01\xab")
+    with pytest.raises(OnnxImportError, match=r"name b'\\xab' is not UTF-8 text"):
+        sd.load_onnx(type(m).FromString(data))
+
+
 def test_truncated_initializer_names_the_tensor(tmp_path):
     import numpy as np
     from onnx import helper, numpy_helper

@@ -242,6 +242,15 @@ def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str
     return text.getvalue(), units, plan
 
 
+def check_value_sizes(fn: func.FuncOp, limits) -> None:
+    """DeviceError naming the first value larger than the device's largest buffer."""
+    from sched_dsl.runtime.common import check_buffers
+
+    for v in [*fn.body.block.args, *(r for op in fn.body.block.ops for r in op.results)]:
+        if isinstance(v.type, TensorType) and T.element_dtype(v.type.element_type) is not None:
+            check_buffers({name_of(v): value_bytes(v.type)}, limits)
+
+
 def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
     pending: dict[int, list[T.TensorOp]] = {}  # per device: its GPU ops not yet in a segment
@@ -443,6 +452,14 @@ class Device:
                 self.cuda_ctx = self.dev.retain_primary_context()
             self.name = self.dev.name()
 
+    @property
+    def limits(self):
+        if self.target == "opencl":
+            from sched_dsl.runtime.opencl import device_limits
+        else:
+            from sched_dsl.runtime.cuda import device_limits
+        return device_limits(self.dev)
+
     def activate(self) -> None:
         """Makes the device current in the calling thread (CUDA contexts are per thread)."""
         if self.cuda_ctx is not None:
@@ -564,13 +581,6 @@ class GraphExecutor:
         self.config = dict(config or {})
         weights = dict(weights)
         fold_weight_slices(fn, weights)
-        self.steps, returned = plan_steps(fn, target, config)
-        # reshapes that move no data: value name -> the name owning its buffer
-        self.aliases = {name_of(a): name_of(root) for a, root in reshape_aliases(fn).items()}
-        used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
-        if max(used, default=0) >= len(ordinals):
-            raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
-        self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
         self.several = ordinals != [None]  # devices named: the path of sessions on several devices
         if self.several:
             self.devices = [Device(target, o) for o in ordinals]
@@ -578,8 +588,16 @@ class GraphExecutor:
         else:
             self.device = make_device(target)
             self.devices = [self.device]  # one device (sched-run prints their count)
-            if plan_memory:
-                TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
+        check_value_sizes(fn, self.device.limits)  # before any schedule is worked out for them
+        self.steps, returned = plan_steps(fn, target, config)
+        # reshapes that move no data: value name -> the name owning its buffer
+        self.aliases = {name_of(a): name_of(root) for a, root in reshape_aliases(fn).items()}
+        used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
+        if max(used, default=0) >= len(ordinals):
+            raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
+        self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
+        if not self.several and plan_memory:
+            TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
         self.input_names, self.output_names = list(inputs), list(outputs)
         self.result_of = dict(zip(outputs, returned))  # model output name -> host value name

@@ -23,6 +23,8 @@ the anchor alone as a workload of its own) searches the rest.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,8 +52,11 @@ class StageSchedule(Schedule):
 
 
 def divisors(n: int, lo: int = 1, hi: int | None = None) -> list[int]:
+    """The divisors of n in [lo, hi], ascending (in O(sqrt n): extents can be huge)."""
     hi = n if hi is None else hi
-    return [d for d in range(1, n + 1) if n % d == 0 and lo <= d <= hi]
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    both = sorted(set(small + [n // d for d in small]))
+    return [d for d in both if lo <= d <= hi]
 
 
 def candidates(default: int, others) -> list[int]:

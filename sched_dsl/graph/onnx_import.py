@@ -1371,4 +1371,17 @@ def import_onnx(model) -> Graph:
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
         model = copy
+    check_names(model.graph)
     return Importer(model).run()
+
+
+def check_names(graph) -> None:
+    """ONNX names are UTF-8 text; protobuf hands other bytes over as bytes: an import error
+    naming where, not a failure deep inside the importer."""
+    named = [("input", i.name) for i in graph.input] + [("output", o.name) for o in graph.output]
+    named += [("initializer", i.name) for i in graph.initializer]
+    for n in graph.node:
+        named += [("node", n.name), ("op type", n.op_type)] + [("value", v) for v in [*n.input, *n.output]]
+    for what, name in named:
+        if isinstance(name, bytes):
+            raise OnnxImportError(f"the model's {what} name {name!r} is not UTF-8 text")
