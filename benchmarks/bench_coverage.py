@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # name -> torchvision constructor and its arguments; ConvNeXt and ViT at small widths (their
 # real sizes are 110 MB and more), built from torchvision's own classes
-TORCHVISION = ["squeezenet1_1", "mobilenet_v3_small", "shufflenet_v2_x0_5", "mnasnet0_5", "mobilenet_v2",
+TORCHVISION = ["squeezenet1_1", "googlenet", "mobilenet_v3_small", "shufflenet_v2_x0_5", "mnasnet0_5", "mobilenet_v2",
                "convnext_narrow", "vit_tiny"]
 
 
@@ -48,6 +48,8 @@ def torchvision_model(name: str):
 
         return VisionTransformer(image_size=224, patch_size=16, num_layers=4, num_heads=4, hidden_dim=128,
                                  mlp_dim=256, num_classes=1000).eval()
+    if name == "googlenet":  # without the auxiliary classifiers, which only training uses
+        return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
     return getattr(torchvision.models, name)(weights=None).eval()
 
 

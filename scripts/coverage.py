@@ -273,6 +273,8 @@ def models() -> dict:
 
 
 TORCHVISION_SOURCES = {"convnext_narrow": "torchvision's ConvNeXt, stages of 32/64/128/256 channels",
+                       "googlenet": "torchvision's GoogLeNet (MaxPool with ceil_mode), without the training-only "
+                                    "auxiliary classifiers",
                        "vit_tiny": "torchvision's VisionTransformer, 4 layers, 4 heads, width 128"}
 
 
