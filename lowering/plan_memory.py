@@ -13,7 +13,10 @@ whose result only the group itself reads never reach memory and get no offset. L
 closed intervals, so a kernel's output never shares bytes with one of its own inputs.
 
 A reshape that moves no data (reshape_aliases) gets no place of its own: its result names the
-bytes of its input, whose lifetime then runs to the reshape result's last read.
+bytes of its input, whose lifetime then runs to the reshape result's last read. A concat
+along channels at batch 1 (in_place_concats) gets its operands written into its slices: each
+operand's maker gets the offset of its slice, the concat `arena_in_place` and no kernel, and
+the concat's bytes live from the first operand's write to the last read of any of them.
 
 Offsets come from the greedy-by-size heuristic: the largest values are placed first, each at
 the lowest aligned offset where it fits beside the values already placed that live at the same
@@ -23,11 +26,12 @@ allocation alignment, enough for float4 loads; an OpenCL device may ask for more
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i64
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, UnitAttr, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
@@ -38,6 +42,7 @@ from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 OFFSET = "arena_offset"
 ARENA = "arena_size"
+IN_PLACE = "arena_in_place"  # a concat whose operands' kernels write into its slices
 
 
 @dataclass
@@ -89,26 +94,63 @@ def reshape_aliases(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
     return out
 
 
-def lifetimes(fn: func.FuncOp) -> list[Interval]:
-    """Each planned value's interval; a value aliased by reshapes lives until their last read."""
+def in_place_concats(fn: func.FuncOp, alignment: int) -> dict[T.ConcatOp, list[int]]:
+    """The concats whose operands can be written straight into their slices of the result,
+    with each operand's byte offset in it: a concat on the GPU, outside any fused group, along
+    an axis with only 1s before it (each operand one contiguous slice: channels at batch 1),
+    every operand made by a GPU operator of this function (not an argument, a copy, a reshape
+    that moves no data or another such concat), used once in this concat and in no other
+    such concat, and every slice starting at a multiple of `alignment` (arena views must)."""
+    aliases = reshape_aliases(fn)
+    out: dict[T.ConcatOp, list[int]] = {}
+    claimed: set[SSAValue] = set()
+    for op in fn.body.block.ops:
+        if not isinstance(op, T.ConcatOp) or GROUP in op.attributes or where(op.result) != "device":
+            continue
+        if math.prod(T.shape_of(op.result)[:op.concat_axis()]) != 1 or len(set(op.inputs)) != len(op.inputs):
+            continue
+        offsets, at = [], 0
+        for v in op.inputs:
+            maker = v.owner
+            if (not isinstance(maker, T.TensorOp) or maker in out or v in aliases or v in claimed
+                    or where(v) != "device" or at % alignment):
+                break
+            offsets.append(at)
+            at += value_bytes(v.type)
+        else:
+            out[op] = offsets
+            claimed.update(op.inputs)
+    return out
+
+
+def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[int]] | None = None) -> list[Interval]:
+    """Each planned value's interval. A value whose bytes other names share (reshapes that
+    move no data; the operands of an in-place concat, in its result) lives from the first
+    write of any of them to the last read of any of them."""
     ops = list(fn.body.block.ops)
     time = launch_times(ops)
     end_of_function = len(ops)
     aliases = reshape_aliases(fn)
-    names_of: dict[SSAValue, list[SSAValue]] = {}
+    home: dict[SSAValue, SSAValue] = {v: c.result for c in (in_place or {}) for v in c.inputs}
     for alias, root in aliases.items():
-        names_of.setdefault(root, []).append(alias)
+        home[alias] = home.get(root, root)
+    names_of: dict[SSAValue, list[SSAValue]] = {}
+    for name, owner in home.items():
+        names_of.setdefault(owner, []).append(name)
+    moves_nothing = {op for op in ops if op.results and op.results[0] in aliases} | set(in_place or {})
     out = []
     for op in ops:
-        if not isinstance(op, (T.TensorOp, T.CopyOp)) or stays_in_group(op) or op.results[0] in aliases:
+        if not isinstance(op, (T.TensorOp, T.CopyOp)) or stays_in_group(op) or op.results[0] in home:
             continue
         v = op.result
         if where(v) != "device":
             continue
-        readers = [u.operation for name in (v, *names_of.get(v, ())) for u in name.uses]
-        reads = [end_of_function if isinstance(r, func.ReturnOp) else time[r] for r in readers
-                 if not (isinstance(r, T.ReshapeOp) and r.result in aliases)]  # an alias reads nothing
-        start = time[op]
+        names = [v, *names_of.get(v, ())]
+        writes = [time[op]] if op not in moves_nothing else []
+        writes += [time[n.owner] for n in names[1:] if n.owner not in moves_nothing]
+        readers = [u.operation for n in names for u in n.uses if u.operation not in moves_nothing]
+        reads = [end_of_function if isinstance(r, func.ReturnOp) else time[r] for r in readers]
+        start = min(writes, default=time[op])
         out.append(Interval(v, start, max([start, *reads]), value_bytes(v.type)))
     return out
 
@@ -132,10 +174,17 @@ def place(intervals: list[Interval], alignment: int) -> int:
 def plan_function(fn: func.FuncOp, alignment: int) -> int:
     for op in fn.body.block.ops:
         op.attributes.pop(OFFSET, None)
-    intervals = lifetimes(fn)
+        op.attributes.pop(IN_PLACE, None)
+    in_place = in_place_concats(fn, alignment)
+    intervals = lifetimes(fn, in_place)
     arena = place(intervals, alignment)
     for iv in intervals:
         iv.value.owner.attributes[OFFSET] = IntegerAttr(iv.offset, i64)
+    for concat, offsets in in_place.items():
+        base = concat.attributes[OFFSET].value.data
+        for v, offset in zip(concat.inputs, offsets):
+            v.owner.attributes[OFFSET] = IntegerAttr(base + offset, i64)
+        concat.attributes[IN_PLACE] = UnitAttr()
     fn.attributes[ARENA] = IntegerAttr(arena, i64)
     return arena
 

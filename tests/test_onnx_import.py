@@ -308,3 +308,24 @@ def test_reshapes_move_no_data(tmp_path):
         sess = sd.load_onnx(str(path), plan_memory=plan_memory)
         assert sess.kernel_count == 2  # relu, sigmoid
         assert_matches_onnxruntime(sess, path)
+
+
+@pytest.mark.parametrize("channels, size, in_place", [(16, 8, True), (3, 5, False)])
+def test_concat_written_in_place(tmp_path, channels, size, in_place):
+    """An Inception-like block (three branches concatenated along channels, one of them the
+    input of another, as in DenseNet): with 256-byte aligned slices the branches' kernels write
+    into the concat's slices and the concat needs no kernel; otherwise it copies. Both right."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "w3"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("Conv", ["p", "w1"], ["c"], kernel_shape=[1, 1]),
+             helper.make_node("Concat", ["ar", "b", "c"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cat", "wo"], ["y"], kernel_shape=[1, 1])]
+    inits = [("w1", f32(channels, 4, 1, 1)), ("w3", f32(channels, channels, 3, 3)), ("wo", f32(2, 3 * channels, 1, 1))]
+    path = save(model(nodes, [("x", [1, 4, size, size])], [("y", F, [1, 2, size, size])], inits), tmp_path)
+    planned, unplanned = sd.load_onnx(str(path)), sd.load_onnx(str(path), plan_memory=False)
+    assert ("arena_in_place" in planned.ir) == in_place
+    assert planned.kernel_count == unplanned.kernel_count - in_place
+    for sess in (planned, unplanned):
+        assert_matches_onnxruntime(sess, path)

@@ -48,7 +48,8 @@ from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
-from sched_dsl.lowering.plan_memory import ARENA, TensoropPlanMemoryPass, arena_offsets, reshape_aliases, value_bytes
+from sched_dsl.lowering.plan_memory import (ARENA, IN_PLACE, OFFSET, TensoropPlanMemoryPass, arena_offsets,
+                                            reshape_aliases, value_bytes)
 from sched_dsl.lowering.split import TensoropSplitPass, device_of
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
@@ -140,6 +141,8 @@ def function_of(ops: list, name: str) -> func.FuncOp:
         mapping[a] = b
     for op in ops:
         new = op.clone(value_mapper=mapping)
+        for planned in (OFFSET, IN_PLACE):  # the graph's memory plan, not the kernel's business
+            new.attributes.pop(planned, None)
         for r, old in zip(new.results, op.results):
             r.name_hint = old.name_hint
             mapping[old] = r
@@ -283,8 +286,9 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
     returned: list[str] = []
     aliases = reshape_aliases(fn)
     for op in fn.body.block.ops:
-        if op.results and op.results[0] in aliases:
-            continue  # a second name of its input's buffer (GraphExecutor.aliases): no kernel
+        if op.results and op.results[0] in aliases or IN_PLACE in op.attributes:
+            continue  # a second name of its input's buffer (GraphExecutor.aliases), or a concat
+            # its operands' kernels wrote in place (tensorop-plan-memory): no kernel
         if isinstance(op, func.ReturnOp):
             flush_all()
             returned = [name_of(v) for v in op.arguments]
@@ -589,6 +593,8 @@ class GraphExecutor:
             self.device = make_device(target)
             self.devices = [self.device]  # one device (sched-run prints their count)
         check_value_sizes(fn, self.device.limits)  # before any schedule is worked out for them
+        if not self.several and plan_memory:  # before the steps: in-place concats need no kernel
+            TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.steps, returned = plan_steps(fn, target, config)
         # reshapes that move no data: value name -> the name owning its buffer
         self.aliases = {name_of(a): name_of(root) for a, root in reshape_aliases(fn).items()}
@@ -596,8 +602,6 @@ class GraphExecutor:
         if max(used, default=0) >= len(ordinals):
             raise GraphError(f"the model's ops use device {max(used)}, but {len(ordinals)} device(s) were given")
         self.plan: list[str] = []  # the partition plan, one line per layer (load_onnx with devices)
-        if not self.several and plan_memory:
-            TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
         self.ir = str(module)  # the placed, fused (and planned, or split) graph, as text
         self.input_names, self.output_names = list(inputs), list(outputs)
         self.result_of = dict(zip(outputs, returned))  # model output name -> host value name
@@ -1206,6 +1210,8 @@ def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequen
         if device is None:
             raise GraphError("lower_ahead with records needs the device's name (device=...)")
         config = {**records_config(fn, target, records, device)[0], **(config or {})}
+    if target == "cuda":  # as load_onnx plans memory on a CUDA device (256-byte alignment)
+        TensoropPlanMemoryPass(alignment=256).apply(make_context(), g.module)
     steps, _ = plan_steps(fn, target, config)
     return sum(len(st.segment.plan.launches) for st in steps if st.kind == "gpu")
 
