@@ -250,3 +250,39 @@ def test_reduced_precision_inputs_follow_the_dtype_policy():
     with pytest.raises(TypeError, match=r"input 'X' has dtype float32, expected bfloat16 .*ml_dtypes\.bfloat16"):
         run(y, np.ones(4, np.float32))
     assert run(y, np.arange(4, dtype=np.int8)).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def as_fp16(model):
+    """The model as an fp16 exporter writes it: float16 weights, inputs and outputs."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for k, t in enumerate(m.graph.initializer):
+        if t.data_type == TensorProto.FLOAT:
+            m.graph.initializer[k].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for v in [*m.graph.input, *m.graph.output]:
+        v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del m.graph.value_info[:]
+    return m
+
+
+def test_fp16_model_imports_as_it_is(small_models):
+    """An fp16 model runs at precision fp16 without being asked: float16 in and out, and
+    within fp16's tolerance of onnxruntime on the f32 model it came from."""
+    import onnx
+    import onnxruntime as ort
+
+    f32_model = onnx.load(str(small_models / "tiny.onnx"))
+    sess = sd.load_onnx(as_fp16(f32_model))
+    assert "xf16>" in sess.ir and "tensorop.cast" in sess.ir
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float16)
+    (got,) = sess.run(None, {"input": x})
+    assert got.dtype == np.float16
+    (want,) = ort.InferenceSession(f32_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.astype(np.float32)})
+    tol = MODEL_TOLERANCE["fp16"] * np.abs(want).max()
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=0, atol=tol)
+    # asked for another precision, it runs at that one
+    assert "xbf16>" in sd.load_onnx(as_fp16(f32_model), precision="bf16").ir

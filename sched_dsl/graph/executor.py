@@ -1066,11 +1066,15 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
     `precision` "bf16" or "fp16" runs the f32 model in that type (weights converted once, sums
     in f32, softmax and reductions on f32 values, inputs and outputs f32: the
-    tensorop-precision pass); "tf32" multiplies at TF32."""
+    tensorop-precision pass); "tf32" multiplies at TF32. A model that stores float16 tensors
+    (an fp16 export) runs at "fp16" unless `precision` says otherwise; its float16 inputs and
+    outputs are float16 arrays."""
     from sched_dsl.graph.onnx_import import import_onnx
     from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 
     g = import_onnx(model)
+    if precision is None and g.half:
+        precision = "fp16"  # an fp16 model runs as it was exported: products in f16, sums in f32
     if precision is not None:
         if precision not in PRECISIONS:
             raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")

@@ -70,6 +70,20 @@ class Graph:
     input_dtypes: dict[str, np.dtype] = field(default_factory=dict)
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     output_dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    # the model stores float16 tensors (held as f32 here): load_onnx runs it at precision fp16
+    half: bool = False
+
+
+class Constants(dict):
+    """Constant tensors by name. float16 ones (an fp16 model's weights) are kept as float32,
+    which holds them exactly; `half` notes that the model had any."""
+
+    half = False
+
+    def __setitem__(self, name: str, a) -> None:
+        if isinstance(a, np.ndarray) and a.dtype == np.float16:
+            self.half, a = True, a.astype(np.float32)
+        super().__setitem__(name, a)
 
 
 def element_type(dtype) -> Attribute:
@@ -127,7 +141,7 @@ HOST_ONLY: dict[str, Callable] = {
 
 # never folded, though their inputs may all be constants: their values are not fixed
 NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-ONNX_FLOAT, ONNX_DOUBLE, ONNX_INT32, ONNX_INT64 = 1, 11, 6, 7
+ONNX_FLOAT, ONNX_DOUBLE, ONNX_INT32, ONNX_INT64, ONNX_FLOAT16 = 1, 11, 6, 7, 10
 
 
 def attr(node, name: str, default=None):
@@ -178,7 +192,9 @@ class Importer:
         self.onnx = onnx
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.consts: dict[str, np.ndarray] = {i.name: initializer_array(i) for i in self.graph.initializer}
+        self.consts = Constants()
+        for i in self.graph.initializer:
+            self.consts[i.name] = initializer_array(i)
         self.values: dict[str, SSAValue] = {}
         self.weight_args: dict[str, SSAValue] = {}  # const name -> func argument
         self.weights: dict[str, np.ndarray] = {}
@@ -327,6 +343,9 @@ class Importer:
             outs.append(self.values[o.name])
             if self.shape(o.name) == ():
                 out_shapes[o.name] = ()
+            if o.type.tensor_type.elem_type == ONNX_FLOAT16:
+                out_dtypes[o.name] = np.dtype(np.float16)
+                self.consts.half = True
         if self.errors:
             raise OnnxImportError("the model has nodes sched-dsl cannot run:\n  " + "\n  ".join(self.errors))
         self.block.add_op(func.ReturnOp(*outs))
@@ -336,13 +355,16 @@ class Importer:
         fn = func.FuncOp("main", ([a.type for a in self.block.args], [v.type for v in outs]), Region(self.block))
         return Graph(ModuleOp([fn]), self.weights, [i.name for i in inputs],
                      [self.values[i.name].name_hint for i in inputs], [o.name for o in self.graph.output],
-                     in_shapes, {k: v for k, v in in_dtypes.items() if v != np.float32}, out_shapes, out_dtypes)
+                     in_shapes, {k: v for k, v in in_dtypes.items() if v != np.float32}, out_shapes, out_dtypes,
+                     half=self.consts.half)
 
     def model_input(self, i) -> SSAValue:
         tt = i.type.tensor_type
         if not i.type.HasField("tensor_type"):
             raise Unsupported("is not a tensor (sequences, maps and optionals are not supported)")
-        kinds = {ONNX_FLOAT: "f32", ONNX_INT64: "i32", ONNX_INT32: "i32"}
+        kinds = {ONNX_FLOAT: "f32", ONNX_FLOAT16: "f32", ONNX_INT64: "i32", ONNX_INT32: "i32"}
+        if tt.elem_type == ONNX_FLOAT16:  # an fp16 model: f32 inside, through the precision pass
+            self.consts.half = True
         if tt.elem_type not in kinds:
             raise Unsupported(f"is {self.onnx.TensorProto.DataType.Name(tt.elem_type)}; float32 inputs (and int64 "
                               "or int32 indices) are supported")
@@ -807,10 +829,12 @@ def legacy_broadcast(imp: Importer, node, name: str, x: SSAValue) -> SSAValue:
 
 
 def cast(imp: Importer, node) -> None:
-    """Cast between float types of a float tensor: nothing to do (floats compute in f32)."""
+    """Cast between float types of a float tensor: nothing to do (floats compute in f32; a cast
+    to float16 marks an fp16 model, which load_onnx runs at precision fp16)."""
     to = attr(node, "to")
     v = imp.value(node.input[0])
-    if to in (ONNX_FLOAT, ONNX_DOUBLE) and v.type.element_type == f32:
+    if to in (ONNX_FLOAT, ONNX_DOUBLE, ONNX_FLOAT16) and v.type.element_type == f32:
+        imp.consts.half |= to == ONNX_FLOAT16
         imp.values[node.output[0]] = v
     elif to in (ONNX_INT64, ONNX_INT32) and v.type.element_type == i32:
         imp.values[node.output[0]] = v
