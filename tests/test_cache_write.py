@@ -38,3 +38,30 @@ def test_strided_thread_outputs_accumulate_in_registers(shared):
     a = rng.standard_normal((70, 33), dtype=np.float32)
     b = rng.standard_normal((33, 150), dtype=np.float32)
     np.testing.assert_allclose(kern(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def on_pocl() -> bool:
+    from sched_dsl.runtime.opencl import default_device
+    return "Portable Computing Language" in default_device().platform.name
+
+
+@pytest.mark.xfail(on_pocl(), strict=True,
+                   reason="PoCL miscompiles it: correct with -cl-opt-disable (docs/testing.md, known issues)")
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_register_survives_shared_fills_in_an_outer_loop(dtype):
+    """A register accumulator (implicit for f16, cache_write for f32) summed over a shared tile
+    filled inside the reduction loop, in a loop of two iterations, with a bounds guard that
+    leaves one work-item idle in the second. PoCL returns the second iteration's sums as
+    garbage (found by test_properties with random examples); strict, so a fixed PoCL shows."""
+    X = sd.placeholder("X", (5, 8), dtype=dtype)
+    out = sd.reduce(X, "sum", (1,), keepdims=False)
+    s = sd.Schedule(out)
+    d0o, d0i = s.split(s.loops("d0")[0], 2)
+    r0o, r0i = s.split(s.loops("r0")[0], 4)
+    s.bind(d0o, "thread.x")
+    s.unroll(d0i), s.unroll(r0o), s.unroll(r0i)
+    s.cache_read(X, "shared", at=r0o)
+    if dtype == "f32":
+        s.cache_write("local", at=d0i)
+    x = (np.random.default_rng(0).random((5, 8)) + 0.5).astype(np.float16 if dtype == "f16" else np.float32)
+    np.testing.assert_allclose(np.asarray(sd.build(out, s)(x), np.float32), sd.evaluate(out, {"X": x}), rtol=4e-3)
