@@ -17,7 +17,6 @@ JSON file is rewritten after each model.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -67,9 +66,9 @@ def export(name: str, path: str):
 
 
 def detectors() -> dict:
-    spec = importlib.util.spec_from_file_location("make_models", os.path.join(HERE, "..", "examples", "make_models.py"))
-    mm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mm)
+    from bench_models import make_models
+
+    mm = make_models()
     return {"yolov3_tiny": mm.yolov3_tiny(416), "retinanet": mm.retinanet(256)}
 
 

@@ -18,21 +18,14 @@ simulator's predictions for 2, 4 and 8 devices.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
 
 import numpy as np
+from bench_models import make_models  # examples/make_models.py, loaded from its file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def make_models():
-    spec = importlib.util.spec_from_file_location("make_models", os.path.join(HERE, "..", "examples", "make_models.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def model_proto(name: str, size: int, batch: int):

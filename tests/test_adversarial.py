@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
+from test_cli import MATMUL  # the matmul with a bound schedule the CLI tests use
 
 from sched_dsl.cli.opt import sched_opt_main
-
 
 PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 
@@ -137,6 +137,7 @@ def test_tile_factors_out_of_range_or_not_ints(fx, fy):
 
 def test_split_factor_may_be_a_numpy_integer():
     import numpy as np
+
     import sched_dsl as sd
 
     C, s = matmul_schedule()
@@ -328,20 +329,6 @@ def test_truncated_initializer_names_the_tensor(tmp_path):
 
 
 # -- item 11: a pass given IR of the wrong level says so; only targets that work on our IR ----------
-
-MATMUL = """builtin.module {
-  func.func @main(%A: tensor<64x32xf32>, %B: tensor<32x48xf32>) -> tensor<64x48xf32> {
-    %C = tensorop.matmul %A, %B {name = "C"} : (tensor<64x32xf32>, tensor<32x48xf32>) -> tensor<64x48xf32>
-    func.return %C : tensor<64x48xf32>
-  }
-  sched.schedule {
-    %i = sched.loop "C" "i"
-    %io, %ii = sched.split %i by 16
-    sched.bind %io "block.x"
-    sched.bind %ii "thread.x"
-  }
-}
-"""
 
 
 def lowered_to(tmp_path, capsys, passes: str) -> str:

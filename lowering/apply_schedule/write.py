@@ -59,6 +59,14 @@ def affine(v: SSAValue, ivs: Sequence[SSAValue]) -> Form | None:
 
 # ---- writing the scheduled nest ------------------------------------------------------------
 
+def delinearize(em: Emitter, flat: SSAValue, exts: Sequence[int]) -> list[SSAValue]:
+    """The row-major index of `exts` whose position is `flat`."""
+    loc, rest = [], flat
+    for n in reversed(exts):
+        loc.append(em.rem(rest, n))
+        rest = em.floordiv(rest, n)
+    return list(reversed(loc))
+
 
 class Writer:
     """Writes one stage's scheduled nest."""
@@ -626,11 +634,7 @@ class Writer:
             e = body.add(tid, body.mul(m, count))
         else:
             _, e, body = em.loop(total, start=tid, step=count)
-        loc, rest = [], e
-        for n in reversed(exts):
-            loc.append(body.rem(rest, n))
-            rest = body.floordiv(rest, n)
-        element(body, list(reversed(loc)))
+        element(body, delinearize(body, e, exts))
 
     def epilogue_at_write_back(self, e: Emitter, mapping: dict, acc: SSAValue) -> SSAValue:
         """The fused epilogue's then-branch, applied to the accumulated value `acc`."""
@@ -679,11 +683,7 @@ class Writer:
         self.env = saved
         total = math.prod(exts)
         _, e, body = phase.loop(total, start=tid, step=count)
-        loc, rest = [], e
-        for n in reversed(exts):
-            loc.append(body.rem(rest, n))
-            rest = body.floordiv(rest, n)
-        element(body, list(reversed(loc)))
+        element(body, delinearize(body, e, exts))
         self.fills_unfenced = bool(outside)
         return []
 

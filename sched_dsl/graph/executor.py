@@ -718,11 +718,11 @@ class GraphExecutor:
         for st in self.steps:
             if st.kind == "gpu":
                 for b in st.segment.plan.buffers:
-                    wanted.setdefault(self.aliases.get(b.name, b.name), value_bytes(types[self.aliases[b.name]])
-                                      if b.name in self.aliases else b.nbytes)
+                    if b.name not in self.aliases:  # an alias gets its root's buffer (below)
+                        wanted.setdefault(b.name, b.nbytes)
             elif st.kind == "upload":
                 wanted.setdefault(st.dst, value_bytes(types[st.dst]))
-        for root in self.aliases.values():  # a returned alias of a value no kernel reads
+        for root in self.aliases.values():  # also a root that only its aliases read
             wanted.setdefault(root, value_bytes(types[root]))
         offsets = {name_of(v): off for v, off in arena_offsets(fn).items()} if plan_memory else {}
         arena_size = fn.attributes[ARENA].value.data if plan_memory and ARENA in fn.attributes else 0

@@ -100,16 +100,21 @@ def device_limits(dev) -> DeviceLimits:
     )
 
 
-def _has_nvrtc() -> bool:
-    """Whether cuda-python's NVRTC binding is installed (found, not imported: importing it
-    here could load NVRTC into this process)."""
-    for name in ("cuda.bindings.nvrtc", "cuda.nvrtc"):
+def _installed(*modules: str) -> bool:
+    """Whether one of `modules` is installed (found, not imported)."""
+    for name in modules:
         try:
             if importlib.util.find_spec(name) is not None:
                 return True
         except ImportError:
             pass
     return False
+
+
+def _has_nvrtc() -> bool:
+    """Whether cuda-python's NVRTC binding is installed (not imported: importing it here could
+    load NVRTC into this process)."""
+    return _installed("cuda.bindings.nvrtc", "cuda.nvrtc")
 
 
 class _CompilerProcess:
@@ -363,13 +368,7 @@ def _cuda_bindings():
 
 
 def has_cuda_graphs() -> bool:
-    for name in ("cuda.bindings.driver", "cuda.cuda"):
-        try:
-            if importlib.util.find_spec(name) is not None:
-                return True
-        except ImportError:
-            pass
-    return False
+    return _installed("cuda.bindings.driver", "cuda.cuda")
 
 
 class CudaGraph:
