@@ -20,6 +20,8 @@ EXAMPLES = int(os.environ.get("SCHED_DSL_ONNX_EXAMPLES", "4"))
 # no shrinking: every example compiles kernels, so shrinking would take minutes; the blob
 # printed with a failure reproduces it
 examples = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
+                    # the same examples every run, as tests/test_properties.py; SCHED_DSL_RANDOM_EXAMPLES=1: new ones
+                    derandomize=not os.environ.get("SCHED_DSL_RANDOM_EXAMPLES"),
                     phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 F = TensorProto.FLOAT
@@ -240,7 +242,8 @@ def test_conv_transpose(data):
         room = [(n - 1) * ss + (kk - 1) * dd for n, ss, kk, dd in zip(spatial, s, k, d)]
         lo = [data.draw(st.integers(0, rm)) for rm in room]
         attrs["pads"] = lo + [data.draw(st.integers(0, rm - p)) for rm, p in zip(room, lo)]
-        attrs["output_padding"] = [data.draw(st.integers(0, max(ss, dd) - 1)) for ss, dd in zip(s, d)]
+        # below the stride: onnxruntime, the reference here, refuses more (ONNX allows up to the dilation)
+        attrs["output_padding"] = [data.draw(st.integers(0, ss - 1)) for ss in s]
     elif how == "output_shape":
         attrs["output_shape"] = [(n - 1) * ss + (kk - 1) * dd + 1 - data.draw(st.integers(0, (n - 1) * ss + (kk - 1) * dd))
                                  for n, ss, kk, dd in zip(spatial, s, k, d)]
