@@ -80,12 +80,24 @@ def case_id(b: Block) -> str:
     return b.where + ("-needs-cuda" if b.needs_gpu else "") + ("-long" if b.long_run else "")
 
 
+@functools.cache
+def tracked_top_level() -> frozenset[str] | None:
+    """The top-level entries git tracks (None outside a git checkout) and .venv, which the
+    README's set-up makes: what a fresh clone has after it, so a block cannot lean on files
+    that only this checkout made (models/, records)."""
+    run = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        return None
+    return frozenset(line.split("/", 1)[0] for line in run.stdout.splitlines()) | {".venv"}
+
+
 def repo_root_view(tmp_path: pathlib.Path) -> pathlib.Path:
-    """A folder that looks like the checkout's root: a link to each of its entries."""
+    """A folder that looks like a fresh clone's root: a link to each entry git tracks."""
     view = tmp_path / "root"
     view.mkdir()
+    tracked = tracked_top_level()
     for entry in ROOT.iterdir():
-        if entry.name != ".git":
+        if entry.name != ".git" and (tracked is None or entry.name in tracked):
             (view / entry.name).symlink_to(entry)
     return view
 
