@@ -1055,6 +1055,57 @@ class GatherOp(TensorOp):
         return gather_shape(shape_of(self.input), shape_of(self.indices), self.axis.value.data)
 
 
+def im2col_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                 dilation: Sequence[int], rows: int = 0, width: int = 0) -> tuple[int, ...]:
+    """[rows, n * oh * width] for an NCHW input: rows >= c * kh * kw (0: exactly that) and
+    width >= ow (0: exactly ow), the conv2d output's oh x ow for this window."""
+    if len(x) != 4:
+        raise ShapeError(f"im2col needs an NCHW input, got {tuple(x)}")
+    if len(kernel) != 2 or min(kernel) < 1:
+        raise ShapeError(f"im2col needs 2 kernel sizes >= 1, got {tuple(kernel)}")
+    n, c, h, w = x
+    _, _, oh, ow = conv2d_shape(x, (1, c, *kernel), stride, padding, dilation, 1)
+    k = c * kernel[0] * kernel[1]
+    if rows and rows < k or width and width < ow:
+        raise ShapeError(f"im2col rows={rows} and width={width} must be at least the window's {k} rows and the "
+                         f"output's {ow} columns")
+    return (rows or k, n * oh * (width or ow))
+
+
+@irdl_op_definition
+class Im2colOp(TensorOp):
+    """The windows of conv2d as the columns of a matrix, so that conv2d (groups 1) is a
+    matmul of its weights reshaped to [f, c * kh * kw] by this: out[k, p] = x[b, ch, y * sh +
+    ry * dh - pt, xx * sw + rx * dw - pl] (0 outside the input) for k = (ch * kh + ry) * kw +
+    rx and p = (b * oh + y) * width + xx. Rows beyond c * kh * kw and columns xx beyond ow
+    (`rows`, `width`: padding that lets the product fit a tensor-core tile) are 0. Loops d0
+    (rows) and d1 (columns)."""
+
+    name = "tensorop.im2col"
+    input = operand_def(TensorType)
+    kernel = prop_def(DenseArrayBase)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    dilation = prop_def(DenseArrayBase)
+    width = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, kernel, stride, padding, dilation, rows: int = 0, width: int = 0):
+        out = im2col_shape(shape_of(x), kernel, stride, padding, dilation, rows, width)
+        ow = conv2d_shape(shape_of(x), (1, shape_of(x)[1], *kernel), stride, padding, dilation, 1)[3]
+        super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))],
+                         properties=_props(name, kernel=ints(kernel), stride=ints(stride), padding=ints(padding),
+                                           dilation=ints(dilation), width=IntegerAttr(width or ow, i64)))
+
+    def window(self) -> tuple[tuple[int, ...], ...]:
+        """(kernel, stride, padding, dilation)."""
+        return tuple(tuple(a.get_values()) for a in (self.kernel, self.stride, self.padding, self.dilation))
+
+    def expected_shape(self):
+        return im2col_shape(shape_of(self.input), *self.window(), shape_of(self.result)[0],
+                            self.width.value.data)
+
+
 def conv_transpose2d_shape(x: Sequence[int], w: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                            dilation: Sequence[int], output_padding: Sequence[int], groups: int) -> tuple[int, ...]:
     if len(x) != 4 or len(w) != 4:
@@ -1180,7 +1231,7 @@ class SliceOp(TensorOp):
 
     def __init__(self, x: SSAValue, name: str, axis: int, start: int, stop: int):
         out = slice_shape(shape_of(x), axis, start, stop)
-        super().__init__(operands=[x], result_types=[tensor_type(out)],
+        super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))],
                          properties=_props(name, axis=IntegerAttr(axis, i64), start=IntegerAttr(start, i64),
                                            stop=IntegerAttr(stop, i64)))
 
@@ -1270,5 +1321,5 @@ TensorOpDialect = Dialect(
     "tensorop",
     [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, NormalizeOp, CastOp,
      ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, RemapOp, GatherOp, ConvTranspose2dOp, ResizeOp,
-     *GRAPH_OPS],
+     Im2colOp, *GRAPH_OPS],
 )

@@ -1,6 +1,6 @@
 """tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, conv_transpose2d, pool2d,
-softmax, normalize, a data-movement op, or an elementwise op: ANCHORS) with the chain of
-elementwise ops (unary, binary, bias_add) that follows it, so the group lowers to one loop
+softmax, normalize, a data-movement op such as im2col, or an elementwise op: ANCHORS) with the
+chain of elementwise ops (unary, binary, bias_add) that follows it, so the group lowers to one loop
 nest and one kernel (a multi-stage anchor: its last stage's kernel), and intermediate tensors
 never go to memory.
 
@@ -13,6 +13,8 @@ An op joins its producer's group only when
 - the producer's result has exactly one use (this op): a producer with two consumers, or one
   that the function returns, keeps its own buffer and is never fused into both,
 - the op keeps the producer's shape (a broadcast that grows the tensor would recompute it),
+- the op reads no other input of the group's anchor (whose schedule may cache that input in
+  shared memory: read again by the epilogue at other indices, it cannot be),
 - both are placed on the GPU (no `place = "host"`) and no host op or copy to the host stands
   between them (the executor runs the GPU ops between two host steps as one launch sequence),
 - both run on the same device (`device`, see tensorop-split) and no transfer to or from that
@@ -34,7 +36,8 @@ from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 # ops whose lowering applies a fused epilogue where it writes its (last stage's) result
 ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dOp, T.ConvTranspose2dOp,
-           T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp)
+           T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp,
+           T.Im2colOp)
 ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
 PLACE = "place"
 
@@ -47,7 +50,7 @@ def on_gpu(op) -> bool:
     return isinstance(op, T.TensorOp) and (PLACE not in op.attributes or op.attributes[PLACE].data == "gpu")
 
 
-def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
+def chained_operand(op: T.TensorOp, position: dict, anchors: dict[str, T.TensorOp]) -> T.TensorOp | None:
     """The producer `op` may join, if any (see the module docstring)."""
     for v in op.operands if not isinstance(op, T.BiasAddOp) else [op.input]:
         p = v.owner
@@ -57,6 +60,9 @@ def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
             continue
         if sum(1 for w in op.operands if w == v) != 1 or _device(p) != _device(op):
             continue
+        anchor = anchors.get(p.attributes[GROUP].data, p) if GROUP in p.attributes else p
+        if any(w != v and w in anchor.operands for w in op.operands):
+            continue  # the anchor's schedule may cache that input: read again elsewhere, it stays apart
         between = list(position)[position[p] + 1:position[op]]
         if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
             continue
@@ -71,13 +77,15 @@ def chained_operand(op: T.TensorOp, position: dict) -> T.TensorOp | None:
 def fuse_function(fn: func.FuncOp) -> None:
     ops = list(fn.body.block.ops)
     position = {o: k for k, o in enumerate(ops)}
+    anchors: dict[str, T.TensorOp] = {}
     for op in ops:
         if not isinstance(op, ELEMENTWISE) or not on_gpu(op) or GROUP in op.attributes:
             continue
-        p = chained_operand(op, position)
+        p = chained_operand(op, position, anchors)
         if p is None:
             continue
         anchor = p.attributes[GROUP].data if GROUP in p.attributes else p.stage_name
+        anchors.setdefault(anchor, p)
         p.attributes[GROUP] = StringAttr(anchor)
         op.attributes[GROUP] = StringAttr(anchor)
 

@@ -9,6 +9,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass, config_text
+from sched_dsl.lowering.conv_to_gemm import TensoropConvToGemmPass
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
@@ -20,7 +21,8 @@ from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
 # (whole models first run the graph passes tensorop-precision (reduced precision),
-# tensorop-split (several devices), tensorop-place, tensorop-fuse and tensorop-plan-memory;
+# tensorop-split (several devices), tensorop-conv-to-gemm, tensorop-place, tensorop-fuse and
+# tensorop-plan-memory;
 # see executor.py); for a device without tensor cores, tc-to-loops then turns the tc ops of
 # tensorized stages into plain loops
 DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
@@ -28,7 +30,7 @@ DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
                         TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass, TcToLoopsPass,
-                        TensoropPrecisionPass)
+                        TensoropPrecisionPass, TensoropConvToGemmPass)
 }
 
 

@@ -452,6 +452,31 @@ class OpLowering:
 
         self.nest(self.stage, dims(out_shape), [], body)
 
+    def lower_im2col(self) -> None:
+        op = self.op
+        (x,) = self.args
+        rows, cols = T.shape_of(op.result)
+        _, c, h, w = T.shape_of(op.input)
+        (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = op.window()
+        width = op.width.value.data
+        _, _, oh, ow = T.conv2d_shape(T.shape_of(op.input), (1, c, kh, kw), (sh, sw), op.window()[2], (dh, dw), 1)
+
+        def body(em, iv):
+            k, p = iv["d0"], iv["d1"]
+            ch, ry, rx = em.floordiv(k, kh * kw), em.rem(em.floordiv(k, kw), kh), em.rem(k, kw)
+            b, y, xx = em.floordiv(p, oh * width), em.rem(em.floordiv(p, width), oh), em.rem(p, width)
+            iy = em.add(em.mul(y, sh), em.sub(em.mul(ry, dh), em.index(pt)))
+            ix = em.add(em.mul(xx, sw), em.sub(em.mul(rx, dw), em.index(pl)))
+            guard = em.in_range(iy, 0, h) + em.in_range(ix, 0, w)
+            if rows > c * kh * kw:
+                guard += em.in_range(k, 0, c * kh * kw)
+            if width > ow:
+                guard += em.in_range(xx, 0, ow)
+            v = padded_load(em, x, [b, ch, iy, ix], guard, 0.0)
+            em.store_value(self.finish(em, v, [k, p]), self.out, [k, p])
+
+        self.nest(self.stage, [("d0", rows), ("d1", cols)], [], body)
+
     def lower_gather(self) -> None:
         x, indices = self.args
         shape, axis = T.shape_of(self.op.result), self.op.gather_axis()

@@ -17,6 +17,7 @@ from sched_dsl.tensor import (
     concat,
     conv2d,
     conv_transpose2d,
+    im2col,
     cumsum,
     div,
     exp,
@@ -59,7 +60,7 @@ from sched_dsl.tuner import TuneResult, tune
 __all__ = [
     "GraphError", "Kernel", "Knob", "Loop", "Lowered", "RecordsError", "Schedule", "ScheduleError", "Session",
     "ShapeError", "Tensor", "TuneResult", "add", "argsort", "bias_add", "binary", "build", "cast", "clip", "concat",
-    "conv2d", "conv_transpose2d", "cumsum", "div", "evaluate", "exp", "expand", "gather", "gelu", "leaky_relu",
+    "conv2d", "conv_transpose2d", "cumsum", "div", "evaluate", "exp", "expand", "gather", "gelu", "im2col", "leaky_relu",
     "load_onnx", "log_softmax", "lower", "matmul", "maximum", "minimum", "mul", "neg", "nms", "normalize", "pad",
     "placeholder", "pool2d", "power", "prelu", "reduce", "relu", "relu6", "remap", "reshape", "resize", "sigmoid",
     "slice_", "softmax", "sub", "tanh", "tile", "topk", "transpose", "tune", "unary",

@@ -131,11 +131,10 @@ def build(outputs: Tensor | tuple[Tensor, ...], schedule: Schedule | None = None
         if config is not None:
             raise ValueError("give either config or records, not both")
         config = best_recorded_config(outputs, schedule, target, records)
-    tensor_cores = None
-    if target == "opencl":
-        from sched_dsl.runtime.opencl import has_tensor_cores
-        tensor_cores = has_tensor_cores()
-    lowered = lower(outputs, schedule, target, config, pipeline=pipeline, tensor_cores=tensor_cores)
+    from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
+
+    lowered = lower(outputs, schedule, target, config, pipeline=pipeline,
+                    tensor_cores=device_has_tensor_cores(target))
     if target == "opencl":
         from sched_dsl.runtime.opencl import OpenCLKernel
         return Kernel(lowered, OpenCLKernel(lowered.source, lowered.plan))

@@ -61,6 +61,17 @@ def conv2d(x, w, stride, padding, dilation, groups):
     return np.concatenate(outs, axis=1)
 
 
+def im2col(x, kernel, stride, padding, dilation, rows, width):
+    """tensorop.im2col: the windows as columns, zero rows and columns beyond the window's."""
+    win = _windows(x, kernel, stride, padding, dilation)  # (n, c, oh, ow, kh, kw)
+    n, c, oh, ow, kh, kw = win.shape
+    cols = np.zeros((c, kh, kw, n, oh, width), dtype=x.dtype)
+    cols[..., :ow] = win.transpose(1, 4, 5, 0, 2, 3)
+    out = np.zeros((rows, n * oh * width), dtype=x.dtype)
+    out[:c * kh * kw] = cols.reshape(c * kh * kw, -1)
+    return out
+
+
 def pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False):
     from sched_dsl.dialects.tensorop import pool2d_shape
 
@@ -308,6 +319,8 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         return np.matmul(args[0], args[1])
     if t.kind == "conv2d":
         return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
+    if t.kind == "im2col":
+        return im2col(args[0], a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
     if t.kind == "pool2d":
         return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
                       a.get("ceil_mode", False), a.get("count_include_pad", False))

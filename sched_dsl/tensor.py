@@ -139,6 +139,20 @@ def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 
                groups=groups, **attrs)
 
 
+def im2col(x: Tensor, kernel, stride=1, padding=0, dilation=1, rows: int = 0, width: int = 0,
+           name: str | None = None) -> Tensor:
+    """conv2d's windows over an NCHW input as the columns of a [c * kh * kw, n * oh * ow]
+    matrix (see tensorop.Im2colOp): conv2d(x, w) at batch 1 is matmul(w reshaped to [f, c *
+    kh * kw], im2col(x)) reshaped. `rows` and `width` (>= the window's rows and ow) pad with 0."""
+    dtype = _tensors(x, op="im2col")
+    kernel, stride, dilation, padding = (_pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation"),
+                                         _padding(padding))
+    shape = T.im2col_shape(x.shape, kernel, stride, padding, dilation, int(rows), int(width))
+    width = int(width) or T.conv2d_shape(x.shape, (1, x.shape[1], *kernel), stride, padding, dilation, 1)[3]
+    return _op("im2col", shape, (x,), name, dtype=dtype, kernel=kernel, stride=stride, padding=padding,
+               dilation=dilation, width=width)
+
+
 def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
     """x in another float element type (f32, f16, bf16), rounded to nearest even."""
     _tensors(x, op="cast")
@@ -396,6 +410,8 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ResizeOp(*args, name, t.shape, a["scales"], a["mode"], a["coordinate"], a["rounding"])
     if t.kind == "slice":
         return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
+    if t.kind == "im2col":
+        return T.Im2colOp(*args, name, a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -438,6 +454,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
                      rounding=op.rounding.data)
     elif isinstance(op, T.SliceOp):
         attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
+    elif isinstance(op, T.Im2colOp):
+        attrs = dict(zip(("kernel", "stride", "padding", "dilation"), op.window()), width=op.width.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})

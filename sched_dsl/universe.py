@@ -42,6 +42,7 @@ SCHED_DSL_UNIVERSE = Universe(
     all_dialects={"tensorop": _tensorop, "sched": _sched, "memspace": _memspace, "tc": _tc},
     all_passes={n: _pass(n) for n in ("tensorop-to-loops", "apply-schedule", "loops-to-gpu",
                                                "tensorop-place", "tensorop-fuse", "tensorop-plan-memory",
-                                               "tensorop-split", "tc-to-loops", "tensorop-precision")},
+                                               "tensorop-split", "tc-to-loops", "tensorop-precision",
+                                               "tensorop-conv-to-gemm")},
     all_targets={n: _target(n) for n in ("opencl", "cuda")},
 )

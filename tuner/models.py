@@ -10,18 +10,19 @@ import numpy as np
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import anchors, element_count, prepare
-from sched_dsl.graph.model_schedules import anchor_workload
+from sched_dsl.graph.model_schedules import anchor_workload, gemm_is_whole, gemm_workload
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.lowering.precision import lower_precision
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
+from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
 from sched_dsl.tuner.measure import Measurer
 from sched_dsl.tuner.tuner import measure_configs, tune
 
 
 def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
                trials: int = 16, budget_s: float | None = None, progress=None, precision: str | None = None,
-               **tune_options) -> list:
+               conv_algorithm: str = "auto", **tune_options) -> list:
     """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
     matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
     the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
@@ -29,20 +30,27 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     seconds.
     `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
     every workload tuned; `progress(i, n, workload)` is called before each. `precision` as
-    load_onnx's (the anchors are then workloads of that type)."""
+    load_onnx's (the anchors are then workloads of that type). `conv_algorithm` as load_onnx's;
+    with "auto", a 1x1 conv left direct is tuned as its matmul too, so that load_onnx with
+    these records can pick the faster form."""
     g = import_onnx(model)
     if precision is not None:
         lower_precision(g.module, precision, set(g.input_args))
-    fn = prepare(g.module, fuse, host_ops)
+    fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, device_has_tensor_cores(target))
     device = device_name(target)
     tasks: dict[str, tuple] = {}
     flops: dict[str, int] = {}
-    for op in anchors(fn):
-        y, s = anchor_workload(op)
+
+    def add(y, s, op) -> None:
         key = workload_of([y], target, device).key
         tasks.setdefault(key, (y, s))
         reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
         flops[key] = flops.get(key, 0) + element_count(op.result.type) * int(np.prod(reduce))
+
+    for op in anchors(fn):
+        add(*anchor_workload(op), op)
+        if conv_algorithm == "auto" and isinstance(op, T.Conv2dOp) and gemm_is_whole(op):
+            add(*gemm_workload(op), op)
     order = sorted(tasks, key=lambda k: -flops[k])
     tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
     start = time.perf_counter()

@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--precision", choices=("bf16", "fp16", "tf32"),
                     help="run the f32 model in bf16 or fp16 (sums, softmax and reductions in f32), or multiply "
                     "at tf32")
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm"), default="auto",
+                    help="convs as conv templates (direct), as matmuls of the weights and the windows (gemm), or "
+                    "per conv (auto: the records' faster form, else gemm on tensor cores; default)")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             def progress(i, n, workload):
                 print(f"tuning {i + 1}/{n}: {workload.split('|')[0]} {workload.split('|')[1]}", flush=True)
             results = tune_model(args.model, args.records, args.target, not args.no_fuse, host, args.trials,
-                                 progress=progress, precision=args.precision)
+                                 progress=progress, precision=args.precision, conv_algorithm=args.conv_algorithm)
             best = sum(r.best_ms or 0 for r in results)
             print(f"tuned {len(results)} anchor shapes into {args.records} (best kernels sum to {best:.3f} ms)")
         devices = parse_devices(args.devices)
@@ -132,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sess = load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
                          records=args.records, graph=not args.no_graph, plan_memory=not args.no_plan_memory,
                          devices=devices, partition=args.partition, profile=args.profile, objective=args.objective,
-                         precision=args.precision)
+                         precision=args.precision, conv_algorithm=args.conv_algorithm)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)

@@ -27,7 +27,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from io import StringIO
@@ -43,7 +43,9 @@ from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.device import Action, HostLayout, make_device
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
-from sched_dsl.graph.model_schedules import anchor_ops, anchor_template, anchor_workload
+from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload,
+                                             choose_conv_algorithm)
+from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
@@ -52,9 +54,11 @@ from sched_dsl.lowering.plan_memory import (ARENA, IN_PLACE, OFFSET, TensoropPla
                                             reshape_aliases, value_bytes)
 from sched_dsl.lowering.split import TensoropSplitPass, device_of
 from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, print_kernels
+from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
 from sched_dsl.runtime.common import checked_array
 from sched_dsl.reference import numpy_dtype
+from sched_dsl.tensor import Tensor
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -96,14 +100,25 @@ def is_host(op) -> bool:
     return PLACE in op.attributes and op.attributes[PLACE].data == "host"
 
 
-def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devices: int = 1) -> func.FuncOp:
-    """Runs tensorop-split (with several devices), tensorop-place (and tensorop-fuse) on the
-    module; returns its one function. (tensorop-plan-memory runs once the device is known: the
+def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devices: int = 1,
+            conv_algorithm: str = "direct", tensor_cores: bool = False,
+            recorded_ms: Callable[[Tensor], float | None] | None = None) -> func.FuncOp:
+    """Runs tensorop-split (with several devices), tensorop-conv-to-gemm on the convs that
+    `conv_algorithm` picks (see model_schedules.conv_algorithm; `tensor_cores`: the device's,
+    `recorded_ms`: a records file's times), tensorop-place (and tensorop-fuse) on the module;
+    returns its one function. (tensorop-plan-memory runs once the device is known: the
     segments do not depend on it.)"""
+    if conv_algorithm not in CONV_ALGORITHMS:
+        raise GraphError(f"conv_algorithm '{conv_algorithm}' is not one of {', '.join(CONV_ALGORITHMS)}")
     ctx = make_context()
     try:
         if devices > 1:
             TensoropSplitPass(devices=devices).apply(ctx, module)
+        if conv_algorithm != "direct":
+            for op in module.walk():
+                if isinstance(op, T.Conv2dOp) and ALGORITHM not in op.attributes:
+                    mark(op, choose_conv_algorithm(op, conv_algorithm, tensor_cores, recorded_ms))
+        TensoropConvToGemmPass().apply(ctx, module)
         TensoropPlacePass(host=",".join(host)).apply(ctx, module)
         if fuse:
             TensoropFusePass().apply(ctx, module)
@@ -212,13 +227,14 @@ def threads_and_register(stage: str, loops: list[str]) -> list:
     return sched_ops
 
 
-def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str
+def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str, tensor_cores: bool = False
             ) -> tuple[str, list[tuple[str, str]], HostPlan]:
     """(kernel text, (C name, text) per kernel, host plan) of a segment module lowered through
-    the default pipeline with `config`; taken from the disk cache when this compiler has
-    lowered the same module before."""
+    the default pipeline with `config` (tensorized stages on tensor cores, or as plain loops);
+    taken from the disk cache when this compiler has lowered the same module before."""
     cache = default_cache()
-    key = key_of("lowered", compiler_fingerprint(), target, str(module), json.dumps(sorted(config.items())))
+    key = key_of("lowered", compiler_fingerprint(), target, str(module), json.dumps(sorted(config.items())),
+                 "tensor cores" if tensor_cores else "")
     data = cache.get("lowered", key) if cache is not None else None
     if data is not None:
         try:
@@ -229,7 +245,7 @@ def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str
         except (ValueError, KeyError, TypeError):
             pass  # written by something else: lowered again and overwritten
     try:
-        run_default_pipeline(make_context(), module, config)
+        run_default_pipeline(make_context(), module, config, tensor_cores=tensor_cores)
         text = StringIO()
         print_kernels(module, TARGETS[target], text)
         units = kernel_texts(module, TARGETS[target])
@@ -254,7 +270,8 @@ def check_value_sizes(fn: func.FuncOp, limits) -> None:
             check_buffers({name_of(v): value_bytes(v.type)}, limits)
 
 
-def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -> tuple[list[Step], list[str]]:
+def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None, tensor_cores: bool = False
+               ) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
     pending: dict[int, list[T.TensorOp]] = {}  # per device: its GPU ops not yet in a segment
 
@@ -269,7 +286,8 @@ def plan_steps(fn: func.FuncOp, target: str, config: Mapping[str, int] | None) -
         module = segment_module(list(ops), name, config)
         knobs = {o.knob_name.data for o in module.walk() if isinstance(o, S.KnobOp)}
         used.update(knobs & set(config))
-        source, units, plan = lowered(module, target, {k: v for k, v in config.items() if k in knobs}, name)
+        source, units, plan = lowered(module, target, {k: v for k, v in config.items() if k in knobs}, name,
+                                      tensor_cores)
         # a fused kernel is named after its anchor; its layer name lists the whole group
         groups: dict[str, list[str]] = {}
         for op in ops:
@@ -569,7 +587,7 @@ class GraphExecutor:
                  host: Sequence[str] = (), config: Mapping[str, int] | None = None,
                  input_args: Sequence[str] | None = None, records: str | None = None,
                  graph: bool = True, plan_memory: bool = True, devices: int | Sequence[int] | None = None,
-                 boundary: Mapping[str, Mapping] | None = None):
+                 boundary: Mapping[str, Mapping] | None = None, conv_algorithm: str = "auto"):
         if target not in TARGETS:
             raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
         t0 = time.perf_counter()
@@ -577,7 +595,9 @@ class GraphExecutor:
         self.target, self.fuse = target, fuse
         self.lock = threading.RLock()  # one run at a time: runs share the buffers and staging arrays
         ordinals = device_ordinals(devices)
-        fn = prepare(module, fuse, host, devices=len(ordinals))
+        self.tensor_cores = device_has_tensor_cores(target)
+        timed = recorded_times(target, records) if records is not None and conv_algorithm == "auto" else None
+        fn = prepare(module, fuse, host, len(ordinals), conv_algorithm, self.tensor_cores, timed)
         self.tuned: list[str] = []  # anchors whose knobs come from the records file
         if records is not None:
             recorded, self.tuned = records_config(fn, target, records)
@@ -595,7 +615,7 @@ class GraphExecutor:
         check_value_sizes(fn, self.device.limits)  # before any schedule is worked out for them
         if not self.several and plan_memory:  # before the steps: in-place concats need no kernel
             TensoropPlanMemoryPass(alignment=self.device.alignment).apply(make_context(), module)
-        self.steps, returned = plan_steps(fn, target, config)
+        self.steps, returned = plan_steps(fn, target, config, self.tensor_cores)
         # reshapes that move no data: value name -> the name owning its buffer
         self.aliases = {name_of(a): name_of(root) for a, root in reshape_aliases(fn).items()}
         used = {st.device for st in self.steps} | {st.to_device for st in self.steps if st.kind == "transfer"}
@@ -1048,7 +1068,8 @@ class Session(GraphExecutor):
 def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
               config: Mapping[str, int] | None = None, records: str | None = None, graph: bool = True,
               plan_memory: bool = True, devices: int | Sequence[int] | None = None, partition: str = "auto",
-              profile=None, link=None, objective: str = "latency", precision: str | None = None) -> Session:
+              profile=None, link=None, objective: str = "latency", precision: str | None = None,
+              conv_algorithm: str = "auto") -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
@@ -1068,7 +1089,13 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     in f32, softmax and reductions on f32 values, inputs and outputs f32: the
     tensorop-precision pass); "tf32" multiplies at TF32. A model that stores float16 tensors
     (an fp16 export) runs at "fp16" unless `precision` says otherwise; its float16 inputs and
-    outputs are float16 arrays."""
+    outputs are float16 arrays.
+
+    `conv_algorithm` says how convs (groups 1, batch 1) compute: "direct" with the conv
+    templates, "gemm" as a matmul of the weights and the windows (tensorop-conv-to-gemm), or
+    "auto": per conv, the faster form where `records` time both (1x1 convs, tuned both ways),
+    else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32 on an
+    NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise."""
     from sched_dsl.graph.onnx_import import import_onnx
     from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 
@@ -1086,7 +1113,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     boundary = {"input_shapes": g.input_shapes, "input_dtypes": g.input_dtypes, "output_shapes": g.output_shapes,
                 "output_dtypes": g.output_dtypes}
     sess = Session(g.module, g.weights, g.inputs, g.outputs, target, fuse, host_ops, config, g.input_args, records,
-                   graph, plan_memory, devices=ordinals, boundary=boundary)
+                   graph, plan_memory, devices=ordinals, boundary=boundary, conv_algorithm=conv_algorithm)
     if planned is not None:
         sess.layers, sess.partition_plan, sess.topology = planned
         sess.plan = describe_plan(sess.layers, sess.partition_plan)
@@ -1199,24 +1226,27 @@ def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096,
 
 def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
                 config: Mapping[str, int] | None = None, records: str | None = None,
-                device: str | None = None) -> int:
+                device: str | None = None, conv_algorithm: str = "auto", tensor_cores: bool | None = None) -> int:
     """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
     in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
-    `device` is the device's name as tuning records give it (needed with `records`). Returns
-    the number of kernels."""
+    `device` is the device's name as tuning records give it (needed with `records`);
+    `tensor_cores` whether it has them (default: for "cuda", as `sd.lower`). Returns the
+    number of kernels."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     if target not in TARGETS:
         raise GraphError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    if records is not None and device is None:
+        raise GraphError("lower_ahead with records needs the device's name (device=...)")
+    tensor_cores = target == "cuda" if tensor_cores is None else tensor_cores
     g = import_onnx(model)
-    fn = prepare(g.module, fuse, host_ops)
+    timed = recorded_times(target, records, device) if records is not None and conv_algorithm == "auto" else None
+    fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, tensor_cores, timed)
     if records is not None:
-        if device is None:
-            raise GraphError("lower_ahead with records needs the device's name (device=...)")
         config = {**records_config(fn, target, records, device)[0], **(config or {})}
     if target == "cuda":  # as load_onnx plans memory on a CUDA device (256-byte alignment)
         TensoropPlanMemoryPass(alignment=256).apply(make_context(), g.module)
-    steps, _ = plan_steps(fn, target, config)
+    steps, _ = plan_steps(fn, target, config, tensor_cores)
     return sum(len(st.segment.plan.launches) for st in steps if st.kind == "gpu")
 
 
@@ -1224,6 +1254,22 @@ def anchors(fn: func.FuncOp) -> list[T.TensorOp]:
     """The GPU ops of a prepared model function that get a chosen schedule (conv2d, matmul)."""
     return [op for op in fn.body.block.ops
             if isinstance(op, T.TensorOp) and not is_host(op) and anchor_template(op) is not None]
+
+
+def recorded_times(target: str, records: str, device: str | None = None) -> Callable[[Tensor], float | None]:
+    """The fastest correct time (ms) a records file holds for a workload (its output tensor)
+    on the target's device, or None when it holds none: what conv_algorithm "auto" compares."""
+    from sched_dsl.records import best, load, workload_of
+    from sched_dsl.runtime import device_name
+
+    fastest = best(load(records))  # a missing or malformed file is an error, not "no records"
+    device = device or device_name(target)
+
+    def time_of(y: Tensor) -> float | None:
+        r = fastest.get(workload_of([y], target, device).key)
+        return None if r is None else r.cost_ms
+
+    return time_of
 
 
 def records_config(fn: func.FuncOp, target: str, records: str, device: str | None = None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout
 from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder
 
@@ -347,10 +348,24 @@ def matmul_is_tiled(m: int, n: int, k: int) -> bool:
 
 def tensor_intrinsic_of(op: T.MatmulOp) -> str | None:
     """The warp-level mma that takes this matmul's operands, or None (full-precision f32)."""
-    dtype = T.dtype_of(op.lhs)
+    return product_intrinsic(T.dtype_of(op.lhs), op.compute_mode())
+
+
+def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     if dtype in ("f16", "bf16"):
         return "mma.m16n8k16"
-    return "mma.m16n8k8" if op.compute_mode() == "tf32" else None
+    return "mma.m16n8k8" if compute == "tf32" else None
+
+
+def matmul_template(m: int, n: int, k: int, batch: int, intrinsic: str | None):
+    """The schedule template of an m x n x k matmul (with `batch` batch dimensions)."""
+    if batch:
+        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
+    if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
+        return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
+    if matmul_is_tiled(m, n, k):
+        return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
+    return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
 
 
 def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, object, str], None] | None:
@@ -362,15 +377,7 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
         (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
-        batch = len(T.shape_of(op.result)) - 2
-        if batch:
-            return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
-        intrinsic = tensor_intrinsic_of(op)
-        if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
-            return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
-        if matmul_is_tiled(m, n, k):
-            return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
-        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
+        return matmul_template(m, n, k, len(T.shape_of(op.result)) - 2, tensor_intrinsic_of(op))
     return None
 
 
@@ -395,11 +402,68 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
         return None
     if isinstance(op, T.Conv2dOp):
         x, w, y = conv_shape(op).tensors(T.dtype_of(op.input), op.compute_mode(), T.dtype_of(op.result))
-    else:  # a matmul, batched or not
-        dtype = T.dtype_of(op.lhs)
-        x, w = placeholder("A", T.shape_of(op.lhs), dtype), placeholder("B", T.shape_of(op.rhs), dtype)
-        y = matmul(x, w, name="C", precision=op.compute_mode(), out_dtype=T.dtype_of(op.result))
+        s = Schedule(y)
+        template(s, y, x, w, "")
+        return y, s
+    # a matmul, batched or not
+    return matmul_workload(T.shape_of(op.lhs), T.shape_of(op.rhs), T.dtype_of(op.lhs), op.compute_mode(),
+                           T.dtype_of(op.result))
+
+
+def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype: str) -> tuple[Tensor, Schedule]:
+    """A matmul of these shapes and types alone, with the template a model gives it."""
+    a, b = placeholder("A", a_shape, dtype), placeholder("B", b_shape, dtype)
+    y = matmul(a, b, name="C", precision=compute, out_dtype=out_dtype)
     s = Schedule(y)
-    template(s, y, x, w, "")
+    (m, k), n = a_shape[-2:], b_shape[-1]
+    matmul_template(m, n, k, len(y.shape) - 2, product_intrinsic(dtype, compute))(s, y, a, b, "")
     return y, s
+
+
+# ---- conv2d as a matmul (tensorop-conv-to-gemm): which convs ----------------------------------
+
+CONV_ALGORITHMS = ("auto", "direct", "gemm")
+
+
+def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
+    """Whether the conv's product, padded as tensorop-conv-to-gemm pads it, takes the
+    tensor-core GEMM template."""
+    intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
+    if intrinsic is None or gemm_refusal(op) is not None:
+        return False
+    rows, width = product_layout(op)
+    oh = T.shape_of(op.result)[2]
+    return tc_gemm_defaults(T.shape_of(op.weight)[0], oh * width, rows, intrinsic) is not None
+
+
+def gemm_is_whole(op: T.Conv2dOp) -> bool:
+    """Whether the conv's matmul form is the matmul alone (a 1x1 conv, stride 1, no padding,
+    nothing padded for tensor cores): then a measured matmul is the whole cost of the form."""
+    sh = conv_shape(op)
+    return (gemm_refusal(op) is None and product_layout(op) == (sh.c, sh.out[1])
+            and (sh.kh, sh.kw, sh.stride, sh.padding) == (1, 1, (1, 1), (0, 0, 0, 0)))
+
+
+def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
+    """The matmul a 1x1 conv becomes (gemm_is_whole), alone: weights [f, c] x input [c, h * w]."""
+    sh = conv_shape(op)
+    return matmul_workload((sh.f, sh.c), (sh.c, sh.h * sh.w), T.dtype_of(op.input), op.compute_mode(),
+                           T.dtype_of(op.result))
+
+
+def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
+                   recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
+    """"gemm" or "direct" for this conv under `policy`: "gemm" wherever the conv can be a
+    matmul, "direct" never, "auto": where the records (`recorded_ms` of a workload, None when
+    unrecorded) time both forms, the faster; else "gemm" where the device has tensor cores
+    and the product fits their template, "direct" otherwise."""
+    if policy == "direct" or gemm_refusal(op) is not None:
+        return "direct"
+    if policy == "gemm":
+        return "gemm"
+    if recorded_ms is not None and gemm_is_whole(op):
+        direct, gemm = recorded_ms(anchor_workload(op)[0]), recorded_ms(gemm_workload(op)[0])
+        if direct is not None and gemm is not None:
+            return "gemm" if gemm < direct else "direct"
+    return "gemm" if tensor_cores and gemm_fits_tensor_cores(op) else "direct"
 

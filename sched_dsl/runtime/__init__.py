@@ -12,6 +12,21 @@ def device_name(target: str) -> str:
     return default_device().name()
 
 
+def tensor_cores(target: str) -> bool:
+    """Whether kernels for the target's default device take the tensor-core instructions
+    (mma.sync, ldmatrix, cp.async): CUDA GPUs of compute capability 8.0 and later, and NVIDIA's
+    OpenCL on them. `SCHED_DSL_TENSOR_CORES=0` turns them off (plain loops; to compare)."""
+    import os
+
+    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
+        return False
+    if target == "opencl":
+        from sched_dsl.runtime.opencl import has_tensor_cores
+        return has_tensor_cores()
+    from sched_dsl.runtime.cuda import default_device
+    return default_device().compute_capability()[0] >= 8
+
+
 def device_count(target: str) -> int:
     """How many devices of the target this machine has (OpenCL: every platform's)."""
     if target == "opencl":

@@ -1,0 +1,230 @@
+"""tensorop-conv-to-gemm: conv2d as a matmul, an algorithm choice made at the operator level.
+
+A conv2d with groups 1 at batch 1 is the product of its weights, reshaped to [f, c * kh * kw],
+and its input's windows as columns (tensorop.im2col, [c * kh * kw, oh * ow]); for a 1x1 conv
+with stride 1 and no padding the input reshaped to [c, h * w] is that matrix, and no im2col
+runs. The product [f, oh * ow] is the conv's NCHW output, so the matmul's schedules (the
+SGEMM template; the tensor-core GEMM for f16, bf16 and tf32 products) serve the conv.
+
+The elementwise chain after the conv (bias, activation, residual add: what tensorop-fuse would
+join to it) moves into the product's [f, oh * ow] shape, its other operands reshaped (a
+reshape moves no data), so it still runs in the matmul's write-back; the reshape to NCHW
+follows the chain.
+
+Tensor-core tiles take products whose n is a multiple of 8 and k of 16 (8 at tf32): for
+f16/bf16 and tf32 convs the pass pads the window's rows with zeros up to k (the weights'
+columns with them) and each output row of the columns up to a `width` that makes n fit; the
+padded product is cut back to ow columns by a tensorop.slice, and then the chain fuses into
+that slice instead.
+
+Which convs: those marked `algorithm = "gemm"` (load_onnx's `conv_algorithm` marks them), or
+with `all=true` every conv that can be written so. A marked conv that cannot (grouped, or
+batch above 1) is an error naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import DiagnosticException
+
+from sched_dsl.diagnostics import where
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.level import require_operator_level
+
+ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates) or "gemm" (this pass)
+
+
+def gemm_refusal(op: T.Conv2dOp) -> str | None:
+    """Why the conv cannot be a matmul, or None."""
+    if op.groups.value.data != 1:
+        return f"it has groups={op.groups.value.data} (a product per group)"
+    if T.shape_of(op.input)[0] != 1:
+        return f"its batch is {T.shape_of(op.input)[0]} (the product's columns are one image's outputs)"
+    return None
+
+
+def mma_multiples(op: T.Conv2dOp) -> tuple[int, int] | None:
+    """(n, k) multiples a tensor-core tile takes for this conv's products, or None (f32)."""
+    if T.dtype_of(op.input) in ("f16", "bf16"):
+        return 8, 16
+    return (8, 8) if op.compute_mode() == "tf32" else None
+
+
+def round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def product_width(oh: int, ow: int, n_multiple: int) -> int:
+    """The least width >= ow with oh * width a multiple of n_multiple."""
+    width = ow
+    while (oh * width) % n_multiple:
+        width += 1
+    return width
+
+
+def product_layout(op: T.Conv2dOp) -> tuple[int, int]:
+    """(rows of the columns matrix, width of each of its output rows): the window's c * kh *
+    kw rows and the output's ow, or more where a tensor-core tile needs them."""
+    c, (f, _, kh, kw), (_, _, oh, ow) = T.shape_of(op.input)[1], T.shape_of(op.weight), T.shape_of(op.result)
+    multiples = mma_multiples(op)
+    if multiples is None:
+        return c * kh * kw, ow
+    return round_up(c * kh * kw, multiples[1]), product_width(oh, ow, multiples[0])
+
+
+def channel_view(shape: tuple[int, ...], f: int, hw: tuple[int, int]) -> tuple[int, int] | None:
+    """The [f or 1, hw or 1] shape an operand broadcast against the NCHW output [1, f, *hw]
+    takes against the product [f, h * w], or None when it broadcasts otherwise."""
+    full = (1,) * (4 - len(shape)) + tuple(shape)
+    if len(full) != 4 or full[0] != 1 or full[1] not in (1, f) or full[2:] not in ((1, 1), hw):
+        return None
+    return full[1], 1 if full[2:] == (1, 1) else hw[0] * hw[1]
+
+
+def fusable_chain(conv: T.Conv2dOp) -> list[T.TensorOp]:
+    """The elementwise ops after the conv that keep its shape, each the one use of the last."""
+    chain: list[T.TensorOp] = []
+    v = conv.result
+    shape = T.shape_of(conv.result)
+    _, f, oh, ow = shape
+    while v.uses.get_length() == 1:
+        user = next(iter(v.uses)).operation
+        if not isinstance(user, (T.UnaryOp, T.BinaryOp, T.BiasAddOp)) or T.shape_of(user.result) != shape:
+            break
+        if isinstance(user, T.BiasAddOp):
+            if user.input != v or user.axis.value.data % 4 != 1:
+                break
+        elif isinstance(user, T.BinaryOp):
+            other = user.rhs if user.lhs == v else user.lhs
+            if other == v or channel_view(T.shape_of(other), f, (oh, ow)) is None:
+                break
+        chain.append(user)
+        v = user.result
+    return chain
+
+
+class Builder:
+    """Inserts new ops before `at`, named `<base>_<suffix>`, on the conv's device."""
+
+    def __init__(self, at: Operation, base: str, device):
+        self.at, self.base, self.device = at, base, device
+
+    def add(self, op: T.TensorOp, hint: str | None = None) -> SSAValue:
+        if self.device is not None:
+            op.attributes["device"] = self.device
+        Rewriter.insert_op(op, InsertPoint.before(self.at))
+        op.result.name_hint = hint or op.stage_name
+        return op.result
+
+    def reshape(self, v: SSAValue, shape, suffix: str) -> SSAValue:
+        return self.add(T.ReshapeOp(v, f"{self.base}_{suffix}", shape))
+
+
+def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
+    x, w = conv.input, conv.weight
+    _, c, h, wd = T.shape_of(x)
+    f, _, kh, kw = T.shape_of(w)
+    _, _, oh, ow = T.shape_of(conv.result)
+    stride, padding, dilation = (tuple(a.get_values()) for a in (conv.stride, conv.padding, conv.dilation))
+    k = c * kh * kw
+    rows, width = product_layout(conv)
+    name = conv.stage_name
+    if (kh, kw, stride, padding, rows, width) == (1, 1, (1, 1), (0, 0, 0, 0), k, ow):
+        cols = b.reshape(x, (c, h * wd), "cols")
+    else:
+        cols = b.add(T.Im2colOp(x, f"{name}_cols", (kh, kw), stride, padding, dilation, rows, width))
+    weights = b.reshape(w, (f, k), "wmat")
+    if rows > k:
+        weights = b.add(T.RemapOp(weights, f"{name}_wpad", *T.pad_remap((f, k), (0, 0, 0, rows - k)),
+                                  mode="constant"))
+    product = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+    if width > ow:  # cut the padded columns; the chain stays NCHW and fuses into the slice
+        grid = b.reshape(product, (1, f, oh, width), "grid")
+        out = b.add(T.SliceOp(grid, f"{name}_cut", 3, 0, ow))
+        replace_value(conv.result, out)
+        return
+    last = conv.result
+    value = product
+    for member in fusable_chain(conv):
+        b.at = member  # its other operand may be made after the conv
+        operands = []
+        for v in member.operands:
+            if v == last:
+                operands.append(value)
+            elif isinstance(member, T.BiasAddOp):
+                operands.append(v)  # the bias vector, along the product's rows now
+            else:
+                view = channel_view(T.shape_of(v), f, (oh, ow))
+                operands.append(b.add(T.ReshapeOp(v, f"{member.stage_name}_view", view)))
+        props = dict(member.properties, name=StringAttr(f"{member.stage_name}_gemm"))
+        if isinstance(member, T.BiasAddOp):
+            props["axis"] = IntegerAttr(0, i64)
+        moved = type(member).create(operands=operands, result_types=[T.tensor_type((f, oh * ow),
+                                                                                    T.dtype_of(member.result))],
+                                    properties=props, attributes=dict(member.attributes))
+        value = b.add(moved)
+        last = member.result
+    b.at = last.owner if last is not conv.result else conv
+    out = b.reshape(value, (1, f, oh, ow), "nchw")
+    replace_value(last, out)
+
+
+def replace_value(old: SSAValue, new: SSAValue) -> None:
+    """`new` takes `old`'s uses and name (model outputs and buffers go by name); the ops that
+    made `old` and the chain before it are erased once nothing uses them."""
+    name = old.name_hint
+    old.replace_all_uses_with(new)
+    new.name_hint = name
+    op = old.owner
+    while isinstance(op, T.TensorOp) and not op.result.uses:
+        inputs = [v.owner for v in op.operands]
+        op.detach()
+        op.erase()
+        op = next((p for p in inputs if isinstance(p, T.TensorOp) and not p.result.uses), None)
+
+
+def convert_function(fn: func.FuncOp, every: bool) -> int:
+    count = 0
+    for op in list(fn.body.block.ops):
+        if not isinstance(op, T.Conv2dOp):
+            continue
+        marked = ALGORITHM in op.attributes and op.attributes[ALGORITHM].data == "gemm"
+        if not (marked or every):
+            continue
+        why = gemm_refusal(op)
+        if why is not None:
+            if marked:
+                loc = where(op)
+                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}' is "
+                                          f"marked algorithm = \"gemm\", but {why}")
+            continue
+        device = op.attributes.get("device")
+        rewrite_conv(op, Builder(op, op.stage_name, device))
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class TensoropConvToGemmPass(ModulePass):
+    """Writes marked conv2d ops (every one with `all`) as im2col and matmul (see the module
+    docstring)."""
+
+    name = "tensorop-conv-to-gemm"
+    all: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        require_operator_level(op, self.name)
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp):
+                convert_function(fn, self.all)
+
+
+def mark(op: T.Conv2dOp, algorithm: str) -> None:
+    op.attributes[ALGORITHM] = StringAttr(algorithm)

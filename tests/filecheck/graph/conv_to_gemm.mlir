@@ -1,0 +1,44 @@
+// RUN: sched-opt %s -p tensorop-conv-to-gemm,tensorop-fuse | filecheck %s
+// RUN: sched-opt %s -p "tensorop-conv-to-gemm{all=true}" | filecheck %s --check-prefix=ALL
+
+// conv2d marked algorithm = "gemm" becomes a matmul of its weights (reshaped) and its windows
+// (im2col). Its bias, residual add and relu move to the product's [f, oh * ow] shape (the
+// residual reshaped, which moves no data) and fuse into the matmul; the reshape back to NCHW
+// follows them and keeps the chain's value name. The 1x1 conv needs no im2col: its input
+// reshaped is the windows' matrix. The bf16 conv is padded for a tensor-core tile: rows to a
+// multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
+// of 8 (7 x 7 -> 7 x 8), cut back by a slice. Unmarked convs stay, unless all=true.
+builtin.module {
+  func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>) {
+    %c = tensorop.conv2d %x, %w {name = "conv", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
+    %cb = tensorop.bias_add %c, %b {name = "bias", axis = 1 : i64} : (tensor<1x32x8x8xf32>, tensor<32xf32>) -> tensor<1x32x8x8xf32>
+    %s = tensorop.binary %cb, %r {name = "res", fn = "add"} : (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
+    %y = tensorop.unary %s {name = "relu", fn = "relu"} : (tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
+    %p = tensorop.conv2d %x, %w1 {name = "pw", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x1x1xf32>) -> tensor<1x32x8x8xf32>
+    %h = tensorop.conv2d %xh, %wh {name = "half", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x7x7xbf16>, tensor<32x16x3x3xbf16>) -> tensor<1x32x7x7xbf16>
+    %d = tensorop.conv2d %x, %w {name = "direct", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
+    func.return %y, %p, %h, %d : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>
+  }
+}
+
+// CHECK:      %conv_cols = tensorop.im2col %x {{.*}}kernel = array<i64: 3, 3>, stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, width = 8 : i64} : (tensor<1x16x8x8xf32>) -> tensor<144x64xf32>
+// CHECK-NEXT: %conv_wmat = tensorop.reshape %w {{.*}} -> tensor<32x144xf32>
+// CHECK-NEXT: %conv_gemm = tensorop.matmul %conv_wmat, %conv_cols {group = "conv_gemm", name = "conv_gemm"} : {{.*}} -> tensor<32x64xf32>
+// CHECK-NEXT: %bias_gemm = tensorop.bias_add %conv_gemm, %b {group = "conv_gemm", name = "bias_gemm", axis = 0 : i64} : {{.*}} -> tensor<32x64xf32>
+// CHECK-NEXT: %res_view = tensorop.reshape %r {{.*}} -> tensor<32x64xf32>
+// CHECK-NEXT: %res_gemm = tensorop.binary %bias_gemm, %res_view {group = "conv_gemm", name = "res_gemm", fn = "add"}
+// CHECK-NEXT: %relu_gemm = tensorop.unary %res_gemm {group = "conv_gemm", name = "relu_gemm", fn = "relu"}
+// CHECK-NEXT: %y = tensorop.reshape %relu_gemm {name = "conv_nchw"} : (tensor<32x64xf32>) -> tensor<1x32x8x8xf32>
+// CHECK-NEXT: %pw_cols = tensorop.reshape %x {{.*}} -> tensor<16x64xf32>
+// CHECK-NEXT: %pw_wmat = tensorop.reshape %w1 {{.*}} -> tensor<32x16xf32>
+// CHECK-NEXT: %pw_gemm = tensorop.matmul %pw_wmat, %pw_cols
+// CHECK-NEXT: %p = tensorop.reshape %pw_gemm {name = "pw_nchw"}
+// CHECK-NEXT: %half_cols = tensorop.im2col %xh {{.*}}width = 8 : i64} : (tensor<1x16x7x7xbf16>) -> tensor<144x56xbf16>
+// CHECK-NEXT: %half_wmat = tensorop.reshape %wh
+// CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {{.*}} -> tensor<32x56xbf16>
+// CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
+// CHECK-NEXT: %h = tensorop.slice %half_grid {name = "half_cut", axis = 3 : i64, start = 0 : i64, stop = 7 : i64}
+// CHECK-NEXT: %d = tensorop.conv2d %x, %w {name = "direct"
+
+// ALL:     %direct_cols = tensorop.im2col %x
+// ALL-NOT: tensorop.conv2d

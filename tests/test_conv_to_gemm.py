@@ -1,0 +1,205 @@
+"""conv2d as a matmul (tensorop-conv-to-gemm) and its windows' op (tensorop.im2col): the op's
+meaning and lowering, the rewrite on models against onnxruntime (f32 and bf16), which convs
+`conv_algorithm` picks, and the CUDA text of tensor-core convs (nvcc, no GPU needed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+from xdsl.ir import Block
+
+import sched_dsl as sd
+from gpu_cases import needs_nvcc
+from model_files import assert_matches_onnxruntime
+from sched_dsl.dialects import tensorop as T
+from sched_dsl.graph.executor import GraphError, plan_steps, prepare, recorded_times
+from sched_dsl.graph.model_schedules import anchor_workload, choose_conv_algorithm, gemm_is_whole, gemm_workload
+from sched_dsl.graph.onnx_import import import_onnx
+from sched_dsl.lowering.conv_to_gemm import mark
+from sched_dsl.lowering.precision import lower_precision
+from sched_dsl.records import Record, RecordsWriter, workload_of
+from sched_dsl.reference import conv2d as conv2d_reference
+
+
+@st.composite
+def windows(draw):
+    c, h, w = draw(st.integers(1, 4)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    try:
+        T.conv2d_shape((1, c, h, w), (1, c, kh, kw), stride, padding, dilation, 1)
+    except T.ShapeError:
+        return draw(windows())
+    return c, h, w, (kh, kw), stride, padding, dilation, draw(st.integers(0, 5)), draw(st.integers(0, 3))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(windows())
+def test_im2col_lowers_to_its_meaning(win):
+    """The kernel equals sd.evaluate's numpy meaning, zero padding rows and columns included;
+    and the weights' matrix times the meaning is conv2d's reference."""
+    c, h, w, kernel, stride, padding, dilation, extra_rows, extra_width = win
+    x = sd.placeholder("X", (1, c, h, w))
+    ow = T.conv2d_shape((1, c, h, w), (1, c, *kernel), stride, padding, dilation, 1)[3]
+    k = c * kernel[0] * kernel[1]
+    cols = sd.im2col(x, kernel, stride, padding, dilation, rows=k + extra_rows, width=ow + extra_width, name="cols")
+    a = np.random.default_rng(0).standard_normal((1, c, h, w)).astype(np.float32)
+    want = sd.evaluate(cols, {"X": a})
+    np.testing.assert_array_equal(sd.build(cols, target="opencl")(a), want)
+    wt = np.random.default_rng(1).standard_normal((3, c, *kernel))
+    conv = conv2d_reference(a.astype(np.float64), wt, stride, padding, dilation, 1)
+    oh = conv.shape[2]
+    product = (wt.reshape(3, k) @ want[:k]).reshape(3, oh, ow + extra_width)[:, :, :ow]
+    np.testing.assert_allclose(product, conv[0], rtol=1e-10, atol=1e-10)
+
+
+def test_im2col_refuses_rows_and_widths_below_the_windows():
+    x = sd.placeholder("X", (1, 2, 5, 5))
+    with pytest.raises(T.ShapeError, match="rows=10 and width=0 must be at least the window's 18 rows"):
+        sd.im2col(x, 3, rows=10)
+    with pytest.raises(T.ShapeError, match="width=2 must be at least .* the output's 3 columns"):
+        sd.im2col(x, 3, width=2)
+    with pytest.raises(T.ShapeError, match="im2col needs an NCHW input"):
+        sd.im2col(sd.placeholder("Y", (2, 5, 5)), 3)
+
+
+def test_slice_keeps_its_input_type():
+    x = Block(arg_types=[T.tensor_type((2, 8), "bf16")]).args[0]
+    assert T.dtype_of(T.SliceOp(x, "s", 1, 0, 4).result) == "bf16"
+
+
+# ---- models --------------------------------------------------------------------------------
+
+def conv_model() -> onnx.ModelProto:
+    """Convs of every kind the rewrite meets: 3x3 with bias, residual add and relu (the chain
+    moves into the product), 1x1 (no im2col), 1x1 stride 2, 7x7 stride 2 over 3 channels (147
+    rows: padded in bf16), dilated, a residual that broadcasts per channel, and a grouped conv
+    (stays a conv)."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def weight(name, shape):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name))
+        return name
+
+    def conv(name, x, w_shape, **attrs):
+        nodes.append(helper.make_node("Conv", [x, weight(name + "_w", w_shape), weight(name + "_b", w_shape[:1])],
+                                      [name], name=name, **attrs))
+        return name
+
+    stem = conv("stem", "x", (16, 3, 7, 7), strides=[2, 2], pads=[3, 3, 3, 3])  # 16 x 8 x 8
+    a = conv("a", stem, (16, 16, 3, 3), pads=[1, 1, 1, 1])
+    nodes.append(helper.make_node("Add", [a, stem], ["a_add"], name="a_add"))
+    nodes.append(helper.make_node("Relu", ["a_add"], ["a_relu"], name="a_relu"))
+    pw = conv("pw", "a_relu", (32, 16, 1, 1))
+    nodes.append(helper.make_node("Mul", [pw, weight("scale", (1, 32, 1, 1))], ["pw_scaled"], name="pw_scaled"))
+    down = conv("down", "pw_scaled", (32, 32, 1, 1), strides=[2, 2])  # 32 x 4 x 4
+    dil = conv("dil", down, (16, 32, 3, 3), pads=[1, 1, 1, 1], dilations=[2, 2])  # 16 x 2 x 2
+    grp = conv("grp", dil, (16, 4, 3, 3), pads=[1, 1, 1, 1], group=4)
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info(grp, TensorProto.FLOAT, [1, 16, 2, 2])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def conv_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("convs") / "convs.onnx"
+    onnx.save(conv_model(), str(path))
+    return path
+
+
+def test_gemm_convs_match_onnxruntime(conv_path):
+    sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm")
+    assert sess.ir.count("tensorop.conv2d") == 1  # the grouped one
+    assert sess.ir.count("tensorop.im2col") == 4  # all but the 1x1 stride-1 conv
+    # the chain after conv a (residual add, relu) runs in the product's write-back
+    assert re.search(r'tensorop.unary %a_add_gemm {[^}]*group = "a_gemm"[^}]*name = "a_relu_gemm"', sess.ir)
+    assert_matches_onnxruntime(sess, conv_path)
+    direct = sd.load_onnx(str(conv_path), conv_algorithm="direct")
+    assert direct.ir.count("tensorop.conv2d") == 6 and "im2col" not in direct.ir
+    # conv a reads the stem's output and adds it: the add stays out of a's group (a caches it)
+    assert not re.search(r'tensorop.binary [^\n]*group = "a"', direct.ir)
+    assert_matches_onnxruntime(direct, conv_path)
+
+
+def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
+    """bf16 products pad the stem's 147 window rows to 160 and the dilated conv's 2 x 2 output
+    rows to width 4 (cut back by a slice): the same numbers, within bf16's rounding."""
+    sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm", precision="bf16")
+    assert "tensor<160x64xbf16>" in sess.ir and "-> tensor<1x16x2x4xbf16>" in sess.ir
+    assert re.search(r"tensorop.slice %dil_grid {[^}]*stop = 2", sess.ir)
+    assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
+
+
+def test_marked_conv_that_cannot_be_a_product_is_an_error(conv_path):
+    g = import_onnx(str(conv_path))
+    mark(next(op for op in g.module.walk() if isinstance(op, T.Conv2dOp) and op.stage_name == "grp"), "gemm")
+    with pytest.raises(GraphError, match="conv2d 'grp' is marked algorithm = \"gemm\", but it has groups=4"):
+        prepare(g.module)
+    with pytest.raises(GraphError, match="conv_algorithm 'fast' is not one of auto, direct, gemm"):
+        sd.load_onnx(str(conv_path), conv_algorithm="fast")
+
+
+def convs_of(path, precision=None):
+    g = import_onnx(str(path))
+    if precision:
+        lower_precision(g.module, precision, set(g.input_args))
+    return {op.stage_name: op for op in g.module.walk() if isinstance(op, T.Conv2dOp)}
+
+
+def test_auto_takes_tensor_cores_where_the_product_fits(conv_path):
+    f32, bf16 = convs_of(conv_path), convs_of(conv_path, "bf16")
+    assert {n: choose_conv_algorithm(op, "auto", True) for n, op in f32.items()} == dict.fromkeys(f32, "direct")
+    picked = {n: choose_conv_algorithm(op, "auto", True) for n, op in bf16.items()}
+    # m (filters) must be a multiple of 16: all but the grouped conv fit
+    assert picked == {**dict.fromkeys(bf16, "gemm"), "grp": "direct"}
+    assert {choose_conv_algorithm(op, "auto", False) for op in bf16.values()} == {"direct"}
+    assert choose_conv_algorithm(bf16["a"], "direct", True) == "direct"
+    assert choose_conv_algorithm(f32["a"], "gemm", False) == "gemm"
+    assert choose_conv_algorithm(f32["grp"], "gemm", False) == "direct"  # it cannot
+
+
+def test_auto_takes_the_faster_form_the_records_time(conv_path, tmp_path):
+    """A 1x1 conv tuned both ways: the records' faster form wins, either way round."""
+    pw = convs_of(conv_path)["pw"]
+    assert gemm_is_whole(pw) and not gemm_is_whole(convs_of(conv_path)["a"])
+    direct_key = workload_of([anchor_workload(pw)[0]], "opencl", "dev").key
+    gemm_key = workload_of([gemm_workload(pw)[0]], "opencl", "dev").key
+    for direct_ms, gemm_ms, want in ((2.0, 1.0, "gemm"), (1.0, 2.0, "direct")):
+        path = tmp_path / f"r{direct_ms}.jsonl"
+        with RecordsWriter(str(path)) as w:
+            w.append([Record(direct_key, {"fb": 1}, direct_ms), Record(gemm_key, {"ti": 1}, gemm_ms)])
+        assert choose_conv_algorithm(pw, "auto", False, recorded_times("opencl", str(path), "dev")) == want
+    # one form untimed: the rule decides (no tensor cores: direct)
+    path = tmp_path / "one.jsonl"
+    with RecordsWriter(str(path)) as w:
+        w.append([Record(gemm_key, {"ti": 1}, 0.1)])
+    assert choose_conv_algorithm(pw, "auto", False, recorded_times("opencl", str(path), "dev")) == "direct"
+
+
+@needs_nvcc
+def test_tensor_core_convs_reach_the_model_kernels(conv_path, tmp_path):
+    """bf16 convs as products on a device with tensor cores: the model's CUDA text has the mma
+    instructions and compiles for sm_90."""
+    g = import_onnx(str(conv_path))
+    lower_precision(g.module, "bf16", set(g.input_args))
+    fn = prepare(g.module, conv_algorithm="auto", tensor_cores=True)
+    steps, _ = plan_steps(fn, "cuda", None, tensor_cores=True)
+    sources = [s.segment.source for s in steps if s.kind == "gpu"]
+    assert sum(src.count("mma.sync.aligned.m16n8k16") for src in sources) >= 5
+    for k, src in enumerate(sources):
+        path = tmp_path / f"seg{k}.cu"
+        path.write_text(src)
+        run = subprocess.run([shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(path), "-o", str(path) + ".ptx"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
