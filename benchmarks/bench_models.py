@@ -1,8 +1,9 @@
 """End-to-end latency of whole models, ours against PyTorch (eager, under a CUDA graph, and
 torch.compile), in one run: ResNet-18, ResNet-50 and MobileNetV2 from examples/make_models.py
-(random weights), batch 1, fp32 (TF32 off).
+(random weights), batch 1, fp32 (TF32 off) or --precision bf16, fp16, tf32 on both sides.
 
     python benchmarks/bench_models.py --json models.json                      # CUDA, 224x224
+    python benchmarks/bench_models.py --precision bf16 --no-unfused --json models_bf16.json
     python benchmarks/bench_models.py --target opencl --size 32 --repeat 3 --models resnet18
 
 Our rows: untuned and tuned (with --records or --tune), fused and unfused, graph on and off
@@ -15,7 +16,10 @@ weights (batch norm folded into the convs the same way), with cudnn.benchmark on
 op by op, "graph" the forward pass captured once in a torch.cuda.CUDAGraph and replayed,
 "compile" torch.compile in its default mode (its compile time is in the JSON; --no-compile
 leaves it out). "torch fwd" is eager without the copies. Every configuration is first checked
-against onnxruntime.
+against onnxruntime (within 1e-3 of the largest output in fp32; bf16 6e-2, fp16 1e-2, tf32 1e-2).
+In bf16 and fp16 PyTorch runs in that type in NCHW and in channels-last, and the faster
+layout's times are kept (`torch_layout` in the JSON); our convs follow `--conv-algorithm`
+(default auto: as matmuls on tensor cores where they fit).
 
 The per-layer table puts each of our kernels (a fused group: its stages joined by +) beside
 the PyTorch ops of the same ONNX nodes, each timed alone between two CUDA events (Python
@@ -66,6 +70,20 @@ def wall_ms(fn, repeat: int, warmup: int, sync=lambda: None) -> float:
         fn()
     sync()
     return (time.perf_counter() - t0) * 1e3 / repeat
+
+
+class InPrecision:
+    """The twin run in bf16 or fp16 (its constants cast once; the f32 input cast on the GPU,
+    as ours is) in a memory format, its outputs back in f32."""
+
+    def __init__(self, twin, dtype, channels_last: bool, torch):
+        self.twin, self.dtype, self.torch = twin, dtype, torch
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        twin.cast(dtype, channels_last)
+
+    def __call__(self, x, timed=None) -> list:
+        x = x.to(self.dtype).contiguous(memory_format=self.layout)
+        return [y.float() for y in self.twin(x, timed)]
 
 
 def torch_runners(net, x: np.ndarray, torch, compile_model: bool):
@@ -198,8 +216,15 @@ def main() -> None:
     ap.add_argument("--no-unfused", action="store_true", help="leave out the unfused rows")
     ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     ap.add_argument("--layers", type=int, default=12, help="rows of each printed per-layer table")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16", "tf32"), default="fp32",
+                    help="ours with load_onnx(precision=...), PyTorch in the same precision: bf16/fp16 weights and "
+                    "activations, the faster of NCHW and channels-last; tf32 with TF32 allowed")
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm"), default="auto",
+                    help="load_onnx's conv_algorithm for our rows")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    precision = None if args.precision == "fp32" else args.precision
+    tolerance = {"fp32": 1e-3, "tf32": 1e-2, "bf16": 6e-2, "fp16": 1e-2}[args.precision]
 
     import onnxruntime as ort
     mm = make_models()
@@ -214,8 +239,8 @@ def main() -> None:
             torch = None
         else:
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     except ImportError:
         pass
     if torch is None:
@@ -234,22 +259,28 @@ def main() -> None:
             sys.path.insert(0, HERE)
             from onnx_torch import OnnxTwin
 
-            net = OnnxTwin(model, "cuda", fold_batchnorm=True)
-            with torch.no_grad():
-                got = net(torch.from_numpy(x).cuda())[0].cpu().numpy()
-            err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-            if err > 1e-3:
-                raise SystemExit(f"{name}: the torch network differs from onnxruntime (relative error {err:.2e})")
-            runners, compile_s = torch_runners(net, x, torch, not args.no_compile)
-            for kind, fn in runners.items():
-                base[f"torch_{kind}_ms"] = wall_ms(fn, args.repeat, args.warmup)
+            layouts = (False, True) if args.precision in ("bf16", "fp16") else (False,)
+            for channels_last in layouts:  # the faster layout's times are kept
+                net = OnnxTwin(model, "cuda", fold_batchnorm=True)
+                if args.precision in ("bf16", "fp16"):
+                    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16
+                    net = InPrecision(net, dtype, channels_last, torch)
+                with torch.no_grad():
+                    got = net(torch.from_numpy(x).cuda())[0].cpu().numpy()
+                err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+                if err > tolerance:
+                    raise SystemExit(f"{name}: the torch network differs from onnxruntime (relative error {err:.2e})")
+                runners, compile_s = torch_runners(net, x, torch, not args.no_compile)
+                times = {f"torch_{kind}_ms": wall_ms(fn, args.repeat, args.warmup) for kind, fn in runners.items()}
+                if "torch_graph_ms" not in base or times["torch_graph_ms"] < base["torch_graph_ms"]:
+                    base.update(times, torch_layout="channels-last" if channels_last else "NCHW")
+                del runners
             xt = torch.from_numpy(x).cuda()
             with torch.no_grad():
                 base["torch_fwd_ms"] = wall_ms(lambda: net(xt), args.repeat, args.warmup, torch.cuda.synchronize)
             base["torch_compile_s"] = compile_s
             node_ms = torch_node_ms(net, x, torch)
-            del runners
-            print(f"{name}: torch {', '.join(f'{k} {v:.3f}' for k, v in base.items() if v is not None)}",
+            print(f"{name}: torch {', '.join(f'{k} {v}' for k, v in base.items() if v is not None)}",
                   file=sys.stderr, flush=True)
         baselines[name] = base
         tune_s = None
@@ -257,6 +288,7 @@ def main() -> None:
             from sched_dsl.tuner.models import tune_model
             t0 = time.perf_counter()
             done = tune_model(path, args.records, args.target, trials=args.trials, budget_s=args.tune_budget_s,
+                              precision=precision, conv_algorithm=args.conv_algorithm,
                               progress=lambda i, n, wl: print(f"{name}: tuning {i + 1}/{n} {wl.split('|')[0]} "
                                                               f"{wl.split('|')[1]}", file=sys.stderr, flush=True))
             tune_s = time.perf_counter() - t0
@@ -265,11 +297,12 @@ def main() -> None:
                     for fuse in ((True,) if args.no_unfused else (True, False)) for graph in (True, False)]
         for rec, fuse, graph in variants:
             t0 = time.perf_counter()
-            sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=rec, graph=graph)
+            sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=rec, graph=graph, precision=precision,
+                                conv_algorithm=args.conv_algorithm)
             load_s = time.perf_counter() - t0
             got = sess.run(None, {"input": x})[0]
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-            if err > 1e-3:
+            if err > tolerance:
                 raise SystemExit(f"{name} (fuse={fuse}, graph={graph}): differs from onnxruntime "
                                  f"(relative error {err:.2e})")
             ours = wall_ms(lambda: sess.run(None, {"input": x}), args.repeat, args.warmup)
@@ -280,6 +313,8 @@ def main() -> None:
             if name not in tables:
                 tables[name] = (label, table)
             row = {"model": name, "size": args.size, "target": args.target, "device": sess.device.name,
+                   "precision": args.precision, "conv_algorithm": args.conv_algorithm,
+                   "gemm_convs": sess.ir.count("tensorop.im2col") + sess.ir.count("_cols = tensorop.reshape"),
                    "fusion": fuse, "tuned": rec is not None, "graph": sess.capture, "tuned_anchors": len(sess.tuned),
                    "tune_s": tune_s if rec else None, "kernels": sess.kernel_count, "ours_ms": ours,
                    "ours_kernel_sum_ms": kernel_ms, "peak_bytes": sess.peak_bytes, "memory": sess.memory,

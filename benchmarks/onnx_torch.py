@@ -164,6 +164,13 @@ class OnnxTwin:
         self.inputs = [i.name for i in g.input if i.name not in self.values]
         self.outputs = [o.name for o in g.output]
 
+    def cast(self, dtype, channels_last: bool = False) -> None:
+        """Float constants to `dtype` (torch.bfloat16, torch.float16), 4-D ones channels-last."""
+        for k, v in self.values.items():
+            if v.is_floating_point():
+                v = v.to(dtype)
+                self.values[k] = v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
+
     def __call__(self, x, timed=None) -> list:
         """The outputs (tensors) for the one input x; `timed(node name, fn)` runs each op."""
         env = self._run(self.nodes, {**self.values, self.inputs[0]: x}, timed)
