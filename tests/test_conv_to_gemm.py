@@ -203,3 +203,25 @@ def test_tensor_core_convs_reach_the_model_kernels(conv_path, tmp_path):
         run = subprocess.run([shutil.which("nvcc"), "-arch=sm_90", "--ptx", "-O1", str(path), "-o", str(path) + ".ptx"],
                              capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_tuning_times_1x1_convs_both_ways_and_load_takes_the_faster(tmp_path):
+    """tune_model (conv_algorithm "auto") tunes a 1x1 conv as a conv and as its matmul; a
+    load with those records runs the form whose best record is faster."""
+    from sched_dsl.records import best, load
+    from sched_dsl.tuner.models import tune_model
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="pw")], "pw",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 8, 8])], [w])
+    path, records = tmp_path / "pw.onnx", tmp_path / "pw.jsonl"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    results = tune_model(str(path), str(records), trials=2, batch=2)
+    assert sorted(r.workload.split("|")[0].split("(")[0] for r in results) == ["conv2d", "matmul"]
+    fastest = {k.split("|")[0].split("(")[0]: r.cost_ms for k, r in best(load(str(records))).items()}
+    sess = sd.load_onnx(str(path), records=str(records))
+    assert ("tensorop.matmul" in sess.ir) == (fastest["matmul"] < fastest["conv2d"])
+    assert sess.tuned == ["pw_gemm" if fastest["matmul"] < fastest["conv2d"] else "pw"]
+    assert_matches_onnxruntime(sess, path)
