@@ -15,7 +15,8 @@ closed intervals, so a kernel's output never shares bytes with one of its own in
 A reshape that moves no data (reshape_aliases) gets no place of its own: its result names the
 bytes of its input, whose lifetime then runs to the reshape result's last read. A concat
 along channels at batch 1 (in_place_concats) gets its operands written into its slices: each
-operand's maker gets the offset of its slice, the concat `arena_in_place` and no kernel, and
+operand's maker (through a reshape that moves no data, its input's maker) gets the offset of
+its slice, the concat `arena_in_place` and no kernel, and
 the concat's bytes live from the first operand's write to the last read of any of them.
 
 Offsets come from the greedy-by-size heuristic: the largest values are placed first, each at
@@ -98,28 +99,32 @@ def in_place_concats(fn: func.FuncOp, alignment: int) -> dict[T.ConcatOp, list[i
     """The concats whose operands can be written straight into their slices of the result,
     with each operand's byte offset in it: a concat on the GPU, outside any fused group, along
     an axis with only 1s before it (each operand one contiguous slice: channels at batch 1),
-    every operand made by a GPU operator of this function (not an argument, a copy, a reshape
-    that moves no data or another such concat), used once in this concat and in no other
-    such concat, and every slice starting at a multiple of `alignment` (arena views must)."""
+    every operand made by a GPU operator of this function (not an argument, a copy or another
+    such concat; through a reshape that moves no data, the operator that made its input, which
+    then writes the slice), in this concat only once and in no other such concat, and every
+    slice starting at a multiple of `alignment` (arena views must)."""
     aliases = reshape_aliases(fn)
     out: dict[T.ConcatOp, list[int]] = {}
     claimed: set[SSAValue] = set()
     for op in fn.body.block.ops:
         if not isinstance(op, T.ConcatOp) or GROUP in op.attributes or where(op.result) != "device":
             continue
-        if math.prod(T.shape_of(op.result)[:op.concat_axis()]) != 1 or len(set(op.inputs)) != len(op.inputs):
+        if math.prod(T.shape_of(op.result)[:op.concat_axis()]) != 1:
+            continue
+        writers = [aliases.get(v, v) for v in op.inputs]
+        if len(set(writers)) != len(writers):
             continue
         offsets, at = [], 0
-        for v in op.inputs:
+        for v in writers:
             maker = v.owner
-            if (not isinstance(maker, T.TensorOp) or maker in out or v in aliases or v in claimed
-                    or where(v) != "device" or at % alignment):
+            if (not isinstance(maker, T.TensorOp) or maker in out or v in claimed or where(v) != "device"
+                    or at % alignment):
                 break
             offsets.append(at)
             at += value_bytes(v.type)
         else:
             out[op] = offsets
-            claimed.update(op.inputs)
+            claimed.update(writers)
     return out
 
 
@@ -131,7 +136,7 @@ def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[int]] | None = No
     time = launch_times(ops)
     end_of_function = len(ops)
     aliases = reshape_aliases(fn)
-    home: dict[SSAValue, SSAValue] = {v: c.result for c in (in_place or {}) for v in c.inputs}
+    home: dict[SSAValue, SSAValue] = {aliases.get(v, v): c.result for c in (in_place or {}) for v in c.inputs}
     for alias, root in aliases.items():
         home[alias] = home.get(root, root)
     names_of: dict[SSAValue, list[SSAValue]] = {}
@@ -180,10 +185,11 @@ def plan_function(fn: func.FuncOp, alignment: int) -> int:
     arena = place(intervals, alignment)
     for iv in intervals:
         iv.value.owner.attributes[OFFSET] = IntegerAttr(iv.offset, i64)
+    aliases = reshape_aliases(fn)
     for concat, offsets in in_place.items():
         base = concat.attributes[OFFSET].value.data
-        for v, offset in zip(concat.inputs, offsets):
-            v.owner.attributes[OFFSET] = IntegerAttr(base + offset, i64)
+        for v, offset in zip(concat.inputs, offsets):  # the slice's writer: through a reshape, its input's
+            aliases.get(v, v).owner.attributes[OFFSET] = IntegerAttr(base + offset, i64)
         concat.attributes[IN_PLACE] = UnitAttr()
     fn.attributes[ARENA] = IntegerAttr(arena, i64)
     return arena

@@ -310,11 +310,14 @@ def test_reshapes_move_no_data(tmp_path):
         assert_matches_onnxruntime(sess, path)
 
 
-@pytest.mark.parametrize("channels, size, in_place", [(16, 8, True), (3, 5, False)])
-def test_concat_written_in_place(tmp_path, channels, size, in_place):
+@pytest.mark.parametrize("channels, size, in_place, algorithm", [(16, 8, True, "direct"), (16, 8, True, "gemm"),
+                                                              (3, 5, False, "direct")])
+def test_concat_written_in_place(tmp_path, channels, size, in_place, algorithm):
     """An Inception-like block (three branches concatenated along channels, one of them the
     input of another, as in DenseNet): with 256-byte aligned slices the branches' kernels write
-    into the concat's slices and the concat needs no kernel; otherwise it copies. Both right."""
+    into the concat's slices and the concat needs no kernel; otherwise it copies. Both right.
+    With the convs as matmuls the concat's operands are reshapes of the products, which then
+    write the slices."""
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[1, 1]),
              helper.make_node("Relu", ["a"], ["ar"]),
              helper.make_node("Conv", ["ar", "w3"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
@@ -324,8 +327,10 @@ def test_concat_written_in_place(tmp_path, channels, size, in_place):
              helper.make_node("Conv", ["cat", "wo"], ["y"], kernel_shape=[1, 1])]
     inits = [("w1", f32(channels, 4, 1, 1)), ("w3", f32(channels, channels, 3, 3)), ("wo", f32(2, 3 * channels, 1, 1))]
     path = save(model(nodes, [("x", [1, 4, size, size])], [("y", F, [1, 2, size, size])], inits), tmp_path)
-    planned, unplanned = sd.load_onnx(str(path)), sd.load_onnx(str(path), plan_memory=False)
+    planned = sd.load_onnx(str(path), conv_algorithm=algorithm)
+    unplanned = sd.load_onnx(str(path), plan_memory=False, conv_algorithm=algorithm)
     assert ("arena_in_place" in planned.ir) == in_place
+    assert ("tensorop.im2col" in planned.ir) == (algorithm == "gemm")
     assert planned.kernel_count == unplanned.kernel_count - in_place
     for sess in (planned, unplanned):
         assert_matches_onnxruntime(sess, path)
