@@ -10,6 +10,11 @@ warm-ups between CUDA events, for ours (CUDA target) and cuBLAS alike; the OpenC
 are the sum of its kernels' profiling times. Speed = cuBLAS time / our time.
 
     python benchmarks/bench_precision.py --json benchmarks/data/precision_h200.json [--quick]
+    python benchmarks/bench_precision.py --convs --precisions bf16 --json convs_bf16.json
+
+`--convs` times ResNet-18's 3x3 convs instead: cuDNN in the precision (benchmark mode, the
+faster of NCHW and channels-last) against each conv run as a one-conv model on the CUDA
+target, as a matmul on tensor cores and with the direct template (see conv_rows).
 """
 
 from __future__ import annotations
@@ -67,6 +72,81 @@ def configs(n: int, precision: str, quick: bool, only: str | None = None) -> lis
     return found[:3] if quick else found
 
 
+def conv_model(c: int, size: int, stride: int = 1):
+    """One 3x3 conv (padding 1, no bias) of c channels at size x size, as an ONNX model."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = (np.random.default_rng(1).standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    out = (size - 1) // stride + 1
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1], strides=[stride, stride])],
+        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out, out])], [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
+
+
+def conv_kernel_ms(sess, feeds, repeat: int) -> float:
+    """The conv's own kernels (the model's input and output casts left out), each timed alone
+    by the session's profile, median over `repeat` runs."""
+    casts = {op.split("=")[0].strip().lstrip("%") for op in sess.ir.splitlines() if "tensorop.cast" in op}
+    runs = [sum(ms for layer, kind, ms in sess.profile(feeds) if kind == "kernel" and layer not in casts)
+            for _ in range(repeat)]
+    return float(np.median(runs))
+
+
+def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list[dict]:
+    """ResNet-18's 3x3 convs in `precision`: cuDNN (benchmark mode, the faster of NCHW and
+    channels-last) against ours as a model (load_onnx on CUDA): the conv as a matmul on tensor
+    cores (conv_algorithm "gemm": im2col, the product, a slice where the output was padded)
+    and the direct conv template on the CUDA cores."""
+    import onnx
+
+    sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+    from resnet_conv_schedule import RESNET18_3X3
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[precision]
+    rows = []
+    for c, size in RESNET18_3X3:
+        model, w = conv_model(c, size)
+        path = os.path.join(tmp, f"conv{c}x{size}.onnx")
+        onnx.save(model, path)
+        x = np.random.default_rng(0).standard_normal((1, c, size, size)).astype(np.float32)
+        work = f"conv {c}x{size}x{size} 3x3 {precision}"
+        want = torch.nn.functional.conv2d(torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda(), padding=1)
+        want = want.cpu().numpy()
+        best = None
+        for layout in (torch.contiguous_format, torch.channels_last):
+            tx = torch.from_numpy(x).cuda().to(tdtype).contiguous(memory_format=layout)
+            tw = torch.from_numpy(w).cuda().to(tdtype).contiguous(memory_format=layout)
+            ms = torch_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), repeat, warmup)
+            if best is None or ms < best[0]:
+                best = (ms, "NCHW" if layout is torch.contiguous_format else "channels-last",
+                        close(torch.nn.functional.conv2d(tx, tw, padding=1).float().cpu().numpy(), want))
+        base, layout, err = best
+        rows.append(dict(workload=work, precision=precision, impl=f"cuDNN ({layout})", ms=base, speed=1.0,
+                         max_rel_err=err))
+        print(f"{work}: cuDNN {layout} {base * 1e3:8.1f} us  err {err:.1e}", flush=True)
+        for algorithm in ("gemm", "direct"):
+            try:
+                sess = sd.load_onnx(path, target="cuda", precision=precision, conv_algorithm=algorithm)
+                err = close(sess.run(None, {"x": x})[0], want)
+                ms = conv_kernel_ms(sess, {"x": x}, repeat)
+            except Exception as e:  # noqa: BLE001 - a configuration the device rejects is a result
+                msg = " | ".join(line for line in str(e).splitlines() if line.strip())[:800]
+                rows.append(dict(workload=work, precision=precision, impl=algorithm, error=msg))
+                print(f"  {algorithm}: {type(e).__name__}: {msg}", flush=True)
+                continue
+            tc = any("mma.sync" in text for st in sess.steps if st.kind == "gpu" for _, text in st.segment.units)
+            rows.append(dict(workload=work, precision=precision, impl=algorithm, ms=ms, speed=base / ms,
+                             max_rel_err=err, tensor_cores=tc, kernels=sess.kernel_count))
+            print(f"  {algorithm:<8} {ms * 1e3:8.1f} us  {base / ms:5.2f}x cuDNN  err {err:.1e}"
+                  f"{'  (tensor cores)' if tc else ''}", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", default="bench_precision.json", help="where to write the results")
@@ -78,6 +158,7 @@ def main() -> None:
     p.add_argument("--no-opencl", action="store_true")
     p.add_argument("--configs", help="tiles to run instead of the default list: bm x bn x bk x wm x wn x stages, "
                    "comma-separated")
+    p.add_argument("--convs", action="store_true", help="ResNet-18's 3x3 convs against cuDNN instead of the GEMMs")
     args = p.parse_args()
 
     import ml_dtypes
@@ -88,6 +169,15 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; "
           f"OpenCL target: {'NVIDIA' if opencl else 'not available'}", flush=True)
     rows = []
+    if args.convs:
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="bench_precision_")
+        for precision in args.precisions.split(","):
+            rows += conv_rows(precision, args.repeat, args.warmup, torch, tmp)
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+        print(f"wrote {args.json}")
+        return
     for precision in args.precisions.split(","):
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[precision]
