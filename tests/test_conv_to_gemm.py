@@ -137,6 +137,9 @@ def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
     rows to width 4 (cut back by a slice): the same numbers, within bf16's rounding."""
     sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm", precision="bf16")
     assert "tensor<160x64xbf16>" in sess.ir and "-> tensor<1x16x2x4xbf16>" in sess.ir
+    # the weights' reshape and zero padding are done once, at load: new weights, no kernels
+    assert "%stem_wpad: tensor<16x160xbf16>" in sess.ir and "tensorop.remap" not in sess.ir
+    assert "%stem_w:" not in sess.ir  # the original weights are no longer read
     assert re.search(r"tensorop.slice %dil_grid {[^}]*stop = 2", sess.ir)
     assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
 

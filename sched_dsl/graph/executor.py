@@ -57,8 +57,9 @@ from sched_dsl.lowering.targets.c_family import CUDA, OPENCL, kernel_texts, prin
 from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
 from sched_dsl.runtime.cache import COUNTS, compiler_fingerprint, default_cache, key_of
 from sched_dsl.runtime.common import checked_array
+from sched_dsl import reference
 from sched_dsl.reference import numpy_dtype
-from sched_dsl.tensor import Tensor
+from sched_dsl.tensor import Tensor, tensor_of_op
 
 TARGETS = {"opencl": OPENCL, "cuda": CUDA}
 
@@ -375,24 +376,31 @@ def copy_rects(op: T.SliceOp | T.ConcatOp) -> list[Rect]:
     return rects
 
 
-def fold_weight_slices(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
-    """Cuts every tensorop.slice of a weight once, now: the slice becomes a new weight (a new
-    argument of the function, named after the slice), added to `weights`."""
+# data movement: exact on the host (reference.apply), so a weight's moves are done once
+WEIGHT_MOVES = (T.ReshapeOp, T.SliceOp, T.RemapOp, T.ConcatOp)
+
+
+def fold_weight_moves(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
+    """Does every data movement of weights alone (reshape, slice, remap: pad, transpose, ...;
+    concat) once, now, on the host: its result becomes a new weight (a new argument of the
+    function, named after the op), added to `weights`; weights nothing reads any more are
+    dropped. Model inputs are moved on the device at every run."""
     block = fn.body.block
     for op in list(block.ops):
-        if not isinstance(op, T.SliceOp) or not isinstance(op.input.owner, Block):
+        if not isinstance(op, WEIGHT_MOVES) or not all(isinstance(v.owner, Block) and name_of(v) in weights
+                                                       for v in op.operands):
             continue
-        name = name_of(op.input)
-        if name not in weights:
-            continue  # a model input: sliced on the device at every run
-        index = [slice(None)] * len(T.shape_of(op.input))
-        index[op.slice_axis()] = slice(op.start.value.data, op.stop.value.data)
-        weights[op.stage_name] = np.ascontiguousarray(np.asarray(weights[name])[tuple(index)])
+        value = reference.apply(tensor_of_op(op), [np.asarray(weights[name_of(v)]) for v in op.operands])
+        weights[op.stage_name] = np.ascontiguousarray(value, dtype=_np_dtype(op.result.type))
         arg = block.insert_arg(op.result.type, len(block.args))
         arg.name_hint = op.stage_name
         op.result.replace_all_uses_with(arg)
         op.detach()
         op.erase()
+    for arg in list(block.args):
+        if not arg.uses and arg.name_hint in weights:
+            weights.pop(arg.name_hint)
+            block.erase_arg(arg)
     fn.function_type = FunctionType.from_lists([a.type for a in block.args], fn.function_type.outputs.data)
 
 
@@ -604,7 +612,7 @@ class GraphExecutor:
             config = {**recorded, **(config or {})}
         self.config = dict(config or {})
         weights = dict(weights)
-        fold_weight_slices(fn, weights)
+        fold_weight_moves(fn, weights)
         self.several = ordinals != [None]  # devices named: the path of sessions on several devices
         if self.several:
             self.devices = [Device(target, o) for o in ordinals]
