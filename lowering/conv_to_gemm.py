@@ -17,6 +17,15 @@ columns with them) and each output row of the columns up to a `width` that makes
 padded product is cut back to ow columns by a tensorop.slice, and then the chain fuses into
 that slice instead.
 
+`split_k = S` on a conv (the executor sets it where the product alone would leave the GPU's
+multiprocessors idle) splits the window rows into S slices: the weights become [S, f, rows / S]
+(a transpose of weights alone, which the executor does once at load), the columns [S, rows /
+S, n] (a reshape), and the product a batched matmul whose S partial products (in the conv's
+type) a `tensorop.reduce` sums; the chain then fuses into that reduce.
+
+New ops are named after the conv (`<conv>_cols`, `<conv>_gemm`, ...) and chain members after
+themselves (`<member>_gemm`); the value the conv or the chain made keeps its name.
+
 Which convs: those marked `algorithm = "gemm"` (load_onnx's `conv_algorithm` marks them), or
 with `all=true` every conv that can be written so. A marked conv that cannot (grouped, or
 batch above 1) is an error naming it.
@@ -39,6 +48,7 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.level import require_operator_level
 
 ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates) or "gemm" (this pass)
+SPLIT_K = "split_k"  # on a conv2d written as a matmul: slices of the window rows (default 1)
 
 
 def gemm_refusal(op: T.Conv2dOp) -> str | None:
@@ -69,14 +79,20 @@ def product_width(oh: int, ow: int, n_multiple: int) -> int:
     return width
 
 
-def product_layout(op: T.Conv2dOp) -> tuple[int, int]:
+def split_of(op: T.Conv2dOp) -> int:
+    return op.attributes[SPLIT_K].value.data if SPLIT_K in op.attributes else 1
+
+
+def product_layout(op: T.Conv2dOp, split: int | None = None) -> tuple[int, int]:
     """(rows of the columns matrix, width of each of its output rows): the window's c * kh *
-    kw rows and the output's ow, or more where a tensor-core tile needs them."""
+    kw rows and the output's ow, or more where a tensor-core tile needs them (rows: in each of
+    `split` slices, default the op's split_k)."""
     c, (f, _, kh, kw), (_, _, oh, ow) = T.shape_of(op.input)[1], T.shape_of(op.weight), T.shape_of(op.result)
     multiples = mma_multiples(op)
+    split = split_of(op) if split is None else split
     if multiples is None:
-        return c * kh * kw, ow
-    return round_up(c * kh * kw, multiples[1]), product_width(oh, ow, multiples[0])
+        return round_up(c * kh * kw, split), ow
+    return round_up(c * kh * kw, multiples[1] * split), product_width(oh, ow, multiples[0])
 
 
 def channel_view(shape: tuple[int, ...], f: int, hw: tuple[int, int]) -> tuple[int, int] | None:
@@ -144,7 +160,16 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
     if rows > k:
         weights = b.add(T.RemapOp(weights, f"{name}_wpad", *T.pad_remap((f, k), (0, 0, 0, rows - k)),
                                   mode="constant"))
-    product = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+    split = split_of(conv)
+    if split == 1:
+        product = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+    else:  # split-K: the products of `split` slices of the rows (a batch), then their sum
+        depth, n_cols = rows // split, T.shape_of(cols)[1]
+        weights = b.reshape(weights, (f, split, depth), "wsplit")
+        weights = b.add(T.RemapOp(weights, f"{name}_wslices", *T.transpose_remap((f, split, depth), (1, 0, 2))))
+        cols = b.reshape(cols, (split, depth, n_cols), "cslices")
+        partial = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+        product = b.add(T.ReduceOp(partial, f"{name}_sum", "sum", [0], False))
     if width > ow:  # cut the padded columns; the chain stays NCHW and fuses into the slice
         grid = b.reshape(product, (1, f, oh, width), "grid")
         out = b.add(T.SliceOp(grid, f"{name}_cut", 3, 0, ow))
@@ -226,5 +251,8 @@ class TensoropConvToGemmPass(ModulePass):
                 convert_function(fn, self.all)
 
 
-def mark(op: T.Conv2dOp, algorithm: str) -> None:
+def mark(op: T.Conv2dOp, algorithm: str, split: int = 1) -> None:
+    """Sets the conv's algorithm ("direct" or "gemm") and, for "gemm", its split_k."""
     op.attributes[ALGORITHM] = StringAttr(algorithm)
+    if algorithm == "gemm" and split > 1:
+        op.attributes[SPLIT_K] = IntegerAttr(split, i64)

@@ -21,7 +21,8 @@ from gpu_cases import needs_nvcc
 from model_files import assert_matches_onnxruntime
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import GraphError, plan_steps, prepare, recorded_times
-from sched_dsl.graph.model_schedules import anchor_workload, choose_conv_algorithm, gemm_is_whole, gemm_workload
+from sched_dsl.graph.model_schedules import (anchor_workload, choose_conv_algorithm, gemm_is_whole, gemm_split,
+                                             gemm_workload)
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.lowering.conv_to_gemm import mark
 from sched_dsl.lowering.precision import lower_precision
@@ -83,8 +84,8 @@ def test_slice_keeps_its_input_type():
 def conv_model() -> onnx.ModelProto:
     """Convs of every kind the rewrite meets: 3x3 with bias, residual add and relu (the chain
     moves into the product), 1x1 (no im2col), 1x1 stride 2, 7x7 stride 2 over 3 channels (147
-    rows: padded in bf16), dilated, a residual that broadcasts per channel, and a grouped conv
-    (stays a conv)."""
+    rows: padded in bf16), 5x5 over 32 channels (800 rows: split-K in bf16), dilated, a
+    residual that broadcasts per channel, and a grouped conv (stays a conv)."""
     rng = np.random.default_rng(0)
     inits, nodes = [], []
 
@@ -104,7 +105,8 @@ def conv_model() -> onnx.ModelProto:
     pw = conv("pw", "a_relu", (32, 16, 1, 1))
     nodes.append(helper.make_node("Mul", [pw, weight("scale", (1, 32, 1, 1))], ["pw_scaled"], name="pw_scaled"))
     down = conv("down", "pw_scaled", (32, 32, 1, 1), strides=[2, 2])  # 32 x 4 x 4
-    dil = conv("dil", down, (16, 32, 3, 3), pads=[1, 1, 1, 1], dilations=[2, 2])  # 16 x 2 x 2
+    deep = conv("deep", down, (32, 32, 5, 5), pads=[2, 2, 2, 2])  # 800 rows: split in 2 in bf16
+    dil = conv("dil", deep, (16, 32, 3, 3), pads=[1, 1, 1, 1], dilations=[2, 2])  # 16 x 2 x 2
     grp = conv("grp", dil, (16, 4, 3, 3), pads=[1, 1, 1, 1], group=4)
     graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info(grp, TensorProto.FLOAT, [1, 16, 2, 2])], inits)
@@ -121,12 +123,12 @@ def conv_path(tmp_path_factory):
 def test_gemm_convs_match_onnxruntime(conv_path):
     sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm")
     assert sess.ir.count("tensorop.conv2d") == 1  # the grouped one
-    assert sess.ir.count("tensorop.im2col") == 4  # all but the 1x1 stride-1 conv
+    assert sess.ir.count("tensorop.im2col") == 5  # all but the 1x1 stride-1 conv
     # the chain after conv a (residual add, relu) runs in the product's write-back
     assert re.search(r'tensorop.unary %a_add_gemm {[^}]*group = "a_gemm"[^}]*name = "a_relu_gemm"', sess.ir)
     assert_matches_onnxruntime(sess, conv_path)
     direct = sd.load_onnx(str(conv_path), conv_algorithm="direct")
-    assert direct.ir.count("tensorop.conv2d") == 6 and "im2col" not in direct.ir
+    assert direct.ir.count("tensorop.conv2d") == 7 and "im2col" not in direct.ir
     # conv a reads the stem's output and adds it: the add stays out of a's group (a caches it)
     assert not re.search(r'tensorop.binary [^\n]*group = "a"', direct.ir)
     assert_matches_onnxruntime(direct, conv_path)
@@ -140,6 +142,11 @@ def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
     # the weights' reshape and zero padding are done once, at load: new weights, no kernels
     assert "%stem_wpad: tensor<16x160xbf16>" in sess.ir and "tensorop.remap" not in sess.ir
     assert "%stem_w:" not in sess.ir  # the original weights are no longer read
+    # the deep conv's 800 rows in two slices of 400: a batched product, its partial sums added
+    # by a reduce into which its bias fuses; the weights' slices made once, at load
+    assert "%deep_wslices: tensor<2x32x400xbf16>" in sess.ir
+    assert re.search(r"tensorop.matmul %deep_wslices, %deep_cslices .* -> tensor<2x32x16xbf16>", sess.ir)
+    assert re.search(r'tensorop.bias_add %deep_sum, %deep_b {[^}]*group = "deep_sum"', sess.ir)
     assert re.search(r"tensorop.slice %dil_grid {[^}]*stop = 2", sess.ir)
     assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
 
@@ -166,6 +173,8 @@ def test_auto_takes_tensor_cores_where_the_product_fits(conv_path):
     picked = {n: choose_conv_algorithm(op, "auto", True) for n, op in bf16.items()}
     # m (filters) must be a multiple of 16: all but the grouped conv fit
     assert picked == {**dict.fromkeys(bf16, "gemm"), "grp": "direct"}
+    assert {n: gemm_split(op) for n, op in bf16.items()} == {**dict.fromkeys(bf16, 1), "deep": 2}
+    assert {gemm_split(op) for op in f32.values()} == {1}  # no tensor-core tiles to fill
     assert {choose_conv_algorithm(op, "auto", False) for op in bf16.values()} == {"direct"}
     assert choose_conv_algorithm(bf16["a"], "direct", True) == "direct"
     assert choose_conv_algorithm(f32["a"], "gemm", False) == "gemm"

@@ -181,16 +181,19 @@ class Interpreter:
         if stage.tensorize is not None:
             raise fail(op, f"stage '{stage.name}' is already tensorized")
         names = [a.name for a in stage.roots]
-        if names != ["i", "j", "k"] or not stage.roots[2].reduce:
-            raise fail(op, f"stage '{stage.name}' is not a matmul (loops i, j and reduction k); tensor cores "
-                       "compute matmul tiles")
+        batch = names[:-3]
+        if (names[-3:] != ["i", "j", "k"] or not stage.roots[-1].reduce
+                or batch != [f"b{d}" for d in range(len(batch))]):
+            raise fail(op, f"stage '{stage.name}' is not a matmul (loops i, j and reduction k, after batch loops "
+                       "b0, b1, ...); tensor cores compute matmul tiles")
         roots = dict(zip(names, stage.roots))
         for axis, want in ((m, "i"), (n, "j"), (k, "k")):
             if stage.root_of(axis) is not roots[want]:
                 raise fail(op, f"stage '{stage.name}': loop '{axis.name}' must be split from loop '{want}' "
                            "(the tile's loops are i, j, k in this order, without fuses)")
         iv = dict(zip(names, stage.root_ivs))
-        loads = {tuple(ld.indices): ld for b in stage.body for ld in b.walk() if isinstance(ld, memref.LoadOp)}
+        # A[.., i, k] and B[.., k, j]: the batch indices (or none, for a broadcast operand) before
+        loads = {tuple(ld.indices[-2:]): ld for b in stage.body for ld in b.walk() if isinstance(ld, memref.LoadOp)}
         a, b = loads.get((iv["i"], iv["k"])), loads.get((iv["k"], iv["j"]))
         if a is None or b is None:
             raise fail(op, f"stage '{stage.name}' does not read A[i, k] and B[k, j]")

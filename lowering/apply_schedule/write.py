@@ -506,7 +506,7 @@ class Writer:
         tiles in one load), read from their shared buffers while the last step's mmas run,
         then one mma per (row tile, column tile)."""
         st, tz = self.stage, self.stage.tensorize
-        i_root, j_root, k_root = st.roots
+        i_root, j_root, k_root = st.roots[-3:]
         tile = st.leaves[k:-3]
         rows = [a for a in tile if st.root_of(a) is i_root]
         cols = [a for a in tile if st.root_of(a) is j_root]
@@ -528,8 +528,8 @@ class Writer:
                 self.env[a] = em.index(v)
             origin = [self.value(em, root_of_iv[v]) for v in load.indices]
             buf, index = self.redirect[load.memref]
-            parts = len(buf.type.get_shape()) - len(origin)
-            frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [parts, parts + 1], tiles))
+            rank = len(buf.type.get_shape())  # the tile's rows and columns are its last two dims
+            frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [rank - 2, rank - 1], tiles))
             frag.name_hint = f"{role}_frag"
             return frag
 

@@ -44,7 +44,7 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.device import Action, HostLayout, make_device
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload,
-                                             choose_conv_algorithm)
+                                             choose_conv_algorithm, gemm_split)
 from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
 from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
@@ -118,7 +118,7 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
         if conv_algorithm != "direct":
             for op in module.walk():
                 if isinstance(op, T.Conv2dOp) and ALGORITHM not in op.attributes:
-                    mark(op, choose_conv_algorithm(op, conv_algorithm, tensor_cores, recorded_ms))
+                    mark(op, choose_conv_algorithm(op, conv_algorithm, tensor_cores, recorded_ms), gemm_split(op))
         TensoropConvToGemmPass().apply(ctx, module)
         TensoropPlacePass(host=",".join(host)).apply(ctx, module)
         if fuse:

@@ -251,16 +251,22 @@ TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8)}
 TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NVIDIA's OpenCL
 
 
-def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str) -> None:
+def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str, batch: int = 0) -> None:
     """The tensor-core GEMM (factors are ints or knobs): each block computes a `bm` x `bn`
     tile of C from `bk`-deep slices of A and B that `stages` shared buffers each receive by
     asynchronous copies (cp.async), rows padded against bank conflicts; its warps (bm / wm
     x bn / wn, bound to thread.z and thread.y; the lanes are thread.x) each compute a `wm` x
     `wn` tile of 16 x 8 mma tiles, keeping the results in registers, with the fragments of
-    each 16 (8 for tf32) deep step loaded once (ldmatrix) and reused across the warp's tile."""
+    each 16 (8 for tf32) deep step loaded once (ldmatrix) and reused across the warp's tile.
+    A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     pad_a, pad_b = TC_PADS[intrinsic]
-    i, j, k = s.loops("i", "j", "k", stage=stage)
+    *bs, i, j, k = s.loops(*[f"b{d}" for d in range(batch)], "i", "j", "k", stage=stage)
+    if bs:
+        fused = bs[0]
+        for lp in bs[1:]:
+            fused = s.fuse(fused, lp)
+        s.bind(fused, "block.z")
     io, i1 = s.split(i, bm)
     jo, j1 = s.split(j, bn)
     iw, i2 = s.split(i1, wm)
@@ -286,11 +292,11 @@ def tc_shared_bytes(bm: int, bn: int, bk: int, stages: int, intrinsic: str) -> i
     return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b))
 
 
-def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str) -> dict[str, int] | None:
-    """A default tile of the tensor-core GEMM for an m x n x k matmul, or None when none
-    fits (the dimensions must be multiples of the 16 x 8 x 16 tile): among tiles dividing
-    the shape whose buffers fit TC_MAX_SHARED, prefer at least SMS blocks, then the largest
-    block tile, then 4 warps of 64 x 64 (or the nearest), then more stages."""
+def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1) -> dict[str, int] | None:
+    """A default tile of the tensor-core GEMM for `count` m x n x k matmuls (a batch), or None
+    when none fits (the dimensions must be multiples of the 16 x 8 x 16 tile): among tiles
+    dividing the shape whose buffers fit TC_MAX_SHARED, prefer at least SMS blocks in all, then
+    the largest block tile, then 4 warps of 64 x 64 (or the nearest), then more stages."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     if m % 16 or n % 8 or k % kt:
         return None
@@ -306,7 +312,7 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str) -> dict[str, int] |
                                 continue
                             if (wm // 16) * (wn // 8) > 32:  # mma tiles (4 registers each) per warp
                                 continue
-                            blocks = (m // bm) * (n // bn)
+                            blocks = count * (m // bm) * (n // bn)
                             key = (min(blocks, SMS), bm * bn, -abs(warps - 4), -abs(wm * wn - 64 * 64), bk >= 32,
                                    stages)
                             if best_key is None or key > best_key:
@@ -314,10 +320,12 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str) -> dict[str, int] |
     return best
 
 
-def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrinsic: str, prefix: str = "") -> None:
+def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrinsic: str, prefix: str = "",
+                        batch: tuple[int, ...] = ()) -> None:
     """The tensor-core GEMM template with its knobs (block tile, warp tile, k slice,
-    stages); the first candidates are tc_gemm_defaults'."""
-    d = tc_gemm_defaults(m, n, k, intrinsic)
+    stages); the first candidates are tc_gemm_defaults'. `batch`: a batched matmul's batch
+    dimensions."""
+    d = tc_gemm_defaults(m, n, k, intrinsic, math.prod(batch))
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     bm = s.knob(prefix + "bm", candidates(d["bm"], [v for v in (32, 64, 128, 256) if m % v == 0]))
     bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if n % v == 0]))
@@ -325,7 +333,7 @@ def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrin
     wm = s.knob(prefix + "wm", candidates(d["wm"], [v for v in (16, 32, 64) if m % v == 0]))
     wn = s.knob(prefix + "wn", candidates(d["wn"], [v for v in (16, 32, 64) if n % v == 0]))
     stages = s.knob(prefix + "stages", candidates(d["stages"], [2, 3, 4]))
-    tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic)
+    tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic, len(batch))
 
 
 def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: int = 0) -> None:
@@ -357,12 +365,13 @@ def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     return "mma.m16n8k8" if compute == "tf32" else None
 
 
-def matmul_template(m: int, n: int, k: int, batch: int, intrinsic: str | None):
-    """The schedule template of an m x n x k matmul (with `batch` batch dimensions)."""
-    if batch:
-        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, batch)
+def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None):
+    """The schedule template of an m x n x k matmul (with `batch` dimensions before)."""
     if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
-        return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix)
+        return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix,
+                                                                     batch)
+    if batch:
+        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, len(batch))
     if matmul_is_tiled(m, n, k):
         return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
     return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
@@ -377,7 +386,7 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
         (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
-        return matmul_template(m, n, k, len(T.shape_of(op.result)) - 2, tensor_intrinsic_of(op))
+        return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op))
     return None
 
 
@@ -416,7 +425,7 @@ def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype
     y = matmul(a, b, name="C", precision=compute, out_dtype=out_dtype)
     s = Schedule(y)
     (m, k), n = a_shape[-2:], b_shape[-1]
-    matmul_template(m, n, k, len(y.shape) - 2, product_intrinsic(dtype, compute))(s, y, a, b, "")
+    matmul_template(m, n, k, tuple(y.shape[:-2]), product_intrinsic(dtype, compute))(s, y, a, b, "")
     return y, s
 
 
@@ -434,6 +443,33 @@ def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
     rows, width = product_layout(op)
     oh = T.shape_of(op.result)[2]
     return tc_gemm_defaults(T.shape_of(op.weight)[0], oh * width, rows, intrinsic) is not None
+
+
+SPLITS = (1, 2, 4, 8, 16)
+MIN_SLICE = 256  # rows of the window each slice of a split product keeps at least
+
+
+def gemm_split(op: T.Conv2dOp) -> int:
+    """How many slices of the window rows the conv's tensor-core product is split into
+    (tensorop-conv-to-gemm's split_k): the fewest with which the default tiles, blocks of at
+    least 64 rows, fill SMS multiprocessors, each slice at least MIN_SLICE rows deep; where
+    none does, the most that keep that depth (a small product: its blocks in parallel)."""
+    intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
+    if intrinsic is None or gemm_refusal(op) is not None:
+        return 1
+    f, oh = T.shape_of(op.weight)[0], T.shape_of(op.result)[2]
+    admissible = []
+    for split in SPLITS:
+        rows, width = product_layout(op, split)
+        if split > 1 and rows // split < MIN_SLICE:
+            break
+        d = tc_gemm_defaults(f, oh * width, rows // split, intrinsic, split)
+        if d is None:
+            continue
+        admissible.append(split)
+        if d["bm"] >= 64 and split * (f // d["bm"]) * (oh * width // d["bn"]) >= SMS:
+            return split
+    return max(admissible, default=1)
 
 
 def gemm_is_whole(op: T.Conv2dOp) -> bool:

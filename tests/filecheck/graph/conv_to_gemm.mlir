@@ -7,9 +7,12 @@
 // follows them and keeps the chain's value name. The 1x1 conv needs no im2col: its input
 // reshaped is the windows' matrix. The bf16 conv is padded for a tensor-core tile: rows to a
 // multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
-// of 8 (7 x 7 -> 7 x 8), cut back by a slice. Unmarked convs stay, unless all=true.
+// of 8 (7 x 7 -> 7 x 8), cut back by a slice. split_k = 2 splits the 144 window rows into two
+// slices of 72: a batched product of the weights' slices and the columns' (both reshapes, the
+// weights' also a transpose) whose two partial products a reduce sums. Unmarked convs stay,
+// unless all=true.
 builtin.module {
-  func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>) {
+  func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) {
     %c = tensorop.conv2d %x, %w {name = "conv", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     %cb = tensorop.bias_add %c, %b {name = "bias", axis = 1 : i64} : (tensor<1x32x8x8xf32>, tensor<32xf32>) -> tensor<1x32x8x8xf32>
     %s = tensorop.binary %cb, %r {name = "res", fn = "add"} : (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
@@ -17,7 +20,8 @@ builtin.module {
     %p = tensorop.conv2d %x, %w1 {name = "pw", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x1x1xf32>) -> tensor<1x32x8x8xf32>
     %h = tensorop.conv2d %xh, %wh {name = "half", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x7x7xbf16>, tensor<32x16x3x3xbf16>) -> tensor<1x32x7x7xbf16>
     %d = tensorop.conv2d %x, %w {name = "direct", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
-    func.return %y, %p, %h, %d : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>
+    %k = tensorop.conv2d %x, %w {name = "sk", algorithm = "gemm", split_k = 2 : i64, stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
+    func.return %y, %p, %h, %d, %k : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>
   }
 }
 
@@ -39,6 +43,14 @@ builtin.module {
 // CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
 // CHECK-NEXT: %h = tensorop.slice %half_grid {name = "half_cut", axis = 3 : i64, start = 0 : i64, stop = 7 : i64}
 // CHECK-NEXT: %d = tensorop.conv2d %x, %w {name = "direct"
+// CHECK-NEXT: %sk_cols = tensorop.im2col %x {{.*}} -> tensor<144x64xf32>
+// CHECK-NEXT: %sk_wmat = tensorop.reshape %w
+// CHECK-NEXT: %sk_wsplit = tensorop.reshape %sk_wmat {{.*}} -> tensor<32x2x72xf32>
+// CHECK-NEXT: %sk_wslices = tensorop.remap %sk_wsplit {{.*}} -> tensor<2x32x72xf32>
+// CHECK-NEXT: %sk_cslices = tensorop.reshape %sk_cols {{.*}} -> tensor<2x72x64xf32>
+// CHECK-NEXT: %sk_gemm = tensorop.matmul %sk_wslices, %sk_cslices {{.*}} -> tensor<2x32x64xf32>
+// CHECK-NEXT: %sk_sum = tensorop.reduce %sk_gemm {{.*}}axes = array<i64: 0>{{.*}} -> tensor<32x64xf32>
+// CHECK-NEXT: %k = tensorop.reshape %sk_sum {name = "sk_nchw"}
 
 // ALL:     %direct_cols = tensorop.im2col %x
 // ALL-NOT: tensorop.conv2d
