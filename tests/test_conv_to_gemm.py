@@ -237,3 +237,14 @@ def test_tuning_times_1x1_convs_both_ways_and_load_takes_the_faster(tmp_path):
     assert ("tensorop.matmul" in sess.ir) == (fastest["matmul"] < fastest["conv2d"])
     assert sess.tuned == ["pw_gemm" if fastest["matmul"] < fastest["conv2d"] else "pw"]
     assert_matches_onnxruntime(sess, path)
+
+
+def test_sched_run_takes_the_conv_algorithm(conv_path):
+    from test_onnx_import import SCHED_RUN
+
+    run = subprocess.run([SCHED_RUN, str(conv_path), "--conv-algorithm", "gemm", "--print-ir", "--repeat", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("tensorop.im2col") == 5 and "a_gemm+a_bias_gemm+a_add_gemm+a_relu_gemm" in run.stdout
+    run = subprocess.run([SCHED_RUN, str(conv_path), "--conv-algorithm", "winograd"], capture_output=True, text=True)
+    assert run.returncode == 2 and "invalid choice: 'winograd'" in run.stderr
