@@ -14,8 +14,8 @@ follows the chain.
 Tensor-core tiles take products whose n is a multiple of 8 and k of 16 (8 at tf32): for
 f16/bf16 and tf32 convs the pass pads the window's rows with zeros up to k (the weights'
 columns with them) and each output row of the columns up to a `width` that makes n fit; the
-padded product is cut back to ow columns by a tensorop.slice, and then the chain fuses into
-that slice instead.
+padded product is cut back to ow columns by a tensorop.remap, and then the chain fuses into
+that remap instead.
 
 `split_k = S` on a conv (the executor sets it where the product alone would leave the GPU's
 multiprocessors idle) splits the window rows into S slices: the weights become [S, f, rows / S]
@@ -49,6 +49,7 @@ from sched_dsl.lowering.level import require_operator_level
 
 ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates) or "gemm" (this pass)
 SPLIT_K = "split_k"  # on a conv2d written as a matmul: slices of the window rows (default 1)
+PLANNED = ("group", "arena_offset", "arena_in_place")  # later passes' marks: they redo them
 
 
 def gemm_refusal(op: T.Conv2dOp) -> str | None:
@@ -172,7 +173,7 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
         product = b.add(T.ReduceOp(partial, f"{name}_sum", "sum", [0], False))
     if width > ow:  # cut the padded columns; the chain stays NCHW and fuses into the slice
         grid = b.reshape(product, (1, f, oh, width), "grid")
-        out = b.add(T.SliceOp(grid, f"{name}_cut", 3, 0, ow))
+        out = b.add(T.RemapOp(grid, f"{name}_cut", *T.slice_remap((1, f, oh, width), [0], [ow], [3], [1])))
         replace_value(conv.result, out)
         return
     last = conv.result
@@ -191,9 +192,10 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
         props = dict(member.properties, name=StringAttr(f"{member.stage_name}_gemm"))
         if isinstance(member, T.BiasAddOp):
             props["axis"] = IntegerAttr(0, i64)
+        kept = {k: v for k, v in member.attributes.items() if k not in PLANNED}
         moved = type(member).create(operands=operands, result_types=[T.tensor_type((f, oh * ow),
                                                                                     T.dtype_of(member.result))],
-                                    properties=props, attributes=dict(member.attributes))
+                                    properties=props, attributes=kept)
         value = b.add(moved)
         last = member.result
     b.at = last.owner if last is not conv.result else conv
@@ -227,8 +229,8 @@ def convert_function(fn: func.FuncOp, every: bool) -> int:
         if why is not None:
             if marked:
                 loc = where(op)
-                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}' is "
-                                          f"marked algorithm = \"gemm\", but {why}")
+                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d "
+                                          f"'{op.stage_name}' is marked algorithm = \"gemm\", but {why}")
             continue
         device = op.attributes.get("device")
         rewrite_conv(op, Builder(op, op.stage_name, device))

@@ -136,18 +136,20 @@ def test_gemm_convs_match_onnxruntime(conv_path):
 
 def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
     """bf16 products pad the stem's 147 window rows to 160 and the dilated conv's 2 x 2 output
-    rows to width 4 (cut back by a slice): the same numbers, within bf16's rounding."""
+    rows to width 4 (cut back by a remap, into which its bias fuses): the same numbers, within
+    bf16's rounding."""
     sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm", precision="bf16")
     assert "tensor<160x64xbf16>" in sess.ir and "-> tensor<1x16x2x4xbf16>" in sess.ir
     # the weights' reshape and zero padding are done once, at load: new weights, no kernels
-    assert "%stem_wpad: tensor<16x160xbf16>" in sess.ir and "tensorop.remap" not in sess.ir
+    assert "%stem_wpad: tensor<16x160xbf16>" in sess.ir and "%stem_wpad = tensorop.remap" not in sess.ir
     assert "%stem_w:" not in sess.ir  # the original weights are no longer read
     # the deep conv's 800 rows in two slices of 400: a batched product, its partial sums added
     # by a reduce into which its bias fuses; the weights' slices made once, at load
     assert "%deep_wslices: tensor<2x32x400xbf16>" in sess.ir
     assert re.search(r"tensorop.matmul %deep_wslices, %deep_cslices .* -> tensor<2x32x16xbf16>", sess.ir)
     assert re.search(r'tensorop.bias_add %deep_sum, %deep_b {[^}]*group = "deep_sum"', sess.ir)
-    assert re.search(r"tensorop.slice %dil_grid {[^}]*stop = 2", sess.ir)
+    assert re.search(r'%dil = tensorop.remap %dil_grid {[^}]*group = "dil_cut"', sess.ir)
+    assert re.search(r'tensorop.bias_add %dil, %dil_b {[^}]*group = "dil_cut"', sess.ir)
     assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
 
 

@@ -7,7 +7,7 @@
 // follows them and keeps the chain's value name. The 1x1 conv needs no im2col: its input
 // reshaped is the windows' matrix. The bf16 conv is padded for a tensor-core tile: rows to a
 // multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
-// of 8 (7 x 7 -> 7 x 8), cut back by a slice. split_k = 2 splits the 144 window rows into two
+// of 8 (7 x 7 -> 7 x 8), cut back by a remap (a slice). split_k = 2 splits the 144 window rows into two
 // slices of 72: a batched product of the weights' slices and the columns' (both reshapes, the
 // weights' also a transpose) whose two partial products a reduce sums. Unmarked convs stay,
 // unless all=true.
@@ -41,7 +41,7 @@ builtin.module {
 // CHECK-NEXT: %half_wmat = tensorop.reshape %wh
 // CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {{.*}} -> tensor<32x56xbf16>
 // CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
-// CHECK-NEXT: %h = tensorop.slice %half_grid {name = "half_cut", axis = 3 : i64, start = 0 : i64, stop = 7 : i64}
+// CHECK-NEXT: %h = tensorop.remap %half_grid {name = "half_cut", {{.*}} -> tensor<1x32x7x7xbf16>
 // CHECK-NEXT: %d = tensorop.conv2d %x, %w {name = "direct"
 // CHECK-NEXT: %sk_cols = tensorop.im2col %x {{.*}} -> tensor<144x64xf32>
 // CHECK-NEXT: %sk_wmat = tensorop.reshape %w
