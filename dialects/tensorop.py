@@ -1064,7 +1064,10 @@ def im2col_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
     if len(kernel) != 2 or min(kernel) < 1:
         raise ShapeError(f"im2col needs 2 kernel sizes >= 1, got {tuple(kernel)}")
     n, c, h, w = x
-    _, _, oh, ow = conv2d_shape(x, (1, c, *kernel), stride, padding, dilation, 1)
+    try:
+        _, _, oh, ow = conv2d_shape(x, (1, c, *kernel), stride, padding, dilation, 1)
+    except ShapeError as e:
+        raise ShapeError(f"im2col: {str(e).replace('conv2d ', '')}") from None
     k = c * kernel[0] * kernel[1]
     if rows and rows < k or width and width < ow:
         raise ShapeError(f"im2col rows={rows} and width={width} must be at least the window's {k} rows and the "

@@ -217,11 +217,26 @@ def replace_value(old: SSAValue, new: SSAValue) -> None:
         op = next((p for p in inputs if isinstance(p, T.TensorOp) and not p.result.uses), None)
 
 
+def check_marks(op: T.Conv2dOp) -> None:
+    """The conv's algorithm and split_k attributes, if any, are ones this pass knows."""
+    loc = where(op)
+    fail = f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}': "
+    algorithm = op.attributes.get(ALGORITHM)
+    if algorithm is not None and (not isinstance(algorithm, StringAttr) or algorithm.data not in ("direct", "gemm")):
+        raise DiagnosticException(fail + f"algorithm must be \"direct\" or \"gemm\", got {algorithm}")
+    split = op.attributes.get(SPLIT_K)
+    if split is not None and (not isinstance(split, IntegerAttr) or split.value.data < 1):
+        raise DiagnosticException(fail + f"split_k must be an integer >= 1, got {split}")
+    if split is not None and split.value.data > 1 and (algorithm is None or algorithm.data != "gemm"):
+        raise DiagnosticException(fail + "split_k splits the product of algorithm = \"gemm\"; this conv has none")
+
+
 def convert_function(fn: func.FuncOp, every: bool) -> int:
     count = 0
     for op in list(fn.body.block.ops):
         if not isinstance(op, T.Conv2dOp):
             continue
+        check_marks(op)
         marked = ALGORITHM in op.attributes and op.attributes[ALGORITHM].data == "gemm"
         if not (marked or every):
             continue

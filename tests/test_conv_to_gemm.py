@@ -250,3 +250,22 @@ def test_sched_run_takes_the_conv_algorithm(conv_path):
     assert run.stdout.count("tensorop.im2col") == 5 and "a_gemm+a_bias_gemm+a_add_gemm+a_relu_gemm" in run.stdout
     run = subprocess.run([SCHED_RUN, str(conv_path), "--conv-algorithm", "winograd"], capture_output=True, text=True)
     assert run.returncode == 2 and "invalid choice: 'winograd'" in run.stderr
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ('algorithm = "winograd"', 'algorithm must be "direct" or "gemm", got "winograd"'),
+    ('algorithm = "gemm", split_k = 0 : i64', "split_k must be an integer >= 1, got 0"),
+    ('split_k = 2 : i64', 'split_k splits the product of algorithm = "gemm"; this conv has none'),
+])
+def test_marks_the_pass_does_not_know_are_located_errors(tmp_path, attrs, message):
+    from test_onnx_import import SCHED_RUN
+
+    path = tmp_path / "c.mlir"
+    path.write_text(
+        'func.func @main(%x: tensor<1x4x8x8xf32>, %w: tensor<8x4x3x3xf32>) -> tensor<1x8x8x8xf32> {\n'
+        f'  %c = tensorop.conv2d %x, %w {{name = "conv", {attrs}, stride = array<i64: 1, 1>, padding = array<i64: 1, 1, '
+        '1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x4x8x8xf32>, tensor<8x4x3x3xf32>) -> '
+        'tensor<1x8x8x8xf32>\n  func.return %c : tensor<1x8x8x8xf32>\n}\n')
+    run = subprocess.run([SCHED_RUN.replace("sched-run", "sched-opt"), str(path), "-p", "tensorop-conv-to-gemm"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and f"c.mlir:2:3: error: tensorop-conv-to-gemm: conv2d 'conv': {message}" in run.stderr
