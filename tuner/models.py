@@ -9,10 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.graph.executor import anchors, element_count, prepare
+from sched_dsl.graph.executor import anchors, element_count, in_precision, prepare
 from sched_dsl.graph.model_schedules import anchor_workload, gemm_is_whole, gemm_workload
 from sched_dsl.graph.onnx_import import import_onnx
-from sched_dsl.lowering.precision import lower_precision
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
 from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
@@ -34,8 +33,7 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     with "auto", a 1x1 conv left direct is tuned as its matmul too, so that load_onnx with
     these records can pick the faster form."""
     g = import_onnx(model)
-    if precision is not None:
-        lower_precision(g.module, precision, set(g.input_args))
+    in_precision(g, precision)
     fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, device_has_tensor_cores(target))
     device = device_name(target)
     tasks: dict[str, tuple] = {}

@@ -1105,15 +1105,9 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32 on an
     NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise."""
     from sched_dsl.graph.onnx_import import import_onnx
-    from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 
     g = import_onnx(model)
-    if precision is None and g.half:
-        precision = "fp16"  # an fp16 model runs as it was exported: products in f16, sums in f32
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
-        lower_precision(g.module, precision, set(g.input_args))
+    in_precision(g, precision)
     ordinals = device_ordinals(devices)
     planned = None
     if len(ordinals) > 1:
@@ -1126,6 +1120,20 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
         sess.layers, sess.partition_plan, sess.topology = planned
         sess.plan = describe_plan(sess.layers, sess.partition_plan)
     return sess
+
+
+def in_precision(g, precision: str | None) -> None:
+    """Runs tensorop-precision on the imported model `g` at `precision` ("bf16", "fp16",
+    "tf32"); a model that stores float16 tensors runs at "fp16" when `precision` is None, as
+    it was exported: products in f16, sums in f32."""
+    from sched_dsl.lowering.precision import PRECISIONS, lower_precision
+
+    precision = "fp16" if precision is None and g.half else precision
+    if precision is None:
+        return
+    if precision not in PRECISIONS:
+        raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    lower_precision(g.module, precision, set(g.input_args))
 
 
 def describe_plan(layers, the_plan) -> list[str]:
@@ -1234,12 +1242,13 @@ def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096,
 
 def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
                 config: Mapping[str, int] | None = None, records: str | None = None,
-                device: str | None = None, conv_algorithm: str = "auto", tensor_cores: bool | None = None) -> int:
+                device: str | None = None, conv_algorithm: str = "auto", tensor_cores: bool | None = None,
+                precision: str | None = None) -> int:
     """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
     in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
     `device` is the device's name as tuning records give it (needed with `records`);
-    `tensor_cores` whether it has them (default: for "cuda", as `sd.lower`). Returns the
-    number of kernels."""
+    `tensor_cores` whether it has them (default: for "cuda", as `sd.lower`); `precision` as
+    load_onnx's. Returns the number of kernels."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     if target not in TARGETS:
@@ -1248,6 +1257,7 @@ def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequen
         raise GraphError("lower_ahead with records needs the device's name (device=...)")
     tensor_cores = target == "cuda" if tensor_cores is None else tensor_cores
     g = import_onnx(model)
+    in_precision(g, precision)
     timed = recorded_times(target, records, device) if records is not None and conv_algorithm == "auto" else None
     fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, tensor_cores, timed)
     if records is not None:
