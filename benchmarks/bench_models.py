@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16", "tf32"), default="fp32",
                     help="ours with load_onnx(precision=...), PyTorch in the same precision: bf16/fp16 weights and "
                     "activations, the faster of NCHW and channels-last; tf32 with TF32 allowed")
-    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm"), default="auto",
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "winograd"), default="auto",
                     help="load_onnx's conv_algorithm for our rows")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()

@@ -12,9 +12,10 @@ are the sum of its kernels' profiling times. Speed = cuBLAS time / our time.
     python benchmarks/bench_precision.py --json benchmarks/data/precision_h200.json [--quick]
     python benchmarks/bench_precision.py --convs --precisions bf16 --json convs_bf16.json
 
-`--convs` times ResNet-18's 3x3 convs instead: cuDNN in the precision (benchmark mode, the
-faster of NCHW and channels-last) against each conv run as a one-conv model on the CUDA
-target, as a matmul on tensor cores and with the direct template (see conv_rows).
+`--convs` times ResNet-18's 3x3 convs instead (`--precisions` may also name fp32): cuDNN in
+the precision (benchmark mode, the faster of NCHW and channels-last) against each conv run as
+a one-conv model on the CUDA target, as a matmul, with Winograd's transforms and with the
+direct template (see conv_rows).
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ def conv_kernel_ms(sess, feeds, repeat: int) -> float:
 
 
 def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list[dict]:
-    """ResNet-18's 3x3 convs in `precision`: cuDNN (benchmark mode, the faster of NCHW and
-    channels-last) against ours as a model (load_onnx on CUDA): the conv as a matmul on tensor
-    cores (conv_algorithm "gemm": im2col, the product, a slice where the output was padded)
-    and the direct conv template on the CUDA cores."""
+    """ResNet-18's 3x3 convs in `precision` (bf16, fp16, tf32, or fp32 with TF32 off): cuDNN
+    (benchmark mode, the faster of NCHW and channels-last) against ours as a model (load_onnx on
+    CUDA): the conv as a matmul (conv_algorithm "gemm": im2col, the product, a remap where the
+    output was padded; on tensor cores except in fp32), with Winograd's transforms ("winograd":
+    the input transform, the batched product, the output transform) and the direct template."""
     import onnx
 
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
@@ -107,7 +109,7 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
 
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[precision]
+    tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}[precision]
     rows = []
     for c, size in RESNET18_3X3:
         model, w = conv_model(c, size)
@@ -129,9 +131,10 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
         rows.append(dict(workload=work, precision=precision, impl=f"cuDNN ({layout})", ms=base, speed=1.0,
                          max_rel_err=err))
         print(f"{work}: cuDNN {layout} {base * 1e3:8.1f} us  err {err:.1e}", flush=True)
-        for algorithm in ("gemm", "direct"):
+        for algorithm in ("gemm", "winograd", "direct"):
             try:
-                sess = sd.load_onnx(path, target="cuda", precision=precision, conv_algorithm=algorithm)
+                sess = sd.load_onnx(path, target="cuda", precision=None if precision == "fp32" else precision,
+                                    conv_algorithm=algorithm)
                 err = close(sess.run(None, {"x": x})[0], want)
                 ms = conv_kernel_ms(sess, {"x": x}, repeat)
             except Exception as e:  # noqa: BLE001 - a configuration the device rejects is a result

@@ -1109,6 +1109,124 @@ class Im2colOp(TensorOp):
                             self.width.value.data)
 
 
+# Winograd's minimal filtering F(m x m, 3 x 3) (Lavin and Gray): a 3 x 3 conv's m x m output
+# tile is A^T [(G g G^T) * (B^T d B)] A for the (m + 2) x (m + 2) input tile d: (B^T, G, A^T)
+WINOGRAD = {
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+def winograd_tiles(out: Sequence[int], tile: int) -> tuple[int, int]:
+    """Tiles of `tile` x `tile` outputs down and across an oh x ow output."""
+    if tile not in WINOGRAD:
+        raise ShapeError(f"winograd tile {tile} is not one of {', '.join(map(str, WINOGRAD))}")
+    return -(-out[0] // tile), -(-out[1] // tile)
+
+
+def winograd_input_shape(x: Sequence[int], tile: int, padding: Sequence[int]) -> tuple[int, ...]:
+    """[(tile + 2)^2, c, n * tiles] for a 3 x 3, stride-1 conv's NCHW input."""
+    if len(x) != 4:
+        raise ShapeError(f"winograd_input needs an NCHW input, got {tuple(x)}")
+    try:
+        _, _, oh, ow = conv2d_shape(x, (1, x[1], 3, 3), (1, 1), padding, (1, 1), 1)
+    except ShapeError as e:
+        raise ShapeError(f"winograd_input: {str(e).replace('conv2d ', '')}") from None
+    th, tw = winograd_tiles((oh, ow), tile)
+    return ((tile + 2) ** 2, x[1], x[0] * th * tw)
+
+
+def winograd_weights_shape(w: Sequence[int], tile: int) -> tuple[int, ...]:
+    if len(w) != 4 or tuple(w[2:]) != (3, 3):
+        raise ShapeError(f"winograd_weights needs 3 x 3 FCHW weights, got {tuple(w)}")
+    winograd_tiles((1, 1), tile)
+    return ((tile + 2) ** 2, w[0], w[1])
+
+
+def winograd_output_shape(m: Sequence[int], tile: int, size: Sequence[int]) -> tuple[int, ...]:
+    """[n, f, oh, ow] from the products [(tile + 2)^2, f, n * tiles] of an oh x ow output."""
+    th, tw = winograd_tiles(size, tile)
+    if len(m) != 3 or m[0] != (tile + 2) ** 2 or m[2] % (th * tw):
+        raise ShapeError(f"winograd_output needs [{(tile + 2) ** 2}, f, n * {th * tw}] products for a "
+                         f"{size[0]} x {size[1]} output in {tile} x {tile} tiles, got {tuple(m)}")
+    return (m[2] // (th * tw), m[1], *size)
+
+
+class WinogradOp(TensorOp):
+    """Winograd's transforms (WINOGRAD) of a 3 x 3, stride-1 conv in `tile` x `tile` output
+    tiles; a tile index p = (b * th + ty) * tw + tx counts the image and the tile down and
+    across."""
+
+    tile = prop_def(IntegerAttr)
+
+    def tile_size(self) -> int:
+        return self.tile.value.data
+
+
+@irdl_op_definition
+class WinogradInputOp(WinogradOp):
+    """out[xi * a + nu, c, p] = (B^T d B)[xi, nu] for the a x a input tile d at rows ty *
+    tile - pt and columns tx * tile - pl of image b, channel c (0 outside the input), a =
+    tile + 2. Loops d0 d1 d2."""
+
+    name = "tensorop.winograd_input"
+    input = operand_def(TensorType)
+    padding = prop_def(DenseArrayBase)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, x: SSAValue, name: str, tile: int, padding: Sequence[int]):
+        out = winograd_input_shape(shape_of(x), tile, padding)
+        super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))],
+                         properties=_props(name, tile=IntegerAttr(tile, i64), padding=ints(padding)))
+
+    def expected_shape(self):
+        return winograd_input_shape(shape_of(self.input), self.tile_size(), self.padding.get_values())
+
+
+@irdl_op_definition
+class WinogradWeightsOp(WinogradOp):
+    """out[xi * a + nu, f, c] = (G g G^T)[xi, nu] for the 3 x 3 filter g = w[f, c]. Loops d0
+    d1 d2."""
+
+    name = "tensorop.winograd_weights"
+    input = operand_def(TensorType)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, w: SSAValue, name: str, tile: int):
+        out = winograd_weights_shape(shape_of(w), tile)
+        super().__init__(operands=[w], result_types=[tensor_type(out, _float_of(w))],
+                         properties=_props(name, tile=IntegerAttr(tile, i64)))
+
+    def expected_shape(self):
+        return winograd_weights_shape(shape_of(self.input), self.tile_size())
+
+
+@irdl_op_definition
+class WinogradOutputOp(WinogradOp):
+    """out[b, f, y, x] = (A^T M A)[y % tile, x % tile] for the a x a products M[xi, nu] =
+    input[xi * a + nu, f, p] of tile p = (b * th + y / tile) * tw + x / tile; `size` is (oh,
+    ow). Loops d0 d1 d2 d3 (n, f, y, x)."""
+
+    name = "tensorop.winograd_output"
+    input = operand_def(TensorType)
+    size = prop_def(DenseArrayBase)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, m: SSAValue, name: str, tile: int, size: Sequence[int]):
+        out = winograd_output_shape(shape_of(m), tile, size)
+        super().__init__(operands=[m], result_types=[tensor_type(out, _float_of(m))],
+                         properties=_props(name, tile=IntegerAttr(tile, i64), size=ints(size)))
+
+    def expected_shape(self):
+        return winograd_output_shape(shape_of(self.input), self.tile_size(), self.size.get_values())
+
+
 def conv_transpose2d_shape(x: Sequence[int], w: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                            dilation: Sequence[int], output_padding: Sequence[int], groups: int) -> tuple[int, ...]:
     if len(x) != 4 or len(w) != 4:
@@ -1324,5 +1442,5 @@ TensorOpDialect = Dialect(
     "tensorop",
     [MatmulOp, Conv2dOp, Pool2dOp, UnaryOp, BinaryOp, BiasAddOp, ReduceOp, SoftmaxOp, NormalizeOp, CastOp,
      ScanOp, ArgsortOp, TopkOp, TakeAlongAxisOp, NmsOp, RemapOp, GatherOp, ConvTranspose2dOp, ResizeOp,
-     Im2colOp, *GRAPH_OPS],
+     Im2colOp, WinogradInputOp, WinogradWeightsOp, WinogradOutputOp, *GRAPH_OPS],
 )

@@ -26,9 +26,17 @@ type) a `tensorop.reduce` sums; the chain then fuses into that reduce.
 New ops are named after the conv (`<conv>_cols`, `<conv>_gemm`, ...) and chain members after
 themselves (`<member>_gemm`); the value the conv or the chain made keeps its name.
 
-Which convs: those marked `algorithm = "gemm"` (load_onnx's `conv_algorithm` marks them), or
-with `all=true` every conv that can be written so. A marked conv that cannot (grouped, or
-batch above 1) is an error naming it.
+A conv marked `algorithm = "winograd"` (3 x 3, stride 1, dilation 1, groups 1, any batch)
+takes Winograd's minimal filtering F(t x t, 3 x 3) instead (tensorop.WINOGRAD): its input's
+(t + 2)-square tiles and its filters transformed (`tensorop.winograd_input`,
+`tensorop.winograd_weights`), their (t + 2)^2 products one batched matmul, and
+`tensorop.winograd_output` the conv's NCHW output, into which the chain fuses as it did into
+the conv. t is `winograd_tile` (2 or 4), by default 4 for f32 outputs of at least 8 x 8, else
+2 (t = 4 takes 2.25 times fewer products than t = 2 and loses more to rounding).
+
+Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm` marks them), or
+with `all=true` every unmarked conv that can be written as a matmul. A marked conv that cannot
+(grouped, batch above 1; for Winograd: not a 3 x 3 stride-1 conv) is an error naming it.
 """
 
 from __future__ import annotations
@@ -47,9 +55,42 @@ from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.level import require_operator_level
 
-ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates) or "gemm" (this pass)
+ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates), "gemm" or "winograd" (this pass)
 SPLIT_K = "split_k"  # on a conv2d written as a matmul: slices of the window rows (default 1)
+WINOGRAD_TILE = "winograd_tile"  # on a conv2d of algorithm "winograd": output tile 2 or 4 (default: by shape)
+ALGORITHMS = ("direct", "gemm", "winograd")
 PLANNED = ("group", "arena_offset", "arena_in_place")  # later passes' marks: they redo them
+
+
+def winograd_refusal(op: T.Conv2dOp) -> str | None:
+    """Why the conv cannot take Winograd's transforms, or None."""
+    kernel = tuple(T.shape_of(op.weight)[2:])
+    stride, dilation = tuple(op.stride.get_values()), tuple(op.dilation.get_values())
+    if op.groups.value.data != 1 or kernel != (3, 3) or stride != (1, 1) or dilation != (1, 1):
+        return (f"Winograd's transforms take 3 x 3 kernels at stride 1, dilation 1, groups 1; it has kernel "
+                f"{kernel}, stride {stride}, dilation {dilation}, groups {op.groups.value.data}")
+    return None
+
+
+def winograd_tile_of(op: T.Conv2dOp) -> int:
+    """F(4 x 4, 3 x 3) for f32 outputs of at least 8 x 8, else F(2 x 2, 3 x 3): the larger
+    tile's transforms lose more to rounding, too much for f16 and bf16 tiles."""
+    if WINOGRAD_TILE in op.attributes:
+        return op.attributes[WINOGRAD_TILE].value.data
+    oh, ow = T.shape_of(op.result)[2:]
+    return 4 if T.dtype_of(op.input) == "f32" and min(oh, ow) >= 8 else 2
+
+
+def rewrite_winograd(conv: T.Conv2dOp, b: Builder) -> None:
+    """conv = winograd_output(matmul(winograd_weights(w), winograd_input(x))): the batched
+    product of the (tile + 2)^2 transformed weights and tiles; the chain after the conv stays
+    and fuses into winograd_output."""
+    tile, name = winograd_tile_of(conv), conv.stage_name
+    tiles = b.add(T.WinogradInputOp(conv.input, f"{name}_tiles", tile, conv.padding.get_values()))
+    filters = b.add(T.WinogradWeightsOp(conv.weight, f"{name}_filters", tile))
+    product = b.add(T.MatmulOp(filters, tiles, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+    out = b.add(T.WinogradOutputOp(product, f"{name}_out", tile, T.shape_of(conv.result)[2:]))
+    replace_value(conv.result, out)
 
 
 def gemm_refusal(op: T.Conv2dOp) -> str | None:
@@ -222,8 +263,11 @@ def check_marks(op: T.Conv2dOp) -> None:
     loc = where(op)
     fail = f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}': "
     algorithm = op.attributes.get(ALGORITHM)
-    if algorithm is not None and (not isinstance(algorithm, StringAttr) or algorithm.data not in ("direct", "gemm")):
-        raise DiagnosticException(fail + f"algorithm must be \"direct\" or \"gemm\", got {algorithm}")
+    if algorithm is not None and (not isinstance(algorithm, StringAttr) or algorithm.data not in ALGORITHMS):
+        raise DiagnosticException(fail + f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm}")
+    tile = op.attributes.get(WINOGRAD_TILE)
+    if tile is not None and (not isinstance(tile, IntegerAttr) or tile.value.data not in T.WINOGRAD):
+        raise DiagnosticException(fail + f"winograd_tile must be 2 or 4, got {tile}")
     split = op.attributes.get(SPLIT_K)
     if split is not None and (not isinstance(split, IntegerAttr) or split.value.data < 1):
         raise DiagnosticException(fail + f"split_k must be an integer >= 1, got {split}")
@@ -237,18 +281,19 @@ def convert_function(fn: func.FuncOp, every: bool) -> int:
         if not isinstance(op, T.Conv2dOp):
             continue
         check_marks(op)
-        marked = ALGORITHM in op.attributes and op.attributes[ALGORITHM].data == "gemm"
-        if not (marked or every):
+        algorithm = op.attributes[ALGORITHM].data if ALGORITHM in op.attributes else None
+        if algorithm not in ("gemm", "winograd") and not every:
             continue
-        why = gemm_refusal(op)
+        algorithm = algorithm if algorithm in ("gemm", "winograd") else "gemm"
+        why = (gemm_refusal if algorithm == "gemm" else winograd_refusal)(op)
         if why is not None:
-            if marked:
+            if ALGORITHM in op.attributes:
                 loc = where(op)
                 raise DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d "
-                                          f"'{op.stage_name}' is marked algorithm = \"gemm\", but {why}")
+                                          f"'{op.stage_name}' is marked algorithm = \"{algorithm}\", but {why}")
             continue
-        device = op.attributes.get("device")
-        rewrite_conv(op, Builder(op, op.stage_name, device))
+        builder = Builder(op, op.stage_name, op.attributes.get("device"))
+        (rewrite_conv if algorithm == "gemm" else rewrite_winograd)(op, builder)
         count += 1
     return count
 
@@ -269,7 +314,7 @@ class TensoropConvToGemmPass(ModulePass):
 
 
 def mark(op: T.Conv2dOp, algorithm: str, split: int = 1) -> None:
-    """Sets the conv's algorithm ("direct" or "gemm") and, for "gemm", its split_k."""
+    """Sets the conv's algorithm (ALGORITHMS) and, for "gemm", its split_k."""
     op.attributes[ALGORITHM] = StringAttr(algorithm)
     if algorithm == "gemm" and split > 1:
         op.attributes[SPLIT_K] = IntegerAttr(split, i64)

@@ -14,6 +14,7 @@ is correct in any loop order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -98,6 +99,15 @@ def accumulate(em: Emitter, ivs: dict[str, SSAValue], reduce: Sequence[str], out
         # apply-schedule moves this into the write-back when the output has a register accumulator
         new.owner.attributes["sched.epilogue"] = UnitAttr()
     em.store_value(new, out, idx)
+
+
+def coefficient(em: Emitter, matrix, row: SSAValue, col: int) -> SSAValue:
+    """matrix[row][col] for a row index known only at run time: a chain of selects on it."""
+    rows = [float(r[col]) for r in matrix]
+    v = em.f32(rows[-1])
+    for k in range(len(rows) - 2, -1, -1):
+        v = em.select(em.cmpi("eq", row, k), em.f32(rows[k]), v)
+    return v
 
 
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
@@ -476,6 +486,73 @@ class OpLowering:
             em.store_value(self.finish(em, v, [k, p]), self.out, [k, p])
 
         self.nest(self.stage, [("d0", rows), ("d1", cols)], [], body)
+
+    # ---- Winograd's transforms (T.WINOGRAD): sums of input tile elements times constants that
+    # depend on the output's place in its tile, chosen by a compare-and-select on it (constant
+    # once the schedule unrolls that place)
+
+    def lower_winograd_input(self) -> None:
+        op = self.op
+        (x,) = self.args
+        tile, (pt, pl, _, _) = op.tile_size(), op.padding.get_values()
+        a, bt = tile + 2, T.WINOGRAD[tile][0]
+        _, c, h, w = T.shape_of(op.input)
+        shape = T.shape_of(op.result)
+        th, tw = T.winograd_tiles(T.conv2d_shape(T.shape_of(op.input), (1, c, 3, 3), (1, 1), op.padding.get_values(),
+                                                 (1, 1), 1)[2:], tile)
+
+        def body(em, iv):
+            xi, nu = em.floordiv(iv["d0"], a), em.rem(iv["d0"], a)
+            p = iv["d2"]
+            b, ty, tx = em.floordiv(p, th * tw), em.rem(em.floordiv(p, tw), th), em.rem(p, tw)
+            y0, x0 = em.sub(em.mul(ty, tile), em.index(pt)), em.sub(em.mul(tx, tile), em.index(pl))
+            terms = []
+            for i in range(a):
+                for j in range(a):
+                    iy, ix = em.add(y0, em.index(i)), em.add(x0, em.index(j))
+                    d = padded_load(em, x, [b, iv["d1"], iy, ix], em.in_range(iy, 0, h) + em.in_range(ix, 0, w), 0.0)
+                    terms.append(em.fbin("mul", em.fbin("mul", coefficient(em, bt, xi, i), coefficient(em, bt, nu, j)), d))
+            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+            em.store_value(self.finish(em, v, [iv["d0"], iv["d1"], p]), self.out, [iv["d0"], iv["d1"], p])
+
+        self.nest(self.stage, dims(shape), [], body)
+
+    def lower_winograd_weights(self) -> None:
+        op = self.op
+        (w,) = self.args
+        a, g = op.tile_size() + 2, T.WINOGRAD[op.tile_size()][1]
+
+        def body(em, iv):
+            xi, nu = em.floordiv(iv["d0"], a), em.rem(iv["d0"], a)
+            terms = [em.fbin("mul", em.fbin("mul", coefficient(em, g, xi, i), coefficient(em, g, nu, j)),
+                             em.load_value(w, [iv["d1"], iv["d2"], em.index(i), em.index(j)]))
+                     for i in range(3) for j in range(3)]
+            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+            idx = [iv["d0"], iv["d1"], iv["d2"]]
+            em.store_value(self.finish(em, v, idx), self.out, idx)
+
+        self.nest(self.stage, dims(T.shape_of(op.result)), [], body)
+
+    def lower_winograd_output(self) -> None:
+        op = self.op
+        (m,) = self.args
+        tile = op.tile_size()
+        a, at = tile + 2, T.WINOGRAD[tile][2]
+        shape = T.shape_of(op.result)
+        th, tw = T.winograd_tiles(shape[2:], tile)
+
+        def body(em, iv):
+            idx = [iv[name] for name, _ in dims(shape)]
+            b, f, y, xx = idx
+            r, c = em.rem(y, tile), em.rem(xx, tile)
+            p = em.add(em.mul(em.add(em.mul(b, th), em.floordiv(y, tile)), tw), em.floordiv(xx, tile))
+            terms = [em.fbin("mul", em.fbin("mul", coefficient(em, at, r, xi), coefficient(em, at, c, nu)),
+                             em.load_value(m, [em.index(xi * a + nu), f, p]))
+                     for xi in range(a) for nu in range(a)]
+            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+            em.store_value(self.finish(em, v, idx), self.out, idx)
+
+        self.nest(self.stage, dims(shape), [], body)
 
     def lower_gather(self) -> None:
         x, indices = self.args

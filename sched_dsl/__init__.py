@@ -17,13 +17,13 @@ from sched_dsl.tensor import (
     concat,
     conv2d,
     conv_transpose2d,
-    im2col,
     cumsum,
     div,
     exp,
     expand,
     gather,
     gelu,
+    im2col,
     leaky_relu,
     log_softmax,
     matmul,
@@ -53,6 +53,9 @@ from sched_dsl.tensor import (
     topk,
     transpose,
     unary,
+    winograd_input,
+    winograd_output,
+    winograd_weights,
 )
 from sched_dsl.records import RecordsError
 from sched_dsl.tuner import TuneResult, tune
@@ -64,4 +67,5 @@ __all__ = [
     "load_onnx", "log_softmax", "lower", "matmul", "maximum", "minimum", "mul", "neg", "nms", "normalize", "pad",
     "placeholder", "pool2d", "power", "prelu", "reduce", "relu", "relu6", "remap", "reshape", "resize", "sigmoid",
     "slice_", "softmax", "sub", "tanh", "tile", "topk", "transpose", "tune", "unary",
+    "winograd_input", "winograd_output", "winograd_weights",
 ]

@@ -72,6 +72,51 @@ def im2col(x, kernel, stride, padding, dilation, rows, width):
     return out
 
 
+def winograd_input(x, tile, padding):
+    """tensorop.winograd_input: B^T d B of every input tile, zeros outside the input."""
+    from sched_dsl.dialects.tensorop import WINOGRAD, winograd_input_shape
+
+    bt = np.array(WINOGRAD[tile][0], dtype=np.float64)
+    a = tile + 2
+    n, c, h, w = x.shape
+    _, _, p = winograd_input_shape(x.shape, tile, padding)
+    th, tw = winograd_tiles_of(x.shape, tile, padding)
+    pt, pl = padding[0], padding[1]
+    grown = np.zeros((n, c, th * tile + 2, tw * tile + 2))
+    rows, cols = min(h, th * tile + 2 - pt), min(w, tw * tile + 2 - pl)
+    grown[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols]
+    d = np.stack([np.stack([grown[:, :, ty * tile:ty * tile + a, tx * tile:tx * tile + a] for tx in range(tw)], 2)
+                  for ty in range(th)], 2)  # n, c, th, tw, a, a
+    v = np.einsum("xi,ncuvij,yj->xycnuv", bt, d, bt)
+    return v.reshape(a * a, c, p)
+
+
+def winograd_tiles_of(shape, tile, padding):
+    from sched_dsl.dialects.tensorop import conv2d_shape, winograd_tiles
+
+    return winograd_tiles(conv2d_shape(shape, (1, shape[1], 3, 3), (1, 1), padding, (1, 1), 1)[2:], tile)
+
+
+def winograd_weights(w, tile):
+    from sched_dsl.dialects.tensorop import WINOGRAD
+
+    g = np.array(WINOGRAD[tile][1], dtype=np.float64)
+    u = np.einsum("xi,fcij,yj->xyfc", g, w, g)
+    return u.reshape((tile + 2) ** 2, *w.shape[:2])
+
+
+def winograd_output(m, tile, size):
+    from sched_dsl.dialects.tensorop import WINOGRAD, winograd_tiles
+
+    at = np.array(WINOGRAD[tile][2], dtype=np.float64)
+    a = tile + 2
+    th, tw = winograd_tiles(size, tile)
+    f = m.shape[1]
+    prods = m.reshape(a, a, f, -1, th, tw)
+    y = np.einsum("rx,xyfnuv,sy->nfurvs", at, prods, at)  # n, f, th, tile, tw, tile
+    return y.reshape(y.shape[0], f, th * tile, tw * tile)[:, :, :size[0], :size[1]]
+
+
 def pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False):
     from sched_dsl.dialects.tensorop import pool2d_shape
 
@@ -319,6 +364,12 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
         return np.matmul(args[0], args[1])
     if t.kind == "conv2d":
         return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
+    if t.kind == "winograd_input":
+        return winograd_input(args[0], a["tile"], a["padding"])
+    if t.kind == "winograd_weights":
+        return winograd_weights(args[0], a["tile"])
+    if t.kind == "winograd_output":
+        return winograd_output(args[0], a["tile"], t.shape[2:])
     if t.kind == "im2col":
         return im2col(args[0], a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
     if t.kind == "pool2d":

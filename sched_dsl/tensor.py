@@ -153,6 +153,32 @@ def im2col(x: Tensor, kernel, stride=1, padding=0, dilation=1, rows: int = 0, wi
                dilation=dilation, width=width)
 
 
+def winograd_input(x: Tensor, tile: int, padding=0, name: str | None = None) -> Tensor:
+    """B^T d B of every (tile + 2)-square input tile of a 3 x 3, stride-1 conv (see
+    tensorop.WinogradInputOp): [(tile + 2)^2, c, n * tiles]."""
+    dtype = _tensors(x, op="winograd_input")
+    padding = _padding(padding)
+    return _op("winograd_input", T.winograd_input_shape(x.shape, int(tile), padding), (x,), name, dtype=dtype,
+               tile=int(tile), padding=padding)
+
+
+def winograd_weights(w: Tensor, tile: int, name: str | None = None) -> Tensor:
+    """G g G^T of every 3 x 3 filter: [(tile + 2)^2, f, c]."""
+    dtype = _tensors(w, op="winograd_weights")
+    return _op("winograd_weights", T.winograd_weights_shape(w.shape, int(tile)), (w,), name, dtype=dtype,
+               tile=int(tile))
+
+
+def winograd_output(m: Tensor, tile: int, size, name: str | None = None) -> Tensor:
+    """A^T M A of the products [(tile + 2)^2, f, n * tiles]: the conv's [n, f, oh, ow],
+    `size` = (oh, ow). conv2d(x, w, padding=p) = winograd_output(matmul(winograd_weights(w,
+    t), winograd_input(x, t, p)), t, (oh, ow))."""
+    dtype = _tensors(m, op="winograd_output")
+    size = _pair(size, "size")
+    return _op("winograd_output", T.winograd_output_shape(m.shape, int(tile), size), (m,), name, dtype=dtype,
+               tile=int(tile))
+
+
 def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
     """x in another float element type (f32, f16, bf16), rounded to nearest even."""
     _tensors(x, op="cast")
@@ -410,6 +436,12 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.ResizeOp(*args, name, t.shape, a["scales"], a["mode"], a["coordinate"], a["rounding"])
     if t.kind == "slice":
         return T.SliceOp(*args, name, a["axis"], a["start"], a["stop"])
+    if t.kind == "winograd_input":
+        return T.WinogradInputOp(*args, name, a["tile"], a["padding"])
+    if t.kind == "winograd_weights":
+        return T.WinogradWeightsOp(*args, name, a["tile"])
+    if t.kind == "winograd_output":
+        return T.WinogradOutputOp(*args, name, a["tile"], t.shape[2:])
     if t.kind == "im2col":
         return T.Im2colOp(*args, name, a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
     raise ValueError(f"unknown operator kind {t.kind}")
@@ -454,6 +486,10 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
                      rounding=op.rounding.data)
     elif isinstance(op, T.SliceOp):
         attrs = dict(axis=op.axis.value.data, start=op.start.value.data, stop=op.stop.value.data)
+    elif isinstance(op, T.WinogradOp):
+        attrs = dict(tile=op.tile_size())
+        if isinstance(op, T.WinogradInputOp):
+            attrs["padding"] = tuple(op.padding.get_values())
     elif isinstance(op, T.Im2colOp):
         attrs = dict(zip(("kernel", "stride", "padding", "dilation"), op.window()), width=op.width.value.data)
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):

@@ -1,6 +1,7 @@
-"""conv2d as a matmul (tensorop-conv-to-gemm) and its windows' op (tensorop.im2col): the op's
-meaning and lowering, the rewrite on models against onnxruntime (f32 and bf16), which convs
-`conv_algorithm` picks, and the CUDA text of tensor-core convs (nvcc, no GPU needed)."""
+"""conv2d as a matmul (tensorop-conv-to-gemm) and its windows' op (tensorop.im2col), and as
+Winograd's transforms and a batched matmul: the ops' meanings and lowerings, the rewrites on
+models against onnxruntime (f32 and bf16), which convs `conv_algorithm` picks, and the CUDA
+text of tensor-core convs (nvcc, no GPU needed)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from model_files import assert_matches_onnxruntime
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import GraphError, plan_steps, prepare, recorded_times
 from sched_dsl.graph.model_schedules import (anchor_workload, choose_conv_algorithm, gemm_is_whole, gemm_split,
-                                             gemm_workload)
+                                             gemm_workload, matmul_workload)
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.lowering.conv_to_gemm import mark
 from sched_dsl.lowering.precision import lower_precision
@@ -158,7 +159,7 @@ def test_marked_conv_that_cannot_be_a_product_is_an_error(conv_path):
     mark(next(op for op in g.module.walk() if isinstance(op, T.Conv2dOp) and op.stage_name == "grp"), "gemm")
     with pytest.raises(GraphError, match="conv2d 'grp' is marked algorithm = \"gemm\", but it has groups=4"):
         prepare(g.module)
-    with pytest.raises(GraphError, match="conv_algorithm 'fast' is not one of auto, direct, gemm"):
+    with pytest.raises(GraphError, match="conv_algorithm 'fast' is not one of auto, direct, gemm, winograd"):
         sd.load_onnx(str(conv_path), conv_algorithm="fast")
 
 
@@ -248,12 +249,13 @@ def test_sched_run_takes_the_conv_algorithm(conv_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("tensorop.im2col") == 5 and "a_gemm+a_bias_gemm+a_add_gemm+a_relu_gemm" in run.stdout
-    run = subprocess.run([SCHED_RUN, str(conv_path), "--conv-algorithm", "winograd"], capture_output=True, text=True)
-    assert run.returncode == 2 and "invalid choice: 'winograd'" in run.stderr
+    run = subprocess.run([SCHED_RUN, str(conv_path), "--conv-algorithm", "fft"], capture_output=True, text=True)
+    assert run.returncode == 2 and "invalid choice: 'fft'" in run.stderr
 
 
 @pytest.mark.parametrize("attrs, message", [
-    ('algorithm = "winograd"', 'algorithm must be "direct" or "gemm", got "winograd"'),
+    ('algorithm = "fft"', 'algorithm must be one of direct, gemm, winograd, got "fft"'),
+    ('algorithm = "winograd", winograd_tile = 3 : i64', "winograd_tile must be 2 or 4, got 3"),
     ('algorithm = "gemm", split_k = 0 : i64', "split_k must be an integer >= 1, got 0"),
     ('split_k = 2 : i64', 'split_k splits the product of algorithm = "gemm"; this conv has none'),
 ])
@@ -269,3 +271,59 @@ def test_marks_the_pass_does_not_know_are_located_errors(tmp_path, attrs, messag
     run = subprocess.run([SCHED_RUN.replace("sched-run", "sched-opt"), str(path), "-p", "tensorop-conv-to-gemm"],
                          capture_output=True, text=True)
     assert run.returncode == 1 and f"c.mlir:2:3: error: tensorop-conv-to-gemm: conv2d 'conv': {message}" in run.stderr
+
+
+# ---- Winograd -------------------------------------------------------------------------------
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(st.sampled_from((2, 4)), st.integers(1, 2), st.integers(1, 3), st.integers(3, 9), st.integers(3, 9),
+       st.integers(1, 4), st.tuples(*[st.integers(0, 2)] * 4))
+def test_winograd_transforms_lower_to_their_meaning(tile, n, c, h, w, f, padding):
+    """Each transform's kernel equals its numpy meaning, and the output transform of the
+    products of the transformed filters and tiles is conv2d's reference (batches included)."""
+    x, wt = sd.placeholder("X", (n, c, h, w)), sd.placeholder("W", (f, c, 3, 3))
+    try:
+        oh, ow = T.conv2d_shape(x.shape, wt.shape, (1, 1), padding, (1, 1), 1)[2:]
+    except T.ShapeError:
+        return
+    tiles, filters = sd.winograd_input(x, tile, padding, name="V"), sd.winograd_weights(wt, tile, name="U")
+    out = sd.winograd_output(sd.matmul(filters, tiles, name="M"), tile, (oh, ow), name="Y")
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(x.shape).astype(np.float32), rng.standard_normal(wt.shape).astype(np.float32)
+    got = sd.build([tiles, filters, out], target="opencl")(a, b)
+    want = sd.evaluate([tiles, filters, out], {"X": a, "W": b})
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(e).max())))
+    conv = conv2d_reference(a.astype(np.float64), b.astype(np.float64), (1, 1), padding, (1, 1), 1)
+    np.testing.assert_allclose(want[2], conv, rtol=1e-9, atol=1e-9)
+
+
+def test_winograd_shapes_are_checked():
+    with pytest.raises(T.ShapeError, match="winograd tile 3 is not one of 2, 4"):
+        sd.winograd_input(sd.placeholder("X", (1, 2, 8, 8)), 3)
+    with pytest.raises(T.ShapeError, match="winograd_weights needs 3 x 3 FCHW weights"):
+        sd.winograd_weights(sd.placeholder("W", (4, 2, 5, 5)), 2)
+    with pytest.raises(T.ShapeError, match=r"winograd_output needs \[16, f, n \* 16\] products"):
+        sd.winograd_output(sd.placeholder("M", (16, 4, 10)), 2, (8, 8))
+
+
+def test_winograd_convs_match_onnxruntime(conv_path):
+    """The one 3 x 3 stride-1 conv takes F(4x4) in f32 and F(2x2) in bf16, its residual add
+    and relu fused into the output transform, its filters transformed once, at load."""
+    for precision, tile, tolerance in ((None, 4, (1e-3, 1e-4)), ("bf16", 2, (5e-2, 3e-2))):
+        sess = sd.load_onnx(str(conv_path), conv_algorithm="winograd", precision=precision)
+        assert sess.ir.count("tensorop.winograd_input") == 1 and sess.ir.count("tensorop.conv2d") == 6
+        assert f"tile = {tile} : i64" in sess.ir and "%a_filters:" in sess.ir  # a weight now
+        assert re.search(r'tensorop.unary %a_add {[^}]*group = "a_out"', sess.ir)
+        assert_matches_onnxruntime(sess, conv_path, rtol=tolerance[0], atol=tolerance[1])
+
+
+def test_batched_products_take_the_gemm_templates():
+    """A batched f32 matmul takes the SGEMM template (its batch on the grid's z), as Winograd's
+    products do; with a shared 2-D A too."""
+    for a_shape in ((16, 64, 32), (64, 32)):
+        y, s = matmul_workload(a_shape, (16, 32, 64), "f32", None, "f32")
+        assert "ti" in s.knobs and "threads" not in s.knobs
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal((16, 32, 64)).astype(np.float32)
+        np.testing.assert_allclose(sd.build(y, s, target="opencl")(a, b), a @ b, rtol=1e-4, atol=1e-4)

@@ -376,13 +376,14 @@ def copy_rects(op: T.SliceOp | T.ConcatOp) -> list[Rect]:
     return rects
 
 
-# data movement: exact on the host (reference.apply), so a weight's moves are done once
-WEIGHT_MOVES = (T.ReshapeOp, T.SliceOp, T.RemapOp, T.ConcatOp)
+# data movement (exact on the host, reference.apply) and Winograd's transform of filters (in
+# float64 there, then rounded): done once for weights alone
+WEIGHT_MOVES = (T.ReshapeOp, T.SliceOp, T.RemapOp, T.ConcatOp, T.WinogradWeightsOp)
 
 
 def fold_weight_moves(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
     """Does every data movement of weights alone (reshape, slice, remap: pad, transpose, ...;
-    concat) once, now, on the host: its result becomes a new weight (a new argument of the
+    concat) and their Winograd transform once, now, on the host: its result becomes a new weight (a new argument of the
     function, named after the op), added to `weights`; weights nothing reads any more are
     dropped. Model inputs are moved on the device at every run."""
     block = fn.body.block
@@ -1099,8 +1100,9 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     (an fp16 export) runs at "fp16" unless `precision` says otherwise; its float16 inputs and
     outputs are float16 arrays.
 
-    `conv_algorithm` says how convs (groups 1, batch 1) compute: "direct" with the conv
-    templates, "gemm" as a matmul of the weights and the windows (tensorop-conv-to-gemm), or
+    `conv_algorithm` says how convs compute: "direct" with the conv templates, "gemm" as a
+    matmul of the weights and the windows (groups 1, batch 1: tensorop-conv-to-gemm),
+    "winograd" with Winograd's transforms and a batched matmul (3 x 3, stride 1), or
     "auto": per conv, the faster form where `records` time both (1x1 convs, tuned both ways),
     else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32 on an
     NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise."""

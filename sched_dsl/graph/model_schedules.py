@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout
+from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout, winograd_refusal
 from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder
 
@@ -204,8 +204,10 @@ def depthwise_flat(s: Schedule, stage, threads) -> None:
     s.unroll(rx)
 
 
-def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str = "") -> None:
-    """The SGEMM schedule; block tile ti x tj, 4x4 quads over si x sj, k chunk kc."""
+def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str = "",
+                 batch: tuple[int, ...] = (), a_batched: bool = False) -> None:
+    """The SGEMM schedule; block tile ti x tj, 4x4 quads over si x sj, k chunk kc; a batched
+    matmul's batch on the grid's z."""
     def pow2(ext: int, lo: int = 16, hi: int = 128) -> list[int]:
         return [v for v in (4, 8, 16, 32, 64, 128) if lo <= v <= min(hi, ext)] or [min(ext, lo)]
     tj_d = max(pow2(n))
@@ -215,17 +217,23 @@ def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str =
     si = s.knob(prefix + "si", candidates(max(16, ti_d // 2), [16, 32, 64]))
     sj = s.knob(prefix + "sj", candidates(max(16, tj_d // 2), [16, 32, 64]))
     kc = s.knob(prefix + "kc", candidates(min(16, max(pow2(k, 4, 32))), pow2(k, 4, 32)))
-    sgemm_tiles(s, stage, a, b, ti, tj, si, sj, kc)
+    sgemm_tiles(s, stage, a, b, ti, tj, si, sj, kc, len(batch), a_batched)
 
 
-def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc) -> None:
+def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc, batch: int = 0, a_batched: bool = False) -> None:
     """The SGEMM schedule (factors are ints or knobs): each block computes a `ti` x `tj` tile
     of C from `kc`-deep slices of A and B in shared memory, double-buffered (the next slices
     load into registers while this one is used), A's slice transposed so both are read along
     rows; each thread accumulates 4x4 quads of outputs in registers, strided by `si` rows
     and `sj` columns (si / 4 x sj / 4 threads), so neighbouring threads read neighbouring
-    shared words (no bank conflicts) and each reads float4s."""
-    i, j, kk = s.loops("i", "j", "k", stage=stage)
+    shared words (no bank conflicts) and each reads float4s. A batched matmul's `batch`
+    loops are fused and bound to block.z (`a_batched`: A has them too)."""
+    *bs, i, j, kk = s.loops(*[f"b{d}" for d in range(batch)], "i", "j", "k", stage=stage)
+    if bs:
+        fused = bs[0]
+        for lp in bs[1:]:
+            fused = s.fuse(fused, lp)
+        s.bind(fused, "block.z")
     io, ir = s.split(i, ti)
     jo, jr = s.split(j, tj)
     i2, ir2 = s.split(ir, si)
@@ -238,7 +246,8 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc) -> None:
     s.bind(jo, "block.x")
     s.bind(ty, "thread.y")
     s.bind(tx, "thread.x")
-    s.cache_read(a, "shared", at=ko, layout=(1, 0), double_buffer=True)
+    s.cache_read(a, "shared", at=ko, layout=(*range(batch), batch + 1, batch) if a_batched else (1, 0),
+                 double_buffer=True)
     s.cache_read(b, "shared", at=ko, double_buffer=True)
     s.cache_write("local", at=tx)
     for lp in (ki, i2, j2, i4, j4):
@@ -365,16 +374,15 @@ def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     return "mma.m16n8k8" if compute == "tf32" else None
 
 
-def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None):
-    """The schedule template of an m x n x k matmul (with `batch` dimensions before)."""
+def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2):
+    """The schedule template of an m x n x k matmul (with `batch` dimensions before; A of
+    rank `a_rank`: a 2-D A is shared by the batch)."""
     if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
         return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix,
                                                                      batch)
-    if batch:
-        return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, len(batch))
-    if matmul_is_tiled(m, n, k):
-        return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix)
-    return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix)
+    if matmul_is_tiled(m, n, k) and a_rank in (2, len(batch) + 2):
+        return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix, batch, a_rank > 2)
+    return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, len(batch))
 
 
 def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, object, str], None] | None:
@@ -386,7 +394,7 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
         (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
-        return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op))
+        return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op), len(T.shape_of(op.lhs)))
     return None
 
 
@@ -425,13 +433,13 @@ def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype
     y = matmul(a, b, name="C", precision=compute, out_dtype=out_dtype)
     s = Schedule(y)
     (m, k), n = a_shape[-2:], b_shape[-1]
-    matmul_template(m, n, k, tuple(y.shape[:-2]), product_intrinsic(dtype, compute))(s, y, a, b, "")
+    matmul_template(m, n, k, tuple(y.shape[:-2]), product_intrinsic(dtype, compute), len(a_shape))(s, y, a, b, "")
     return y, s
 
 
 # ---- conv2d as a matmul (tensorop-conv-to-gemm): which convs ----------------------------------
 
-CONV_ALGORITHMS = ("auto", "direct", "gemm")
+CONV_ALGORITHMS = ("auto", "direct", "gemm", "winograd")
 
 
 def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
@@ -489,10 +497,13 @@ def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
 
 def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
                    recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
-    """"gemm" or "direct" for this conv under `policy`: "gemm" wherever the conv can be a
-    matmul, "direct" never, "auto": where the records (`recorded_ms` of a workload, None when
-    unrecorded) time both forms, the faster; else "gemm" where the device has tensor cores
-    and the product fits their template, "direct" otherwise."""
+    """"gemm", "winograd" or "direct" for this conv under `policy`: "gemm" ("winograd")
+    wherever the conv can take that form, "direct" never, "auto": where the records
+    (`recorded_ms` of a workload, None when unrecorded) time both the conv and its matmul,
+    the faster; else "gemm" where the device has tensor cores and the product fits their
+    template, "direct" otherwise."""
+    if policy == "winograd":
+        return "winograd" if winograd_refusal(op) is None else "direct"
     if policy == "direct" or gemm_refusal(op) is not None:
         return "direct"
     if policy == "gemm":

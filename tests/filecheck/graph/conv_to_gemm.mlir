@@ -9,10 +9,11 @@
 // multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
 // of 8 (7 x 7 -> 7 x 8), cut back by a remap (a slice). split_k = 2 splits the 144 window rows into two
 // slices of 72: a batched product of the weights' slices and the columns' (both reshapes, the
-// weights' also a transpose) whose two partial products a reduce sums. Unmarked convs stay,
-// unless all=true.
+// weights' also a transpose) whose two partial products a reduce sums. algorithm = "winograd"
+// takes F(4x4, 3x3) on the 8 x 8 f32 output: 36 products of the transformed filters [36, f, c]
+// and tiles [36, c, 4 tiles], then the output transform. Unmarked convs stay, unless all=true.
 builtin.module {
-  func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) {
+  func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) {
     %c = tensorop.conv2d %x, %w {name = "conv", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     %cb = tensorop.bias_add %c, %b {name = "bias", axis = 1 : i64} : (tensor<1x32x8x8xf32>, tensor<32xf32>) -> tensor<1x32x8x8xf32>
     %s = tensorop.binary %cb, %r {name = "res", fn = "add"} : (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
@@ -21,7 +22,8 @@ builtin.module {
     %h = tensorop.conv2d %xh, %wh {name = "half", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x7x7xbf16>, tensor<32x16x3x3xbf16>) -> tensor<1x32x7x7xbf16>
     %d = tensorop.conv2d %x, %w {name = "direct", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     %k = tensorop.conv2d %x, %w {name = "sk", algorithm = "gemm", split_k = 2 : i64, stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
-    func.return %y, %p, %h, %d, %k : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>
+    %g = tensorop.conv2d %x, %w {name = "wino", algorithm = "winograd", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
+    func.return %y, %p, %h, %d, %k, %g : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>
   }
 }
 
@@ -51,6 +53,11 @@ builtin.module {
 // CHECK-NEXT: %sk_gemm = tensorop.matmul %sk_wslices, %sk_cslices {{.*}} -> tensor<2x32x64xf32>
 // CHECK-NEXT: %sk_sum = tensorop.reduce %sk_gemm {{.*}}axes = array<i64: 0>{{.*}} -> tensor<32x64xf32>
 // CHECK-NEXT: %k = tensorop.reshape %sk_sum {name = "sk_nchw"}
+// CHECK-NEXT: %wino_tiles = tensorop.winograd_input %x {name = "wino_tiles", tile = 4 : i64, padding = array<i64: 1, 1, 1, 1>} : (tensor<1x16x8x8xf32>) -> tensor<36x16x4xf32>
+// CHECK-NEXT: %wino_filters = tensorop.winograd_weights %w {name = "wino_filters", tile = 4 : i64} : (tensor<32x16x3x3xf32>) -> tensor<36x32x16xf32>
+// CHECK-NEXT: %wino_gemm = tensorop.matmul %wino_filters, %wino_tiles {{.*}} -> tensor<36x32x4xf32>
+// CHECK-NEXT: %g = tensorop.winograd_output %wino_gemm {name = "wino_out", tile = 4 : i64, size = array<i64: 8, 8>} : (tensor<36x32x4xf32>) -> tensor<1x32x8x8xf32>
 
 // ALL:     %direct_cols = tensorop.im2col %x
+// ALL:     %wino_tiles = tensorop.winograd_input %x
 // ALL-NOT: tensorop.conv2d
