@@ -24,7 +24,8 @@ S, n] (a reshape), and the product a batched matmul whose S partial products (in
 type) a `tensorop.reduce` sums; the chain then fuses into that reduce.
 
 New ops are named after the conv (`<conv>_cols`, `<conv>_gemm`, ...) and chain members after
-themselves (`<member>_gemm`); the value the conv or the chain made keeps its name.
+themselves (`<member>_gemm`); the op that makes the conv's (or the chain's) value in the end
+takes that value's name and its maker's stage name.
 
 A conv marked `algorithm = "winograd"` (3 x 3, stride 1, dilation 1, groups 1, any batch)
 takes Winograd's minimal filtering F(t x t, 3 x 3) instead (tensorop.WINOGRAD): its input's
@@ -245,11 +246,13 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
 
 
 def replace_value(old: SSAValue, new: SSAValue) -> None:
-    """`new` takes `old`'s uses and name (model outputs and buffers go by name); the ops that
-    made `old` and the chain before it are erased once nothing uses them."""
+    """`new` takes `old`'s uses, its name and its maker's stage name (model outputs, buffers
+    and layers go by them); the ops that made `old` and the chain before it are erased once
+    nothing uses them."""
     name = old.name_hint
     old.replace_all_uses_with(new)
     new.name_hint = name
+    new.owner.properties["name"] = StringAttr(old.owner.stage_name)
     op = old.owner
     while isinstance(op, T.TensorOp) and not op.result.uses:
         inputs = [v.owner for v in op.operands]

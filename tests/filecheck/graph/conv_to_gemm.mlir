@@ -4,7 +4,7 @@
 // conv2d marked algorithm = "gemm" becomes a matmul of its weights (reshaped) and its windows
 // (im2col). Its bias, residual add and relu move to the product's [f, oh * ow] shape (the
 // residual reshaped, which moves no data) and fuse into the matmul; the reshape back to NCHW
-// follows them and keeps the chain's value name. The 1x1 conv needs no im2col: its input
+// follows them and takes the chain's value and stage name. The 1x1 conv needs no im2col: its input
 // reshaped is the windows' matrix. The bf16 conv is padded for a tensor-core tile: rows to a
 // multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
 // of 8 (7 x 7 -> 7 x 8), cut back by a remap (a slice). split_k = 2 splits the 144 window rows into two
@@ -34,16 +34,16 @@ builtin.module {
 // CHECK-NEXT: %res_view = tensorop.reshape %r {{.*}} -> tensor<32x64xf32>
 // CHECK-NEXT: %res_gemm = tensorop.binary %bias_gemm, %res_view {group = "conv_gemm", name = "res_gemm", fn = "add"}
 // CHECK-NEXT: %relu_gemm = tensorop.unary %res_gemm {group = "conv_gemm", name = "relu_gemm", fn = "relu"}
-// CHECK-NEXT: %y = tensorop.reshape %relu_gemm {name = "conv_nchw"} : (tensor<32x64xf32>) -> tensor<1x32x8x8xf32>
+// CHECK-NEXT: %y = tensorop.reshape %relu_gemm {name = "relu"} : (tensor<32x64xf32>) -> tensor<1x32x8x8xf32>
 // CHECK-NEXT: %pw_cols = tensorop.reshape %x {{.*}} -> tensor<16x64xf32>
 // CHECK-NEXT: %pw_wmat = tensorop.reshape %w1 {{.*}} -> tensor<32x16xf32>
 // CHECK-NEXT: %pw_gemm = tensorop.matmul %pw_wmat, %pw_cols
-// CHECK-NEXT: %p = tensorop.reshape %pw_gemm {name = "pw_nchw"}
+// CHECK-NEXT: %p = tensorop.reshape %pw_gemm {name = "pw"}
 // CHECK-NEXT: %half_cols = tensorop.im2col %xh {{.*}}width = 8 : i64} : (tensor<1x16x7x7xbf16>) -> tensor<144x56xbf16>
 // CHECK-NEXT: %half_wmat = tensorop.reshape %wh
 // CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {{.*}} -> tensor<32x56xbf16>
 // CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
-// CHECK-NEXT: %h = tensorop.remap %half_grid {name = "half_cut", {{.*}} -> tensor<1x32x7x7xbf16>
+// CHECK-NEXT: %h = tensorop.remap %half_grid {name = "half", {{.*}} -> tensor<1x32x7x7xbf16>
 // CHECK-NEXT: %d = tensorop.conv2d %x, %w {name = "direct"
 // CHECK-NEXT: %sk_cols = tensorop.im2col %x {{.*}} -> tensor<144x64xf32>
 // CHECK-NEXT: %sk_wmat = tensorop.reshape %w
@@ -52,11 +52,11 @@ builtin.module {
 // CHECK-NEXT: %sk_cslices = tensorop.reshape %sk_cols {{.*}} -> tensor<2x72x64xf32>
 // CHECK-NEXT: %sk_gemm = tensorop.matmul %sk_wslices, %sk_cslices {{.*}} -> tensor<2x32x64xf32>
 // CHECK-NEXT: %sk_sum = tensorop.reduce %sk_gemm {{.*}}axes = array<i64: 0>{{.*}} -> tensor<32x64xf32>
-// CHECK-NEXT: %k = tensorop.reshape %sk_sum {name = "sk_nchw"}
+// CHECK-NEXT: %k = tensorop.reshape %sk_sum {name = "sk"}
 // CHECK-NEXT: %wino_tiles = tensorop.winograd_input %x {name = "wino_tiles", tile = 4 : i64, padding = array<i64: 1, 1, 1, 1>} : (tensor<1x16x8x8xf32>) -> tensor<36x16x4xf32>
 // CHECK-NEXT: %wino_filters = tensorop.winograd_weights %w {name = "wino_filters", tile = 4 : i64} : (tensor<32x16x3x3xf32>) -> tensor<36x32x16xf32>
 // CHECK-NEXT: %wino_gemm = tensorop.matmul %wino_filters, %wino_tiles {{.*}} -> tensor<36x32x4xf32>
-// CHECK-NEXT: %g = tensorop.winograd_output %wino_gemm {name = "wino_out", tile = 4 : i64, size = array<i64: 8, 8>} : (tensor<36x32x4xf32>) -> tensor<1x32x8x8xf32>
+// CHECK-NEXT: %g = tensorop.winograd_output %wino_gemm {name = "wino", tile = 4 : i64, size = array<i64: 8, 8>} : (tensor<36x32x4xf32>) -> tensor<1x32x8x8xf32>
 
 // ALL:     %direct_cols = tensorop.im2col %x
 // ALL:     %wino_tiles = tensorop.winograd_input %x
