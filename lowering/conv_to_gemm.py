@@ -35,9 +35,10 @@ takes Winograd's minimal filtering F(t x t, 3 x 3) instead (tensorop.WINOGRAD): 
 the conv. t is `winograd_tile` (2 or 4), by default 4 for f32 outputs of at least 8 x 8, else
 2 (t = 4 takes 2.25 times fewer products than t = 2 and loses more to rounding).
 
-Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm` marks them), or
-with `all=true` every unmarked conv that can be written as a matmul. A marked conv that cannot
-(grouped, batch above 1; for Winograd: not a 3 x 3 stride-1 conv) is an error naming it.
+Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm`
+marks them), or with `all=true` also every unmarked conv that can be written as a matmul. A
+marked conv that cannot (grouped, batch above 1; for Winograd: not a 3 x 3 stride-1 conv) is
+an error naming it.
 """
 
 from __future__ import annotations
@@ -285,9 +286,9 @@ def convert_function(fn: func.FuncOp, every: bool) -> int:
             continue
         check_marks(op)
         algorithm = op.attributes[ALGORITHM].data if ALGORITHM in op.attributes else None
-        if algorithm not in ("gemm", "winograd") and not every:
+        if algorithm == "direct" or algorithm is None and not every:
             continue
-        algorithm = algorithm if algorithm in ("gemm", "winograd") else "gemm"
+        algorithm = algorithm or "gemm"
         why = (gemm_refusal if algorithm == "gemm" else winograd_refusal)(op)
         if why is not None:
             if ALGORITHM in op.attributes:

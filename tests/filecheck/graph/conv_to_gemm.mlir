@@ -11,7 +11,8 @@
 // slices of 72: a batched product of the weights' slices and the columns' (both reshapes, the
 // weights' also a transpose) whose two partial products a reduce sums. algorithm = "winograd"
 // takes F(4x4, 3x3) on the 8 x 8 f32 output: 36 products of the transformed filters [36, f, c]
-// and tiles [36, c, 4 tiles], then the output transform. Unmarked convs stay, unless all=true.
+// and tiles [36, c, 4 tiles], then the output transform. Unmarked convs stay, unless all=true;
+// a conv marked "direct" stays in any case.
 builtin.module {
   func.func @main(%x: tensor<1x16x8x8xf32>, %w: tensor<32x16x3x3xf32>, %b: tensor<32xf32>, %r: tensor<1x32x8x8xf32>, %w1: tensor<32x16x1x1xf32>, %xh: tensor<1x16x7x7xbf16>, %wh: tensor<32x16x3x3xbf16>) -> (tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>) {
     %c = tensorop.conv2d %x, %w {name = "conv", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
@@ -20,7 +21,7 @@ builtin.module {
     %y = tensorop.unary %s {name = "relu", fn = "relu"} : (tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
     %p = tensorop.conv2d %x, %w1 {name = "pw", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x1x1xf32>) -> tensor<1x32x8x8xf32>
     %h = tensorop.conv2d %xh, %wh {name = "half", algorithm = "gemm", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x7x7xbf16>, tensor<32x16x3x3xbf16>) -> tensor<1x32x7x7xbf16>
-    %d = tensorop.conv2d %x, %w {name = "direct", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
+    %d = tensorop.conv2d %x, %w {name = "direct", algorithm = "direct", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     %k = tensorop.conv2d %x, %w {name = "sk", algorithm = "gemm", split_k = 2 : i64, stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     %g = tensorop.conv2d %x, %w {name = "wino", algorithm = "winograd", stride = array<i64: 1, 1>, padding = array<i64: 1, 1, 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x8x8xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x8x8xf32>
     func.return %y, %p, %h, %d, %k, %g : tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x7x7xbf16>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>, tensor<1x32x8x8xf32>
@@ -44,7 +45,7 @@ builtin.module {
 // CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {{.*}} -> tensor<32x56xbf16>
 // CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
 // CHECK-NEXT: %h = tensorop.remap %half_grid {name = "half", {{.*}} -> tensor<1x32x7x7xbf16>
-// CHECK-NEXT: %d = tensorop.conv2d %x, %w {name = "direct"
+// CHECK-NEXT: %d = tensorop.conv2d %x, %w {algorithm = "direct", name = "direct"
 // CHECK-NEXT: %sk_cols = tensorop.im2col %x {{.*}} -> tensor<144x64xf32>
 // CHECK-NEXT: %sk_wmat = tensorop.reshape %w
 // CHECK-NEXT: %sk_wsplit = tensorop.reshape %sk_wmat {{.*}} -> tensor<32x2x72xf32>
@@ -58,6 +59,5 @@ builtin.module {
 // CHECK-NEXT: %wino_gemm = tensorop.matmul %wino_filters, %wino_tiles {{.*}} -> tensor<36x32x4xf32>
 // CHECK-NEXT: %g = tensorop.winograd_output %wino_gemm {name = "wino", tile = 4 : i64, size = array<i64: 8, 8>} : (tensor<36x32x4xf32>) -> tensor<1x32x8x8xf32>
 
-// ALL:     %direct_cols = tensorop.im2col %x
+// ALL:     %d = tensorop.conv2d %x, %w {algorithm = "direct", name = "direct"
 // ALL:     %wino_tiles = tensorop.winograd_input %x
-// ALL-NOT: tensorop.conv2d
