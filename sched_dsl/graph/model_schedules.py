@@ -18,7 +18,8 @@ the anchor alone as a workload of its own) searches the rest.
   the tensor-core GEMM (tc_gemm_tiles: block tile, warp tile, k slice, pipeline stages).
 - other matmuls: the SGEMM schedule of examples/sgemm_schedule.py (block tile `ti` x `tj`, 4x4
   register quads strided over `si` x `sj`, k chunks `kc` double-buffered in shared memory)
-  when both output dimensions are at least 32; otherwise one output per thread.
+  when both output dimensions are at least 32; otherwise one output per thread. A batched
+  matmul takes the same templates, its batch bound to the grid's z.
 """
 
 from __future__ import annotations
@@ -496,7 +497,7 @@ def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
 
 
 def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
-                   recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
+                          recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
     """"gemm", "winograd" or "direct" for this conv under `policy`: "gemm" ("winograd")
     wherever the conv can take that form, "direct" never, "auto": where the records
     (`recorded_ms` of a workload, None when unrecorded) time both the conv and its matmul,
