@@ -1163,7 +1163,9 @@ class WinogradOp(TensorOp):
     tiles; a tile index p = (b * th + ty) * tw + tx counts the image and the tile down and
     across."""
 
+    input = operand_def(TensorType)
     tile = prop_def(IntegerAttr)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def tile_size(self) -> int:
         return self.tile.value.data
@@ -1176,9 +1178,7 @@ class WinogradInputOp(WinogradOp):
     tile + 2. Loops d0 d1 d2."""
 
     name = "tensorop.winograd_input"
-    input = operand_def(TensorType)
     padding = prop_def(DenseArrayBase)
-    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, name: str, tile: int, padding: Sequence[int]):
         out = winograd_input_shape(shape_of(x), tile, padding)
@@ -1195,8 +1195,6 @@ class WinogradWeightsOp(WinogradOp):
     d1 d2."""
 
     name = "tensorop.winograd_weights"
-    input = operand_def(TensorType)
-    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, w: SSAValue, name: str, tile: int):
         out = winograd_weights_shape(shape_of(w), tile)
@@ -1214,9 +1212,7 @@ class WinogradOutputOp(WinogradOp):
     ow). Loops d0 d1 d2 d3 (n, f, y, x)."""
 
     name = "tensorop.winograd_output"
-    input = operand_def(TensorType)
     size = prop_def(DenseArrayBase)
-    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, m: SSAValue, name: str, tile: int, size: Sequence[int]):
         out = winograd_output_shape(shape_of(m), tile, size)
