@@ -73,17 +73,16 @@ def configs(n: int, precision: str, quick: bool, only: str | None = None) -> lis
     return found[:3] if quick else found
 
 
-def conv_model(c: int, size: int, stride: int = 1):
+def conv_model(c: int, size: int):
     """One 3x3 conv (padding 1, no bias) of c channels at size x size, as an ONNX model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = (np.random.default_rng(1).standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-    out = (size - 1) // stride + 1
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1], strides=[stride, stride])],
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
         "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out, out])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, size, size])], [numpy_helper.from_array(w, "w")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
 
 

@@ -1130,15 +1130,20 @@ def winograd_tiles(out: Sequence[int], tile: int) -> tuple[int, int]:
     return -(-out[0] // tile), -(-out[1] // tile)
 
 
-def winograd_input_shape(x: Sequence[int], tile: int, padding: Sequence[int]) -> tuple[int, ...]:
-    """[(tile + 2)^2, c, n * tiles] for a 3 x 3, stride-1 conv's NCHW input."""
+def winograd_input_tiles(x: Sequence[int], tile: int, padding: Sequence[int]) -> tuple[int, int]:
+    """Tiles down and across the output of a 3 x 3, stride-1 conv of an NCHW input."""
     if len(x) != 4:
         raise ShapeError(f"winograd_input needs an NCHW input, got {tuple(x)}")
     try:
         _, _, oh, ow = conv2d_shape(x, (1, x[1], 3, 3), (1, 1), padding, (1, 1), 1)
     except ShapeError as e:
         raise ShapeError(f"winograd_input: {str(e).replace('conv2d ', '')}") from None
-    th, tw = winograd_tiles((oh, ow), tile)
+    return winograd_tiles((oh, ow), tile)
+
+
+def winograd_input_shape(x: Sequence[int], tile: int, padding: Sequence[int]) -> tuple[int, ...]:
+    """[(tile + 2)^2, c, n * tiles] for a 3 x 3, stride-1 conv's NCHW input."""
+    th, tw = winograd_input_tiles(x, tile, padding)
     return ((tile + 2) ** 2, x[1], x[0] * th * tw)
 
 

@@ -91,7 +91,7 @@ def rewrite_winograd(conv: T.Conv2dOp, b: Builder) -> None:
     tiles = b.add(T.WinogradInputOp(conv.input, f"{name}_tiles", tile, conv.padding.get_values()))
     filters = b.add(T.WinogradWeightsOp(conv.weight, f"{name}_filters", tile))
     product = b.add(T.MatmulOp(filters, tiles, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
-    out = b.add(T.WinogradOutputOp(product, f"{name}_out", tile, T.shape_of(conv.result)[2:]))
+    out = b.add(T.WinogradOutputOp(product, name, tile, T.shape_of(conv.result)[2:]))
     replace_value(conv.result, out)
 
 
@@ -216,7 +216,7 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
         product = b.add(T.ReduceOp(partial, f"{name}_sum", "sum", [0], False))
     if width > ow:  # cut the padded columns; the chain stays NCHW and fuses into the slice
         grid = b.reshape(product, (1, f, oh, width), "grid")
-        out = b.add(T.RemapOp(grid, f"{name}_cut", *T.slice_remap((1, f, oh, width), [0], [ow], [3], [1])))
+        out = b.add(T.RemapOp(grid, name, *T.slice_remap((1, f, oh, width), [0], [ow], [3], [1])))
         replace_value(conv.result, out)
         return
     last = conv.result
@@ -241,19 +241,18 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
                                     properties=props, attributes=kept)
         value = b.add(moved)
         last = member.result
-    b.at = last.owner if last is not conv.result else conv
-    out = b.reshape(value, (1, f, oh, ow), "nchw")
+    b.at = last.owner
+    out = b.add(T.ReshapeOp(value, last.owner.stage_name, (1, f, oh, ow)))
     replace_value(last, out)
 
 
 def replace_value(old: SSAValue, new: SSAValue) -> None:
-    """`new` takes `old`'s uses, its name and its maker's stage name (model outputs, buffers
-    and layers go by them); the ops that made `old` and the chain before it are erased once
-    nothing uses them."""
+    """`new` (made by an op named as `old`'s maker: model outputs, buffers and layers go by
+    names) takes `old`'s uses and name; the ops that made `old` and the chain before it are
+    erased once nothing uses them."""
     name = old.name_hint
     old.replace_all_uses_with(new)
     new.name_hint = name
-    new.owner.properties["name"] = StringAttr(old.owner.stage_name)
     op = old.owner
     while isinstance(op, T.TensorOp) and not op.result.uses:
         inputs = [v.owner for v in op.operands]
@@ -262,21 +261,25 @@ def replace_value(old: SSAValue, new: SSAValue) -> None:
         op = next((p for p in inputs if isinstance(p, T.TensorOp) and not p.result.uses), None)
 
 
+def located(op: T.Conv2dOp, what: str) -> DiagnosticException:
+    """The error `what` about the conv, at its location."""
+    loc = where(op)
+    return DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}'{what}")
+
+
 def check_marks(op: T.Conv2dOp) -> None:
     """The conv's algorithm and split_k attributes, if any, are ones this pass knows."""
-    loc = where(op)
-    fail = f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d '{op.stage_name}': "
     algorithm = op.attributes.get(ALGORITHM)
     if algorithm is not None and (not isinstance(algorithm, StringAttr) or algorithm.data not in ALGORITHMS):
-        raise DiagnosticException(fail + f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm}")
+        raise located(op, f": algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm}")
     tile = op.attributes.get(WINOGRAD_TILE)
     if tile is not None and (not isinstance(tile, IntegerAttr) or tile.value.data not in T.WINOGRAD):
-        raise DiagnosticException(fail + f"winograd_tile must be 2 or 4, got {tile}")
+        raise located(op, f": winograd_tile must be 2 or 4, got {tile}")
     split = op.attributes.get(SPLIT_K)
     if split is not None and (not isinstance(split, IntegerAttr) or split.value.data < 1):
-        raise DiagnosticException(fail + f"split_k must be an integer >= 1, got {split}")
+        raise located(op, f": split_k must be an integer >= 1, got {split}")
     if split is not None and split.value.data > 1 and (algorithm is None or algorithm.data != "gemm"):
-        raise DiagnosticException(fail + "split_k splits the product of algorithm = \"gemm\"; this conv has none")
+        raise located(op, ": split_k splits the product of algorithm = \"gemm\"; this conv has none")
 
 
 def convert_function(fn: func.FuncOp, every: bool) -> int:
@@ -292,9 +295,7 @@ def convert_function(fn: func.FuncOp, every: bool) -> int:
         why = (gemm_refusal if algorithm == "gemm" else winograd_refusal)(op)
         if why is not None:
             if ALGORITHM in op.attributes:
-                loc = where(op)
-                raise DiagnosticException(f"{loc}{'error: ' if loc else ''}tensorop-conv-to-gemm: conv2d "
-                                          f"'{op.stage_name}' is marked algorithm = \"{algorithm}\", but {why}")
+                raise located(op, f" is marked algorithm = \"{algorithm}\", but {why}")
             continue
         builder = Builder(op, op.stage_name, op.attributes.get("device"))
         (rewrite_conv if algorithm == "gemm" else rewrite_winograd)(op, builder)

@@ -95,16 +95,16 @@ def reshape_aliases(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
     return out
 
 
-def in_place_concats(fn: func.FuncOp, alignment: int) -> dict[T.ConcatOp, list[int]]:
+def in_place_concats(fn: func.FuncOp, alignment: int) -> dict[T.ConcatOp, list[tuple[SSAValue, int]]]:
     """The concats whose operands can be written straight into their slices of the result,
-    with each operand's byte offset in it: a concat on the GPU, outside any fused group, along
-    an axis with only 1s before it (each operand one contiguous slice: channels at batch 1),
+    with each slice's writer and byte offset in it: a concat on the GPU, outside any fused
+    group, along an axis with only 1s before it (each operand one contiguous slice: channels at batch 1),
     every operand made by a GPU operator of this function (not an argument, a copy or another
     such concat; through a reshape that moves no data, the operator that made its input, which
     then writes the slice), in this concat only once and in no other such concat, and every
     slice starting at a multiple of `alignment` (arena views must)."""
     aliases = reshape_aliases(fn)
-    out: dict[T.ConcatOp, list[int]] = {}
+    out: dict[T.ConcatOp, list[tuple[SSAValue, int]]] = {}
     claimed: set[SSAValue] = set()
     for op in fn.body.block.ops:
         if not isinstance(op, T.ConcatOp) or GROUP in op.attributes or where(op.result) != "device":
@@ -114,21 +114,22 @@ def in_place_concats(fn: func.FuncOp, alignment: int) -> dict[T.ConcatOp, list[i
         writers = [aliases.get(v, v) for v in op.inputs]
         if len(set(writers)) != len(writers):
             continue
-        offsets, at = [], 0
+        slices, at = [], 0
         for v in writers:
             maker = v.owner
             if (not isinstance(maker, T.TensorOp) or maker in out or v in claimed or where(v) != "device"
                     or at % alignment):
                 break
-            offsets.append(at)
+            slices.append((v, at))
             at += value_bytes(v.type)
         else:
-            out[op] = offsets
+            out[op] = slices
             claimed.update(writers)
     return out
 
 
-def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[int]] | None = None) -> list[Interval]:
+def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[tuple[SSAValue, int]]] | None = None
+              ) -> list[Interval]:
     """Each planned value's interval. A value whose bytes other names share (reshapes that
     move no data; the operands of an in-place concat, in its result) lives from the first
     write of any of them to the last read of any of them."""
@@ -136,7 +137,7 @@ def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[int]] | None = No
     time = launch_times(ops)
     end_of_function = len(ops)
     aliases = reshape_aliases(fn)
-    home: dict[SSAValue, SSAValue] = {aliases.get(v, v): c.result for c in (in_place or {}) for v in c.inputs}
+    home: dict[SSAValue, SSAValue] = {v: c.result for c, slices in (in_place or {}).items() for v, _ in slices}
     for alias, root in aliases.items():
         home[alias] = home.get(root, root)
     names_of: dict[SSAValue, list[SSAValue]] = {}
@@ -185,11 +186,10 @@ def plan_function(fn: func.FuncOp, alignment: int) -> int:
     arena = place(intervals, alignment)
     for iv in intervals:
         iv.value.owner.attributes[OFFSET] = IntegerAttr(iv.offset, i64)
-    aliases = reshape_aliases(fn)
-    for concat, offsets in in_place.items():
+    for concat, slices in in_place.items():
         base = concat.attributes[OFFSET].value.data
-        for v, offset in zip(concat.inputs, offsets):  # the slice's writer: through a reshape, its input's
-            aliases.get(v, v).owner.attributes[OFFSET] = IntegerAttr(base + offset, i64)
+        for writer, offset in slices:
+            writer.owner.attributes[OFFSET] = IntegerAttr(base + offset, i64)
         concat.attributes[IN_PLACE] = UnitAttr()
     fn.attributes[ARENA] = IntegerAttr(arena, i64)
     return arena

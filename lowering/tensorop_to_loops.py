@@ -110,6 +110,14 @@ def coefficient(em: Emitter, matrix, row: SSAValue, col: int) -> SSAValue:
     return v
 
 
+def transformed(em: Emitter, matrix, row: SSAValue, col: SSAValue, n: int,
+                load: Callable[[int, int], SSAValue]) -> SSAValue:
+    """(M D M^T)[row, col] = sum over i, j < n of M[row][i] M[col][j] D[i, j], D[i, j] = load(i, j)."""
+    terms = [em.fbin("mul", em.fbin("mul", coefficient(em, matrix, row, i), coefficient(em, matrix, col, j)),
+                     load(i, j)) for i in range(n) for j in range(n)]
+    return functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+
+
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
                 fill: float) -> SSAValue:
     """ref[idx] where all guard conditions hold, else fill."""
@@ -496,26 +504,23 @@ class OpLowering:
         (x,) = self.args
         tile, (pt, pl, _, _) = op.tile_size(), op.padding.get_values()
         a, bt = tile + 2, T.WINOGRAD[tile][0]
-        _, c, h, w = T.shape_of(op.input)
-        shape = T.shape_of(op.result)
-        th, tw = T.winograd_tiles(T.conv2d_shape(T.shape_of(op.input), (1, c, 3, 3), (1, 1), op.padding.get_values(),
-                                                 (1, 1), 1)[2:], tile)
+        _, _, h, w = T.shape_of(op.input)
+        th, tw = T.winograd_input_tiles(T.shape_of(op.input), tile, op.padding.get_values())
 
         def body(em, iv):
             xi, nu = em.floordiv(iv["d0"], a), em.rem(iv["d0"], a)
             p = iv["d2"]
             b, ty, tx = em.floordiv(p, th * tw), em.rem(em.floordiv(p, tw), th), em.rem(p, tw)
             y0, x0 = em.sub(em.mul(ty, tile), em.index(pt)), em.sub(em.mul(tx, tile), em.index(pl))
-            terms = []
-            for i in range(a):
-                for j in range(a):
-                    iy, ix = em.add(y0, em.index(i)), em.add(x0, em.index(j))
-                    d = padded_load(em, x, [b, iv["d1"], iy, ix], em.in_range(iy, 0, h) + em.in_range(ix, 0, w), 0.0)
-                    terms.append(em.fbin("mul", em.fbin("mul", coefficient(em, bt, xi, i), coefficient(em, bt, nu, j)), d))
-            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
-            em.store_value(self.finish(em, v, [iv["d0"], iv["d1"], p]), self.out, [iv["d0"], iv["d1"], p])
 
-        self.nest(self.stage, dims(shape), [], body)
+            def load(i, j):
+                iy, ix = em.add(y0, em.index(i)), em.add(x0, em.index(j))
+                return padded_load(em, x, [b, iv["d1"], iy, ix], em.in_range(iy, 0, h) + em.in_range(ix, 0, w), 0.0)
+
+            idx = [iv["d0"], iv["d1"], p]
+            em.store_value(self.finish(em, transformed(em, bt, xi, nu, a, load), idx), self.out, idx)
+
+        self.nest(self.stage, dims(T.shape_of(op.result)), [], body)
 
     def lower_winograd_weights(self) -> None:
         op = self.op
@@ -524,10 +529,8 @@ class OpLowering:
 
         def body(em, iv):
             xi, nu = em.floordiv(iv["d0"], a), em.rem(iv["d0"], a)
-            terms = [em.fbin("mul", em.fbin("mul", coefficient(em, g, xi, i), coefficient(em, g, nu, j)),
-                             em.load_value(w, [iv["d1"], iv["d2"], em.index(i), em.index(j)]))
-                     for i in range(3) for j in range(3)]
-            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+            v = transformed(em, g, xi, nu, 3,
+                            lambda i, j: em.load_value(w, [iv["d1"], iv["d2"], em.index(i), em.index(j)]))
             idx = [iv["d0"], iv["d1"], iv["d2"]]
             em.store_value(self.finish(em, v, idx), self.out, idx)
 
@@ -546,10 +549,7 @@ class OpLowering:
             b, f, y, xx = idx
             r, c = em.rem(y, tile), em.rem(xx, tile)
             p = em.add(em.mul(em.add(em.mul(b, th), em.floordiv(y, tile)), tw), em.floordiv(xx, tile))
-            terms = [em.fbin("mul", em.fbin("mul", coefficient(em, at, r, xi), coefficient(em, at, c, nu)),
-                             em.load_value(m, [em.index(xi * a + nu), f, p]))
-                     for xi in range(a) for nu in range(a)]
-            v = functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+            v = transformed(em, at, r, c, a, lambda xi, nu: em.load_value(m, [em.index(xi * a + nu), f, p]))
             em.store_value(self.finish(em, v, idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)

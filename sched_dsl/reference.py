@@ -74,13 +74,12 @@ def im2col(x, kernel, stride, padding, dilation, rows, width):
 
 def winograd_input(x, tile, padding):
     """tensorop.winograd_input: B^T d B of every input tile, zeros outside the input."""
-    from sched_dsl.dialects.tensorop import WINOGRAD, winograd_input_shape
+    from sched_dsl.dialects.tensorop import WINOGRAD, winograd_input_tiles
 
     bt = np.array(WINOGRAD[tile][0], dtype=np.float64)
     a = tile + 2
     n, c, h, w = x.shape
-    _, _, p = winograd_input_shape(x.shape, tile, padding)
-    th, tw = winograd_tiles_of(x.shape, tile, padding)
+    th, tw = winograd_input_tiles(x.shape, tile, padding)
     pt, pl = padding[0], padding[1]
     grown = np.zeros((n, c, th * tile + 2, tw * tile + 2))
     rows, cols = min(h, th * tile + 2 - pt), min(w, tw * tile + 2 - pl)
@@ -88,13 +87,7 @@ def winograd_input(x, tile, padding):
     d = np.stack([np.stack([grown[:, :, ty * tile:ty * tile + a, tx * tile:tx * tile + a] for tx in range(tw)], 2)
                   for ty in range(th)], 2)  # n, c, th, tw, a, a
     v = np.einsum("xi,ncuvij,yj->xycnuv", bt, d, bt)
-    return v.reshape(a * a, c, p)
-
-
-def winograd_tiles_of(shape, tile, padding):
-    from sched_dsl.dialects.tensorop import conv2d_shape, winograd_tiles
-
-    return winograd_tiles(conv2d_shape(shape, (1, shape[1], 3, 3), (1, 1), padding, (1, 1), 1)[2:], tile)
+    return v.reshape(a * a, c, n * th * tw)
 
 
 def winograd_weights(w, tile):

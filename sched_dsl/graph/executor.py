@@ -383,9 +383,9 @@ WEIGHT_MOVES = (T.ReshapeOp, T.SliceOp, T.RemapOp, T.ConcatOp, T.WinogradWeights
 
 def fold_weight_moves(fn: func.FuncOp, weights: dict[str, np.ndarray]) -> None:
     """Does every data movement of weights alone (reshape, slice, remap: pad, transpose, ...;
-    concat) and their Winograd transform once, now, on the host: its result becomes a new weight (a new argument of the
-    function, named after the op), added to `weights`; weights nothing reads any more are
-    dropped. Model inputs are moved on the device at every run."""
+    concat) and their Winograd transform once, now, on the host: its result becomes a new
+    weight (a new argument of the function, named after the op), added to `weights`; weights
+    nothing reads any more are dropped. Model inputs are moved on the device at every run."""
     block = fn.body.block
     for op in list(block.ops):
         if not isinstance(op, WEIGHT_MOVES) or not all(isinstance(v.owner, Block) and name_of(v) in weights

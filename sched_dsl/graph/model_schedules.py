@@ -24,6 +24,7 @@ the anchor alone as a workload of its own) searches the rest.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from collections.abc import Callable
@@ -205,6 +206,15 @@ def depthwise_flat(s: Schedule, stage, threads) -> None:
     s.unroll(rx)
 
 
+def gemm_loops(s: Schedule, stage, batch: int) -> tuple:
+    """Loops i, j, k of a matmul stage, its `batch` loops b0, b1, ... fused and bound to
+    block.z."""
+    *bs, i, j, k = s.loops(*[f"b{d}" for d in range(batch)], "i", "j", "k", stage=stage)
+    if bs:
+        s.bind(functools.reduce(s.fuse, bs), "block.z")
+    return i, j, k
+
+
 def matmul_tiled(s: Schedule, stage, a, b, m: int, n: int, k: int, prefix: str = "",
                  batch: tuple[int, ...] = (), a_batched: bool = False) -> None:
     """The SGEMM schedule; block tile ti x tj, 4x4 quads over si x sj, k chunk kc; a batched
@@ -229,12 +239,7 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc, batch: int = 0, a_
     and `sj` columns (si / 4 x sj / 4 threads), so neighbouring threads read neighbouring
     shared words (no bank conflicts) and each reads float4s. A batched matmul's `batch`
     loops are fused and bound to block.z (`a_batched`: A has them too)."""
-    *bs, i, j, kk = s.loops(*[f"b{d}" for d in range(batch)], "i", "j", "k", stage=stage)
-    if bs:
-        fused = bs[0]
-        for lp in bs[1:]:
-            fused = s.fuse(fused, lp)
-        s.bind(fused, "block.z")
+    i, j, kk = gemm_loops(s, stage, batch)
     io, ir = s.split(i, ti)
     jo, jr = s.split(j, tj)
     i2, ir2 = s.split(ir, si)
@@ -271,12 +276,7 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
     A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     pad_a, pad_b = TC_PADS[intrinsic]
-    *bs, i, j, k = s.loops(*[f"b{d}" for d in range(batch)], "i", "j", "k", stage=stage)
-    if bs:
-        fused = bs[0]
-        for lp in bs[1:]:
-            fused = s.fuse(fused, lp)
-        s.bind(fused, "block.z")
+    i, j, k = gemm_loops(s, stage, batch)
     io, i1 = s.split(i, bm)
     jo, j1 = s.split(j, bn)
     iw, i2 = s.split(i1, wm)

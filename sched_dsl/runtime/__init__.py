@@ -18,11 +18,11 @@ def tensor_cores(target: str) -> bool:
     OpenCL on them. `SCHED_DSL_TENSOR_CORES=0` turns them off (plain loops; to compare)."""
     import os
 
-    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
-        return False
     if target == "opencl":
         from sched_dsl.runtime.opencl import has_tensor_cores
-        return has_tensor_cores()
+        return has_tensor_cores()  # it reads SCHED_DSL_TENSOR_CORES too
+    if os.environ.get("SCHED_DSL_TENSOR_CORES") == "0":
+        return False
     from sched_dsl.runtime.cuda import default_device
     return default_device().compute_capability()[0] >= 8
 
