@@ -86,13 +86,15 @@ def conv_model(c: int, size: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
 
 
-def conv_kernel_ms(sess, feeds, repeat: int) -> float:
-    """The conv's own kernels (the model's input and output casts left out), each timed alone
-    by the session's profile, median over `repeat` runs."""
+def conv_kernel_ms(sess, feeds, repeat: int) -> tuple[float, dict[str, float]]:
+    """The conv's own kernels (the model's input and output casts left out), each timed by the
+    session's profile (on CUDA: launched back to back from a CUDA graph), median over `repeat`
+    runs: the total and each kernel's."""
     casts = {op.split("=")[0].strip().lstrip("%") for op in sess.ir.splitlines() if "tensorop.cast" in op}
-    runs = [sum(ms for layer, kind, ms in sess.profile(feeds) if kind == "kernel" and layer not in casts)
+    runs = [[(layer, ms) for layer, kind, ms in sess.profile(feeds) if kind == "kernel" and layer not in casts]
             for _ in range(repeat)]
-    return float(np.median(runs))
+    parts = {layer: float(np.median([run[i][1] for run in runs])) for i, (layer, _) in enumerate(runs[0])}
+    return float(np.median([sum(ms for _, ms in run) for run in runs])), parts
 
 
 def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list[dict]:
@@ -135,7 +137,7 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
                 sess = sd.load_onnx(path, target="cuda", precision=None if precision == "fp32" else precision,
                                     conv_algorithm=algorithm)
                 err = close(sess.run(None, {"x": x})[0], want)
-                ms = conv_kernel_ms(sess, {"x": x}, repeat)
+                ms, parts = conv_kernel_ms(sess, {"x": x}, repeat)
             except Exception as e:  # noqa: BLE001 - a configuration the device rejects is a result
                 msg = " | ".join(line for line in str(e).splitlines() if line.strip())[:800]
                 rows.append(dict(workload=work, precision=precision, impl=algorithm, error=msg))
@@ -143,9 +145,10 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
                 continue
             tc = any("mma.sync" in text for st in sess.steps if st.kind == "gpu" for _, text in st.segment.units)
             rows.append(dict(workload=work, precision=precision, impl=algorithm, ms=ms, speed=base / ms,
-                             max_rel_err=err, tensor_cores=tc, kernels=sess.kernel_count))
+                             max_rel_err=err, tensor_cores=tc, kernels=sess.kernel_count, parts=parts))
             print(f"  {algorithm:<8} {ms * 1e3:8.1f} us  {base / ms:5.2f}x cuDNN  err {err:.1e}"
-                  f"{'  (tensor cores)' if tc else ''}", flush=True)
+                  f"{'  (tensor cores)' if tc else ''}  [" + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts.items()) + "]",
+                  flush=True)
     return rows
 
 

@@ -23,7 +23,7 @@ from model_files import assert_matches_onnxruntime
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import GraphError, plan_steps, prepare, recorded_times
 from sched_dsl.graph.model_schedules import (anchor_workload, choose_conv_algorithm, gemm_is_whole, gemm_split,
-                                             gemm_workload, matmul_workload)
+                                             gemm_workload, matmul_workload, winograd_workloads)
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.lowering.conv_to_gemm import mark
 from sched_dsl.lowering.precision import lower_precision
@@ -239,6 +239,54 @@ def test_tuning_times_1x1_convs_both_ways_and_load_takes_the_faster(tmp_path):
     sess = sd.load_onnx(str(path), records=str(records))
     assert ("tensorop.matmul" in sess.ir) == (fastest["matmul"] < fastest["conv2d"])
     assert sess.tuned == ["pw_gemm" if fastest["matmul"] < fastest["conv2d"] else "pw"]
+    assert_matches_onnxruntime(sess, path)
+
+
+def test_auto_takes_winograd_where_the_records_time_its_kernels_faster(conv_path, tmp_path):
+    """A 3x3 conv's direct time against the sum of its Winograd kernels' times (input
+    transform, batched product, output transform): the faster wins; with a part untimed, or
+    where the product goes to tensor cores by default, the rule decides."""
+    a, a16 = convs_of(conv_path)["a"], convs_of(conv_path, "bf16")["a"]
+    key = lambda y: workload_of([y], "opencl", "dev").key  # noqa: E731
+    parts = [key(y) for y, _ in winograd_workloads(a)]
+    assert [k.split("(")[0].split("|")[0] for k in parts] == ["winograd_input", "matmul", "winograd_output"]
+    for part_ms, want in ((0.3, "winograd"), (0.4, "direct")):
+        path = tmp_path / f"w{part_ms}.jsonl"
+        with RecordsWriter(str(path)) as w:
+            w.append([Record(key(anchor_workload(a)[0]), {"fb": 1}, 1.0)] +
+                     [Record(k, {}, part_ms) for k in parts])
+        assert choose_conv_algorithm(a, "auto", False, recorded_times("opencl", str(path), "dev")) == want
+    assert choose_conv_algorithm(a, "auto", False, recorded_times("opencl", str(tmp_path / "w0.3.jsonl"), "dev")
+                                 ) == "winograd"
+    path = tmp_path / "two.jsonl"
+    with RecordsWriter(str(path)) as w:
+        w.append([Record(key(anchor_workload(a)[0]), {"fb": 1}, 1.0)] + [Record(k, {}, 0.01) for k in parts[:2]])
+    assert choose_conv_algorithm(a, "auto", False, recorded_times("opencl", str(path), "dev")) == "direct"
+    assert choose_conv_algorithm(a16, "auto", True, recorded_times("opencl", str(tmp_path / "w0.3.jsonl"), "dev")
+                                 ) == "gemm"
+
+
+def test_tuning_times_winograd_kernels_and_load_takes_the_faster(tmp_path):
+    """tune_model ("auto") tunes a 3x3 conv directly and times its Winograd kernels (the
+    product tuned, the transforms as they are); a load with those records runs the faster
+    form, and matches onnxruntime."""
+    from sched_dsl.records import best, load
+    from sched_dsl.tuner.models import tune_model
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((32, 16, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c3", pads=[1, 1, 1, 1])], "c3",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 8, 8])], [w])
+    path, records = tmp_path / "c3.onnx", tmp_path / "c3.jsonl"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    results = tune_model(str(path), str(records), trials=2, batch=2)
+    assert sorted(r.workload.split("(")[0].split("|")[0] for r in results) == ["conv2d", "matmul"]  # the transforms: no knobs
+    fastest = {k.split("(")[0].split("|")[0]: r.cost_ms for k, r in best(load(str(records))).items()}
+    assert set(fastest) == {"conv2d", "matmul", "winograd_input", "winograd_output"}
+    winograd = fastest["winograd_input"] + fastest["matmul"] + fastest["winograd_output"]
+    sess = sd.load_onnx(str(path), records=str(records))
+    assert ("tensorop.winograd_input" in sess.ir) == (winograd < fastest["conv2d"])
     assert_matches_onnxruntime(sess, path)
 
 

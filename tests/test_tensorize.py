@@ -20,6 +20,11 @@ from sched_dsl.tuner.features import FEATURE_NAMES, loop_only_features
 from sched_dsl.tuner.space import Space
 
 
+def opencl_shared_bytes() -> int:
+    from sched_dsl.runtime.opencl import default_device, device_limits
+    return device_limits(default_device()).max_shared_bytes
+
+
 def equivalent(c, s):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -31,11 +36,28 @@ def equivalent(c, s):
     ("f16", (32, 48, 48), (32, 16, 16, 16, 8, 3), "f32"),  # one mma per warp, 3 stages
     ("bf16", (128, 64, 96), (64, 64, 32, 64, 32, 3), None),  # B tiles in pairs, k slices of two steps
     ("tf32", (64, 32, 64), (32, 32, 16, 16, 16, 4), None),  # m16n8k8, 4 stages
-    ("bf16", (256, 128, 64), (128, 128, 32, 64, 64, 3), None),  # over 48 KiB: dynamic shared memory on CUDA
+    pytest.param("bf16", (256, 128, 64), (128, 128, 32, 64, 64, 3), None,  # over 48 KiB: dynamic on CUDA
+                 marks=pytest.mark.skipif(opencl_shared_bytes() < 56832, reason="the OpenCL device has less "
+                                          "__local memory (the error is tested below; CUDA in test_gpu_targets)")),
 ])
 def test_tensorized_gemm_matches_reference(dtype, shape, tiles, out_dtype):
     c, s = _tc_gemm(*shape, dtype, tiles, out_dtype=out_dtype)
     equivalent(c, s)
+
+
+def test_shared_memory_beyond_the_opencl_limit_is_a_clear_error(monkeypatch):
+    """A tile over a device's 48 KiB of __local (NVIDIA's OpenCL) is refused before launching,
+    with the kernel and the limit named; CUDA takes it as dynamic shared memory (above)."""
+    from sched_dsl.runtime.common import DeviceError, DeviceLimits
+
+    c, s = _tc_gemm(256, 128, 64, "bf16", (128, 128, 32, 64, 64, 3))
+    small = DeviceLimits(name="a 48 KiB device", max_threads_per_block=1024, max_block_dims=(1024, 1024, 64),
+                         max_shared_bytes=48 * 1024, max_grid_dims=None, max_buffer_bytes=1 << 30,
+                         memory_bytes=1 << 32)
+    monkeypatch.setattr("sched_dsl.runtime.opencl.device_limits", lambda d: small)
+    with pytest.raises(DeviceError, match="kernel main_C: 56832 bytes of shared memory per block exceed "
+                                          "a 48 KiB device's limit of 49152"):
+        sd.build(c, s, target="opencl")
 
 
 @st.composite
@@ -177,7 +199,7 @@ def test_the_tuner_measures_tensor_core_configs(tmp_path):
     assert ok and all(r.features[FEATURE_NAMES.index("mma_thread")] > 0 for r in ok)
 
 
-def test_check_each_pass_runs_tensor_core_ir():
+def test_check_each_pass_runs_tensor_core_ir(monkeypatch):
     """The per-pass checker runs tc ops as the loops they mean; text with tensor-core
     instructions is not run on a device without them, and the summary says why."""
     from sched_dsl.testing.check import check_each_pass, summary
@@ -185,6 +207,7 @@ def test_check_each_pass_runs_tensor_core_ir():
     _, s = _tc_gemm(32, 32, 32, "bf16", (32, 32, 16, 16, 16, 2))
     results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu,tc-to-loops")
     assert [r.name for r in results][-1] == "emitted OpenCL text" and all(r.ok and r.checked for r in results)
+    monkeypatch.setenv("SCHED_DSL_TENSOR_CORES", "0")  # as on a device without them
     results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu")
     assert all(r.ok for r in results) and not results[-1].checked
     assert "not run here: emitted OpenCL text (its text uses tensor-core instructions" in summary(results)

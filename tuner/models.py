@@ -10,7 +10,9 @@ import numpy as np
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import anchors, element_count, in_precision, prepare
-from sched_dsl.graph.model_schedules import anchor_workload, gemm_is_whole, gemm_workload
+from sched_dsl.graph.model_schedules import (anchor_workload, gemm_fits_tensor_cores, gemm_is_whole, gemm_workload,
+                                             winograd_workloads)
+from sched_dsl.lowering.conv_to_gemm import winograd_refusal
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
@@ -45,10 +47,16 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
         reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
         flops[key] = flops.get(key, 0) + element_count(op.result.type) * int(np.prod(reduce))
 
+    tensor_cores = device_has_tensor_cores(target)
     for op in anchors(fn):
         add(*anchor_workload(op), op)
-        if conv_algorithm == "auto" and isinstance(op, T.Conv2dOp) and gemm_is_whole(op):
+        if conv_algorithm != "auto" or not isinstance(op, T.Conv2dOp):
+            continue
+        if gemm_is_whole(op):
             add(*gemm_workload(op), op)
+        if winograd_refusal(op) is None and not (tensor_cores and gemm_fits_tensor_cores(op)):
+            for y, s in winograd_workloads(op):
+                add(y, s, op)
     order = sorted(tasks, key=lambda k: -flops[k])
     tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
     start = time.perf_counter()
@@ -63,6 +71,8 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
                             **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
         try:
             _measure_default(measurer, key, s, records)
+            if not s.knobs:  # a kernel with its one schedule (a Winograd transform): timed, nothing to tune
+                continue
             results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
                                 **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
         finally:

@@ -13,7 +13,11 @@ from sched_dsl.dialects.tensorcore import LANES, intrinsic_for
 from sched_dsl.lowering.emit import is_half
 from sched_dsl.lowering.apply_schedule.model import (
     DEFAULT_THREADS,
+    ITEMS,
+    ITEMS_FROM,
     SEQUENTIAL_THREADS,
+    WIDE_FROM,
+    WIDE_THREADS,
     Axis,
     Cache,
     Fuse,
@@ -259,7 +263,11 @@ def default_schedule(stage: Stage) -> None:
         _, inner = interp.split(stage, fused, SEQUENTIAL_THREADS, None)
         inner.bind = "thread.x"
         return
-    outer, inner = interp.split(stage, fused, DEFAULT_THREADS, None)
+    outer, inner = interp.split(stage, fused, WIDE_THREADS if fused.extent >= WIDE_FROM else DEFAULT_THREADS, None)
+    if fused.extent >= ITEMS_FROM and not any(a.reduce for a in stage.leaves):
+        outer, items = interp.split(stage, outer, ITEMS, None)
+        interp.reorder(stage, [outer, inner, items], None)
+        items.unroll = True
     outer.bind, inner.bind = "block.x", "thread.x"
     if stage.epilogue is not None and any(a.reduce for a in stage.leaves):
         # a fused reduction accumulates in a register and runs its epilogue once, at the write-back

@@ -13,7 +13,13 @@ from xdsl.utils.exceptions import DiagnosticException
 from sched_dsl.diagnostics import where
 from sched_dsl.lowering.emit import const_value
 
+# the default schedule: one output per thread, DEFAULT_THREADS per block; a stage of at least
+# WIDE_FROM outputs takes WIDE_THREADS per block, and one of at least ITEMS_FROM outputs
+# ITEMS per thread (consecutive blocks of threads), so that large copies and casts are not
+# limited by how fast the GPU starts small blocks
 DEFAULT_THREADS = 64
+WIDE_THREADS, WIDE_FROM = 256, 256 * 132
+ITEMS, ITEMS_FROM = 4, 4 * 4 * 256 * 132
 # a stage with a sequential loop runs in one block (its steps wait for each other with
 # barriers), so its default schedule gives that block more threads
 SEQUENTIAL_THREADS = 256

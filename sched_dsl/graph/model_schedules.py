@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout, winograd_refusal
+from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout, winograd_refusal, winograd_tile_of
 from sched_dsl.schedule import Schedule
-from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder
+from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder, winograd_input, winograd_output
 
 SMS = 132  # streaming multiprocessors to fill (an H200); the rules want at least this many blocks
 MAX_SHARED = 40 * 1024  # bytes of shared memory the default tiles may use (double buffers included)
@@ -496,22 +496,44 @@ def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
                            T.dtype_of(op.result))
 
 
+def winograd_workloads(op: T.Conv2dOp) -> list[tuple[Tensor, Schedule]]:
+    """The three kernels of the conv's Winograd form (tensorop-conv-to-gemm), each alone with
+    the schedule a model gives it: the input transform and the output transform (default
+    schedules, no knobs) and the batched product (its matmul template). The filters'
+    transform is done once at load. Tuned, their times add up to the form's cost."""
+    tile, dtype, out_dtype = winograd_tile_of(op), T.dtype_of(op.input), T.dtype_of(op.result)
+    tiles = winograd_input(placeholder("X", T.shape_of(op.input), dtype), tile, tuple(op.padding.get_values()),
+                           name="tiles")
+    product = matmul_workload(T.winograd_weights_shape(T.shape_of(op.weight), tile), tiles.shape, dtype,
+                              op.compute_mode(), out_dtype)
+    y = winograd_output(placeholder("M", product[0].shape, out_dtype), tile, T.shape_of(op.result)[2:], name="Y")
+    return [(tiles, Schedule(tiles)), product, (y, Schedule(y))]
+
+
 def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
                           recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
     """"gemm", "winograd" or "direct" for this conv under `policy`: "gemm" ("winograd")
     wherever the conv can take that form, "direct" never, "auto": where the records
-    (`recorded_ms` of a workload, None when unrecorded) time both the conv and its matmul,
-    the faster; else "gemm" where the device has tensor cores and the product fits their
-    template, "direct" otherwise."""
+    (`recorded_ms` of a workload, None when unrecorded) time the conv and its other form (the
+    matmul of a 1x1 conv, the three kernels of Winograd's; not where a product on tensor cores
+    is the default), the faster; else "gemm" where the device has tensor cores and the
+    product fits their template, "direct" otherwise."""
     if policy == "winograd":
         return "winograd" if winograd_refusal(op) is None else "direct"
     if policy == "direct" or gemm_refusal(op) is not None:
         return "direct"
     if policy == "gemm":
         return "gemm"
-    if recorded_ms is not None and gemm_is_whole(op):
-        direct, gemm = recorded_ms(anchor_workload(op)[0]), recorded_ms(gemm_workload(op)[0])
-        if direct is not None and gemm is not None:
-            return "gemm" if gemm < direct else "direct"
-    return "gemm" if tensor_cores and gemm_fits_tensor_cores(op) else "direct"
+    on_tensor_cores = tensor_cores and gemm_fits_tensor_cores(op)
+    if recorded_ms is not None:
+        direct = recorded_ms(anchor_workload(op)[0])
+        if gemm_is_whole(op):
+            gemm = recorded_ms(gemm_workload(op)[0])
+            if direct is not None and gemm is not None:
+                return "gemm" if gemm < direct else "direct"
+        if winograd_refusal(op) is None and not on_tensor_cores and direct is not None:
+            parts = [recorded_ms(y) for y, _ in winograd_workloads(op)]
+            if None not in parts:
+                return "winograd" if sum(parts) < direct else "direct"
+    return "gemm" if on_tensor_cores else "direct"
 
