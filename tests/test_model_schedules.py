@@ -145,9 +145,11 @@ def test_tune_model_then_reuse_records(tmp_path):
     records = tmp_path / "tiny.jsonl"
     seen = []
     results = tune_model(str(path), str(records), trials=2, batch=2, progress=lambda i, n, wl: seen.append((i, n)))
-    # conv1 and conv2 share a workload: 4 distinct (3x3, strided 3x3, depthwise, gemm), most arithmetic first
-    assert len(results) == 4 and seen == [(i, 4) for i in range(4)]
-    assert ["groups=1" in r.workload and "8x8x8" in r.workload.split("X=")[1] for r in results[:2]] == [True, True]
+    # conv1 and conv2 share a workload: 4 distinct (3x3, strided 3x3, depthwise, gemm), most arithmetic
+    # first, the 3x3's Winograd kernels after it: the product tuned, the two transforms timed
+    assert len(results) == 5 and seen == [(i, 7) for i in range(7)]
+    assert ["groups=1" in r.workload and "8x8x8" in r.workload.split("X=")[1] for r in results[:1]] == [True]
+    assert results[1].workload.startswith("matmul|A=36x8x8,B=36x8x4|")  # F(4x4, 3x3): 36 products
     for r in results:
         assert r.best_config is not None, r.errors
         assert not set(r.errors) & {"wrong_answer", "compile_error", "runtime_error"}, r.records
@@ -165,7 +167,8 @@ def test_tune_model_then_reuse_records(tmp_path):
     again = tune_model(str(path), str(records), trials=2, budget_s=0)
     assert [r.workload for r in again] == [results[0].workload]
     assert again[0].resumed >= 2 and again[0].trials == results[0].trials
-    sess = sd.load_onnx(str(path), records=str(records))
+    # the convs direct (which form auto takes from these records: tests/test_conv_to_gemm.py)
+    sess = sd.load_onnx(str(path), records=str(records), conv_algorithm="direct")
     assert sorted(sess.tuned) == ["conv1", "conv2", "conv3", "dw4", "fc"]
     by_op = {("stride=2x2" in r.workload, "groups=8" in r.workload, "matmul" in r.workload): r for r in results}
     by_stage = {"conv1": by_op[False, False, False], "conv2": by_op[False, False, False],
@@ -174,7 +177,7 @@ def test_tune_model_then_reuse_records(tmp_path):
         assert {k: sess.config[f"{stage}.{k}"] for k in r.best_config} == r.best_config
     assert_matches_onnxruntime(sess, path)
     # an explicit config wins over the records
-    sess = sd.load_onnx(str(path), records=str(records), config={"conv3.fr": 1})
+    sess = sd.load_onnx(str(path), records=str(records), config={"conv3.fr": 1}, conv_algorithm="direct")
     assert sess.config["conv3.fr"] == 1
     # a records file of other workloads leaves the defaults; a missing one is an error
     other = tmp_path / "other.jsonl"

@@ -473,7 +473,7 @@ def test_matmul_with_large_flat_index_gets_64_bit_indices():
 
 
 def test_grid_beyond_the_limit_is_refused():
-    X_ = sd.placeholder("X", (2**20, 2**20))
+    X_ = sd.placeholder("X", (2**21, 2**21))  # 2^42 outputs, 1024 a block (4 for each of 256 threads)
     with pytest.raises(sd.ScheduleError, match=r"grid .* exceeds"):
         sd.lower(sd.relu(X_))
 

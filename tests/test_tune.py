@@ -652,3 +652,20 @@ def test_tune_eval_replays_h200_records_with_transfer(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(HERE, "..", "benchmarks", "tune_eval.py"),
                           "--replay", str(tmp_path), "--workloads", "conv256x14"], capture_output=True, text=True)
     assert bad.returncode != 0 and "no records file" in bad.stderr
+
+
+def test_tune_resumes_from_records_of_an_older_feature_set(tmp_path):
+    """Records whose features have another length (measured before the feature set grew)
+    count as measured, and the model learns from the rest: resuming mixes both without error."""
+    c, s = matmul_space()
+    path = tmp_path / "old.jsonl"
+    first = sd.tune(c, s, trials=4, records=str(path), batch=2, strategy="random", seed=0, workers=1, repeat=1,
+                    warmup=0)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for rec in lines[:2]:
+        rec["features"] = rec["features"][:-4]
+    path.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    res = sd.tune(c, s, trials=8, records=str(path), batch=2, strategy="xgb", seed=0, workers=1, repeat=1, warmup=0)
+    assert res.resumed == first.trials == 4 and res.trials == 8
+    configs = [json.dumps(r.config, sort_keys=True) for r in res.records]
+    assert len(configs) == len(set(configs))  # nothing measured twice

@@ -141,8 +141,11 @@ def tune(outputs: Tensor | Sequence[Tensor], schedule, target: str = "opencl", t
             search = ModelSearch(space, rng, featurize, groups, eps=eps,
                                  exhaustive_limit=exhaustive_limit, legal=_within_limits(info["limits"], measurer),
                                  features=features)
-        search.observe([space.point(r.config) for r in mine], [r.features for r in mine],
-                       [r.cost_ms if r.ok else None for r in mine])
+        # the model learns from the records featurized as this schedule is; those of an older
+        # feature set count as measured, without features
+        search.observe([space.point(r.config) for r in mine],
+                       [r.features if r.features is not None and len(r.features) == n_features else None
+                        for r in mine], [r.cost_ms if r.ok else None for r in mine])
         if progress:
             progress(result)
         while result.trials < trials:
