@@ -172,7 +172,9 @@ def convs_of(path, precision=None):
 
 def test_auto_takes_tensor_cores_where_the_product_fits(conv_path):
     f32, bf16 = convs_of(conv_path), convs_of(conv_path, "bf16")
-    assert {n: choose_conv_algorithm(op, "auto", True) for n, op in f32.items()} == dict.fromkeys(f32, "direct")
+    # f32 on a GPU with tensor cores: Winograd where it applies (3x3, stride 1, groups 1), else direct
+    assert {n: choose_conv_algorithm(op, "auto", True) for n, op in f32.items()} == {**dict.fromkeys(f32, "direct"),
+                                                                                    "a": "winograd"}
     picked = {n: choose_conv_algorithm(op, "auto", True) for n, op in bf16.items()}
     # m (filters) must be a multiple of 16: all but the grouped conv fit
     assert picked == {**dict.fromkeys(bf16, "gemm"), "grp": "direct"}

@@ -12,8 +12,8 @@ from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import anchors, element_count, in_precision, prepare
 from sched_dsl.graph.model_schedules import (anchor_workload, gemm_fits_tensor_cores, gemm_is_whole, gemm_workload,
                                              winograd_workloads)
-from sched_dsl.lowering.conv_to_gemm import winograd_refusal
 from sched_dsl.graph.onnx_import import import_onnx
+from sched_dsl.lowering.conv_to_gemm import winograd_refusal
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
 from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
@@ -32,31 +32,39 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
     every workload tuned; `progress(i, n, workload)` is called before each. `precision` as
     load_onnx's (the anchors are then workloads of that type). `conv_algorithm` as load_onnx's;
-    with "auto", a 1x1 conv left direct is tuned as its matmul too, so that load_onnx with
-    these records can pick the faster form."""
-    g = import_onnx(model)
-    in_precision(g, precision)
-    fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, device_has_tensor_cores(target))
+    with "auto", the convs auto could run another way are tuned directly and in that form too
+    (a 1x1 conv as its matmul; a 3x3, stride-1 conv whose product would not take tensor cores
+    as its Winograd kernels), so that load_onnx with these records picks the faster form."""
+    tensor_cores = device_has_tensor_cores(target)
     device = device_name(target)
     tasks: dict[str, tuple] = {}
     flops: dict[str, int] = {}
 
-    def add(y, s, op) -> None:
+    def anchors_of(policy: str) -> list:
+        g = import_onnx(model)
+        in_precision(g, precision)
+        return anchors(prepare(g.module, fuse, host_ops, 1, policy, tensor_cores))
+
+    def add(y, s, op, first: dict[str, tuple] | None = None) -> None:
         key = workload_of([y], target, device).key
+        if first is not None and key in first:  # tuned as the model runs without records already
+            return
         tasks.setdefault(key, (y, s))
         reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
         flops[key] = flops.get(key, 0) + element_count(op.result.type) * int(np.prod(reduce))
 
-    tensor_cores = device_has_tensor_cores(target)
-    for op in anchors(fn):
+    for op in anchors_of(conv_algorithm):
         add(*anchor_workload(op), op)
-        if conv_algorithm != "auto" or not isinstance(op, T.Conv2dOp):
-            continue
-        if gemm_is_whole(op):
-            add(*gemm_workload(op), op)
-        if winograd_refusal(op) is None and not (tensor_cores and gemm_fits_tensor_cores(op)):
-            for y, s in winograd_workloads(op):
-                add(y, s, op)
+    if conv_algorithm == "auto":
+        first = dict(tasks)
+        for op in anchors_of("direct"):
+            if not isinstance(op, T.Conv2dOp):
+                continue
+            forms = [gemm_workload(op)] if gemm_is_whole(op) else []
+            if winograd_refusal(op) is None and not (tensor_cores and gemm_fits_tensor_cores(op)):
+                forms += winograd_workloads(op)
+            for y, s in [anchor_workload(op), *forms] if forms else []:
+                add(y, s, op, first)
     order = sorted(tasks, key=lambda k: -flops[k])
     tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
     start = time.perf_counter()

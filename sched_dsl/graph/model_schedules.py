@@ -517,7 +517,9 @@ def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
     (`recorded_ms` of a workload, None when unrecorded) time the conv and its other form (the
     matmul of a 1x1 conv, the three kernels of Winograd's; not where a product on tensor cores
     is the default), the faster; else "gemm" where the device has tensor cores and the
-    product fits their template, "direct" otherwise."""
+    product fits their template; else, on such a GPU, "winograd" for an f32 conv that can
+    take it (untuned, faster than the untuned direct template on all four 3x3 shapes of
+    ResNet-18 on the H200: docs/results.md); "direct" otherwise."""
     if policy == "winograd":
         return "winograd" if winograd_refusal(op) is None else "direct"
     if policy == "direct" or gemm_refusal(op) is not None:
@@ -535,5 +537,8 @@ def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
             parts = [recorded_ms(y) for y, _ in winograd_workloads(op)]
             if None not in parts:
                 return "winograd" if sum(parts) < direct else "direct"
-    return "gemm" if on_tensor_cores else "direct"
+    if on_tensor_cores:
+        return "gemm"
+    full_f32 = T.dtype_of(op.input) == "f32" and op.compute_mode() is None
+    return "winograd" if tensor_cores and full_f32 and winograd_refusal(op) is None else "direct"
 
