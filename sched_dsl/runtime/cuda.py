@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib.util
+import math
 import os
 import pickle
 import subprocess
@@ -267,11 +268,12 @@ class CudaKernel:
         return outs
 
     def bench(self, repeat: int = 20, warmup: int = 3) -> float:
-        """Mean device time in ms of all the plan's kernels, over `repeat` back-to-back runs on
-        the buffers as the last `run` left them (CUDA events around the whole plan). Where
-        cuda-python is installed the runs are replayed from a CUDA graph of up to GRAPH_RUNS
-        of them, captured once: launched one by one from Python, a kernel shorter than a
-        launch would be timed as the launch."""
+        """Mean device time in ms of all the plan's kernels, over at least `repeat` back-to-back
+        runs on the buffers as the last `run` left them (CUDA events around them). Where
+        cuda-python is installed the runs are replayed from a CUDA graph of enough of them to
+        last about GRAPH_US, captured once, and the timed replays queue behind one untimed
+        replay: a short kernel launched alone from Python, or first after the start event, would
+        be timed with the gap while its launch is issued."""
         drv = _driver()
         with self.lock, current_context():
             for _ in range(warmup):
@@ -285,16 +287,17 @@ class CudaKernel:
                 end.record()
                 self._wait(end)
                 return start.time_till(end) / repeat
-            per_graph = min(repeat, GRAPH_RUNS)
-            if getattr(self, "_graph", (0, None))[0] != per_graph:
+            one_us = 1e3 * sum(self._launch_all())  # an upper bound: each kernel timed with its launch gap
+            per_graph = max(1, min(GRAPH_RUNS, math.ceil(GRAPH_US / max(one_us, 1.0))))
+            if getattr(self, "_graph", (0,))[0] != per_graph:
                 stream = drv.Stream()
                 graph = CudaGraph(stream, lambda: [self._launch(k, stream) for _ in range(per_graph)
                                                    for k in range(len(self.calls))])
                 self._graph = (per_graph, graph, stream)
-                graph.launch()  # an instantiated graph runs slower the first time
             _, graph, stream = self._graph
             launches = -(-repeat // per_graph)
             start, end = drv.Event(), drv.Event()
+            graph.launch()  # untimed: the GPU works on it while the timed replays are queued
             start.record(stream)
             for _ in range(launches):
                 graph.launch()
@@ -303,7 +306,7 @@ class CudaKernel:
             return start.time_till(end) / (launches * per_graph)
 
 
-GRAPH_RUNS = 50  # runs of a plan in the CUDA graph CudaKernel.bench replays
+GRAPH_RUNS, GRAPH_US = 50, 200  # CudaKernel.bench: at most 50 runs in its graph, enough for 200 us
 
 
 # ---- whole models: modules compiled in parallel and cached on disk; CUDA graphs -------------
