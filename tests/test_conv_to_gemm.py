@@ -269,9 +269,9 @@ def test_auto_takes_winograd_where_the_records_time_its_kernels_faster(conv_path
 
 
 def test_tuning_times_winograd_kernels_and_load_takes_the_faster(tmp_path):
-    """tune_model ("auto") tunes a 3x3 conv directly and times its Winograd kernels (the
-    product tuned, the transforms as they are); a load with those records runs the faster
-    form, and matches onnxruntime."""
+    """tune_model ("auto") tunes a 3x3 conv directly and its Winograd kernels (the output
+    transform timed as it is); a load with those records runs the faster form, with the
+    tuned configs, and matches onnxruntime."""
     from sched_dsl.records import best, load
     from sched_dsl.tuner.models import tune_model
 
@@ -283,12 +283,17 @@ def test_tuning_times_winograd_kernels_and_load_takes_the_faster(tmp_path):
     path, records = tmp_path / "c3.onnx", tmp_path / "c3.jsonl"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     results = tune_model(str(path), str(records), trials=2, batch=2)
-    assert sorted(r.workload.split("(")[0].split("|")[0] for r in results) == ["conv2d", "matmul"]  # the transforms: no knobs
+    # the input transform and the product tuned; the output transform (no knobs) timed
+    assert sorted(r.workload.split("(")[0].split("|")[0] for r in results) == ["conv2d", "matmul", "winograd_input"]
     fastest = {k.split("(")[0].split("|")[0]: r.cost_ms for k, r in best(load(str(records))).items()}
     assert set(fastest) == {"conv2d", "matmul", "winograd_input", "winograd_output"}
     winograd = fastest["winograd_input"] + fastest["matmul"] + fastest["winograd_output"]
     sess = sd.load_onnx(str(path), records=str(records))
     assert ("tensorop.winograd_input" in sess.ir) == (winograd < fastest["conv2d"])
+    assert sorted(sess.tuned) == (["c3_gemm", "c3_tiles"] if winograd < fastest["conv2d"] else ["c3"])
+    assert_matches_onnxruntime(sess, path)
+    sess = sd.load_onnx(str(path), records=str(records), conv_algorithm="winograd")
+    assert sorted(sess.tuned) == ["c3_gemm", "c3_tiles"] and "c3_tiles.pp" in sess.config
     assert_matches_onnxruntime(sess, path)
 
 
@@ -346,6 +351,30 @@ def test_winograd_transforms_lower_to_their_meaning(tile, n, c, h, w, f, padding
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(e).max())))
     conv = conv2d_reference(a.astype(np.float64), b.astype(np.float64), (1, 1), padding, (1, 1), 1)
     np.testing.assert_allclose(want[2], conv, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape, tile, padding, dtype", [((1, 8, 8, 8), 4, (1, 1, 1, 1), "f32"),
+                                                        ((2, 5, 7, 9), 2, (1, 0, 1, 2), "f32"),
+                                                        ((1, 16, 6, 6), 2, (1, 1, 1, 1), "bf16")])
+def test_winograd_input_template_at_every_knob_value(shape, tile, padding, dtype):
+    """The input transform's template (a model's schedule for it, and a tuner's space): every
+    position of a tile in one thread (pp = all, unrolled) or one (pp = 1), at each thread count."""
+    import ml_dtypes
+
+    from sched_dsl.graph.model_schedules import winograd_input_workload
+
+    y, s = winograd_input_workload(shape, dtype, tile, padding)
+    assert s.knobs["pp"].candidates == (1, (tile + 2) ** 2)
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if dtype == "bf16":
+        a = a.astype(ml_dtypes.bfloat16)
+    want = sd.evaluate(y, {"X": a})
+    for pp in s.knobs["pp"].candidates:
+        for threads in (256, 64):
+            kern = sd.build(y, s, "opencl", config={"pp": pp, "threads": threads})
+            got = np.asarray(kern(a), np.float32)
+            np.testing.assert_allclose(got, np.asarray(want, np.float32), rtol=1e-2 if dtype == "bf16" else 1e-5,
+                                       atol=1e-2 if dtype == "bf16" else 1e-5)
 
 
 def test_winograd_shapes_are_checked():

@@ -34,7 +34,8 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     load_onnx's (the anchors are then workloads of that type). `conv_algorithm` as load_onnx's;
     with "auto", the convs auto could run another way are tuned directly and in that form too
     (a 1x1 conv as its matmul; a 3x3, stride-1 conv whose product would not take tensor cores
-    as its Winograd kernels), so that load_onnx with these records picks the faster form."""
+    as its Winograd kernels, the output transform only timed), so that load_onnx with these
+    records picks the faster form."""
     tensor_cores = device_has_tensor_cores(target)
     device = device_name(target)
     tasks: dict[str, tuple] = {}
@@ -79,7 +80,7 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
                             **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
         try:
             _measure_default(measurer, key, s, records)
-            if not s.knobs:  # a kernel with its one schedule (a Winograd transform): timed, nothing to tune
+            if not s.knobs:  # a kernel with its one schedule (Winograd's output transform): timed, nothing to tune
                 continue
             results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
                                 **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))

@@ -20,6 +20,8 @@ the anchor alone as a workload of its own) searches the rest.
   register quads strided over `si` x `sj`, k chunks `kc` double-buffered in shared memory)
   when both output dimensions are at least 32; otherwise one output per thread. A batched
   matmul takes the same templates, its batch bound to the grid's z.
+- Winograd's input transform: threads over (channel, tile), `pp` of the tile's positions per
+  thread (1, the default, or all of them, unrolled), the rest over the grid's y.
 """
 
 from __future__ import annotations
@@ -360,6 +362,31 @@ def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: i
     s.cache_write("local", at=ti)
 
 
+def winograd_input_tiled(s: Schedule, stage, positions: int, prefix: str = "") -> None:
+    """Winograd's input transform [positions, c, tiles]: threads over (channel, tile), `pp` of
+    the positions in each thread, unrolled, the rest over the grid's y. With every position in
+    a thread (pp = positions) its coefficients are constants after unrolling and the tile's
+    inputs are read once; the default, pp = 1, is one output per thread."""
+    pp = s.knob(prefix + "pp", [1, positions])
+    threads = s.knob(prefix + "threads", [256, 128, 64])
+    p, c, j = s.loops("d0", "d1", "d2", stage=stage)
+    po, pi = s.split(p, pp)
+    blocks, t = s.split(s.fuse(c, j), threads)
+    s.reorder(po, blocks, t, pi)
+    s.bind(po, "block.y")
+    s.bind(blocks, "block.x")
+    s.bind(t, "thread.x")
+    s.unroll(pi)
+
+
+def winograd_input_workload(x_shape, dtype: str, tile: int, padding) -> tuple[Tensor, Schedule]:
+    """The input transform alone, with the template a model gives it."""
+    y = winograd_input(placeholder("X", x_shape, dtype), tile, tuple(padding), name="tiles")
+    s = Schedule(y)
+    winograd_input_tiled(s, y, y.shape[0])
+    return y, s
+
+
 def matmul_is_tiled(m: int, n: int, k: int) -> bool:
     return m >= 32 and n >= 32 and k >= 4
 
@@ -396,6 +423,9 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
     if isinstance(op, T.MatmulOp):
         (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
         return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op), len(T.shape_of(op.lhs)))
+    if isinstance(op, T.WinogradInputOp):
+        positions = T.shape_of(op.result)[0]
+        return lambda s, stage, x, _, prefix="": winograd_input_tiled(s, stage, positions, prefix)
     return None
 
 
@@ -406,7 +436,7 @@ def anchor_ops(op: T.TensorOp) -> list | None:
     if template is None:
         return None
     s = StageSchedule()
-    x, w = (v.name_hint for v in op.operands)
+    x, w = [v.name_hint for v in op.operands] + [None] * (2 - len(op.operands))
     template(s, op.stage_name, x, w, op.stage_name + ".")
     return s.ops()
 
@@ -423,6 +453,9 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
         s = Schedule(y)
         template(s, y, x, w, "")
         return y, s
+    if isinstance(op, T.WinogradInputOp):
+        return winograd_input_workload(T.shape_of(op.input), T.dtype_of(op.input), op.tile_size(),
+                                       op.padding.get_values())
     # a matmul, batched or not
     return matmul_workload(T.shape_of(op.lhs), T.shape_of(op.rhs), T.dtype_of(op.lhs), op.compute_mode(),
                            T.dtype_of(op.result))
@@ -498,16 +531,15 @@ def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
 
 def winograd_workloads(op: T.Conv2dOp) -> list[tuple[Tensor, Schedule]]:
     """The three kernels of the conv's Winograd form (tensorop-conv-to-gemm), each alone with
-    the schedule a model gives it: the input transform and the output transform (default
-    schedules, no knobs) and the batched product (its matmul template). The filters'
-    transform is done once at load. Tuned, their times add up to the form's cost."""
+    the schedule a model gives it: the input transform (its template), the batched product
+    (its matmul template) and the output transform (the default schedule, no knobs). The
+    filters' transform is done once at load. Tuned, their times add up to the form's cost."""
     tile, dtype, out_dtype = winograd_tile_of(op), T.dtype_of(op.input), T.dtype_of(op.result)
-    tiles = winograd_input(placeholder("X", T.shape_of(op.input), dtype), tile, tuple(op.padding.get_values()),
-                           name="tiles")
-    product = matmul_workload(T.winograd_weights_shape(T.shape_of(op.weight), tile), tiles.shape, dtype,
+    tiles = winograd_input_workload(T.shape_of(op.input), dtype, tile, op.padding.get_values())
+    product = matmul_workload(T.winograd_weights_shape(T.shape_of(op.weight), tile), tiles[0].shape, dtype,
                               op.compute_mode(), out_dtype)
     y = winograd_output(placeholder("M", product[0].shape, out_dtype), tile, T.shape_of(op.result)[2:], name="Y")
-    return [(tiles, Schedule(tiles)), product, (y, Schedule(y))]
+    return [tiles, product, (y, Schedule(y))]
 
 
 def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
