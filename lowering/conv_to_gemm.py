@@ -33,7 +33,10 @@ takes Winograd's minimal filtering F(t x t, 3 x 3) instead (tensorop.WINOGRAD): 
 `tensorop.winograd_weights`), their (t + 2)^2 products one batched matmul, and
 `tensorop.winograd_output` the conv's NCHW output, into which the chain fuses as it did into
 the conv. t is `winograd_tile` (2 or 4), by default 4 for f32 outputs of at least 8 x 8, else
-2 (t = 4 takes 2.25 times fewer products than t = 2 and loses more to rounding).
+2 (t = 4 takes 2.25 times fewer products than t = 2 and loses more to rounding). In f16,
+bf16 and tf32 the tiles are padded with zero columns to a multiple of 8 (where the filters
+and channels fit the mma tile too) and a remap cuts the product back, so that it takes the
+tensor cores.
 
 Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm`
 marks them), or with `all=true` also every unmarked conv that can be written as a matmul. A
@@ -90,9 +93,30 @@ def rewrite_winograd(conv: T.Conv2dOp, b: Builder) -> None:
     tile, name = winograd_tile_of(conv), conv.stage_name
     tiles = b.add(T.WinogradInputOp(conv.input, f"{name}_tiles", tile, conv.padding.get_values()))
     filters = b.add(T.WinogradWeightsOp(conv.weight, f"{name}_filters", tile))
+    positions, c, columns = T.shape_of(tiles)
+    wide = winograd_columns(conv, columns)
+    if wide > columns:  # zero columns, so that the product takes a tensor-core tile; cut after it
+        tiles = b.add(T.RemapOp(tiles, f"{name}_tpad", *T.pad_remap((positions, c, columns),
+                                                                     (0, 0, 0, 0, 0, wide - columns)),
+                                mode="constant"))
     product = b.add(T.MatmulOp(filters, tiles, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+    if wide > columns:
+        f = T.shape_of(conv.weight)[0]
+        product = b.add(T.RemapOp(product, f"{name}_gcut",
+                                  *T.slice_remap((positions, f, wide), [0], [columns], [2], [1])))
     out = b.add(T.WinogradOutputOp(product, name, tile, T.shape_of(conv.result)[2:]))
     replace_value(conv.result, out)
+
+
+def winograd_columns(conv: T.Conv2dOp, columns: int) -> int:
+    """The columns (tiles) of the Winograd product: a multiple of 8 where the rest of its
+    shape takes a tensor-core tile (f16, bf16, tf32; filters a multiple of 16, channels of the
+    mma's k), else as many as there are tiles."""
+    multiples = mma_multiples(conv)
+    f, c = T.shape_of(conv.weight)[:2]
+    if multiples is None or f % 16 or c % multiples[1]:
+        return columns
+    return round_up(columns, multiples[0])
 
 
 def gemm_refusal(op: T.Conv2dOp) -> str | None:

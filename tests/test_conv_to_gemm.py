@@ -397,6 +397,34 @@ def test_winograd_convs_match_onnxruntime(conv_path):
         assert_matches_onnxruntime(sess, conv_path, rtol=tolerance[0], atol=tolerance[1])
 
 
+@pytest.mark.parametrize("precision, padded", [("bf16", True), ("tf32", True), (None, False)])
+def test_winograd_products_are_padded_for_tensor_cores(tmp_path, precision, padded):
+    """A Winograd product whose tiles are not a multiple of 8 (a 6 x 6 output: 9 tiles of
+    2 x 2) gets zero columns where the rest of it takes a tensor-core tile, and a remap cuts
+    them after the product; the result matches onnxruntime."""
+    path = tmp_path / "c.onnx"
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+                               helper.make_node("Relu", ["c"], ["y"], name="relu")], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 6, 6])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    sess = sd.load_onnx(str(path), conv_algorithm="winograd", precision=precision)
+    product = re.search(r"%conv_gemm = tensorop.matmul .* -> tensor<(\d+)x16x(\d+)x", sess.ir)
+    assert product.groups() == ("16", "16" if padded else "9")  # F(2x2): 16 positions, 3 x 3 tiles
+    assert ("%conv_tpad" in sess.ir and "%conv_gcut" in sess.ir) == padded
+    assert re.search(r'tensorop.unary %conv {[^}]*group = "conv"', sess.ir)  # the relu, in the output transform
+    assert_matches_onnxruntime(sess, path, rtol=5e-2 if precision == "bf16" else 1e-3,
+                               atol=3e-2 if precision == "bf16" else 1e-4)
+    from sched_dsl.graph.executor import in_precision
+    g = import_onnx(str(path))
+    in_precision(g, precision)
+    steps, _ = plan_steps(prepare(g.module, conv_algorithm="winograd", tensor_cores=True), "cuda", None,
+                          tensor_cores=True)
+    product = [text for st in steps if st.kind == "gpu" for name, text in st.segment.units if "conv_gemm" in name]
+    assert len(product) == 1 and ("mma.sync" in product[0]) == padded
+
+
 def test_batched_products_take_the_gemm_templates():
     """A batched f32 matmul takes the SGEMM template (its batch on the grid's z), as Winograd's
     products do; with a shared 2-D A too."""
