@@ -268,6 +268,22 @@ def test_auto_takes_winograd_where_the_records_time_its_kernels_faster(conv_path
                                  ) == "gemm"
 
 
+def test_tuning_covers_both_forms_of_the_convs_auto_chooses_between(conv_path):
+    """Whether the model runs a conv direct or as Winograd without records (a GPU, f32), the
+    workloads tune_model tunes are the same: both forms of the 3x3 stride-1 conv, both of the
+    1x1 stride-1 conv, and every other anchor once."""
+    from sched_dsl.tuner.models import model_workloads
+
+    def kinds(tensor_cores):
+        return sorted(key.split("|")[0].split("(")[0] + "|" + key.split("|")[1]
+                      for key, _, _ in model_workloads(str(conv_path), tensor_cores=tensor_cores))
+    assert kinds(True) == kinds(False)
+    assert [k for k in kinds(False) if "16x16x3x3" in k or k.startswith(("winograd", "matmul|A=36"))] == [
+        "conv2d|X=1x16x8x8,W=16x16x3x3", "matmul|A=36x16x16,B=36x16x4", "winograd_input|X=1x16x8x8",
+        "winograd_output|M=36x16x4"]
+    assert "matmul|A=32x16,B=16x64" in kinds(False)  # the 1x1 conv's matmul
+
+
 def test_tuning_times_winograd_kernels_and_load_takes_the_faster(tmp_path):
     """tune_model ("auto") tunes a 3x3 conv directly and its Winograd kernels (the output
     transform timed as it is); a load with those records runs the faster form, with the

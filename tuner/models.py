@@ -1,5 +1,6 @@
-"""Tuning whole models: every distinct anchor workload (conv2d or matmul shape) of an ONNX
-model through sd.tune into one records file, which load_onnx(..., records=) then reads."""
+"""Tuning whole models: every distinct anchor workload (conv2d or matmul shape, Winograd's input
+transform) of an ONNX model through sd.tune into one records file, which load_onnx(...,
+records=) then reads."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from sched_dsl.lowering.conv_to_gemm import winograd_refusal
 from sched_dsl.records import RecordsWriter, load, workload_of
 from sched_dsl.runtime import device_name
 from sched_dsl.runtime import tensor_cores as device_has_tensor_cores
+from sched_dsl.schedule import Schedule
+from sched_dsl.tensor import Tensor
 from sched_dsl.tuner.measure import Measurer
 from sched_dsl.tuner.tuner import measure_configs, tune
 
@@ -36,10 +39,39 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     (a 1x1 conv as its matmul; a 3x3, stride-1 conv whose product would not take tensor cores
     as its Winograd kernels, the output transform only timed), so that load_onnx with these
     records picks the faster form."""
-    tensor_cores = device_has_tensor_cores(target)
+    tasks = model_workloads(model, target, fuse, host_ops, precision, conv_algorithm)
+    tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
+    start = time.perf_counter()
+    results = []
+    for i, (key, y, s) in enumerate(tasks):
+        if i and budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        if progress:
+            progress(i, len(tasks), key)
+        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
+                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
+        try:
+            _measure_default(measurer, key, s, records)
+            if not s.knobs:  # a kernel with its one schedule (Winograd's output transform): timed, nothing to tune
+                continue
+            results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
+                                **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
+        finally:
+            measurer.close()
+    return results
+
+
+def model_workloads(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
+                    precision: str | None = None, conv_algorithm: str = "auto",
+                    tensor_cores: bool | None = None) -> list[tuple[str, Tensor, Schedule]]:
+    """(key, output, schedule) of every distinct workload tune_model tunes for the model, the
+    most arithmetic in the model first: the anchors as the model runs without records, and
+    with "auto" the other forms of the convs auto chooses between (see tune_model).
+    `tensor_cores`: whether the device takes them (default: ask the target's device)."""
+    tensor_cores = device_has_tensor_cores(target) if tensor_cores is None else tensor_cores
     device = device_name(target)
     tasks: dict[str, tuple] = {}
-    flops: dict[str, int] = {}
+    work: dict[str, int] = {}
 
     def anchors_of(policy: str) -> list:
         g = import_onnx(model)
@@ -51,8 +83,7 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
         if first is not None and key in first:  # tuned as the model runs without records already
             return
         tasks.setdefault(key, (y, s))
-        reduce = T.shape_of(op.operands[1])[1:] if isinstance(op, T.Conv2dOp) else T.shape_of(op.operands[0])[1:]
-        flops[key] = flops.get(key, 0) + element_count(op.result.type) * int(np.prod(reduce))
+        work[key] = work.get(key, 0) + arithmetic(op)
 
     for op in anchors_of(conv_algorithm):
         add(*anchor_workload(op), op)
@@ -66,27 +97,18 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
                 forms += winograd_workloads(op)
             for y, s in [anchor_workload(op), *forms] if forms else []:
                 add(y, s, op, first)
-    order = sorted(tasks, key=lambda k: -flops[k])
-    tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
-    start = time.perf_counter()
-    results = []
-    for i, key in enumerate(order):
-        if i and budget_s is not None and time.perf_counter() - start > budget_s:
-            break
-        if progress:
-            progress(i, len(order), key)
-        y, s = tasks[key]
-        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
-                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
-        try:
-            _measure_default(measurer, key, s, records)
-            if not s.knobs:  # a kernel with its one schedule (Winograd's output transform): timed, nothing to tune
-                continue
-            results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
-                                **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
-        finally:
-            measurer.close()
-    return results
+    return [(key, *tasks[key]) for key in sorted(tasks, key=lambda k: -work[k])]
+
+
+def arithmetic(op: T.TensorOp) -> int:
+    """Multiply-adds of a conv or matmul; other ops: their outputs."""
+    if isinstance(op, T.Conv2dOp):
+        reduce = T.shape_of(op.weight)[1:]
+    elif isinstance(op, T.MatmulOp):
+        reduce = T.shape_of(op.lhs)[-1:]
+    else:
+        reduce = ()
+    return element_count(op.result.type) * int(np.prod(reduce))
 
 
 MEASURE_OPTIONS = {"timeout", "build_timeout", "workers", "number", "repeat", "warmup", "min_repeat_ms", "tol",
