@@ -146,10 +146,13 @@ def test_tune_model_then_reuse_records(tmp_path):
     seen = []
     results = tune_model(str(path), str(records), trials=2, batch=2, progress=lambda i, n, wl: seen.append((i, n)))
     # conv1 and conv2 share a workload: 4 distinct (3x3, strided 3x3, depthwise, gemm), most arithmetic
-    # first, the 3x3's Winograd kernels after it: the product tuned, the two transforms timed
-    assert len(results) == 5 and seen == [(i, 7) for i in range(7)]
+    # first, the 3x3's Winograd kernels after it: the input transform and the product tuned, the
+    # output transform timed
+    assert len(results) == 6 and seen == [(i, 7) for i in range(7)]
     assert ["groups=1" in r.workload and "8x8x8" in r.workload.split("X=")[1] for r in results[:1]] == [True]
-    assert results[1].workload.startswith("matmul|A=36x8x8,B=36x8x4|")  # F(4x4, 3x3): 36 products
+    assert [r.workload.split("|")[0] for r in results[1:3]] == ["winograd_input(padding=1x1x1x1,tile=4)",
+                                                                "matmul"]
+    assert results[2].workload.startswith("matmul|A=36x8x8,B=36x8x4|")  # F(4x4, 3x3): 36 products
     for r in results:
         assert r.best_config is not None, r.errors
         assert not set(r.errors) & {"wrong_answer", "compile_error", "runtime_error"}, r.records
@@ -170,7 +173,8 @@ def test_tune_model_then_reuse_records(tmp_path):
     # the convs direct (which form auto takes from these records: tests/test_conv_to_gemm.py)
     sess = sd.load_onnx(str(path), records=str(records), conv_algorithm="direct")
     assert sorted(sess.tuned) == ["conv1", "conv2", "conv3", "dw4", "fc"]
-    by_op = {("stride=2x2" in r.workload, "groups=8" in r.workload, "matmul" in r.workload): r for r in results}
+    direct = [r for r in results if not r.workload.startswith(("winograd", "matmul|A=36"))]  # not Winograd's
+    by_op = {("stride=2x2" in r.workload, "groups=8" in r.workload, "matmul" in r.workload): r for r in direct}
     by_stage = {"conv1": by_op[False, False, False], "conv2": by_op[False, False, False],
                 "conv3": by_op[True, False, False], "dw4": by_op[False, True, False], "fc": by_op[False, False, True]}
     for stage, r in by_stage.items():

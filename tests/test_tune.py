@@ -669,3 +669,21 @@ def test_tune_resumes_from_records_of_an_older_feature_set(tmp_path):
     assert res.resumed == first.trials == 4 and res.trials == 8
     configs = [json.dumps(r.config, sort_keys=True) for r in res.records]
     assert len(configs) == len(set(configs))  # nothing measured twice
+
+
+def test_a_measurer_retargeted_to_another_workload_keeps_its_processes(tmp_path):
+    """Measurer.retarget: the next workload is built and checked (against its own reference)
+    in the processes already started, as tune_model does from one workload to the next."""
+    from sched_dsl.tuner.measure import Measurer
+    from tune_spaces import threads_space
+
+    c, s = matmul_space()
+    t, ts = threads_space()
+    with Measurer(c, s, workers=1) as m:
+        (_, first), = m.measure([{"ti": 4, "tj": 4}])
+        pids = (m._proc.proc.pid, [p.proc.pid for p in m._pool.procs])
+        m.retarget(t, ts)
+        measured = m.measure([{"t": 4}, {"t": 8}])
+        assert (m._proc.proc.pid, [p.proc.pid for p in m._pool.procs]) == pids
+    assert first.error is None and all(r.error is None and r.cost_ms > 0 for _, r in measured), measured
+    assert [b.config for b, _ in measured] == [{"t": 4}, {"t": 8}]

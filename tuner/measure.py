@@ -194,6 +194,19 @@ class BuildPool:
                     idle.append(self._replace(proc))
         return [results[k] for k in range(len(configs))]
 
+    def reinit(self, args: tuple) -> None:
+        """Every worker (and every one started later) takes `args` as its workload, keeping
+        its process and imports; a worker that fails to is replaced."""
+        self.args = args
+        for proc in list(self.procs):
+            try:
+                proc.conn.send(("init", args))
+                if proc.conn.poll(self.start_timeout) and proc.conn.recv()[0] == "ok":
+                    continue
+            except (EOFError, OSError):
+                pass
+            self._replace(proc)
+
     def close(self) -> None:
         for p in self.procs:
             p.kill()
@@ -232,10 +245,26 @@ class Measurer:
             self._pool = self._new_pool()
         return self.info
 
-    def _new_pool(self) -> BuildPool:
-        args = (self.outputs, self.schedule, self.target, self.info["limits"], self.max_local_bytes,
+    def _pool_args(self) -> tuple:
+        return (self.outputs, self.schedule, self.target, self.info["limits"], self.max_local_bytes,
                 self.info["arch"], self.hook)
-        return BuildPool(self.workers, args, max(self.timeout, 60.0))
+
+    def _new_pool(self) -> BuildPool:
+        return BuildPool(self.workers, self._pool_args(), max(self.timeout, 60.0))
+
+    def retarget(self, outputs, schedule) -> None:
+        """Measures another workload from now on, in the processes already started (starting
+        a worker and a pool costs seconds: a model's tuning moves through many workloads)."""
+        from sched_dsl.tensor import Tensor
+
+        self.outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+        self.schedule, self._data = schedule, None
+        if self.info is None:
+            return
+        if self._pool is not None:
+            self._pool.reinit(self._pool_args())
+        if self._proc is not None and self._proc.alive():
+            self._send_data()
 
     def _start_worker(self) -> None:
         self._proc = WorkerProcess("run", (self.target, self.hook, self.device), f"{self.target} measuring process")

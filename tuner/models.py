@@ -43,20 +43,25 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
     start = time.perf_counter()
     results = []
-    for i, (key, y, s) in enumerate(tasks):
-        if i and budget_s is not None and time.perf_counter() - start > budget_s:
-            break
-        if progress:
-            progress(i, len(tasks), key)
-        measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
-                            **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
-        try:
+    measurer = None  # one for all the workloads, retargeted: its processes are started once
+    try:
+        for i, (key, y, s) in enumerate(tasks):
+            if i and budget_s is not None and time.perf_counter() - start > budget_s:
+                break
+            if progress:
+                progress(i, len(tasks), key)
+            if measurer is None:
+                measurer = Measurer(y, s, target, seed=tune_options.get("seed", 0),
+                                    **{k: v for k, v in tune_options.items() if k in MEASURE_OPTIONS})
+            else:
+                measurer.retarget(y, s)
             _measure_default(measurer, key, s, records)
             if not s.knobs:  # a kernel with its one schedule (Winograd's output transform): timed, nothing to tune
                 continue
             results.append(tune(y, s, target=target, trials=trials, records=records, measurer=measurer,
                                 **{k: v for k, v in tune_options.items() if k not in MEASURE_OPTIONS}))
-        finally:
+    finally:
+        if measurer is not None:
             measurer.close()
     return results
 

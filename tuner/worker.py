@@ -11,7 +11,8 @@ multiprocessing, so it never imports the user's script: `sd.tune` works from a s
   binary, timing).
 - ("build", path, (outputs, schedule, target, limits, max_local_bytes, arch, hook)): a build
   worker. It answers ("ready", None) once, then ("ok", result) or ("raise", exception) to each
-  ("build" | "features", config).
+  ("build" | "features", config), and ("ok", None) to ("init", args), which gives it another
+  workload.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ def features_one(config: dict[str, int]) -> list[float] | None:
         return None
 
 
-TASKS = {"build": build_one, "features": features_one}
+def init_one(args: tuple) -> None:
+    """Another workload for this build worker (Measurer.retarget)."""
+    _build_init(*args)
+
+
+TASKS = {"build": build_one, "features": features_one, "init": init_one}
 
 
 def _build_loop(conn: Connection, args) -> None:
