@@ -25,7 +25,8 @@ from sched_dsl.lowering.pipeline import PASSES
 
 class InterchangeLoops(ModulePass):
     """Swaps each pair of perfectly nested sequential loops (neither bound to a block or
-    thread, no values carried, nothing but constants between them) after apply-schedule."""
+    thread nor holding a bound loop, whose barriers must stay where every thread meets them;
+    no values carried; nothing but constants between them) after apply-schedule."""
 
     name = "interchange-loops"
 
@@ -36,6 +37,9 @@ class InterchangeLoops(ModulePass):
             inner = ops[0] if len(ops) == 1 and self.sequential(ops[0]) else None
             if inner is None or outer in done or inner in done:
                 continue
+            if any(v.owner.parent_op() is outer and not isinstance(v.owner, arith.ConstantOp)
+                   for v in (inner.lb, inner.ub, inner.step)):
+                continue  # a bound computed inside the outer loop: it cannot move out
             done |= {outer, inner}
             for v in (inner.lb, inner.ub, inner.step):  # constants: move them out for the outer loop
                 if v.owner.parent_op() is outer:
@@ -56,8 +60,8 @@ class InterchangeLoops(ModulePass):
 
     @staticmethod
     def sequential(op) -> bool:
-        return (isinstance(op, scf.ForOp) and not op.iter_args and "sched.bind" not in op.attributes
-                and "sched.vectorize" not in op.attributes)
+        return (isinstance(op, scf.ForOp) and not op.iter_args and "sched.vectorize" not in op.attributes
+                and not any(isinstance(o, scf.ForOp) and "sched.bind" in o.attributes for o in op.walk()))
 
 
 # register it: for pass specs here (sched-opt and xdsl-opt find passes through an

@@ -15,6 +15,7 @@ Shared buffers move to the kernel's entry. The host function keeps the buffers a
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 
 from xdsl.context import Context
@@ -161,11 +162,13 @@ class Outliner:
 
     def lower_thread_loops(self, kblock: Block, tids: dict[int, Operation], threads: dict[int, int]) -> None:
         """Replaces thread loops by thread ids; a barrier follows each phase unless it
-        ends the kernel or the kernel has no shared buffer (threads then share nothing a
-        barrier would order, and PoCL's compiler aborts on some barriers inside loops)."""
+        ends the kernel, the kernel has no shared buffer, or its block is one thread (threads
+        then share nothing a barrier would order, and PoCL's compiler aborts on some barriers
+        inside loops, in one-thread blocks more often)."""
         shared = any(isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED
-                     for op in kblock.walk())
-        sequential = any(isinstance(op, scf.ForOp) and "sched.sequential" in op.attributes for op in kblock.walk())
+                     for op in kblock.walk()) and math.prod(threads.values()) > 1
+        sequential = math.prod(threads.values()) > 1 and any(
+            isinstance(op, scf.ForOp) and "sched.sequential" in op.attributes for op in kblock.walk())
         phases = [lp for lp in kblock.walk() if is_thread_loop(lp) and not _in_thread_loop(lp)]
         for phase in phases:
             for lp in [o for o in phase.walk() if is_thread_loop(o) and o is not phase]:

@@ -259,3 +259,22 @@ def test_unrolled_loops_around_shared_fills():
     s.compute_at(sig, rxi)
     assert "barrier" in sd.lower(out, s).source
     assert_equivalent(out, s)
+
+
+def test_one_thread_blocks_take_no_barriers():
+    """A block of one thread needs no barrier between its phases, and PoCL's compiler aborted
+    on this kernel's barriers inside loops (a pool with its producer computed into a shared
+    buffer, one thread, the pool's loops reordered): it runs, without a barrier."""
+    x = sd.placeholder("X", (2, 2, 10, 8))
+    r = sd.relu(x, name="relu")
+    p = sd.pool2d(r, "max", (2, 1), (2, 3), (1, 0, 1, 0), name="pool2d")
+    s = sd.Schedule(p)
+    n, y, xx, c, ry, rx = s.loops("n", "y", "x", "c", "ry", "rx")
+    no, ni = s.split(n, 1)
+    yo, yi = s.split(y, 4)
+    xo, xi = s.split(xx, 4)
+    s.reorder(c, yo, ry, rx, xi, ni, yi, no, xo)
+    s.bind(ni, "thread.x")
+    s.compute_at(r, at=c)
+    assert "barrier" not in sd.lower(p, s).source
+    assert_equivalent(p, s)
