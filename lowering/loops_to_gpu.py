@@ -165,10 +165,11 @@ class Outliner:
         ends the kernel, the kernel has no shared buffer, or its block is one thread (threads
         then share nothing a barrier would order, and PoCL's compiler aborts on some barriers
         inside loops, in one-thread blocks more often)."""
-        shared = any(isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED
-                     for op in kblock.walk()) and math.prod(threads.values()) > 1
-        sequential = math.prod(threads.values()) > 1 and any(
-            isinstance(op, scf.ForOp) and "sched.sequential" in op.attributes for op in kblock.walk())
+        several = math.prod(threads.values()) > 1
+        shared = several and any(isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED
+                                 for op in kblock.walk())
+        sequential = several and any(isinstance(op, scf.ForOp) and "sched.sequential" in op.attributes
+                                     for op in kblock.walk())
         phases = [lp for lp in kblock.walk() if is_thread_loop(lp) and not _in_thread_loop(lp)]
         for phase in phases:
             for lp in [o for o in phase.walk() if is_thread_loop(o) and o is not phase]:

@@ -11,8 +11,13 @@ import numpy as np
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.executor import anchors, element_count, in_precision, prepare
-from sched_dsl.graph.model_schedules import (anchor_workload, gemm_fits_tensor_cores, gemm_is_whole, gemm_workload,
-                                             winograd_workloads)
+from sched_dsl.graph.model_schedules import (
+    anchor_workload,
+    gemm_fits_tensor_cores,
+    gemm_is_whole,
+    gemm_workload,
+    winograd_workloads,
+)
 from sched_dsl.graph.onnx_import import import_onnx
 from sched_dsl.lowering.conv_to_gemm import winograd_refusal
 from sched_dsl.records import RecordsWriter, load, workload_of
@@ -78,10 +83,11 @@ def model_workloads(model, target: str = "opencl", fuse: bool = True, host_ops: 
     tasks: dict[str, tuple] = {}
     work: dict[str, int] = {}
 
-    def anchors_of(policy: str) -> list:
-        g = import_onnx(model)
-        in_precision(g, precision)
-        return anchors(prepare(g.module, fuse, host_ops, 1, policy, tensor_cores))
+    g = import_onnx(model)
+    in_precision(g, precision)
+
+    def anchors_of(policy: str) -> list:  # prepare rewrites the module: each policy has a copy
+        return anchors(prepare(g.module.clone(), fuse, host_ops, 1, policy, tensor_cores))
 
     def add(y, s, op, first: dict[str, tuple] | None = None) -> None:
         key = workload_of([y], target, device).key
