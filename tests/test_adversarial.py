@@ -450,3 +450,29 @@ def test_kernel_timeout_setting(monkeypatch):
     monkeypatch.setenv("SCHED_DSL_KERNEL_TIMEOUT", "soon")
     with pytest.raises(DeviceError, match="SCHED_DSL_KERNEL_TIMEOUT='soon'"):
         kernel_timeout()
+
+
+NESTED_WATCHES = """
+import os, time
+from sched_dsl.runtime.common import _WATCHER, watchdog
+for _ in range(100):
+    with watchdog("a quick call"):
+        pass
+assert not _WATCHER.deadlines, _WATCHER.deadlines
+with watchdog("the outer call"):  # the watcher now sleeps until this one's deadline
+    os.environ["SCHED_DSL_KERNEL_TIMEOUT"] = "1"
+    with watchdog("the inner call"):  # an earlier deadline must wake it
+        time.sleep(30)
+print("finished")
+"""
+
+
+def test_an_earlier_deadline_inside_a_later_one_still_stops_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NESTED_WATCHES], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 124, proc.stderr
+    assert "finished" not in proc.stdout
+    assert "the inner call did not finish within 1 s" in proc.stderr

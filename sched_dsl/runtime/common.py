@@ -3,9 +3,11 @@ host plan's launches against a device's limits (read before anything is compiled
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,6 +181,56 @@ def kernel_timeout() -> float | None:
     return seconds if seconds > 0 else None
 
 
+class _Watcher:
+    """One daemon thread that stops the process when a watched call outlives its deadline.
+    Entering and leaving a watch is a dict update under a lock: a model's run waits on the
+    device this way for every request, and starting a timer thread each time cost more than
+    its kernels (hundreds of microseconds)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.deadlines: dict[int, tuple[float, str, float]] = {}  # token: (deadline, what, seconds)
+        self.thread: threading.Thread | None = None
+        self.tokens = itertools.count()
+
+    def enter(self, what: str, seconds: float) -> int:
+        with self.cond:
+            token = next(self.tokens)
+            deadline = time.monotonic() + seconds
+            earliest = min((d for d, _, _ in self.deadlines.values()), default=None)
+            self.deadlines[token] = (deadline, what, seconds)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.watch, name="sched-dsl watchdog", daemon=True)
+                self.thread.start()
+            elif earliest is None or deadline < earliest:
+                self.cond.notify()
+            return token
+
+    def leave(self, token: int) -> None:
+        with self.cond:
+            del self.deadlines[token]
+
+    def watch(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                late = [(w, s) for d, w, s in self.deadlines.values() if d <= now]
+                if late:
+                    what, seconds = late[0]
+                    message = (f"sched-dsl: error: {what} did not finish within {seconds:g} s; a device call "
+                               f"cannot be interrupted, so the process stops ({KERNEL_TIMEOUT_ENV} sets the "
+                               "limit, 0 turns it off)\n")
+                    os.write(2, message.encode(errors="replace"))
+                    os._exit(124)
+                earliest = min((d for d, _, _ in self.deadlines.values()), default=None)
+                self.cond.wait(None if earliest is None else earliest - now)
+
+
+_WATCHER = _Watcher()
+# a forked child has no watcher thread, and the parent's watches are not its own
+os.register_at_fork(after_in_child=lambda: _WATCHER.__init__())
+
+
 @contextmanager
 def watchdog(what: str):
     """Building or running kernels calls into the device driver, which Python cannot
@@ -188,17 +240,8 @@ def watchdog(what: str):
     if seconds is None:
         yield
         return
-
-    def expire() -> None:
-        message = (f"sched-dsl: error: {what} did not finish within {seconds:g} s; a device call cannot be "
-                   f"interrupted, so the process stops ({KERNEL_TIMEOUT_ENV} sets the limit, 0 turns it off)\n")
-        os.write(2, message.encode(errors="replace"))
-        os._exit(124)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    token = _WATCHER.enter(what, seconds)
     try:
         yield
     finally:
-        timer.cancel()
+        _WATCHER.leave(token)
