@@ -832,6 +832,10 @@ class CastOp(TensorOp):
         return shape_of(self.input)
 
 
+# ops computed element by element from their chained input: a fused group's epilogue members
+ELEMENTWISE = (UnaryOp, BinaryOp, BiasAddOp, CastOp)
+
+
 # ---- graph-level ops (whole models): reshape, concat, host calls, copies ------------------------
 
 

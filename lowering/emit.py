@@ -227,6 +227,13 @@ class Emitter:
         v = self.load(ref, idx)
         return self.val(arith.ExtFOp(v, f32)) if is_half(v.type) else v
 
+    def rounded(self, v: SSAValue, elem) -> SSAValue:
+        """An f32 value rounded to f16/bf16 `elem` and extended back (as storing it in such a
+        buffer and loading it would give); v itself for other types."""
+        if not is_half(elem) or v.type == elem:
+            return v
+        return self.val(arith.ExtFOp(self.val(arith.TruncFOp(v, elem)), f32))
+
     def store_value(self, v: SSAValue, ref: SSAValue, idx: Sequence[SSAValue]) -> Operation:
         """Stores a computed value, rounded to the buffer's element type (f16/bf16)."""
         elem = ref.type.element_type

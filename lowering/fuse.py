@@ -1,7 +1,7 @@
 """tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, conv_transpose2d, pool2d,
 softmax, normalize, a data-movement op such as im2col, Winograd's transforms, or an
-elementwise op: ANCHORS) with the chain of elementwise ops (unary, binary, bias_add) that
-follows it, so the group lowers to one loop
+elementwise op: ANCHORS) with the chain of elementwise ops (unary, binary, bias_add, and
+float casts, which reduced-precision models put around f32 operators) that follows it, so the group lowers to one loop
 nest and one kernel (a multi-stage anchor: its last stage's kernel), and intermediate tensors
 never go to memory.
 
@@ -38,8 +38,8 @@ from sched_dsl.lowering.tensorop_to_loops import GROUP
 # ops whose lowering applies a fused epilogue where it writes its (last stage's) result
 ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dOp, T.ConvTranspose2dOp,
            T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp,
-           T.Im2colOp, T.WinogradInputOp, T.WinogradWeightsOp, T.WinogradOutputOp)
-ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
+           T.Im2colOp, T.WinogradInputOp, T.WinogradWeightsOp, T.WinogradOutputOp, T.CastOp)
+ELEMENTWISE = T.ELEMENTWISE
 PLACE = "place"
 
 

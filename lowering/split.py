@@ -36,7 +36,7 @@ from sched_dsl.dialects import tensorop as T
 SPLIT, DEVICE, DEVICES = "split", "device", "devices"
 AXES = {"batch": 0, "channels": 1, "rows": 2}
 SPLITTABLE = (T.Conv2dOp, T.MatmulOp, T.Pool2dOp)
-ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)
+ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)  # ops split along any axis
 
 
 def device_of(op: Operation | None) -> int:

@@ -844,7 +844,8 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            em.store_value(em.load_value(x, idx), self.out, idx)
+            v = em.rounded(em.load_value(x, idx), self.op.result.type.element_type)  # the cast itself
+            em.store_value(self.finish(em, v, idx), self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 
@@ -911,6 +912,8 @@ def epilogue_of(members: Sequence[T.TensorOp], chain_in: SSAValue,
         for m in members:
             if isinstance(m, T.UnaryOp):
                 v = apply_unary(em, m, v)
+            elif isinstance(m, T.CastOp):  # rounded as the unfused ops would store it, then to its type
+                v = em.rounded(em.rounded(v, m.input.type.element_type), m.result.type.element_type)
             elif isinstance(m, T.BiasAddOp):
                 axis = m.axis.value.data % len(idx)
                 v = em.fbin("add", v, em.load_value(buffers[m.bias], [idx[axis]]))
@@ -939,7 +942,7 @@ def fusion_groups(block: Block) -> dict[str, list[T.TensorOp]]:
         if chain[0].stage_name != name:
             raise DiagnosticException(f"fused group '{name}' does not start with its anchor '{name}'")
         for prev, m in zip(chain, chain[1:]):
-            if not isinstance(m, (T.UnaryOp, T.BinaryOp, T.BiasAddOp)) or prev.result not in m.operands:
+            if not isinstance(m, T.ELEMENTWISE) or prev.result not in m.operands:
                 raise DiagnosticException(f"fused group '{name}': '{m.stage_name}' is not an elementwise op "
                                           f"of '{prev.stage_name}'")
             if prev.result.uses.get_length() != 1 or T.shape_of(m.result) != T.shape_of(chain[0].result):

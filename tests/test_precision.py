@@ -190,6 +190,65 @@ def test_small_model_in_reduced_precision_matches_onnxruntime(small_models, prec
         assert 'compute = "tf32"' in sess.ir
 
 
+def tail_model():
+    """conv, relu, global average pool (an f32 reduction in reduced precision), gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.2).astype(np.float32), n)
+             for n, s in (("w", (32, 16, 3, 3)), ("b", (32,)), ("fw", (10, 32)), ("fb", (10,)))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="c"),
+             helper.make_node("Relu", ["c"], ["r"], name="r"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="g"),
+             helper.make_node("Flatten", ["g"], ["f"], name="f"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="y")]
+    graph = helper.make_graph(nodes, "tail", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_casts_fuse_into_the_kernel_before_them(tmp_path, precision):
+    """The casts around an f32 reduction join their producers' kernels: 4 kernels (7 when casts
+    did not fuse, 10 unfused)."""
+    import onnx
+    from model_files import assert_matches_onnxruntime
+
+    path = tmp_path / "tail.onnx"
+    onnx.save(tail_model(), str(path))
+    x = np.random.default_rng(1).standard_normal((1, 16, 8, 8)).astype(np.float32)
+    sess = sd.load_onnx(str(path), precision=precision)
+    low = "bf16" if precision == "bf16" else "f16"
+    layers = [layer for layer, kind, _ in sess.profile({"x": x}) if kind == "kernel"]
+    assert layers == [f"x_{low}", "c+c_bias+r+r_f32", f"g+g_{low}", "y+y_bias+y_bias_f32"]
+    assert sd.load_onnx(str(path), precision=precision, fuse=False).kernel_count == 10
+    assert_matches_onnxruntime(sess, path, rtol=MODEL_TOLERANCE[precision], atol=MODEL_TOLERANCE[precision])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_fused_cast_rounds_where_the_ops_apart_would(tmp_path, precision):
+    """relu(x) * 3 in reduced precision is one kernel (the input's cast, relu, mul, the
+    output's cast), and it rounds as each op storing its result would: the product 3r is
+    rounded to the low type before the f32 output takes it (exact, as 3r and its rounding are)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="r"), helper.make_node("Mul", ["r", "three"], ["y"], name="y")]
+    graph = helper.make_graph(nodes, "relu3", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 64])],
+                              [numpy_helper.from_array(np.array(3, np.float32), "three")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32) * 100
+    sess = sd.load_onnx(str(tmp_path / "m.onnx"), precision=precision)
+    assert sess.kernel_count == 1
+    low = ml_dtypes.bfloat16 if precision == "bf16" else np.float16
+    r = np.maximum(x.astype(low).astype(np.float32), 0)
+    want = (3 * r).astype(low).astype(np.float32)
+    assert not np.array_equal(3 * r, want)  # the rounding is there to be missed
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], want)
+
+
 def test_detection_model_keeps_softmax_and_nms_in_f32(small_models):
     """bf16 convs, f32 softmax and NMS. The float outputs match onnxruntime within bf16's
     tolerance; the indices (top-k, NMS) are those of our own scores and boxes: a bf16 rounding

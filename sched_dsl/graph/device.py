@@ -236,6 +236,8 @@ class CudaRunner:
 
         drv = device.drv
         self.device, self.actions, self.buffers = device, actions, buffers
+        self.uploads = [a for a in actions if a.kind == "upload"]  # run() is on every request's path
+        self.downloads = [a for a in actions if a.kind == "download"]
         self.stage = _staging(actions, layout, drv.pagelocked_empty)
         self.ptrs = {name: int(b) for name, b in buffers.items()}
         fa = drv.function_attribute
@@ -276,17 +278,15 @@ class CudaRunner:
             self.issue_one(a)
 
     def run(self, host: dict) -> None:
-        for a in self.actions:
-            if a.kind == "upload":
-                _stage_in(self.stage[a.buffer], host[a.host])
+        for a in self.uploads:
+            _stage_in(self.stage[a.buffer], host[a.host])
         if self.graph is not None:
             self.graph.launch()
         else:
             self.issue()
         self.device.wait(self.device.stream.synchronize)
-        for a in self.actions:
-            if a.kind == "download":
-                host[a.host] = self.stage[a.buffer].copy()
+        for a in self.downloads:
+            host[a.host] = self.stage[a.buffer].copy()
 
     def profile(self, host: dict) -> list[tuple[str, str, float]]:
         drv = self.device.drv
