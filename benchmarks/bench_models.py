@@ -259,7 +259,9 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     precision = None if args.precision == "fp32" else args.precision
-    tolerance = {"fp32": 1e-3, "tf32": 1e-2, "bf16": 6e-2, "fp16": 1e-2}[args.precision]
+    # largest error over the largest output, against onnxruntime in f32 (docs/precision.md: bf16's
+    # 8-bit significand through MobileNetV2's 52 layers reaches 6e-2 in PyTorch's own bf16 run)
+    tolerance = {"fp32": 1e-3, "tf32": 1e-2, "bf16": 1e-1, "fp16": 1e-2}[args.precision]
 
     import onnxruntime as ort
     mm = make_models()
@@ -309,6 +311,7 @@ def main() -> None:
                 graph = runners.pop("graph_device")
                 times = {f"torch_{kind}_ms": wall_ms(fn, args.repeat, args.warmup) for kind, fn in runners.items()}
                 times["torch_graph_device_ms"] = torch_graph_device_ms(graph, args.repeat, torch)
+                times["torch_max_rel_err"] = err
                 if "torch_graph_ms" not in base or times["torch_graph_ms"] < base["torch_graph_ms"]:
                     base.update(times, torch_layout="channels-last" if channels_last else "NCHW")
                     fastest = net  # its ops are the per-layer table's

@@ -149,6 +149,15 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     return (*batch, a[-2], b[-1])
 
 
+def matmul_columns(shape: tuple[int, ...], columns: int | None) -> tuple[int, ...]:
+    """The product's shape cut to its first `columns` columns (None: all of them)."""
+    if columns is None:
+        return shape
+    if not 1 <= columns <= shape[-1]:
+        raise ShapeError(f"matmul columns={columns} must be between 1 and the product's {shape[-1]} columns")
+    return (*shape[:-1], columns)
+
+
 def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
     return (size + pad_lo + pad_hi - dil * (kernel - 1) - 1) // stride + 1
 
@@ -375,21 +384,28 @@ def _product_props(name: str, compute: str | None, **kw) -> dict[str, Attribute]
 
 @irdl_op_definition
 class MatmulOp(ProductOp):
-    """C[i, j] = sum_k A[i, k] * B[k, j]; loops i, j and reduction k."""
+    """C[i, j] = sum_k A[i, k] * B[k, j]; loops i, j and reduction k. With `columns`, C is the
+    first `columns` of the product's columns (B's others, padding that lets the product take
+    a tensor-core tile, are never read)."""
 
     name = "tensorop.matmul"
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
+    columns = opt_prop_def(IntegerAttr)
     assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue, name: str, compute: str | None = None,
-                 out_dtype: str | None = None):
-        out = matmul_shape(shape_of(lhs), shape_of(rhs))
+                 out_dtype: str | None = None, columns: int | None = None):
+        out = matmul_columns(matmul_shape(shape_of(lhs), shape_of(rhs)), columns)
         super().__init__(operands=[lhs, rhs], result_types=[tensor_type(out, out_dtype or _float_of(lhs, rhs))],
-                         properties=_product_props(name, compute))
+                         properties=_product_props(name, compute,
+                                                   columns=None if columns is None else IntegerAttr(columns, i64)))
+
+    def column_count(self) -> int | None:
+        return None if self.columns is None else self.columns.value.data
 
     def expected_shape(self):
-        return matmul_shape(shape_of(self.lhs), shape_of(self.rhs))
+        return matmul_columns(matmul_shape(shape_of(self.lhs), shape_of(self.rhs)), self.column_count())
 
 
 @irdl_op_definition
@@ -1060,9 +1076,10 @@ class GatherOp(TensorOp):
 
 
 def im2col_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                 dilation: Sequence[int], rows: int = 0, width: int = 0) -> tuple[int, ...]:
-    """[rows, n * oh * width] for an NCHW input: rows >= c * kh * kw (0: exactly that) and
-    width >= ow (0: exactly ow), the conv2d output's oh x ow for this window."""
+                 dilation: Sequence[int], rows: int = 0, width: int = 0, columns: int = 0) -> tuple[int, ...]:
+    """[rows, columns] for an NCHW input: rows >= c * kh * kw (0: exactly that), width >= ow
+    (0: exactly ow) and columns >= n * oh * width (0: exactly that), the conv2d output's oh x
+    ow for this window."""
     if len(x) != 4:
         raise ShapeError(f"im2col needs an NCHW input, got {tuple(x)}")
     if len(kernel) != 2 or min(kernel) < 1:
@@ -1076,7 +1093,10 @@ def im2col_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
     if rows and rows < k or width and width < ow:
         raise ShapeError(f"im2col rows={rows} and width={width} must be at least the window's {k} rows and the "
                          f"output's {ow} columns")
-    return (rows or k, n * oh * (width or ow))
+    least = n * oh * (width or ow)
+    if columns and columns < least:
+        raise ShapeError(f"im2col columns={columns} must be at least the {least} windows")
+    return (rows or k, columns or least)
 
 
 @irdl_op_definition
@@ -1084,9 +1104,9 @@ class Im2colOp(TensorOp):
     """The windows of conv2d as the columns of a matrix, so that conv2d (groups 1) is a
     matmul of its weights reshaped to [f, c * kh * kw] by this: out[k, p] = x[b, ch, y * sh +
     ry * dh - pt, xx * sw + rx * dw - pl] (0 outside the input) for k = (ch * kh + ry) * kw +
-    rx and p = (b * oh + y) * width + xx. Rows beyond c * kh * kw and columns xx beyond ow
-    (`rows`, `width`: padding that lets the product fit a tensor-core tile) are 0. Loops d0
-    (rows) and d1 (columns)."""
+    rx and p = (b * oh + y) * width + xx. Rows beyond c * kh * kw, columns xx beyond ow and
+    columns p beyond n * oh * width (`rows`, `width` and the result's columns: padding that
+    lets the product fit a tensor-core tile) are 0. Loops d0 (rows) and d1 (columns)."""
 
     name = "tensorop.im2col"
     input = operand_def(TensorType)
@@ -1097,8 +1117,9 @@ class Im2colOp(TensorOp):
     width = prop_def(IntegerAttr)
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: SSAValue, name: str, kernel, stride, padding, dilation, rows: int = 0, width: int = 0):
-        out = im2col_shape(shape_of(x), kernel, stride, padding, dilation, rows, width)
+    def __init__(self, x: SSAValue, name: str, kernel, stride, padding, dilation, rows: int = 0, width: int = 0,
+                 columns: int = 0):
+        out = im2col_shape(shape_of(x), kernel, stride, padding, dilation, rows, width, columns)
         ow = conv2d_shape(shape_of(x), (1, shape_of(x)[1], *kernel), stride, padding, dilation, 1)[3]
         super().__init__(operands=[x], result_types=[tensor_type(out, _float_of(x))],
                          properties=_props(name, kernel=ints(kernel), stride=ints(stride), padding=ints(padding),
@@ -1109,8 +1130,8 @@ class Im2colOp(TensorOp):
         return tuple(tuple(a.get_values()) for a in (self.kernel, self.stride, self.padding, self.dilation))
 
     def expected_shape(self):
-        return im2col_shape(shape_of(self.input), *self.window(), shape_of(self.result)[0],
-                            self.width.value.data)
+        return im2col_shape(shape_of(self.input), *self.window(), *shape_of(self.result)[:1],
+                            self.width.value.data, shape_of(self.result)[1])
 
 
 # Winograd's minimal filtering F(m x m, 3 x 3) (Lavin and Gray): a 3 x 3 conv's m x m output

@@ -11,17 +11,17 @@ join to it) moves into the product's [f, oh * ow] shape, its other operands resh
 reshape moves no data), so it still runs in the matmul's write-back; the reshape to NCHW
 follows the chain.
 
-Tensor-core tiles take products whose n is a multiple of 8 and k of 16 (8 at tf32): for
-f16/bf16 and tf32 convs the pass pads the window's rows with zeros up to k (the weights'
-columns with them) and each output row of the columns up to a `width` that makes n fit; the
-padded product is cut back to ow columns by a tensorop.remap, and then the chain fuses into
-that remap instead.
+Tensor-core tiles take B operands whose rows are whole 16-byte chunks and k a multiple of 16
+(8 at tf32): for f16/bf16 and tf32 convs the pass pads the window's rows with zeros up to k
+(the weights' columns with them) and the columns matrix with zero columns up to a multiple of
+8; the matmul keeps the first oh * ow columns of the product (its `columns`), so the chain
+still fuses into it.
 
 `split_k = S` on a conv (the executor sets it where the product alone would leave the GPU's
 multiprocessors idle) splits the window rows into S slices: the weights become [S, f, rows / S]
 (a transpose of weights alone, which the executor does once at load), the columns [S, rows /
-S, n] (a reshape), and the product a batched matmul whose S partial products (in the conv's
-type) a `tensorop.reduce` sums; the chain then fuses into that reduce.
+S, columns] (a reshape), and the product a batched matmul whose S partial products (in the
+conv's type) a `tensorop.reduce` sums; the chain then fuses into that reduce.
 
 New ops are named after the conv (`<conv>_cols`, `<conv>_gemm`, ...) and chain members after
 themselves (`<member>_gemm`); the op that makes the conv's (or the chain's) value in the end
@@ -35,8 +35,8 @@ takes Winograd's minimal filtering F(t x t, 3 x 3) instead (tensorop.WINOGRAD): 
 the conv. t is `winograd_tile` (2 or 4), by default 4 for f32 outputs of at least 8 x 8, else
 2 (t = 4 takes 2.25 times fewer products than t = 2 and loses more to rounding). In f16,
 bf16 and tf32 the tiles are padded with zero columns to a multiple of 8 (where the filters
-and channels fit the mma tile too) and a remap cuts the product back, so that it takes the
-tensor cores.
+and channels fit the mma tile too) and the matmul keeps the product's first columns, so that
+it takes the tensor cores.
 
 Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm`
 marks them), or with `all=true` also every unmarked conv that can be written as a matmul. A
@@ -95,15 +95,12 @@ def rewrite_winograd(conv: T.Conv2dOp, b: Builder) -> None:
     filters = b.add(T.WinogradWeightsOp(conv.weight, f"{name}_filters", tile))
     positions, c, columns = T.shape_of(tiles)
     wide = winograd_columns(conv, columns)
-    if wide > columns:  # zero columns, so that the product takes a tensor-core tile; cut after it
+    if wide > columns:  # zero columns, so that the product takes a tensor-core tile; it keeps the others
         tiles = b.add(T.RemapOp(tiles, f"{name}_tpad", *T.pad_remap((positions, c, columns),
                                                                      (0, 0, 0, 0, 0, wide - columns)),
                                 mode="constant"))
-    product = b.add(T.MatmulOp(filters, tiles, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
-    if wide > columns:
-        f = T.shape_of(conv.weight)[0]
-        product = b.add(T.RemapOp(product, f"{name}_gcut",
-                                  *T.slice_remap((positions, f, wide), [0], [columns], [2], [1])))
+    product = b.add(T.MatmulOp(filters, tiles, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result),
+                               columns if wide > columns else None))
     out = b.add(T.WinogradOutputOp(product, name, tile, T.shape_of(conv.result)[2:]))
     replace_value(conv.result, out)
 
@@ -139,28 +136,20 @@ def round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def product_width(oh: int, ow: int, n_multiple: int) -> int:
-    """The least width >= ow with oh * width a multiple of n_multiple."""
-    width = ow
-    while (oh * width) % n_multiple:
-        width += 1
-    return width
-
-
 def split_of(op: T.Conv2dOp) -> int:
     return op.attributes[SPLIT_K].value.data if SPLIT_K in op.attributes else 1
 
 
 def product_layout(op: T.Conv2dOp, split: int | None = None) -> tuple[int, int]:
-    """(rows of the columns matrix, width of each of its output rows): the window's c * kh *
-    kw rows and the output's ow, or more where a tensor-core tile needs them (rows: in each of
-    `split` slices, default the op's split_k)."""
+    """(rows, columns) of the columns matrix: the window's c * kh * kw rows and the output's
+    oh * ow columns, or more where a tensor-core tile needs them (rows: in each of `split`
+    slices, default the op's split_k)."""
     c, (f, _, kh, kw), (_, _, oh, ow) = T.shape_of(op.input)[1], T.shape_of(op.weight), T.shape_of(op.result)
     multiples = mma_multiples(op)
     split = split_of(op) if split is None else split
     if multiples is None:
-        return round_up(c * kh * kw, split), ow
-    return round_up(c * kh * kw, multiples[1] * split), product_width(oh, ow, multiples[0])
+        return round_up(c * kh * kw, split), oh * ow
+    return round_up(c * kh * kw, multiples[1] * split), round_up(oh * ow, multiples[0])
 
 
 def channel_view(shape: tuple[int, ...], f: int, hw: tuple[int, int]) -> tuple[int, int] | None:
@@ -218,31 +207,30 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
     _, _, oh, ow = T.shape_of(conv.result)
     stride, padding, dilation = (tuple(a.get_values()) for a in (conv.stride, conv.padding, conv.dilation))
     k = c * kh * kw
-    rows, width = product_layout(conv)
+    rows, columns = product_layout(conv)
     name = conv.stage_name
-    if (kh, kw, stride, padding, rows, width) == (1, 1, (1, 1), (0, 0, 0, 0), k, ow):
+    n = oh * ow
+    if (kh, kw, stride, padding, rows, columns) == (1, 1, (1, 1), (0, 0, 0, 0), k, n):
         cols = b.reshape(x, (c, h * wd), "cols")
     else:
-        cols = b.add(T.Im2colOp(x, f"{name}_cols", (kh, kw), stride, padding, dilation, rows, width))
+        cols = b.add(T.Im2colOp(x, f"{name}_cols", (kh, kw), stride, padding, dilation, rows, ow, columns))
     weights = b.reshape(w, (f, k), "wmat")
     if rows > k:
         weights = b.add(T.RemapOp(weights, f"{name}_wpad", *T.pad_remap((f, k), (0, 0, 0, rows - k)),
                                   mode="constant"))
+    n_kept = None if columns == n else n  # the matmul keeps the product's first n columns
     split = split_of(conv)
     if split == 1:
-        product = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+        product = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result),
+                                   n_kept))
     else:  # split-K: the products of `split` slices of the rows (a batch), then their sum
-        depth, n_cols = rows // split, T.shape_of(cols)[1]
+        depth = rows // split
         weights = b.reshape(weights, (f, split, depth), "wsplit")
         weights = b.add(T.RemapOp(weights, f"{name}_wslices", *T.transpose_remap((f, split, depth), (1, 0, 2))))
-        cols = b.reshape(cols, (split, depth, n_cols), "cslices")
-        partial = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result)))
+        cols = b.reshape(cols, (split, depth, columns), "cslices")
+        partial = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result),
+                                   n_kept))
         product = b.add(T.ReduceOp(partial, f"{name}_sum", "sum", [0], False))
-    if width > ow:  # cut the padded columns; the chain stays NCHW and fuses into the slice
-        grid = b.reshape(product, (1, f, oh, width), "grid")
-        out = b.add(T.RemapOp(grid, name, *T.slice_remap((1, f, oh, width), [0], [ow], [3], [1])))
-        replace_value(conv.result, out)
-        return
     last = conv.result
     value = product
     for member in fusable_chain(conv):

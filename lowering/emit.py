@@ -323,6 +323,15 @@ class Emitter:
         self.op(scf.IfOp(cond, [], Region(then), Region(Block([scf.YieldOp()]))))
         return Emitter(then, y)
 
+    def if_else(self, cond: SSAValue) -> tuple[Emitter, Emitter]:
+        """A scf.if without results; returns emitters for its then- and else-blocks."""
+        blocks = [Block(), Block()]
+        ends = [scf.YieldOp(), scf.YieldOp()]
+        for b, y in zip(blocks, ends):
+            b.add_op(y)
+        self.op(scf.IfOp(cond, [], Region(blocks[0]), Region(blocks[1])))
+        return Emitter(blocks[0], ends[0]), Emitter(blocks[1], ends[1])
+
     def if_value(self, cond: SSAValue, then_fn: Callable[[Emitter], SSAValue],
                  else_fn: Callable[[Emitter], SSAValue]) -> SSAValue:
         """cond ? then_fn() : else_fn(), each side computed only when taken."""

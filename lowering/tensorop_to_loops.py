@@ -474,7 +474,7 @@ class OpLowering:
         op = self.op
         (x,) = self.args
         rows, cols = T.shape_of(op.result)
-        _, c, h, w = T.shape_of(op.input)
+        n_img, c, h, w = T.shape_of(op.input)
         (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = op.window()
         width = op.width.value.data
         _, _, oh, ow = T.conv2d_shape(T.shape_of(op.input), (1, c, kh, kw), (sh, sw), op.window()[2], (dh, dw), 1)
@@ -490,6 +490,8 @@ class OpLowering:
                 guard += em.in_range(k, 0, c * kh * kw)
             if width > ow:
                 guard += em.in_range(xx, 0, ow)
+            if cols > n_img * oh * width:
+                guard += em.in_range(p, 0, n_img * oh * width)
             v = padded_load(em, x, [b, ch, iy, ix], guard, 0.0)
             em.store_value(self.finish(em, v, [k, p]), self.out, [k, p])
 

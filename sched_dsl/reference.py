@@ -61,14 +61,14 @@ def conv2d(x, w, stride, padding, dilation, groups):
     return np.concatenate(outs, axis=1)
 
 
-def im2col(x, kernel, stride, padding, dilation, rows, width):
+def im2col(x, kernel, stride, padding, dilation, rows, width, columns=0):
     """tensorop.im2col: the windows as columns, zero rows and columns beyond the window's."""
     win = _windows(x, kernel, stride, padding, dilation)  # (n, c, oh, ow, kh, kw)
     n, c, oh, ow, kh, kw = win.shape
     cols = np.zeros((c, kh, kw, n, oh, width), dtype=x.dtype)
     cols[..., :ow] = win.transpose(1, 4, 5, 0, 2, 3)
-    out = np.zeros((rows, n * oh * width), dtype=x.dtype)
-    out[:c * kh * kw] = cols.reshape(c * kh * kw, -1)
+    out = np.zeros((rows, max(columns, n * oh * width)), dtype=x.dtype)
+    out[:c * kh * kw, :n * oh * width] = cols.reshape(c * kh * kw, -1)
     return out
 
 
@@ -354,7 +354,7 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     if t.kind == "cast":
         return args[0]
     if t.kind == "matmul":
-        return np.matmul(args[0], args[1])
+        return np.matmul(args[0], args[1])[..., :t.shape[-1]]
     if t.kind == "conv2d":
         return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
     if t.kind == "winograd_input":
@@ -364,7 +364,8 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     if t.kind == "winograd_output":
         return winograd_output(args[0], a["tile"], t.shape[2:])
     if t.kind == "im2col":
-        return im2col(args[0], a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
+        return im2col(args[0], a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"],
+                      t.shape[1])
     if t.kind == "pool2d":
         return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
                       a.get("ceil_mode", False), a.get("count_include_pad", False))

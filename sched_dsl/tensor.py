@@ -122,11 +122,15 @@ def _product(op: str, a: Tensor, b: Tensor, precision: str | None, out_dtype: st
 
 
 def matmul(a: Tensor, b: Tensor, name: str | None = None, precision: str | None = None,
-           out_dtype: str | None = None) -> Tensor:
+           out_dtype: str | None = None, columns: int | None = None) -> Tensor:
     """a @ b, products summed in f32. The result has the inputs' type, or f32 with
-    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision."""
+    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision; `columns`
+    keeps the product's first columns only."""
     dtype, attrs = _product("matmul", a, b, precision, out_dtype)
-    return _op("matmul", T.matmul_shape(a.shape, b.shape), (a, b), name, dtype=dtype, **attrs)
+    shape = T.matmul_columns(T.matmul_shape(a.shape, b.shape), columns)
+    if columns is not None:
+        attrs["columns"] = int(columns)
+    return _op("matmul", shape, (a, b), name, dtype=dtype, **attrs)
 
 
 def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None,
@@ -140,14 +144,15 @@ def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 
 
 
 def im2col(x: Tensor, kernel, stride=1, padding=0, dilation=1, rows: int = 0, width: int = 0,
-           name: str | None = None) -> Tensor:
+           name: str | None = None, columns: int = 0) -> Tensor:
     """conv2d's windows over an NCHW input as the columns of a [c * kh * kw, n * oh * ow]
     matrix (see tensorop.Im2colOp): conv2d(x, w) at batch 1 is matmul(w reshaped to [f, c *
-    kh * kw], im2col(x)) reshaped. `rows` and `width` (>= the window's rows and ow) pad with 0."""
+    kh * kw], im2col(x)) reshaped. `rows`, `width` and `columns` (>= the window's rows, ow
+    and n * oh * width) pad with 0."""
     dtype = _tensors(x, op="im2col")
     kernel, stride, dilation, padding = (_pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation"),
                                          _padding(padding))
-    shape = T.im2col_shape(x.shape, kernel, stride, padding, dilation, int(rows), int(width))
+    shape = T.im2col_shape(x.shape, kernel, stride, padding, dilation, int(rows), int(width), int(columns))
     width = int(width) or T.conv2d_shape(x.shape, (1, x.shape[1], *kernel), stride, padding, dilation, 1)[3]
     return _op("im2col", shape, (x,), name, dtype=dtype, kernel=kernel, stride=stride, padding=padding,
                dilation=dilation, width=width)
@@ -390,7 +395,7 @@ def stage_names(order: Sequence[Tensor]) -> dict[Tensor, str]:
 def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     a = t.attrs
     if t.kind == "matmul":
-        return T.MatmulOp(*args, name, a.get("compute"), t.dtype)
+        return T.MatmulOp(*args, name, a.get("compute"), t.dtype, a.get("columns"))
     if t.kind == "conv2d":
         return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"], a.get("compute"),
                           t.dtype)
@@ -443,7 +448,8 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
     if t.kind == "winograd_output":
         return T.WinogradOutputOp(*args, name, a["tile"], t.shape[2:])
     if t.kind == "im2col":
-        return T.Im2colOp(*args, name, a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"])
+        return T.Im2colOp(*args, name, a["kernel"], a["stride"], a["padding"], a["dilation"], t.shape[0], a["width"],
+                          t.shape[1])
     raise ValueError(f"unknown operator kind {t.kind}")
 
 
@@ -459,6 +465,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
             attrs["output_padding"] = tuple(op.output_padding.get_values())
     if isinstance(op, T.ProductOp) and op.compute_mode() is not None:
         attrs["compute"] = op.compute_mode()
+    if isinstance(op, T.MatmulOp) and op.column_count() is not None:
+        attrs["columns"] = op.column_count()
     elif isinstance(op, T.Pool2dOp):
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
                      padding=tuple(op.padding.get_values()), dilation=op.dilations(), ceil_mode=op.is_ceil_mode(),

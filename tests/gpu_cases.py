@@ -375,11 +375,12 @@ def nms_threads():
     return out, s
 
 
-def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None):
+def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None):
     from sched_dsl.graph.model_schedules import tc_gemm_tiles
     store = "f32" if dtype == "tf32" else dtype
     a, b = sd.placeholder("A", (m, k), store), sd.placeholder("B", (k, n), store)
-    c = sd.matmul(a, b, name="C", precision="tf32" if dtype == "tf32" else None, out_dtype=out_dtype)
+    c = sd.matmul(a, b, name="C", precision="tf32" if dtype == "tf32" else None, out_dtype=out_dtype,
+                  columns=columns)
     s = sd.Schedule(c)
     intrinsic = "mma.m16n8k8" if dtype == "tf32" else "mma.m16n8k16"
     tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
@@ -390,6 +391,12 @@ def tensor_core_bf16():
     """The tensor-core GEMM: 2 x 2 warps of 32 x 32 (2 x 4 mma tiles each), 3 stages of
     cp.async copies, padded shared rows."""
     return _tc_gemm(128, 96, 160, "bf16", (64, 32, 32, 32, 16, 3))
+
+
+def tensor_core_bf16_remainder():
+    """A product kept to its first 49 of 56 columns (a 7 x 7 conv's) in one 64-wide block tile
+    and 32-wide warp tiles (remainders at both), and 80 of its rows in 64-row tiles."""
+    return _tc_gemm(80, 56, 64, "bf16", (64, 64, 32, 32, 32, 3), columns=49)
 
 
 def tensor_core_f16_f32_out():
@@ -418,14 +425,14 @@ CASES = [Case(f.__name__, f) for f in (
     reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
     scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
-    tensor_core_bf16, tensor_core_f16_f32_out, tensor_core_tf32, conv_bf16_default,
+    tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, conv_bf16_default,
 )]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
             "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
-            "tensor_core_bf16", "tensor_core_tf32")
+            "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:

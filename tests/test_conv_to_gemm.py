@@ -42,26 +42,30 @@ def windows(draw):
         T.conv2d_shape((1, c, h, w), (1, c, kh, kw), stride, padding, dilation, 1)
     except T.ShapeError:
         return draw(windows())
-    return c, h, w, (kh, kw), stride, padding, dilation, draw(st.integers(0, 5)), draw(st.integers(0, 3))
+    return (c, h, w, (kh, kw), stride, padding, dilation, draw(st.integers(0, 5)), draw(st.integers(0, 3)),
+            draw(st.integers(0, 9)))
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(windows())
 def test_im2col_lowers_to_its_meaning(win):
-    """The kernel equals sd.evaluate's numpy meaning, zero padding rows and columns included;
-    and the weights' matrix times the meaning is conv2d's reference."""
-    c, h, w, kernel, stride, padding, dilation, extra_rows, extra_width = win
+    """The kernel equals sd.evaluate's numpy meaning, zero padding rows and columns (within
+    output rows, and after the last) included; and the weights' matrix times the meaning is
+    conv2d's reference."""
+    c, h, w, kernel, stride, padding, dilation, extra_rows, extra_width, extra_columns = win
     x = sd.placeholder("X", (1, c, h, w))
-    ow = T.conv2d_shape((1, c, h, w), (1, c, *kernel), stride, padding, dilation, 1)[3]
+    oh, ow = T.conv2d_shape((1, c, h, w), (1, c, *kernel), stride, padding, dilation, 1)[2:]
     k = c * kernel[0] * kernel[1]
-    cols = sd.im2col(x, kernel, stride, padding, dilation, rows=k + extra_rows, width=ow + extra_width, name="cols")
+    cols = sd.im2col(x, kernel, stride, padding, dilation, rows=k + extra_rows, width=ow + extra_width, name="cols",
+                     columns=oh * (ow + extra_width) + extra_columns)
+    assert cols.shape == (k + extra_rows, oh * (ow + extra_width) + extra_columns)
     a = np.random.default_rng(0).standard_normal((1, c, h, w)).astype(np.float32)
     want = sd.evaluate(cols, {"X": a})
     np.testing.assert_array_equal(sd.build(cols, target="opencl")(a), want)
     wt = np.random.default_rng(1).standard_normal((3, c, *kernel))
     conv = conv2d_reference(a.astype(np.float64), wt, stride, padding, dilation, 1)
-    oh = conv.shape[2]
-    product = (wt.reshape(3, k) @ want[:k]).reshape(3, oh, ow + extra_width)[:, :, :ow]
+    assert not want[:, oh * (ow + extra_width):].any()
+    product = (wt.reshape(3, k) @ want[:k, :oh * (ow + extra_width)]).reshape(3, oh, ow + extra_width)[:, :, :ow]
     np.testing.assert_allclose(product, conv[0], rtol=1e-10, atol=1e-10)
 
 
@@ -73,6 +77,22 @@ def test_im2col_refuses_rows_and_widths_below_the_windows():
         sd.im2col(x, 3, width=2)
     with pytest.raises(T.ShapeError, match="im2col needs an NCHW input"):
         sd.im2col(sd.placeholder("Y", (2, 5, 5)), 3)
+    with pytest.raises(T.ShapeError, match="im2col columns=8 must be at least the 9 windows"):
+        sd.im2col(x, 3, columns=8)
+
+
+def test_matmul_columns_keep_the_first_columns_of_the_product():
+    """matmul(columns=n): the first n columns of A @ B, on the device and in the meaning; out
+    of range is an error naming the bound."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal((7, 12)).astype(np.float32)
+    c = sd.matmul(sd.placeholder("A", (5, 7)), sd.placeholder("B", (7, 12)), name="C", columns=9)
+    assert c.shape == (5, 9)
+    np.testing.assert_allclose(sd.build(c, target="opencl")(a, b), (a @ b)[:, :9], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sd.evaluate(c, {"A": a, "B": b}), (a @ b)[:, :9], rtol=1e-5, atol=1e-5)
+    for bad in (0, 13):
+        with pytest.raises(T.ShapeError, match=f"matmul columns={bad} must be between 1 and the product's 12"):
+            sd.matmul(sd.placeholder("A", (5, 7)), sd.placeholder("B", (7, 12)), columns=bad)
 
 
 def test_slice_keeps_its_input_type():
@@ -136,11 +156,13 @@ def test_gemm_convs_match_onnxruntime(conv_path):
 
 
 def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
-    """bf16 products pad the stem's 147 window rows to 160 and the dilated conv's 2 x 2 output
-    rows to width 4 (cut back by a remap, into which its bias fuses): the same numbers, within
-    bf16's rounding."""
+    """bf16 products pad the stem's 147 window rows to 160 and the dilated conv's 2 x 2 = 4
+    columns to 8 (the matmul keeps the first 4, and its bias fuses into it): the same numbers,
+    within bf16's rounding."""
     sess = sd.load_onnx(str(conv_path), conv_algorithm="gemm", precision="bf16")
-    assert "tensor<160x64xbf16>" in sess.ir and "-> tensor<1x16x2x4xbf16>" in sess.ir
+    assert "tensor<160x64xbf16>" in sess.ir
+    assert re.search(r'tensorop.matmul %dil_wmat, %dil_cols {[^}]*columns = 4 : i64} : \(tensor<16x288xbf16>, '
+                     r'tensor<288x8xbf16>\) -> tensor<16x4xbf16>', sess.ir)
     # the weights' reshape and zero padding are done once, at load: new weights, no kernels
     assert "%stem_wpad: tensor<16x160xbf16>" in sess.ir and "%stem_wpad = tensorop.remap" not in sess.ir
     assert "%stem_w:" not in sess.ir  # the original weights are no longer read
@@ -149,8 +171,8 @@ def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
     assert "%deep_wslices: tensor<2x32x400xbf16>" in sess.ir
     assert re.search(r"tensorop.matmul %deep_wslices, %deep_cslices .* -> tensor<2x32x16xbf16>", sess.ir)
     assert re.search(r'tensorop.bias_add %deep_sum, %deep_b {[^}]*group = "deep_sum"', sess.ir)
-    assert re.search(r'%dil = tensorop.remap %dil_grid {[^}]*group = "dil"', sess.ir)
-    assert re.search(r'tensorop.bias_add %dil, %dil_b {[^}]*group = "dil"', sess.ir)
+    assert re.search(r'tensorop.bias_add %dil_gemm, %dil_b {[^}]*group = "dil_gemm"', sess.ir)
+    assert "remap %dil" not in sess.ir
     assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
 
 
@@ -176,8 +198,9 @@ def test_auto_takes_tensor_cores_where_the_product_fits(conv_path):
     assert {n: choose_conv_algorithm(op, "auto", True) for n, op in f32.items()} == {**dict.fromkeys(f32, "direct"),
                                                                                     "a": "winograd"}
     picked = {n: choose_conv_algorithm(op, "auto", True) for n, op in bf16.items()}
-    # m (filters) must be a multiple of 16: all but the grouped conv fit
-    assert picked == {**dict.fromkeys(bf16, "gemm"), "grp": "direct"}
+    # m (filters) must be a multiple of 16 and n (outputs) at least an mma tile's 8: all but the
+    # grouped conv and the dilated one's 2 x 2 outputs fit
+    assert picked == {**dict.fromkeys(bf16, "gemm"), "grp": "direct", "dil": "direct"}
     assert {n: gemm_split(op) for n, op in bf16.items()} == {**dict.fromkeys(bf16, 1), "deep": 2}
     assert {gemm_split(op) for op in f32.values()} == {1}  # no tensor-core tiles to fill
     assert {choose_conv_algorithm(op, "auto", False) for op in bf16.values()} == {"direct"}
@@ -416,8 +439,8 @@ def test_winograd_convs_match_onnxruntime(conv_path):
 @pytest.mark.parametrize("precision, padded", [("bf16", True), ("tf32", True), (None, False)])
 def test_winograd_products_are_padded_for_tensor_cores(tmp_path, precision, padded):
     """A Winograd product whose tiles are not a multiple of 8 (a 6 x 6 output: 9 tiles of
-    2 x 2) gets zero columns where the rest of it takes a tensor-core tile, and a remap cuts
-    them after the product; the result matches onnxruntime."""
+    2 x 2) gets zero columns where the rest of it takes a tensor-core tile, and the matmul
+    keeps the first 9 columns of its product; the result matches onnxruntime."""
     path = tmp_path / "c.onnx"
     w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
@@ -426,9 +449,10 @@ def test_winograd_products_are_padded_for_tensor_cores(tmp_path, precision, padd
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 6, 6])], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     sess = sd.load_onnx(str(path), conv_algorithm="winograd", precision=precision)
-    product = re.search(r"%conv_gemm = tensorop.matmul .* -> tensor<(\d+)x16x(\d+)x", sess.ir)
-    assert product.groups() == ("16", "16" if padded else "9")  # F(2x2): 16 positions, 3 x 3 tiles
-    assert ("%conv_tpad" in sess.ir and "%conv_gcut" in sess.ir) == padded
+    product = re.search(r"%conv_gemm = tensorop.matmul .*x(\d+)x\w+>\) -> tensor<(\d+)x16x(\d+)x", sess.ir)
+    # F(2x2): 16 positions, 3 x 3 tiles, padded to 16 columns
+    assert product.groups() == ("16" if padded else "9", "16", "9")
+    assert ("%conv_tpad" in sess.ir and "columns = 9" in sess.ir) == padded
     assert re.search(r'tensorop.unary %conv {[^}]*group = "conv"', sess.ir)  # the relu, in the output transform
     assert_matches_onnxruntime(sess, path, rtol=5e-2 if precision == "bf16" else 1e-3,
                                atol=3e-2 if precision == "bf16" else 1e-4)
@@ -454,8 +478,9 @@ def test_batched_products_take_the_gemm_templates():
 
 @pytest.mark.parametrize("algorithm", ["gemm", "winograd"])
 def test_a_conv_that_is_the_models_output(tmp_path, algorithm):
-    """The op that makes the conv's value in the end (the remap cutting padded columns, the
-    output transform) takes the conv's value and stage name: the model's output is found."""
+    """The op that makes the conv's value in the end (the reshape of the product, which keeps
+    49 of its 56 columns; the output transform) takes the conv's value and stage name: the
+    model's output is found."""
     path = tmp_path / "conv.onnx"
     w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], "conv",
@@ -463,5 +488,6 @@ def test_a_conv_that_is_the_models_output(tmp_path, algorithm):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 7, 7])], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     sess = sd.load_onnx(str(path), conv_algorithm=algorithm, precision="bf16")
-    assert ("tensorop.remap" in sess.ir) == (algorithm == "gemm")  # 7 columns padded to 8
+    assert ("columns = 49" in sess.ir) == (algorithm == "gemm")  # 7 x 7 columns padded to 56
+    assert re.search(r"%conv = tensorop\.(reshape|winograd_output)", sess.ir)
     assert_matches_onnxruntime(sess, path, rtol=5e-2, atol=3e-2)

@@ -45,6 +45,32 @@ def test_tensorized_gemm_matches_reference(dtype, shape, tiles, out_dtype):
     equivalent(c, s)
 
 
+@pytest.mark.parametrize("shape,tiles,columns", [
+    ((80, 56, 64), (64, 64, 32, 32, 32, 3), 49),  # remainders at the block and the warp tiles
+    ((64, 200, 48), (32, 64, 16, 32, 32, 2), 196),  # the last block tile reaches past B: its copies go by element
+    ((48, 40, 32), (32, 32, 16, 16, 16, 2), None),  # remainders in both, no columns cut
+])
+def test_tensorized_gemm_with_tiles_that_do_not_divide(shape, tiles, columns):
+    """Tiles past the output compute on zeros (copies beyond the operands fill them) and are
+    not written back; where only some block tiles reach past B, the others still copy in
+    whole chunks."""
+    c, s = _tc_gemm(*shape, "bf16", tiles, columns=columns)
+    equivalent(c, s)
+    cuda = sd.lower(c, s, target="cuda").source
+    assert "cp.async.cg.shared.global" in cuda and "mma.sync" in cuda
+
+
+def test_a_tile_that_reaches_past_the_tensor_copies_chunks_only_where_it_fits():
+    """B of 200 columns in 64-wide tiles: the last tile copies by element, the others by
+    cp.async chunks, as many copy sites as a B that the tiles divide (A's and B's, at the
+    pipeline's start and in its steps); without the run-time choice B would have none."""
+    def copies(n, columns):
+        c, s = _tc_gemm(64, n, 48, "bf16", (32, 64, 16, 32, 32, 2), columns=columns)
+        return sd.lower(c, s, target="cuda").source.count("cp.async.cg.shared.global")
+
+    assert copies(200, 196) == copies(192, None) == 4
+
+
 def test_shared_memory_beyond_the_opencl_limit_is_a_clear_error(monkeypatch):
     """A tile over a device's 48 KiB of __local (NVIDIA's OpenCL) is refused before launching,
     with the kernel and the limit named; CUDA takes it as dynamic shared memory (above)."""
@@ -139,7 +165,7 @@ def test_tile_shapes_types_and_warps_the_instruction_cannot_take():
     schedule_error(lambda: tiled(tile=(32, 8, 16)), "loop 'iii' has 32 iterations; mma.m16n8k16 takes tiles of M = 16")
     schedule_error(lambda: tiled(bind_x=True), "thread.x is the warp's lanes in a tensorized stage")
     schedule_error(lambda: tiled(shared=False), "tensorize reads its operands from shared memory: cache 'A'")
-    schedule_error(lambda: tiled(m=72), r"tensorize needs splits that divide; 'i' \(72\) split by 32")
+    schedule_error(lambda: tiled(k=80), r"tensorize needs reduction splits that divide; 'k' \(80\) split by 32")
     schedule_error(lambda: tiled(n=1024, threads=(2, 32)), "64 warps of 32 lanes exceed 1024 threads per block")
     with pytest.raises(sd.ScheduleError, match="multiplies f32 tensors at full precision"):
         tiled(dtype="f32")

@@ -293,10 +293,10 @@ def place_tensorize(stage: Stage) -> None:
     for a in (tz.m, tz.n, tz.k):
         if a.bind or a.vectorize:
             raise fail(op, f"stage '{stage.name}': tensorized loop '{a.name}' cannot be bound or vectorized")
-    for r in stage.relations:
-        if isinstance(r, Split) and r.outer.extent * r.inner.extent != r.parent.extent:
-            raise fail(op, f"stage '{stage.name}': tensorize needs splits that divide; '{r.parent.name}' "
-                       f"({r.parent.extent}) split by {r.inner.extent} leaves a remainder")
+    for r in stage.relations:  # a spatial remainder is computed on zeros and not written back
+        if isinstance(r, Split) and r.parent.reduce and r.outer.extent * r.inner.extent != r.parent.extent:
+            raise fail(op, f"stage '{stage.name}': tensorize needs reduction splits that divide; "
+                       f"'{r.parent.name}' ({r.parent.extent}) split by {r.inner.extent} leaves a remainder")
     # the warp's tile loops: the unbound loops inside every bound loop and every cache's loop
     # (written unrolled, the k steps outermost, each step's fragments loaded during the last)
     cache_loops = {c.at for c in stage.caches}

@@ -489,6 +489,7 @@ class Writer:
             lane = self.env[tz.lane]
             self.env[tz.m] = e.add(e.floordiv(lane, 4), e.mul(e.floordiv(r, 2), 8))
             self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
+            e = self.guarded(e, [root for root in st.roots if not root.reduce])  # a tile past the output
             mapping = {iv: self.value(e, root) for iv, root in zip(st.root_ivs, st.roots) if not root.reduce}
             store = st.output_store
             for op in self.slice_of(store.indices):
@@ -613,14 +614,24 @@ class Writer:
         copy = Copy(cache, buf, bases, exts, width, any_element=True)
         part_index = [em.index(part) if isinstance(part, int) else part]
 
-        def element(e: Emitter, loc: list[SSAValue]) -> None:
-            if copy.width == 1:
-                copy.put(e, copy.fetch(e, loc), loc, part_index)
-                return
-            src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
-            e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
+        def copier(copy: Copy):
+            def element(e: Emitter, loc: list[SSAValue]) -> None:
+                if copy.width == 1:
+                    copy.put(e, copy.fetch(e, loc), loc, part_index)
+                    return
+                src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
+                e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
+            return element
 
-        self.spread(em, copy.chunks, element)
+        inside = Copy(cache, buf, bases, exts, width, any_element=True, assume_inside=True)
+        if copy.width == 1 and inside.width > 1:
+            # only some tiles reach past the tensor (a tile that does not divide it): they copy
+            # element by element, zero outside, and the others by whole chunks
+            then, other = em.if_else(inside.inside(em))
+            self.spread(then, inside.chunks, copier(inside))
+            self.spread(other, copy.chunks, copier(copy))
+            return
+        self.spread(em, copy.chunks, copier(copy))
 
     def spread(self, em: Emitter, exts: Sequence[int], element) -> None:
         """element(emitter, index) for every index of `exts`, shared by the block's threads
@@ -708,25 +719,40 @@ class Copy:
     when the tile lies inside the input and rows allow it."""
 
     def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int], width: int,
-                 any_element: bool = False):
-        """`any_element`: chunks of any element type (tc.copy_async), else float4 vectors."""
-        self.cache, self.buf, self.bases = cache, buf, bases
+                 any_element: bool = False, assume_inside: bool = False):
+        """`any_element`: chunks of any element type (tc.copy_async), else float4 vectors.
+        `assume_inside`: chunks wherever the tile would lie inside the tensor (`inside()` is
+        the condition for that, to be checked at run time)."""
+        self.cache, self.buf, self.bases, self.exts = cache, buf, bases, exts
         self.shape = list(cache.memref.type.get_shape())
         self.element = cache.memref.type.element_type
         ok_type = any_element or self.element == f32
-        self.width = width if width > 1 and ok_type and self.vectorizable(exts, width) else 1
+        self.width = width if width > 1 and ok_type and self.vectorizable(exts, width, assume_inside) else 1
         if self.width > 1 and any_element and (cache.layout not in (None, sorted(cache.layout or [])) or cache.pad % width):
             self.width = 1  # chunks go to consecutive, aligned elements of a row
         self.chunks = exts[:-1] + [exts[-1] // self.width]
 
-    def vectorizable(self, exts: list[int], width: int) -> bool:
+    def vectorizable(self, exts: list[int], width: int, assume_inside: bool = False) -> bool:
         if exts[-1] % width or self.shape[-1] % width or known_divisor(self.bases[-1]) % width:
             return False
-        for b, ext, n in zip(self.bases, exts, self.shape):
+        return assume_inside or not self.outside_dims()
+
+    def outside_dims(self) -> list[int]:
+        """The dimensions along which the tile is not known to lie inside the tensor."""
+        out = []
+        for d, (b, ext, n) in enumerate(zip(self.bases, self.exts, self.shape)):
             known = value_bounds(b)
             if known is None or known[0] < 0 or known[1] + ext > n:
-                return False
-        return True
+                out.append(d)
+        return out
+
+    def inside(self, em: Emitter) -> SSAValue:
+        """At run time: the tile lies inside the tensor."""
+        conds = []
+        for d in self.outside_dims():
+            b, ext, n = self.bases[d], self.exts[d], self.shape[d]
+            conds += em.in_range(b, 0, n - ext + 1)
+        return em.all_of(conds) or em.bool(True)
 
     def unflatten(self, em: Emitter, t: SSAValue) -> list[SSAValue]:
         loc = []

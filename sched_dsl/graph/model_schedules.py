@@ -304,17 +304,22 @@ def tc_shared_bytes(bm: int, bn: int, bk: int, stages: int, intrinsic: str) -> i
     return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b))
 
 
-def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1) -> dict[str, int] | None:
+def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1,
+                     b_columns: int | None = None) -> dict[str, int] | None:
     """A default tile of the tensor-core GEMM for `count` m x n x k matmuls (a batch), or None
-    when none fits (the dimensions must be multiples of the 16 x 8 x 16 tile): among tiles
-    dividing the shape whose buffers fit TC_MAX_SHARED, prefer at least SMS blocks in all, then
-    the largest block tile, then 4 warps of 64 x 64 (or the nearest), then more stages."""
+    when none fits (m and k must be multiples of the 16 x 8 x 16 tile, n at least 8, and B's rows of
+    `b_columns` >= n columns, default n, of 8: whole 16-byte chunks): among tiles whose
+    buffers fit TC_MAX_SHARED, dividing m, and dividing n or less than twice n (the last
+    column tile then reaches past the output: it computes on zeros there), prefer at least
+    SMS blocks in all, then the most outputs a block computes (on average over the column
+    tiles: fewer, wider column tiles read A fewer times), then 4 warps of 64 x 64 (or the
+    nearest), then more stages."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
-    if m % 16 or n % 8 or k % kt:
+    if m % 16 or n < 8 or (b_columns or n) % 8 or k % kt:
         return None
     best, best_key = None, None
     for bm in (v for v in (256, 128, 64, 32, 16) if m % v == 0):
-        for bn in (v for v in (256, 128, 64, 32, 16, 8) if n % v == 0):
+        for bn in (v for v in (256, 128, 64, 32, 16, 8) if n % v == 0 or v < 2 * n):
             for bk in (v for v in (64, 32, 16, 8) if k % v == 0 and v % kt == 0):
                 for wm in (v for v in (64, 32, 16) if bm % v == 0):
                     for wn in (v for v in (64, 32, 16, 8) if bn % v == 0):
@@ -324,26 +329,27 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1) -> 
                                 continue
                             if (wm // 16) * (wn // 8) > 32:  # mma tiles (4 registers each) per warp
                                 continue
-                            blocks = count * (m // bm) * (n // bn)
-                            key = (min(blocks, SMS), bm * bn, -abs(warps - 4), -abs(wm * wn - 64 * 64), bk >= 32,
-                                   stages)
+                            column_tiles = -(-n // bn)
+                            blocks = count * (m // bm) * column_tiles
+                            key = (min(blocks, SMS), bm * n / column_tiles, -abs(warps - 4),
+                                   -abs(wm * wn - 64 * 64), bk >= 32, stages)
                             if best_key is None or key > best_key:
                                 best, best_key = dict(bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=stages), key
     return best
 
 
 def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrinsic: str, prefix: str = "",
-                        batch: tuple[int, ...] = ()) -> None:
+                        batch: tuple[int, ...] = (), b_columns: int | None = None) -> None:
     """The tensor-core GEMM template with its knobs (block tile, warp tile, k slice,
     stages); the first candidates are tc_gemm_defaults'. `batch`: a batched matmul's batch
-    dimensions."""
-    d = tc_gemm_defaults(m, n, k, intrinsic, math.prod(batch))
+    dimensions; `b_columns`: B's columns, where the product keeps fewer (n)."""
+    d = tc_gemm_defaults(m, n, k, intrinsic, math.prod(batch), b_columns)
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     bm = s.knob(prefix + "bm", candidates(d["bm"], [v for v in (32, 64, 128, 256) if m % v == 0]))
-    bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if n % v == 0]))
+    bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if n % v == 0 or v < 2 * n]))
     bk = s.knob(prefix + "bk", candidates(d["bk"], [v for v in (16, 32, 64) if k % v == 0 and v % kt == 0]))
     wm = s.knob(prefix + "wm", candidates(d["wm"], [v for v in (16, 32, 64) if m % v == 0]))
-    wn = s.knob(prefix + "wn", candidates(d["wn"], [v for v in (16, 32, 64) if n % v == 0]))
+    wn = s.knob(prefix + "wn", candidates(d["wn"], [16, 32, 64]))
     stages = s.knob(prefix + "stages", candidates(d["stages"], [2, 3, 4]))
     tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic, len(batch))
 
@@ -402,12 +408,14 @@ def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     return "mma.m16n8k8" if compute == "tf32" else None
 
 
-def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2):
+def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2,
+                    b_columns: int | None = None):
     """The schedule template of an m x n x k matmul (with `batch` dimensions before; A of
-    rank `a_rank`: a 2-D A is shared by the batch)."""
-    if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic) is not None:
+    rank `a_rank`: a 2-D A is shared by the batch; B of `b_columns` columns where the
+    product keeps n of them)."""
+    if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic, b_columns=b_columns) is not None:
         return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix,
-                                                                     batch)
+                                                                     batch, b_columns)
     if matmul_is_tiled(m, n, k) and a_rank in (2, len(batch) + 2):
         return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix, batch, a_rank > 2)
     return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, len(batch))
@@ -421,8 +429,9 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
         fn = conv_depthwise if sh.depthwise else conv_tiled
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
-        (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.rhs)[-1]
-        return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op), len(T.shape_of(op.lhs)))
+        (m, k), n, b_columns = T.shape_of(op.lhs)[-2:], T.shape_of(op.result)[-1], T.shape_of(op.rhs)[-1]
+        return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op), len(T.shape_of(op.lhs)),
+                               b_columns)
     if isinstance(op, T.WinogradInputOp):
         positions = T.shape_of(op.result)[0]
         return lambda s, stage, x, _, prefix="": winograd_input_tiled(s, stage, positions, prefix)
@@ -458,16 +467,19 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
                                        op.padding.get_values())
     # a matmul, batched or not
     return matmul_workload(T.shape_of(op.lhs), T.shape_of(op.rhs), T.dtype_of(op.lhs), op.compute_mode(),
-                           T.dtype_of(op.result))
+                           T.dtype_of(op.result), op.column_count())
 
 
-def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype: str) -> tuple[Tensor, Schedule]:
-    """A matmul of these shapes and types alone, with the template a model gives it."""
+def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype: str,
+                    columns: int | None = None) -> tuple[Tensor, Schedule]:
+    """A matmul of these shapes and types alone (its first `columns` columns kept), with the
+    template a model gives it."""
     a, b = placeholder("A", a_shape, dtype), placeholder("B", b_shape, dtype)
-    y = matmul(a, b, name="C", precision=compute, out_dtype=out_dtype)
+    y = matmul(a, b, name="C", precision=compute, out_dtype=out_dtype, columns=columns)
     s = Schedule(y)
-    (m, k), n = a_shape[-2:], b_shape[-1]
-    matmul_template(m, n, k, tuple(y.shape[:-2]), product_intrinsic(dtype, compute), len(a_shape))(s, y, a, b, "")
+    (m, k), n = a_shape[-2:], y.shape[-1]
+    matmul_template(m, n, k, tuple(y.shape[:-2]), product_intrinsic(dtype, compute), len(a_shape),
+                    b_shape[-1])(s, y, a, b, "")
     return y, s
 
 
@@ -482,9 +494,9 @@ def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
     intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
     if intrinsic is None or gemm_refusal(op) is not None:
         return False
-    rows, width = product_layout(op)
-    oh = T.shape_of(op.result)[2]
-    return tc_gemm_defaults(T.shape_of(op.weight)[0], oh * width, rows, intrinsic) is not None
+    rows, columns = product_layout(op)
+    oh, ow = T.shape_of(op.result)[2:]
+    return tc_gemm_defaults(T.shape_of(op.weight)[0], oh * ow, rows, intrinsic, b_columns=columns) is not None
 
 
 SPLITS = (1, 2, 4, 8, 16)
@@ -499,17 +511,17 @@ def gemm_split(op: T.Conv2dOp) -> int:
     intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
     if intrinsic is None or gemm_refusal(op) is not None:
         return 1
-    f, oh = T.shape_of(op.weight)[0], T.shape_of(op.result)[2]
+    f, (oh, ow) = T.shape_of(op.weight)[0], T.shape_of(op.result)[2:]
     admissible = []
     for split in SPLITS:
-        rows, width = product_layout(op, split)
+        rows, columns = product_layout(op, split)
         if split > 1 and rows // split < MIN_SLICE:
             break
-        d = tc_gemm_defaults(f, oh * width, rows // split, intrinsic, split)
+        d = tc_gemm_defaults(f, oh * ow, rows // split, intrinsic, split, columns)
         if d is None:
             continue
         admissible.append(split)
-        if d["bm"] >= 64 and split * (f // d["bm"]) * (oh * width // d["bn"]) >= SMS:
+        if d["bm"] >= 64 and split * (f // d["bm"]) * -(-oh * ow // d["bn"]) >= SMS:
             return split
     return max(admissible, default=1)
 
@@ -518,7 +530,7 @@ def gemm_is_whole(op: T.Conv2dOp) -> bool:
     """Whether the conv's matmul form is the matmul alone (a 1x1 conv, stride 1, no padding,
     nothing padded for tensor cores): then a measured matmul is the whole cost of the form."""
     sh = conv_shape(op)
-    return (gemm_refusal(op) is None and product_layout(op) == (sh.c, sh.out[1])
+    return (gemm_refusal(op) is None and product_layout(op) == (sh.c, sh.out[0] * sh.out[1])
             and (sh.kh, sh.kw, sh.stride, sh.padding) == (1, 1, (1, 1), (0, 0, 0, 0)))
 
 
