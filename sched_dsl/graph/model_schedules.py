@@ -266,7 +266,6 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc, batch: int = 0, a_
 # B loads (a row of 8 lanes, 4 rows) hit 32 different banks: (A pad, B pad) in elements
 TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8)}
 TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NVIDIA's OpenCL
-MIN_COLUMN_TILE = 32  # tc_gemm_defaults' narrowest column tile where n allows
 
 
 def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str, batch: int = 0) -> None:
@@ -311,18 +310,16 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1,
     when none fits (m and k must be multiples of the 16 x 8 x 16 tile, n at least 8, and B's rows of
     `b_columns` >= n columns, default n, of 8: whole 16-byte chunks): among tiles whose
     buffers fit TC_MAX_SHARED, dividing m, and dividing n or less than twice n (the last
-    column tile then reaches past the output: it computes on zeros there), at least
-    MIN_COLUMN_TILE wide where n allows (each column tile reads all of A: narrow ones for the
-    sake of more blocks read it over and over), prefer at least SMS blocks in all, then the
-    most outputs a block computes (on average over the column tiles), then 4 warps of 64 x 64
-    (or the nearest), then more stages."""
+    column tile then reaches past the output: it computes on zeros there), prefer at least
+    SMS blocks in all, then the most outputs a block computes (on average over the column
+    tiles: fewer, wider column tiles read A fewer times), then 4 warps of 64 x 64 (or the
+    nearest), then more stages."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     if m % 16 or n < 8 or (b_columns or n) % 8 or k % kt:
         return None
     best, best_key = None, None
     for bm in (v for v in (256, 128, 64, 32, 16) if m % v == 0):
-        for bn in (v for v in (256, 128, 64, 32, 16, 8)
-                   if (n % v == 0 or v < 2 * n) and v >= min(MIN_COLUMN_TILE, -(-n // 8) * 8)):
+        for bn in (v for v in (256, 128, 64, 32, 16, 8) if n % v == 0 or v < 2 * n):
             for bk in (v for v in (64, 32, 16, 8) if k % v == 0 and v % kt == 0):
                 for wm in (v for v in (64, 32, 16) if bm % v == 0):
                     for wn in (v for v in (64, 32, 16, 8) if bn % v == 0):
