@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 
 from xdsl.dialects import func, gpu, memref
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, IntegerAttr, MemRefType, ModuleOp
@@ -117,6 +117,23 @@ class HostPlan:
     function: str
     buffers: tuple[Buffer, ...]
     launches: tuple[Launch, ...]
+
+    def to_json(self) -> dict:
+        """Every field of the plan, its buffers and launches (a cache stores them: a field left
+        out would come back as its default, e.g. no dynamic shared memory for a kernel that
+        needs it)."""
+        return {"function": self.function, "buffers": [list(astuple(b)) for b in self.buffers],
+                "launches": [list(astuple(ln)) for ln in self.launches]}
+
+    @staticmethod
+    def from_json(d: dict) -> HostPlan:
+        """The plan to_json wrote; a ValueError where the record is of another shape."""
+        def rows(cls, items):
+            width = len(fields(cls))
+            if any(len(r) != width for r in items):
+                raise ValueError(f"{cls.__name__} records of another shape")
+            return tuple(cls(*(tuple(v) if isinstance(v, list) else v for v in r)) for r in items)
+        return HostPlan(d["function"], rows(Buffer, d["buffers"]), rows(Launch, d["launches"]))
 
     @property
     def inputs(self) -> list[Buffer]:

@@ -357,3 +357,33 @@ def test_cuda_runner_falls_back_when_capture_fails(monkeypatch):
     assert runner.mode == "off"
     runner.run({"x": np.zeros(2, np.float32)})
     assert [e[0] for e in drv.log] == ["htod", "launch", "launch", "dtoh", "sync"]
+
+
+def test_a_cached_plan_keeps_every_launch_field(fresh_cache, monkeypatch):
+    """A segment lowered from the cache launches as the one lowered afresh: dynamic shared
+    memory included (a kernel over 48 KiB launched without it reads past its shared buffers;
+    the cache once dropped it)."""
+    import dataclasses
+
+    from sched_dsl.graph import executor
+    from sched_dsl.lowering.host_plan import HostPlan, Launch
+    from sched_dsl.tensor import module_of
+
+    real = executor.host_plan
+
+    def with_big_tiles(module):
+        plan = real(module)
+        return dataclasses.replace(plan, launches=tuple(dataclasses.replace(ln, shared_bytes=57344)
+                                                        for ln in plan.launches))
+
+    monkeypatch.setattr(executor, "host_plan", with_big_tiles)
+    x = sd.placeholder("X", (4, 8))
+    fresh, _, first = executor.lowered(module_of([sd.relu(x, name="R")])[0], "cuda", {}, "seg")
+    count = executor.COUNTS["lowered"]
+    again, _, second = executor.lowered(module_of([sd.relu(x, name="R")])[0], "cuda", {}, "seg")
+    assert executor.COUNTS["lowered"] == count and again == fresh  # from the cache
+    assert second == first and {ln.dynamic_shared for ln in second.launches} == {57344}
+    assert HostPlan.from_json(first.to_json()) == first
+    with pytest.raises(ValueError, match="Launch records of another shape"):
+        HostPlan.from_json({**first.to_json(), "launches": [["k", [1, 1, 1], [1, 1, 1], ["X"]]]})
+    assert Launch("k", (1, 1, 1), (1, 1, 1), ()).dynamic_shared == 0

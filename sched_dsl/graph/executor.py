@@ -47,7 +47,7 @@ from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor
                                              choose_conv_algorithm, gemm_split)
 from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
 from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
-from sched_dsl.lowering.host_plan import Buffer, HostPlan, Launch, c_name, host_plan
+from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
 from sched_dsl.lowering.plan_memory import (ARENA, IN_PLACE, OFFSET, TensoropPlanMemoryPass, arena_offsets,
@@ -240,9 +240,7 @@ def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str, te
     if data is not None:
         try:
             d = json.loads(data)
-            plan = HostPlan(d["function"], tuple(Buffer(n, tuple(sh), r, t) for n, sh, r, t in d["buffers"]),
-                            tuple(Launch(k, tuple(g), tuple(b), tuple(a)) for k, g, b, a in d["launches"]))
-            return d["source"], [tuple(u) for u in d["units"]], plan
+            return d["source"], [tuple(u) for u in d["units"]], HostPlan.from_json(d["plan"])
         except (ValueError, KeyError, TypeError):
             pass  # written by something else: lowered again and overwritten
     try:
@@ -255,9 +253,7 @@ def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str, te
     plan = host_plan(module)
     COUNTS["lowered"] += 1
     if cache is not None:
-        d = {"source": text.getvalue(), "units": units, "function": plan.function,
-             "buffers": [[b.name, b.shape, b.role, b.dtype] for b in plan.buffers],
-             "launches": [[ln.kernel, ln.grid, ln.block, ln.args] for ln in plan.launches]}
+        d = {"source": text.getvalue(), "units": units, "plan": plan.to_json()}
         cache.put("lowered", key, json.dumps(d).encode())
     return text.getvalue(), units, plan
 
