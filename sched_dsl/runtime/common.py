@@ -192,17 +192,19 @@ class _Watcher:
         self.deadlines: dict[int, tuple[float, str, float]] = {}  # token: (deadline, what, seconds)
         self.thread: threading.Thread | None = None
         self.tokens = itertools.count()
+        self.wake_at: float | None = None  # when the watcher wakes next (None: when notified)
 
     def enter(self, what: str, seconds: float) -> int:
         with self.cond:
             token = next(self.tokens)
             deadline = time.monotonic() + seconds
-            earliest = min((d for d, _, _ in self.deadlines.values()), default=None)
             self.deadlines[token] = (deadline, what, seconds)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.watch, name="sched-dsl watchdog", daemon=True)
                 self.thread.start()
-            elif earliest is None or deadline < earliest:
+            elif self.wake_at is None or deadline < self.wake_at:
+                # only a deadline before the watcher's next wake-up wakes it (a thread switch
+                # on every request otherwise): one after it is seen when the watcher wakes
                 self.cond.notify()
             return token
 
@@ -222,8 +224,8 @@ class _Watcher:
                                "limit, 0 turns it off)\n")
                     os.write(2, message.encode(errors="replace"))
                     os._exit(124)
-                earliest = min((d for d, _, _ in self.deadlines.values()), default=None)
-                self.cond.wait(None if earliest is None else earliest - now)
+                self.wake_at = min((d for d, _, _ in self.deadlines.values()), default=None)
+                self.cond.wait(None if self.wake_at is None else self.wake_at - now)
 
 
 _WATCHER = _Watcher()
