@@ -42,6 +42,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -59,6 +60,9 @@ def make_models():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+ROUNDS = 5  # alternating rounds of PyTorch's graph and ours for each of our rows
 
 
 def wall_ms(fn, repeat: int, warmup: int, sync=lambda: None) -> float:
@@ -292,6 +296,7 @@ def main() -> None:
         want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
         base = {}
         node_ms = None
+        torch_graph_run = None
         if torch is not None:
             sys.path.insert(0, HERE)
             from onnx_torch import OnnxTwin
@@ -315,6 +320,7 @@ def main() -> None:
                 if "torch_graph_ms" not in base or times["torch_graph_ms"] < base["torch_graph_ms"]:
                     base.update(times, torch_layout="channels-last" if channels_last else "NCHW")
                     fastest = net  # its ops are the per-layer table's
+                    torch_graph_run = runners["graph"]  # timed again beside each of our rows
                 del runners
             xt = torch.from_numpy(x).cuda()
             with torch.no_grad():
@@ -347,6 +353,15 @@ def main() -> None:
                 raise SystemExit(f"{name} (fuse={fuse}, graph={graph}): differs from onnxruntime "
                                  f"(relative error {err:.2e})")
             ours = wall_ms(lambda: sess.run(None, {"input": x}), args.repeat, args.warmup)
+            paired = {}
+            if torch_graph_run is not None:
+                # PyTorch's graph and ours in alternating rounds, medians kept: the GPU's clocks
+                # and the machine's load are then the same for both sides of the ratio
+                rounds = [(wall_ms(torch_graph_run, args.repeat, 2),
+                           wall_ms(lambda: sess.run(None, {"input": x}), args.repeat, 2)) for _ in range(ROUNDS)]
+                paired = {"paired_torch_graph_ms": statistics.median(t for t, _ in rounds),
+                          "paired_ours_ms": statistics.median(o for _, o in rounds)}
+                paired["paired_speedup"] = paired["paired_torch_graph_ms"] / paired["paired_ours_ms"]
             layers = sess.profile({"input": x})
             table = layer_table(layers, node_ms)
             kernel_ms = sum(r["ours_ms"] for r in table)
@@ -362,12 +377,17 @@ def main() -> None:
                    "peak_bytes": sess.peak_bytes, "memory": sess.memory,
                    "load_s": load_s, "load": sess.load_stats, "max_rel_err": err, **base,
                    "speedup_vs_torch_graph": base["torch_graph_ms"] / ours if "torch_graph_ms" in base else None,
+                   **paired,
                    "layers": table}
             rows.append(row)
             gpu = row["ours_graph_device_ms"]
             print(f"{name}: {label}, graph {sess.capture}: {ours:.3f} ms ({'-' if gpu is None else f'{gpu:.3f}'} "
                   f"on the GPU, {kernel_ms:.3f} in kernels timed alone), {sess.kernel_count} kernels, "
                   f"load {load_s:.1f} s", file=sys.stderr, flush=True)
+            if paired:
+                print(f"{name}: {label}, graph {sess.capture}, alternating with PyTorch's graph: ours "
+                      f"{paired['paired_ours_ms']:.3f} ms, PyTorch {paired['paired_torch_graph_ms']:.3f} ms, "
+                      f"{paired['paired_speedup']:.2f}x", file=sys.stderr, flush=True)
             sess = None  # its device memory goes before the next load
 
     def fmt(v, f):
