@@ -6,8 +6,9 @@
 // residual reshaped, which moves no data) and fuse into the matmul; the reshape back to NCHW
 // follows them and takes the chain's value and stage name. The 1x1 conv needs no im2col: its input
 // reshaped is the windows' matrix. The bf16 conv is padded for a tensor-core tile: rows to a
-// multiple of 16 (144 -> 144 here), each output row to a width that makes oh * width a multiple
-// of 8 (7 x 7 -> 7 x 8), cut back by a remap (a slice). split_k = 2 splits the 144 window rows into two
+// multiple of 16 (144 -> 144 here), the columns matrix with zero columns up to a multiple of 8
+// (7 x 7 = 49 -> 56), and the matmul keeps its product's first 49 columns (no cut after it).
+// split_k = 2 splits the 144 window rows into two
 // slices of 72: a batched product of the weights' slices and the columns' (both reshapes, the
 // weights' also a transpose) whose two partial products a reduce sums. algorithm = "winograd"
 // takes F(4x4, 3x3) on the 8 x 8 f32 output: 36 products of the transformed filters [36, f, c]
@@ -40,11 +41,10 @@ builtin.module {
 // CHECK-NEXT: %pw_wmat = tensorop.reshape %w1 {{.*}} -> tensor<32x16xf32>
 // CHECK-NEXT: %pw_gemm = tensorop.matmul %pw_wmat, %pw_cols
 // CHECK-NEXT: %p = tensorop.reshape %pw_gemm {name = "pw"}
-// CHECK-NEXT: %half_cols = tensorop.im2col %xh {{.*}}width = 8 : i64} : (tensor<1x16x7x7xbf16>) -> tensor<144x56xbf16>
+// CHECK-NEXT: %half_cols = tensorop.im2col %xh {{.*}}width = 7 : i64} : (tensor<1x16x7x7xbf16>) -> tensor<144x56xbf16>
 // CHECK-NEXT: %half_wmat = tensorop.reshape %wh
-// CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {{.*}} -> tensor<32x56xbf16>
-// CHECK-NEXT: %half_grid = tensorop.reshape %half_gemm {{.*}} -> tensor<1x32x7x8xbf16>
-// CHECK-NEXT: %h = tensorop.remap %half_grid {name = "half", {{.*}} -> tensor<1x32x7x7xbf16>
+// CHECK-NEXT: %half_gemm = tensorop.matmul %half_wmat, %half_cols {name = "half_gemm", columns = 49 : i64} : (tensor<32x144xbf16>, tensor<144x56xbf16>) -> tensor<32x49xbf16>
+// CHECK-NEXT: %h = tensorop.reshape %half_gemm {name = "half"} : (tensor<32x49xbf16>) -> tensor<1x32x7x7xbf16>
 // CHECK-NEXT: %d = tensorop.conv2d %x, %w {algorithm = "direct", name = "direct"
 // CHECK-NEXT: %sk_cols = tensorop.im2col %x {{.*}} -> tensor<144x64xf32>
 // CHECK-NEXT: %sk_wmat = tensorop.reshape %w
