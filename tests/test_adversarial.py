@@ -428,14 +428,20 @@ print("finished")
 """
 
 
-def test_a_kernel_that_never_finishes_stops_the_process_with_an_error(tmp_path):
+def stopped_by_the_watchdog(script: str, cwd, timeout: int):
+    """Runs `script` in a fresh interpreter, which the watchdog must stop (exit 124) before it
+    prints "finished"; returns the finished process."""
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", HANGING_KERNEL], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert proc.returncode == 124, proc.stderr
     assert "finished" not in proc.stdout
+    return proc
+
+
+def test_a_kernel_that_never_finishes_stops_the_process_with_an_error(tmp_path):
+    proc = stopped_by_the_watchdog(HANGING_KERNEL, tmp_path, 300)
     assert "kernel main_Y on" in proc.stderr and "did not finish within 3 s" in proc.stderr
     assert "SCHED_DSL_KERNEL_TIMEOUT" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -468,11 +474,5 @@ print("finished")
 
 
 def test_an_earlier_deadline_inside_a_later_one_still_stops_the_process(tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-c", NESTED_WATCHES], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
-    assert proc.returncode == 124, proc.stderr
-    assert "finished" not in proc.stdout
+    proc = stopped_by_the_watchdog(NESTED_WATCHES, tmp_path, 120)
     assert "the inner call did not finish within 1 s" in proc.stderr
