@@ -45,16 +45,17 @@ def test_tensorized_gemm_matches_reference(dtype, shape, tiles, out_dtype):
     equivalent(c, s)
 
 
-@pytest.mark.parametrize("shape,tiles,columns", [
-    ((80, 56, 64), (64, 64, 32, 32, 32, 3), 49),  # remainders at the block and the warp tiles
-    ((64, 200, 48), (32, 64, 16, 32, 32, 2), 196),  # the last block tile reaches past B: its copies go by element
-    ((48, 40, 32), (32, 32, 16, 16, 16, 2), None),  # remainders in both, no columns cut
+@pytest.mark.parametrize("dtype,shape,tiles,columns", [
+    ("bf16", (80, 56, 64), (64, 64, 32, 32, 32, 3), 49),  # remainders at the block and the warp tiles
+    ("bf16", (64, 200, 48), (32, 64, 16, 32, 32, 2), 196),  # the last block tile reaches past B: by element
+    ("bf16", (48, 40, 32), (32, 32, 16, 16, 16, 2), None),  # remainders in both, no columns cut
+    ("tf32", (48, 56, 32), (32, 32, 16, 16, 16, 2), 50),  # m16n8k8, B fragments by plain loads
 ])
-def test_tensorized_gemm_with_tiles_that_do_not_divide(shape, tiles, columns):
+def test_tensorized_gemm_with_tiles_that_do_not_divide(dtype, shape, tiles, columns):
     """Tiles past the output compute on zeros (copies beyond the operands fill them) and are
     not written back; where only some block tiles reach past B, the others still copy in
     whole chunks."""
-    c, s = _tc_gemm(*shape, "bf16", tiles, columns=columns)
+    c, s = _tc_gemm(*shape, dtype, tiles, columns=columns)
     equivalent(c, s)
     cuda = sd.lower(c, s, target="cuda").source
     assert "cp.async.cg.shared.global" in cuda and "mma.sync" in cuda
