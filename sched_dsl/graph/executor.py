@@ -645,6 +645,13 @@ class GraphExecutor:
         self.feed_dtypes = {n: np.dtype(d) for n, d in boundary.get("input_dtypes", {}).items()}
         self.result_shapes = dict(boundary.get("output_shapes", {}))
         self.result_dtypes = {n: np.dtype(d) for n, d in boundary.get("output_dtypes", {}).items()}
+        # per feed: (element type, the shape the caller gives, the shape inside), read once here
+        # rather than from the IR's types on every request
+        self.feed_specs = {}
+        for n in self.input_names:
+            t = self.input_types[self.inputs_of[n]]
+            inside = tuple(t.get_shape())
+            self.feed_specs[n] = (T.dtype_of(t), tuple(self.feed_shapes.get(n, inside)), inside)
         self.host_weights = weights  # copies of weights to the host read these
         self.last_profile: list[tuple[str, str, float]] = []
         if self.several:
@@ -812,8 +819,7 @@ class GraphExecutor:
                              + (f"missing: {', '.join(missing)}" if missing else ""))
         out = {}
         for n in self.input_names:
-            t = self.input_types[self.inputs_of[n]]
-            inside = tuple(t.get_shape())
+            dtype, shape, inside = self.feed_specs[n]
             a = feeds[n]
             if n in self.feed_dtypes and isinstance(a, np.ndarray) and a.dtype == self.feed_dtypes[n] == np.int64:
                 # the model's int64 indices: the device computes them in int32
@@ -821,7 +827,7 @@ class GraphExecutor:
                     raise GraphError(f"input '{n}' has values outside the int32 range the device computes in")
                 a = a.astype(np.int32)
             try:  # the dtype policy of built kernels (docs/robustness.md)
-                arr = checked_array(n, a, T.dtype_of(t), self.feed_shapes.get(n, inside))
+                arr = checked_array(n, a, dtype, shape)
             except (TypeError, ValueError) as e:
                 raise GraphError(str(e)) from None
             out[n] = arr.reshape(inside)

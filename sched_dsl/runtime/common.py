@@ -106,6 +106,8 @@ def checked_array(name: str, a, dtype: str, shape: tuple[int, ...]) -> np.ndarra
     checking it against the policy above and `shape`: TypeError for what is not an array
     of an accepted dtype, ValueError for a wrong shape."""
     want = NUMPY_DTYPES[dtype]
+    if type(a) is np.ndarray and a.dtype == want and a.shape == tuple(shape) and a.flags.c_contiguous:
+        return a  # what every well-formed request gives: nothing to check further or convert
     module = "ml_dtypes" if dtype == "bf16" else "np"
     fix = f"pass a numpy array of {np.dtype(want).name}, e.g. np.asarray(x, dtype={module}.{np.dtype(want).name})"
     if isinstance(a, np.ma.MaskedArray):
