@@ -1,8 +1,8 @@
 """tensorop-fuse: operator linking. Groups an anchor (conv2d, matmul, conv_transpose2d, pool2d,
 softmax, normalize, a data-movement op such as im2col, Winograd's transforms, or an
 elementwise op: ANCHORS) with the chain of elementwise ops (unary, binary, bias_add, and
-float casts, which reduced-precision models put around f32 operators) that follows it, so the group lowers to one loop
-nest and one kernel (a multi-stage anchor: its last stage's kernel), and intermediate tensors
+float casts, which reduced-precision models put around f32 operators) that follows it, so the
+group lowers to one loop nest and one kernel (a multi-stage anchor: its last stage's kernel), and intermediate tensors
 never go to memory.
 
 The result is visible in the printed IR: every op of a group carries `group = "<anchor>"`.
@@ -39,7 +39,6 @@ from sched_dsl.lowering.tensorop_to_loops import GROUP
 ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dOp, T.ConvTranspose2dOp,
            T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp,
            T.Im2colOp, T.WinogradInputOp, T.WinogradWeightsOp, T.WinogradOutputOp, T.CastOp)
-ELEMENTWISE = T.ELEMENTWISE
 PLACE = "place"
 
 
@@ -80,7 +79,7 @@ def fuse_function(fn: func.FuncOp) -> None:
     position = {o: k for k, o in enumerate(ops)}
     anchors: dict[str, T.TensorOp] = {}
     for op in ops:
-        if not isinstance(op, ELEMENTWISE) or not on_gpu(op) or GROUP in op.attributes:
+        if not isinstance(op, T.ELEMENTWISE) or not on_gpu(op) or GROUP in op.attributes:
             continue
         p = chained_operand(op, position, anchors)
         if p is None:

@@ -36,7 +36,7 @@ from sched_dsl.dialects import tensorop as T
 SPLIT, DEVICE, DEVICES = "split", "device", "devices"
 AXES = {"batch": 0, "channels": 1, "rows": 2}
 SPLITTABLE = (T.Conv2dOp, T.MatmulOp, T.Pool2dOp)
-ELEMENTWISE = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)  # ops split along any axis
+ANY_AXIS = (T.UnaryOp, T.BinaryOp, T.BiasAddOp)  # elementwise ops, split along any axis
 
 
 def device_of(op: Operation | None) -> int:
@@ -154,7 +154,7 @@ class Splitter:
     def leading_operand(self, op: T.TensorOp) -> SSAValue | None:
         """The split operand of an elementwise op whose parts its own parts follow (one of the
         result's shape), if any."""
-        if not isinstance(op, ELEMENTWISE) or SPLIT in op.attributes:
+        if not isinstance(op, ANY_AXIS) or SPLIT in op.attributes:
             return None
         for v in op.operands:
             if v in self.split and T.shape_of(v) == T.shape_of(op.result):

@@ -846,8 +846,10 @@ class OpLowering:
 
         def body(em, iv):
             idx = [iv[name] for name, _ in dims(shape)]
-            v = em.rounded(em.load_value(x, idx), self.op.result.type.element_type)  # the cast itself
-            em.store_value(self.finish(em, v, idx), self.out, idx)
+            v = em.load_value(x, idx)
+            if self.epilogue is not None:  # the cast itself, before its epilogue (the store rounds otherwise)
+                v = self.epilogue(em, em.rounded(v, self.op.result.type.element_type), idx)
+            em.store_value(v, self.out, idx)
 
         self.nest(self.stage, dims(shape), [], body)
 

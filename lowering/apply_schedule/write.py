@@ -623,8 +623,9 @@ class Writer:
                 e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
             return element
 
-        inside = Copy(cache, buf, bases, exts, width, any_element=True, assume_inside=True)
-        if copy.width == 1 and inside.width > 1:
+        inside = copy if copy.width > 1 else Copy(cache, buf, bases, exts, width, any_element=True,
+                                                   assume_inside=True)
+        if inside is not copy and inside.width > 1:
             # only some tiles reach past the tensor (a tile that does not divide it): they copy
             # element by element, zero outside, and the others by whole chunks
             then, other = em.if_else(inside.inside(em))
@@ -727,13 +728,13 @@ class Copy:
         self.shape = list(cache.memref.type.get_shape())
         self.element = cache.memref.type.element_type
         ok_type = any_element or self.element == f32
-        self.width = width if width > 1 and ok_type and self.vectorizable(exts, width, assume_inside) else 1
+        self.width = width if width > 1 and ok_type and self.vectorizable(width, assume_inside) else 1
         if self.width > 1 and any_element and (cache.layout not in (None, sorted(cache.layout or [])) or cache.pad % width):
             self.width = 1  # chunks go to consecutive, aligned elements of a row
         self.chunks = exts[:-1] + [exts[-1] // self.width]
 
-    def vectorizable(self, exts: list[int], width: int, assume_inside: bool = False) -> bool:
-        if exts[-1] % width or self.shape[-1] % width or known_divisor(self.bases[-1]) % width:
+    def vectorizable(self, width: int, assume_inside: bool = False) -> bool:
+        if self.exts[-1] % width or self.shape[-1] % width or known_divisor(self.bases[-1]) % width:
             return False
         return assume_inside or not self.outside_dims()
 

@@ -304,6 +304,12 @@ def tc_shared_bytes(bm: int, bn: int, bk: int, stages: int, intrinsic: str) -> i
     return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b))
 
 
+def column_tile_fits(n: int, bn: int) -> bool:
+    """A column tile the tensor-core GEMM takes for n output columns: dividing n, or less than
+    twice n (the last tile then reaches past the output and computes on zeros there)."""
+    return n % bn == 0 or bn < 2 * n
+
+
 def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1,
                      b_columns: int | None = None) -> dict[str, int] | None:
     """A default tile of the tensor-core GEMM for `count` m x n x k matmuls (a batch), or None
@@ -319,7 +325,7 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1,
         return None
     best, best_key = None, None
     for bm in (v for v in (256, 128, 64, 32, 16) if m % v == 0):
-        for bn in (v for v in (256, 128, 64, 32, 16, 8) if n % v == 0 or v < 2 * n):
+        for bn in (v for v in (256, 128, 64, 32, 16, 8) if column_tile_fits(n, v)):
             for bk in (v for v in (64, 32, 16, 8) if k % v == 0 and v % kt == 0):
                 for wm in (v for v in (64, 32, 16) if bm % v == 0):
                     for wn in (v for v in (64, 32, 16, 8) if bn % v == 0):
@@ -346,7 +352,7 @@ def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrin
     d = tc_gemm_defaults(m, n, k, intrinsic, math.prod(batch), b_columns)
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     bm = s.knob(prefix + "bm", candidates(d["bm"], [v for v in (32, 64, 128, 256) if m % v == 0]))
-    bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if n % v == 0 or v < 2 * n]))
+    bn = s.knob(prefix + "bn", candidates(d["bn"], [v for v in (32, 64, 128, 256) if column_tile_fits(n, v)]))
     bk = s.knob(prefix + "bk", candidates(d["bk"], [v for v in (16, 32, 64) if k % v == 0 and v % kt == 0]))
     wm = s.knob(prefix + "wm", candidates(d["wm"], [v for v in (16, 32, 64) if m % v == 0]))
     wn = s.knob(prefix + "wn", candidates(d["wn"], [16, 32, 64]))
