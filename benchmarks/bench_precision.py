@@ -5,14 +5,16 @@ OpenCL platform is registered, on the OpenCL target from the same schedule.
 
 bf16 and fp16: bf16/fp16 operands and result, f32 accumulation (cuBLAS: torch.matmul on
 bf16/fp16 tensors). tf32: f32 operands and result, products at TF32 precision (cuBLAS with
-torch.backends.cuda.matmul.allow_tf32). Times are means over back-to-back launches after
+torch.backends.cuda.matmul.allow_tf32). 3xtf32: f32 operands and result, each product as three
+TF32 ones (near f32's precision), against cuBLAS's SGEMM (TF32 off). Times are means over back-to-back launches after
 warm-ups between CUDA events, for ours (CUDA target) and cuBLAS alike; the OpenCL target's
 are the sum of its kernels' profiling times. Speed = cuBLAS time / our time.
 
     python benchmarks/bench_precision.py --json benchmarks/data/precision_h200.json [--quick]
     python benchmarks/bench_precision.py --convs --precisions bf16 --json convs_bf16.json
 
-`--convs` times ResNet-18's 3x3 convs instead (`--precisions` may also name fp32): cuDNN in
+`--convs` times ResNet-18's 3x3 convs instead (`--precisions` may also name fp32, and
+3xtf32: ours near f32's precision on tensor cores, cuDNN in fp32 with TF32 off): cuDNN in
 the precision (benchmark mode, the faster of NCHW and channels-last) against each conv run as
 a one-conv model on the CUDA target, as a matmul, with Winograd's transforms and with the
 direct template (see conv_rows).
@@ -35,9 +37,9 @@ import sched_dsl as sd  # noqa: E402
 from bench_kernels import close, nvidia_opencl, torch_time  # noqa: E402
 from sched_dsl.graph.model_schedules import tc_gemm_defaults, tc_gemm_tiles, tc_shared_bytes  # noqa: E402
 
-PRECISIONS = ("bf16", "fp16", "tf32")
-DTYPE = {"bf16": "bf16", "fp16": "f16", "tf32": "f32"}
-INTRINSIC = {"bf16": "mma.m16n8k16", "fp16": "mma.m16n8k16", "tf32": "mma.m16n8k8"}
+PRECISIONS = ("bf16", "fp16", "tf32", "3xtf32")
+DTYPE = {"bf16": "bf16", "fp16": "f16", "tf32": "f32", "3xtf32": "f32"}
+INTRINSIC = {"bf16": "mma.m16n8k16", "fp16": "mma.m16n8k16", "tf32": "mma.m16n8k8", "3xtf32": "mma.m16n8k8"}
 # (bm, bn, bk, wm, wn, stages); those over 48 KiB of shared memory take CUDA's dynamic shared
 # memory and run on the CUDA target only (NVIDIA's OpenCL has 48 KiB of __local per block)
 CONFIGS = {
@@ -54,7 +56,7 @@ OPENCL_SHARED = 48 * 1024
 def gemm(n: int, precision: str, tiles: tuple[int, ...]):
     dtype = DTYPE[precision]
     a, b = sd.placeholder("A", (n, n), dtype), sd.placeholder("B", (n, n), dtype)
-    c = sd.matmul(a, b, name="C", precision="tf32" if precision == "tf32" else None)
+    c = sd.matmul(a, b, name="C", precision=precision if precision in ("tf32", "3xtf32") else None)
     s = sd.Schedule(c)
     tc_gemm_tiles(s, c, a, b, *tiles, INTRINSIC[precision])
     return c, s
@@ -98,7 +100,8 @@ def conv_kernel_ms(sess, feeds, repeat: int) -> tuple[float, dict[str, float]]:
 
 
 def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list[dict]:
-    """ResNet-18's 3x3 convs in `precision` (bf16, fp16, tf32, or fp32 with TF32 off): cuDNN
+    """ResNet-18's 3x3 convs in `precision` (bf16, fp16, tf32, fp32 with TF32 off, or 3xtf32
+    against cuDNN in fp32 with TF32 off): cuDNN
     (benchmark mode, the faster of NCHW and channels-last) against ours as a model (load_onnx on
     CUDA): the conv as a matmul (conv_algorithm "gemm": im2col, the product, a remap where the
     output was padded; on tensor cores except in fp32), with Winograd's transforms ("winograd":
@@ -110,7 +113,8 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
 
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}[precision]
+    # 3xtf32 keeps f32's precision: its peer is cuDNN in fp32 with TF32 off
+    tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     rows = []
     for c, size in RESNET18_3X3:
         model, w = conv_model(c, size)
@@ -185,8 +189,8 @@ def main() -> None:
         return
     for precision in args.precisions.split(","):
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[precision]
-        ndtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16, "tf32": np.float32}[precision]
+        tdtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        ndtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16}.get(precision, np.float32)
         for n in (int(v) for v in args.sizes.split(",")):
             rng = np.random.default_rng(0)
             a = rng.standard_normal((n, n), dtype=np.float32).astype(ndtype)

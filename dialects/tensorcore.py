@@ -16,13 +16,15 @@ Meaning of each op, for lane l, with g = l / 4 and t = l % 4:
 - `tc.mma %a, %b, %lane, %acc[%i..] {b_tile}`: acc[.., q + e] += sum_k A(row, k) * B(k, col)
   for e = 0..3, row = g + 8 * (e / 2), col = 2 t + e % 2 (+ N for b_tile 1 of a pair),
   where q is the last index: each lane holds 4 of the 16 x 8 f32 results (the C fragment
-  layout of mma.m16n8kK).
+  layout of mma.m16n8kK). With `compute = "3xtf32"` (m16n8k8 only) the products keep
+  f32's precision to about 2^-20: each operand x is taken as hi = tf32(x) plus
+  lo = tf32(x - hi), and the mma is three, lo*hi + hi*lo + hi*hi (lo*lo is left out).
 - `tc.copy_async %dst[..], %src[..] {elements}`: dst[.., q + e] = src[.., p + e] for
   e < elements (16 bytes), complete once a later `tc.copy_wait` leaves fewer groups pending
   than were committed after it (`tc.copy_commit` closes a group).
 
 Intrinsics: "m16n8k16" (f16 or bf16 operands) and "m16n8k8" (tf32: f32 operands taken at
-TF32 precision); results are f32.
+TF32 precision, or as two TF32 parts with compute "3xtf32"); results are f32.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     prop_def,
     result_def,
     var_operand_def,
@@ -150,17 +153,26 @@ class MmaOp(IRDLOperation):
     acc = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
     b_tile = prop_def(IntegerAttr)
+    compute = opt_prop_def(StringAttr)  # "3xtf32": three TF32 mmas, near f32's precision
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$a `,` $b `,` $lane `,` $acc `[` $indices `]` attr-dict `:` type($a) `,` type($b) `,` "
                        "type($acc)")
 
     def __init__(self, a: SSAValue, b: SSAValue, lane: SSAValue, acc: SSAValue, indices: Sequence[SSAValue],
-                 b_tile: int = 0):
-        super().__init__(operands=[a, b, lane, acc, list(indices)], properties={"b_tile": IntegerAttr(b_tile, i64)})
+                 b_tile: int = 0, compute: str | None = None):
+        props = {"b_tile": IntegerAttr(b_tile, i64)}
+        if compute is not None:
+            props["compute"] = StringAttr(compute)
+        super().__init__(operands=[a, b, lane, acc, list(indices)], properties=props)
 
     @property
     def intrinsic(self) -> str:
         return self.a.type.intrinsic.data
+
+    @property
+    def split(self) -> bool:
+        """Each operand taken as a TF32 part and a TF32 remainder (compute "3xtf32")."""
+        return self.compute is not None
 
     def verify_(self) -> None:
         a, b = self.a.type, self.b.type
@@ -168,6 +180,9 @@ class MmaOp(IRDLOperation):
             raise VerifyException("tc.mma: takes an \"a\" fragment, then a \"b\" fragment")
         if a.intrinsic != b.intrinsic or a.element != b.element:
             raise VerifyException(f"tc.mma: fragments of different mma shapes or types: {a} and {b}")
+        if self.compute is not None and (self.compute.data != "3xtf32" or a.intrinsic.data != "m16n8k8"):
+            raise VerifyException(f"tc.mma: compute \"{self.compute.data}\" with {a.intrinsic.data}; only "
+                                  "m16n8k8 (f32 operands) takes compute \"3xtf32\"")
         if not 0 <= self.b_tile.value.data < b.tiles.data:
             raise VerifyException(f"tc.mma: b_tile {self.b_tile.value.data} of a fragment of {b.tiles.data} tile(s)")
         _check_indices(self, self.acc, self.indices, "the accumulator")

@@ -65,9 +65,11 @@ def ints(values: Sequence[int]) -> DenseArrayBase:
 
 DTYPES = {"f32": f32, "f16": f16, "bf16": bf16, "i32": i32}
 FLOAT_DTYPES = ("f32", "f16", "bf16")
-# compute modes of matmul and conv2d: "tf32" multiplies f32 tensors at TF32 precision (inputs
-# rounded to 10 mantissa bits, products summed in f32), as NVIDIA's tensor cores do
-COMPUTE_MODES = ("tf32",)
+# compute modes of matmul and conv2d, both for f32 tensors on NVIDIA's tensor cores: "tf32"
+# multiplies at TF32 precision (inputs rounded to 10 mantissa bits, products summed in f32);
+# "3xtf32" splits each input into a TF32 part and a TF32 remainder and sums three of those
+# products (big*big + big*small + small*big), within about 2^-20 of the f32 product
+COMPUTE_MODES = ("tf32", "3xtf32")
 
 
 def tensor_type(shape: Sequence[int], dtype: str = "f32") -> TensorType:
@@ -102,11 +104,11 @@ def common_float_dtype(what: str, dtypes: Sequence[str]) -> str:
 
 def product_result_dtype(what: str, in_dtype: str, out_dtype: str | None, compute: str | None) -> str:
     """The result dtype of matmul/conv2d: the inputs' type unless `out_dtype` says f32 (the
-    accumulator's type); `compute` "tf32" applies to f32 inputs only."""
+    accumulator's type); a `compute` mode (tf32, 3xtf32) applies to f32 inputs only."""
     if compute is not None and compute not in COMPUTE_MODES:
         raise ShapeError(f"{what}: compute mode '{compute}' is not one of {', '.join(COMPUTE_MODES)}")
-    if compute == "tf32" and in_dtype != "f32":
-        raise ShapeError(f"{what}: compute mode tf32 is for f32 tensors, the operands are {in_dtype}")
+    if compute is not None and in_dtype != "f32":
+        raise ShapeError(f"{what}: compute mode {compute} is for f32 tensors, the operands are {in_dtype}")
     out = in_dtype if out_dtype is None else out_dtype
     if out not in (in_dtype, "f32"):
         raise ShapeError(f"{what}: result type {out} must be the operands' type {in_dtype} or f32")
@@ -365,8 +367,8 @@ def _props(name: str, **kw: Attribute | None) -> dict[str, Attribute]:
 
 class ProductOp(TensorOp):
     """matmul and conv2d: products summed in f32 (any input type), the result in the inputs'
-    type unless it is declared f32; `compute = "tf32"` (f32 inputs only) lets the products
-    be taken at TF32 precision."""
+    type unless it is declared f32; `compute = "tf32"` or `"3xtf32"` (f32 inputs only) lets
+    the products be taken on tensor cores (COMPUTE_MODES)."""
 
     compute = opt_prop_def(StringAttr)
 

@@ -129,7 +129,7 @@ def mma_multiples(op: T.Conv2dOp) -> tuple[int, int] | None:
     """(n, k) multiples a tensor-core tile takes for this conv's products, or None (f32)."""
     if T.dtype_of(op.input) in ("f16", "bf16"):
         return 8, 16
-    return (8, 8) if op.compute_mode() == "tf32" else None
+    return (8, 8) if op.compute_mode() in T.COMPUTE_MODES else None
 
 
 def round_up(v: int, m: int) -> int:

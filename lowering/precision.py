@@ -6,8 +6,8 @@ each kept input is cast to it where it enters; every GPU operator then computes 
 (products and sums still accumulate in f32), except the ones that need f32's range or
 precision: softmax, reduce, cumsum, sorting, top-k and NMS run on f32 values (a cast before
 them, and one back after where a 16-bit operator reads their result), and host operators take
-and give f32. The function's results are cast back to f32. `precision` "tf32" keeps every
-type and sets compute mode tf32 on each matmul and conv2d. The casts are tensorop.cast ops,
+and give f32. The function's results are cast back to f32. `precision` "tf32" or "3xtf32"
+keeps every type and sets that compute mode on each matmul and conv2d. The casts are tensorop.cast ops,
 explicit in the IR.
 """
 
@@ -25,7 +25,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
 
-PRECISIONS = {"bf16": "bf16", "fp16": "f16", "tf32": "f32"}
+PRECISIONS = {"bf16": "bf16", "fp16": "f16", "tf32": "f32", "3xtf32": "f32"}
 # operators that run on f32 values in a reduced-precision model
 F32_OPS = (T.SoftmaxOp, T.ReduceOp, T.ScanOp, T.ArgsortOp, T.TopkOp, T.NmsOp, T.TakeAlongAxisOp)
 
@@ -103,10 +103,10 @@ def lower_precision(module: ModuleOp, precision: str, keep: set[str]) -> None:
         raise DiagnosticException(f"tensorop-precision: precision '{precision}' is not one of "
                                   f"{', '.join(PRECISIONS)}")
     for fn in [op for op in module.ops if isinstance(op, func.FuncOp)]:
-        if precision == "tf32":
+        if precision in T.COMPUTE_MODES:
             for op in fn.walk():
                 if isinstance(op, (T.MatmulOp, T.Conv2dOp)) and T.dtype_of(op.result) == "f32":
-                    op.properties["compute"] = StringAttr("tf32")
+                    op.properties["compute"] = StringAttr(precision)
             continue
         for a in fn.body.block.args:
             if is_float(a) and T.dtype_of(a) != "f32":

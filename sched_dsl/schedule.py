@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
 
 from sched_dsl.dialects import sched as S
+from sched_dsl.dialects import tensorop as T
 from sched_dsl.tensor import Tensor, module_of
 
 
@@ -44,10 +45,10 @@ def tensor_intrinsic(t: Tensor) -> str:
     dtype = t.inputs[0].dtype
     if dtype in ("f16", "bf16"):
         return "mma.m16n8k16"
-    if t.attrs.get("compute") == "tf32":
+    if t.attrs.get("compute") in T.COMPUTE_MODES:
         return "mma.m16n8k8"
     raise ScheduleError(f"tensorize: matmul '{t.name or t.kind}' multiplies {dtype} tensors at full precision; "
-                        "tensor cores take f16/bf16 tensors, or f32 ones with precision='tf32'")
+                        "tensor cores take f16/bf16 tensors, or f32 ones with precision='tf32' or '3xtf32'")
 
 
 def _factor(value, what: str) -> int:

@@ -109,11 +109,12 @@ def _tensors(*xs: Any, op: str = "this operator") -> str:
 
 def _product(op: str, a: Tensor, b: Tensor, precision: str | None, out_dtype: str | None
              ) -> tuple[str, dict[str, str]]:
-    """The result dtype of matmul/conv2d and its attributes: {"compute": "tf32"} for
-    precision="tf32" (f32 tensors multiplied at TF32 precision), else none."""
+    """The result dtype of matmul/conv2d and its attributes: {"compute": precision} for
+    precision "tf32" (f32 tensors multiplied at TF32 precision) or "3xtf32" (as three TF32
+    products, within about 2^-20 of f32's), else none."""
     in_dtype = _tensors(a, b, op=op)
-    if precision not in (None, "tf32"):
-        raise ValueError(f"{op}: precision '{precision}' is not supported; use None or 'tf32' "
+    if precision not in (None, *T.COMPUTE_MODES):
+        raise ValueError(f"{op}: precision '{precision}' is not supported; use None, 'tf32' or '3xtf32' "
                          "(f16/bf16 come from the tensors' own dtypes)")
     if out_dtype is not None and out_dtype not in T.FLOAT_DTYPES:
         raise ValueError(f"{op}: out_dtype '{out_dtype}' is not one of {', '.join(T.FLOAT_DTYPES)}")
@@ -124,7 +125,8 @@ def _product(op: str, a: Tensor, b: Tensor, precision: str | None, out_dtype: st
 def matmul(a: Tensor, b: Tensor, name: str | None = None, precision: str | None = None,
            out_dtype: str | None = None, columns: int | None = None) -> Tensor:
     """a @ b, products summed in f32. The result has the inputs' type, or f32 with
-    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision; `columns`
+    out_dtype="f32"; precision="tf32" lets f32 products be taken at TF32 precision, "3xtf32"
+    as three TF32 products (near f32's precision, on tensor cores); `columns`
     keeps the product's first columns only."""
     dtype, attrs = _product("matmul", a, b, precision, out_dtype)
     shape = T.matmul_columns(T.matmul_shape(a.shape, b.shape), columns)

@@ -377,12 +377,12 @@ def nms_threads():
 
 def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None):
     from sched_dsl.graph.model_schedules import tc_gemm_tiles
-    store = "f32" if dtype == "tf32" else dtype
+    f32_mode = dtype in ("tf32", "3xtf32")  # f32 tensors, products in that compute mode
+    store = "f32" if f32_mode else dtype
     a, b = sd.placeholder("A", (m, k), store), sd.placeholder("B", (k, n), store)
-    c = sd.matmul(a, b, name="C", precision="tf32" if dtype == "tf32" else None, out_dtype=out_dtype,
-                  columns=columns)
+    c = sd.matmul(a, b, name="C", precision=dtype if f32_mode else None, out_dtype=out_dtype, columns=columns)
     s = sd.Schedule(c)
-    intrinsic = "mma.m16n8k8" if dtype == "tf32" else "mma.m16n8k16"
+    intrinsic = "mma.m16n8k8" if f32_mode else "mma.m16n8k16"
     tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
     return c, s
 
@@ -409,6 +409,12 @@ def tensor_core_tf32():
     return _tc_gemm(64, 128, 96, "tf32", (32, 64, 16, 32, 32, 4))
 
 
+def tensor_core_3xtf32():
+    """f32 operands as three TF32 products each (near f32's precision), 3 stages, a remainder
+    in the columns."""
+    return _tc_gemm(64, 120, 64, "3xtf32", (32, 64, 16, 32, 32, 3), columns=114)
+
+
 def conv_bf16_default():
     """A bf16 convolution: loads widened to f32, an f32 register accumulator, a bf16 store."""
     x = sd.placeholder("X", (1, 5, 9, 9), "bf16")
@@ -425,14 +431,15 @@ CASES = [Case(f.__name__, f) for f in (
     reduce_sum_default, reduce_max_local, softmax_default, softmax_axis0_default,
     scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
-    tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, conv_bf16_default,
+    tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, tensor_core_3xtf32,
+    conv_bf16_default,
 )]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
             "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
-            "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32")
+            "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32", "tensor_core_3xtf32")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:

@@ -95,15 +95,15 @@ def test_random_operator_and_schedule(target, data):
 PRECISION_EXAMPLES = int(os.environ.get("SCHED_DSL_GPU_PRECISION_EXAMPLES", "20"))
 
 
-@pytest.mark.parametrize("dtype", ["f16", "bf16", "tf32"])
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "tf32", "3xtf32"])
 @pytest.mark.parametrize("target", TARGETS)
 @settings(max_examples=PRECISION_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_reduced_precision_operator_and_schedule(target, dtype, data):
-    """Every operator in f16 and bf16 (matmul and conv2d also at tf32), both targets, within
-    the tolerance derived from the types."""
+    """Every operator in f16 and bf16 (matmul and conv2d also at tf32 and 3xtf32), both
+    targets, within the tolerance derived from the types."""
     t = sd_target(target)
-    kinds = ("matmul", "conv2d") if dtype == "tf32" else sdt.OPERATOR_KINDS
+    kinds = ("matmul", "conv2d") if dtype in ("tf32", "3xtf32") else sdt.OPERATOR_KINDS
     out = data.draw(sdt.operators(kinds, dtype))
     schedule = data.draw(sdt.schedules(out))
     sdt.assert_equivalent(out, schedule, target=t, inputs=data.draw(sdt.inputs(out)))

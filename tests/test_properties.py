@@ -60,12 +60,12 @@ def test_schedules_lower_to_cuda(kind, data):
     assert "__global__" in source
 
 
-# reduced precision: every operator in f16 and bf16 (and matmul/conv2d at tf32), compared
+# reduced precision: every operator in f16 and bf16 (and matmul/conv2d at tf32 and 3xtf32), compared
 # within the tolerance derived from the element types (sdt.tolerance, docs/precision.md)
 PRECISION_EXAMPLES = 6
 precision_properties = settings(properties, max_examples=int(os.environ.get("SCHED_DSL_EXAMPLES", PRECISION_EXAMPLES)))
 PRECISION_CASES = [(k, d) for d in ("f16", "bf16") for k in sdt.OPERATOR_KINDS] + [
-    ("matmul", "tf32"), ("conv2d", "tf32")]
+    ("matmul", "tf32"), ("conv2d", "tf32"), ("matmul", "3xtf32"), ("conv2d", "3xtf32")]
 
 
 @pytest.mark.parametrize("kind,dtype", PRECISION_CASES)

@@ -36,6 +36,7 @@ def equivalent(c, s):
     ("f16", (32, 48, 48), (32, 16, 16, 16, 8, 3), "f32"),  # one mma per warp, 3 stages
     ("bf16", (128, 64, 96), (64, 64, 32, 64, 32, 3), None),  # B tiles in pairs, k slices of two steps
     ("tf32", (64, 32, 64), (32, 32, 16, 16, 16, 4), None),  # m16n8k8, 4 stages
+    ("3xtf32", (64, 48, 32), (32, 16, 16, 16, 16, 2), None),  # three m16n8k8 a tile
     pytest.param("bf16", (256, 128, 64), (128, 128, 32, 64, 64, 3), None,  # over 48 KiB: dynamic on CUDA
                  marks=pytest.mark.skipif(opencl_shared_bytes() < 56832, reason="the OpenCL device has less "
                                           "__local memory (the error is tested below; CUDA in test_gpu_targets)")),
@@ -89,10 +90,10 @@ def test_shared_memory_beyond_the_opencl_limit_is_a_clear_error(monkeypatch):
 
 @st.composite
 def tc_problems(draw):
-    dtype = draw(st.sampled_from(["bf16", "f16", "tf32"]))
+    dtype = draw(st.sampled_from(["bf16", "f16", "tf32", "3xtf32"]))
     wm, wn = draw(st.sampled_from([16, 32])), draw(st.sampled_from([8, 16, 32]))
     bm, bn = wm * draw(st.integers(1, 2)), wn * draw(st.integers(1, 2))
-    step = 8 if dtype == "tf32" else 16
+    step = 8 if dtype in ("tf32", "3xtf32") else 16
     bk = step * draw(st.integers(1, 2))
     m, n, k = bm * draw(st.integers(1, 2)), bn * draw(st.integers(1, 2)), bk * draw(st.integers(1, 3))
     return (m, n, k), dtype, (bm, bn, bk, wm, wn, draw(st.integers(2, 4)))
@@ -119,6 +120,43 @@ def test_tensor_core_instructions_in_both_languages_and_loops_elsewhere():
     assert "asm" not in plain and "mma" not in plain
     tf32 = sd.lower(*_tc_gemm(64, 64, 32, "tf32", (64, 64, 16, 32, 32, 2)), target="cuda").source
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in tf32 and "__float_as_uint" in tf32
+
+
+def test_3xtf32_splits_each_operand_once_and_takes_three_mmas_a_tile():
+    """Each fragment register becomes a TF32 part and a TF32 remainder (cvt.rna) where it is
+    loaded, not at each mma that reads it; each tile's mma is three, the small terms first;
+    the same schedule at tf32 has none of it. In both languages."""
+    import re
+
+    tiles = (32, 32, 16, 16, 16, 2)  # a warp: one A fragment, two B tiles, two k steps
+    for target, extra in (("cuda", {}), ("opencl", {"tensor_cores": True})):
+        text = sd.lower(*_tc_gemm(64, 64, 32, "3xtf32", tiles), target=target, **extra).source
+        plain = sd.lower(*_tc_gemm(64, 64, 32, "tf32", tiles), target=target, **extra).source
+        # each mma's A and B registers, by name
+        mmas = [(regs[0], regs[-1]) for line in text.splitlines() if "mma.sync" in line
+                for regs in [re.findall(r'"r"\((\w+)\[', line)]]
+        assert len(mmas) == 3 * plain.count("mma.sync") > 0
+        for (a1, b1), (a2, b2), (a, b) in zip(mmas[0::3], mmas[1::3], mmas[2::3]):
+            assert (a1, b1, a2, b2) == (a + "_lo", b, a, b + "_lo") and not a.endswith("_lo")
+        splits = text.count("cvt.rna.tf32.f32 h")
+        # one per register: A 4 a fragment, B 2 a tile, per k step and warp tile
+        assert splits == 2 * (4 + 2 * 2), splits
+        assert "cvt.rna" not in plain and "_lo[" not in plain
+
+
+def test_3xtf32_mma_only_on_f32_operands():
+    from xdsl.dialects.builtin import StringAttr
+    from xdsl.utils.exceptions import VerifyException
+
+    from sched_dsl.dialects import tensorcore as tc
+
+    c, s = _tc_gemm(32, 32, 32, "bf16", (32, 32, 16, 16, 16, 2))
+    module = sd.lower(c, s, target="cuda").module
+    mma = next(op for op in module.walk() if isinstance(op, tc.MmaOp))
+    mma.verify()
+    mma.properties["compute"] = StringAttr("3xtf32")
+    with pytest.raises(VerifyException, match='only m16n8k8 \\(f32 operands\\) takes compute "3xtf32"'):
+        mma.verify()
 
 
 def test_shared_buffers_beyond_48k_are_dynamic_on_cuda():

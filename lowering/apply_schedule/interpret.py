@@ -9,6 +9,7 @@ from xdsl.dialects import memref
 from xdsl.ir import Operation, SSAValue
 
 from sched_dsl.dialects import sched as S
+from sched_dsl.dialects import tensorop as T
 from sched_dsl.dialects.tensorcore import LANES, intrinsic_for
 from sched_dsl.lowering.emit import is_half
 from sched_dsl.lowering.apply_schedule.model import (
@@ -204,10 +205,10 @@ class Interpreter:
         intrinsic = op.intrinsic.data.split(".")[1]
         want = intrinsic_for(a.memref.type.element_type)
         element = a.memref.type.element_type
-        if want != intrinsic or (intrinsic == "m16n8k8" and stage.compute != "tf32"):
-            what = f"{element} at tf32" if stage.compute == "tf32" else str(element)
+        if want != intrinsic or (intrinsic == "m16n8k8" and stage.compute not in T.COMPUTE_MODES):
+            what = f"{element} at {stage.compute}" if stage.compute else str(element)
             raise fail(op, f"stage '{stage.name}': {op.intrinsic.data} does not take {what} operands; "
-                       "mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32")
+                       "mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32 or 3xtf32")
         for axis, extent, what in zip((m, n, k), op.shape(), "MNK"):
             if axis.extent != extent:
                 raise fail(op, f"stage '{stage.name}': loop '{axis.name}' has {axis.extent} iterations; "

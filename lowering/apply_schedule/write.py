@@ -557,7 +557,8 @@ class Writer:
                 for cc, (fb, half) in b_frags.items():
                     for a, v in (*zip(rows, rc), *zip(cols, cc)):
                         self.env[a] = em.index(v)
-                    em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)], half))
+                    em.op(MmaOp(fa, fb, lane, acc, [self.env[a] for a in acc_loops] + [em.index(0)], half,
+                                "3xtf32" if st.compute == "3xtf32" else None))
         self.env = saved
 
     # pipelined shared caches: `stages` buffers filled by asynchronous copies

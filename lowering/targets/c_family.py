@@ -434,11 +434,28 @@ class KernelPrinter:
             fa, fb = self.name(op.a), self.name(op.b)
             na, nb = 4, 2
             first_b = nb * op.b_tile.value.data  # a pair of B tiles holds 4 registers
-            ins = ", ".join([f'"r"({fa}[{q}])' for q in range(na)] + [f'"r"({fb}[{first_b + q}])' for q in range(nb)])
             regs_a = ",".join(f"%{4 + q}" for q in range(na))
             regs_b = ",".join(f"%{4 + na + q}" for q in range(nb))
-            self.line(f'asm volatile("mma.sync.aligned.{op.intrinsic}.row.col.f32.{kind}.{kind}.f32 '
-                      f'{{%0,%1,%2,%3}}, {{{regs_a}}}, {{{regs_b}}}, {{%0,%1,%2,%3}};\\n" : {outs} : {ins});')
+            pairs = [(fa, fb)]
+            if op.split:
+                # 3xtf32: the small terms first, then the large one (fragment() split the operands),
+                # summed from zero and added to the accumulator here: the tensor cores' own f32
+                # additions round toward zero, which over a long k loop costs more than the split
+                # gains; one addition a k step, rounded to nearest, does not
+                pairs = [(f"{fa}_lo", fb), (fa, f"{fb}_lo"), (fa, fb)]
+                self.line("{")
+                self.line(f"float v_mma_sum[{tc.ACCUMULATORS}] = {{0.0f, 0.0f, 0.0f, 0.0f}};")
+                sums = ", ".join(f'"+f"(v_mma_sum[{q}])' for q in range(tc.ACCUMULATORS))
+            for ra, rb in pairs:
+                ins = ", ".join([f'"r"({ra}[{q}])' for q in range(na)] +
+                                [f'"r"({rb}[{first_b + q}])' for q in range(nb)])
+                self.line(f'asm volatile("mma.sync.aligned.{op.intrinsic}.row.col.f32.{kind}.{kind}.f32 '
+                          f'{{%0,%1,%2,%3}}, {{{regs_a}}}, {{{regs_b}}}, {{%0,%1,%2,%3}};\\n" : '
+                          f'{sums if op.split else outs} : {ins});')
+            if op.split:
+                for q in range(tc.ACCUMULATORS):
+                    self.line(f"{acc} + {q}] += v_mma_sum[{q}];")
+                self.line("}")
         elif isinstance(op, tc.CopyAsyncOp):
             dst = sp.shared_address.format(ptr="&" + self.index(op.dst, op.dst_indices))
             src = sp.global_address.format(ptr="&" + self.index(op.src, op.src_indices))
@@ -473,6 +490,7 @@ class KernelPrinter:
             for q in range(2):
                 elem = self.index(op.buffer, op.indices, {d0: f"{lane} % 4 + {4 * q}", d1: f"{lane} / 4"})
                 self.line(f"{name}[{q}] = {sp.float_bits.format(x=elem)};")
+            self.split_tf32(op)
             return
         if op.role.data == "a":
             # lanes 0-15 give rows 0-15 of the left 8 columns (16-bit) or 4 (f32), lanes 16-31 the right
@@ -489,6 +507,20 @@ class KernelPrinter:
         # the compiler keeps the accumulators in registers around it
         self.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.{shape}.shared.b16 {{{regs}}}, [%{n}];\\n" : {outs} '
                   f': "r"({addr}));')
+        self.split_tf32(op)
+
+    def split_tf32(self, op: tc.LoadFragmentOp) -> None:
+        """For a fragment that 3xtf32 mmas read: each register x (f32 bits) becomes
+        hi = tf32(x), and name_lo holds lo = tf32(x - hi), both rounded to nearest."""
+        if not any(isinstance(u.operation, tc.MmaOp) and u.operation.split for u in op.result.uses):
+            return
+        name, n = self.name(op.result), self.regs(op)
+        self.line(f"{self.sp.u32} {name}_lo[{n}];")
+        for q in range(n):
+            # x is read before either output is written (an output may share its register)
+            self.line(f'asm("{{ .reg .b32 h;\\n cvt.rna.tf32.f32 h, %2;\\n sub.f32 %1, %2, h;\\n '
+                      f'cvt.rna.tf32.f32 %1, %1;\\n mov.b32 %0, h;\\n}}" : "=r"({name}[{q}]), "=r"({name}_lo[{q}]) '
+                      f': "r"({name}[{q}]));')
 
     def for_loop(self, op: scf.ForOp) -> None:
         iv = op.body.block.args[0]

@@ -76,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="first tune every distinct anchor shape with the tuner (into --records, default "
                     "<model>.records.jsonl)")
     ap.add_argument("--trials", type=int, default=16, help="configs measured per distinct anchor shape with --tune")
-    ap.add_argument("--precision", choices=("bf16", "fp16", "tf32"),
-                    help="run the f32 model in bf16 or fp16 (sums, softmax and reductions in f32), or multiply "
-                    "at tf32")
+    ap.add_argument("--precision", choices=("bf16", "fp16", "tf32", "3xtf32"),
+                    help="run the f32 model in bf16 or fp16 (sums, softmax and reductions in f32), multiply "
+                    "at tf32, or on tensor cores near f32's precision (3xtf32: three TF32 products each)")
     ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "winograd"), default="auto",
                     help="convs as conv templates (direct), as matmuls of the weights and the windows (gemm), with "
                     "Winograd's transforms (3x3 stride 1), or per conv (auto: the records' faster form, else gemm on "

@@ -1098,7 +1098,8 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
     `precision` "bf16" or "fp16" runs the f32 model in that type (weights converted once, sums
     in f32, softmax and reductions on f32 values, inputs and outputs f32: the
-    tensorop-precision pass); "tf32" multiplies at TF32. A model that stores float16 tensors
+    tensorop-precision pass); "tf32" multiplies at TF32; "3xtf32" keeps f32's precision
+    (within about 2^-20 a product) on tensor cores, each product as three TF32 ones. A model that stores float16 tensors
     (an fp16 export) runs at "fp16" unless `precision` says otherwise; its float16 inputs and
     outputs are float16 arrays.
 
@@ -1106,7 +1107,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     matmul of the weights and the windows (groups 1, batch 1: tensorop-conv-to-gemm),
     "winograd" with Winograd's transforms and a batched matmul (3 x 3, stride 1), or
     "auto": per conv, the faster form where `records` time both (1x1 convs, tuned both ways),
-    else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32 on an
+    else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32, 3xtf32 on an
     NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise."""
     from sched_dsl.graph.onnx_import import import_onnx
 
@@ -1128,7 +1129,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
 def in_precision(g, precision: str | None) -> None:
     """Runs tensorop-precision on the imported model `g` at `precision` ("bf16", "fp16",
-    "tf32"); a model that stores float16 tensors runs at "fp16" when `precision` is None, as
+    "tf32", "3xtf32"); a model that stores float16 tensors runs at "fp16" when `precision` is None, as
     it was exported: products in f16, sums in f32."""
     from sched_dsl.lowering.precision import PRECISIONS, lower_precision
 

@@ -411,7 +411,7 @@ def tensor_intrinsic_of(op: T.MatmulOp) -> str | None:
 def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     if dtype in ("f16", "bf16"):
         return "mma.m16n8k16"
-    return "mma.m16n8k8" if compute == "tf32" else None
+    return "mma.m16n8k8" if compute in T.COMPUTE_MODES else None
 
 
 def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2,

@@ -50,17 +50,17 @@ PRODUCER_FNS = ("relu", "neg", "exp", "sigmoid", "tanh")
 
 # ---- shapes and operators ------------------------------------------------------------------
 
-# element types the operator strategies draw in: the tensor types, and "tf32", f32 tensors
-# whose matmul and conv2d multiply at TF32 precision
-DTYPES = ("f32", "f16", "bf16", "tf32")
+# element types the operator strategies draw in: the tensor types, and the compute modes of f32
+# tensors ("tf32": matmul and conv2d multiply at TF32 precision; "3xtf32": as three TF32 products)
+DTYPES = ("f32", "f16", "bf16", *T.COMPUTE_MODES)
 
 
 def _storage(dtype: str) -> str:
-    return "f32" if dtype == "tf32" else dtype
+    return "f32" if dtype in T.COMPUTE_MODES else dtype
 
 
 def _precision(dtype: str) -> str | None:
-    return "tf32" if dtype == "tf32" else None
+    return dtype if dtype in T.COMPUTE_MODES else None
 
 
 
@@ -313,7 +313,8 @@ _OPERATORS = {"matmul": _matmul, "conv2d": _conv2d, "pool2d": _pool2d, "unary": 
 
 def operators(kinds: str | Sequence[str] = OPERATOR_KINDS, dtype: str = "f32") -> st.SearchStrategy[Tensor]:
     """A small operator graph, returned as its output tensor: one operator of `kinds` on
-    tensors of `dtype` (f32, f16, bf16, or tf32: f32 tensors multiplied at TF32 precision)
+    tensors of `dtype` (f32, f16, bf16, or a compute mode, tf32 or 3xtf32: f32 tensors whose
+    products take that mode)
     (matmul, conv2d with stride/padding/dilation/groups/depthwise, pool2d max/avg, unary
     fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax, scan
     (cumsum, exclusive/reverse), argsort, topk (its indices or its values), nms), whose
