@@ -124,8 +124,9 @@ def test_tensor_core_instructions_in_both_languages_and_loops_elsewhere():
 
 def test_3xtf32_splits_each_operand_once_and_takes_three_mmas_a_tile():
     """Each fragment register becomes a TF32 part and a TF32 remainder (cvt.rna) where it is
-    loaded, not at each mma that reads it; each tile's mma is three, the small terms first;
-    the same schedule at tf32 has none of it. In both languages."""
+    loaded, not at each mma that reads it; each tile's mma is three, the small terms first,
+    summed from zero and added to the accumulator; the same schedule at tf32 rounds each
+    register once and takes one mma. In both languages."""
     import re
 
     tiles = (32, 32, 16, 16, 16, 2)  # a warp: one A fragment, two B tiles, two k steps
@@ -138,10 +139,11 @@ def test_3xtf32_splits_each_operand_once_and_takes_three_mmas_a_tile():
         assert len(mmas) == 3 * plain.count("mma.sync") > 0
         for (a1, b1), (a2, b2), (a, b) in zip(mmas[0::3], mmas[1::3], mmas[2::3]):
             assert (a1, b1, a2, b2) == (a + "_lo", b, a, b + "_lo") and not a.endswith("_lo")
-        splits = text.count("cvt.rna.tf32.f32 h")
-        # one per register: A 4 a fragment, B 2 a tile, per k step and warp tile
-        assert splits == 2 * (4 + 2 * 2), splits
-        assert "cvt.rna" not in plain and "_lo[" not in plain
+        assert text.count("+= v_mma_sum[") == 4 * plain.count("mma.sync") and "v_mma_sum" not in plain
+        # one per register: A 4 a fragment, B 2 a tile, per k step and warp tile; at tf32 the
+        # same registers are rounded (to nearest, as the reference does), not split
+        assert text.count("cvt.rna.tf32.f32 h") == 2 * (4 + 2 * 2) == plain.count("cvt.rna.tf32.f32 %0, %1")
+        assert "cvt.rna.tf32.f32 h" not in plain and "_lo[" not in plain
 
 
 def test_3xtf32_mma_only_on_f32_operands():

@@ -490,7 +490,7 @@ class KernelPrinter:
             for q in range(2):
                 elem = self.index(op.buffer, op.indices, {d0: f"{lane} % 4 + {4 * q}", d1: f"{lane} / 4"})
                 self.line(f"{name}[{q}] = {sp.float_bits.format(x=elem)};")
-            self.split_tf32(op)
+            self.round_tf32(op)
             return
         if op.role.data == "a":
             # lanes 0-15 give rows 0-15 of the left 8 columns (16-bit) or 4 (f32), lanes 16-31 the right
@@ -507,14 +507,19 @@ class KernelPrinter:
         # the compiler keeps the accumulators in registers around it
         self.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.{shape}.shared.b16 {{{regs}}}, [%{n}];\\n" : {outs} '
                   f': "r"({addr}));')
-        self.split_tf32(op)
+        self.round_tf32(op)
 
-    def split_tf32(self, op: tc.LoadFragmentOp) -> None:
-        """For a fragment that 3xtf32 mmas read: each register x (f32 bits) becomes
-        hi = tf32(x), and name_lo holds lo = tf32(x - hi), both rounded to nearest."""
-        if not any(isinstance(u.operation, tc.MmaOp) and u.operation.split for u in op.result.uses):
+    def round_tf32(self, op: tc.LoadFragmentOp) -> None:
+        """An f32 fragment's registers rounded to TF32, to nearest (cvt.rna; the mma itself
+        would drop the low bits, a bias that sums over k). For 3xtf32 mmas each register x
+        becomes hi = tf32(x), and name_lo holds lo = tf32(x - hi)."""
+        if is_half_type(op.buffer.type.element_type):
             return
         name, n = self.name(op.result), self.regs(op)
+        if not any(isinstance(u.operation, tc.MmaOp) and u.operation.split for u in op.result.uses):
+            for q in range(n):
+                self.line(f'asm("cvt.rna.tf32.f32 %0, %1;" : "=r"({name}[{q}]) : "r"({name}[{q}]));')
+            return
         self.line(f"{self.sp.u32} {name}_lo[{n}];")
         for q in range(n):
             # x is read before either output is written (an output may share its register)
