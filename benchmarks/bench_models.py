@@ -261,7 +261,7 @@ def main() -> None:
                     help="ours with load_onnx(precision=...), PyTorch in the same precision: bf16/fp16 weights and "
                     "activations; tf32 with TF32 allowed; 3xtf32 (near f32's precision on tensor cores) against "
                     "PyTorch in fp32 with TF32 off; the faster of NCHW and channels-last")
-    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "winograd"), default="auto",
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "implicit", "winograd"), default="auto",
                     help="load_onnx's conv_algorithm for our rows")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()

@@ -104,7 +104,8 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
     against cuDNN in fp32 with TF32 off): cuDNN
     (benchmark mode, the faster of NCHW and channels-last) against ours as a model (load_onnx on
     CUDA): the conv as a matmul (conv_algorithm "gemm": im2col, the product, a remap where the
-    output was padded; on tensor cores except in fp32), with Winograd's transforms ("winograd":
+    output was padded; on tensor cores except in fp32), as one whose product gathers the
+    windows itself ("implicit", on tensor cores), with Winograd's transforms ("winograd":
     the input transform, the batched product, the output transform) and the direct template."""
     import onnx
 
@@ -136,7 +137,7 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
         rows.append(dict(workload=work, precision=precision, impl=f"cuDNN ({layout})", ms=base, speed=1.0,
                          max_rel_err=err))
         print(f"{work}: cuDNN {layout} {base * 1e3:8.1f} us  err {err:.1e}", flush=True)
-        for algorithm in ("gemm", "winograd", "direct"):
+        for algorithm in ("gemm", "implicit", "winograd", "direct"):
             try:
                 sess = sd.load_onnx(path, target="cuda", precision=None if precision == "fp32" else precision,
                                     conv_algorithm=algorithm)

@@ -543,15 +543,30 @@ class CacheWriteOp(SchedOp):
 @irdl_op_definition
 class ComputeAtOp(SchedOp):
     """`sched.compute_at "B" at %l`: stage B is computed inside loop %l of its consumer,
-    for the region the consumer reads there, instead of as a nest of its own."""
+    for the region the consumer reads there, instead of as a nest of its own.
+
+    Options, as cache_read's: `double_buffer` keeps two shared buffers (%l inside all of the
+    block's thread loops): each thread computes its elements of the next iteration's region
+    into registers before the inner loops and stores them after them, so the loads behind
+    them overlap the inner loops' work; `pad = P` adds P elements to each row of the shared
+    buffer. Elements outside B's extent are zero. This is how a matmul reads its B operand
+    as an implicit GEMM: B = im2col(X), each tile gathered from X where it is needed."""
 
     name = "sched.compute_at"
     producer = prop_def(StringAttr)
+    double_buffer = opt_prop_def(UnitAttr)
+    pad = opt_prop_def(IntegerAttr)
     at = operand_def(LoopType)
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$producer `at` $at attr-dict"
 
-    def __init__(self, producer: str, at: SSAValue):
-        super().__init__(operands=[at], properties={"producer": StringAttr(producer)})
+    def __init__(self, producer: str, at: SSAValue, double_buffer: bool = False, pad: int | None = None):
+        props: dict = {"producer": StringAttr(producer)}
+        if double_buffer:
+            props["double_buffer"] = UnitAttr()
+        if pad is not None:
+            props["pad"] = IntegerAttr(pad, i64)
+        super().__init__(operands=[at], properties=props)
 
     def verify_(self) -> None:
         if self.producer.data == loop_stage(self.at):

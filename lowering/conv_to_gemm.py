@@ -38,7 +38,12 @@ bf16 and tf32 the tiles are padded with zero columns to a multiple of 8 (where t
 and channels fit the mma tile too) and the matmul keeps the product's first columns, so that
 it takes the tensor cores.
 
-Which convs: those marked `algorithm = "gemm"` or `"winograd"` (load_onnx's `conv_algorithm`
+A conv marked `algorithm = "implicit"` is written as for "gemm" (without split-K), and its
+im2col gets `gather`: where its product runs on tensor cores, that product gathers the windows
+tile by tile where it reads them (an implicit GEMM; see tensorop-fuse's mark_implicit_gemms)
+and the im2col makes no columns matrix of its own.
+
+Which convs: those marked `algorithm = "gemm"`, `"implicit"` or `"winograd"` (load_onnx's `conv_algorithm`
 marks them), or with `all=true` also every unmarked conv that can be written as a matmul. A
 marked conv that cannot (grouped, batch above 1; for Winograd: not a 3 x 3 stride-1 conv) is
 an error naming it.
@@ -50,7 +55,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -60,10 +65,11 @@ from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.level import require_operator_level
 
-ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates), "gemm" or "winograd" (this pass)
+ALGORITHM = "algorithm"  # on a conv2d: "direct" (its own templates), "gemm", "implicit" or "winograd" (this pass)
 SPLIT_K = "split_k"  # on a conv2d written as a matmul: slices of the window rows (default 1)
 WINOGRAD_TILE = "winograd_tile"  # on a conv2d of algorithm "winograd": output tile 2 or 4 (default: by shape)
-ALGORITHMS = ("direct", "gemm", "winograd")
+ALGORITHMS = ("direct", "gemm", "implicit", "winograd")
+GATHER = "gather"  # on an im2col of an "implicit" conv: its product may gather the windows (tensorop-fuse)
 PLANNED = ("group", "arena_offset", "arena_in_place")  # later passes' marks: they redo them
 
 
@@ -214,6 +220,8 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
         cols = b.reshape(x, (c, h * wd), "cols")
     else:
         cols = b.add(T.Im2colOp(x, f"{name}_cols", (kh, kw), stride, padding, dilation, rows, ow, columns))
+        if conv.attributes.get(ALGORITHM) == StringAttr("implicit"):
+            cols.owner.attributes[GATHER] = UnitAttr()
     weights = b.reshape(w, (f, k), "wmat")
     if rows > k:
         weights = b.add(T.RemapOp(weights, f"{name}_wpad", *T.pad_remap((f, k), (0, 0, 0, rows - k)),
@@ -304,13 +312,13 @@ def convert_function(fn: func.FuncOp, every: bool) -> int:
         if algorithm == "direct" or algorithm is None and not every:
             continue
         algorithm = algorithm or "gemm"
-        why = (gemm_refusal if algorithm == "gemm" else winograd_refusal)(op)
+        why = (winograd_refusal if algorithm == "winograd" else gemm_refusal)(op)
         if why is not None:
             if ALGORITHM in op.attributes:
                 raise located(op, f" is marked algorithm = \"{algorithm}\", but {why}")
             continue
         builder = Builder(op, op.stage_name, op.attributes.get("device"))
-        (rewrite_conv if algorithm == "gemm" else rewrite_winograd)(op, builder)
+        (rewrite_winograd if algorithm == "winograd" else rewrite_conv)(op, builder)
         count += 1
     return count
 

@@ -22,9 +22,19 @@ An op joins its producer's group only when
   device, nor a slice or concat of tensorop-split on it (the executor copies those), stands
   between them (ops of other devices may: the executor runs each device's GPU
   ops between two of its own transfers or host steps as one launch sequence).
+
+`mark_implicit_gemms` (which the model executor runs after this pass, with its schedules'
+rule for which products take the tensor-core template) gives an im2col marked `gather`
+(tensorop-conv-to-gemm, conv algorithm "implicit") and read only as the B operand of such a
+2-D matmul, under the same conditions, `computed_at = "<matmul>"`: the
+product gathers its windows tile by tile where it reads them (an implicit GEMM), no kernel of
+the im2col's own runs, and its input is read when the matmul runs (tensorop-plan-memory keeps
+it alive until then).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -32,6 +42,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from sched_dsl.dialects import tensorop as T
+from sched_dsl.lowering.conv_to_gemm import GATHER
 from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
@@ -40,6 +51,7 @@ ANCHORS = (T.Conv2dOp, T.MatmulOp, T.UnaryOp, T.BinaryOp, T.BiasAddOp, T.Pool2dO
            T.SoftmaxOp, T.NormalizeOp, T.RemapOp, T.GatherOp, T.ResizeOp, T.ConcatOp, T.ReshapeOp, T.ReduceOp,
            T.Im2colOp, T.WinogradInputOp, T.WinogradWeightsOp, T.WinogradOutputOp, T.CastOp)
 PLACE = "place"
+COMPUTED_AT = "computed_at"  # an im2col a tensor-core matmul may compute where it reads it
 
 
 def _device(op) -> int:
@@ -63,15 +75,35 @@ def chained_operand(op: T.TensorOp, position: dict, anchors: dict[str, T.TensorO
         anchor = anchors.get(p.attributes[GROUP].data, p) if GROUP in p.attributes else p
         if any(w != v and w in anchor.operands for w in op.operands):
             continue  # the anchor's schedule may cache that input: read again elsewhere, it stays apart
-        between = list(position)[position[p] + 1:position[op]]
-        if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
-            continue
-        if any(isinstance(o, T.TransferOp) and _device(op) in (o.src.value.data, o.dst.value.data)
-               or isinstance(o, T.SliceOp | T.ConcatOp) and "device" in o.attributes and _device(o) == _device(op)
-               for o in between):
-            continue  # a move or a copy on this device runs between two of its launch sequences
-        return p
+        if one_launch_sequence(p, op, position):
+            return p
     return None
+
+
+def one_launch_sequence(p: T.TensorOp, op: T.TensorOp, position: dict) -> bool:
+    """No host op, copy to the host, transfer or split copy on op's device between p and op."""
+    between = list(position)[position[p] + 1:position[op]]
+    if any(not (on_gpu(o) or isinstance(o, T.CopyOp) and o.to.data == "device") for o in between):
+        return False
+    # a move or a copy on this device runs between two of its launch sequences
+    return not any(isinstance(o, T.TransferOp) and _device(op) in (o.src.value.data, o.dst.value.data)
+                   or isinstance(o, T.SliceOp | T.ConcatOp) and "device" in o.attributes and _device(o) == _device(op)
+                   for o in between)
+
+
+def mark_implicit_gemms(fn: func.FuncOp, gathers: Callable[[T.MatmulOp], bool]) -> None:
+    """`computed_at` on each im2col that a 2-D matmul for which `gathers` holds computes where
+    it reads B (see the module docstring)."""
+    ops = list(fn.body.block.ops)
+    position = {o: k for k, o in enumerate(ops)}
+    for op in ops:
+        if not (isinstance(op, T.MatmulOp) and on_gpu(op) and len(T.shape_of(op.result)) == 2 and gathers(op)):
+            continue
+        p = op.rhs.owner
+        if (isinstance(p, T.Im2colOp) and GATHER in p.attributes and on_gpu(p) and GROUP not in p.attributes
+                and p.result.uses.get_length() == 1 and _device(p) == _device(op)
+                and one_launch_sequence(p, op, position)):
+            p.attributes[COMPUTED_AT] = StringAttr(op.stage_name)
 
 
 def fuse_function(fn: func.FuncOp) -> None:

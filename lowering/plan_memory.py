@@ -39,6 +39,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.place import where
+from sched_dsl.lowering.fuse import COMPUTED_AT
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 OFFSET = "arena_offset"
@@ -65,12 +66,17 @@ def value_bytes(t: TensorType) -> int:
 
 def launch_times(ops: list[Operation]) -> dict[Operation, int]:
     """When each op's work happens: its position, or for a fused group's members the position
-    of the group's last member (where the one kernel is launched)."""
+    of the group's last member (where the one kernel is launched); an im2col that its matmul
+    may compute (`computed_at`, tensorop-fuse) happens when that matmul's kernel runs."""
     last: dict[str, int] = {}
     for k, op in enumerate(ops):
         if GROUP in op.attributes:
             last[op.attributes[GROUP].data] = k
-    return {op: last[op.attributes[GROUP].data] if GROUP in op.attributes else k for k, op in enumerate(ops)}
+    time = {op: last[op.attributes[GROUP].data] if GROUP in op.attributes else k for k, op in enumerate(ops)}
+    for op in ops:
+        if COMPUTED_AT in op.attributes:
+            time[op] = time[next(iter(op.results[0].uses)).operation]
+    return time
 
 
 def stays_in_group(op: Operation) -> bool:

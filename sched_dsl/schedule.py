@@ -255,9 +255,16 @@ class Schedule:
             raise ScheduleError(f"cache_write: scope '{scope}' is not supported; use 'local'")
         self.actions.append(("cache_write", (scope, at)))
 
-    def compute_at(self, producer: Tensor | str, at: Loop) -> None:
+    def compute_at(self, producer: Tensor | str, at: Loop, double_buffer: bool = False, pad: int | None = None
+                   ) -> None:
+        """Computes stage `producer` inside loop `at` of its consumer, for the region read
+        there. `double_buffer` and `pad` as in cache_read: two shared buffers, the next
+        iteration's elements computed into registers before the inner loops and stored after
+        them (an implicit GEMM: a matmul's B = im2col(X) gathered tile by tile)."""
         self._use(at)
-        self.actions.append(("compute_at", (producer, at)))
+        if pad is not None and (not isinstance(pad, int) or pad < 0 or not double_buffer):
+            raise ScheduleError(f"compute_at: pad={pad!r} needs an int >= 0 and double_buffer")
+        self.actions.append(("compute_at", (producer, at, bool(double_buffer), pad)))
 
     # -- IR -------------------------------------------------------------------------------------
     def module(self) -> ModuleOp:
@@ -326,7 +333,8 @@ class Schedule:
             elif kind == "cache_write":
                 ops.append(S.CacheWriteOp(args[0], handle(args[1])))
             elif kind == "compute_at":
-                ops.append(S.ComputeAtOp(stage_name(args[0]), handle(args[1])))
+                producer, at, double_buffer, pad = args
+                ops.append(S.ComputeAtOp(stage_name(producer), handle(at), double_buffer, pad))
         return S.ScheduleOp(ops)
 
     def ir(self) -> str:

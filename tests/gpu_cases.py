@@ -415,6 +415,29 @@ def tensor_core_3xtf32():
     return _tc_gemm(64, 120, 64, "3xtf32", (32, 64, 16, 32, 32, 3), columns=114)
 
 
+def implicit_gemm(c, h, f, k=3, stride=1, padding=1, tiles=(32, 32, 16, 16, 16, 3), dtype="bf16", rows=0,
+                  columns=0, keep=None):
+    """A conv as an implicit GEMM on tensor cores: the product gathers B = im2col(X) tile by
+    tile into two shared buffers (compute_at ... double_buffer) instead of reading a columns
+    matrix from memory."""
+    from sched_dsl.graph.model_schedules import tc_gemm_tiles
+    f32_mode = dtype in ("tf32", "3xtf32")
+    store = "f32" if f32_mode else dtype
+    x = sd.placeholder("X", (1, c, h, h), store)
+    w = sd.placeholder("W", (f, rows or c * k * k), store)
+    cols = sd.im2col(x, (k, k), stride=stride, padding=padding, rows=rows, columns=columns, name="cols")
+    y = sd.matmul(w, cols, name="Y", precision=dtype if f32_mode else None, columns=keep)
+    s = sd.Schedule(y)
+    tc_gemm_tiles(s, y, w, cols, *tiles, "mma.m16n8k8" if f32_mode else "mma.m16n8k16", implicit_b=True)
+    return y, s
+
+
+def tensor_core_implicit_gemm_bf16():
+    """A 3x3 stride-2 conv of 16 channels over 13 x 13 as an implicit GEMM: its 49 outputs
+    kept of 56 columns, windows past the input's edge zero, 3 stages for the weights."""
+    return implicit_gemm(16, 13, 32, stride=2, columns=56, keep=49, tiles=(32, 64, 16, 16, 32, 3))
+
+
 def conv_bf16_default():
     """A bf16 convolution: loads widened to f32, an f32 register accumulator, a bf16 store."""
     x = sd.placeholder("X", (1, 5, 9, 9), "bf16")
@@ -432,14 +455,15 @@ CASES = [Case(f.__name__, f) for f in (
     scan_default, scan_exclusive_reverse_axis0, argsort_default, argsort_rank_register_blocked,
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
     tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, tensor_core_3xtf32,
-    conv_bf16_default,
+    tensor_core_implicit_gemm_bf16, conv_bf16_default,
 )]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
             "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
-            "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32", "tensor_core_3xtf32")
+            "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32", "tensor_core_3xtf32",
+            "tensor_core_implicit_gemm_bf16")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:

@@ -176,12 +176,33 @@ def test_gemm_convs_in_bf16_pad_for_tensor_cores(conv_path):
     assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
 
 
+def test_implicit_convs_gather_their_windows_where_the_product_reads_them(conv_path):
+    """conv_algorithm "implicit": products on tensor cores (bf16) gather B = im2col(X) tile by
+    tile (the im2col `computed_at` the product: no kernel of its own, its input read when the
+    product runs); a product split in slices (deep: 800 rows) and the ones off tensor cores
+    keep their im2col kernel; the same numbers."""
+    gemm = sd.load_onnx(str(conv_path), conv_algorithm="gemm", precision="bf16")
+    sess = sd.load_onnx(str(conv_path), conv_algorithm="implicit", precision="bf16")
+    gathered = dict(re.findall(r'%(\w+)_cols = tensorop.im2col [^\n]*computed_at = "(\w+)"', sess.ir))
+    assert gathered == {"stem": "stem_gemm", "a": "a_gemm", "down": "down_gemm"}, gathered
+    assert "deep_sum" in sess.ir and "computed_at" not in gemm.ir
+    # the dilated conv's 4 output columns take no tensor-core tile: its windows stay a kernel
+    assert re.search(r"%dil_cols = tensorop.im2col [^\n]*gather", sess.ir) and "computed_at = \"dil" not in sess.ir
+    kernels = {name for step in sess.steps if step.kind == "gpu" for name, _ in step.segment.units}
+    assert not any("stem_cols" in k or "a_cols" in k for k in kernels) and any("dil_cols" in k for k in kernels)
+    assert sess.kernel_count < gemm.kernel_count
+    assert_matches_onnxruntime(sess, conv_path, rtol=5e-2, atol=3e-2)
+    f32 = sd.load_onnx(str(conv_path), conv_algorithm="implicit")  # f32 products: no tensor cores
+    assert "computed_at" not in f32.ir and f32.ir.count("tensorop.im2col") == 5
+    assert_matches_onnxruntime(f32, conv_path)
+
+
 def test_marked_conv_that_cannot_be_a_product_is_an_error(conv_path):
     g = import_onnx(str(conv_path))
     mark(next(op for op in g.module.walk() if isinstance(op, T.Conv2dOp) and op.stage_name == "grp"), "gemm")
     with pytest.raises(GraphError, match="conv2d 'grp' is marked algorithm = \"gemm\", but it has groups=4"):
         prepare(g.module)
-    with pytest.raises(GraphError, match="conv_algorithm 'fast' is not one of auto, direct, gemm, winograd"):
+    with pytest.raises(GraphError, match="conv_algorithm 'fast' is not one of auto, direct, gemm, implicit, winograd"):
         sd.load_onnx(str(conv_path), conv_algorithm="fast")
 
 
@@ -348,7 +369,7 @@ def test_sched_run_takes_the_conv_algorithm(conv_path):
 
 
 @pytest.mark.parametrize("attrs, message", [
-    ('algorithm = "fft"', 'algorithm must be one of direct, gemm, winograd, got "fft"'),
+    ('algorithm = "fft"', 'algorithm must be one of direct, gemm, implicit, winograd, got "fft"'),
     ('algorithm = "winograd", winograd_tile = 3 : i64', "winograd_tile must be 2 or 4, got 3"),
     ('algorithm = "gemm", split_k = 0 : i64', "split_k must be an integer >= 1, got 0"),
     ('split_k = 2 : i64', 'split_k splits the product of algorithm = "gemm"; this conv has none'),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from gpu_cases import _tc_gemm
+from gpu_cases import _tc_gemm, implicit_gemm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -159,6 +159,43 @@ def test_3xtf32_mma_only_on_f32_operands():
     mma.properties["compute"] = StringAttr("3xtf32")
     with pytest.raises(VerifyException, match='only m16n8k8 \\(f32 operands\\) takes compute "3xtf32"'):
         mma.verify()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(c=16, h=10, f=32),  # 3x3, stride 1, windows past the edges
+    dict(c=16, h=13, f=32, stride=2, columns=56, keep=49, tiles=(32, 64, 16, 16, 32, 3)),
+    dict(c=3, h=16, f=32, k=7, stride=2, padding=3, rows=160, tiles=(32, 32, 32, 16, 16, 2)),  # rows padded
+    dict(c=32, h=7, f=16, k=1, stride=2, padding=0, columns=16, tiles=(16, 16, 32, 16, 8, 2)),  # 1x1, stride 2
+    dict(c=8, h=9, f=32, dtype="3xtf32", tiles=(32, 32, 8, 16, 16, 2)),  # f32, m16n8k8
+])
+def test_implicit_gemm_matches_reference(kw):
+    """B = im2col(X) computed where the product reads it (compute_at ... double_buffer): each
+    thread gathers its elements of the next k step's tile into registers before the mmas and
+    stores them after them."""
+    y, s = implicit_gemm(**kw)
+    equivalent(y, s)
+    lw = sd.lower(y, s, target="cuda")
+    (launch,) = lw.launches  # the im2col has no kernel of its own
+    assert "v_cols_next" in lw.source and "v_X[" in lw.source and "v_cols[" not in lw.source
+
+
+def test_computed_operand_needs_two_shared_buffers():
+    from sched_dsl.schedule import ScheduleError
+
+    x = sd.placeholder("X", (1, 16, 8, 8), "bf16")
+    w = sd.placeholder("W", (32, 144), "bf16")
+    cols = sd.im2col(x, (3, 3), padding=1, name="cols")
+    y = sd.matmul(w, cols, name="Y")
+    s = sd.Schedule(y)
+    with pytest.raises(ScheduleError, match="compute_at: pad=4 needs an int >= 0 and double_buffer"):
+        s.compute_at(cols, s.loops("k")[0], pad=4)
+    from sched_dsl.graph.model_schedules import tc_gemm_tiles
+    tc_gemm_tiles(s, y, w, cols, 32, 32, 16, 16, 16, 2, "mma.m16n8k16", implicit_b=True)
+    s.actions = [a if a[0] != "compute_at" else ("compute_at", (*a[1][:2], False, None)) for a in s.actions]
+    with pytest.raises(ScheduleError, match=r"tensorize reads its operands from shared memory: cache 'cols' \(B\) "
+                                            r"with cache_read\(\.\.\., 'shared'\) and no layout, or "
+                                            r"compute_at\(\.\.\., double_buffer=True\)"):
+        sd.lower(y, s, target="cuda")
 
 
 def test_shared_buffers_beyond_48k_are_dynamic_on_cuda():

@@ -241,7 +241,10 @@ class Interpreter:
         if producer.attached_to is not None:
             raise fail(op, f"stage '{pname}' is already computed at stage '{producer.attached_to.name}'")
         producer.attached_to = stage
-        stage.caches.append(Cache("compute", producer.output, "", at, op, producer))
+        double = op.double_buffer is not None
+        pad = op.pad.value.data if op.pad is not None else 0
+        stage.caches.append(Cache("compute", producer.output, "shared" if double else "", at, op, producer,
+                                  double_buffer=double, pad=pad))
 
 
 # ---- checking the scheduled model ----------------------------------------------------------
@@ -321,10 +324,12 @@ def place_tensorize(stage: Stage) -> None:
     if warps * LANES > MAX_THREADS:
         raise fail(op, f"stage '{stage.name}': {warps} warps of {LANES} lanes exceed {MAX_THREADS} threads per block")
     for ld, what in ((tz.a, "A"), (tz.b, "B")):
-        cached = [c for c in stage.caches if c.kind == "read" and c.memref == ld.memref]
+        # a shared copy, or a producer computed into two shared buffers (an implicit GEMM)
+        cached = [c for c in stage.caches if c.kind in ("read", "compute") and c.memref == ld.memref]
         if not cached or cached[0].scope != "shared" or cached[0].layout not in (None, [0, 1]):
             raise fail(op, f"stage '{stage.name}': tensorize reads its operands from shared memory: cache "
-                       f"'{ld.memref.name_hint}' ({what}) with cache_read(..., 'shared') and no layout")
+                       f"'{ld.memref.name_hint}' ({what}) with cache_read(..., 'shared') and no layout, or "
+                       "compute_at(..., double_buffer=True)")
         if leaves.index(cached[0].at) >= pos:
             raise fail(op, f"stage '{stage.name}': the shared tile of '{ld.memref.name_hint}' must be read "
                        "outside the warp's tile loops")

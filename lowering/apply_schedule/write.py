@@ -379,7 +379,7 @@ class Writer:
         bases, exts = self.footprint(em, cache, self.varying(k, "shared"))
         del self.env[axis]
         buf = self.cache_buffer(em, cache, "shared", exts, [2])
-        copy = Copy(cache, buf, bases, exts, 4)
+        copy = copier(cache, buf, bases, exts)
         self.shared_fill(em, copy.chunks, lambda e, loc: copy.put(e, copy.fetch(e, loc), loc, [e.index(0)]))
         return buf, exts
 
@@ -397,7 +397,7 @@ class Writer:
         self.env[axis] = em.min(em.add(iv, 1), axis.extent - 1)
         next_bases, _ = self.footprint(em, cache, varying)
         self.env[axis] = iv
-        copy = Copy(cache, buf, next_bases, exts, 4)
+        copy = copier(cache, buf, next_bases, exts)
         tid, count = self.thread_id(em)
         total = math.prod(copy.chunks)
         per_thread = -(-total // count)
@@ -789,11 +789,38 @@ class Copy:
             em.store(em.extract(v, q), self.buf, part + [lq[d] for d in order])
 
 
-class ProducerFill:
-    """Computes elements of a producer stage into a buffer (compute_at)."""
+def copier(cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int]) -> Copy:
+    """What fills a double buffer's part: copies of a cached input (float4 vectors where they
+    fit), or a computed producer's elements."""
+    return ProducerCopy(cache, buf, bases, exts) if cache.kind == "compute" else Copy(cache, buf, bases, exts, 4)
 
-    def __init__(self, producer: Stage, buf: SSAValue, bases: list[SSAValue], shape: list[int]):
+
+class ProducerCopy(Copy):
+    """Copy's element by element interface for a producer computed at a double buffer: each
+    element fetched is the producer's value there (zero outside its output), computed into a
+    register."""
+
+    def __init__(self, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int]):
+        self.cache, self.buf, self.bases, self.exts = cache, buf, bases, exts
+        self.shape = list(cache.memref.type.get_shape())
+        self.element = cache.memref.type.element_type
+        self.width, self.chunks = 1, list(exts)
+
+    def fetch(self, em: Emitter, loc: list[SSAValue]) -> SSAValue:
+        value = em.alloca([1], LOCAL, element=self.element)
+        zero = [em.index(0)]
+        em.store(em.const(0, self.element), value, zero)
+        ProducerFill(self.cache.producer, value, self.bases, self.shape, lambda e, rel: zero).element(em, loc)
+        return em.load(value, zero)
+
+
+class ProducerFill:
+    """Computes elements of a producer stage into a buffer (compute_at): element `loc` of the
+    region at `bases` goes to buf[index(loc)], by default buf[loc]."""
+
+    def __init__(self, producer: Stage, buf: SSAValue, bases: list[SSAValue], shape: list[int], index=None):
         self.p, self.buf, self.bases, self.shape = producer, buf, bases, shape
+        self.index = index or (lambda e, rel: rel)
 
     def element(self, em: Emitter, loc: list[SSAValue]) -> None:
         p = self.p
@@ -808,7 +835,7 @@ class ProducerFill:
             mapping[iv] = v
         init = p.init_select
         if init is not None:
-            em.store_value(em.const(const_value(init.lhs), init.lhs.type), self.buf, loc)
+            em.store_value(em.const(const_value(init.lhs), init.lhs.type), self.buf, self.index(em, loc))
         for iv, root in zip(p.root_ivs, p.roots):
             if root.reduce:
                 _, mapping[iv], em = em.loop(root.extent)
@@ -824,7 +851,7 @@ class ProducerFill:
             for inner in list(op.walk()):
                 if isinstance(inner, (memref.LoadOp, memref.StoreOp)) and inner.memref == p.output:
                     e = Emitter(inner.parent_block(), inner)
-                    idx = [e.sub(v, b) for v, b in zip(inner.indices, self.bases)]
+                    idx = self.index(e, [e.sub(v, b) for v, b in zip(inner.indices, self.bases)])
                     if isinstance(inner, memref.LoadOp):
                         new = e.load(self.buf, idx)
                         inner.results[0].replace_all_uses_with(new)

@@ -79,10 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--precision", choices=("bf16", "fp16", "tf32", "3xtf32"),
                     help="run the f32 model in bf16 or fp16 (sums, softmax and reductions in f32), multiply "
                     "at tf32, or on tensor cores near f32's precision (3xtf32: three TF32 products each)")
-    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "winograd"), default="auto",
-                    help="convs as conv templates (direct), as matmuls of the weights and the windows (gemm), with "
-                    "Winograd's transforms (3x3 stride 1), or per conv (auto: the records' faster form, else gemm on "
-                    "tensor cores; default)")
+    ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "implicit", "winograd"), default="auto",
+                    help="convs as conv templates (direct), as matmuls of the weights and the windows (gemm), as "
+                    "matmuls that gather the windows where they read them (implicit: tensor cores, unsplit products), "
+                    "with Winograd's transforms (3x3 stride 1), or per conv (auto: the records' faster form, else "
+                    "gemm on tensor cores; default)")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")

@@ -43,10 +43,10 @@ from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.graph.device import Action, HostLayout, make_device
 from sched_dsl.graph.host_ops import HOST_CALLS, run_host
-from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload,
+from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload, gathers_b,
                                              choose_conv_algorithm, gemm_split)
 from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
-from sched_dsl.lowering.fuse import PLACE, TensoropFusePass
+from sched_dsl.lowering.fuse import PLACE, TensoropFusePass, mark_implicit_gemms
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
@@ -106,7 +106,8 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
             recorded_ms: Callable[[Tensor], float | None] | None = None) -> func.FuncOp:
     """Runs tensorop-split (with several devices), tensorop-conv-to-gemm on the convs that
     `conv_algorithm` picks (see model_schedules.conv_algorithm; `tensor_cores`: the device's,
-    `recorded_ms`: a records file's times), tensorop-place (and tensorop-fuse) on the module;
+    `recorded_ms`: a records file's times), tensorop-place (and tensorop-fuse, with the implicit
+    GEMMs the schedules take: fuse.mark_implicit_gemms) on the module;
     returns its one function. (tensorop-plan-memory runs once the device is known: the
     segments do not depend on it.)"""
     if conv_algorithm not in CONV_ALGORITHMS:
@@ -123,6 +124,8 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
         TensoropPlacePass(host=",".join(host)).apply(ctx, module)
         if fuse:
             TensoropFusePass().apply(ctx, module)
+            for fn in [f for f in module.ops if isinstance(f, func.FuncOp)]:
+                mark_implicit_gemms(fn, gathers_b)
         module.verify()
     except (DiagnosticException, VerifyException) as e:
         raise GraphError(str(e)) from None
@@ -1105,6 +1108,8 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
 
     `conv_algorithm` says how convs compute: "direct" with the conv templates, "gemm" as a
     matmul of the weights and the windows (groups 1, batch 1: tensorop-conv-to-gemm),
+    "implicit" as such a matmul that, on tensor cores and unsplit, gathers the windows tile by
+    tile where it reads them (an implicit GEMM: no columns matrix, no im2col kernel),
     "winograd" with Winograd's transforms and a batched matmul (3 x 3, stride 1), or
     "auto": per conv, the faster form where `records` time both (1x1 convs, tuned both ways),
     else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32, 3xtf32 on an

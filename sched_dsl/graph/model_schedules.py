@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout, winograd_refusal, winograd_tile_of
+from sched_dsl.lowering.fuse import COMPUTED_AT
 from sched_dsl.schedule import Schedule
-from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder, winograd_input, winograd_output
+from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder, tensor_of_op, winograd_input, winograd_output
 
 SMS = 132  # streaming multiprocessors to fill (an H200); the rules want at least this many blocks
 MAX_SHARED = 40 * 1024  # bytes of shared memory the default tiles may use (double buffers included)
@@ -268,14 +269,17 @@ TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8)}
 TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NVIDIA's OpenCL
 
 
-def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str, batch: int = 0) -> None:
+def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str, batch: int = 0,
+                  implicit_b: bool = False) -> None:
     """The tensor-core GEMM (factors are ints or knobs): each block computes a `bm` x `bn`
     tile of C from `bk`-deep slices of A and B that `stages` shared buffers each receive by
     asynchronous copies (cp.async), rows padded against bank conflicts; its warps (bm / wm
     x bn / wn, bound to thread.z and thread.y; the lanes are thread.x) each compute a `wm` x
     `wn` tile of 16 x 8 mma tiles, keeping the results in registers, with the fragments of
     each 16 (8 for tf32) deep step loaded once (ldmatrix) and reused across the warp's tile.
-    A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z."""
+    A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z.
+    `implicit_b`: B is a stage computed where it is read (an implicit GEMM: B = im2col(X)),
+    each tile into two shared buffers (the next one gathered into registers during the mmas)."""
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     pad_a, pad_b = TC_PADS[intrinsic]
     i, j, k = gemm_loops(s, stage, batch)
@@ -293,7 +297,10 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
     s.bind(iw, "thread.z")
     s.bind(jw, "thread.y")
     s.cache_read(a, "shared", at=ko, stages=stages, pad=pad_a)
-    s.cache_read(b, "shared", at=ko, stages=stages, pad=pad_b)
+    if implicit_b:
+        s.compute_at(b, ko, double_buffer=True, pad=pad_b)
+    else:
+        s.cache_read(b, "shared", at=ko, stages=stages, pad=pad_b)
     s.unroll(kk)
     s.tensorize(ii, ji, ki, intrinsic)
 
@@ -345,10 +352,11 @@ def tc_gemm_defaults(m: int, n: int, k: int, intrinsic: str, count: int = 1,
 
 
 def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrinsic: str, prefix: str = "",
-                        batch: tuple[int, ...] = (), b_columns: int | None = None) -> None:
+                        batch: tuple[int, ...] = (), b_columns: int | None = None, implicit_b: bool = False) -> None:
     """The tensor-core GEMM template with its knobs (block tile, warp tile, k slice,
     stages); the first candidates are tc_gemm_defaults'. `batch`: a batched matmul's batch
-    dimensions; `b_columns`: B's columns, where the product keeps fewer (n)."""
+    dimensions; `b_columns`: B's columns, where the product keeps fewer (n); `implicit_b`:
+    B is the stage `b` computed tile by tile (tc_gemm_tiles)."""
     d = tc_gemm_defaults(m, n, k, intrinsic, math.prod(batch), b_columns)
     kt = S.TENSOR_INTRINSICS[intrinsic][2]
     bm = s.knob(prefix + "bm", candidates(d["bm"], [v for v in (32, 64, 128, 256) if m % v == 0]))
@@ -357,7 +365,7 @@ def matmul_tensor_cores(s: Schedule, stage, a, b, m: int, n: int, k: int, intrin
     wm = s.knob(prefix + "wm", candidates(d["wm"], [v for v in (16, 32, 64) if m % v == 0]))
     wn = s.knob(prefix + "wn", candidates(d["wn"], [16, 32, 64]))
     stages = s.knob(prefix + "stages", candidates(d["stages"], [2, 3, 4]))
-    tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic, len(batch))
+    tc_gemm_tiles(s, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic, len(batch), implicit_b)
 
 
 def matmul_simple(s: Schedule, stage, m: int, n: int, prefix: str = "", batch: int = 0) -> None:
@@ -415,13 +423,14 @@ def product_intrinsic(dtype: str, compute: str | None) -> str | None:
 
 
 def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2,
-                    b_columns: int | None = None):
+                    b_columns: int | None = None, implicit_b: bool = False):
     """The schedule template of an m x n x k matmul (with `batch` dimensions before; A of
     rank `a_rank`: a 2-D A is shared by the batch; B of `b_columns` columns where the
-    product keeps n of them)."""
+    product keeps n of them; `implicit_b`: on tensor cores, B is a stage computed where its
+    tiles are read)."""
     if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic, b_columns=b_columns) is not None:
         return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix,
-                                                                     batch, b_columns)
+                                                                     batch, b_columns, implicit_b)
     if matmul_is_tiled(m, n, k) and a_rank in (2, len(batch) + 2):
         return lambda s, stage, a, b, prefix="": matmul_tiled(s, stage, a, b, m, n, k, prefix, batch, a_rank > 2)
     return lambda s, stage, a, b, prefix="": matmul_simple(s, stage, m, n, prefix, len(batch))
@@ -437,11 +446,27 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
     if isinstance(op, T.MatmulOp):
         (m, k), n, b_columns = T.shape_of(op.lhs)[-2:], T.shape_of(op.result)[-1], T.shape_of(op.rhs)[-1]
         return matmul_template(m, n, k, T.shape_of(op.result)[:-2], tensor_intrinsic_of(op), len(T.shape_of(op.lhs)),
-                               b_columns)
+                               b_columns, implicit_gemm_producer(op) is not None)
     if isinstance(op, T.WinogradInputOp):
         positions = T.shape_of(op.result)[0]
         return lambda s, stage, x, _, prefix="": winograd_input_tiled(s, stage, positions, prefix)
     return None
+
+
+def gathers_b(op: T.MatmulOp) -> bool:
+    """Whether the product takes the tensor-core template, which can gather an im2col's
+    windows tile by tile into shared memory (an implicit GEMM; fuse.mark_implicit_gemms)."""
+    intrinsic = tensor_intrinsic_of(op)
+    (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.result)[-1]
+    return (intrinsic is not None
+            and tc_gemm_defaults(m, n, k, intrinsic, b_columns=T.shape_of(op.rhs)[-1]) is not None)
+
+
+def implicit_gemm_producer(op: T.MatmulOp) -> T.Im2colOp | None:
+    """The im2col marked `computed_at` this product (whose windows it gathers), or None."""
+    p = op.rhs.owner
+    marked = isinstance(p, T.Im2colOp) and COMPUTED_AT in p.attributes and p.attributes[COMPUTED_AT].data == op.stage_name
+    return p if marked else None
 
 
 def anchor_ops(op: T.TensorOp) -> list | None:
@@ -452,6 +477,8 @@ def anchor_ops(op: T.TensorOp) -> list | None:
         return None
     s = StageSchedule()
     x, w = [v.name_hint for v in op.operands] + [None] * (2 - len(op.operands))
+    if isinstance(op, T.MatmulOp) and implicit_gemm_producer(op) is not None:
+        w = op.rhs.owner.stage_name  # computed at the product: named by its stage
     template(s, op.stage_name, x, w, op.stage_name + ".")
     return s.ops()
 
@@ -471,6 +498,15 @@ def anchor_workload(op: T.TensorOp) -> tuple[Tensor, Schedule] | None:
     if isinstance(op, T.WinogradInputOp):
         return winograd_input_workload(T.shape_of(op.input), T.dtype_of(op.input), op.tile_size(),
                                        op.padding.get_values())
+    gathered = implicit_gemm_producer(op)
+    if gathered is not None:  # the product with the im2col it gathers: the kernel that runs
+        x = placeholder("X", T.shape_of(gathered.input), T.dtype_of(gathered.input))
+        a = placeholder("A", T.shape_of(op.lhs), T.dtype_of(op.lhs))
+        cols = tensor_of_op(gathered, (x,))
+        y = tensor_of_op(op, (a, cols))
+        s = Schedule(y)
+        template(s, y, a, cols, "")
+        return y, s
     # a matmul, batched or not
     return matmul_workload(T.shape_of(op.lhs), T.shape_of(op.rhs), T.dtype_of(op.lhs), op.compute_mode(),
                            T.dtype_of(op.result), op.column_count())
@@ -491,7 +527,7 @@ def matmul_workload(a_shape, b_shape, dtype: str, compute: str | None, out_dtype
 
 # ---- conv2d as a matmul (tensorop-conv-to-gemm): which convs ----------------------------------
 
-CONV_ALGORITHMS = ("auto", "direct", "gemm", "winograd")
+CONV_ALGORITHMS = ("auto", "direct", "gemm", "implicit", "winograd")
 
 
 def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
@@ -568,8 +604,10 @@ def winograd_workloads(op: T.Conv2dOp) -> list[tuple[Tensor, Schedule]]:
 
 def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
                           recorded_ms: Callable[[Tensor], float | None] | None = None) -> str:
-    """"gemm", "winograd" or "direct" for this conv under `policy`: "gemm" ("winograd")
-    wherever the conv can take that form, "direct" never, "auto": where the records
+    """"gemm", "implicit", "winograd" or "direct" for this conv under `policy`: "gemm"
+    ("winograd") wherever the conv can take that form, "implicit" where it can and its
+    product is not split (gemm_split; else "gemm": on the H200 ResNet-18's 512 x 7 x 7 bf16
+    conv took 77 us gathered unsplit, 13.8 us split with a columns matrix), "direct" never, "auto": where the records
     (`recorded_ms` of a workload, None when unrecorded) time the conv and its other form (the
     matmul of a 1x1 conv, the three kernels of Winograd's; not where a product on tensor cores
     is the default), the faster; else "gemm" where the device has tensor cores and the
@@ -582,6 +620,8 @@ def choose_conv_algorithm(op: T.Conv2dOp, policy: str, tensor_cores: bool,
         return "direct"
     if policy == "gemm":
         return "gemm"
+    if policy == "implicit":  # a product split in slices reads a columns matrix (gathered: unsplit, slower)
+        return "implicit" if gemm_split(op) == 1 else "gemm"
     on_tensor_cores = tensor_cores and gemm_fits_tensor_cores(op)
     if recorded_ms is not None:
         direct = recorded_ms(anchor_workload(op)[0])
