@@ -21,7 +21,9 @@ Meaning of each op, for lane l, with g = l / 4 and t = l % 4:
   lo = tf32(x - hi), and the mma is three, lo*hi + hi*lo + hi*hi (lo*lo is left out).
 - `tc.copy_async %dst[..], %src[..] {elements}`: dst[.., q + e] = src[.., p + e] for
   e < elements (16 bytes), complete once a later `tc.copy_wait` leaves fewer groups pending
-  than were committed after it (`tc.copy_commit` closes a group).
+  than were committed after it (`tc.copy_commit` closes a group). With `if %valid` (i1):
+  where %valid is false, dst[.., q + e] = 0 and src is not read (a chunk past the tensor's
+  edge: cp.async's zero fill).
 
 Intrinsics: "m16n8k16" (f16 or bf16 operands) and "m16n8k8" (tf32: f32 operands taken at
 TF32 precision, or as two TF32 parts with compute "3xtf32"); results are f32.
@@ -41,6 +43,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     StringAttr,
+    i1,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
@@ -51,6 +54,7 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_operand_def,
     opt_prop_def,
     prop_def,
     result_def,
@@ -200,14 +204,15 @@ class CopyAsyncOp(IRDLOperation):
     dst_indices = var_operand_def(IndexType)
     src = operand_def(MemRefType)
     src_indices = var_operand_def(IndexType)
+    valid = opt_operand_def(i1)
     elements = prop_def(IntegerAttr)
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
-    assembly_format = ("$dst `[` $dst_indices `]` `,` $src `[` $src_indices `]` attr-dict `:` type($dst) `,` "
-                       "type($src)")
+    assembly_format = ("$dst `[` $dst_indices `]` `,` $src `[` $src_indices `]` (`if` $valid^)? attr-dict `:` "
+                       "type($dst) `,` type($src)")
 
     def __init__(self, dst: SSAValue, dst_indices: Sequence[SSAValue], src: SSAValue,
-                 src_indices: Sequence[SSAValue], elements: int):
-        super().__init__(operands=[dst, list(dst_indices), src, list(src_indices)],
+                 src_indices: Sequence[SSAValue], elements: int, valid: SSAValue | None = None):
+        super().__init__(operands=[dst, list(dst_indices), src, list(src_indices), [valid] if valid else []],
                          properties={"elements": IntegerAttr(elements, i64)})
 
     def verify_(self) -> None:

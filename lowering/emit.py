@@ -84,6 +84,8 @@ def known_divisor(v: SSAValue) -> int:
     c = const_value(v)
     if isinstance(c, int):
         return abs(c) or 1 << 30
+    if value_bounds(v) == (0, 0):
+        return 1 << 30  # always 0: e.g. a tile's base along a loop of one iteration
     if isinstance(v, BlockArgument):
         loop = v.block.parent_op()
         if isinstance(loop, scf.ForOp) and v.index == 0:
@@ -322,15 +324,6 @@ class Emitter:
         then.add_op(y)
         self.op(scf.IfOp(cond, [], Region(then), Region(Block([scf.YieldOp()]))))
         return Emitter(then, y)
-
-    def if_else(self, cond: SSAValue) -> tuple[Emitter, Emitter]:
-        """A scf.if without results; returns emitters for its then- and else-blocks."""
-        blocks = [Block(), Block()]
-        ends = [scf.YieldOp(), scf.YieldOp()]
-        for b, y in zip(blocks, ends):
-            b.add_op(y)
-        self.op(scf.IfOp(cond, [], Region(blocks[0]), Region(blocks[1])))
-        return Emitter(blocks[0], ends[0]), Emitter(blocks[1], ends[1])
 
     def if_value(self, cond: SSAValue, then_fn: Callable[[Emitter], SSAValue],
                  else_fn: Callable[[Emitter], SSAValue]) -> SSAValue:

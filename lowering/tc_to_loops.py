@@ -53,7 +53,11 @@ def expand_copy(op: tc.CopyAsyncOp) -> None:
     for q in range(op.elements.value.data):
         src = list(op.src_indices[:-1]) + [em.add(op.src_indices[-1], q)]
         dst = list(op.dst_indices[:-1]) + [em.add(op.dst_indices[-1], q)]
-        em.store(em.load(op.src, src), op.dst, dst)
+        if op.valid is None:
+            em.store(em.load(op.src, src), op.dst, dst)
+        else:
+            em.store(em.if_value(op.valid, lambda t: t.load(op.src, src),
+                                 lambda f: f.const(0, op.src.type.element_type)), op.dst, dst)
 
 
 def _erase(op: Operation) -> None:

@@ -62,15 +62,18 @@ def test_tensorized_gemm_with_tiles_that_do_not_divide(dtype, shape, tiles, colu
     assert "cp.async.cg.shared.global" in cuda and "mma.sync" in cuda
 
 
-def test_a_tile_that_reaches_past_the_tensor_copies_chunks_only_where_it_fits():
-    """B of 200 columns in 64-wide tiles: the last tile copies by element, the others by
-    cp.async chunks, as many copy sites as a B that the tiles divide (A's and B's, at the
-    pipeline's start and in its steps); without the run-time choice B would have none."""
-    def copies(n, columns):
-        c, s = _tc_gemm(64, n, 48, "bf16", (32, 64, 16, 32, 32, 2), columns=columns)
-        return sd.lower(c, s, target="cuda").source.count("cp.async.cg.shared.global")
+def test_a_tile_that_reaches_past_the_tensor_copies_zero_filled_chunks():
+    """B of 200 columns in 64-wide tiles, and of 56 columns in one (the 49 outputs of a 7 x 7
+    conv): the chunks past the edge are zero-filled cp.async copies (nothing read), so every
+    tile copies asynchronously, at as many copy sites as a B that the tiles divide (A's and
+    B's, at the pipeline's start and in its steps); a dividing B needs no zero fill."""
+    def copies(n, columns, k=48, tiles=(32, 64, 16, 32, 32, 2)):
+        text = sd.lower(*_tc_gemm(64, n, k, "bf16", tiles, columns=columns), target="cuda").source
+        return text.count("cp.async.cg.shared.global"), text.count("], 16, %2;")
 
-    assert copies(200, 196) == copies(192, None) == 4
+    assert copies(192, None) == (4, 0)
+    assert copies(200, 196) == (4, 2)  # B's, at the start and in the steps
+    assert copies(56, 49, 64, (64, 64, 32, 32, 32, 3)) == (4, 2)
 
 
 def test_shared_memory_beyond_the_opencl_limit_is_a_clear_error(monkeypatch):

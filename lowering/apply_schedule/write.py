@@ -609,31 +609,28 @@ class Writer:
     def async_fill(self, em: Emitter, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int],
                    part: int | SSAValue) -> None:
         """All threads copy the tile at `bases` into part `part` of `buf`: 16 bytes per
-        tc.copy_async where the tile lies inside the tensor and its rows allow, else element
-        by element (a plain copy, complete at once)."""
+        tc.copy_async where its rows allow, a chunk past the tensor's edge (a tile that does
+        not divide it) zero-filled without a read; else element by element (a plain copy,
+        complete at once, zero outside)."""
         width = 16 // (2 if is_half(cache.memref.type.element_type) else 4)
-        copy = Copy(cache, buf, bases, exts, width, any_element=True)
+        # the rows hold whole chunks: each chunk lies all inside the tensor or all outside it
+        copy = Copy(cache, buf, bases, exts, width, any_element=True, assume_inside=True)
+        if copy.width == 1:
+            copy = Copy(cache, buf, bases, exts, 1, any_element=True)
         part_index = [em.index(part) if isinstance(part, int) else part]
+        outside = copy.outside_dims()
 
-        def copier(copy: Copy):
-            def element(e: Emitter, loc: list[SSAValue]) -> None:
-                if copy.width == 1:
-                    copy.put(e, copy.fetch(e, loc), loc, part_index)
-                    return
-                src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
-                e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width))
-            return element
+        def element(e: Emitter, loc: list[SSAValue]) -> None:
+            if copy.width == 1:
+                copy.put(e, copy.fetch(e, loc), loc, part_index)
+                return
+            src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
+            valid = e.all_of([c for d in outside for c in e.in_range(src[d], 0, copy.shape[d])])
+            if valid is not None:  # an address inside the tensor, though nothing is read from it
+                src = [e.select(valid, s, e.index(0)) if d in outside else s for d, s in enumerate(src)]
+            e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width, valid))
 
-        inside = copy if copy.width > 1 else Copy(cache, buf, bases, exts, width, any_element=True,
-                                                   assume_inside=True)
-        if inside is not copy and inside.width > 1:
-            # only some tiles reach past the tensor (a tile that does not divide it): they copy
-            # element by element, zero outside, and the others by whole chunks
-            then, other = em.if_else(inside.inside(em))
-            self.spread(then, inside.chunks, copier(inside))
-            self.spread(other, copy.chunks, copier(copy))
-            return
-        self.spread(em, copy.chunks, copier(copy))
+        self.spread(em, copy.chunks, element)
 
     def spread(self, em: Emitter, exts: Sequence[int], element) -> None:
         """element(emitter, index) for every index of `exts`, shared by the block's threads
@@ -747,14 +744,6 @@ class Copy:
             if known is None or known[0] < 0 or known[1] + ext > n:
                 out.append(d)
         return out
-
-    def inside(self, em: Emitter) -> SSAValue:
-        """At run time: the tile lies inside the tensor."""
-        conds = []
-        for d in self.outside_dims():
-            b, ext, n = self.bases[d], self.exts[d], self.shape[d]
-            conds += em.in_range(b, 0, n - ext + 1)
-        return em.all_of(conds) or em.bool(True)
 
     def unflatten(self, em: Emitter, t: SSAValue) -> list[SSAValue]:
         loc = []

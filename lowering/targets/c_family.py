@@ -459,8 +459,12 @@ class KernelPrinter:
         elif isinstance(op, tc.CopyAsyncOp):
             dst = sp.shared_address.format(ptr="&" + self.index(op.dst, op.dst_indices))
             src = sp.global_address.format(ptr="&" + self.index(op.src, op.src_indices))
-            self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" :: "r"({dst}), "l"({src}) '
-                      ': "memory");')
+            if op.valid is None:
+                self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" :: "r"({dst}), "l"({src}) '
+                          ': "memory");')
+            else:  # reads src-size bytes, 0 outside the tensor, and fills the rest of the 16 with zeros
+                self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\\n" :: "r"({dst}), '
+                          f'"l"({src}), "r"({self.expr(op.valid)} ? 16 : 0) : "memory");')
         elif isinstance(op, tc.CopyCommitOp):
             self.line('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
         elif isinstance(op, tc.CopyWaitOp):
