@@ -38,8 +38,8 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.lowering.place import where
 from sched_dsl.lowering.fuse import COMPUTED_AT
+from sched_dsl.lowering.place import where
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 OFFSET = "arena_offset"

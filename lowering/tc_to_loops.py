@@ -56,7 +56,7 @@ def expand_copy(op: tc.CopyAsyncOp) -> None:
         if op.valid is None:
             em.store(em.load(op.src, src), op.dst, dst)
         else:
-            em.store(em.if_value(op.valid, lambda t: t.load(op.src, src),
+            em.store(em.if_value(op.valid, lambda t, src=src: t.load(op.src, src),
                                  lambda f: f.const(0, op.src.type.element_type)), op.dst, dst)
 
 

@@ -329,14 +329,14 @@ def tolerance(out: Tensor | Sequence[Tensor]) -> tuple[float, float]:
     (in f32) and the reference (in float64) round nearly the same value, each to a
     neighbouring value of the type, one ulp (2u) apart at the output and at each rounded
     intermediate, on inputs of magnitude about 1. A tf32 matmul/conv2d counts as u = 2^-11:
-    each product comes from inputs truncated (or rounded) to 10 mantissa bits, within
+    each product comes from inputs rounded to 10 mantissa bits (cvt.rna on tensor cores), within
     2 * 2^-10 = 4u relative, and sums of same-sign products keep that bound. A 3xtf32 one
     counts as u = 2^-19: each input is a TF32 part plus a TF32 remainder (within 2^-21 of
     it), and the small*small product is left out (within 2^-22)."""
     graph = topological([out] if isinstance(out, Tensor) else list(out))
     us = [UNIT_ROUNDOFF[t.dtype] for t in graph if t.dtype in UNIT_ROUNDOFF]
     if any(t.attrs.get("compute") == "tf32" for t in graph):
-        us.append(2.0**-11)  # each product: inputs within 2^-10 relative (truncated), 4u
+        us.append(2.0**-11)  # each product: inputs within 2^-11 relative each, within 4u
     if any(t.attrs.get("compute") == "3xtf32" for t in graph):
         us.append(2.0**-19)  # each product: within about 3 * 2^-21 relative, about 4u
     if not us:

@@ -465,8 +465,9 @@ def gathers_b(op: T.MatmulOp) -> bool:
 def implicit_gemm_producer(op: T.MatmulOp) -> T.Im2colOp | None:
     """The im2col marked `computed_at` this product (whose windows it gathers), or None."""
     p = op.rhs.owner
-    marked = isinstance(p, T.Im2colOp) and COMPUTED_AT in p.attributes and p.attributes[COMPUTED_AT].data == op.stage_name
-    return p if marked else None
+    if isinstance(p, T.Im2colOp) and COMPUTED_AT in p.attributes:
+        return p if p.attributes[COMPUTED_AT].data == op.stage_name else None
+    return None
 
 
 def anchor_ops(op: T.TensorOp) -> list | None:
