@@ -197,6 +197,26 @@ def test_implicit_convs_gather_their_windows_where_the_product_reads_them(conv_p
     assert_matches_onnxruntime(f32, conv_path)
 
 
+def test_a_gathered_im2col_reads_its_input_when_its_product_runs(conv_path):
+    """tensorop-plan-memory times a `computed_at` im2col at its product's kernel (the end of
+    the product's fused chain), so its input's bytes stay untouched until then."""
+    from sched_dsl.lowering.fuse import COMPUTED_AT
+    from sched_dsl.lowering.plan_memory import launch_times, lifetimes, reshape_aliases
+
+    g = import_onnx(str(conv_path))
+    lower_precision(g.module, "bf16", set(g.input_args))
+    fn = prepare(g.module, conv_algorithm="implicit", tensor_cores=True)
+    ops = list(fn.body.block.ops)
+    time = launch_times(ops)
+    cols = next(op for op in ops if isinstance(op, T.Im2colOp) and op.stage_name == "a_cols")
+    relu = next(op for op in ops if op.stage_name == "a_relu_gemm")  # the last of a's product group
+    assert cols.attributes[COMPUTED_AT].data == "a_gemm"
+    assert time[cols] == time[relu] > ops.index(cols) + 1  # the product and its chain stand between
+    stem_bytes = reshape_aliases(fn).get(cols.input, cols.input)  # the stem's value, reshaped
+    (stem,) = [i for i in lifetimes(fn) if i.value == stem_bytes]
+    assert stem.end >= time[relu]
+
+
 def test_marked_conv_that_cannot_be_a_product_is_an_error(conv_path):
     g = import_onnx(str(conv_path))
     mark(next(op for op in g.module.walk() if isinstance(op, T.Conv2dOp) and op.stage_name == "grp"), "gemm")
