@@ -1132,8 +1132,8 @@ class Im2colOp(TensorOp):
         return tuple(tuple(a.get_values()) for a in (self.kernel, self.stride, self.padding, self.dilation))
 
     def expected_shape(self):
-        return im2col_shape(shape_of(self.input), *self.window(), *shape_of(self.result)[:1],
-                            self.width.value.data, shape_of(self.result)[1])
+        rows, columns = shape_of(self.result)
+        return im2col_shape(shape_of(self.input), *self.window(), rows, self.width.value.data, columns)
 
 
 # Winograd's minimal filtering F(m x m, 3 x 3) (Lavin and Gray): a 3 x 3 conv's m x m output

@@ -469,7 +469,7 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
         attrs["compute"] = op.compute_mode()
     if isinstance(op, T.MatmulOp) and op.column_count() is not None:
         attrs["columns"] = op.column_count()
-    elif isinstance(op, T.Pool2dOp):
+    if isinstance(op, T.Pool2dOp):
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
                      padding=tuple(op.padding.get_values()), dilation=op.dilations(), ceil_mode=op.is_ceil_mode(),
                      count_include_pad=op.includes_pad())

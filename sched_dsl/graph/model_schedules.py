@@ -422,13 +422,19 @@ def product_intrinsic(dtype: str, compute: str | None) -> str | None:
     return "mma.m16n8k8" if compute in T.COMPUTE_MODES else None
 
 
+def takes_tensor_cores(m: int, n: int, k: int, intrinsic: str | None, b_columns: int | None = None) -> bool:
+    """Whether an m x n x k product of operands an mma takes (`intrinsic`, None: none does)
+    gets the tensor-core GEMM template (tc_gemm_defaults finds a tile)."""
+    return intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic, b_columns=b_columns) is not None
+
+
 def matmul_template(m: int, n: int, k: int, batch: tuple[int, ...], intrinsic: str | None, a_rank: int = 2,
                     b_columns: int | None = None, implicit_b: bool = False):
     """The schedule template of an m x n x k matmul (with `batch` dimensions before; A of
     rank `a_rank`: a 2-D A is shared by the batch; B of `b_columns` columns where the
     product keeps n of them; `implicit_b`: on tensor cores, B is a stage computed where its
     tiles are read)."""
-    if intrinsic is not None and tc_gemm_defaults(m, n, k, intrinsic, b_columns=b_columns) is not None:
+    if takes_tensor_cores(m, n, k, intrinsic, b_columns):
         return lambda s, stage, a, b, prefix="": matmul_tensor_cores(s, stage, a, b, m, n, k, intrinsic, prefix,
                                                                      batch, b_columns, implicit_b)
     if matmul_is_tiled(m, n, k) and a_rank in (2, len(batch) + 2):
@@ -456,10 +462,8 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
 def gathers_b(op: T.MatmulOp) -> bool:
     """Whether the product takes the tensor-core template, which can gather an im2col's
     windows tile by tile into shared memory (an implicit GEMM; fuse.mark_implicit_gemms)."""
-    intrinsic = tensor_intrinsic_of(op)
     (m, k), n = T.shape_of(op.lhs)[-2:], T.shape_of(op.result)[-1]
-    return (intrinsic is not None
-            and tc_gemm_defaults(m, n, k, intrinsic, b_columns=T.shape_of(op.rhs)[-1]) is not None)
+    return takes_tensor_cores(m, n, k, tensor_intrinsic_of(op), T.shape_of(op.rhs)[-1])
 
 
 def implicit_gemm_producer(op: T.MatmulOp) -> T.Im2colOp | None:
@@ -534,12 +538,12 @@ CONV_ALGORITHMS = ("auto", "direct", "gemm", "implicit", "winograd")
 def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
     """Whether the conv's product, padded as tensorop-conv-to-gemm pads it, takes the
     tensor-core GEMM template."""
-    intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
-    if intrinsic is None or gemm_refusal(op) is not None:
+    if gemm_refusal(op) is not None:
         return False
     rows, columns = product_layout(op)
     oh, ow = T.shape_of(op.result)[2:]
-    return tc_gemm_defaults(T.shape_of(op.weight)[0], oh * ow, rows, intrinsic, b_columns=columns) is not None
+    return takes_tensor_cores(T.shape_of(op.weight)[0], oh * ow, rows,
+                              product_intrinsic(T.dtype_of(op.input), op.compute_mode()), columns)
 
 
 SPLITS = (1, 2, 4, 8, 16)
