@@ -49,24 +49,35 @@ CONFIGS = {
     "mma.m16n8k8": [(128, 128, 16, 64, 64, 2), (128, 128, 32, 64, 64, 3), (128, 256, 16, 64, 64, 3),
                     (128, 128, 16, 64, 64, 4), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3)],
 }
+# Hopper's warpgroup mma (bf16/fp16, CUDA only): warpgroups of wm x wn, wgmma.m64n{wn}k16, bk 64
+WGMMA_CONFIGS = [(128, 256, 64, 64, 256, 4), (128, 256, 64, 64, 256, 3), (128, 128, 64, 64, 128, 6),
+                 (256, 128, 64, 64, 128, 4), (128, 128, 64, 64, 64, 4)]
 SMALL = 1024  # at this size and below, block tiles of at most 128 x 128 (enough blocks for the SMs)
 OPENCL_SHARED = 48 * 1024
 
 
-def gemm(n: int, precision: str, tiles: tuple[int, ...]):
+def intrinsic_of(precision: str, tiles: tuple[int, ...], wgmma: bool) -> str:
+    return f"wgmma.m64n{tiles[4]}k16" if wgmma else INTRINSIC[precision]
+
+
+def gemm(n: int, precision: str, tiles: tuple[int, ...], intrinsic: str):
     dtype = DTYPE[precision]
     a, b = sd.placeholder("A", (n, n), dtype), sd.placeholder("B", (n, n), dtype)
     c = sd.matmul(a, b, name="C", precision=precision if precision in ("tf32", "3xtf32") else None)
     s = sd.Schedule(c)
-    tc_gemm_tiles(s, c, a, b, *tiles, INTRINSIC[precision])
+    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
     return c, s
 
 
-def configs(n: int, precision: str, quick: bool, only: str | None = None) -> list[tuple[int, ...]]:
-    """The default tile, then CONFIGS that divide n (or the `only` list, "128x128x32x64x64x2,...")."""
+def configs(n: int, precision: str, quick: bool, only: str | None = None,
+            wgmma: bool = False) -> list[tuple[int, ...]]:
+    """The default tile, then CONFIGS that divide n (or the `only` list, "128x128x32x64x64x2,...");
+    with `wgmma`, WGMMA_CONFIGS that divide n."""
     intrinsic = INTRINSIC[precision]
     if only:
         return [tuple(int(v) for v in c.split("x")) for c in only.split(",")]
+    if wgmma:
+        return [t for t in WGMMA_CONFIGS if all(n % v == 0 for v in t[:3])][:3 if quick else None]
     d = tc_gemm_defaults(n, n, n, intrinsic)
     found = [tuple(d[k] for k in ("bm", "bn", "bk", "wm", "wn", "stages"))] if d else []
     for t in CONFIGS[intrinsic]:
@@ -169,6 +180,7 @@ def main() -> None:
     p.add_argument("--configs", help="tiles to run instead of the default list: bm x bn x bk x wm x wn x stages, "
                    "comma-separated")
     p.add_argument("--convs", action="store_true", help="ResNet-18's 3x3 convs against cuDNN instead of the GEMMs")
+    p.add_argument("--wgmma", action="store_true", help="bf16/fp16 GEMMs on Hopper's warpgroup mma (CUDA target)")
     args = p.parse_args()
 
     import ml_dtypes
@@ -210,9 +222,11 @@ def main() -> None:
                              tflops=flops / base / 1e9, speed=1.0, max_rel_err=cublas_err))
             print(f"{work}: cuBLAS {base * 1e3:8.1f} us {flops / base / 1e9:7.1f} TFLOP/s  err {cublas_err:.1e}",
                   flush=True)
-            for tiles in configs(n, precision, args.quick, args.configs):
-                c, s = gemm(n, precision, tiles)
-                fits_opencl = tc_shared_bytes(*tiles[:3], tiles[5], INTRINSIC[precision]) <= OPENCL_SHARED
+            wgmma = args.wgmma and precision in ("bf16", "fp16")
+            for tiles in configs(n, precision, args.quick, args.configs, wgmma):
+                intrinsic = intrinsic_of(precision, tiles, wgmma)
+                c, s = gemm(n, precision, tiles, intrinsic)
+                fits_opencl = not wgmma and tc_shared_bytes(*tiles[:3], tiles[5], intrinsic) <= OPENCL_SHARED
                 for target in ("cuda", "opencl") if opencl and fits_opencl else ("cuda",):
                     name = f"{target}:" + "x".join(map(str, tiles[:3])) + f"/w{tiles[3]}x{tiles[4]}/s{tiles[5]}"
                     t0 = time.time()
@@ -228,9 +242,9 @@ def main() -> None:
                         continue
                     rows.append(dict(workload=work, precision=precision, n=n, impl=name, ms=ms,
                                      tflops=flops / ms / 1e9, speed=base / ms, max_rel_err=err,
-                                     tensor_cores="mma.sync" in kern.source, build_s=time.time() - t0))
+                                     tensor_cores="mma" in kern.source, build_s=time.time() - t0))
                     print(f"  {name:<34} {ms * 1e3:8.1f} us {flops / ms / 1e9:7.1f} TFLOP/s  {base / ms:5.2f}x cuBLAS"
-                          f"  err {err:.1e}{'' if 'mma.sync' in kern.source else '  (no tensor cores)'}", flush=True)
+                          f"  err {err:.1e}{'' if 'mma' in kern.source else '  (no tensor cores)'}", flush=True)
     summary = []
     for work in dict.fromkeys(r["workload"] for r in rows):
         ok = [r for r in rows if r["workload"] == work and "ms" in r]

@@ -492,7 +492,9 @@ class CacheReadOp(SchedOp):
 
 
 # warp-level intrinsics sched.tensorize maps a tile to, and their (M, N, K) tile shapes
-TENSOR_INTRINSICS = {"mma.m16n8k16": (16, 8, 16), "mma.m16n8k8": (16, 8, 8)}
+TENSOR_INTRINSICS = {"mma.m16n8k16": (16, 8, 16), "mma.m16n8k8": (16, 8, 8),
+                     "wgmma.m64n64k16": (64, 64, 16), "wgmma.m64n128k16": (64, 128, 16),
+                     "wgmma.m64n256k16": (64, 256, 16)}
 
 
 @irdl_op_definition
@@ -500,7 +502,10 @@ class TensorizeOp(SchedOp):
     """`sched.tensorize %ii, %ji, %ki "mma.m16n8k16"`: the innermost (i, j, k) tile of a
     matmul stage, of the intrinsic's shape (16 x 8 x 16 for f16/bf16 operands, 16 x 8 x 8
     for f32 at tf32), is computed by one warp-level matrix multiply-accumulate. The 32 lanes
-    of the warp become a loop bound to thread.x; its results are kept in registers."""
+    of the warp become a loop bound to thread.x; its results are kept in registers.
+    "wgmma.m64nNk16" (N = 64, 128, 256; f16/bf16, CUDA on Hopper): a 64 x N x 16 tile by
+    the 128 threads of a warpgroup, its operands read from shared buffers that the schedule
+    fills by pipelined copies (cache_read with `stages`), laid out swizzled."""
 
     name = "sched.tensorize"
     i = operand_def(LoopType)

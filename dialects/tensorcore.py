@@ -27,6 +27,21 @@ Meaning of each op, for lane l, with g = l / 4 and t = l % 4:
 
 Intrinsics: "m16n8k16" (f16 or bf16 operands) and "m16n8k8" (tf32: f32 operands taken at
 TF32 precision, or as two TF32 parts with compute "3xtf32"); results are f32.
+
+Warpgroup-level mma (Hopper's `wgmma.mma_async`, "m64n64k16", "m64n128k16", "m64n256k16",
+f16/bf16 operands): the 128 threads of a warpgroup (4 consecutive warps) compute a 64 x N
+tile together, reading both operands straight from shared memory.
+
+- `tc.wgmma %lane, %a[%i..], %b[%j..], %acc[%q..] {intrinsic}`: for thread l of the
+  warpgroup (w = l / 32, g = l % 32 / 4, t = l % 4), acc[.., q + e] += sum_k A(row, k) *
+  B(k, col) for e < N / 2, row = 16 w + g + 8 ((e / 2) % 2), col = 8 (e / 4) + 2 t + e % 2,
+  k < 16; A is the 64 x 16 tile at the origin %i.. of %a (its last two dims: rows, k), B
+  the 16 x N tile at %j.. of %b (k, columns). Both buffers hold their tiles in the
+  swizzled layout (see `swizzled_position`): the element (r, c) of a R x C buffer lies
+  at `swizzled_position(r, c, R, C)`. Async: complete after
+  `tc.wgmma_commit` and a `tc.wgmma_wait` that leaves fewer groups pending; `tc.wgmma_fence`
+  goes before the first wgmma that reads registers other instructions wrote, and
+  `tc.proxy_fence` between shared memory written by copies and a wgmma that reads it.
 """
 
 from __future__ import annotations
@@ -68,6 +83,28 @@ from sched_dsl.dialects.memspace import LOCAL, SHARED
 SHAPES = {"m16n8k16": (16, 8, 16), "m16n8k8": (16, 8, 8)}
 LANES = 32
 ACCUMULATORS = 4  # f32 results per lane of one mma
+# warpgroup mma: intrinsic -> (M, N, K), 128 threads, f32 results per thread N / 2
+WGMMA_SHAPES = {"m64n64k16": (64, 64, 16), "m64n128k16": (64, 128, 16), "m64n256k16": (64, 256, 16)}
+WARPGROUP = 128
+SWIZZLE_SPAN = 64  # elements of 2 bytes in a swizzled row: 128 bytes, eight 16-byte chunks
+SWIZZLE_ALIGN = 1024  # bytes: a swizzled buffer starts at an atom (8 rows of 128 bytes)
+
+
+def swizzled_position(r: int, c: int, rows: int, cols: int) -> tuple[int, int]:
+    """Where element (r, c) of a rows x cols shared operand tile of a wgmma lies (cols a multiple
+    of 64, rows of 8): the tile is cut into column spans of 64 elements (128 bytes), each
+    stored whole (rows x 64, row-major) after the last, and in each row the 16-byte chunks
+    are permuted: chunk h of row r is stored as chunk h XOR (r % 8). This is the layout
+    the hardware reads with 128-byte swizzling (eight rows of 128 bytes an atom), so the
+    eight rows a copy writes and an mma reads at once fall in different banks.
+    Returned as (row, column) of the same rows x cols buffer."""
+    span, within = divmod(c, SWIZZLE_SPAN)
+    flat = span * rows * SWIZZLE_SPAN + r * SWIZZLE_SPAN + 8 * ((within // 8) ^ (r % 8)) + within % 8
+    return divmod(flat, cols)
+
+
+def wgmma_accumulators(intrinsic: str) -> int:
+    return WGMMA_SHAPES[intrinsic][1] // 2
 
 
 def intrinsic_for(element: Attribute) -> str | None:
@@ -245,4 +282,80 @@ class CopyWaitOp(IRDLOperation):
         super().__init__(properties={"pending": IntegerAttr(pending, i64)})
 
 
-TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp], [FragmentType])
+@irdl_op_definition
+class WgmmaOp(IRDLOperation):
+    name = "tc.wgmma"
+    lane = operand_def(IndexType)
+    a = operand_def(MemRefType)
+    a_indices = var_operand_def(IndexType)
+    b = operand_def(MemRefType)
+    b_indices = var_operand_def(IndexType)
+    acc = operand_def(MemRefType)
+    acc_indices = var_operand_def(IndexType)
+    intrinsic = prop_def(StringAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$lane `,` $a `[` $a_indices `]` `,` $b `[` $b_indices `]` `,` $acc `[` $acc_indices `]` "
+                       "attr-dict `:` type($a) `,` type($b) `,` type($acc)")
+
+    def __init__(self, lane: SSAValue, a: SSAValue, a_indices: Sequence[SSAValue], b: SSAValue,
+                 b_indices: Sequence[SSAValue], acc: SSAValue, acc_indices: Sequence[SSAValue], intrinsic: str):
+        super().__init__(operands=[lane, a, list(a_indices), b, list(b_indices), acc, list(acc_indices)],
+                         properties={"intrinsic": StringAttr(intrinsic)})
+
+    def shape(self) -> tuple[int, int, int]:
+        return WGMMA_SHAPES[self.intrinsic.data]
+
+    def verify_(self) -> None:
+        if self.intrinsic.data not in WGMMA_SHAPES:
+            raise VerifyException(f"tc.wgmma: intrinsic '{self.intrinsic.data}' is not one of {', '.join(WGMMA_SHAPES)}")
+        m, n, k = self.shape()
+        for ref, idx, what, (rows, cols) in ((self.a, self.a_indices, "A", (m, k)), (self.b, self.b_indices, "B", (k, n))):
+            _check_indices(self, ref, idx, what)
+            t = ref.type
+            if not isinstance(t.element_type, (Float16Type, BFloat16Type)) or t.memory_space != SHARED:
+                raise VerifyException(f"tc.wgmma: {what} must be an f16/bf16 shared buffer, got {t}")
+            shape = t.get_shape()
+            if len(shape) < 2 or shape[-1] % SWIZZLE_SPAN or shape[-2] % 8 or shape[-2] < rows or shape[-1] < cols:
+                raise VerifyException(f"tc.wgmma: {what}'s buffer {list(shape)} must end in rows of 8 and columns "
+                                      f"of {SWIZZLE_SPAN} (its swizzled layout), holding a {rows} x {cols} tile")
+        if self.a.type.element_type != self.b.type.element_type:
+            raise VerifyException("tc.wgmma: A and B hold different element types")
+        _check_indices(self, self.acc, self.acc_indices, "the accumulator")
+        t = self.acc.type
+        if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:
+            raise VerifyException(f"tc.wgmma: the accumulator must be a thread's own f32 buffer, got {t}")
+        if t.get_shape()[-1] % (n // 2):
+            raise VerifyException(f"tc.wgmma: the accumulator's last dimension must hold groups of {n // 2}")
+
+
+@irdl_op_definition
+class WgmmaFenceOp(IRDLOperation):
+    name = "tc.wgmma_fence"
+    assembly_format = "attr-dict"
+
+
+@irdl_op_definition
+class WgmmaCommitOp(IRDLOperation):
+    name = "tc.wgmma_commit"
+    assembly_format = "attr-dict"
+
+
+@irdl_op_definition
+class WgmmaWaitOp(IRDLOperation):
+    name = "tc.wgmma_wait"
+    pending = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$pending attr-dict"
+
+    def __init__(self, pending: int):
+        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+
+@irdl_op_definition
+class ProxyFenceOp(IRDLOperation):
+    name = "tc.proxy_fence"
+    assembly_format = "attr-dict"
+
+
+TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp, WgmmaOp,
+                                   WgmmaFenceOp, WgmmaCommitOp, WgmmaWaitOp, ProxyFenceOp], [FragmentType])

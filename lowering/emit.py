@@ -58,11 +58,14 @@ def value_bounds(v: SSAValue) -> tuple[int, int] | None:
                 return lb[0], ub[1] - 1
         return None
     op = v.owner
-    if not isinstance(op, (arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.DivUIOp, arith.RemUIOp, arith.MinSIOp)):
+    if not isinstance(op, (arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.DivUIOp, arith.RemUIOp, arith.MinSIOp,
+                           arith.XOrIOp)):
         return None
     a, b = value_bounds(op.lhs), value_bounds(op.rhs)
     if a is None or b is None:
         return None
+    if isinstance(op, arith.XOrIOp):  # of non-negative values below 2^n: below 2^n
+        return (0, (1 << max(a[1], b[1]).bit_length()) - 1) if min(a[0], b[0]) >= 0 else None
     if isinstance(op, arith.MinSIOp):
         return min(a[0], b[0]), min(a[1], b[1])
     if isinstance(op, arith.AddiOp):
@@ -185,6 +188,9 @@ class Emitter:
         if known is not None and 0 <= known[0] and known[1] < b:
             return a
         return self.val(arith.RemUIOp(a, self.index(b)))
+
+    def xor(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.val(arith.XOrIOp(a, self._as_index(b)))
 
     def min(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
         return self.val(arith.MinSIOp(a, self._as_index(b)))

@@ -153,18 +153,28 @@ class HostPlan:
         return "\n".join(lines)
 
 
+def buffer_alignment(op: memref.AllocaOp) -> int:
+    """Bytes a kernel buffer's start is aligned to: 16 (vector copies), or its `sched.align`."""
+    align = op.attributes.get("sched.align")
+    return align.value.data if isinstance(align, IntegerAttr) else 16
+
+
 def shared_layout(fn: gpu.FuncOp) -> dict:
-    """Byte offset of each shared buffer of a kernel (16-byte aligned), and the total."""
-    offsets, total = {}, 0
+    """Byte offset of each shared buffer of a kernel (each at its alignment), the total and
+    the largest alignment."""
+    offsets, total, largest = {}, 0, 16
     for op in fn.walk():
         if isinstance(op, memref.AllocaOp) and op.memref.type.memory_space == SHARED:
             t = op.memref.type
+            align = buffer_alignment(op)
+            largest = max(largest, align)
+            total = -(-total // align) * align
             offsets[op.memref] = total
             size = 2 if isinstance(t.element_type, (Float16Type, BFloat16Type)) else 4
             for d in t.get_shape():
                 size *= d
             total += -(-size // 16) * 16
-    return {"offsets": offsets, "total": total}
+    return {"offsets": offsets, "total": total, "align": largest}
 
 
 def dtype_name(t: MemRefType) -> str:

@@ -1,4 +1,4 @@
-"""tc-to-loops: the `tc` ops (warp-level mma, asynchronous copies) rewritten into the plain
+"""tc-to-loops: the `tc` ops (warp- and warpgroup-level mma, asynchronous copies) rewritten into the plain
 loops that are their meaning, for devices without tensor cores (PoCL, CPUs, other GPUs).
 
 Each lane computes its own 4 results of an mma from the shared operand tiles its fragments
@@ -48,6 +48,38 @@ def expand_mma(op: tc.MmaOp) -> None:
     inner.store(total, op.acc, acc_idx)
 
 
+def swizzled_index(em: Emitter, r: SSAValue, c: SSAValue, rows: int, cols: int) -> tuple[SSAValue, SSAValue]:
+    """tc.swizzled_position in IR: where element (r, c) of a rows x cols wgmma operand
+    buffer lies."""
+    span, within = em.floordiv(c, tc.SWIZZLE_SPAN), em.rem(c, tc.SWIZZLE_SPAN)
+    chunk = em.xor(em.floordiv(within, 8), em.rem(r, 8))
+    flat = em.add(em.add(em.mul(span, rows * tc.SWIZZLE_SPAN), em.mul(r, tc.SWIZZLE_SPAN)),
+                  em.add(em.mul(chunk, 8), em.rem(within, 8)))
+    return em.floordiv(flat, cols), em.rem(flat, cols)
+
+
+def swizzled_load(em: Emitter, ref: SSAValue, origin: Sequence[SSAValue], r: SSAValue, c: SSAValue) -> SSAValue:
+    """Element (r, c) of the tile at `origin` (its last two dims) of a swizzled buffer, in f32."""
+    rows, cols = ref.type.get_shape()[-2:]
+    pos = swizzled_index(em, em.add(origin[-2], r), em.add(origin[-1], c), rows, cols)
+    return em.load_value(ref, list(origin[:-2]) + list(pos))
+
+
+def expand_wgmma(op: tc.WgmmaOp) -> None:
+    em = Emitter(op.parent_block(), op)
+    _, n, depth = op.shape()
+    warp, lane = em.floordiv(op.lane, 32), em.rem(op.lane, 32)
+    g, t = em.floordiv(lane, 4), em.rem(lane, 4)
+    _, e, body = em.loop(n // 2, UNROLL)
+    row = body.add(body.add(body.mul(warp, 16), g), body.mul(body.rem(body.floordiv(e, 2), 2), 8))
+    col = body.add(body.add(body.mul(body.floordiv(e, 4), 8), body.mul(t, 2)), body.rem(e, 2))
+    acc_idx = list(op.acc_indices[:-1]) + [body.add(op.acc_indices[-1], e)]
+    _, kk, inner = body.loop(depth, UNROLL)
+    av = swizzled_load(inner, op.a, op.a_indices, row, kk)
+    bv = swizzled_load(inner, op.b, op.b_indices, kk, col)
+    inner.store(inner.fbin("add", inner.load(op.acc, acc_idx), inner.fbin("mul", av, bv)), op.acc, acc_idx)
+
+
 def expand_copy(op: tc.CopyAsyncOp) -> None:
     em = Emitter(op.parent_block(), op)
     for q in range(op.elements.value.data):
@@ -77,6 +109,8 @@ class TcToLoopsPass(ModulePass):
                 expand_mma(op)
             elif isinstance(op, tc.CopyAsyncOp):
                 expand_copy(op)
+            elif isinstance(op, tc.WgmmaOp):
+                expand_wgmma(op)
         for op in ops:
             if not isinstance(op, tc.LoadFragmentOp):
                 _erase(op)

@@ -24,6 +24,7 @@ from sched_dsl.tensor import topological
 class Case:
     id: str
     make: Callable[[], tuple[sd.Tensor, sd.Schedule | None]]
+    cuda_only: bool = False  # Hopper's wgmma: CUDA's text only (NVIDIA's OpenCL compiles for sm_90)
 
 
 def _matmul(m=37, k=29, n=45, producer=False):
@@ -375,14 +376,14 @@ def nms_threads():
     return out, s
 
 
-def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None):
+def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None, intrinsic=None):
     from sched_dsl.graph.model_schedules import tc_gemm_tiles
     f32_mode = dtype in ("tf32", "3xtf32")  # f32 tensors, products in that compute mode
     store = "f32" if f32_mode else dtype
     a, b = sd.placeholder("A", (m, k), store), sd.placeholder("B", (k, n), store)
     c = sd.matmul(a, b, name="C", precision=dtype if f32_mode else None, out_dtype=out_dtype, columns=columns)
     s = sd.Schedule(c)
-    intrinsic = "mma.m16n8k8" if f32_mode else "mma.m16n8k16"
+    intrinsic = intrinsic or ("mma.m16n8k8" if f32_mode else "mma.m16n8k16")
     tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
     return c, s
 
@@ -413,6 +414,13 @@ def tensor_core_3xtf32():
     """f32 operands as three TF32 products each (near f32's precision), 3 stages, a remainder
     in the columns."""
     return _tc_gemm(64, 120, 64, "3xtf32", (32, 64, 16, 32, 32, 3), columns=114)
+
+
+def tensor_core_wgmma_bf16():
+    """Hopper's warpgroup mma: 2 warpgroups of 64 x 128 (wgmma.m64n128k16) reading swizzled
+    shared tiles that 3 stages of cp.async fill, the next tile's copies running beside the
+    last tile's wgmmas; a row remainder in the last block."""
+    return _tc_gemm(192, 128, 192, "bf16", (128, 128, 64, 64, 128, 3), intrinsic="wgmma.m64n128k16")
 
 
 def implicit_gemm(c, h, f, k=3, stride=1, padding=1, tiles=(32, 32, 16, 16, 16, 3), dtype="bf16", rows=0,
@@ -456,14 +464,14 @@ CASES = [Case(f.__name__, f) for f in (
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
     tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, tensor_core_3xtf32,
     tensor_core_implicit_gemm_bf16, conv_bf16_default,
-)]
+)] + [Case(tensor_core_wgmma_bf16.__name__, tensor_core_wgmma_bf16, cuda_only=True)]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
             "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
             "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32", "tensor_core_3xtf32",
-            "tensor_core_implicit_gemm_bf16")
+            "tensor_core_implicit_gemm_bf16", "tensor_core_wgmma_bf16")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:

@@ -1,4 +1,4 @@
-"""The CUDA C text of every case in gpu_cases compiles with nvcc for sm_90 (no GPU needed),
+"""The CUDA C text of every case in gpu_cases compiles with nvcc for sm_90 (sm_90a with wgmma; no GPU needed),
 and the CUDA runtime's checks that need no GPU give clear errors."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from gpu_cases import CASES, needs_nvcc
 import sched_dsl as sd
 from sched_dsl.lowering.host_plan import HostPlan, Launch
 from sched_dsl.runtime.common import DeviceError, DeviceLimits, check_limits, compile_error, shared_bytes
+from sched_dsl.runtime.cuda import source_arch
 
 NVCC = shutil.which("nvcc")
 
@@ -35,7 +36,8 @@ def compiled(lowered, tmp_path_factory):
     for cid, lw in lowered.items():
         src = tmp / f"{cid}.cu"
         src.write_text(lw.source)
-        procs[cid] = subprocess.Popen([NVCC, "-arch=sm_90", "--ptx", "-O1", str(src), "-o", str(tmp / f"{cid}.ptx")],
+        arch = source_arch(lw.source, "sm_90")
+        procs[cid] = subprocess.Popen([NVCC, f"-arch={arch}", "--ptx", "-O1", str(src), "-o", str(tmp / f"{cid}.ptx")],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return {cid: (p.wait(), p.stdout.read()) for cid, p in procs.items()}
 

@@ -125,6 +125,46 @@ def test_tensor_core_instructions_in_both_languages_and_loops_elsewhere():
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in tf32 and "__float_as_uint" in tf32
 
 
+WGMMA = {"intrinsic": "wgmma.m64n128k16"}
+
+
+def test_wgmma_gemm_matches_reference_through_its_meaning():
+    """Hopper's warpgroup mma where there is none (PoCL): tc-to-loops runs its meaning, reading
+    the swizzled buffers the copies wrote; a row remainder in the last block tile."""
+    c, s = _tc_gemm(192, 128, 128, "bf16", (128, 128, 64, 64, 128, 3), **WGMMA)
+    equivalent(c, s)
+
+
+def test_wgmma_in_cuda_text_and_a_clear_error_in_opencl():
+    c, s = _tc_gemm(128, 128, 128, "bf16", (128, 128, 64, 64, 128, 3), **WGMMA)
+    cuda = sd.lower(c, s, target="cuda").source
+    for text in ("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", "wgmma.fence.sync.aligned",
+                 "wgmma.commit_group.sync.aligned", "wgmma.wait_group.sync.aligned 1",
+                 "wgmma.wait_group.sync.aligned 0", "fence.proxy.async.shared::cta", "__align__(1024)",
+                 "cp.async.wait_group 0", " ^ "):
+        assert text in cuda, text
+    assert "ldmatrix" not in cuda and "mma.sync" not in cuda
+    with pytest.raises(Exception, match="prints only as CUDA"):
+        sd.lower(c, s, target="opencl", tensor_cores=True)
+
+
+def test_swizzled_position_permutes_the_tile_and_spreads_a_column_over_the_banks():
+    from sched_dsl.dialects.tensorcore import swizzled_position
+    rows, cols = 16, 128
+    assert len({swizzled_position(r, c, rows, cols) for r in range(rows) for c in range(cols)}) == rows * cols
+    # chunk 0 of 8 consecutive rows: 8 different 16-byte chunks of their 128-byte rows
+    assert len({swizzled_position(r, 0, rows, cols)[1] % 64 // 8 for r in range(8)}) == 8
+
+
+def test_wgmma_schedule_errors():
+    schedule_error(lambda: _tc_gemm(128, 128, 128, "bf16", (128, 128, 64, 64, 128, 2), **WGMMA),
+                   "with stages >= 3")
+    schedule_error(lambda: _tc_gemm(128, 128, 128, "bf16", (128, 128, 32, 64, 128, 3), **WGMMA),
+                   "rows of a multiple of 64 elements")
+    schedule_error(lambda: _tc_gemm(128, 128, 128, "f16", (128, 128, 64, 64, 64, 3), **WGMMA),
+                   "takes tiles of N = 128")
+
+
 def test_3xtf32_splits_each_operand_once_and_takes_three_mmas_a_tile():
     """Each fragment register becomes a TF32 part and a TF32 remainder (cvt.rna) where it is
     loaded, not at each mma that reads it; each tile's mma is three, the small terms first,

@@ -66,9 +66,9 @@ def build_one(config: dict[str, int]) -> Built:
         built.message = f"{round(local)} bytes of local (register) buffers per thread exceed the limit of {st['max_local_bytes']}"
         return built
     if st["arch"]:
-        from sched_dsl.runtime.cuda import nvrtc_cubin
+        from sched_dsl.runtime.cuda import nvrtc_cubin, source_arch
         try:
-            built.binary = nvrtc_cubin(lowered.source, st["arch"])
+            built.binary = nvrtc_cubin(lowered.source, source_arch(lowered.source, st["arch"]))
         except DeviceError as e:
             built.error, built.message = "compile_error", str(e)
     return built
@@ -131,10 +131,9 @@ def _device_info(target: str) -> dict:
     if target == "opencl":
         from sched_dsl.runtime.opencl import default_device, device_limits
         return dict(device=device_name(target), limits=device_limits(default_device()), arch=None)
-    from sched_dsl.runtime.cuda import default_device, device_limits
+    from sched_dsl.runtime.cuda import default_device, device_arch, device_limits
     dev = default_device()
-    major, minor = dev.compute_capability()
-    return dict(device=device_name(target), limits=device_limits(dev), arch=f"sm_{major}{minor}")
+    return dict(device=device_name(target), limits=device_limits(dev), arch=device_arch(dev))
 
 
 def _make_kernel(target: str, source: str, plan, binary: bytes | None):

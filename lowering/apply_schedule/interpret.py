@@ -10,7 +10,7 @@ from xdsl.ir import Operation, SSAValue
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.dialects.tensorcore import LANES, intrinsic_for
+from sched_dsl.dialects.tensorcore import LANES, WARPGROUP, WGMMA_SHAPES, intrinsic_for
 from sched_dsl.lowering.emit import is_half
 from sched_dsl.lowering.apply_schedule.model import (
     DEFAULT_THREADS,
@@ -203,12 +203,12 @@ class Interpreter:
         if a is None or b is None:
             raise fail(op, f"stage '{stage.name}' does not read A[i, k] and B[k, j]")
         intrinsic = op.intrinsic.data.split(".")[1]
-        want = intrinsic_for(a.memref.type.element_type)
         element = a.memref.type.element_type
-        if want != intrinsic or (intrinsic == "m16n8k8" and stage.compute not in T.COMPUTE_MODES):
+        want = "m16n8k16" if intrinsic in WGMMA_SHAPES else intrinsic
+        if intrinsic_for(element) != want or (intrinsic == "m16n8k8" and stage.compute not in T.COMPUTE_MODES):
             what = f"{element} at {stage.compute}" if stage.compute else str(element)
             raise fail(op, f"stage '{stage.name}': {op.intrinsic.data} does not take {what} operands; "
-                       "mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32 or 3xtf32")
+                       "mma.m16n8k16 and wgmma take f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32 or 3xtf32")
         for axis, extent, what in zip((m, n, k), op.shape(), "MNK"):
             if axis.extent != extent:
                 raise fail(op, f"stage '{stage.name}': loop '{axis.name}' has {axis.extent} iterations; "
@@ -318,11 +318,13 @@ def place_tensorize(stage: Stage) -> None:
     if taken:
         raise fail(taken[0].marked_by.get("bind"), f"stage '{stage.name}': thread.x is the warp's lanes in a "
                    f"tensorized stage; bind loop '{taken[0].name}' to thread.y or thread.z")
+    group = WARPGROUP if tz.wide else LANES
     warps = 1
     for a in stage.thread_leaves():
         warps *= a.extent
-    if warps * LANES > MAX_THREADS:
-        raise fail(op, f"stage '{stage.name}': {warps} warps of {LANES} lanes exceed {MAX_THREADS} threads per block")
+    if warps * group > MAX_THREADS:
+        what = f"warpgroups of {WARPGROUP} threads" if tz.wide else f"warps of {LANES} lanes"
+        raise fail(op, f"stage '{stage.name}': {warps} {what} exceed {MAX_THREADS} threads per block")
     for ld, what in ((tz.a, "A"), (tz.b, "B")):
         # a shared copy, or a producer computed into two shared buffers (an implicit GEMM)
         cached = [c for c in stage.caches if c.kind in ("read", "compute") and c.memref == ld.memref]
@@ -333,8 +335,10 @@ def place_tensorize(stage: Stage) -> None:
         if leaves.index(cached[0].at) >= pos:
             raise fail(op, f"stage '{stage.name}': the shared tile of '{ld.memref.name_hint}' must be read "
                        "outside the warp's tile loops")
+        if tz.wide:
+            check_swizzled(stage, cached[0], what)
     # the lanes: a thread loop inside every other bound loop, the warp's registers at it
-    lane = Axis(f"{stage.name}_lane", LANES, False, "thread.x")
+    lane = Axis(f"{stage.name}_lane", group, False, "thread.x")
     at = bound[-1] + 1 if bound else 0
     leaves.insert(at, lane)
     tz.lane, tz.start = lane, pos + 1
@@ -346,6 +350,18 @@ def place_tensorize(stage: Stage) -> None:
         writes[0].at = lane
     else:
         stage.caches.append(Cache("write", stage.output, "local", lane, None))
+
+
+def check_swizzled(stage: Stage, cache: Cache, what: str) -> None:
+    """A wgmma operand: a pipelined shared copy (cache_read with stages) without pad, of whole
+    swizzled spans (its tile's columns a multiple of 64 elements, rows of 8); marks it
+    swizzled (its copies write tc.swizzled_position's layout)."""
+    op = stage.tensorize.op
+    if cache.kind != "read" or not cache.stages or cache.stages < 3 or cache.pad:
+        raise fail(op, f"stage '{stage.name}': a wgmma reads {what} from a pipelined shared copy: cache_read "
+                   f"'{cache.memref.name_hint}' with stages >= 3 (one stage's wgmmas run on while the next "
+                   "copies) and no pad")
+    cache.swizzled = True
 
 
 def f32_accumulator(stage: Stage) -> None:

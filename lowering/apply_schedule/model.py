@@ -11,6 +11,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
 
 from sched_dsl.diagnostics import where
+from sched_dsl.dialects.tensorcore import WGMMA_SHAPES
 from sched_dsl.lowering.emit import const_value
 
 # the default schedule: one output per thread, DEFAULT_THREADS per block; a stage of at least
@@ -82,6 +83,7 @@ class Cache:
     double_buffer: bool = False
     stages: int | None = None  # a pipeline of this many shared buffers filled by asynchronous copies
     pad: int = 0  # elements added to each row (last dimension) of a shared buffer
+    swizzled: bool = False  # a wgmma operand: its copies write tc.swizzled_position's layout
 
 
 @dataclass(eq=False)
@@ -93,12 +95,17 @@ class Tensorize:
     m: Axis
     n: Axis
     k: Axis
-    intrinsic: str  # "m16n8k16" or "m16n8k8"
+    intrinsic: str  # "m16n8k16", "m16n8k8" or a wgmma's "m64nNk16"
     a: memref.LoadOp
     b: memref.LoadOp
     op: Operation
     lane: Axis | None = None
     start: int = 0
+
+    @property
+    def wide(self) -> bool:
+        """A warpgroup's mma (wgmma): 128 threads, operands read from swizzled shared buffers."""
+        return self.intrinsic in WGMMA_SHAPES
 
 
 @dataclass(eq=False)

@@ -9,11 +9,26 @@ import math
 from collections.abc import Sequence
 
 from xdsl.dialects import arith, gpu, memref, scf
-from xdsl.dialects.builtin import StringAttr, UnitAttr, f32
+from xdsl.dialects.builtin import IntegerAttr, StringAttr, UnitAttr, f32, i64
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from sched_dsl.dialects.memspace import LOCAL, SHARED
-from sched_dsl.dialects.tensorcore import ACCUMULATORS, CopyAsyncOp, CopyCommitOp, CopyWaitOp, LoadFragmentOp, MmaOp
+from sched_dsl.dialects.tensorcore import (
+    ACCUMULATORS,
+    SWIZZLE_ALIGN,
+    SWIZZLE_SPAN,
+    CopyAsyncOp,
+    CopyCommitOp,
+    CopyWaitOp,
+    LoadFragmentOp,
+    MmaOp,
+    ProxyFenceOp,
+    WgmmaCommitOp,
+    WgmmaFenceOp,
+    WgmmaOp,
+    WgmmaWaitOp,
+    wgmma_accumulators,
+)
 from sched_dsl.lowering.apply_schedule.model import (
     Axis,
     Cache,
@@ -23,6 +38,7 @@ from sched_dsl.lowering.apply_schedule.model import (
     fail,
 )
 from sched_dsl.lowering.emit import Emitter, const_value, is_half, known_divisor, value_bounds
+from sched_dsl.lowering.tc_to_loops import swizzled_index
 
 # ---- affine index analysis -------------------------------------------------------------------
 
@@ -90,6 +106,8 @@ class Writer:
         self.hoist_init = bool(self.first_reduce)
         # shared fills emitted since the last barrier (fills at one loop share their barriers)
         self.fills_unfenced = False
+        # wgmma groups left running into the next k iteration (the pipeline copies one tile less ahead)
+        self.mma_overlap = 1 if stage.tensorize is not None and stage.tensorize.wide else 0
 
     # values of axes from leaf loop variables
     def value(self, em: Emitter, axis: Axis) -> SSAValue:
@@ -358,7 +376,14 @@ class Writer:
         order = cache.layout or list(range(len(exts)))
         shape = parts + [exts[d] for d in order]
         shape[-1] += cache.pad if scope == "shared" else 0
-        buf = em.alloca(shape, SHARED if scope == "shared" else LOCAL, element=cache.memref.type.element_type)
+        attrs = None
+        if cache.swizzled:
+            if len(exts) < 2 or exts[-1] % SWIZZLE_SPAN or exts[-2] % 8:
+                raise fail(self.stage.tensorize.op, f"stage '{self.stage.name}': a wgmma operand's shared tile of "
+                           f"'{cache.memref.name_hint}' is {' x '.join(map(str, exts))}; it needs rows of a multiple "
+                           f"of {SWIZZLE_SPAN} elements (128 bytes) and a multiple of 8 rows")
+            attrs = {"sched.align": IntegerAttr(SWIZZLE_ALIGN, i64)}  # its 1024-byte atoms, as the hardware swizzles
+        buf = em.alloca(shape, SHARED if scope == "shared" else LOCAL, attrs, element=cache.memref.type.element_type)
         buf.name_hint = f"{cache.memref.name_hint or 'buf'}_{scope}"
         return buf
 
@@ -473,22 +498,31 @@ class Writer:
         """The lane's 4 f32 results of each mma of the warp's tile (the spatial loops inside
         leaf k but the tile's own), zero to start; written out after the inner loops at the
         positions the mma result layout gives them: row g + 8 (e / 2), column 2 t + e % 2
-        of the 16 x 8 tile for result e, lane = 4 g + t."""
+        of the 16 x 8 tile for result e, lane = 4 g + t. A wgmma's N / 2 results a thread
+        at its layout (dialects/tensorcore.py), after waiting for the last wgmmas."""
         st, tz = self.stage, self.stage.tensorize
         inner = [a for a in st.leaves[k + 1:] if not a.reduce and a not in (tz.m, tz.n)]
-        buf = em.alloca([a.extent for a in inner] + [ACCUMULATORS], LOCAL, element=f32)
+        results = wgmma_accumulators(tz.intrinsic) if tz.wide else ACCUMULATORS
+        buf = em.alloca([a.extent for a in inner] + [results], LOCAL, element=f32)
         buf.name_hint = f"{st.output.name_hint or 'out'}_frag"
         self.tile_acc = (buf, inner)
-        self.for_each(em, [a.extent for a in inner] + [ACCUMULATORS], lambda e, loc: e.store(e.f32(0.0), buf, loc))
+        self.for_each(em, [a.extent for a in inner] + [results], lambda e, loc: e.store(e.f32(0.0), buf, loc))
 
         def write_back(e: Emitter) -> None:
             saved = dict(self.env)
+            if tz.wide:
+                e.op(WgmmaWaitOp(0))
             for a in inner:
                 _, self.env[a], e = e.loop(a.extent, {"sched.unroll": UnitAttr()})
-            _, r, e = e.loop(ACCUMULATORS, {"sched.unroll": UnitAttr()})
+            _, r, e = e.loop(results, {"sched.unroll": UnitAttr()})
             lane = self.env[tz.lane]
-            self.env[tz.m] = e.add(e.floordiv(lane, 4), e.mul(e.floordiv(r, 2), 8))
-            self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
+            if tz.wide:  # and 16 rows a warp, 8 columns each 4 results
+                warp, lane = e.floordiv(lane, 32), e.rem(lane, 32)
+                self.env[tz.m] = e.add(e.add(e.mul(warp, 16), e.floordiv(lane, 4)), e.mul(e.rem(e.floordiv(r, 2), 2), 8))
+                self.env[tz.n] = e.add(e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2)), e.mul(e.floordiv(r, 4), 8))
+            else:
+                self.env[tz.m] = e.add(e.floordiv(lane, 4), e.mul(e.floordiv(r, 2), 8))
+                self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
             e = self.guarded(e, [root for root in st.roots if not root.reduce])  # a tile past the output
             mapping = {iv: self.value(e, root) for iv, root in zip(st.root_ivs, st.roots) if not root.reduce}
             store = st.output_store
@@ -524,13 +558,18 @@ class Writer:
         def combos(loops: list[Axis]) -> list[tuple[int, ...]]:
             return list(itertools.product(*[range(a.extent) for a in loops]))
 
-        def fragment(role: str, load: memref.LoadOp, fixed: dict[Axis, int], tiles: int = 1) -> SSAValue:
+        def operand(load: memref.LoadOp, fixed: dict[Axis, int]) -> tuple[SSAValue, list[SSAValue]]:
+            """The shared buffer of an operand, and the index of its tile's origin there."""
             for a, v in fixed.items():
                 self.env[a] = em.index(v)
             origin = [self.value(em, root_of_iv[v]) for v in load.indices]
             buf, index = self.redirect[load.memref]
+            return buf, index(em, origin)
+
+        def fragment(role: str, load: memref.LoadOp, fixed: dict[Axis, int], tiles: int = 1) -> SSAValue:
+            buf, origin = operand(load, fixed)
             rank = len(buf.type.get_shape())  # the tile's rows and columns are its last two dims
-            frag = em.val(LoadFragmentOp(role, lane, buf, index(em, origin), tz.intrinsic, [rank - 2, rank - 1], tiles))
+            frag = em.val(LoadFragmentOp(role, lane, buf, origin, tz.intrinsic, [rank - 2, rank - 1], tiles))
             frag.name_hint = f"{role}_frag"
             return frag
 
@@ -547,6 +586,20 @@ class Writer:
 
         acc, acc_loops = self.tile_acc
         k_steps = combos(steps)
+        if tz.wide:
+            em.op(WgmmaFenceOp())
+            for kc in k_steps:
+                for rc in combos(rows):
+                    for cc in combos(cols):
+                        fixed = {**dict(zip(steps, kc)), **dict(zip(rows, rc)), **dict(zip(cols, cc))}
+                        a_buf, a_idx = operand(tz.a, fixed)
+                        b_buf, b_idx = operand(tz.b, fixed)
+                        em.op(WgmmaOp(lane, a_buf, a_idx, b_buf, b_idx, acc,
+                                      [self.env[a] for a in acc_loops] + [em.index(0)], tz.intrinsic))
+            em.op(WgmmaCommitOp())
+            em.op(WgmmaWaitOp(self.mma_overlap))
+            self.env = saved
+            return
         loaded = load_step(k_steps[0])
         for s_idx in range(len(k_steps)):
             current = loaded
@@ -568,7 +621,7 @@ class Writer:
         axis = self.stage.leaves[k]
         stages = caches[0].stages
         bufs = {}
-        for s in range(stages - 1):
+        for s in range(stages - 1 - self.mma_overlap):
             self.env[axis] = em.index(s)
             for c in caches:
                 bases, exts = self.footprint(em, c, self.varying(k, "shared"))
@@ -584,19 +637,24 @@ class Writer:
         """At the top of iteration t of loop k: wait for tile t's copies, a barrier (every
         thread's copies are in, and every thread is done with iteration t - 1), then start
         the copies of tile t + stages - 1 into the part iteration t - 1 used; the inner
-        loops read part t % stages."""
+        loops read part t % stages. With wgmmas left running into the next iteration
+        (mma_overlap = 1), tile t + stages - 2 into the part of iteration t - 2, which the
+        barrier shows every warpgroup done with."""
         axis = self.stage.leaves[k]
         stages = caches[0].stages
+        ahead_by = stages - 1 - self.mma_overlap
         iv = self.env[axis]
-        em.op(CopyWaitOp(stages - 2))
+        em.op(CopyWaitOp(ahead_by - 1))
+        if any(c.swizzled for c in caches):  # the copies' writes, seen by the wgmmas' reads
+            em.op(ProxyFenceOp())
         barrier(em)
         varying = self.varying(k, "shared")
         for c in caches:
             bases, _ = self.footprint(em, c, varying)
             part = em.rem(iv, stages)
             self.redirect[c.memref] = (bufs[id(c)][0], self.buffer_index(c, bases, lambda e, part=part: [part]))
-        ahead = em.add(iv, stages - 1)
-        if axis.extent > stages - 1:
+        ahead = em.add(iv, ahead_by)
+        if axis.extent > ahead_by:
             then = em.if_(em.cmpi("slt", ahead, axis.extent))
             # the same index, bounded where the compiler (and value_bounds) can see it
             self.env[axis] = then.min(ahead, axis.extent - 1)
@@ -622,13 +680,19 @@ class Writer:
 
         def element(e: Emitter, loc: list[SSAValue]) -> None:
             if copy.width == 1:
-                copy.put(e, copy.fetch(e, loc), loc, part_index)
+                v = copy.fetch(e, loc)
+                if cache.swizzled:
+                    loc = loc[:-2] + list(swizzled_index(e, loc[-2], loc[-1], exts[-2], exts[-1]))
+                copy.put(e, v, loc, part_index)
                 return
             src = [e.add(b, v) for b, v in zip(bases, copy._elements(e, loc))]
             valid = e.all_of([c for d in outside for c in e.in_range(src[d], 0, copy.shape[d])])
             if valid is not None:  # an address inside the tensor, though nothing is read from it
                 src = [e.select(valid, s, e.index(0)) if d in outside else s for d, s in enumerate(src)]
-            e.op(CopyAsyncOp(buf, part_index + copy._elements(e, loc), cache.memref, src, copy.width, valid))
+            dst = copy._elements(e, loc)
+            if cache.swizzled:
+                dst = dst[:-2] + list(swizzled_index(e, dst[-2], dst[-1], exts[-2], exts[-1]))
+            e.op(CopyAsyncOp(buf, part_index + dst, cache.memref, src, copy.width, valid))
 
         self.spread(em, copy.chunks, element)
 

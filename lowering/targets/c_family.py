@@ -46,7 +46,7 @@ from xdsl.utils.target import Target
 from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import const_value, known_divisor
-from sched_dsl.lowering.host_plan import STATIC_SHARED_BYTES, c_name, host_plan, shared_layout
+from sched_dsl.lowering.host_plan import STATIC_SHARED_BYTES, buffer_alignment, c_name, host_plan, shared_layout
 
 
 class VectorizeRemark(UserWarning):
@@ -58,7 +58,7 @@ class Spelling:
     prelude: str
     kernel: str  # before the kernel's name; {threads} is the block size
     global_ptr: str  # a global buffer parameter; {type} (float or int), {name}
-    shared_array: str  # a block-shared array {name} of {size} elements of {type}, 16-byte aligned for vector loads
+    shared_array: str  # a block-shared array {name} of {size} elements of {type}, {align}-byte aligned (16: vector loads)
     local_array: str  # a thread's own array of a multiple of 4 elements, also aligned
     thread_id: str  # {d} is 0, 1, 2 / x, y, z; {index} the index type
     block_id: str
@@ -96,13 +96,14 @@ class Spelling:
     global_address: str
     float_bits: str
     math_suffix: str = ""  # CUDA's float versions of the C math functions end in f (logf, ...)
+    wgmma: bool = False  # Hopper's warpgroup mma (sm_90a): CUDA only, NVIDIA's OpenCL compiles for sm_90
 
 
 OPENCL = Spelling(
     prelude="",
     kernel="__kernel __attribute__((reqd_work_group_size({bx}, {by}, {bz}))) void",
     global_ptr="__global {type}* restrict {name}",
-    shared_array="__local {type} {name}[{size}] __attribute__((aligned(16)));",
+    shared_array="__local {type} {name}[{size}] __attribute__((aligned({align})));",
     local_array="{type} {name}[{size}] __attribute__((aligned(16)));",
     thread_id="({index})get_local_id({d})",
     block_id="({index})get_group_id({d})",
@@ -146,7 +147,7 @@ CUDA = Spelling(
     prelude='extern "C" {\n',
     kernel="__global__ void __launch_bounds__({threads})",
     global_ptr="{type}* __restrict__ {name}",
-    shared_array="__shared__ __align__(16) {type} {name}[{size}];",
+    shared_array="__shared__ __align__({align}) {type} {name}[{size}];",
     local_array="__align__(16) {type} {name}[{size}];",
     thread_id="({index})threadIdx.{d}",
     block_id="({index})blockIdx.{d}",
@@ -166,11 +167,12 @@ CUDA = Spelling(
     half_bits=("__ushort_as_half((unsigned short){bits})", "__ushort_as_bfloat16((unsigned short){bits})"),
     half_prelude="#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n",
     u32="unsigned",
-    dynamic_shared="extern __shared__ __align__(16) unsigned char v_dynamic_shared[];",
+    dynamic_shared="extern __shared__ __align__({align}) unsigned char v_dynamic_shared[];",
     shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
     global_address="({ptr})",
     float_bits="__float_as_uint({x})",
     math_suffix="f",
+    wgmma=True,
 )
 
 CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
@@ -178,7 +180,7 @@ CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
        "ole": "<=", "ogt": ">", "oge": ">="}
 INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.DivUIOp: "/",
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
-              arith.OrIOp: "||"}
+              arith.OrIOp: "||", arith.XOrIOp: "^"}
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 # math ops printed as C math functions (CUDA adds Spelling.math_suffix)
 MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", mathd.FloorOp: "floor",
@@ -311,7 +313,7 @@ class KernelPrinter:
         layout = shared_layout(fn)
         if sp.dynamic_shared is not None and layout["total"] > STATIC_SHARED_BYTES:
             self.dynamic = layout["offsets"]
-            self.line(sp.dynamic_shared)
+            self.line(sp.dynamic_shared.format(align=layout["align"]))
         self.block(fn.body.block)
         self.out.write("}\n\n")
 
@@ -404,7 +406,8 @@ class KernelPrinter:
                 return
             # vector copies need 16-byte alignment; arrays of other sizes never get them
             decl = sp.shared_array if space == SHARED else sp.local_array if size % 4 == 0 else "{type} {name}[{size}];"
-            self.line(decl.format(type=self.c_type(t.element_type), name=self.name(op.memref), size=size))
+            self.line(decl.format(type=self.c_type(t.element_type), name=self.name(op.memref), size=size,
+                                  align=buffer_alignment(op)))
         elif isinstance(op, gpu.ThreadIdOp):
             self.assign(op, sp.thread_id.format(d=sp.dims["xyz".index(op.dimension.data.value)], index=self.index_type))
         elif isinstance(op, gpu.BlockIdOp):
@@ -465,12 +468,51 @@ class KernelPrinter:
             else:  # reads src-size bytes, 0 outside the tensor, and fills the rest of the 16 with zeros
                 self.line(f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\\n" :: "r"({dst}), '
                           f'"l"({src}), "r"({self.expr(op.valid)} ? 16 : 0) : "memory");')
+        elif isinstance(op, tc.WgmmaOp):
+            self.wgmma(op)
+        elif isinstance(op, (tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp)):
+            if not sp.wgmma:
+                raise DiagnosticException(f"{op.name} prints only as CUDA (Hopper's wgmma, sm_90a)")
+            text = {tc.WgmmaFenceOp: "wgmma.fence.sync.aligned", tc.WgmmaCommitOp: "wgmma.commit_group.sync.aligned",
+                    tc.ProxyFenceOp: "fence.proxy.async.shared::cta"}.get(type(op))
+            if isinstance(op, tc.WgmmaWaitOp):
+                text = f"wgmma.wait_group.sync.aligned {int(op.pending.value.data)}"
+            self.line(f'asm volatile("{text};\\n" ::: "memory");')
         elif isinstance(op, tc.CopyCommitOp):
             self.line('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
         elif isinstance(op, tc.CopyWaitOp):
             self.line(f'asm volatile("cp.async.wait_group {int(op.pending.value.data)};\\n" ::: "memory");')
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    def wgmma_descriptor(self, ref: SSAValue, origin, leading: int) -> str:
+        """The shared memory descriptor of the operand tile at `origin` of a swizzled buffer
+        (tc.swizzled_position): its start address (the tile's first row, at its column span
+        and its column there), `leading` the bytes between column spans (B; A's tiles lie in
+        one span), 1024 between groups of 8 rows, 128-byte swizzling."""
+        rows, cols = ref.type.get_shape()[-2:]
+        r, c = self.expr(origin[-2]), self.expr(origin[-1])
+        start = (f"{self.sp.shared_address.format(ptr='&' + self.index(ref, origin))} + 2 * ({c} / {tc.SWIZZLE_SPAN} * "
+                 f"{rows * tc.SWIZZLE_SPAN} + {r} * {tc.SWIZZLE_SPAN} + {c} % {tc.SWIZZLE_SPAN} - {r} * {cols} - {c})")
+        fixed = (leading >> 4) << 16 | (tc.SWIZZLE_ALIGN >> 4) << 32 | 1 << 62
+        return f"((unsigned long long)((({start}) & 0x3FFFF) >> 4) | {fixed}ull)"
+
+    def wgmma(self, op: tc.WgmmaOp) -> None:
+        """wgmma.mma_async: A (K-major) and B (N-major, taken transposed) read by descriptor."""
+        if not self.sp.wgmma:
+            raise DiagnosticException("tc.wgmma prints only as CUDA (Hopper's wgmma, sm_90a); on OpenCL tensorize "
+                                      "with mma.m16n8k16")
+        _, n, _ = op.shape()
+        kind = "bf16" if isinstance(op.a.type.element_type, BFloat16Type) else "f16"
+        acc = self.index(op.acc, op.acc_indices)[:-1]
+        outs = ", ".join(f'"+f"({acc} + {q}])' for q in range(n // 2))
+        regs = ",".join(f"%{q}" for q in range(n // 2))
+        da = self.wgmma_descriptor(op.a, op.a_indices, 16)
+        db = self.wgmma_descriptor(op.b, op.b_indices, op.b.type.get_shape()[-2] * 2 * tc.SWIZZLE_SPAN)
+        r = n // 2
+        self.line(f'asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{r + 2}, 0;\\n'
+                  f'wgmma.mma_async.sync.aligned.{op.intrinsic.data}.f32.{kind}.{kind} {{{regs}}}, %{r}, %{r + 1}, '
+                  f'p, 1, 1, 0, 1;\\n}}\\n" : {outs} : "l"({da}), "l"({db}), "r"(1));')
 
     @staticmethod
     def regs(frag: tc.LoadFragmentOp) -> int:

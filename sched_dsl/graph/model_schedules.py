@@ -265,7 +265,8 @@ def sgemm_tiles(s: Schedule, stage, a, b, ti, tj, si, sj, kc, batch: int = 0, a_
 
 # tensor-core GEMM: the shared tile rows padded so that ldmatrix (16-byte rows) and tf32's
 # B loads (a row of 8 lanes, 4 rows) hit 32 different banks: (A pad, B pad) in elements
-TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8)}
+TC_PADS = {"mma.m16n8k16": (8, 8), "mma.m16n8k8": (4, 8), "wgmma.m64n64k16": (0, 0), "wgmma.m64n128k16": (0, 0),
+           "wgmma.m64n256k16": (0, 0)}  # wgmma's buffers are swizzled instead
 TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NVIDIA's OpenCL
 
 
@@ -277,18 +278,21 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
     x bn / wn, bound to thread.z and thread.y; the lanes are thread.x) each compute a `wm` x
     `wn` tile of 16 x 8 mma tiles, keeping the results in registers, with the fragments of
     each 16 (8 for tf32) deep step loaded once (ldmatrix) and reused across the warp's tile.
+    With a wgmma intrinsic ("wgmma.m64nNk16", CUDA on Hopper) the warps are warpgroups of
+    128 threads (thread.x), each computing `wm` x `wn` from 64 x N wgmma tiles that read the
+    swizzled shared buffers directly (`bk` 64: rows of 128 bytes; at least 3 stages).
     A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z.
     `implicit_b`: B is a stage computed where it is read (an implicit GEMM: B = im2col(X)),
     each tile into two shared buffers (the next one gathered into registers during the mmas)."""
-    kt = S.TENSOR_INTRINSICS[intrinsic][2]
+    mt, nt, kt = S.TENSOR_INTRINSICS[intrinsic]
     pad_a, pad_b = TC_PADS[intrinsic]
     i, j, k = gemm_loops(s, stage, batch)
     io, i1 = s.split(i, bm)
     jo, j1 = s.split(j, bn)
     iw, i2 = s.split(i1, wm)
     jw, j2 = s.split(j1, wn)
-    im, ii = s.split(i2, 16)
-    jn, ji = s.split(j2, 8)
+    im, ii = s.split(i2, mt)
+    jn, ji = s.split(j2, nt)
     ko, k1 = s.split(k, bk)
     kk, ki = s.split(k1, kt)
     s.reorder(io, jo, iw, jw, ko, kk, im, jn, ii, ji, ki)
@@ -308,7 +312,8 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
 def tc_shared_bytes(bm: int, bn: int, bk: int, stages: int, intrinsic: str) -> int:
     pad_a, pad_b = TC_PADS[intrinsic]
     size = 4 if intrinsic == "mma.m16n8k8" else 2
-    return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b))
+    # a wgmma's buffers start at 1024-byte atoms
+    return stages * size * (bm * (bk + pad_a) + bk * (bn + pad_b)) + (1024 if intrinsic.startswith("wgmma") else 0)
 
 
 def column_tile_fits(n: int, bn: int) -> bool:

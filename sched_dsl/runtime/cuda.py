@@ -159,6 +159,17 @@ def nvrtc_cubin(source: str, arch: str) -> bytes | None:
     return None if nvrtc is None else nvrtc_worker.compile_cubin(nvrtc, source, arch)
 
 
+def source_arch(source: str, arch: str) -> str:
+    """The architecture to compile `source` for on a device of `arch` ("sm_90"): Hopper's
+    arch-specific one (sm_90a) where the text uses wgmma."""
+    return arch + "a" if arch == "sm_90" and "wgmma." in source else arch
+
+
+def device_arch(dev) -> str:
+    major, minor = dev.compute_capability()
+    return f"sm_{major}{minor}"
+
+
 def compile_module(source: str, dev, cubin: bytes | None = None) -> tuple[object, str]:
     """(pycuda Module, name of the compiler used) for `source` on `dev`, compiled once per
     process; `cubin`, when given, is `source` compiled ahead (nvrtc_cubin) and only loaded."""
@@ -166,8 +177,7 @@ def compile_module(source: str, dev, cubin: bytes | None = None) -> tuple[object
     if key in _MODULES:
         return _MODULES[key]
     drv = _driver()
-    major, minor = dev.compute_capability()
-    arch = f"sm_{major}{minor}"
+    arch = source_arch(source, device_arch(dev))
     if cubin is None and _has_nvrtc():
         cubin = _COMPILER.compile(source, arch)
     if cubin is not None:
@@ -336,8 +346,7 @@ def load_modules(sources: list[str]) -> list[object]:
 
     drv = _driver()
     dev = default_device()
-    major, minor = dev.compute_capability()
-    arch = f"sm_{major}{minor}"
+    arch = device_arch(dev)
     use_nvrtc = _has_nvrtc()
     workers = min(os.cpu_count() or 1, 16)
     compilers: queue.Queue[_CompilerProcess] = queue.Queue()
@@ -345,19 +354,21 @@ def load_modules(sources: list[str]) -> list[object]:
         compilers.put(c)
 
     def compile_one(source: str):
+        source_target = source_arch(source, arch)
         if use_nvrtc:
             try:
                 proc = compilers.get_nowait()
             except queue.Empty:
                 proc = _CompilerProcess()
             try:
-                cubin = proc.compile(source, arch)
+                cubin = proc.compile(source, source_target)
             finally:
                 compilers.put(proc)
         else:
             from pycuda.compiler import compile as nvcc_compile
             try:
-                cubin = nvcc_compile(source, no_extern_c=True, arch=arch, options=["-lineinfo"], cache_dir=False)
+                cubin = nvcc_compile(source, no_extern_c=True, arch=source_target, options=["-lineinfo"],
+                                     cache_dir=False)
             except drv.CompileError as e:
                 raise compile_error("nvcc", e.stderr or e.msg, source) from None
         return cubin, cubin
