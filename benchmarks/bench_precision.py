@@ -50,8 +50,8 @@ CONFIGS = {
                     (128, 128, 16, 64, 64, 4), (128, 64, 16, 64, 32, 3), (64, 128, 16, 32, 64, 3)],
 }
 # Hopper's warpgroup mma (bf16/fp16, CUDA only): warpgroups of wm x wn, wgmma.m64n{wn}k16, bk 64
-WGMMA_CONFIGS = [(128, 256, 64, 64, 256, 4), (128, 256, 64, 64, 256, 3), (128, 128, 64, 64, 128, 6),
-                 (256, 128, 64, 64, 128, 4), (128, 128, 64, 64, 64, 4)]
+WGMMA_CONFIGS = [(256, 128, 64, 64, 128, 4), (128, 256, 64, 64, 256, 4), (256, 128, 64, 128, 128, 4),
+                 (128, 128, 64, 64, 128, 6), (256, 128, 64, 128, 128, 3), (128, 128, 64, 64, 64, 4)]
 SMALL = 1024  # at this size and below, block tiles of at most 128 x 128 (enough blocks for the SMs)
 OPENCL_SHARED = 48 * 1024
 
