@@ -486,8 +486,6 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
         attrs = dict(kind=op.kind.data, kernel=tuple(op.kernel.get_values()), stride=tuple(op.stride.get_values()),
                      padding=tuple(op.padding.get_values()), dilation=op.dilations(), ceil_mode=op.is_ceil_mode(),
                      count_include_pad=op.includes_pad())
-    if isinstance(op, T.WindowOp) and op.data_layout() != "NCHW":
-        attrs["layout"] = op.data_layout()
     elif isinstance(op, T.UnaryOp):
         params = op.params() if op.fn.data != "relu6" else {}
         attrs = dict(fn=op.fn.data, params=params)
@@ -520,6 +518,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
+    if isinstance(op, T.WindowOp) and op.data_layout() != "NCHW":
+        attrs["layout"] = op.data_layout()
     dtype = T.dtype_of(op.result)
     return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 
