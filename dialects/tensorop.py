@@ -51,6 +51,11 @@ UNARY_PARAMS = {"clip": ("lo", "hi"), "leaky_relu": ("alpha",), "elu": ("alpha",
 BINARY_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "prelu")  # prelu(x, slope)
 REDUCE_FNS = ("sum", "max", "mean")
 POOL_KINDS = ("max", "avg")
+# data layouts of conv2d and pool2d: batch, channels, rows, columns ("NCHW", the default) or
+# batch, rows, columns, channels ("NHWC", channels last); conv2d's weights stay F, C, KH, KW
+LAYOUTS = ("NCHW", "NHWC")
+TO_NHWC = (0, 2, 3, 1)  # the permutation that takes an NCHW tensor to NHWC (a transpose_remap perm)
+TO_NCHW = (0, 3, 1, 2)  # and back
 # stage names become buffer and kernel names: identifiers only, as in the Python API
 STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole
 
@@ -164,6 +169,21 @@ def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, di
     return (size + pad_lo + pad_hi - dil * (kernel - 1) - 1) // stride + 1
 
 
+def check_layout(layout: str, what: str) -> None:
+    if layout not in LAYOUTS:
+        raise ShapeError(f"{what}: layout '{layout}' is not one of {', '.join(LAYOUTS)}")
+
+
+def as_nchw(shape: Sequence[int], layout: str) -> tuple[int, ...]:
+    """A 4-D shape of `layout` with its dimensions in NCHW order."""
+    return tuple(shape[p] for p in TO_NCHW) if layout == "NHWC" else tuple(shape)
+
+
+def in_layout(nchw: Sequence[int], layout: str) -> tuple[int, ...]:
+    """An NCHW shape with its dimensions in `layout`'s order."""
+    return tuple(nchw[p] for p in TO_NHWC) if layout == "NHWC" else tuple(nchw)
+
+
 def conv2d_shape(
     x: Sequence[int],
     w: Sequence[int],
@@ -171,9 +191,13 @@ def conv2d_shape(
     padding: Sequence[int],
     dilation: Sequence[int],
     groups: int,
+    layout: str = "NCHW",
 ) -> tuple[int, ...]:
+    """The result shape of a conv2d of input `x` (in `layout`) and FCHW weights `w`."""
+    check_layout(layout, "conv2d")
     if len(x) != 4 or len(w) != 4:
-        raise ShapeError(f"conv2d needs NCHW input and FCHW weights, got {tuple(x)}, {tuple(w)}")
+        raise ShapeError(f"conv2d needs {layout} input and FCHW weights, got {tuple(x)}, {tuple(w)}")
+    x = as_nchw(x, layout)
     if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4:
         raise ShapeError("conv2d needs 2 strides, 2 dilations and 4 paddings (top, left, bottom, right)")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
@@ -188,8 +212,8 @@ def conv2d_shape(
     oh = window_out(h, kh, stride[0], padding[0], padding[2], dilation[0])
     ow = window_out(wd, kw, stride[1], padding[1], padding[3], dilation[1])
     if oh < 1 or ow < 1:
-        raise ShapeError(f"conv2d output would be empty for input {tuple(x)} and weights {tuple(w)}")
-    return (n, f, oh, ow)
+        raise ShapeError(f"conv2d output would be empty for input {in_layout(x, layout)} and weights {tuple(w)}")
+    return in_layout((n, f, oh, ow), layout)
 
 
 def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int, ceil_mode: bool) -> int:
@@ -203,9 +227,11 @@ def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil:
 
 
 def pool2d_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                 dilation: Sequence[int] = (1, 1), ceil_mode: bool = False) -> tuple[int, ...]:
+                 dilation: Sequence[int] = (1, 1), ceil_mode: bool = False, layout: str = "NCHW") -> tuple[int, ...]:
+    check_layout(layout, "pool2d")
     if len(x) != 4:
-        raise ShapeError(f"pool2d needs an NCHW input, got {tuple(x)}")
+        raise ShapeError(f"pool2d needs an {layout} input, got {tuple(x)}")
+    given, x = tuple(x), as_nchw(x, layout)
     if len(kernel) != 2 or len(stride) != 2 or len(padding) != 4 or len(dilation) != 2:
         raise ShapeError("pool2d needs 2 kernel sizes, 2 strides, 2 dilations and 4 paddings")
     if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
@@ -219,8 +245,8 @@ def pool2d_shape(x: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
     oh = pool_out(h, kernel[0], stride[0], padding[0], padding[2], dilation[0], ceil_mode)
     ow = pool_out(w, kernel[1], stride[1], padding[1], padding[3], dilation[1], ceil_mode)
     if oh < 1 or ow < 1:
-        raise ShapeError(f"pool2d output would be empty for input {tuple(x)}")
-    return (n, c, oh, ow)
+        raise ShapeError(f"pool2d output would be empty for input {given}")
+    return in_layout((n, c, oh, ow), layout)
 
 
 def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
@@ -410,9 +436,33 @@ class MatmulOp(ProductOp):
         return matmul_columns(matmul_shape(shape_of(self.lhs), shape_of(self.rhs)), self.column_count())
 
 
+def _layout_prop(layout: str) -> StringAttr | None:
+    """The `layout` property of a conv2d or pool2d: none for NCHW (the default)."""
+    return None if layout == "NCHW" else StringAttr(layout)
+
+
+class WindowOp(TensorOp):
+    """conv2d and pool2d: an optional `layout`, "NCHW" when absent or "NHWC" (LAYOUTS), of
+    their input and result."""
+
+    layout = opt_prop_def(StringAttr)
+
+    def data_layout(self) -> str:
+        return "NCHW" if self.layout is None else self.layout.data
+
+    def nchw_input_shape(self) -> tuple[int, ...]:
+        """The input's shape in NCHW order, whatever its layout."""
+        return as_nchw(shape_of(self.input), self.data_layout())
+
+    def nchw_result_shape(self) -> tuple[int, ...]:
+        return as_nchw(shape_of(self.result), self.data_layout())
+
+
 @irdl_op_definition
-class Conv2dOp(ProductOp):
-    """NCHW input, FCHW weights; loops n, f, y, x and reductions rc, ry, rx."""
+class Conv2dOp(ProductOp, WindowOp):
+    """Input and result in `layout` (NCHW by default; NHWC: channels last), weights FCHW
+    (ONNX's OIHW) in either layout; loops n, f, y, x and reductions rc, ry, rx in both
+    layouts (only the indexing differs)."""
 
     name = "tensorop.conv2d"
     input = operand_def(TensorType)
@@ -424,23 +474,26 @@ class Conv2dOp(ProductOp):
     assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, w: SSAValue, name: str, stride, padding, dilation, groups: int,
-                 compute: str | None = None, out_dtype: str | None = None):
-        out = conv2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups)
+                 compute: str | None = None, out_dtype: str | None = None, layout: str = "NCHW"):
+        out = conv2d_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups, layout)
         super().__init__(
             operands=[x, w],
             result_types=[tensor_type(out, out_dtype or _float_of(x, w))],
             properties=_product_props(name, compute, stride=ints(stride), padding=ints(padding),
-                                      dilation=ints(dilation), groups=IntegerAttr(groups, i64)),
+                                      dilation=ints(dilation), groups=IntegerAttr(groups, i64),
+                                      layout=_layout_prop(layout)),
         )
 
     def expected_shape(self):
         return conv2d_shape(shape_of(self.input), shape_of(self.weight), self.stride.get_values(),
-                            self.padding.get_values(), self.dilation.get_values(), self.groups.value.data)
+                            self.padding.get_values(), self.dilation.get_values(), self.groups.value.data,
+                            self.data_layout())
 
 
 @irdl_op_definition
-class Pool2dOp(TensorOp):
-    """Max or average pooling over NCHW; loops n, c, y, x and reductions ry, rx.
+class Pool2dOp(WindowOp):
+    """Max or average pooling over `layout` (NCHW by default, or NHWC); loops n, c, y, x and
+    reductions ry, rx in both layouts.
 
     Optional: `dilation` (default 1, 1), `ceil_mode` (a last partial window, see pool_out) and
     `count_include_pad` (average pooling divides by the window's size inside the padded
@@ -458,8 +511,8 @@ class Pool2dOp(TensorOp):
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, x: SSAValue, name: str, kind: str, kernel, stride, padding, dilation=(1, 1),
-                 ceil_mode: bool = False, count_include_pad: bool = False):
-        out = pool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode)
+                 ceil_mode: bool = False, count_include_pad: bool = False, layout: str = "NCHW"):
+        out = pool2d_shape(shape_of(x), kernel, stride, padding, dilation, ceil_mode, layout)
         super().__init__(
             operands=[x],
             result_types=[tensor_type(out, _float_of(x))],
@@ -467,7 +520,8 @@ class Pool2dOp(TensorOp):
                               padding=ints(padding),
                               dilation=None if tuple(dilation) == (1, 1) else ints(dilation),
                               ceil_mode=_flag(True) if ceil_mode else None,
-                              count_include_pad=_flag(True) if count_include_pad else None),
+                              count_include_pad=_flag(True) if count_include_pad else None,
+                              layout=_layout_prop(layout)),
         )
 
     def dilations(self) -> tuple[int, int]:
@@ -485,7 +539,7 @@ class Pool2dOp(TensorOp):
         if self.kind.data == "avg" and self.dilations() != (1, 1):
             raise ShapeError("average pooling with dilations is not supported")
         return pool2d_shape(shape_of(self.input), self.kernel.get_values(), self.stride.get_values(),
-                            self.padding.get_values(), self.dilations(), self.is_ceil_mode())
+                            self.padding.get_values(), self.dilations(), self.is_ceil_mode(), self.data_layout())
 
 
 @irdl_op_definition

@@ -38,6 +38,13 @@ bf16 and tf32 the tiles are padded with zero columns to a multiple of 8 (where t
 and channels fit the mma tile too) and the matmul keeps the product's first columns, so that
 it takes the tensor cores.
 
+An NHWC conv (layout = "NHWC") is a matmul without any gather when it is 1x1, stride 1 and
+unpadded (groups 1, any batch): its input reshaped to [n * h * w, c] times its weights as
+[c, f] (a transpose of weights alone, done once at load) is its output [n * h * w, f], the
+NHWC result reshaped; the chain moves into that shape (bias along the product's columns).
+Other NHWC convs stay direct (im2col and Winograd's transforms gather NCHW windows):
+gemm_refusal and winograd_refusal say so, and the executor's choice falls back to "direct".
+
 A conv marked `algorithm = "implicit"` is written as for "gemm" (without split-K), and its
 im2col gets `gather`: where its product runs on tensor cores, that product gathers the windows
 tile by tile where it reads them (an implicit GEMM; see tensorop-fuse's mark_implicit_gemms)
@@ -75,6 +82,8 @@ PLANNED = ("group", "arena_offset", "arena_in_place")  # later passes' marks: th
 
 def winograd_refusal(op: T.Conv2dOp) -> str | None:
     """Why the conv cannot take Winograd's transforms, or None."""
+    if op.data_layout() != "NCHW":
+        return f"Winograd's transforms take NCHW convs; it is {op.data_layout()}"
     kernel = tuple(T.shape_of(op.weight)[2:])
     stride, dilation = tuple(op.stride.get_values()), tuple(op.dilation.get_values())
     if op.groups.value.data != 1 or kernel != (3, 3) or stride != (1, 1) or dilation != (1, 1):
@@ -88,7 +97,7 @@ def winograd_tile_of(op: T.Conv2dOp) -> int:
     tile's transforms lose more to rounding, too much for f16 and bf16 tiles."""
     if WINOGRAD_TILE in op.attributes:
         return op.attributes[WINOGRAD_TILE].value.data
-    oh, ow = T.shape_of(op.result)[2:]
+    oh, ow = op.nchw_result_shape()[2:]
     return 4 if T.dtype_of(op.input) == "f32" and min(oh, ow) >= 8 else 2
 
 
@@ -122,10 +131,22 @@ def winograd_columns(conv: T.Conv2dOp, columns: int) -> int:
     return round_up(columns, multiples[0])
 
 
+def is_pointwise(op: T.Conv2dOp) -> bool:
+    """A 1x1 conv at stride 1 without padding: each output pixel is its input pixel's channels
+    times the weights."""
+    stride, padding = tuple(op.stride.get_values()), tuple(op.padding.get_values())
+    return tuple(T.shape_of(op.weight)[2:]) == (1, 1) and stride == (1, 1) and padding == (0, 0, 0, 0)
+
+
 def gemm_refusal(op: T.Conv2dOp) -> str | None:
     """Why the conv cannot be a matmul, or None."""
     if op.groups.value.data != 1:
         return f"it has groups={op.groups.value.data} (a product per group)"
+    if op.data_layout() == "NHWC":
+        if not is_pointwise(op):
+            return ("it is NHWC and not a 1x1, stride-1 unpadded conv (im2col gathers NCHW windows; an NHWC "
+                    "conv is a matmul only where its input needs no gather)")
+        return None  # [n * h * w, c] x [c, f]: any batch
     if T.shape_of(op.input)[0] != 1:
         return f"its batch is {T.shape_of(op.input)[0]} (the product's columns are one image's outputs)"
     return None
@@ -167,22 +188,41 @@ def channel_view(shape: tuple[int, ...], f: int, hw: tuple[int, int]) -> tuple[i
     return full[1], 1 if full[2:] == (1, 1) else hw[0] * hw[1]
 
 
+def rows_view(shape: tuple[int, ...], out: tuple[int, ...]) -> tuple[int, int] | None:
+    """The [n * h * w or 1, f or 1] shape an operand broadcast against the NHWC output `out`
+    [n, h, w, f] takes against the product [n * h * w, f], or None when it broadcasts
+    otherwise."""
+    full = (1,) * (4 - len(shape)) + tuple(shape)
+    if len(full) != 4 or full[:3] not in ((1, 1, 1), tuple(out[:3])) or full[3] not in (1, out[3]):
+        return None
+    return 1 if full[:3] == (1, 1, 1) else out[0] * out[1] * out[2], full[3]
+
+
+def operand_view(conv: T.Conv2dOp, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The shape an operand of the conv's chain takes against its product (NCHW: [f, oh * ow],
+    NHWC: [n * oh * ow, f]), or None."""
+    out = T.shape_of(conv.result)
+    if conv.data_layout() == "NHWC":
+        return rows_view(shape, out)
+    return channel_view(shape, out[1], out[2:])
+
+
 def fusable_chain(conv: T.Conv2dOp) -> list[T.TensorOp]:
     """The elementwise ops after the conv that keep its shape, each the one use of the last."""
     chain: list[T.TensorOp] = []
     v = conv.result
     shape = T.shape_of(conv.result)
-    _, f, oh, ow = shape
+    channels = 3 if conv.data_layout() == "NHWC" else 1
     while v.uses.get_length() == 1:
         user = next(iter(v.uses)).operation
         if not isinstance(user, (T.UnaryOp, T.BinaryOp, T.BiasAddOp)) or T.shape_of(user.result) != shape:
             break
         if isinstance(user, T.BiasAddOp):
-            if user.input != v or user.axis.value.data % 4 != 1:
+            if user.input != v or user.axis.value.data % 4 != channels:
                 break
         elif isinstance(user, T.BinaryOp):
             other = user.rhs if user.lhs == v else user.lhs
-            if other == v or channel_view(T.shape_of(other), f, (oh, ow)) is None:
+            if other == v or operand_view(conv, T.shape_of(other)) is None:
                 break
         chain.append(user)
         v = user.result
@@ -207,6 +247,8 @@ class Builder:
 
 
 def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
+    if conv.data_layout() == "NHWC":
+        return rewrite_pointwise_nhwc(conv, b)
     x, w = conv.input, conv.weight
     _, c, h, wd = T.shape_of(x)
     f, _, kh, kw = T.shape_of(w)
@@ -239,6 +281,24 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
         partial = b.add(T.MatmulOp(weights, cols, f"{name}_gemm", conv.compute_mode(), T.dtype_of(conv.result),
                                    n_kept))
         product = b.add(T.ReduceOp(partial, f"{name}_sum", "sum", [0], False))
+    move_chain(conv, product, 0, b)
+
+
+def rewrite_pointwise_nhwc(conv: T.Conv2dOp, b: Builder) -> None:
+    """An NHWC 1x1 conv as [n * h * w, c] x [c, f]: the product is the NHWC output."""
+    n, h, wd, c = T.shape_of(conv.input)
+    f = T.shape_of(conv.weight)[0]
+    rows = b.reshape(conv.input, (n * h * wd, c), "rows")
+    weights = b.reshape(conv.weight, (f, c), "wmat")
+    weights = b.add(T.RemapOp(weights, f"{conv.stage_name}_wt", *T.transpose_remap((f, c), (1, 0))))
+    product = b.add(T.MatmulOp(rows, weights, f"{conv.stage_name}_gemm", conv.compute_mode(),
+                               T.dtype_of(conv.result)))
+    move_chain(conv, product, 1, b)
+
+
+def move_chain(conv: T.Conv2dOp, product: SSAValue, bias_axis: int, b: Builder) -> None:
+    """Moves the conv's fusable chain onto its 2-D `product` (the bias along `bias_axis`, other
+    operands reshaped to operand_view), then reshapes the last value to the conv's shape."""
     last = conv.result
     value = product
     for member in fusable_chain(conv):
@@ -248,21 +308,20 @@ def rewrite_conv(conv: T.Conv2dOp, b: Builder) -> None:
             if v == last:
                 operands.append(value)
             elif isinstance(member, T.BiasAddOp):
-                operands.append(v)  # the bias vector, along the product's rows now
+                operands.append(v)  # the bias vector, along the product's rows (NHWC: columns) now
             else:
-                view = channel_view(T.shape_of(v), f, (oh, ow))
-                operands.append(b.add(T.ReshapeOp(v, f"{member.stage_name}_view", view)))
+                operands.append(b.add(T.ReshapeOp(v, f"{member.stage_name}_view", operand_view(conv, T.shape_of(v)))))
         props = dict(member.properties, name=StringAttr(f"{member.stage_name}_gemm"))
         if isinstance(member, T.BiasAddOp):
-            props["axis"] = IntegerAttr(0, i64)
+            props["axis"] = IntegerAttr(bias_axis, i64)
         kept = {k: v for k, v in member.attributes.items() if k not in PLANNED}
-        moved = type(member).create(operands=operands, result_types=[T.tensor_type((f, oh * ow),
+        moved = type(member).create(operands=operands, result_types=[T.tensor_type(T.shape_of(product),
                                                                                     T.dtype_of(member.result))],
                                     properties=props, attributes=kept)
         value = b.add(moved)
         last = member.result
     b.at = last.owner
-    out = b.add(T.ReshapeOp(value, last.owner.stage_name, (1, f, oh, ow)))
+    out = b.add(T.ReshapeOp(value, last.owner.stage_name, T.shape_of(conv.result)))
     replace_value(last, out)
 
 
@@ -300,6 +359,8 @@ def check_marks(op: T.Conv2dOp) -> None:
         raise located(op, f": split_k must be an integer >= 1, got {split}")
     if split is not None and split.value.data > 1 and (algorithm is None or algorithm.data != "gemm"):
         raise located(op, ": split_k splits the product of algorithm = \"gemm\"; this conv has none")
+    if split is not None and split.value.data > 1 and op.data_layout() != "NCHW":
+        raise located(op, ": split_k splits the window rows of an NCHW conv's product; this conv is NHWC")
 
 
 def convert_function(fn: func.FuncOp, every: bool) -> int:

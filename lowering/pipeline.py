@@ -10,6 +10,7 @@ from xdsl.passes import ModulePass, PassPipeline
 
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass, config_text
 from sched_dsl.lowering.conv_to_gemm import TensoropConvToGemmPass
+from sched_dsl.lowering.convert_layout import TensoropConvertLayoutPass
 from sched_dsl.lowering.fuse import TensoropFusePass
 from sched_dsl.lowering.loops_to_gpu import LoopsToGpuPass
 from sched_dsl.lowering.place import TensoropPlacePass
@@ -21,7 +22,7 @@ from sched_dsl.lowering.tensorop_to_loops import TensoropToLoopsPass
 
 # tensorop + sched IR -> named loop nests -> scheduled loops -> gpu dialect
 # (whole models first run the graph passes tensorop-precision (reduced precision),
-# tensorop-split (several devices), tensorop-conv-to-gemm, tensorop-place, tensorop-fuse and
+# tensorop-convert-layout (layout= other than NCHW), tensorop-split (several devices), tensorop-conv-to-gemm, tensorop-place, tensorop-fuse and
 # tensorop-plan-memory;
 # see executor.py); for a device without tensor cores, tc-to-loops then turns the tc ops of
 # tensorized stages into plain loops
@@ -30,7 +31,7 @@ DEFAULT_PIPELINE = "tensorop-to-loops,apply-schedule,loops-to-gpu"
 PASSES: dict[str, type[ModulePass]] = {
     p.name: p for p in (TensoropToLoopsPass, ApplySchedulePass, LoopsToGpuPass, TensoropPlacePass,
                         TensoropFusePass, TensoropPlanMemoryPass, TensoropSplitPass, TcToLoopsPass,
-                        TensoropPrecisionPass, TensoropConvToGemmPass)
+                        TensoropPrecisionPass, TensoropConvToGemmPass, TensoropConvertLayoutPass)
 }
 
 

@@ -173,6 +173,8 @@ class Splitter:
             axis = {"batch": 0, "rows": 0, "channels": 1}[mode]
         if axis >= len(out):
             raise _error(op, f"cannot split a rank-{len(out)} result along {mode}")
+        if isinstance(op, T.WindowOp) and op.data_layout() != "NCHW":
+            raise _error(op, f"tensorop-split splits NCHW convs and pools; this one is {op.data_layout()}")
         if isinstance(op, T.Conv2dOp) and mode == "channels" and op.groups.value.data != 1:
             raise _error(op, "a grouped conv2d splits by rows or batch, not channels")
         lead = self.leading_operand(op)

@@ -250,10 +250,13 @@ class OpLowering:
         self.nest(self.stage, [*bdims, ("i", m), ("j", n)], [("k", k)], body)
 
     def lower_conv2d(self) -> None:
+        """Loops n, f, y, x and reductions rc, ry, rx in either layout; an NHWC conv reads and
+        writes its tensors at [n, y, x, channel]."""
         op = self.op
         x, w = self.args
-        n, f, oh, ow = T.shape_of(op.result)
-        _, c, h, wd = T.shape_of(op.input)
+        n, f, oh, ow = op.nchw_result_shape()
+        _, c, h, wd = op.nchw_input_shape()
+        nhwc = op.data_layout() == "NHWC"
         _, cg, kh, kw = T.shape_of(op.weight)
         sh, sw = op.stride.get_values()
         pt, pl, _, _ = op.padding.get_values()
@@ -266,18 +269,21 @@ class OpLowering:
             iy = em.sub(em.add(em.mul(iv["y"], sh), em.mul(iv["ry"], dh)), pt)
             ix = em.sub(em.add(em.mul(iv["x"], sw), em.mul(iv["rx"], dw)), pl)
             guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if max(op.padding.get_values()) else []
-            xv = padded_load(em, x, [iv["n"], chan, iy, ix], guard, 0.0)
+            xv = padded_load(em, x, [iv["n"], iy, ix, chan] if nhwc else [iv["n"], chan, iy, ix], guard, 0.0)
             v = em.fbin("mul", xv, em.load_value(w, [iv["f"], iv["rc"], iv["ry"], iv["rx"]]))
-            self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in "n f y x".split()], "add", 0.0, v)
+            self.acc(em, iv, [("rc", cg), ("ry", kh), ("rx", kw)], [iv[a] for a in ("nyxf" if nhwc else "nfyx")],
+                     "add", 0.0, v)
 
         self.nest(self.stage, [("n", n), ("f", f), ("y", oh), ("x", ow)],
                   [("rc", cg), ("ry", kh), ("rx", kw)], body)
 
     def lower_pool2d(self) -> None:
+        """Loops n, c, y, x and reductions ry, rx in either layout (NHWC: tensors at [n, y, x, c])."""
         op = self.op
         (x,) = self.args
-        n, c, oh, ow = T.shape_of(op.result)
-        h, wd = T.shape_of(op.input)[2:]
+        n, c, oh, ow = op.nchw_result_shape()
+        h, wd = op.nchw_input_shape()[2:]
+        order = "nyxc" if op.data_layout() == "NHWC" else "ncyx"
         kh, kw = op.kernel.get_values()
         sh, sw = op.stride.get_values()
         dh, dw = op.dilations()
@@ -302,12 +308,13 @@ class OpLowering:
             guarded = max(op.padding.get_values()) or overhang
             guard = [*em.in_range(iy, 0, h), *em.in_range(ix, 0, wd)] if guarded else []
             fill = NEG_INF if is_max else 0.0
-            v = padded_load(em, x, [iv["n"], iv["c"], iy, ix], guard, fill)
+            at = {"n": iv["n"], "c": iv["c"], "y": iy, "x": ix}
+            v = padded_load(em, x, [at[a] for a in order], guard, fill)
             if not is_max:
                 count = em.mul(window_count(em, iv["y"], sh, pt, kh, h, pb),
                                window_count(em, iv["x"], sw, pl, kw, wd, pr))
                 v = em.fbin("div", v, em.index_to_f32(count))
-            idx = [iv[a] for a in "n c y x".split()]
+            idx = [iv[a] for a in order]
             self.acc(em, iv, [("ry", kh), ("rx", kw)], idx, "max" if is_max else "add",
                      NEG_INF if is_max else 0.0, v)
 

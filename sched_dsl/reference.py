@@ -41,21 +41,42 @@ def round_tf32(x) -> np.ndarray:
     return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
-def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) -> np.ndarray:
-    """(N, C, OH, OW, KH, KW) windows of an NCHW array, padded with `fill`."""
+def _spatial(layout: str) -> tuple[int, int]:
+    """The axes of the rows and columns of a 4-D array in `layout` (NCHW or NHWC)."""
+    return (1, 2) if layout == "NHWC" else (2, 3)
+
+
+def _pad_hw(x: np.ndarray, padding, fill=0.0, layout: str = "NCHW") -> np.ndarray:
+    """x padded with `fill`: (top, left, bottom, right) on its rows and columns."""
     pt, pl, pb, pr = padding
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    width = [(0, 0)] * 4
+    ah, aw = _spatial(layout)
+    width[ah], width[aw] = (pt, pb), (pl, pr)
+    return np.pad(x, width, constant_values=fill)
+
+
+def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0, layout: str = "NCHW") -> np.ndarray:
+    """The windows of a 4-D array, padded with `fill`: (N, C, OH, OW, KH, KW) for NCHW,
+    (N, OH, OW, C, KH, KW) for NHWC."""
+    xp = _pad_hw(x, padding, fill, layout)
     kh, kw = kernel
     dh, dw = dilation
-    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=_spatial(layout))
+    if layout == "NHWC":
+        return win[:, ::stride[0], ::stride[1], :, ::dh, ::dw]
     return win[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
 
 
-def conv2d(x, w, stride, padding, dilation, groups):
-    n, c = x.shape[:2]
+def conv2d(x, w, stride, padding, dilation, groups, layout: str = "NCHW"):
+    """conv2d of an input in `layout` and FCHW weights; the result in `layout`."""
+    c = x.shape[3 if layout == "NHWC" else 1]
     f = w.shape[0]
-    win = _windows(x, w.shape[2:], stride, padding, dilation)
+    win = _windows(x, w.shape[2:], stride, padding, dilation, layout=layout)
     cg, fg = c // groups, f // groups
+    if layout == "NHWC":
+        outs = [np.einsum("nyxchw,fchw->nyxf", win[:, :, :, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg])
+                for g in range(groups)]
+        return np.concatenate(outs, axis=3)
     outs = [np.einsum("ncyxhw,fchw->nfyx", win[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg])
             for g in range(groups)]
     return np.concatenate(outs, axis=1)
@@ -110,26 +131,32 @@ def winograd_output(m, tile, size):
     return y.reshape(y.shape[0], f, th * tile, tw * tile)[:, :, :size[0], :size[1]]
 
 
-def pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False):
-    from sched_dsl.dialects.tensorop import pool2d_shape
+def pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False,
+           layout: str = "NCHW"):
+    from sched_dsl.dialects.tensorop import as_nchw, pool2d_shape
 
-    oh, ow = pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)[2:]
+    oh, ow = as_nchw(pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode, layout), layout)[2:]
+    h, w = (x.shape[a] for a in _spatial(layout))
     # ceil_mode's last windows may reach past the padding: pad further with the fill, then
     # take the first oh x ow windows
     pt, pl, pb, pr = padding
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-    extra_h = max(0, (oh - 1) * stride[0] + span[0] - (x.shape[2] + pt + pb))
-    extra_w = max(0, (ow - 1) * stride[1] + span[1] - (x.shape[3] + pl + pr))
+    extra_h = max(0, (oh - 1) * stride[0] + span[0] - (h + pt + pb))
+    extra_w = max(0, (ow - 1) * stride[1] + span[1] - (w + pl + pr))
     grown = (pt, pl, pb + extra_h, pr + extra_w)
+
+    def window_sums(a, pads, fill=0.0, reduce=np.sum):
+        win = _windows(a, kernel, stride, pads, dilation, fill, layout)
+        return reduce(win[:, :oh, :ow] if layout == "NHWC" else win[:, :, :oh, :ow], axis=(4, 5))
+
     if kind == "max":
-        return _windows(x, kernel, stride, grown, dilation, fill=-np.inf)[:, :, :oh, :ow].max(axis=(4, 5))
-    total = _windows(x, kernel, stride, grown, dilation)[:, :, :oh, :ow].sum(axis=(4, 5))
+        return window_sums(x, grown, -np.inf, np.max)
+    total = window_sums(x, grown)
     inside = np.ones_like(x)
     if count_include_pad:  # the padded input counts, the ceil-mode overhang does not
-        inside = np.pad(inside, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1)
+        inside = _pad_hw(inside, padding, 1, layout)
         grown = (0, 0, extra_h, extra_w)
-    count = _windows(inside, kernel, stride, grown, dilation)[:, :, :oh, :ow].sum(axis=(4, 5))
-    return total / count
+    return total / window_sums(inside, grown)
 
 
 def _erf(x):
@@ -360,7 +387,7 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
     if t.kind == "matmul":
         return np.matmul(args[0], args[1])[..., :t.shape[-1]]
     if t.kind == "conv2d":
-        return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"])
+        return conv2d(*args, a["stride"], a["padding"], a["dilation"], a["groups"], a.get("layout", "NCHW"))
     if t.kind == "winograd_input":
         return winograd_input(args[0], a["tile"], a["padding"])
     if t.kind == "winograd_weights":
@@ -372,7 +399,7 @@ def _apply(t: Tensor, args: list[np.ndarray]) -> np.ndarray:
                       t.shape[1])
     if t.kind == "pool2d":
         return pool2d(args[0], a["kind"], a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
-                      a.get("ceil_mode", False), a.get("count_include_pad", False))
+                      a.get("ceil_mode", False), a.get("count_include_pad", False), a.get("layout", "NCHW"))
     if t.kind == "unary":
         return UNARY[a["fn"]](args[0], a.get("params", {}))
     if t.kind == "binary":

@@ -135,12 +135,22 @@ def matmul(a: Tensor, b: Tensor, name: str | None = None, precision: str | None 
     return _op("matmul", shape, (a, b), name, dtype=dtype, **attrs)
 
 
+def _layout(layout: str, op: str) -> dict[str, str]:
+    """The attributes a conv2d or pool2d of `layout` takes: none for NCHW (the default), so
+    NCHW graphs and their workload keys stay as they were."""
+    if layout not in T.LAYOUTS:
+        raise ValueError(f"{op}: layout {layout!r} is not one of {', '.join(T.LAYOUTS)}")
+    return {} if layout == "NCHW" else {"layout": layout}
+
+
 def conv2d(x: Tensor, w: Tensor, stride=1, padding=0, dilation=1, groups: int = 1, name: str | None = None,
-           precision: str | None = None, out_dtype: str | None = None) -> Tensor:
-    """NCHW convolution; types as matmul's."""
+           precision: str | None = None, out_dtype: str | None = None, layout: str = "NCHW") -> Tensor:
+    """Convolution of an NCHW input (layout="NHWC": N, H, W, C, channels last; the result in
+    the same layout) with F, C / groups, KH, KW weights in either layout; types as matmul's."""
     dtype, attrs = _product("conv2d", x, w, precision, out_dtype)
+    attrs.update(_layout(layout, "conv2d"))
     stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
-    shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups)
+    shape = T.conv2d_shape(x.shape, w.shape, stride, padding, dilation, groups, layout)
     return _op("conv2d", shape, (x, w), name, dtype=dtype, stride=stride, padding=padding, dilation=dilation,
                groups=groups, **attrs)
 
@@ -195,20 +205,23 @@ def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
 
 
 def pool2d(x: Tensor, kind: str, kernel, stride=None, padding=0, name: str | None = None, *, dilation=1,
-           ceil_mode: bool = False, count_include_pad: bool = False) -> Tensor:
-    """Max or average pooling; `ceil_mode` keeps a last partial window, `count_include_pad`
-    makes an average divide by the window's size within the padded input."""
+           ceil_mode: bool = False, count_include_pad: bool = False, layout: str = "NCHW") -> Tensor:
+    """Max or average pooling of an NCHW input (layout="NHWC": channels last, the result
+    too); `ceil_mode` keeps a last partial window, `count_include_pad` makes an average
+    divide by the window's size within the padded input."""
     dtype = _tensors(x, op="pool2d")
     if kind not in T.POOL_KINDS:
         raise ValueError(f"pool2d kind '{kind}' is not one of {', '.join(T.POOL_KINDS)}")
+    layout_attrs = _layout(layout, "pool2d")
     kernel = _pair(kernel, "kernel")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding, dilation = _padding(padding), _pair(dilation, "dilation")
     if kind == "avg" and dilation != (1, 1):
         raise T.ShapeError("average pooling with dilations is not supported")
-    return _op("pool2d", T.pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), (x,), name, dtype=dtype,
-               kind=kind, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-               ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
+    shape = T.pool2d_shape(x.shape, kernel, stride, padding, dilation, ceil_mode, layout)
+    return _op("pool2d", shape, (x,), name, dtype=dtype, kind=kind, kernel=kernel, stride=stride, padding=padding,
+               dilation=dilation, ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+               **layout_attrs)
 
 
 def unary(fn: str, x: Tensor, lo: float | None = None, hi: float | None = None, name: str | None = None, *,
@@ -400,12 +413,12 @@ def _build_op(t: Tensor, args: list[SSAValue], name: str) -> T.TensorOp:
         return T.MatmulOp(*args, name, a.get("compute"), t.dtype, a.get("columns"))
     if t.kind == "conv2d":
         return T.Conv2dOp(*args, name, a["stride"], a["padding"], a["dilation"], a["groups"], a.get("compute"),
-                          t.dtype)
+                          t.dtype, a.get("layout", "NCHW"))
     if t.kind == "cast":
         return T.CastOp(*args, name, t.dtype)
     if t.kind == "pool2d":
         return T.Pool2dOp(*args, name, a["kind"], a["kernel"], a["stride"], a["padding"], a["dilation"],
-                          a["ceil_mode"], a["count_include_pad"])
+                          a["ceil_mode"], a["count_include_pad"], a.get("layout", "NCHW"))
     if t.kind == "unary":
         return T.UnaryOp(*args, name, a["fn"], **a["params"])
     if t.kind == "binary":
@@ -505,6 +518,8 @@ def tensor_of_op(op: T.TensorOp, inputs: tuple[Tensor, ...] = ()) -> Tensor:
     elif isinstance(op, (T.ScanOp, T.ArgsortOp, T.TopkOp, T.TakeAlongAxisOp, T.NmsOp)):
         attrs = {k: v.value.data for k, v in op.properties.items() if isinstance(v, (IntegerAttr, FloatAttr))}
         attrs.update({k: bool(attrs[k]) for k in ("exclusive", "reverse", "descending", "largest") if k in attrs})
+    if isinstance(op, T.WindowOp) and op.data_layout() != "NCHW":
+        attrs["layout"] = op.data_layout()
     dtype = T.dtype_of(op.result)
     return Tensor(kind, T.shape_of(op.result), inputs, attrs, op.stage_name, dtype=dtype)
 

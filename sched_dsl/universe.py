@@ -43,6 +43,6 @@ SCHED_DSL_UNIVERSE = Universe(
     all_passes={n: _pass(n) for n in ("tensorop-to-loops", "apply-schedule", "loops-to-gpu",
                                                "tensorop-place", "tensorop-fuse", "tensorop-plan-memory",
                                                "tensorop-split", "tc-to-loops", "tensorop-precision",
-                                               "tensorop-conv-to-gemm")},
+                                               "tensorop-conv-to-gemm", "tensorop-convert-layout")},
     all_targets={n: _target(n) for n in ("opencl", "cuda")},
 )

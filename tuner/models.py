@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.graph.executor import anchors, element_count, in_precision, prepare
+from sched_dsl.graph.executor import anchors, element_count, in_layout, in_precision, prepare
 from sched_dsl.graph.model_schedules import (
     anchor_workload,
     gemm_fits_tensor_cores,
@@ -31,7 +31,7 @@ from sched_dsl.tuner.tuner import measure_configs, tune
 
 def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
                trials: int = 16, budget_s: float | None = None, progress=None, precision: str | None = None,
-               conv_algorithm: str = "auto", **tune_options) -> list:
+               conv_algorithm: str = "auto", layout: str = "NCHW", **tune_options) -> list:
     """Tunes the model's anchors with sd.tune: every distinct anchor workload (conv2d or
     matmul shape; the fused epilogue is left out) once, `trials` configs each, appending to
     the `records` file (an interrupted run resumes), the workloads with the most arithmetic in
@@ -39,12 +39,13 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
     seconds.
     `load_onnx(model, records=records)` then runs the best configs. Returns the TuneResult of
     every workload tuned; `progress(i, n, workload)` is called before each. `precision` as
-    load_onnx's (the anchors are then workloads of that type). `conv_algorithm` as load_onnx's;
+    load_onnx's (the anchors are then workloads of that type), `layout` too (NHWC anchors are
+    workloads of their own). `conv_algorithm` as load_onnx's;
     with "auto", the convs auto could run another way are tuned directly and in that form too
     (a 1x1 conv as its matmul; a 3x3, stride-1 conv whose product would not take tensor cores
     as its Winograd kernels, the output transform only timed), so that load_onnx with these
     records picks the faster form."""
-    tasks = model_workloads(model, target, fuse, host_ops, precision, conv_algorithm)
+    tasks = model_workloads(model, target, fuse, host_ops, precision, conv_algorithm, layout=layout)
     tune_options.setdefault("exhaustive_limit", 256)  # larger spaces: annealing, not featurizing every point
     start = time.perf_counter()
     results = []
@@ -73,7 +74,7 @@ def tune_model(model, records: str, target: str = "opencl", fuse: bool = True, h
 
 def model_workloads(model, target: str = "opencl", fuse: bool = True, host_ops: Sequence[str] = (),
                     precision: str | None = None, conv_algorithm: str = "auto",
-                    tensor_cores: bool | None = None) -> list[tuple[str, Tensor, Schedule]]:
+                    tensor_cores: bool | None = None, layout: str = "NCHW") -> list[tuple[str, Tensor, Schedule]]:
     """(key, output, schedule) of every distinct workload tune_model tunes for the model, the
     most arithmetic in the model first: the anchors as the model runs without records, and
     with "auto" the other forms of the convs auto chooses between (see tune_model).
@@ -85,6 +86,7 @@ def model_workloads(model, target: str = "opencl", fuse: bool = True, host_ops: 
 
     g = import_onnx(model)
     in_precision(g, precision)
+    in_layout(g, layout)
 
     def anchors_of(policy: str) -> list:  # prepare rewrites the module: each policy has a copy
         return anchors(prepare(g.module.clone(), fuse, host_ops, 1, policy, tensor_cores))

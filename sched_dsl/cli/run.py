@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "matmuls that gather the windows where they read them (implicit: tensor cores, unsplit products), "
                     "with Winograd's transforms (3x3 stride 1), or per conv (auto: the records' faster form, else "
                     "gemm on tensor cores; default)")
+    ap.add_argument("--layout", choices=("NCHW", "NHWC", "auto"), default="NCHW",
+                    help="run convs and pools channels last (NHWC: tensorop-convert-layout, transposes at the edges "
+                    "of each region; auto: where the pass's rule says it pays) or as the model has them (NCHW; "
+                    "default)")
     ap.add_argument("--input", help="a .npy file for the (first) input; default: random normal")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=10, help="runs averaged for the end-to-end latency")
@@ -128,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             def progress(i, n, workload):
                 print(f"tuning {i + 1}/{n}: {workload.split('|')[0]} {workload.split('|')[1]}", flush=True)
             results = tune_model(args.model, args.records, args.target, not args.no_fuse, host, args.trials,
-                                 progress=progress, precision=args.precision, conv_algorithm=args.conv_algorithm)
+                                 progress=progress, precision=args.precision, conv_algorithm=args.conv_algorithm,
+                                 layout=args.layout)
             best = sum(r.best_ms or 0 for r in results)
             print(f"tuned {len(results)} anchor shapes into {args.records} (best kernels sum to {best:.3f} ms)")
         devices = parse_devices(args.devices)
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sess = load_onnx(args.model, target=args.target, fuse=not args.no_fuse, host_ops=host, config=config,
                          records=args.records, graph=not args.no_graph, plan_memory=not args.no_plan_memory,
                          devices=devices, partition=args.partition, profile=args.profile, objective=args.objective,
-                         precision=args.precision, conv_algorithm=args.conv_algorithm)
+                         precision=args.precision, conv_algorithm=args.conv_algorithm, layout=args.layout)
         feeds = make_input(sess, args.input, args.seed)
         outputs = sess.run(None, feeds)
         layers = sess.profile(feeds)

@@ -1083,7 +1083,7 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
               config: Mapping[str, int] | None = None, records: str | None = None, graph: bool = True,
               plan_memory: bool = True, devices: int | Sequence[int] | None = None, partition: str = "auto",
               profile=None, link=None, objective: str = "latency", precision: str | None = None,
-              conv_algorithm: str = "auto") -> Session:
+              conv_algorithm: str = "auto", layout: str = "NCHW") -> Session:
     """Imports an ONNX model (a path or a ModelProto) and prepares it on `target` ("opencl" or
     "cuda"). `fuse=False` leaves every operator its own kernel; `host_ops` names operators
     (stage names, as in `sess.ir`) to run on the host; `config` fixes knob values; `records`
@@ -1113,12 +1113,20 @@ def load_onnx(model, target: str = "opencl", fuse: bool = True, host_ops: Sequen
     "winograd" with Winograd's transforms and a batched matmul (3 x 3, stride 1), or
     "auto": per conv, the faster form where `records` time both (1x1 convs, tuned both ways),
     else "gemm" where the product runs on the device's tensor cores (f16, bf16, tf32, 3xtf32 on an
-    NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise."""
+    NVIDIA GPU of compute capability 8.0 or later) and "direct" otherwise.
+
+    `layout` "NHWC" runs the model's convs and pools, and the ops between them, channels last
+    (tensorop-convert-layout: transposes at the edges of each such region; the model's inputs
+    and outputs keep their NCHW meaning); "auto" only the regions where that pays (the pass's
+    rule, region_pays); "NCHW" (the default) leaves the model as it is. One device only."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     g = import_onnx(model)
     in_precision(g, precision)
     ordinals = device_ordinals(devices)
+    if layout != "NCHW" and len(ordinals) > 1:
+        raise GraphError(f"layout '{layout}' runs on one device; tensorop-split splits NCHW models")
+    in_layout(g, layout)
     planned = None
     if len(ordinals) > 1:
         planned = partition_model(g, target, ordinals, partition, profile, link, objective, fuse, host_ops)
@@ -1144,6 +1152,17 @@ def in_precision(g, precision: str | None) -> None:
     if precision not in PRECISIONS:
         raise GraphError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     lower_precision(g.module, precision, set(g.input_args))
+
+
+def in_layout(g, layout: str) -> None:
+    """Runs tensorop-convert-layout on the imported model `g` with `layout` ("NCHW": nothing,
+    "NHWC", "auto")."""
+    from sched_dsl.lowering.convert_layout import LAYOUT_CHOICES, convert_function
+
+    if layout not in LAYOUT_CHOICES:
+        raise GraphError(f"layout '{layout}' is not one of {', '.join(LAYOUT_CHOICES)}")
+    for fn in [f for f in g.module.ops if isinstance(f, func.FuncOp)]:
+        convert_function(fn, layout)
 
 
 def describe_plan(layers, the_plan) -> list[str]:
@@ -1253,12 +1272,12 @@ def measure_link(target: str, ordinals: Sequence[int | None], small: int = 4096,
 def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequence[str] = (),
                 config: Mapping[str, int] | None = None, records: str | None = None,
                 device: str | None = None, conv_algorithm: str = "auto", tensor_cores: bool | None = None,
-                precision: str | None = None) -> int:
+                precision: str | None = None, layout: str = "NCHW") -> int:
     """Lowers a model as `load_onnx` would, without a device, so that its lowered segments are
     in the disk cache when `load_onnx` runs on the device (same sched-dsl, same arguments).
     `device` is the device's name as tuning records give it (needed with `records`);
-    `tensor_cores` whether it has them (default: for "cuda", as `sd.lower`); `precision` as
-    load_onnx's. Returns the number of kernels."""
+    `tensor_cores` whether it has them (default: for "cuda", as `sd.lower`); `precision` and
+    `layout` as load_onnx's. Returns the number of kernels."""
     from sched_dsl.graph.onnx_import import import_onnx
 
     if target not in TARGETS:
@@ -1268,6 +1287,7 @@ def lower_ahead(model, target: str = "cuda", fuse: bool = True, host_ops: Sequen
     tensor_cores = target == "cuda" if tensor_cores is None else tensor_cores
     g = import_onnx(model)
     in_precision(g, precision)
+    in_layout(g, layout)
     timed = recorded_times(target, records, device) if records is not None and conv_algorithm == "auto" else None
     fn = prepare(g.module, fuse, host_ops, 1, conv_algorithm, tensor_cores, timed)
     if records is not None:

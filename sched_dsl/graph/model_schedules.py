@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 from sched_dsl.dialects import sched as S
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.lowering.conv_to_gemm import gemm_refusal, product_layout, winograd_refusal, winograd_tile_of
+from sched_dsl.lowering.conv_to_gemm import (gemm_refusal, is_pointwise, product_layout, winograd_refusal,
+                                             winograd_tile_of)
 from sched_dsl.lowering.fuse import COMPUTED_AT
 from sched_dsl.schedule import Schedule
 from sched_dsl.tensor import Tensor, conv2d, matmul, placeholder, tensor_of_op, winograd_input, winograd_output
@@ -83,6 +84,7 @@ class ConvShape:
     padding: tuple[int, int, int, int]
     dilation: tuple[int, int]
     groups: int
+    layout: str = "NCHW"  # of the input and output (T.LAYOUTS); the weights are FCHW in both
 
     @property
     def out(self) -> tuple[int, int]:
@@ -96,18 +98,18 @@ class ConvShape:
 
     def tensors(self, dtype: str = "f32", precision: str | None = None, out_dtype: str | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        x = placeholder("X", (self.n, self.c, self.h, self.w), dtype)
+        x = placeholder("X", T.in_layout((self.n, self.c, self.h, self.w), self.layout), dtype)
         wt = placeholder("W", (self.f, self.c // self.groups, self.kh, self.kw), dtype)
         y = conv2d(x, wt, self.stride, self.padding, self.dilation, self.groups, name="Y", precision=precision,
-                   out_dtype=out_dtype)
+                   out_dtype=out_dtype, layout=self.layout)
         return x, wt, y
 
 
 def conv_shape(op: T.Conv2dOp) -> ConvShape:
-    n, c, h, w = T.shape_of(op.input)
+    n, c, h, w = op.nchw_input_shape()
     f, _, kh, kw = T.shape_of(op.weight)
     stride, padding, dilation = (tuple(a.get_values()) for a in (op.stride, op.padding, op.dilation))
-    return ConvShape(n, c, h, w, f, kh, kw, stride, padding, dilation, op.groups.value.data)
+    return ConvShape(n, c, h, w, f, kh, kw, stride, padding, dilation, op.groups.value.data, op.data_layout())
 
 
 def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
@@ -545,10 +547,13 @@ def gemm_fits_tensor_cores(op: T.Conv2dOp) -> bool:
     tensor-core GEMM template."""
     if gemm_refusal(op) is not None:
         return False
+    intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
+    if op.data_layout() == "NHWC":  # [n * h * w, c] x [c, f], nothing padded
+        m, k = math.prod(T.shape_of(op.input)[:3]), T.shape_of(op.input)[3]
+        return takes_tensor_cores(m, T.shape_of(op.weight)[0], k, intrinsic)
     rows, columns = product_layout(op)
     oh, ow = T.shape_of(op.result)[2:]
-    return takes_tensor_cores(T.shape_of(op.weight)[0], oh * ow, rows,
-                              product_intrinsic(T.dtype_of(op.input), op.compute_mode()), columns)
+    return takes_tensor_cores(T.shape_of(op.weight)[0], oh * ow, rows, intrinsic, columns)
 
 
 SPLITS = (1, 2, 4, 8, 16)
@@ -566,7 +571,7 @@ def gemm_split(op: T.Conv2dOp) -> int:
     each at least MIN_SLICE rows deep; where none does, the most that keep that depth (a
     small product: its blocks in parallel)."""
     intrinsic = product_intrinsic(T.dtype_of(op.input), op.compute_mode())
-    if intrinsic is None or gemm_refusal(op) is not None:
+    if intrinsic is None or gemm_refusal(op) is not None or op.data_layout() != "NCHW":
         return 1
     f, (oh, ow) = T.shape_of(op.weight)[0], T.shape_of(op.result)[2:]
     admissible = []
@@ -587,14 +592,19 @@ def gemm_split(op: T.Conv2dOp) -> int:
 def gemm_is_whole(op: T.Conv2dOp) -> bool:
     """Whether the conv's matmul form is the matmul alone (a 1x1 conv, stride 1, no padding,
     nothing padded for tensor cores): then a measured matmul is the whole cost of the form."""
+    if gemm_refusal(op) is not None or not is_pointwise(op):
+        return False
     sh = conv_shape(op)
-    return (gemm_refusal(op) is None and product_layout(op) == (sh.c, sh.out[0] * sh.out[1])
-            and (sh.kh, sh.kw, sh.stride, sh.padding) == (1, 1, (1, 1), (0, 0, 0, 0)))
+    return op.data_layout() == "NHWC" or product_layout(op) == (sh.c, sh.out[0] * sh.out[1])
 
 
 def gemm_workload(op: T.Conv2dOp) -> tuple[Tensor, Schedule]:
-    """The matmul a 1x1 conv becomes (gemm_is_whole), alone: weights [f, c] x input [c, h * w]."""
+    """The matmul a 1x1 conv becomes (gemm_is_whole), alone: weights [f, c] x input [c, h * w]
+    (NHWC: input [n * h * w, c] x weights [c, f])."""
     sh = conv_shape(op)
+    if sh.layout == "NHWC":
+        return matmul_workload((sh.n * sh.h * sh.w, sh.c), (sh.c, sh.f), T.dtype_of(op.input), op.compute_mode(),
+                               T.dtype_of(op.result))
     return matmul_workload((sh.f, sh.c), (sh.c, sh.h * sh.w), T.dtype_of(op.input), op.compute_mode(),
                            T.dtype_of(op.result))
 

@@ -338,14 +338,14 @@ def loop_extents(t: Tensor) -> list[tuple[str, int, bool]]:
     if t.kind == "matmul":
         extents = [*t.shape, t.inputs[0].shape[-1]]
         reduce = 1
-    elif t.kind == "conv2d":
-        extents = [*t.shape, *t.inputs[1].shape[1:]]
+    elif t.kind == "conv2d":  # loops n f y x in either layout
+        extents = [*T.as_nchw(t.shape, a.get("layout", "NCHW")), *t.inputs[1].shape[1:]]
         reduce = 3
     elif t.kind == "conv_transpose2d":
         extents = [*t.shape, t.inputs[0].shape[1] // a["groups"], *t.inputs[1].shape[2:]]
         reduce = 3
     elif t.kind == "pool2d":
-        extents = [*t.shape, *a["kernel"]]
+        extents = [*T.as_nchw(t.shape, a.get("layout", "NCHW")), *a["kernel"]]
         reduce = 2
     elif t.kind == "reduce":
         x = t.inputs[0].shape
@@ -365,7 +365,7 @@ def _affine_reads(out: Tensor, t: Tensor) -> bool:
     """Whether `out` reads input `t` at indices affine in its loops, as caches need. A grouped
     conv2d reads input channel f // (filters per group) + rc, which is not."""
     if out.kind == "conv2d" and t is out.inputs[0]:
-        return out.attrs["groups"] == 1 or out.shape[1] == out.attrs["groups"]
+        return out.attrs["groups"] == 1 or out.inputs[1].shape[0] == out.attrs["groups"]
     if out.kind == "take_along_axis":
         return t is out.inputs[1]
     if out.kind in ("remap", "gather", "resize", "conv_transpose2d"):  # indices computed (select, rem, floor)

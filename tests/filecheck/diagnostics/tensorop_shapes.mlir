@@ -339,4 +339,31 @@ builtin.module {
     func.return
   }
 }
+// -----
+// CHECK-NEXT: // {{-+}}
+// conv2d: a layout that is not NCHW or NHWC
+builtin.module {
+  func.func @main(%X: tensor<1x8x8x4xf32>, %W: tensor<6x4x3x3xf32>) {
+    %Y = tensorop.conv2d %X, %W {name = "Y", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64, layout = "NWHC"} : (tensor<1x8x8x4xf32>, tensor<6x4x3x3xf32>) -> tensor<1x6x6x6xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.conv2d 'Y': conv2d: layout 'NWHC' is not one of NCHW, NHWC
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// conv2d: NHWC, the result given in NCHW
+builtin.module {
+  func.func @main(%X: tensor<1x8x8x4xf32>, %W: tensor<5x4x3x3xf32>) {
+    %Y = tensorop.conv2d %X, %W {name = "Y", stride = array<i64: 1, 1>, padding = array<i64: 0, 0, 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64, layout = "NHWC"} : (tensor<1x8x8x4xf32>, tensor<5x4x3x3xf32>) -> tensor<1x5x6x6xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.conv2d 'Y': result shape (1, 5, 6, 6) should be (1, 6, 6, 5)
+    func.return
+  }
+}
+// -----
+// CHECK-NEXT: // {{-+}}
+// pool2d: a layout that is not NCHW or NHWC
+builtin.module {
+  func.func @main(%X: tensor<1x8x8x4xf32>) {
+    %Y = tensorop.pool2d %X {name = "P", kind = "max", kernel = array<i64: 2, 2>, stride = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>, layout = "CHWN"} : (tensor<1x8x8x4xf32>) -> tensor<1x4x4x4xf32> // CHECK-NEXT: {{.*}}tensorop_shapes.mlir:[[# @LINE]]:5: error: tensorop.pool2d 'P': pool2d: layout 'CHWN' is not one of NCHW, NHWC
+    func.return
+  }
+}
 // CHECK-NOT: Traceback
