@@ -263,6 +263,8 @@ def main() -> None:
                     "PyTorch in fp32 with TF32 off; the faster of NCHW and channels-last")
     ap.add_argument("--conv-algorithm", choices=("auto", "direct", "gemm", "implicit", "winograd"), default="auto",
                     help="load_onnx's conv_algorithm for our rows")
+    ap.add_argument("--layout", choices=("NCHW", "NHWC", "auto"), default="NCHW",
+                    help="load_onnx's layout for our rows (tensorop-convert-layout)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     precision = None if args.precision == "fp32" else args.precision
@@ -337,7 +339,7 @@ def main() -> None:
             from sched_dsl.tuner.models import tune_model
             t0 = time.perf_counter()
             done = tune_model(path, args.records, args.target, trials=args.trials, budget_s=args.tune_budget_s,
-                              precision=precision, conv_algorithm=args.conv_algorithm,
+                              precision=precision, conv_algorithm=args.conv_algorithm, layout=args.layout,
                               progress=lambda i, n, wl: print(f"{name}: tuning {i + 1}/{n} {wl.split('|')[0]} "
                                                               f"{wl.split('|')[1]}", file=sys.stderr, flush=True))
             tune_s = time.perf_counter() - t0
@@ -347,7 +349,7 @@ def main() -> None:
         for rec, fuse, graph in variants:
             t0 = time.perf_counter()
             sess = sd.load_onnx(path, target=args.target, fuse=fuse, records=rec, graph=graph, precision=precision,
-                                conv_algorithm=args.conv_algorithm)
+                                conv_algorithm=args.conv_algorithm, layout=args.layout)
             load_s = time.perf_counter() - t0
             got = sess.run(None, {"input": x})[0]
             err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
