@@ -110,14 +110,15 @@ def conv_kernel_ms(sess, feeds, repeat: int) -> tuple[float, dict[str, float]]:
     return float(np.median([sum(ms for _, ms in run) for run in runs])), parts
 
 
-def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list[dict]:
+def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str, records: str | None = None) -> list[dict]:
     """ResNet-18's 3x3 convs in `precision` (bf16, fp16, tf32, fp32 with TF32 off, or 3xtf32
     against cuDNN in fp32 with TF32 off): cuDNN
     (benchmark mode, the faster of NCHW and channels-last) against ours as a model (load_onnx on
     CUDA): the conv as a matmul (conv_algorithm "gemm": im2col, the product, a remap where the
     output was padded; on tensor cores except in fp32), as one whose product gathers the
     windows itself ("implicit", on tensor cores), with Winograd's transforms ("winograd":
-    the input transform, the batched product, the output transform) and the direct template."""
+    the input transform, the batched product, the output transform) and the direct template.
+    `records`: tuning records our kernels take their configs from (untuned without)."""
     import onnx
 
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
@@ -151,7 +152,7 @@ def conv_rows(precision: str, repeat: int, warmup: int, torch, tmp: str) -> list
         for algorithm in ("gemm", "implicit", "winograd", "direct"):
             try:
                 sess = sd.load_onnx(path, target="cuda", precision=None if precision == "fp32" else precision,
-                                    conv_algorithm=algorithm)
+                                    conv_algorithm=algorithm, records=records)
                 err = close(sess.run(None, {"x": x})[0], want)
                 ms, parts = conv_kernel_ms(sess, {"x": x}, repeat)
             except Exception as e:  # noqa: BLE001 - a configuration the device rejects is a result
@@ -180,6 +181,7 @@ def main() -> None:
     p.add_argument("--configs", help="tiles to run instead of the default list: bm x bn x bk x wm x wn x stages, "
                    "comma-separated")
     p.add_argument("--convs", action="store_true", help="ResNet-18's 3x3 convs against cuDNN instead of the GEMMs")
+    p.add_argument("--records", help="with --convs: tuning records for our kernels (e.g. a model's, tuned)")
     p.add_argument("--wgmma", action="store_true", help="bf16/fp16 GEMMs on Hopper's warpgroup mma (CUDA target)")
     args = p.parse_args()
 
@@ -195,7 +197,7 @@ def main() -> None:
         import tempfile
         tmp = tempfile.mkdtemp(prefix="bench_precision_")
         for precision in args.precisions.split(","):
-            rows += conv_rows(precision, args.repeat, args.warmup, torch, tmp)
+            rows += conv_rows(precision, args.repeat, args.warmup, torch, tmp, args.records)
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
         print(f"wrote {args.json}")

@@ -112,10 +112,16 @@ def coefficient(em: Emitter, matrix, row: SSAValue, col: int) -> SSAValue:
 
 def transformed(em: Emitter, matrix, row: SSAValue, col: SSAValue, n: int,
                 load: Callable[[int, int], SSAValue]) -> SSAValue:
-    """(M D M^T)[row, col] = sum over i, j < n of M[row][i] M[col][j] D[i, j], D[i, j] = load(i, j)."""
-    terms = [em.fbin("mul", em.fbin("mul", coefficient(em, matrix, row, i), coefficient(em, matrix, col, j)),
-                     load(i, j)) for i in range(n) for j in range(n)]
-    return functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+    """(M D M^T)[row, col] = sum over i < n of M[row][i] (sum over j < n of M[col][j] D[i, j]),
+    D[i, j] = load(i, j): one pass along each dimension, n (n + 1) products and 2 n
+    coefficients chosen, not 2 n^2 of each."""
+    col_coefficients = [coefficient(em, matrix, col, j) for j in range(n)]
+
+    def total(terms):
+        return functools.reduce(lambda u, t: em.fbin("add", u, t), terms)
+
+    rows = [total([em.fbin("mul", c, load(i, j)) for j, c in enumerate(col_coefficients)]) for i in range(n)]
+    return total([em.fbin("mul", coefficient(em, matrix, row, i), r) for i, r in enumerate(rows)])
 
 
 def padded_load(em: Emitter, ref: SSAValue, idx: Sequence[SSAValue], guard: Sequence[SSAValue],
