@@ -135,6 +135,16 @@ def _check_indices(op: IRDLOperation, ref: SSAValue, indices: Sequence[SSAValue]
                               f"indexed with {len(indices)}")
 
 
+def _check_accumulator(op: IRDLOperation, acc: SSAValue, indices: Sequence[SSAValue], group: int) -> None:
+    """A thread's own f32 buffer, whose last dimension holds whole groups of `group` results."""
+    _check_indices(op, acc, indices, "the accumulator")
+    t = acc.type
+    if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:
+        raise VerifyException(f"{op.name}: the accumulator must be a thread's own f32 buffer, got {t}")
+    if t.get_shape()[-1] % group:
+        raise VerifyException(f"{op.name}: the accumulator's last dimension must hold groups of {group}")
+
+
 @irdl_op_definition
 class LoadFragmentOp(IRDLOperation):
     name = "tc.load_fragment"
@@ -226,12 +236,7 @@ class MmaOp(IRDLOperation):
                                   "m16n8k8 (f32 operands) takes compute \"3xtf32\"")
         if not 0 <= self.b_tile.value.data < b.tiles.data:
             raise VerifyException(f"tc.mma: b_tile {self.b_tile.value.data} of a fragment of {b.tiles.data} tile(s)")
-        _check_indices(self, self.acc, self.indices, "the accumulator")
-        t = self.acc.type
-        if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:
-            raise VerifyException(f"tc.mma: the accumulator must be a thread's own f32 buffer, got {t}")
-        if t.get_shape()[-1] % ACCUMULATORS:
-            raise VerifyException(f"tc.mma: the accumulator's last dimension must hold groups of {ACCUMULATORS}")
+        _check_accumulator(self, self.acc, self.indices, ACCUMULATORS)
 
 
 @irdl_op_definition
@@ -271,15 +276,20 @@ class CopyCommitOp(IRDLOperation):
     assembly_format = "attr-dict"
 
 
-@irdl_op_definition
-class CopyWaitOp(IRDLOperation):
-    name = "tc.copy_wait"
+class GroupWaitOp(IRDLOperation):
+    """Waits until at most `pending` of the committed groups are still in flight."""
+
     pending = prop_def(IntegerAttr)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$pending attr-dict"
 
     def __init__(self, pending: int):
         super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+
+@irdl_op_definition
+class CopyWaitOp(GroupWaitOp):
+    name = "tc.copy_wait"
 
 
 @irdl_op_definition
@@ -320,12 +330,7 @@ class WgmmaOp(IRDLOperation):
                                       f"of {SWIZZLE_SPAN} (its swizzled layout), holding a {rows} x {cols} tile")
         if self.a.type.element_type != self.b.type.element_type:
             raise VerifyException("tc.wgmma: A and B hold different element types")
-        _check_indices(self, self.acc, self.acc_indices, "the accumulator")
-        t = self.acc.type
-        if not isinstance(t.element_type, Float32Type) or t.memory_space != LOCAL:
-            raise VerifyException(f"tc.wgmma: the accumulator must be a thread's own f32 buffer, got {t}")
-        if t.get_shape()[-1] % (n // 2):
-            raise VerifyException(f"tc.wgmma: the accumulator's last dimension must hold groups of {n // 2}")
+        _check_accumulator(self, self.acc, self.acc_indices, n // 2)
 
 
 @irdl_op_definition
@@ -341,14 +346,8 @@ class WgmmaCommitOp(IRDLOperation):
 
 
 @irdl_op_definition
-class WgmmaWaitOp(IRDLOperation):
+class WgmmaWaitOp(GroupWaitOp):
     name = "tc.wgmma_wait"
-    pending = prop_def(IntegerAttr)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$pending attr-dict"
-
-    def __init__(self, pending: int):
-        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
 
 
 @irdl_op_definition

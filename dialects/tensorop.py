@@ -77,6 +77,18 @@ FLOAT_DTYPES = ("f32", "f16", "bf16")
 COMPUTE_MODES = ("tf32", "3xtf32")
 
 
+def fresh_name(used: set[str], base: str, joint: str = "") -> str:
+    """The first of base, base<joint>1, base<joint>2, ... that `used` lacks; `used` then holds
+    it. (xDSL drops a `_<digits>` ending from a value's name hint: value names join with "" or
+    a letter.)"""
+    name, k = base, 0
+    while name in used:
+        k += 1
+        name = f"{base}{joint}{k}"
+    used.add(name)
+    return name
+
+
 def tensor_type(shape: Sequence[int], dtype: str = "f32") -> TensorType:
     return TensorType(DTYPES[dtype], [int(d) for d in shape])
 

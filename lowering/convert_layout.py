@@ -159,12 +159,7 @@ class Names:
                 self.used.add(op.stage_name)
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            k += 1
-            name = f"{base}{k}"
-        self.used.add(name)
-        return name
+        return T.fresh_name(self.used, base)
 
 
 def nhwc_type(t: TensorType) -> TensorType:

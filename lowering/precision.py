@@ -45,12 +45,7 @@ class Converter:
         self.names = {op.stage_name for op in fn.walk() if isinstance(op, (T.TensorOp, T.HostCallOp))}
 
     def fresh(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.names:
-            k += 1
-            name = f"{base}_{k}"
-        self.names.add(name)
-        return name
+        return T.fresh_name(self.names, base, "_")
 
     def as_type(self, v: SSAValue, dtype: str, before: Operation) -> SSAValue:
         """v in `dtype`: itself, or a tensorop.cast of it (one per value and type)."""

@@ -221,13 +221,7 @@ class Importer:
 
     # -- names and values --------------------------------------------------------------------
     def fresh(self, base: str) -> str:
-        base = ident(base)
-        name, k = base, 0
-        while name in self.used_names:
-            k += 1
-            name = f"{base}v{k}"
-        self.used_names.add(name)
-        return name
+        return T.fresh_name(self.used_names, ident(base), "v")
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name) if name else None
