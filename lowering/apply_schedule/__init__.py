@@ -40,6 +40,7 @@ from sched_dsl.lowering.apply_schedule.model import ScheduleError, Stage, fail, 
 from sched_dsl.lowering.apply_schedule.write import Writer
 from sched_dsl.lowering.emit import Emitter
 from sched_dsl.lowering.level import require_loop_level
+from sched_dsl.lowering.pool_scatter import write_scatters
 
 __all__ = ["ApplySchedulePass", "ScheduleError", "config_text", "parse_config"]
 
@@ -79,6 +80,8 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
     for stage in stages.values():
         stage.loop.detach()
         stage.loop.erase()
+    for fn in fns:  # a conv linked with its pooling: its stores become the pool's scatter
+        write_scatters(fn)
 
 
 def check_attached_outputs(stage: Stage, stages: dict[str, Stage]) -> None:
