@@ -32,8 +32,9 @@ the im2col's own runs, and its input is read when the matmul runs (tensorop-plan
 it alive until then).
 
 `link_pools` (the model executor's too, after this pass) makes a pooling of a conv's output
-the last member of the conv's group, computed by atomics from the conv's epilogue; its
-docstring states when that is legal.
+the last member of the conv's group, computed by atomics from the conv's epilogue, and
+`link_depthwise` marks a depthwise conv's group `computed_at` the pointwise conv after it;
+their docstrings state when that is legal.
 """
 
 from __future__ import annotations
@@ -159,6 +160,49 @@ def link_pools(fn: func.FuncOp) -> None:
             continue
         for o in (anchor, p, pool):
             o.attributes[GROUP] = StringAttr(anchor.stage_name)
+
+
+def is_depthwise(op: T.Conv2dOp) -> bool:
+    c, f = T.shape_of(op.input)[1], T.shape_of(op.result)[1]
+    return op.groups.value.data == c == f > 1
+
+
+def is_pointwise(op: T.Conv2dOp) -> bool:
+    """A 1x1 conv of stride 1, no padding, no groups: each output reads its own input pixel."""
+    return (op.groups.value.data == 1 and T.shape_of(op.weight)[2:] == (1, 1) and op.stride.get_values() == (1, 1)
+            and max(op.padding.get_values()) == 0)
+
+
+def link_depthwise(fn: func.FuncOp) -> None:
+    """`computed_at = "<pw>"` on every member of a depthwise conv's group (the conv, its bias,
+    its relu6) whose result only a pointwise conv reads (a MobileNet block's dw 3x3 ->
+    relu6 -> pw 1x1): the pointwise conv's schedule computes the depthwise values of each
+    input tile into shared memory where it would have copied them (compute_at in
+    model_schedules.conv_tiles), so the wide expanded tensor is neither written nor read
+    back, and no kernel of the depthwise conv's own runs. Legal when the depthwise group ends
+    in a value with one reader, the pointwise conv (a direct conv2d, 1x1, stride 1, no padding,
+    no groups), both f32 on the GPU, on one device, in one launch sequence. The model
+    executor runs this after tensorop-fuse and link_pools; tensorop-plan-memory times the
+    group at the pointwise conv's launch."""
+    ops = list(fn.body.block.ops)
+    position = {o: k for k, o in enumerate(ops)}
+    for pw in ops:
+        if not (isinstance(pw, T.Conv2dOp) and on_gpu(pw) and is_pointwise(pw)):
+            continue
+        p = pw.input.owner
+        if not isinstance(p, T.TensorOp) or not on_gpu(p) or p.result.uses.get_length() != 1:
+            continue
+        group = p.attributes[GROUP].data if GROUP in p.attributes else p.stage_name
+        members = [o for o in ops if isinstance(o, T.TensorOp) and (o is p or GROUP in o.attributes
+                                                                     and o.attributes[GROUP].data == group)]
+        dw = members[0]
+        if not (isinstance(dw, T.Conv2dOp) and dw.stage_name == group and is_depthwise(dw)):
+            continue
+        if {T.dtype_of(o.result) for o in (*members, pw)} != {"f32"} or _device(p) != _device(pw):
+            continue
+        if one_launch_sequence(p, pw, position):
+            for o in members:
+                o.attributes[COMPUTED_AT] = StringAttr(pw.stage_name)
 
 
 def fuse_function(fn: func.FuncOp) -> None:

@@ -1,5 +1,6 @@
-"""Operator linking beyond elementwise fusion: a pooling scattered from its conv's epilogue
-(fuse.link_pools, lowering/pool_scatter.py), on small ONNX models against onnxruntime."""
+"""Operator linking beyond elementwise fusion, on small ONNX models against onnxruntime: a
+pooling scattered from its conv's epilogue (fuse.link_pools, lowering/pool_scatter.py), and a
+depthwise conv computed inside the pointwise conv after it (fuse.link_depthwise)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def pooled_model(pool: str, relu: bool = True, features_too: bool = False) -> on
     return b.model("pooled", SIZE, outs)
 
 
+def block_model(depthwise_out_too: bool = False) -> onnx.ModelProto:
+    """A MobileNetV2 block without its residual: pw-expand -> relu6 -> dw 3x3 -> relu6 ->
+    pw-project; `depthwise_out_too`: the dw's relu6 is an output of the model as well."""
+    b = make_models().Builder(0)
+    x = b.relu6(b.conv("input", 3, 2 * CHANNELS, 1))
+    y = b.relu6(b.conv(x, 2 * CHANNELS, 2 * CHANNELS, 3, groups=2 * CHANNELS))
+    outs = [(b.conv(y, 2 * CHANNELS, CHANNELS, 1), "projected", [1, CHANNELS, SIZE, SIZE], TensorProto.FLOAT)]
+    if depthwise_out_too:
+        outs.append((y, "depthwise", [1, 2 * CHANNELS, SIZE, SIZE], TensorProto.FLOAT))
+    return b.model("block", SIZE, outs)
+
+
 def kernels(sess) -> list[str]:
     return [stage for st in sess.steps if st.kind == "gpu" for stage in st.segment.stages]
 
@@ -53,6 +66,9 @@ def models(tmp_path_factory):
                       "max_shared": ("max", True, True)}.items():
         paths[key] = d / f"{key}.onnx"
         onnx.save(pooled_model(*args), str(paths[key]))
+    for key, shared in (("block", False), ("block_shared", True)):
+        paths[key] = d / f"{key}.onnx"
+        onnx.save(block_model(shared), str(paths[key]))
     return paths
 
 
@@ -95,12 +111,30 @@ def test_window_of_padding_only_is_not_linked():
     assert not every_window_holds_input(wide, (4, 4), (7, 7))  # a pad as wide as the kernel
 
 
+def test_depthwise_computed_in_pointwise_conv(models):
+    sess = sd.load_onnx(str(models["block"]), target="opencl")
+    expand, project = kernels(sess)  # no kernel of the depthwise conv's own
+    assert expand.startswith("conv2+") and project.startswith("conv22+")
+    depthwise = [line for line in sess.ir.splitlines() if "groups = 16" in line or "clip20 =" in line]
+    assert len(depthwise) == 2 and all('computed_at = "conv22"' in line for line in depthwise)
+    # the expanded depthwise output is never in memory: only the expand conv's output and the result
+    assert sess.memory["intermediates unplanned"] == 4 * (2 * CHANNELS + CHANNELS) * SIZE * SIZE
+    assert_matches_onnxruntime(sess, models["block"])
+    assert_matches_onnxruntime(sess, models["block"], seed=1)
+
+
+def test_depthwise_read_elsewhere_keeps_its_kernel(models):
+    sess = sd.load_onnx(str(models["block_shared"]), target="opencl")
+    assert len(kernels(sess)) == 3 and "computed_at" not in sess.ir
+    assert_matches_onnxruntime(sess, models["block_shared"])
+
+
 @needs_nvcc
 def test_linked_cuda_text_compiles(models, tmp_path):
-    for key, atomic in (("max", "atomicMax("), ("gap", "atomicAdd(")):
+    for key, atomic in (("max", "atomicMax("), ("gap", "atomicAdd("), ("block", "")):
         fn = prepare(import_onnx(str(models[key])).module)
         steps, _ = plan_steps(fn, "cuda", None)
-        [source] = [st.segment.source for st in steps if st.kind == "gpu"]
+        [source] = [st.segment.source for st in steps if st.kind == "gpu"]  # one segment: every kernel
         assert atomic in source
         src = tmp_path / f"{key}.cu"
         src.write_text(source)

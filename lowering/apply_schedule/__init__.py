@@ -68,8 +68,8 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
     if schedule is not None:
         interp.run(schedule)
     for stage in stages.values():
-        if not stage.scheduled and not stage.caches:
-            default_schedule(stage)
+        if not stage.scheduled and not stage.caches and stage.attached_to is None:
+            default_schedule(stage)  # (a stage computed at another takes its consumer's loops)
         place_tensorize(stage)
         check(stage)
         f32_accumulator(stage)
@@ -82,6 +82,10 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
         stage.loop.erase()
     for fn in fns:  # a conv linked with its pooling: its stores become the pool's scatter
         write_scatters(fn)
+        for op in list(fn.body.block.ops):  # the output of a stage computed only at another is never written
+            if isinstance(op, memref.AllocOp) and not op.memref.uses:
+                op.detach()
+                op.erase()
 
 
 def check_attached_outputs(stage: Stage, stages: dict[str, Stage]) -> None:

@@ -46,7 +46,8 @@ from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload, gathers_b,
                                              choose_conv_algorithm, gemm_split)
 from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
-from sched_dsl.lowering.fuse import PLACE, TensoropFusePass, link_pools, mark_implicit_gemms
+from sched_dsl.lowering.fuse import (COMPUTED_AT, PLACE, TensoropFusePass, link_depthwise, link_pools,
+                                    mark_implicit_gemms)
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
@@ -128,6 +129,7 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
             for fn in [f for f in module.ops if isinstance(f, func.FuncOp)]:
                 mark_implicit_gemms(fn, gathers_b)
                 link_pools(fn)
+                link_depthwise(fn)
         module.verify()
     except (DiagnosticException, VerifyException) as e:
         raise GraphError(str(e)) from None
@@ -186,8 +188,9 @@ def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     default."""
     sched_ops: list = []
     for op in ops:
-        if "group" in op.attributes and op.attributes["group"].data != op.stage_name:
-            continue  # a member of a fused group (a pooling linked into a conv among them): the anchor's schedule
+        if "group" in op.attributes and op.attributes["group"].data != op.stage_name or COMPUTED_AT in op.attributes:
+            continue  # a member of a fused group (a pooling linked into a conv among them): the anchor's schedule;
+            # a stage computed at another (fuse.link_depthwise): the other's
         chosen = anchor_ops(op)
         if chosen is not None:
             sched_ops += chosen
