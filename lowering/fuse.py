@@ -196,7 +196,8 @@ def link_depthwise(fn: func.FuncOp) -> None:
         members = [o for o in ops if isinstance(o, T.TensorOp) and (o is p or GROUP in o.attributes
                                                                      and o.attributes[GROUP].data == group)]
         dw = members[0]
-        if not (isinstance(dw, T.Conv2dOp) and dw.stage_name == group and is_depthwise(dw)):
+        if not (isinstance(dw, T.Conv2dOp) and dw.stage_name == group and is_depthwise(dw)
+                and all(isinstance(o, T.ELEMENTWISE) for o in members[1:])):  # (no pool linked into it)
             continue
         if {T.dtype_of(o.result) for o in (*members, pw)} != {"f32"} or _device(p) != _device(pw):
             continue

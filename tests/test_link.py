@@ -103,6 +103,27 @@ def test_illegal_links_stay_apart(models, key):
     assert [s for st in steps if st.kind == "gpu" for s in st.segment.stages][-1] == pool.stage_name
 
 
+@pytest.mark.parametrize("kind, attrs", [
+    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 2, 1], ceil_mode=1, count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[2, 3], strides=[2, 3], pads=[1, 2, 1, 2])),
+    ("MaxPool", dict(kernel_shape=[4, 3], strides=[3, 2], pads=[3, 1, 0, 1], ceil_mode=1)),
+])
+def test_pool_windows_scattered_right(tmp_path, kind, attrs):
+    """Asymmetric pads, windows past the edge (ceil_mode), counts with and without the padding."""
+    b = make_models().Builder(0)
+    (p,) = b.node(kind, [b.relu(b.conv("input", 3, 4, 3))], **attrs)
+    b.nodes.append(onnx.helper.make_node("Identity", [p], ["pooled"]))
+    graph = onnx.helper.make_graph(b.nodes, "pool", [onnx.helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, [1, 3, 9, 11])], [onnx.helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)],
+        b.inits)
+    m = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(onnx.shape_inference.infer_shapes(m), str(tmp_path / "pool.onnx"))
+    sess = sd.load_onnx(str(tmp_path / "pool.onnx"), target="opencl")
+    assert len(kernels(sess)) == 1
+    assert_matches_onnxruntime(sess, tmp_path / "pool.onnx")
+
+
 def test_window_of_padding_only_is_not_linked():
     spec = ScatterSpec("p", "max", "none", (3, 3), (2, 2), (1, 1, 1, 1))
     assert every_window_holds_input(spec, (16, 16), (8, 8))
