@@ -113,9 +113,9 @@ def test_pool_windows_scattered_right(tmp_path, kind, attrs):
     b = make_models().Builder(0)
     (p,) = b.node(kind, [b.relu(b.conv("input", 3, 4, 3))], **attrs)
     b.nodes.append(onnx.helper.make_node("Identity", [p], ["pooled"]))
-    graph = onnx.helper.make_graph(b.nodes, "pool", [onnx.helper.make_tensor_value_info(
-        "input", TensorProto.FLOAT, [1, 3, 9, 11])], [onnx.helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)],
-        b.inits)
+    value = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph(b.nodes, "pool", [value("input", TensorProto.FLOAT, [1, 3, 9, 11])],
+                                   [value("pooled", TensorProto.FLOAT, None)], b.inits)
     m = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(onnx.shape_inference.infer_shapes(m), str(tmp_path / "pool.onnx"))
