@@ -30,6 +30,11 @@ rule for which products take the tensor-core template) gives an im2col marked `g
 product gathers its windows tile by tile where it reads them (an implicit GEMM), no kernel of
 the im2col's own runs, and its input is read when the matmul runs (tensorop-plan-memory keeps
 it alive until then).
+
+`link_pools` (the model executor's too, after this pass) makes a pooling of a conv's output
+the last member of the conv's group, computed by atomics from the conv's epilogue, and
+`link_depthwise` marks a depthwise conv's group `computed_at` the pointwise conv after it;
+their docstrings state when that is legal.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from xdsl.passes import ModulePass
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.conv_to_gemm import GATHER
 from sched_dsl.lowering.level import require_operator_level
+from sched_dsl.lowering.pool_scatter import every_window_holds_input, scatter_spec
 from sched_dsl.lowering.tensorop_to_loops import GROUP
 
 # ops whose lowering applies a fused epilogue where it writes its (last stage's) result
@@ -104,6 +110,100 @@ def mark_implicit_gemms(fn: func.FuncOp, gathers: Callable[[T.MatmulOp], bool]) 
                 and p.result.uses.get_length() == 1 and _device(p) == _device(op)
                 and one_launch_sequence(p, op, position)):
             p.attributes[COMPUTED_AT] = StringAttr(op.stage_name)
+
+
+def nonnegative(op: T.TensorOp) -> bool:
+    """Whether every value op makes is >= 0 (or NaN): relu, or relu6 / clip with lo >= 0."""
+    return isinstance(op, T.UnaryOp) and (op.fn.data == "relu" or op.fn.data in ("relu6", "clip")
+                                          and op.params()["lo"] >= 0)
+
+
+def link_pools(fn: func.FuncOp) -> None:
+    """Links each pooling that the rule below allows into the kernel of the conv that makes its
+    input: the pool joins the conv's group as its last member (`group = "<conv>"`), the conv's
+    epilogue scatters every final value into the pool outputs whose windows hold it, by atomics
+    into a pool output zeroed before the launch (lowering/pool_scatter.py), and the conv's output
+    (and its chain's) never goes to memory. The model executor runs this after tensorop-fuse;
+    its conv schedules keep the accumulator in registers, which the scatter needs.
+
+    The rule: a pool2d (max or average, no dilation) or a reduce (mean, sum, max) over the two
+    spatial axes, on the GPU, of f32, with no group of its own (nothing fused after it), links
+    into its producer when
+    - the producer is a direct conv2d or the last member of a direct conv2d's group, f32, and
+      the pool is its only reader (a conv output read elsewhere too is written as before, and
+      the pool stays a kernel of its own); same device, one launch sequence, as for fusion;
+    - for a max, every value is >= 0: the chain ends in relu, or relu6 / clip with lo >= 0 (the
+      atomic max compares the floats' bits as signed ints, which orders floats >= 0 only);
+    - every window holds at least one element of the input, none only padding (a ceil_mode
+      window or a pad as wide as the kernel can): the output's zero start is then never the
+      answer in place of the window's own values."""
+    ops = list(fn.body.block.ops)
+    position = {o: k for k, o in enumerate(ops)}
+    anchors = {o.stage_name: o for o in ops if isinstance(o, T.TensorOp) and GROUP in o.attributes
+               and o.attributes[GROUP].data == o.stage_name}
+    for pool in ops:
+        spec = scatter_spec(pool, pool.stage_name) if isinstance(pool, T.TensorOp) else None
+        if spec is None or not on_gpu(pool) or GROUP in pool.attributes:
+            continue
+        p = pool.operands[0].owner
+        anchor = anchors.get(p.attributes[GROUP].data) if isinstance(p, T.TensorOp) and GROUP in p.attributes else p
+        if not (isinstance(anchor, T.Conv2dOp) and on_gpu(p)):  # a conv left after tensorop-conv-to-gemm: direct
+            continue
+        if {T.dtype_of(anchor.result), T.dtype_of(p.result), T.dtype_of(pool.result)} != {"f32"}:
+            continue
+        if p.result.uses.get_length() != 1 or _device(p) != _device(pool) or not one_launch_sequence(p, pool, position):
+            continue
+        if spec.combine == "max" and not nonnegative(p):
+            continue
+        out_hw = T.shape_of(pool.result)[2:] if len(T.shape_of(pool.result)) == 4 else (1, 1)
+        if not every_window_holds_input(spec, T.shape_of(p.result)[2:], out_hw):
+            continue
+        for o in (anchor, p, pool):
+            o.attributes[GROUP] = StringAttr(anchor.stage_name)
+
+
+def is_depthwise(op: T.Conv2dOp) -> bool:
+    c, f = T.shape_of(op.input)[1], T.shape_of(op.result)[1]
+    return op.groups.value.data == c == f > 1
+
+
+def is_pointwise(op: T.Conv2dOp) -> bool:
+    """A 1x1 conv of stride 1, no padding, no groups: each output reads its own input pixel."""
+    return (op.groups.value.data == 1 and T.shape_of(op.weight)[2:] == (1, 1) and op.stride.get_values() == (1, 1)
+            and max(op.padding.get_values()) == 0)
+
+
+def link_depthwise(fn: func.FuncOp) -> None:
+    """`computed_at = "<pw>"` on every member of a depthwise conv's group (the conv, its bias,
+    its relu6) whose result only a pointwise conv reads (a MobileNet block's dw 3x3 ->
+    relu6 -> pw 1x1): the pointwise conv's schedule computes the depthwise values of each
+    input tile into shared memory where it would have copied them (compute_at in
+    model_schedules.conv_tiles), so the wide expanded tensor is neither written nor read
+    back, and no kernel of the depthwise conv's own runs. Legal when the depthwise group ends
+    in a value with one reader, the pointwise conv (a direct conv2d, 1x1, stride 1, no padding,
+    no groups), both f32 on the GPU, on one device, in one launch sequence. The model
+    executor runs this after tensorop-fuse and link_pools; tensorop-plan-memory times the
+    group at the pointwise conv's launch."""
+    ops = list(fn.body.block.ops)
+    position = {o: k for k, o in enumerate(ops)}
+    for pw in ops:
+        if not (isinstance(pw, T.Conv2dOp) and on_gpu(pw) and is_pointwise(pw)):
+            continue
+        p = pw.input.owner
+        if not isinstance(p, T.TensorOp) or not on_gpu(p) or p.result.uses.get_length() != 1:
+            continue
+        group = p.attributes[GROUP].data if GROUP in p.attributes else p.stage_name
+        members = [o for o in ops if isinstance(o, T.TensorOp) and (o is p or GROUP in o.attributes
+                                                                     and o.attributes[GROUP].data == group)]
+        dw = members[0]
+        if not (isinstance(dw, T.Conv2dOp) and dw.stage_name == group and is_depthwise(dw)
+                and all(isinstance(o, T.ELEMENTWISE) for o in members[1:])):  # (no pool linked into it)
+            continue
+        if {T.dtype_of(o.result) for o in (*members, pw)} != {"f32"} or _device(p) != _device(pw):
+            continue
+        if one_launch_sequence(p, pw, position):
+            for o in members:
+                o.attributes[COMPUTED_AT] = StringAttr(pw.stage_name)
 
 
 def fuse_function(fn: func.FuncOp) -> None:

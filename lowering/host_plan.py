@@ -101,6 +101,7 @@ class Launch:
     block: tuple[int, int, int]
     args: tuple[str, ...]  # buffer names
     shared_bytes: int = 0  # the kernel's shared buffers, each 16-byte aligned
+    zeroed: tuple[str, ...] = ()  # buffers set to zero before the launch: those the kernel updates by atomics
 
     @property
     def dynamic_shared(self) -> int:
@@ -149,7 +150,8 @@ class HostPlan:
             lines.append(f"//   {b.role} {c_comment(b.name)}: {'x'.join(map(str, b.shape))} {b.dtype}")
         for ln in self.launches:
             args = ", ".join(c_comment(a) for a in ln.args)
-            lines.append(f"//   launch {c_comment(ln.kernel)} grid={ln.grid} block={ln.block} args=({args})")
+            zeroed = f" zeroed=({', '.join(c_comment(a) for a in ln.zeroed)})" if ln.zeroed else ""
+            lines.append(f"//   launch {c_comment(ln.kernel)} grid={ln.grid} block={ln.block} args=({args}){zeroed}")
         return "\n".join(lines)
 
 
@@ -186,6 +188,16 @@ def dtype_name(t: MemRefType) -> str:
     return "f32" if isinstance(e, Float32Type) else "i32"
 
 
+def atomic_targets(kernel: gpu.FuncOp | None, args: tuple[str, ...]) -> tuple[str, ...]:
+    """The buffers (of `args`, the launch's) that the kernel updates by atomics: they start at
+    zero (pool_scatter)."""
+    if kernel is None:
+        return ()
+    params = list(kernel.body.block.args)
+    found = {params.index(op.memref) for op in kernel.walk() if isinstance(op, memref.AtomicRMWOp)}
+    return tuple(args[k] for k in sorted(found))
+
+
 def host_plan(module: ModuleOp) -> HostPlan:
     fns = [f for f in module.ops if isinstance(f, func.FuncOp)]
     if len(fns) != 1:
@@ -215,5 +227,6 @@ def host_plan(module: ModuleOp) -> HostPlan:
             block = tuple(const_value(v) for v in (op.blockSizeX, op.blockSizeY, op.blockSizeZ))
             name = op.kernel.nested_references.data[-1].data
             shared = shared_layout(kernels[name])["total"] if name in kernels else 0
-            launches.append(Launch(name, grid, block, tuple(names[v] for v in op.kernelOperands), shared))
+            args = tuple(names[v] for v in op.kernelOperands)
+            launches.append(Launch(name, grid, block, args, shared, atomic_targets(kernels.get(name), args)))
     return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches))

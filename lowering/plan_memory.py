@@ -9,7 +9,8 @@ inputs and weights) are not planned: they keep buffers of their own.
 A value's lifetime runs from the launch that writes it to the last launch or copy that reads
 it (to the end of the function when it is returned). A fused group (tensorop-fuse) is one
 kernel, launched where its last member stands, so every member's reads happen there; members
-whose result only the group itself reads never reach memory and get no offset. Lifetimes are
+whose result only the group itself reads never reach memory and get no offset, nor do values
+computed where they are read (`computed_at`, tensorop-fuse). Lifetimes are
 closed intervals, so a kernel's output never shares bytes with one of its own inputs.
 
 A reshape that moves no data (reshape_aliases) gets no place of its own: its result names the
@@ -66,16 +67,18 @@ def value_bytes(t: TensorType) -> int:
 
 def launch_times(ops: list[Operation]) -> dict[Operation, int]:
     """When each op's work happens: its position, or for a fused group's members the position
-    of the group's last member (where the one kernel is launched); an im2col that its matmul
-    may compute (`computed_at`, tensorop-fuse) happens when that matmul's kernel runs."""
+    of the group's last member (where the one kernel is launched); an op that another computes
+    where it reads it (`computed_at = "<stage>"`: an im2col its matmul gathers, a depthwise
+    conv's group linked into a pointwise conv; tensorop-fuse) happens when that one's kernel runs."""
     last: dict[str, int] = {}
     for k, op in enumerate(ops):
         if GROUP in op.attributes:
             last[op.attributes[GROUP].data] = k
     time = {op: last[op.attributes[GROUP].data] if GROUP in op.attributes else k for k, op in enumerate(ops)}
+    by_stage = {op.stage_name: op for op in ops if isinstance(op, T.TensorOp)}
     for op in ops:
         if COMPUTED_AT in op.attributes:
-            time[op] = time[next(iter(op.results[0].uses)).operation]
+            time[op] = time[by_stage[op.attributes[COMPUTED_AT].data]]
     return time
 
 
@@ -153,6 +156,8 @@ def lifetimes(fn: func.FuncOp, in_place: dict[T.ConcatOp, list[tuple[SSAValue, i
     out = []
     for op in ops:
         if not isinstance(op, (T.TensorOp, T.CopyOp)) or stays_in_group(op) or op.results[0] in home:
+            continue
+        if COMPUTED_AT in op.attributes:  # computed where it is read: never in memory
             continue
         v = op.result
         if where(v) != "device":

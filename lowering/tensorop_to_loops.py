@@ -42,6 +42,7 @@ from sched_dsl.diagnostics import where
 from sched_dsl.dialects import tensorop as T
 from sched_dsl.lowering.emit import Emitter, is_half
 from sched_dsl.lowering.level import require_operator_level
+from sched_dsl.lowering.pool_scatter import SCATTER, scatter_spec, window_count
 
 NEG_INF = float("-inf")
 
@@ -296,14 +297,6 @@ class OpLowering:
         pt, pl, pb, pr = op.padding.get_values()
         is_max = op.kind.data == "max"
 
-        def window_count(em, o, s, p, k, size, pad_hi):
-            # rows (or columns) of the window inside the input, or with count_include_pad inside
-            # the padded input: min(o*s-p+k, end) - max(o*s-p, start)
-            start = em.sub(em.mul(o, s), p)
-            if op.includes_pad():
-                return em.sub(em.min(em.add(start, k), size + pad_hi), start)
-            return em.sub(em.min(em.add(start, k), size), em.max(start, 0))
-
         # a ceil_mode window may reach past the padding: those taps are guarded too
         overhang = op.is_ceil_mode() and ((oh - 1) * sh + (kh - 1) * dh >= h + pt or
                                           (ow - 1) * sw + (kw - 1) * dw >= wd + pl)
@@ -317,8 +310,8 @@ class OpLowering:
             at = {"n": iv["n"], "c": iv["c"], "y": iy, "x": ix}
             v = padded_load(em, x, [at[a] for a in order], guard, fill)
             if not is_max:
-                count = em.mul(window_count(em, iv["y"], sh, pt, kh, h, pb),
-                               window_count(em, iv["x"], sw, pl, kw, wd, pr))
+                count = em.mul(window_count(em, iv["y"], sh, pt, kh, h, pb, op.includes_pad()),
+                               window_count(em, iv["x"], sw, pl, kw, wd, pr, op.includes_pad()))
                 v = em.fbin("div", v, em.index_to_f32(count))
             idx = [iv[a] for a in order]
             self.acc(em, iv, [("ry", kh), ("rx", kw)], idx, "max" if is_max else "add",
@@ -958,6 +951,11 @@ def fusion_groups(block: Block) -> dict[str, list[T.TensorOp]]:
     for name, chain in groups.items():
         if chain[0].stage_name != name:
             raise DiagnosticException(f"fused group '{name}' does not start with its anchor '{name}'")
+        if linked_pool(chain) is not None:
+            chain = chain[:-1]
+            if chain[-1].result.uses.get_length() != 1:
+                raise DiagnosticException(f"fused group '{name}': the pooling linked into it must be the only reader "
+                                          f"of '{chain[-1].stage_name}'")
         for prev, m in zip(chain, chain[1:]):
             if not isinstance(m, T.ELEMENTWISE) or prev.result not in m.operands:
                 raise DiagnosticException(f"fused group '{name}': '{m.stage_name}' is not an elementwise op "
@@ -966,6 +964,17 @@ def fusion_groups(block: Block) -> dict[str, list[T.TensorOp]]:
                 raise DiagnosticException(f"fused group '{name}': '{prev.stage_name}' must have one use and "
                                           "every member the anchor's shape")
     return groups
+
+
+def linked_pool(chain: Sequence[T.TensorOp]) -> T.TensorOp | None:
+    """The pooling that ends a conv's group (fuse.link_pools), or None."""
+    last = chain[-1]
+    if len(chain) > 1 and isinstance(chain[0], T.Conv2dOp) and isinstance(last, (T.Pool2dOp, T.ReduceOp)):
+        if chain[-2].result not in last.operands or scatter_spec(last, "") is None:
+            raise DiagnosticException(f"fused group '{chain[0].stage_name}': '{last.stage_name}' is not a pooling "
+                                      f"of '{chain[-2].stage_name}' that a conv's epilogue can scatter into")
+        return last
+    return None
 
 
 def check_input_names(fn: func.FuncOp) -> None:
@@ -1038,9 +1047,15 @@ def lower_function(fn: func.FuncOp) -> None:
             alloc = em.val(memref.AllocOp.get(op.result.type.element_type, shape=T.shape_of(op.result)))
             alloc.name_hint = op.stage_name
             buffers[op.result] = alloc
-        anchor, members = chain[0], chain[1:]
+        anchor, members, out = chain[0], chain[1:], buffers[op.result]
+        pool = linked_pool(chain)
+        if pool is not None:  # the conv's output goes to a buffer whose stores become the pool's scatter
+            members = members[:-1]
+            out = em.val(memref.AllocOp.get(anchor.result.type.element_type, shape=T.shape_of(anchor.result)))
+            out.name_hint = anchor.stage_name
+            out.owner.attributes[SCATTER] = scatter_spec(pool, buffers[op.result].name_hint).attr()
         epilogue = epilogue_of(members, anchor.result, buffers) if members else None
-        OpLowering(em, anchor, [buffers[v] for v in anchor.operands], buffers[op.result], epilogue).run()
+        OpLowering(em, anchor, [buffers[v] for v in anchor.operands], out, epilogue).run()
     em.op(func.ReturnOp())
     check_distinct_buffers(fn, block)
     names = [StringAttr(a.name_hint or f"arg{k}") for k, a in enumerate(block.args)]

@@ -45,7 +45,7 @@ def residual_block():
 @pytest.mark.parametrize("fuse, host, kernels", [
     # flat (a reshape of pool on the device) moves no data: a second name of pool's buffer
     (False, (), 10),             # conv bias act skip res out pool prob.max prob.sum prob
-    (True, (), 6),               # bias, act, res and out join conv
+    (True, (), 5),               # bias, act, res and out join conv, and pool is linked into it
     (True, ("res", "prob"), 4),  # on the host: conv+bias+act, skip, out, pool remain
 ])
 def test_executor_matches_reference(fuse, host, kernels):

@@ -216,7 +216,8 @@ def test_knobs_per_stage(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("Relu", ["c"], ["r"], name="act"),
              helper.make_node("GlobalAveragePool", ["r"], ["y"], name="pool")]
-    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 1, 1])], [("w", f32(4, 3, 3, 3))])
+    # r is an output too, so the pool stays a kernel of its own (not linked into the conv: fuse.link_pools)
+    m = model(nodes, [("x", [1, 3, 8, 8])], [("y", F, [1, 4, 1, 1]), ("r", F, [1, 4, 8, 8])], [("w", f32(4, 3, 3, 3))])
     path = save(m, tmp_path)
     sess = sd.load_onnx(str(path), config={"conv.fr": 1, "conv.yb": 4, "conv.xb": 8, "conv.xr": 1,
                                            "pool.threads": 32})

@@ -40,6 +40,7 @@ from sched_dsl.lowering.apply_schedule.model import ScheduleError, Stage, fail, 
 from sched_dsl.lowering.apply_schedule.write import Writer
 from sched_dsl.lowering.emit import Emitter
 from sched_dsl.lowering.level import require_loop_level
+from sched_dsl.lowering.pool_scatter import write_scatters
 
 __all__ = ["ApplySchedulePass", "ScheduleError", "config_text", "parse_config"]
 
@@ -67,8 +68,8 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
     if schedule is not None:
         interp.run(schedule)
     for stage in stages.values():
-        if not stage.scheduled and not stage.caches:
-            default_schedule(stage)
+        if not stage.scheduled and not stage.caches and stage.attached_to is None:
+            default_schedule(stage)  # (a stage computed at another takes its consumer's loops)
         place_tensorize(stage)
         check(stage)
         f32_accumulator(stage)
@@ -79,6 +80,12 @@ def apply_to_functions(fns: list[func.FuncOp], schedule: S.ScheduleOp | None, co
     for stage in stages.values():
         stage.loop.detach()
         stage.loop.erase()
+    for fn in fns:  # a conv linked with its pooling: its stores become the pool's scatter
+        write_scatters(fn)
+        for op in list(fn.body.block.ops):  # the output of a stage computed only at another is never written
+            if isinstance(op, memref.AllocOp) and not op.memref.uses:
+                op.detach()
+                op.erase()
 
 
 def check_attached_outputs(stage: Stage, stages: dict[str, Stage]) -> None:

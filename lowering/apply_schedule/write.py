@@ -429,8 +429,12 @@ class Writer:
         regs = em.alloca([per_thread * copy.width], LOCAL, element=cache.memref.type.element_type)
         regs.name_hint = f"{cache.memref.name_hint or 'buf'}_next"
 
+        # a computed producer with a reduction of its own (a depthwise conv's window) keeps the
+        # loop over a thread's elements rolled: unrolled, the copies of its window take minutes to compile
+        rolled = cache.kind == "compute" and any(r.reduce for r in cache.producer.roots)
+
         def each(e: Emitter, fn) -> None:
-            _, m, e = e.loop(per_thread, {"sched.unroll": UnitAttr()})
+            _, m, e = e.loop(per_thread, {} if rolled else {"sched.unroll": UnitAttr()})
             t = e.add(tid, e.mul(m, count))
             if total % count:
                 e = e.if_(e.cmpi("slt", t, total))

@@ -47,6 +47,7 @@ from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.emit import const_value, known_divisor
 from sched_dsl.lowering.host_plan import STATIC_SHARED_BYTES, buffer_alignment, c_name, host_plan, shared_layout
+from sched_dsl.lowering.pool_scatter import ATOMIC_ADDF, ATOMIC_MAXIMUMF, NONNEGATIVE
 
 
 class VectorizeRemark(UserWarning):
@@ -95,6 +96,10 @@ class Spelling:
     shared_address: str
     global_address: str
     float_bits: str
+    # atomics on a float of global memory at {addr}: add {value}, and max of values >= 0 only
+    # (a float's bits read as a signed int order as the floats do when both are >= 0)
+    atomic_add: str
+    atomic_max_nonnegative: str
     math_suffix: str = ""  # CUDA's float versions of the C math functions end in f (logf, ...)
     wgmma: bool = False  # Hopper's warpgroup mma (sm_90a): CUDA only, NVIDIA's OpenCL compiles for sm_90
 
@@ -131,6 +136,11 @@ OPENCL = Spelling(
     shared_address="(uint)(size_t)({ptr})",
     global_address="(ulong)({ptr})",
     float_bits="as_uint({x})",
+    # OpenCL 1.x has no float atomics: a compare-and-swap loop on the bits
+    atomic_add="{{ volatile __global int* sd_p = (volatile __global int*)({addr}); int sd_seen, sd_old = *sd_p; "
+               "do {{ sd_seen = sd_old; sd_old = atomic_cmpxchg(sd_p, sd_seen, as_int(as_float(sd_seen) + ({value}))); "
+               "}} while (sd_old != sd_seen); }}",
+    atomic_max_nonnegative="atomic_max((volatile __global int*)({addr}), as_int({value}));",
     half_prelude="""inline float sd_f16_to_float(ushort h) { return vload_half(0, (const __private half*)&h); }
 inline ushort sd_float_to_f16(float f) { ushort h; vstore_half_rte(f, 0, (__private half*)&h); return h; }
 inline float sd_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
@@ -171,6 +181,8 @@ CUDA = Spelling(
     shared_address="(unsigned)__cvta_generic_to_shared({ptr})",
     global_address="({ptr})",
     float_bits="__float_as_uint({x})",
+    atomic_add="atomicAdd({addr}, {value});",
+    atomic_max_nonnegative="atomicMax((int*)({addr}), __float_as_int({value}));",
     math_suffix="f",
     wgmma=True,
 )
@@ -381,6 +393,8 @@ class KernelPrinter:
             self.assign(op, self.index(op.memref, op.indices))
         elif isinstance(op, memref.StoreOp):
             self.line(f"{self.index(op.memref, op.indices)} = {e(op.value)};")
+        elif isinstance(op, memref.AtomicRMWOp):
+            self.atomic(op)
         elif isinstance(op, arith.MinSIOp):
             self.assign(op, f"min({e(op.lhs)}, {e(op.rhs)})")
         elif isinstance(op, vector.ExtractOp) and len(op.static_position) == 1 and not op.dynamic_position:
@@ -423,6 +437,23 @@ class KernelPrinter:
             self.if_op(op)
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
+
+    def atomic(self, op: memref.AtomicRMWOp) -> None:
+        """An atomic update of a float in global memory (its result unused): add, or the max
+        of values known to be >= 0 (`sched.nonnegative`, pool_scatter)."""
+        kind = op.kind.value.data
+        t = op.memref.type
+        if self.space(op.memref) != self.sp.spaces[0] or not isinstance(t.element_type, Float32Type) or op.result.uses:
+            raise DiagnosticException(f"the C printer writes memref.atomic_rmw only on f32 global memory, its "
+                                      f"result unused; got {t}")
+        addr = "&" + self.index(op.memref, op.indices)
+        if kind == ATOMIC_ADDF:
+            self.line(self.sp.atomic_add.format(addr=addr, value=self.expr(op.value)))
+        elif kind == ATOMIC_MAXIMUMF and NONNEGATIVE in op.attributes:
+            self.line(self.sp.atomic_max_nonnegative.format(addr=addr, value=self.expr(op.value)))
+        else:
+            raise DiagnosticException(f"the C printer writes memref.atomic_rmw addf, and maximumf of values marked "
+                                      f"{NONNEGATIVE}; got kind {kind}")
 
     # tensor cores: inline PTX (ldmatrix, mma.sync, cp.async), sm_80 and later
     def tensor_core(self, op: Operation) -> None:

@@ -2,7 +2,9 @@
 compiled from the segments' kernel texts, and runners that execute one piece of the model.
 
 A piece is what runs between two host operators: copies of host values into device buffers,
-kernel launches, copies of device values back, in order (`Action`s). Its runner stages the
+kernel launches, copies of device values back, in order (`Action`s). A launch whose kernel
+updates buffers by atomics (`Launch.zeroed`: a pooling linked into its conv) zeroes them
+first: a fill in the OpenCL queue, a memset in the CUDA stream (and so in its graph). Its runner stages the
 host side of every copy in host buffers of its own (page-locked on CUDA), so the copies are
 asynchronous and the whole piece can be recorded once and replayed:
 
@@ -124,7 +126,7 @@ class OpenCLRunner:
         pending: list[tuple] = []
         calls = iter(self.calls)
         for a in actions + [Action("end")]:
-            if a.kind == "launch":
+            if a.kind == "launch" and not a.launch.zeroed:
                 pending.append(next(calls))
                 continue
             if pending and self.mode == "command buffer":
@@ -132,7 +134,10 @@ class OpenCLRunner:
             elif pending:
                 self.program += [("launch", c) for c in pending]
             pending = []
-            if a.kind != "end":
+            if a.kind == "launch":  # buffers it updates by atomics are zeroed first: a fill, then the launch
+                self.program.append(("fill", a))
+                pending.append(next(calls))
+            elif a.kind != "end":
                 self.program.append((a.kind, a))
 
     def run(self, host: dict) -> None:
@@ -145,6 +150,8 @@ class OpenCLRunner:
                 cl.enqueue_copy(queue, self.stage[item.buffer], self.buffers[item.buffer], is_blocking=False)
             elif kind == "commands":
                 item.enqueue()
+            elif kind == "fill":
+                self.zero(item)
             elif self.mode == "off":
                 kern, glob, local, args = item
                 kern(queue, glob, local, *args)
@@ -156,6 +163,12 @@ class OpenCLRunner:
             if a.kind == "download":
                 host[a.host] = self.stage[a.buffer].copy()
 
+    def zero(self, a: Action) -> None:
+        """Sets the buffers launch `a` updates by atomics to zero, in the queue's order."""
+        for name in a.launch.zeroed:
+            buf = self.buffers[name]
+            self.device.cl.enqueue_fill_buffer(self.device.queue, buf, np.zeros(1, np.float32), 0, buf.size)
+
     def profile(self, host: dict) -> list[tuple[str, str, float]]:
         """Runs the piece one action at a time: (layer, kind, ms) of each, kernels timed by
         profiling events, copies by the wall clock."""
@@ -166,6 +179,7 @@ class OpenCLRunner:
             t0 = time.perf_counter()
             if a.kind == "launch":
                 kern, glob, local, args = next(calls)
+                self.zero(a)
                 with watchdog(f"kernel {a.layer} on {self.device.name}"):
                     ev = kern(queue, glob, local, *args)
                     ev.wait()
@@ -240,6 +254,8 @@ class CudaRunner:
         self.downloads = [a for a in actions if a.kind == "download"]
         self.stage = _staging(actions, layout, drv.pagelocked_empty)
         self.ptrs = {name: int(b) for name, b in buffers.items()}
+        self.words = {name: int(np.prod(layout.shapes[name])) * np.dtype(layout.dtypes[name]).itemsize // 4
+                      for a in actions if a.kind == "launch" for name in a.launch.zeroed}
         fa = drv.function_attribute
         for a in actions:
             if a.kind == "launch":
@@ -270,6 +286,8 @@ class CudaRunner:
             drv.memcpy_dtoh_async(self.stage[a.buffer], self.ptrs[a.buffer], stream)
         else:
             ln = a.launch
+            for name in ln.zeroed:  # buffers the kernel updates by atomics start at zero
+                drv.memset_d32_async(self.ptrs[name], 0, self.words[name], stream)
             a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args],
                                          shared_size=ln.dynamic_shared)
 

@@ -46,7 +46,8 @@ from sched_dsl.graph.host_ops import HOST_CALLS, run_host
 from sched_dsl.graph.model_schedules import (CONV_ALGORITHMS, anchor_ops, anchor_template, anchor_workload, gathers_b,
                                              choose_conv_algorithm, gemm_split)
 from sched_dsl.lowering.conv_to_gemm import ALGORITHM, TensoropConvToGemmPass, mark
-from sched_dsl.lowering.fuse import PLACE, TensoropFusePass, mark_implicit_gemms
+from sched_dsl.lowering.fuse import (COMPUTED_AT, PLACE, TensoropFusePass, link_depthwise, link_pools,
+                                    mark_implicit_gemms)
 from sched_dsl.lowering.host_plan import HostPlan, c_name, host_plan
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.lowering.place import TensoropPlacePass, device_holding
@@ -107,7 +108,8 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
     """Runs tensorop-split (with several devices), tensorop-conv-to-gemm on the convs that
     `conv_algorithm` picks (see model_schedules.conv_algorithm; `tensor_cores`: the device's,
     `recorded_ms`: a records file's times), tensorop-place (and tensorop-fuse, with the implicit
-    GEMMs the schedules take: fuse.mark_implicit_gemms) on the module;
+    GEMMs the schedules take: fuse.mark_implicit_gemms, and the pools linked into their convs:
+    fuse.link_pools) on the module;
     returns its one function. (tensorop-plan-memory runs once the device is known: the
     segments do not depend on it.)"""
     if conv_algorithm not in CONV_ALGORITHMS:
@@ -126,6 +128,8 @@ def prepare(module: ModuleOp, fuse: bool = True, host: Sequence[str] = (), devic
             TensoropFusePass().apply(ctx, module)
             for fn in [f for f in module.ops if isinstance(f, func.FuncOp)]:
                 mark_implicit_gemms(fn, gathers_b)
+                link_pools(fn)
+                link_depthwise(fn)
         module.verify()
     except (DiagnosticException, VerifyException) as e:
         raise GraphError(str(e)) from None
@@ -184,6 +188,9 @@ def model_schedule(ops, config: Mapping[str, int]) -> S.ScheduleOp:
     default."""
     sched_ops: list = []
     for op in ops:
+        if "group" in op.attributes and op.attributes["group"].data != op.stage_name or COMPUTED_AT in op.attributes:
+            continue  # a member of a fused group (a pooling linked into a conv among them): the anchor's schedule;
+            # a stage computed at another (fuse.link_depthwise): the other's
         chosen = anchor_ops(op)
         if chosen is not None:
             sched_ops += chosen
@@ -560,6 +567,12 @@ class Device:
             if ln.dynamic_shared:
                 fn.set_attribute(self.drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
         return fns
+
+    def zero(self, buf, nbytes: int) -> None:
+        if self.target == "opencl":
+            self.cl.enqueue_fill_buffer(self.queue, buf, np.zeros(1, np.float32), 0, nbytes)
+        else:
+            self.drv.memset_d32(buf, 0, nbytes // 4)
 
     def launch(self, kern, ln, bufs: list, timed: bool) -> float | None:
         if self.target == "opencl":
@@ -944,6 +957,9 @@ class GraphExecutor:
                             continue
                         if st.kind == "gpu" and st.device == d:
                             for stage, ln, kern in zip(st.segment.stages, st.segment.plan.launches, self.kernels[id(st)]):
+                                for name in ln.zeroed:  # updated by atomics: starts at zero
+                                    dev.zero(self.buffers[name], int(np.prod(self.shapes[name]))
+                                             * np.dtype(self.dtypes[name]).itemsize)
                                 ms = dev.launch(kern, ln, [self.buffers[a] for a in ln.args], profile)
                                 if profile:
                                     prof.append((stage, "kernel", ms))

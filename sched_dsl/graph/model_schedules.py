@@ -146,7 +146,7 @@ def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
     return best
 
 
-def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> None:
+def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "", computed_input: bool = False) -> None:
     d = conv_tile_defaults(sh)
     ho, wo = sh.out
     fg, cg = sh.f // sh.groups, sh.c // sh.groups
@@ -156,16 +156,19 @@ def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "") -> No
     xb = s.knob(prefix + "xb", candidates(d["xb"], divisors(wo, lo=min(wo, 4), hi=32)))
     xr = s.knob(prefix + "xr", candidates(d["xr"], [v for v in (1, 2) if v <= wo]))
     rcc = s.knob(prefix + "rc", candidates(d["rc"], divisors(cg, lo=min(cg, 4), hi=32)))
-    conv_tiles(s, stage, x, wt, fb, fr, yb, xb, xr, rcc, shared_input=sh.groups == 1)
+    conv_tiles(s, stage, x, wt, fb, fr, yb, xb, xr, rcc, shared_input=sh.groups == 1, computed_input=computed_input)
 
 
-def conv_tiles(s: Schedule, stage, x, wt, fb, fr, yb, xb, xr, rc, shared_input: bool = True) -> None:
+def conv_tiles(s: Schedule, stage, x, wt, fb, fr, yb, xb, xr, rc, shared_input: bool = True,
+               computed_input: bool = False) -> None:
     """The tiled convolution schedule (factors are ints or knobs): each block computes `fb`
     filters (batch fused in, block.z) over a `yb` x `xb` patch of the output; each thread
     accumulates `fr` filters x `xr` columns in registers (cache_write local, where a fused
     epilogue is applied); chunks of `rc` input channels of the input patch (when
     `shared_input`) and of the weights (stored channels-last) are staged in shared memory,
-    double-buffered; the kernel window is unrolled."""
+    double-buffered; the kernel window is unrolled. `computed_input`: the input is the stage
+    `x` (a depthwise conv linked into this pointwise one, fuse.link_depthwise), whose values
+    for each chunk are computed into the shared buffers instead of copied."""
     n, ff, yy, xx, rcl, ry, rx = s.loops("n", "f", "y", "x", "rc", "ry", "rx", stage=stage)
     fo, fi_ = s.split(ff, fb)
     nfo = s.fuse(n, fo)
@@ -181,7 +184,9 @@ def conv_tiles(s: Schedule, stage, x, wt, fb, fr, yb, xb, xr, rc, shared_input: 
     s.bind(ft, "thread.z")
     s.bind(yt, "thread.y")
     s.bind(xt, "thread.x")
-    if shared_input:
+    if computed_input:
+        s.compute_at(x, rco, double_buffer=True)
+    elif shared_input:
         s.cache_read(x, "shared", at=rco, double_buffer=True)
     s.cache_read(wt, "shared", at=rco, layout=(1, 2, 3, 0), double_buffer=True)
     s.cache_write("local", at=xt)
@@ -454,6 +459,8 @@ def anchor_template(op: T.TensorOp) -> Callable[[Schedule, object, object, objec
     schedule; None for ops that are not anchors with a chosen schedule."""
     if isinstance(op, T.Conv2dOp):
         sh = conv_shape(op)
+        if depthwise_producer(op) is not None:
+            return lambda s, stage, x, wt, prefix="": conv_tiled(s, stage, x, wt, sh, prefix, computed_input=True)
         fn = conv_depthwise if sh.depthwise else conv_tiled
         return lambda s, stage, x, wt, prefix="": fn(s, stage, x, wt, sh, prefix)
     if isinstance(op, T.MatmulOp):
@@ -481,6 +488,18 @@ def implicit_gemm_producer(op: T.MatmulOp) -> T.Im2colOp | None:
     return None
 
 
+def depthwise_producer(op: T.Conv2dOp) -> T.Conv2dOp | None:
+    """The depthwise conv (its group's anchor) marked `computed_at` this pointwise conv
+    (fuse.link_depthwise), or None."""
+    p = op.input.owner
+    if not isinstance(p, T.TensorOp) or COMPUTED_AT not in p.attributes:
+        return None
+    if p.attributes[COMPUTED_AT].data != op.stage_name:
+        return None
+    anchor = p.attributes["group"].data if "group" in p.attributes else p.stage_name
+    return next(o for o in p.parent_block().ops if isinstance(o, T.TensorOp) and o.stage_name == anchor)
+
+
 def anchor_ops(op: T.TensorOp) -> list | None:
     """The sched ops of `op`'s schedule in a model segment (knobs named `<stage>.<knob>`), or
     None when it has no chosen schedule."""
@@ -491,6 +510,8 @@ def anchor_ops(op: T.TensorOp) -> list | None:
     x, w = [v.name_hint for v in op.operands] + [None] * (2 - len(op.operands))
     if isinstance(op, T.MatmulOp) and implicit_gemm_producer(op) is not None:
         w = op.rhs.owner.stage_name  # computed at the product: named by its stage
+    if isinstance(op, T.Conv2dOp) and depthwise_producer(op) is not None:
+        x = depthwise_producer(op).stage_name
     template(s, op.stage_name, x, w, op.stage_name + ".")
     return s.ops()
 

@@ -233,10 +233,15 @@ class CudaKernel:
                 fn.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
             self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args],
                                ln.dynamic_shared))
+        # per launch: (pointer, 4-byte words) of each buffer it updates by atomics, which start at zero
+        nbytes = {b.name: b.nbytes for b in plan.buffers}
+        self.zeroed = [[(int(self.buffers[n]), nbytes[n] // 4) for n in ln.zeroed] for ln in plan.launches]
         self.last_times_ms: list[float] = []
 
     def _launch(self, k: int, stream=None) -> None:
         fn, grid, block, args, shared = self.calls[k]
+        for ptr, words in self.zeroed[k]:
+            _driver().memset_d32_async(ptr, 0, words, stream)
         fn.prepared_async_call(grid, block, stream, *args, shared_size=shared)
 
     def _wait(self, event) -> None:

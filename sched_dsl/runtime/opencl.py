@@ -157,6 +157,9 @@ class OpenCLKernel:
         times = []
         for ln, kern in zip(self.plan.launches, self.kernels):
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
+            for name in ln.zeroed:  # updated by atomics: starts at zero
+                buf = self.buffers[name]
+                _pyopencl().enqueue_fill_buffer(self.queue, buf, np.zeros(1, np.float32), 0, buf.size)
             with watchdog(f"kernel {ln.kernel} on {self.device.name}"):
                 ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
                 ev.wait()
