@@ -129,7 +129,7 @@ def link_pools(fn: func.FuncOp) -> None:
     The rule: a pool2d (max or average, no dilation) or a reduce (mean, sum, max) over the two
     spatial axes, on the GPU, of f32, with no group of its own (nothing fused after it), links
     into its producer when
-    - the producer is a direct conv2d or the last member of a direct conv2d's group, f32, and
+    - the producer is a direct NCHW conv2d or the last member of one's group, f32, and
       the pool is its only reader (a conv output read elsewhere too is written as before, and
       the pool stays a kernel of its own); same device, one launch sequence, as for fusion;
     - for a max, every value is >= 0: the chain ends in relu, or relu6 / clip with lo >= 0 (the
@@ -149,6 +149,8 @@ def link_pools(fn: func.FuncOp) -> None:
         anchor = anchors.get(p.attributes[GROUP].data) if isinstance(p, T.TensorOp) and GROUP in p.attributes else p
         if not (isinstance(anchor, T.Conv2dOp) and on_gpu(p)):  # a conv left after tensorop-conv-to-gemm: direct
             continue
+        if not all(o.data_layout() == "NCHW" for o in (anchor, pool) if isinstance(o, T.WindowOp)):
+            continue  # the scatter's window arithmetic is NCHW's
         if {T.dtype_of(anchor.result), T.dtype_of(p.result), T.dtype_of(pool.result)} != {"f32"}:
             continue
         if p.result.uses.get_length() != 1 or _device(p) != _device(pool) or not one_launch_sequence(p, pool, position):
@@ -181,7 +183,7 @@ def link_depthwise(fn: func.FuncOp) -> None:
     model_schedules.conv_tiles), so the wide expanded tensor is neither written nor read
     back, and no kernel of the depthwise conv's own runs. Legal when the depthwise group ends
     in a value with one reader, the pointwise conv (a direct conv2d, 1x1, stride 1, no padding,
-    no groups), both f32 on the GPU, on one device, in one launch sequence. The model
+    no groups), both NCHW and f32 on the GPU, on one device, in one launch sequence. The model
     executor runs this after tensorop-fuse and link_pools; tensorop-plan-memory times the
     group at the pointwise conv's launch."""
     ops = list(fn.body.block.ops)
@@ -198,6 +200,8 @@ def link_depthwise(fn: func.FuncOp) -> None:
         dw = members[0]
         if not (isinstance(dw, T.Conv2dOp) and dw.stage_name == group and is_depthwise(dw)
                 and all(isinstance(o, T.ELEMENTWISE) for o in members[1:])):  # (no pool linked into it)
+            continue
+        if dw.data_layout() != "NCHW" or pw.data_layout() != "NCHW":
             continue
         if {T.dtype_of(o.result) for o in (*members, pw)} != {"f32"} or _device(p) != _device(pw):
             continue

@@ -144,6 +144,17 @@ def test_depthwise_computed_in_pointwise_conv(models):
     assert_matches_onnxruntime(sess, models["block"], seed=1)
 
 
+@pytest.mark.parametrize("key", ["max", "block"])
+def test_nhwc_ops_stay_unlinked(models, key):
+    """The scatter and the depthwise tiles index NCHW: a model run channels last keeps its pool
+    and its depthwise conv as kernels of their own, and its answers."""
+    sess = sd.load_onnx(str(models[key]), target="opencl", layout="NHWC")
+    assert 'layout = "NHWC"' in sess.ir and "computed_at" not in sess.ir
+    assert not any(ln.zeroed for st in sess.steps if st.kind == "gpu" for ln in st.segment.plan.launches)
+    assert len(kernels(sess)) > len(kernels(sd.load_onnx(str(models[key]), target="opencl")))
+    assert_matches_onnxruntime(sess, models[key])
+
+
 def test_depthwise_read_elsewhere_keeps_its_kernel(models):
     sess = sd.load_onnx(str(models["block_shared"]), target="opencl")
     assert len(kernels(sess)) == 3 and "computed_at" not in sess.ir
