@@ -42,13 +42,14 @@ def pooled_model(pool: str, relu: bool = True, features_too: bool = False) -> on
     return b.model("pooled", SIZE, outs)
 
 
-def block_model(depthwise_out_too: bool = False) -> onnx.ModelProto:
+def block_model(depthwise_out_too: bool = False, projected: int = CHANNELS) -> onnx.ModelProto:
     """A MobileNetV2 block without its residual: pw-expand -> relu6 -> dw 3x3 -> relu6 ->
-    pw-project; `depthwise_out_too`: the dw's relu6 is an output of the model as well."""
+    pw-project (to `projected` channels); `depthwise_out_too`: the dw's relu6 is an output of
+    the model as well."""
     b = make_models().Builder(0)
     x = b.relu6(b.conv("input", 3, 2 * CHANNELS, 1))
     y = b.relu6(b.conv(x, 2 * CHANNELS, 2 * CHANNELS, 3, groups=2 * CHANNELS))
-    outs = [(b.conv(y, 2 * CHANNELS, CHANNELS, 1), "projected", [1, CHANNELS, SIZE, SIZE], TensorProto.FLOAT)]
+    outs = [(b.conv(y, 2 * CHANNELS, projected, 1), "projected", [1, projected, SIZE, SIZE], TensorProto.FLOAT)]
     if depthwise_out_too:
         outs.append((y, "depthwise", [1, 2 * CHANNELS, SIZE, SIZE], TensorProto.FLOAT))
     return b.model("block", SIZE, outs)
@@ -153,6 +154,16 @@ def test_nhwc_ops_stay_unlinked(models, key):
     assert not any(ln.zeroed for st in sess.steps if st.kind == "gpu" for ln in st.segment.plan.launches)
     assert len(kernels(sess)) > len(kernels(sd.load_onnx(str(models[key]), target="opencl")))
     assert_matches_onnxruntime(sess, models[key])
+
+
+def test_depthwise_links_only_into_a_pointwise_conv_one_block_takes_whole():
+    """More filters than one block of the tiled conv takes (LINKED_FILTERS): each block would
+    compute the depthwise values again, so the pair stays apart."""
+    from sched_dsl.lowering.fuse import LINKED_FILTERS
+    wide = prepare(import_onnx(block_model(projected=LINKED_FILTERS + 8)).module)
+    assert not any("computed_at" in op.attributes for op in wide.body.block.ops)
+    narrow = prepare(import_onnx(block_model(projected=LINKED_FILTERS)).module)
+    assert any("computed_at" in op.attributes for op in narrow.body.block.ops)
 
 
 def test_depthwise_read_elsewhere_keeps_its_kernel(models):

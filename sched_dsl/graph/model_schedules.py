@@ -112,12 +112,14 @@ def conv_shape(op: T.Conv2dOp) -> ConvShape:
     return ConvShape(n, c, h, w, f, kh, kw, stride, padding, dilation, op.groups.value.data, op.data_layout())
 
 
-def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
+def conv_tile_defaults(sh: ConvShape, whole_filters: bool = False) -> dict[str, int]:
     """Default tile of a (grouped) conv. Among tiles dividing the output (fr channels x xr
     columns per thread, up to 4 x 2; blocks of fb channels x yb rows x xb columns) with at most
     256 threads and shared tiles under MAX_SHARED, prefer: at least 64 threads (or all there
     are), then at least SMS blocks, then the most outputs per thread, then the largest block
-    tile (most reuse per load), else the most blocks."""
+    tile (most reuse per load), else the most blocks. `whole_filters`: every block computes all
+    the filters (fb = the group's), so an input computed into the block (a linked depthwise
+    conv) is computed once."""
     ho, wo = sh.out
     fg, cg = sh.f // sh.groups, sh.c // sh.groups
     rc = max(divisors(cg, hi=8 if sh.kh * sh.kw > 1 else 16))
@@ -126,7 +128,7 @@ def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
     for fr in (v for v in (4, 2, 1) if fg % v == 0):
         for xr in (v for v in (2, 1) if wo % v == 0):
             total = sh.n * sh.f * ho * wo // (fr * xr)  # threads in all
-            for fb in divisors(fg, lo=fr, hi=64):
+            for fb in [fg] if whole_filters else divisors(fg, lo=fr, hi=64):
                 for yb in divisors(ho, hi=16):
                     for xb in divisors(wo, hi=32):
                         if fb % fr or xb % xr:
@@ -147,10 +149,13 @@ def conv_tile_defaults(sh: ConvShape) -> dict[str, int]:
 
 
 def conv_tiled(s: Schedule, stage, x, wt, sh: ConvShape, prefix: str = "", computed_input: bool = False) -> None:
-    d = conv_tile_defaults(sh)
+    """conv_tiles with knobs whose first candidates are conv_tile_defaults'; with a computed
+    input (a linked depthwise conv), one block takes all the filters: its input is computed
+    once, not once per block of filters."""
+    d = conv_tile_defaults(sh, whole_filters=computed_input)
     ho, wo = sh.out
     fg, cg = sh.f // sh.groups, sh.c // sh.groups
-    fb = s.knob(prefix + "fb", candidates(d["fb"], divisors(fg, lo=min(fg, 4), hi=64)))
+    fb = s.knob(prefix + "fb", [fg] if computed_input else candidates(d["fb"], divisors(fg, lo=min(fg, 4), hi=64)))
     fr = s.knob(prefix + "fr", candidates(d["fr"], [v for v in (1, 2, 4) if v <= fg]))
     yb = s.knob(prefix + "yb", candidates(d["yb"], divisors(ho, hi=16)))
     xb = s.knob(prefix + "xb", candidates(d["xb"], divisors(wo, lo=min(wo, 4), hi=32)))
