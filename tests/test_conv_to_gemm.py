@@ -438,13 +438,14 @@ def test_winograd_transforms_lower_to_their_meaning(tile, n, c, h, w, f, padding
                                                         ((1, 16, 6, 6), 2, (1, 1, 1, 1), "bf16")])
 def test_winograd_input_template_at_every_knob_value(shape, tile, padding, dtype):
     """The input transform's template (a model's schedule for it, and a tuner's space): every
-    position of a tile in one thread (pp = all, unrolled) or one (pp = 1), at each thread count."""
+    position of a tile in one thread (pp = all, unrolled), a row of them (pp = tile + 2) or one
+    (pp = 1), at each thread count."""
     import ml_dtypes
 
     from sched_dsl.graph.model_schedules import winograd_input_workload
 
     y, s = winograd_input_workload(shape, dtype, tile, padding)
-    assert s.knobs["pp"].candidates == (1, (tile + 2) ** 2)
+    assert s.knobs["pp"].candidates == (1, tile + 2, (tile + 2) ** 2)
     a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     if dtype == "bf16":
         a = a.astype(ml_dtypes.bfloat16)

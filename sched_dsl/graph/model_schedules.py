@@ -403,8 +403,9 @@ def winograd_input_tiled(s: Schedule, stage, positions: int, prefix: str = "") -
     """Winograd's input transform [positions, c, tiles]: threads over (channel, tile), `pp` of
     the positions in each thread, unrolled, the rest over the grid's y. With every position in
     a thread (pp = positions) its coefficients are constants after unrolling and the tile's
-    inputs are read once; the default, pp = 1, is one output per thread."""
-    pp = s.knob(prefix + "pp", [1, positions])
+    inputs are read once; with a row of them (pp = tile + 2, the square root of positions) a
+    thread reads the tile once for that row; the default, pp = 1, is one output per thread."""
+    pp = s.knob(prefix + "pp", [1, math.isqrt(positions), positions])
     threads = s.knob(prefix + "threads", [256, 128, 64])
     p, c, j = s.loops("d0", "d1", "d2", stage=stage)
     po, pi = s.split(p, pp)
