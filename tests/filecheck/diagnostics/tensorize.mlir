@@ -66,7 +66,7 @@ builtin.module {
     sched.bind %jo "block.x"
     sched.cache_read "A" "shared" at %ko
     sched.cache_read "B" "shared" at %ko
-    sched.tensorize %ii, %ji, %ki "mma.m16n8k8" // CHECK-NEXT: {{.*}}tensorize.mlir:[[# @LINE]]:5: error: sched.tensorize: stage 'C': mma.m16n8k8 does not take f32 operands; mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32
+    sched.tensorize %ii, %ji, %ki "mma.m16n8k8" // CHECK-NEXT: {{.*}}tensorize.mlir:[[# @LINE]]:5: error: sched.tensorize: stage 'C': mma.m16n8k8 does not take f32 operands; mma.m16n8k16 and wgmma take f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32
   }
 }
 // -----
@@ -89,7 +89,7 @@ builtin.module {
     sched.bind %jo "block.x"
     sched.cache_read "A" "shared" at %ko
     sched.cache_read "B" "shared" at %ko
-    sched.tensorize %ii, %ji, %ki "mma.m16n8k8" // CHECK-NEXT: {{.*}}tensorize.mlir:[[# @LINE]]:5: error: sched.tensorize: stage 'C': mma.m16n8k8 does not take f16 operands; mma.m16n8k16 takes f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32
+    sched.tensorize %ii, %ji, %ki "mma.m16n8k8" // CHECK-NEXT: {{.*}}tensorize.mlir:[[# @LINE]]:5: error: sched.tensorize: stage 'C': mma.m16n8k8 does not take f16 operands; mma.m16n8k16 and wgmma take f16/bf16, mma.m16n8k8 f32 matmuls at precision tf32
   }
 }
 // -----
