@@ -105,9 +105,10 @@ def test_illegal_links_stay_apart(models, key):
 
 
 @pytest.mark.parametrize("kind, attrs", [
-    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 2, 1], ceil_mode=1, count_include_pad=1)),
-    ("AveragePool", dict(kernel_shape=[2, 3], strides=[2, 3], pads=[1, 2, 1, 2])),
-    ("MaxPool", dict(kernel_shape=[4, 3], strides=[3, 2], pads=[3, 1, 0, 1], ceil_mode=1)),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1], "ceil_mode": 1,
+                     "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2, 3], "strides": [2, 3], "pads": [1, 2, 1, 2]}),
+    ("MaxPool", {"kernel_shape": [4, 3], "strides": [3, 2], "pads": [3, 1, 0, 1], "ceil_mode": 1}),
 ])
 def test_pool_windows_scattered_right(tmp_path, kind, attrs):
     """Asymmetric pads, windows past the edge (ceil_mode), counts with and without the padding."""
