@@ -110,10 +110,11 @@ def _conv2d(draw, dtype: str = "f32") -> Tensor:
     span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     h = draw(st.integers(max(1, span_h - padding[0] - padding[2]), 10))
     w = draw(st.integers(max(1, span_w - padding[1] - padding[3]), 10))
-    x = draw(_maybe_producer(ops.placeholder("X", (batch, groups * cg, h, w), _storage(dtype))))
+    layout = draw(st.sampled_from(T.LAYOUTS))
+    x = draw(_maybe_producer(ops.placeholder("X", T.in_layout((batch, groups * cg, h, w), layout), _storage(dtype))))
     weight = ops.placeholder("W", (groups * fg, cg, kh, kw), _storage(dtype))
     return ops.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                      precision=_precision(dtype))
+                      precision=_precision(dtype), layout=layout)
 
 
 @st.composite
@@ -126,8 +127,9 @@ def _pool2d(draw, dtype: str = "f32") -> Tensor:
     h = draw(st.integers(max(1, kernel[0] - padding[0] - padding[2]), 11))
     w = draw(st.integers(max(1, kernel[1] - padding[1] - padding[3]), 11))
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
-    x = draw(_maybe_producer(ops.placeholder("X", (n, c, h, w), _storage(dtype))))
-    return ops.pool2d(x, kind, kernel, stride=stride, padding=padding)
+    layout = draw(st.sampled_from(T.LAYOUTS))
+    x = draw(_maybe_producer(ops.placeholder("X", T.in_layout((n, c, h, w), layout), _storage(dtype))))
+    return ops.pool2d(x, kind, kernel, stride=stride, padding=padding, layout=layout)
 
 
 @st.composite
@@ -315,8 +317,8 @@ def operators(kinds: str | Sequence[str] = OPERATOR_KINDS, dtype: str = "f32") -
     """A small operator graph, returned as its output tensor: one operator of `kinds` on
     tensors of `dtype` (f32, f16, bf16, or a compute mode, tf32 or 3xtf32: f32 tensors whose
     products take that mode)
-    (matmul, conv2d with stride/padding/dilation/groups/depthwise, pool2d max/avg, unary
-    fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax, scan
+    (matmul, conv2d with stride/padding/dilation/groups/depthwise and pool2d max/avg, in NCHW
+    or NHWC, unary fns, binary with numpy broadcasting, bias_add, reduce sum/max/mean, softmax, scan
     (cumsum, exclusive/reverse), argsort, topk (its indices or its values), nms), whose
     first input is sometimes computed by an elementwise producer stage."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
