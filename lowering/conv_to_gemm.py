@@ -132,10 +132,11 @@ def winograd_columns(conv: T.Conv2dOp, columns: int) -> int:
 
 
 def is_pointwise(op: T.Conv2dOp) -> bool:
-    """A 1x1 conv at stride 1 without padding: each output pixel is its input pixel's channels
-    times the weights."""
+    """A 1x1 conv at stride 1 without padding or groups: each output pixel is its input pixel's
+    channels times the weights."""
     stride, padding = tuple(op.stride.get_values()), tuple(op.padding.get_values())
-    return tuple(T.shape_of(op.weight)[2:]) == (1, 1) and stride == (1, 1) and padding == (0, 0, 0, 0)
+    return (op.groups.value.data == 1 and tuple(T.shape_of(op.weight)[2:]) == (1, 1) and stride == (1, 1)
+            and padding == (0, 0, 0, 0))
 
 
 def gemm_refusal(op: T.Conv2dOp) -> str | None:

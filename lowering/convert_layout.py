@@ -130,8 +130,7 @@ def prefers_nhwc(op: T.TensorOp) -> bool:
     """A conv whose matmul form (tensorop-conv-to-gemm) exists only in NHWC: a 1x1, stride-1,
     unpadded conv of groups 1 at batch > 1 is one product [n * h * w, c] x [c, f] in NHWC,
     while in NCHW the product's columns are one image's pixels (batch 1 only)."""
-    return (isinstance(op, T.Conv2dOp) and op.groups.value.data == 1 and is_pointwise(op)
-            and T.shape_of(op.input)[0] > 1)
+    return isinstance(op, T.Conv2dOp) and is_pointwise(op) and T.shape_of(op.input)[0] > 1
 
 
 def region_pays(region: list[T.TensorOp]) -> bool:

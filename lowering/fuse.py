@@ -47,7 +47,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from sched_dsl.dialects import tensorop as T
-from sched_dsl.lowering.conv_to_gemm import GATHER
+from sched_dsl.lowering.conv_to_gemm import GATHER, is_pointwise
 from sched_dsl.lowering.level import require_operator_level
 from sched_dsl.lowering.pool_scatter import every_window_holds_input, scatter_spec
 from sched_dsl.lowering.tensorop_to_loops import GROUP
@@ -167,12 +167,6 @@ def link_pools(fn: func.FuncOp) -> None:
 def is_depthwise(op: T.Conv2dOp) -> bool:
     c, f = T.shape_of(op.input)[1], T.shape_of(op.result)[1]
     return op.groups.value.data == c == f > 1
-
-
-def is_pointwise(op: T.Conv2dOp) -> bool:
-    """A 1x1 conv of stride 1, no padding, no groups: each output reads its own input pixel."""
-    return (op.groups.value.data == 1 and T.shape_of(op.weight)[2:] == (1, 1) and op.stride.get_values() == (1, 1)
-            and max(op.padding.get_values()) == 0)
 
 
 LINKED_FILTERS = 64  # a pointwise conv whose filters one block of the tiled conv takes (its fb)

@@ -336,7 +336,7 @@ def place_tensorize(stage: Stage) -> None:
             raise fail(op, f"stage '{stage.name}': the shared tile of '{ld.memref.name_hint}' must be read "
                        "outside the warp's tile loops")
         if tz.wide:
-            check_swizzled(stage, cached[0], what)
+            mark_swizzled(stage, cached[0], what)
     # the lanes: a thread loop inside every other bound loop, the warp's registers at it
     lane = Axis(f"{stage.name}_lane", group, False, "thread.x")
     at = bound[-1] + 1 if bound else 0
@@ -352,7 +352,7 @@ def place_tensorize(stage: Stage) -> None:
         stage.caches.append(Cache("write", stage.output, "local", lane, None))
 
 
-def check_swizzled(stage: Stage, cache: Cache, what: str) -> None:
+def mark_swizzled(stage: Stage, cache: Cache, what: str) -> None:
     """A wgmma operand: a pipelined shared copy (cache_read with stages) without pad, of whole
     swizzled spans (its tile's columns a multiple of 64 elements, rows of 8); marks it
     swizzled (its copies write tc.swizzled_position's layout)."""

@@ -193,6 +193,8 @@ CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
 INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.DivUIOp: "/",
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||", arith.XOrIOp: "^"}
+# the tc ops of Hopper's warpgroup mma, which only CUDA prints (Spelling.wgmma)
+WGMMA_OPS = (tc.WgmmaOp, tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp)
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 # math ops printed as C math functions (CUDA adds Spelling.math_suffix)
 MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", mathd.FloorOp: "floor",
@@ -458,6 +460,9 @@ class KernelPrinter:
     # tensor cores: inline PTX (ldmatrix, mma.sync, cp.async), sm_80 and later
     def tensor_core(self, op: Operation) -> None:
         sp = self.sp
+        if isinstance(op, WGMMA_OPS) and not sp.wgmma:
+            raise DiagnosticException(f"{op.name} prints only as CUDA (Hopper's wgmma, sm_90a); on OpenCL tensorize "
+                                      "with mma.m16n8k16")
         if isinstance(op, tc.LoadFragmentOp):
             self.fragment(op)
         elif isinstance(op, tc.MmaOp):
@@ -501,9 +506,7 @@ class KernelPrinter:
                           f'"l"({src}), "r"({self.expr(op.valid)} ? 16 : 0) : "memory");')
         elif isinstance(op, tc.WgmmaOp):
             self.wgmma(op)
-        elif isinstance(op, (tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp)):
-            if not sp.wgmma:
-                raise DiagnosticException(f"{op.name} prints only as CUDA (Hopper's wgmma, sm_90a)")
+        elif isinstance(op, WGMMA_OPS):  # the fences, the commit and the wait
             text = {tc.WgmmaFenceOp: "wgmma.fence.sync.aligned", tc.WgmmaCommitOp: "wgmma.commit_group.sync.aligned",
                     tc.ProxyFenceOp: "fence.proxy.async.shared::cta"}.get(type(op))
             if isinstance(op, tc.WgmmaWaitOp):
@@ -530,9 +533,6 @@ class KernelPrinter:
 
     def wgmma(self, op: tc.WgmmaOp) -> None:
         """wgmma.mma_async: A (K-major) and B (N-major, taken transposed) read by descriptor."""
-        if not self.sp.wgmma:
-            raise DiagnosticException("tc.wgmma prints only as CUDA (Hopper's wgmma, sm_90a); on OpenCL tensorize "
-                                      "with mma.m16n8k16")
         _, n, _ = op.shape()
         kind = "bf16" if isinstance(op.a.type.element_type, BFloat16Type) else "f16"
         acc = self.index(op.acc, op.acc_indices)[:-1]

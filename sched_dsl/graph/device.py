@@ -165,9 +165,10 @@ class OpenCLRunner:
 
     def zero(self, a: Action) -> None:
         """Sets the buffers launch `a` updates by atomics to zero, in the queue's order."""
+        from sched_dsl.runtime.opencl import enqueue_zero
+
         for name in a.launch.zeroed:
-            buf = self.buffers[name]
-            self.device.cl.enqueue_fill_buffer(self.device.queue, buf, np.zeros(1, np.float32), 0, buf.size)
+            enqueue_zero(self.device.queue, self.buffers[name])
 
     def profile(self, host: dict) -> list[tuple[str, str, float]]:
         """Runs the piece one action at a time: (layer, kind, ms) of each, kernels timed by
@@ -254,8 +255,8 @@ class CudaRunner:
         self.downloads = [a for a in actions if a.kind == "download"]
         self.stage = _staging(actions, layout, drv.pagelocked_empty)
         self.ptrs = {name: int(b) for name, b in buffers.items()}
-        self.words = {name: int(np.prod(layout.shapes[name])) * np.dtype(layout.dtypes[name]).itemsize // 4
-                      for a in actions if a.kind == "launch" for name in a.launch.zeroed}
+        self.nbytes = {name: int(np.prod(layout.shapes[name])) * np.dtype(layout.dtypes[name]).itemsize
+                       for a in actions if a.kind == "launch" for name in a.launch.zeroed}
         fa = drv.function_attribute
         for a in actions:
             if a.kind == "launch":
@@ -286,8 +287,10 @@ class CudaRunner:
             drv.memcpy_dtoh_async(self.stage[a.buffer], self.ptrs[a.buffer], stream)
         else:
             ln = a.launch
-            for name in ln.zeroed:  # buffers the kernel updates by atomics start at zero
-                drv.memset_d32_async(self.ptrs[name], 0, self.words[name], stream)
+            if ln.zeroed:  # buffers the kernel updates by atomics start at zero
+                from sched_dsl.runtime.cuda import zero_async
+                for name in ln.zeroed:
+                    zero_async(self.ptrs[name], self.nbytes[name], stream)
             a.kernel.prepared_async_call(ln.grid, ln.block, stream, *[self.ptrs[n] for n in ln.args],
                                          shared_size=ln.dynamic_shared)
 

@@ -569,10 +569,13 @@ class Device:
         return fns
 
     def zero(self, buf, nbytes: int) -> None:
+        """Sets a buffer a kernel updates by atomics to zero, before that kernel."""
         if self.target == "opencl":
-            self.cl.enqueue_fill_buffer(self.queue, buf, np.zeros(1, np.float32), 0, nbytes)
+            from sched_dsl.runtime.opencl import enqueue_zero
+            enqueue_zero(self.queue, buf, nbytes)
         else:
-            self.drv.memset_d32(buf, 0, nbytes // 4)
+            from sched_dsl.runtime.cuda import zero_async
+            zero_async(buf, nbytes)
 
     def launch(self, kern, ln, bufs: list, timed: bool) -> float | None:
         if self.target == "opencl":

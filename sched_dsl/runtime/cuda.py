@@ -159,6 +159,12 @@ def nvrtc_cubin(source: str, arch: str) -> bytes | None:
     return None if nvrtc is None else nvrtc_worker.compile_cubin(nvrtc, source, arch)
 
 
+def zero_async(ptr: int, nbytes: int, stream=None) -> None:
+    """Sets `nbytes` (a multiple of 4) at device address `ptr` to zero in `stream`'s order (and
+    so in a graph captured from it): a buffer that a kernel updates by atomics."""
+    _driver().memset_d32_async(ptr, 0, nbytes // 4, stream)
+
+
 def source_arch(source: str, arch: str) -> str:
     """The architecture to compile `source` for on a device of `arch` ("sm_90"): Hopper's
     arch-specific one (sm_90a) where the text uses wgmma."""
@@ -233,15 +239,15 @@ class CudaKernel:
                 fn.set_attribute(fa.MAX_DYNAMIC_SHARED_SIZE_BYTES, ln.dynamic_shared)
             self.calls.append((fn, tuple(ln.grid), tuple(ln.block), [int(self.buffers[n]) for n in ln.args],
                                ln.dynamic_shared))
-        # per launch: (pointer, 4-byte words) of each buffer it updates by atomics, which start at zero
+        # per launch: (pointer, bytes) of each buffer it updates by atomics, which start at zero
         nbytes = {b.name: b.nbytes for b in plan.buffers}
-        self.zeroed = [[(int(self.buffers[n]), nbytes[n] // 4) for n in ln.zeroed] for ln in plan.launches]
+        self.zeroed = [[(int(self.buffers[n]), nbytes[n]) for n in ln.zeroed] for ln in plan.launches]
         self.last_times_ms: list[float] = []
 
     def _launch(self, k: int, stream=None) -> None:
         fn, grid, block, args, shared = self.calls[k]
-        for ptr, words in self.zeroed[k]:
-            _driver().memset_d32_async(ptr, 0, words, stream)
+        for ptr, nbytes in self.zeroed[k]:
+            zero_async(ptr, nbytes, stream)
         fn.prepared_async_call(grid, block, stream, *args, shared_size=shared)
 
     def _wait(self, event) -> None:

@@ -30,6 +30,12 @@ def _pyopencl():
     return cl
 
 
+def enqueue_zero(queue, buf, nbytes: int | None = None) -> None:
+    """Sets a buffer (its first `nbytes`) to zero in the queue's order: one that a kernel
+    updates by atomics (host_plan.Launch.zeroed)."""
+    _pyopencl().enqueue_fill_buffer(queue, buf, np.zeros(1, np.float32), 0, buf.size if nbytes is None else nbytes)
+
+
 def devices() -> list:
     """(platform, device) of every OpenCL device, every platform's in order (the ordinals)."""
     cl = _pyopencl()
@@ -158,8 +164,7 @@ class OpenCLKernel:
         for ln, kern in zip(self.plan.launches, self.kernels):
             glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
             for name in ln.zeroed:  # updated by atomics: starts at zero
-                buf = self.buffers[name]
-                _pyopencl().enqueue_fill_buffer(self.queue, buf, np.zeros(1, np.float32), 0, buf.size)
+                enqueue_zero(self.queue, self.buffers[name])
             with watchdog(f"kernel {ln.kernel} on {self.device.name}"):
                 ev = kern(self.queue, glob, ln.block, *[self.buffers[n] for n in ln.args])
                 ev.wait()
