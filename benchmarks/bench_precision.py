@@ -23,6 +23,7 @@ direct template (see conv_rows).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -60,12 +61,12 @@ def intrinsic_of(precision: str, tiles: tuple[int, ...], wgmma: bool) -> str:
     return f"wgmma.m64n{tiles[4]}k16" if wgmma else INTRINSIC[precision]
 
 
-def gemm(n: int, precision: str, tiles: tuple[int, ...], intrinsic: str):
+def gemm(n: int, precision: str, tiles: tuple[int, ...], intrinsic: str, tma: bool = False):
     dtype = DTYPE[precision]
     a, b = sd.placeholder("A", (n, n), dtype), sd.placeholder("B", (n, n), dtype)
     c = sd.matmul(a, b, name="C", precision=precision if precision in ("tf32", "3xtf32") else None)
     s = sd.Schedule(c)
-    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
+    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic, tma=tma)
     return c, s
 
 
@@ -183,6 +184,7 @@ def main() -> None:
     p.add_argument("--convs", action="store_true", help="ResNet-18's 3x3 convs against cuDNN instead of the GEMMs")
     p.add_argument("--records", help="with --convs: tuning records for our kernels (e.g. a model's, tuned)")
     p.add_argument("--wgmma", action="store_true", help="bf16/fp16 GEMMs on Hopper's warpgroup mma (CUDA target)")
+    p.add_argument("--tma", action="store_true", help="with --wgmma: each tile also with its stages filled by TMA")
     args = p.parse_args()
 
     import ml_dtypes
@@ -225,12 +227,14 @@ def main() -> None:
             print(f"{work}: cuBLAS {base * 1e3:8.1f} us {flops / base / 1e9:7.1f} TFLOP/s  err {cublas_err:.1e}",
                   flush=True)
             wgmma = args.wgmma and precision in ("bf16", "fp16")
-            for tiles in configs(n, precision, args.quick, args.configs, wgmma):
+            for tiles, tma in itertools.product(configs(n, precision, args.quick, args.configs, wgmma),
+                                                (False, True) if wgmma and args.tma else (False,)):
                 intrinsic = intrinsic_of(precision, tiles, wgmma)
-                c, s = gemm(n, precision, tiles, intrinsic)
+                c, s = gemm(n, precision, tiles, intrinsic, tma)
                 fits_opencl = not wgmma and tc_shared_bytes(*tiles[:3], tiles[5], intrinsic) <= OPENCL_SHARED
                 for target in ("cuda", "opencl") if opencl and fits_opencl else ("cuda",):
-                    name = f"{target}:" + "x".join(map(str, tiles[:3])) + f"/w{tiles[3]}x{tiles[4]}/s{tiles[5]}"
+                    name = (f"{target}:" + "x".join(map(str, tiles[:3])) + f"/w{tiles[3]}x{tiles[4]}/s{tiles[5]}"
+                            + ("/tma" if tma else ""))
                     t0 = time.time()
                     try:
                         kern = sd.build(c, s, target=target)

@@ -430,7 +430,10 @@ class CacheReadOp(SchedOp):
     `stages = N` (shared, N >= 2; or `stages %knob`) keeps N buffers filled by asynchronous copies (cp.async on
     NVIDIA, plain copies elsewhere): the copies for the next N - 1 iterations are in flight
     while one iteration computes. `pad = P` adds P elements to each row of a shared buffer
-    (its last dimension), so that the rows of a tile fall in different memory banks."""
+    (its last dimension), so that the rows of a tile fall in different memory banks.
+    `tma` (with stages; CUDA on Hopper, a wgmma's operands) fills the stages by the tensor memory
+    accelerator: one thread starts each tile's copy (`cp.async.bulk.tensor`), which the
+    hardware writes in the swizzled layout, and an mbarrier a stage says when it is in."""
 
     name = "sched.cache_read"
     tensor = prop_def(StringAttr)
@@ -439,14 +442,18 @@ class CacheReadOp(SchedOp):
     double_buffer = opt_prop_def(UnitAttr)
     stages = opt_prop_def(IntegerAttr)
     pad = opt_prop_def(IntegerAttr)
+    tma = opt_prop_def(UnitAttr)
     at = operand_def(LoopType)
     stages_knob = opt_operand_def(KnobType)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$tensor $scope `at` $at (`stages` $stages_knob^)? attr-dict"
 
     def __init__(self, tensor: str, scope: str, at: SSAValue, layout: Sequence[int] | None = None,
-                 double_buffer: bool = False, stages: int | SSAValue | None = None, pad: int | None = None):
+                 double_buffer: bool = False, stages: int | SSAValue | None = None, pad: int | None = None,
+                 tma: bool = False):
         props: dict = {"tensor": StringAttr(tensor), "scope": StringAttr(scope)}
+        if tma:
+            props["tma"] = UnitAttr()
         if layout is not None:
             props["layout"] = DenseArrayBase.from_list(i64, list(layout))
         if double_buffer:
@@ -489,6 +496,9 @@ class CacheReadOp(SchedOp):
         if self.padding() < 0 or (self.pad is not None and self.scope.data != "shared"):
             raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': pad = {self.padding()} must be "
                                           ">= 0, on a shared buffer")
+        if self.tma is not None and (stages is None and self.stages_knob is None or self.padding()):
+            raise ScheduleVerifyException(self, f"cache_read of '{self.tensor.data}': tma fills the stages of a "
+                                          "pipeline: give stages, and no pad (the copies swizzle instead)")
 
 
 # warp-level intrinsics sched.tensorize maps a tile to, and their (M, N, K) tile shapes

@@ -42,6 +42,27 @@ tile together, reading both operands straight from shared memory.
   `tc.wgmma_commit` and a `tc.wgmma_wait` that leaves fewer groups pending; `tc.wgmma_fence`
   goes before the first wgmma that reads registers other instructions wrote, and
   `tc.proxy_fence` between shared memory written by copies and a wgmma that reads it.
+
+Copies by Hopper's tensor memory accelerator (TMA), into the swizzled layout a wgmma reads:
+
+- `%map = tc.tensor_map %A {box}` (in the host function): the descriptor of global tensor A
+  that TMA copies of `box`-shaped tiles (one extent per dimension, the last 64 elements of
+  2 bytes: one swizzled span) read through; the runtime encodes it once A is allocated, and
+  kernels take it as a 128-byte buffer.
+- `tc.tma_load %dst[%d..], %map, %A[%s..], %bars[%b]`: the box at %s.. of A (elements past A's
+  edge read as 0) lands in the swizzled buffer %dst: element (r, c) of the box (its last two
+  dims) at `swizzled_position(d_r + r, d_c + c, R, C)` of %dst's last two dims R x C, the
+  leading indices %d..; %d_c starts a span, %d_r a group of 8 rows. Complete once the
+  barrier %bars[%b] that it reports its bytes to completes.
+- `tc.mbarrier_init %bars {count}`: every barrier of %bars (shared, i64) starts its phase 0,
+  to complete after `count` arrivals.
+- `tc.mbarrier_expect %bars[%b] {bytes}`: one arrival, and the phase also waits for `bytes`
+  that copies report to the barrier.
+- `tc.mbarrier_wait %bars[%b], %parity`: waits until the phase of parity %parity (0 or 1;
+  phase n has parity n % 2) of the barrier has completed.
+
+Elsewhere a tc.tma_load is a plain copy by the thread that issues it (complete at once), and
+the barriers go away: the block barrier the schedule places before each use still orders it.
 """
 
 from __future__ import annotations
@@ -356,5 +377,133 @@ class ProxyFenceOp(IRDLOperation):
     assembly_format = "attr-dict"
 
 
+TMA_MAP_WORDS = 16  # a tensor map: 128 bytes, kept in a global buffer of 16 i64
+
+
+def _check_barrier(op: IRDLOperation, bars: SSAValue, what: str) -> None:
+    t = bars.type
+    if not isinstance(t, MemRefType) or t.memory_space != SHARED or t.element_type != i64 or len(t.get_shape()) != 1:
+        raise VerifyException(f"{op.name}: {what} must be a 1-d shared buffer of i64 (mbarriers), got {t}")
+
+
+@irdl_op_definition
+class TensorMapOp(IRDLOperation):
+    name = "tc.tensor_map"
+    tensor = operand_def(MemRefType)
+    box = prop_def(DenseArrayBase)
+    result = result_def(MemRefType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$tensor attr-dict `:` type($tensor) `->` type($result)"
+
+    def __init__(self, tensor: SSAValue, box: Sequence[int]):
+        super().__init__(operands=[tensor], properties={"box": DenseArrayBase.from_list(i64, list(box))},
+                         result_types=[MemRefType(i64, [TMA_MAP_WORDS])])
+
+    def box_shape(self) -> list[int]:
+        return list(self.box.get_values())
+
+    def verify_(self) -> None:
+        t = self.tensor.type
+        shape, box = t.get_shape(), self.box_shape()
+        if not isinstance(t.element_type, (Float16Type, BFloat16Type)) or t.memory_space in (SHARED, LOCAL):
+            raise VerifyException(f"tc.tensor_map: TMA copies read an f16/bf16 global tensor, got {t}")
+        if not 2 <= len(shape) <= 5 or len(box) != len(shape):
+            raise VerifyException(f"tc.tensor_map: a box {box} for a tensor of {len(shape)} dims (2 to 5)")
+        if box[-1] != SWIZZLE_SPAN or any(not 1 <= b <= 256 for b in box) or box[-2] % 8:
+            raise VerifyException(f"tc.tensor_map: box {box} must end in {SWIZZLE_SPAN} elements (one swizzled "
+                                  "span of 128 bytes) after rows of a multiple of 8, each extent 1..256")
+        if shape[-1] % 8:
+            raise VerifyException(f"tc.tensor_map: rows of {shape[-1]} elements are not a multiple of 16 bytes, "
+                                  "which TMA needs between rows")
+
+
+@irdl_op_definition
+class TmaLoadOp(IRDLOperation):
+    name = "tc.tma_load"
+    dst = operand_def(MemRefType)
+    dst_indices = var_operand_def(IndexType)
+    map = operand_def(MemRefType)
+    src = operand_def(MemRefType)
+    src_indices = var_operand_def(IndexType)
+    bars = operand_def(MemRefType)
+    bar = operand_def(IndexType)
+    box = prop_def(DenseArrayBase)  # the map's box (inside a kernel the map is a parameter)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$dst `[` $dst_indices `]` `,` $map `,` $src `[` $src_indices `]` `,` $bars `[` $bar `]` "
+                       "attr-dict `:` type($dst) `,` type($map) `,` type($src) `,` type($bars)")
+
+    def __init__(self, dst: SSAValue, dst_indices: Sequence[SSAValue], tensor_map: SSAValue, src: SSAValue,
+                 src_indices: Sequence[SSAValue], bars: SSAValue, bar: SSAValue, box: Sequence[int]):
+        super().__init__(operands=[dst, list(dst_indices), tensor_map, src, list(src_indices), bars, bar],
+                         properties={"box": DenseArrayBase.from_list(i64, list(box))})
+
+    def box_shape(self) -> list[int]:
+        return list(self.box.get_values())
+
+    def verify_(self) -> None:
+        _check_indices(self, self.dst, self.dst_indices, "the destination")
+        _check_indices(self, self.src, self.src_indices, "the source")
+        _check_barrier(self, self.bars, "the barrier")
+        if self.map.type != MemRefType(i64, [TMA_MAP_WORDS]):
+            raise VerifyException(f"tc.tma_load: the map must be a tc.tensor_map's {TMA_MAP_WORDS} x i64, "
+                                  f"got {self.map.type}")
+        t = self.dst.type
+        if t.memory_space != SHARED or t.element_type != self.src.type.element_type:
+            raise VerifyException("tc.tma_load: copies into a shared buffer of the source's element type")
+        if isinstance(self.map.owner, TensorMapOp) and self.map.owner.box_shape() != self.box_shape():
+            raise VerifyException(f"tc.tma_load: box {self.box_shape()} is not its map's {self.map.owner.box_shape()}")
+        if t.get_shape()[-1] % SWIZZLE_SPAN or t.get_shape()[-2] % 8:
+            raise VerifyException(f"tc.tma_load: the destination {list(t.get_shape())} must end in rows of 8 and "
+                                  f"columns of {SWIZZLE_SPAN} (its swizzled layout)")
+
+
+@irdl_op_definition
+class MbarrierInitOp(IRDLOperation):
+    name = "tc.mbarrier_init"
+    bars = operand_def(MemRefType)
+    count = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$bars attr-dict `:` type($bars)"
+
+    def __init__(self, bars: SSAValue, count: int):
+        super().__init__(operands=[bars], properties={"count": IntegerAttr(count, i64)})
+
+    def verify_(self) -> None:
+        _check_barrier(self, self.bars, "the barriers")
+
+
+@irdl_op_definition
+class MbarrierExpectOp(IRDLOperation):
+    name = "tc.mbarrier_expect"
+    bars = operand_def(MemRefType)
+    bar = operand_def(IndexType)
+    bytes = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$bars `[` $bar `]` attr-dict `:` type($bars)"
+
+    def __init__(self, bars: SSAValue, bar: SSAValue, nbytes: int):
+        super().__init__(operands=[bars, bar], properties={"bytes": IntegerAttr(nbytes, i64)})
+
+    def verify_(self) -> None:
+        _check_barrier(self, self.bars, "the barrier")
+
+
+@irdl_op_definition
+class MbarrierWaitOp(IRDLOperation):
+    name = "tc.mbarrier_wait"
+    bars = operand_def(MemRefType)
+    bar = operand_def(IndexType)
+    parity = operand_def(IndexType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$bars `[` $bar `]` `,` $parity attr-dict `:` type($bars)"
+
+    def __init__(self, bars: SSAValue, bar: SSAValue, parity: SSAValue):
+        super().__init__(operands=[bars, bar, parity])
+
+    def verify_(self) -> None:
+        _check_barrier(self, self.bars, "the barrier")
+
+
 TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp, WgmmaOp,
-                                   WgmmaFenceOp, WgmmaCommitOp, WgmmaWaitOp, ProxyFenceOp], [FragmentType])
+                                   WgmmaFenceOp, WgmmaCommitOp, WgmmaWaitOp, ProxyFenceOp, TensorMapOp, TmaLoadOp,
+                                   MbarrierInitOp, MbarrierExpectOp, MbarrierWaitOp], [FragmentType])

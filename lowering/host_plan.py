@@ -8,9 +8,18 @@ import re
 from dataclasses import astuple, dataclass, fields
 
 from xdsl.dialects import func, gpu, memref
-from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, IntegerAttr, MemRefType, ModuleOp
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+)
+from xdsl.ir import Attribute, SSAValue
 
+from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import SHARED
 from sched_dsl.lowering.emit import const_value
 
@@ -114,17 +123,32 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class TensorMap:
+    """A TMA descriptor (tc.tensor_map) kernels take as a 128-byte buffer: the runtime encodes
+    it for `tensor`'s buffer once that is allocated, for copies of `box` (one extent per
+    dimension, outermost first) in the 128-byte swizzled layout."""
+
+    name: str
+    tensor: str
+    box: tuple[int, ...]
+
+    nbytes = 8 * tc.TMA_MAP_WORDS
+
+
+@dataclass(frozen=True)
 class HostPlan:
     function: str
     buffers: tuple[Buffer, ...]
     launches: tuple[Launch, ...]
+    tensor_maps: tuple[TensorMap, ...] = ()
 
     def to_json(self) -> dict:
         """Every field of the plan, its buffers and launches (a cache stores them: a field left
         out would come back as its default, e.g. no dynamic shared memory for a kernel that
         needs it)."""
         return {"function": self.function, "buffers": [list(astuple(b)) for b in self.buffers],
-                "launches": [list(astuple(ln)) for ln in self.launches]}
+                "launches": [list(astuple(ln)) for ln in self.launches],
+                "tensor_maps": [list(astuple(m)) for m in self.tensor_maps]}
 
     @staticmethod
     def from_json(d: dict) -> HostPlan:
@@ -134,7 +158,8 @@ class HostPlan:
             if any(len(r) != width for r in items):
                 raise ValueError(f"{cls.__name__} records of another shape")
             return tuple(cls(*(tuple(v) if isinstance(v, list) else v for v in r)) for r in items)
-        return HostPlan(d["function"], rows(Buffer, d["buffers"]), rows(Launch, d["launches"]))
+        return HostPlan(d["function"], rows(Buffer, d["buffers"]), rows(Launch, d["launches"]),
+                        rows(TensorMap, d.get("tensor_maps", [])))
 
     @property
     def inputs(self) -> list[Buffer]:
@@ -148,6 +173,8 @@ class HostPlan:
         lines = [f"// host function {c_comment(self.function)}"]
         for b in self.buffers:
             lines.append(f"//   {b.role} {c_comment(b.name)}: {'x'.join(map(str, b.shape))} {b.dtype}")
+        for m in self.tensor_maps:
+            lines.append(f"//   tensor map {c_comment(m.name)}: {c_comment(m.tensor)}, boxes of {'x'.join(map(str, m.box))}")
         for ln in self.launches:
             args = ", ".join(c_comment(a) for a in ln.args)
             zeroed = f" zeroed=({', '.join(c_comment(a) for a in ln.zeroed)})" if ln.zeroed else ""
@@ -172,11 +199,17 @@ def shared_layout(fn: gpu.FuncOp) -> dict:
             largest = max(largest, align)
             total = -(-total // align) * align
             offsets[op.memref] = total
-            size = 2 if isinstance(t.element_type, (Float16Type, BFloat16Type)) else 4
+            size = element_bytes(t.element_type)
             for d in t.get_shape():
                 size *= d
             total += -(-size // 16) * 16
     return {"offsets": offsets, "total": total, "align": largest}
+
+
+def element_bytes(t: Attribute) -> int:
+    if isinstance(t, (Float16Type, BFloat16Type)):
+        return 2
+    return 8 if isinstance(t, IntegerType) and t.width.data == 64 else 4
 
 
 def dtype_name(t: MemRefType) -> str:
@@ -216,9 +249,15 @@ def host_plan(module: ModuleOp) -> HostPlan:
                               dtype_name(a.type)))
     kernels = {k.sym_name.data: k for m in module.ops if isinstance(m, gpu.ModuleOp)
                for k in m.body.block.ops if isinstance(k, gpu.FuncOp)}
-    launches = []
+    launches, maps = [], []
     for op in fn.body.block.ops:
-        if isinstance(op, memref.AllocOp):
+        if isinstance(op, tc.TensorMapOp):
+            name = op.result.name_hint or f"map{len(maps)}"
+            while name in names.values():  # a name of its own among the buffers'
+                name += "_"
+            names[op.result] = name
+            maps.append(TensorMap(names[op.result], names[op.tensor], tuple(op.box_shape())))
+        elif isinstance(op, memref.AllocOp):
             names[op.memref] = op.memref.name_hint or f"tmp{len(names)}"
             buffers.append(Buffer(names[op.memref], tuple(op.memref.type.get_shape()), "temp",
                                   dtype_name(op.memref.type)))
@@ -229,4 +268,4 @@ def host_plan(module: ModuleOp) -> HostPlan:
             shared = shared_layout(kernels[name])["total"] if name in kernels else 0
             args = tuple(names[v] for v in op.kernelOperands)
             launches.append(Launch(name, grid, block, args, shared, atomic_targets(kernels.get(name), args)))
-    return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches))
+    return HostPlan(fn.sym_name.data, tuple(buffers), tuple(launches), tuple(maps))

@@ -3,8 +3,9 @@ loops that are their meaning, for devices without tensor cores (PoCL, CPUs, othe
 
 Each lane computes its own 4 results of an mma from the shared operand tiles its fragments
 were loaded from (the fragment loads themselves go away), an asynchronous copy becomes
-element copies, and commits and waits go away (a plain copy is complete at once; the
-barriers the schedule placed remain). See dialects/tensorcore.py for the ops' meaning.
+element copies (a TMA copy: the issuing thread's loops over its box), and commits, waits
+and mbarriers go away (a plain copy is complete at once; the block barriers the schedule
+placed remain). Tensor maps stay: kernels take them as (unread) buffers. See dialects/tensorcore.py for the ops' meaning.
 """
 
 from __future__ import annotations
@@ -92,6 +93,30 @@ def expand_copy(op: tc.CopyAsyncOp) -> None:
                                  lambda f: f.const(0, op.src.type.element_type)), op.dst, dst)
 
 
+def expand_tma_load(op: tc.TmaLoadOp) -> None:
+    """The box copied by the issuing thread, element by element: 0 past the tensor's edge,
+    each element to its swizzled place."""
+    em = Emitter(op.parent_block(), op)
+    box = op.box_shape()
+    shape = op.src.type.get_shape()
+    offsets = []
+    for extent in box:
+        _, off, em = em.loop(extent)
+        offsets.append(off)
+    src = [em.add(s, o) for s, o in zip(op.src_indices, offsets)]
+    valid = em.all_of([c for d, v in enumerate(src) for c in em.in_range(v, 0, shape[d])])
+    lead = len(op.dst_indices) - len(box)
+    dst = list(op.dst_indices[:lead]) + [em.add(d, o) for d, o in zip(op.dst_indices[lead:-2], offsets[:-2])]
+    rows, cols = op.dst.type.get_shape()[-2:]
+    r, c = (em.add(d, o) for d, o in zip(op.dst_indices[-2:], offsets[-2:]))
+    dst += list(swizzled_index(em, r, c, rows, cols))
+    if valid is None:
+        em.store(em.load(op.src, src), op.dst, dst)
+    else:
+        em.store(em.if_value(valid, lambda t: t.load(op.src, src),
+                             lambda f: f.const(0, op.src.type.element_type)), op.dst, dst)
+
+
 def _erase(op: Operation) -> None:
     op.detach()
     op.erase()
@@ -111,6 +136,9 @@ class TcToLoopsPass(ModulePass):
                 expand_copy(op)
             elif isinstance(op, tc.WgmmaOp):
                 expand_wgmma(op)
+            elif isinstance(op, tc.TmaLoadOp):
+                expand_tma_load(op)
+        ops = [op for op in ops if not isinstance(op, tc.TensorMapOp)]  # host ops: kernels take the maps
         for op in ops:
             if not isinstance(op, tc.LoadFragmentOp):
                 _erase(op)

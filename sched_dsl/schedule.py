@@ -204,13 +204,16 @@ class Schedule:
         self.actions.append(("vectorize", (loop,)))
 
     def cache_read(self, tensor: Tensor | str, scope: str, at: Loop, layout: Sequence[int] | None = None,
-                   double_buffer: bool = False, stages: int | Knob | None = None, pad: int | None = None) -> None:
+                   double_buffer: bool = False, stages: int | Knob | None = None, pad: int | None = None,
+                   tma: bool = False) -> None:
         """Copy the part of `tensor` read inside `at` to a `scope` buffer first. `layout`
         orders the buffer's dimensions (e.g. (1, 0): the tile transposed); `double_buffer`
         (shared) overlaps loading the next iteration's part with this one's work; `stages`
         (shared, >= 2) keeps that many buffers filled by asynchronous copies (cp.async on
         NVIDIA), the next stages - 1 iterations' parts in flight; `pad` adds elements to each
-        row of a shared buffer so that its rows fall in different memory banks."""
+        row of a shared buffer so that its rows fall in different memory banks. `tma` (with
+        `stages`; CUDA on Hopper, the operands of a wgmma) has the tensor memory accelerator
+        fill the stages: one thread starts each tile's copy, an mbarrier per stage waits for it."""
         self._use(at)
         if scope not in S.SCOPES:
             raise ScheduleError(f"cache_read: scope '{scope}' is not one of {', '.join(S.SCOPES)}")
@@ -231,7 +234,10 @@ class Schedule:
                                 "double_buffer (stages=2 is one)")
         if pad is not None and (not isinstance(pad, int) or pad < 0 or scope != "shared"):
             raise ScheduleError(f"cache_read: pad={pad!r} needs an int >= 0 and scope 'shared'")
-        self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer), stages, pad)))
+        if tma and (stages is None or pad):
+            raise ScheduleError("cache_read: tma=True fills the stages of a pipeline: give stages, and no pad "
+                                "(the copies swizzle instead)")
+        self.actions.append(("cache_read", (tensor, scope, at, layout, bool(double_buffer), stages, pad, bool(tma))))
 
     def tensorize(self, i: Loop, j: Loop, k: Loop, intrinsic: str | None = None) -> None:
         """Computes the innermost (i, j, k) tile of a matmul stage with one warp-level
@@ -324,9 +330,10 @@ class Schedule:
             elif kind == "vectorize":
                 ops.append(S.VectorizeOp(handle(args[0])))
             elif kind == "cache_read":
-                tensor, scope, at, layout, double_buffer, stages, pad = args
+                tensor, scope, at, layout, double_buffer, stages, pad, tma = args
                 stages = knobs[stages.name] if isinstance(stages, Knob) else stages
-                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer, stages, pad))
+                ops.append(S.CacheReadOp(stage_name(tensor), scope, handle(at), layout, double_buffer, stages, pad,
+                                         tma))
             elif kind == "tensorize":
                 i, j, k, intrinsic = args
                 ops.append(S.TensorizeOp(handle(i), handle(j), handle(k), intrinsic))

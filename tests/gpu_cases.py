@@ -376,7 +376,7 @@ def nms_threads():
     return out, s
 
 
-def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None, intrinsic=None):
+def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None, intrinsic=None, tma=False):
     from sched_dsl.graph.model_schedules import tc_gemm_tiles
     f32_mode = dtype in ("tf32", "3xtf32")  # f32 tensors, products in that compute mode
     store = "f32" if f32_mode else dtype
@@ -384,7 +384,7 @@ def _tc_gemm(m, n, k, dtype, tiles, out_dtype=None, columns=None, intrinsic=None
     c = sd.matmul(a, b, name="C", precision=dtype if f32_mode else None, out_dtype=out_dtype, columns=columns)
     s = sd.Schedule(c)
     intrinsic = intrinsic or ("mma.m16n8k8" if f32_mode else "mma.m16n8k16")
-    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic)
+    tc_gemm_tiles(s, c, a, b, *tiles, intrinsic, tma=tma)
     return c, s
 
 
@@ -421,6 +421,13 @@ def tensor_core_wgmma_bf16():
     shared tiles that 3 stages of cp.async fill, the next tile's copies running beside the
     last tile's wgmmas; a row remainder in the last block."""
     return _tc_gemm(192, 128, 192, "bf16", (128, 128, 64, 64, 128, 3), intrinsic="wgmma.m64n128k16")
+
+
+def tensor_core_wgmma_tma_bf16():
+    """The wgmma GEMM with its stages filled by TMA (one thread starts each tile's copies, an
+    mbarrier a stage), at a tile of 64 x 256 a warpgroup; row and column remainders in the
+    last blocks, which the copies fill with zeros past the tensors' edges."""
+    return _tc_gemm(200, 320, 192, "bf16", (128, 256, 64, 64, 256, 4), intrinsic="wgmma.m64n256k16", tma=True)
 
 
 def implicit_gemm(c, h, f, k=3, stride=1, padding=1, tiles=(32, 32, 16, 16, 16, 3), dtype="bf16", rows=0,
@@ -464,14 +471,14 @@ CASES = [Case(f.__name__, f) for f in (
     topk_values_default, topk_indices_smallest, nms_default, nms_threads,
     tensor_core_bf16, tensor_core_bf16_remainder, tensor_core_f16_f32_out, tensor_core_tf32, tensor_core_3xtf32,
     tensor_core_implicit_gemm_bf16, conv_bf16_default,
-)] + [Case(tensor_core_wgmma_bf16.__name__, tensor_core_wgmma_bf16, cuda_only=True)]
+)] + [Case(f.__name__, f, cuda_only=True) for f in (tensor_core_wgmma_bf16, tensor_core_wgmma_tma_bf16)]
 
 # what compute-sanitizer runs: one of each hard kind
 SANITIZE = ("matmul_shared_nondividing", "matmul_register_blocked", "conv_shared_tiled",
             "conv_strided_default", "depthwise_tiled", "pool_max_threads", "pool_avg_default",
             "softmax_default", "reduce_max_local", "argsort_rank_register_blocked", "nms_threads",
             "tensor_core_bf16", "tensor_core_bf16_remainder", "tensor_core_tf32", "tensor_core_3xtf32",
-            "tensor_core_implicit_gemm_bf16", "tensor_core_wgmma_bf16")
+            "tensor_core_implicit_gemm_bf16", "tensor_core_wgmma_bf16", "tensor_core_wgmma_tma_bf16")
 
 
 def placeholders(out: sd.Tensor) -> list[sd.Tensor]:

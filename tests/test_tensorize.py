@@ -167,6 +167,61 @@ def test_wgmma_schedule_errors():
                    "takes tiles of N = 128")
 
 
+TMA = {**WGMMA, "tma": True}
+
+
+def test_wgmma_with_tma_copies_matches_reference_through_its_meaning(monkeypatch):
+    """Stages filled by TMA where there is none (PoCL): the thread that starts a tile's copies
+    copies its boxes into the swizzled layout, zeros past the tensors' edges (remainders in
+    both the rows and the columns of the last blocks), and the block barriers order them."""
+    monkeypatch.setenv("SCHED_DSL_TENSOR_CORES", "0")
+    c, s = _tc_gemm(192, 192, 128, "bf16", (128, 128, 64, 64, 128, 3), **TMA)
+    equivalent(c, s)
+
+
+def test_tma_copies_in_cuda_text_a_tensor_map_a_tensor_and_a_clear_error_in_opencl():
+    from sched_dsl.lowering.host_plan import HostPlan
+
+    c, s = _tc_gemm(256, 320, 256, "bf16", (128, 256, 64, 64, 256, 4), intrinsic="wgmma.m64n256k16", tma=True)
+    lowered = sd.lower(c, s, target="cuda")
+    cuda, plan = lowered.source, lowered.plan
+    # A: one box of 128 rows a k step; B: four of 64 columns (one swizzled span each); 4 k steps,
+    # the first two started before the loop and the others in it, one a step ahead of the wgmmas
+    assert [(m.tensor, m.box) for m in plan.tensor_maps] == [("A", (128, 64)), ("B", (64, 64))]
+    assert plan.launches[0].args[-2:] == tuple(m.name for m in plan.tensor_maps)
+    assert cuda.count("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes") == 3 * 5
+    # each stage's barrier expects both tiles' bytes: 2 * (128 * 64 + 64 * 256)
+    assert cuda.count("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], 49152;") == 3
+    assert cuda.count("mbarrier.init.shared::cta.b64 [%0], 1;") == 4 and "fence.mbarrier_init" in cuda
+    assert "mbarrier.try_wait.parity.shared::cta.b64" in cuda and "wgmma.wait_group.sync.aligned 1" in cuda
+    assert "cp.async.cg" not in cuda and "cp.async.wait_group" not in cuda  # no per-thread copies
+    assert HostPlan.from_json(plan.to_json()) == plan
+    with pytest.raises(Exception, match="prints only as CUDA"):
+        sd.lower(c, s, target="opencl", tensor_cores=True)
+
+
+def test_tma_schedule_errors():
+    with pytest.raises(sd.ScheduleError, match="give stages"):
+        a = sd.placeholder("A", (64, 64), "bf16")
+        s = sd.Schedule(sd.matmul(a, a, name="C"))
+        s.cache_read(a, "shared", at=s.loops("k")[0], tma=True)
+
+    def only_a():
+        c, s = _tc_gemm(128, 128, 128, "bf16", (128, 128, 64, 64, 128, 3), **WGMMA)
+        s.actions = [(kind, args[:-1] + (args[0].name == "A",))
+                     if kind == "cache_read" else (kind, args) for kind, args in s.actions]
+        return c, s
+
+    schedule_error(only_a, "give it tma too")
+
+    def mma_sync():
+        c, s = _tc_gemm(64, 64, 64, "bf16", (64, 64, 32, 32, 32, 3))
+        s.actions = [(kind, args[:-2] + (0, True)) if kind == "cache_read" else (kind, args) for kind, args in s.actions]
+        return c, s
+
+    schedule_error(mma_sync, "fill the operands of a wgmma")
+
+
 def test_3xtf32_splits_each_operand_once_and_takes_three_mmas_a_tile():
     """Each fragment register becomes a TF32 part and a TF32 remainder (cvt.rna) where it is
     loaded, not at each mma that reads it; each tile's mma is three, the small terms first,

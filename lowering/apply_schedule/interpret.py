@@ -177,7 +177,8 @@ class Interpreter:
         if stages is not None and stages < 2:
             raise fail(op, f"cache_read of '{op.tensor.data}': stages = {stages}; a pipeline needs at least 2")
         stage.caches.append(Cache("read", ref, op.scope.data, at, op, layout=layout,
-                                  double_buffer=op.double_buffer is not None, stages=stages, pad=op.padding()))
+                                  double_buffer=op.double_buffer is not None, stages=stages, pad=op.padding(),
+                                  tma=op.tma is not None))
 
     def op_tensorize(self, op: S.TensorizeOp) -> None:
         stage, m = self.get(op.i, op)
@@ -364,6 +365,29 @@ def mark_swizzled(stage: Stage, cache: Cache, what: str) -> None:
     cache.swizzled = True
 
 
+def check_tma(stage: Stage) -> None:
+    """TMA copies (cache_read ... tma): the wgmma operands of a tensorized stage, unpermuted
+    tiles whose leading dims hold one element, of a tensor whose rows are whole 16 bytes; the
+    other pipelined caches at their loop copied by TMA too (one kind of wait a stage)."""
+    tz = stage.tensorize
+    for cache in stage.caches:
+        if not cache.tma:
+            continue
+        name = cache.memref.name_hint
+        if tz is None or not tz.wide or cache.memref not in (tz.a.memref, tz.b.memref):
+            raise fail(cache.op, f"stage '{stage.name}': TMA copies of '{name}' fill the operands of a wgmma "
+                       "(tensorize with a wgmma intrinsic)")
+        if cache.layout is not None and cache.layout != sorted(cache.layout):
+            raise fail(cache.op, f"stage '{stage.name}': TMA copies '{name}' as it lies; leave out layout")
+        if cache.memref.type.get_shape()[-1] % 8:
+            raise fail(cache.op, f"stage '{stage.name}': TMA reads rows of whole 16 bytes; '{name}' has rows of "
+                       f"{cache.memref.type.get_shape()[-1]} elements")
+        mixed = [c for c in stage.caches if c.at is cache.at and c.stages and not c.tma]
+        if mixed:
+            raise fail(mixed[0].op, f"stage '{stage.name}': '{mixed[0].memref.name_hint}' is pipelined at the "
+                       f"same loop as '{name}', which TMA copies: give it tma too")
+
+
 def f32_accumulator(stage: Stage) -> None:
     """A reduction into an f16/bf16 output sums in f32: where the schedule keeps no register
     accumulator (cache_write local), one goes at the innermost spatial loop outside every
@@ -399,6 +423,7 @@ def hoist_block_loops(stage: Stage) -> None:
 
 
 def check(stage: Stage) -> None:
+    check_tma(stage)
     leaves = stage.leaves
     for k, a in enumerate(leaves):
         if a.vectorize and a.bind:

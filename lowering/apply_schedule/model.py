@@ -84,6 +84,7 @@ class Cache:
     stages: int | None = None  # a pipeline of this many shared buffers filled by asynchronous copies
     pad: int = 0  # elements added to each row (last dimension) of a shared buffer
     swizzled: bool = False  # a wgmma operand: its copies write tc.swizzled_position's layout
+    tma: bool = False  # its stages filled by the tensor memory accelerator (tc.tma_load), not per thread
 
 
 @dataclass(eq=False)

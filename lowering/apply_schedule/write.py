@@ -21,8 +21,13 @@ from sched_dsl.dialects.tensorcore import (
     CopyCommitOp,
     CopyWaitOp,
     LoadFragmentOp,
+    MbarrierExpectOp,
+    MbarrierInitOp,
+    MbarrierWaitOp,
     MmaOp,
     ProxyFenceOp,
+    TensorMapOp,
+    TmaLoadOp,
     WgmmaCommitOp,
     WgmmaFenceOp,
     WgmmaOp,
@@ -621,9 +626,12 @@ class Writer:
     # pipelined shared caches: `stages` buffers filled by asynchronous copies
     def pipeline_start(self, em: Emitter, caches: list[Cache], k: int) -> dict:
         """Before loop k: each cache's buffers, and the copies of the first stages - 1
-        iterations' tiles, one commit group per iteration."""
+        iterations' tiles, one commit group per iteration (TMA: one thread starts them, a
+        barrier per stage)."""
         axis = self.stage.leaves[k]
         stages = caches[0].stages
+        if caches[0].tma:  # check_tma: all of a loop's pipelined caches, or none
+            return self.tma_start(em, caches, k)
         bufs = {}
         for s in range(stages - 1 - self.mma_overlap):
             self.env[axis] = em.index(s)
@@ -643,20 +651,29 @@ class Writer:
         the copies of tile t + stages - 1 into the part iteration t - 1 used; the inner
         loops read part t % stages. With wgmmas left running into the next iteration
         (mma_overlap = 1), tile t + stages - 2 into the part of iteration t - 2, which the
-        barrier shows every warpgroup done with."""
+        barrier shows every warpgroup done with. TMA: the barrier, then one thread starts
+        the copies, then every thread waits on tile t's mbarrier."""
         axis = self.stage.leaves[k]
         stages = caches[0].stages
         ahead_by = stages - 1 - self.mma_overlap
         iv = self.env[axis]
-        em.op(CopyWaitOp(ahead_by - 1))
-        if any(c.swizzled for c in caches):  # the copies' writes, seen by the wgmmas' reads
-            em.op(ProxyFenceOp())
-        barrier(em)
+        tma = caches[0].tma
+        if tma:
+            barrier(em)
+            self.tma_ahead(em, caches, k, bufs)
+            em.op(MbarrierWaitOp(bufs["full"], em.rem(iv, stages), em.rem(em.floordiv(iv, stages), 2)))
+        else:
+            em.op(CopyWaitOp(ahead_by - 1))
+            if any(c.swizzled for c in caches):  # the copies' writes, seen by the wgmmas' reads
+                em.op(ProxyFenceOp())
+            barrier(em)
         varying = self.varying(k, "shared")
         for c in caches:
             bases, _ = self.footprint(em, c, varying)
             part = em.rem(iv, stages)
             self.redirect[c.memref] = (bufs[id(c)][0], self.buffer_index(c, bases, lambda e, part=part: [part]))
+        if tma:
+            return
         ahead = em.add(iv, ahead_by)
         if axis.extent > ahead_by:
             then = em.if_(em.cmpi("slt", ahead, axis.extent))
@@ -667,6 +684,79 @@ class Writer:
                 self.async_fill(then, c, bufs[id(c)][0], bases, exts, then.rem(ahead, stages))
             self.env[axis] = iv
         em.op(CopyCommitOp())
+
+    # pipelined shared caches filled by the tensor memory accelerator (Hopper)
+    def tma_start(self, em: Emitter, caches: list[Cache], k: int) -> dict:
+        """Before loop k: each cache's buffers and tensor map, the stages' mbarriers (one
+        arrival each: the thread that starts a tile's copies, and their bytes), and the
+        copies of the first tiles, started by thread 0."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        self.env[axis] = em.index(0)
+        bufs: dict = {}
+        for c in caches:
+            _, exts = self.footprint(em, c, self.varying(k, "shared"))
+            buf = self.cache_buffer(em, c, "shared", exts, [stages])
+            bufs[id(c)] = (buf, exts, self.tensor_map(em, c, exts))
+        full = em.alloca([stages], SHARED, {"sched.align": IntegerAttr(8, i64)}, element=i64)
+        full.name_hint = f"{axis.name}_full"
+        bufs["full"] = full
+        tid, _ = self.thread_id(em)
+        em.if_(em.cmpi("eq", tid, 0)).op(MbarrierInitOp(full, 1))
+        barrier(em)  # every thread sees the barriers initialised
+        first = em.if_(em.cmpi("eq", tid, 0))
+        for s in range(min(stages - 1 - self.mma_overlap, axis.extent)):
+            self.env[axis] = first.index(s)
+            self.tma_fill(first, caches, k, bufs, first.index(s))
+        del self.env[axis]
+        return bufs
+
+    def tma_ahead(self, em: Emitter, caches: list[Cache], k: int, bufs: dict) -> None:
+        """Thread 0 starts the copies of tile t + stages - 1 - mma_overlap (t: loop k's
+        iteration), where there is one."""
+        axis = self.stage.leaves[k]
+        stages = caches[0].stages
+        ahead_by = stages - 1 - self.mma_overlap
+        if axis.extent <= ahead_by:
+            return
+        iv = self.env[axis]
+        ahead = em.add(iv, ahead_by)
+        tid, _ = self.thread_id(em)
+        then = em.if_(em.all_of([em.cmpi("eq", tid, 0), em.cmpi("slt", ahead, axis.extent)]))
+        self.env[axis] = then.min(ahead, axis.extent - 1)
+        self.tma_fill(then, caches, k, bufs, then.rem(ahead, stages))
+        self.env[axis] = iv
+
+    def tma_fill(self, em: Emitter, caches: list[Cache], k: int, bufs: dict, part: SSAValue) -> None:
+        """The copies of the tiles at loop k's current iteration into part `part`, a box a
+        swizzled span (64 columns), their bytes announced to the part's barrier first."""
+        full = bufs["full"]
+        em.op(MbarrierExpectOp(full, part, sum(2 * math.prod(bufs[id(c)][1]) for c in caches)))
+        varying = self.varying(k, "shared")
+        for c in caches:
+            buf, exts, tensor_map = bufs[id(c)]
+            bases, _ = self.footprint(em, c, varying)
+            box = [*exts[:-1], SWIZZLE_SPAN]
+            for col in range(0, exts[-1], SWIZZLE_SPAN):
+                src = [*bases[:-1], em.add(bases[-1], col)]
+                dst = [part, *[em.index(0)] * (len(exts) - 1), em.index(col)]
+                em.op(TmaLoadOp(buf, dst, tensor_map, c.memref, src, full, part, box))
+
+    def tensor_map(self, em: Emitter, cache: Cache, exts: list[int]) -> SSAValue:
+        """The tensor map of `cache.memref` for boxes of its tile's rows and one swizzled span,
+        made in the host function before the stage's nest (a kernel takes it as a buffer)."""
+        name = cache.memref.name_hint
+        if any(e != 1 for e in exts[:-2]) or exts[-2] > 256:
+            raise fail(cache.op, f"stage '{self.stage.name}': TMA copies a tile of one matrix of at most 256 rows; "
+                       f"the tile of '{name}' is {' x '.join(map(str, exts))}")
+        block, op = em.block, em.before
+        host = self.stage.loop.parent_block()
+        while block is not host:
+            op = block.parent_op()
+            block = op.parent_block()
+        tensor_map = Emitter(host, op).val(TensorMapOp(cache.memref, [*exts[:-1], SWIZZLE_SPAN]))
+        tensor_map.name_hint = f"{name}_map"
+        return tensor_map
 
     def async_fill(self, em: Emitter, cache: Cache, buf: SSAValue, bases: list[SSAValue], exts: list[int],
                    part: int | SSAValue) -> None:

@@ -193,8 +193,10 @@ CMP = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
 INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.DivUIOp: "/",
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||", arith.XOrIOp: "^"}
-# the tc ops of Hopper's warpgroup mma, which only CUDA prints (Spelling.wgmma)
+# the tc ops of Hopper's warpgroup mma and TMA copies, which only CUDA prints (Spelling.wgmma)
 WGMMA_OPS = (tc.WgmmaOp, tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp)
+TMA_OPS = (tc.TmaLoadOp, tc.MbarrierInitOp, tc.MbarrierExpectOp, tc.MbarrierWaitOp)
+HOPPER_OPS = WGMMA_OPS + TMA_OPS
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
 # math ops printed as C math functions (CUDA adds Spelling.math_suffix)
 MATH_CALLS = {mathd.LogOp: "log", mathd.SqrtOp: "sqrt", mathd.AbsFOp: "fabs", mathd.FloorOp: "floor",
@@ -220,6 +222,8 @@ def c_type(t: Attribute, index: str = "int", sp: Spelling | None = None) -> str:
         return "int"
     if isinstance(t, IntegerType) and t.width.data == 1:
         return "bool"
+    if isinstance(t, IntegerType) and t.width.data == 64:  # mbarriers, tensor maps
+        return sp.wide_index if sp is not None else "long long"
     if isinstance(t, Float32Type):
         return "float"
     if isinstance(t, VectorType) and isinstance(t.element_type, Float32Type) and t.get_shape() == (4,):
@@ -460,9 +464,9 @@ class KernelPrinter:
     # tensor cores: inline PTX (ldmatrix, mma.sync, cp.async), sm_80 and later
     def tensor_core(self, op: Operation) -> None:
         sp = self.sp
-        if isinstance(op, WGMMA_OPS) and not sp.wgmma:
-            raise DiagnosticException(f"{op.name} prints only as CUDA (Hopper's wgmma, sm_90a); on OpenCL tensorize "
-                                      "with mma.m16n8k16")
+        if isinstance(op, HOPPER_OPS) and not sp.wgmma:
+            raise DiagnosticException(f"{op.name} prints only as CUDA (Hopper's wgmma and TMA, sm_90a); on OpenCL "
+                                      "tensorize with mma.m16n8k16 and cp.async copies")
         if isinstance(op, tc.LoadFragmentOp):
             self.fragment(op)
         elif isinstance(op, tc.MmaOp):
@@ -506,6 +510,8 @@ class KernelPrinter:
                           f'"l"({src}), "r"({self.expr(op.valid)} ? 16 : 0) : "memory");')
         elif isinstance(op, tc.WgmmaOp):
             self.wgmma(op)
+        elif isinstance(op, TMA_OPS):
+            self.tma(op)
         elif isinstance(op, WGMMA_OPS):  # the fences, the commit and the wait
             text = {tc.WgmmaFenceOp: "wgmma.fence.sync.aligned", tc.WgmmaCommitOp: "wgmma.commit_group.sync.aligned",
                     tc.ProxyFenceOp: "fence.proxy.async.shared::cta"}.get(type(op))
@@ -519,17 +525,48 @@ class KernelPrinter:
         else:
             raise DiagnosticException(f"the C printer cannot print {op.name}")
 
-    def wgmma_descriptor(self, ref: SSAValue, origin, leading: int) -> str:
-        """The shared memory descriptor of the operand tile at `origin` of a swizzled buffer
-        (tc.swizzled_position): its start address (the tile's first row, at its column span
-        and its column there), `leading` the bytes between column spans (B; A's tiles lie in
-        one span), 1024 between groups of 8 rows, 128-byte swizzling."""
+    def swizzled_address(self, ref: SSAValue, origin) -> str:
+        """The shared address of a tile's start at `origin` of a swizzled buffer
+        (tc.swizzled_position): its first row, at its column span and its column there."""
         rows, cols = ref.type.get_shape()[-2:]
         r, c = self.expr(origin[-2]), self.expr(origin[-1])
-        start = (f"{self.sp.shared_address.format(ptr='&' + self.index(ref, origin))} + 2 * ({c} / {tc.SWIZZLE_SPAN} * "
-                 f"{rows * tc.SWIZZLE_SPAN} + {r} * {tc.SWIZZLE_SPAN} + {c} % {tc.SWIZZLE_SPAN} - {r} * {cols} - {c})")
+        return (f"{self.sp.shared_address.format(ptr='&' + self.index(ref, origin))} + 2 * ({c} / {tc.SWIZZLE_SPAN} * "
+                f"{rows * tc.SWIZZLE_SPAN} + {r} * {tc.SWIZZLE_SPAN} + {c} % {tc.SWIZZLE_SPAN} - {r} * {cols} - {c})")
+
+    def wgmma_descriptor(self, ref: SSAValue, origin, leading: int) -> str:
+        """The shared memory descriptor of the operand tile at `origin` of a swizzled buffer:
+        its start address, `leading` the bytes between column spans (B; A's tiles lie in
+        one span), 1024 between groups of 8 rows, 128-byte swizzling."""
         fixed = (leading >> 4) << 16 | (tc.SWIZZLE_ALIGN >> 4) << 32 | 1 << 62
-        return f"((unsigned long long)((({start}) & 0x3FFFF) >> 4) | {fixed}ull)"
+        return f"((unsigned long long)((({self.swizzled_address(ref, origin)}) & 0x3FFFF) >> 4) | {fixed}ull)"
+
+    def tma(self, op: Operation) -> None:
+        """TMA copies and the mbarriers that say when they are in (PTX of sm_90)."""
+        addr = self.sp.shared_address
+        if isinstance(op, tc.MbarrierInitOp):
+            for b in range(op.bars.type.get_shape()[0]):
+                self.line(f'asm volatile("mbarrier.init.shared::cta.b64 [%0], {int(op.count.value.data)};\\n" :: '
+                          f'"r"({addr.format(ptr=f"&{self.name(op.bars)}[{b}]")}) : "memory");')
+            self.line('asm volatile("fence.mbarrier_init.release.cluster;\\n" ::: "memory");')
+            return
+        bar = addr.format(ptr="&" + self.index(op.bars, [op.bar]))
+        if isinstance(op, tc.MbarrierExpectOp):
+            self.line(f'asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], {int(op.bytes.value.data)};'
+                      f'\\n" :: "r"({bar}) : "memory");')
+        elif isinstance(op, tc.MbarrierWaitOp):
+            self.line("{")
+            self.line("unsigned sd_done;")
+            self.line('do { asm volatile("{\\n.reg .pred p;\\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;'
+                      '\\nselp.u32 %0, 1, 0, p;\\n}\\n" : "=r"(sd_done) : '
+                      f'"r"({bar}), "r"((unsigned)({self.expr(op.parity)})) : "memory"); }} while (!sd_done);')
+            self.line("}")
+        else:  # coordinates innermost first
+            n = len(op.src_indices)
+            coords = ", ".join(f"%{2 + d}" for d in range(n))
+            ins = ", ".join(f'"r"((int)({self.expr(v)}))' for v in reversed(op.src_indices))
+            self.line(f'asm volatile("cp.async.bulk.tensor.{n}d.shared::cluster.global.mbarrier::complete_tx::bytes '
+                      f'[%0], [%1, {{{coords}}}], [%{2 + n}];\\n" :: "r"({self.swizzled_address(op.dst, op.dst_indices)}), '
+                      f'"l"({self.name(op.map)}), {ins}, "r"({bar}) : "memory");')
 
     def wgmma(self, op: tc.WgmmaOp) -> None:
         """wgmma.mma_async: A (K-major) and B (N-major, taken transposed) read by descriptor."""

@@ -261,6 +261,9 @@ def lowered(module: ModuleOp, target: str, config: dict[str, int], name: str, te
     except (DiagnosticException, VerifyException) as e:
         raise GraphError(f"segment {name}: {e}") from None
     plan = host_plan(module)
+    if plan.tensor_maps:
+        raise GraphError(f"segment {name}: TMA copies (cache_read ... tma) run in kernels built alone (sd.build); "
+                         "a model's runners take no tensor maps")
     COUNTS["lowered"] += 1
     if cache is not None:
         d = {"source": text.getvalue(), "units": units, "plan": plan.to_json()}

@@ -283,7 +283,7 @@ TC_MAX_SHARED = 48 * 1024  # static shared memory per block, on both CUDA and NV
 
 
 def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsic: str, batch: int = 0,
-                  implicit_b: bool = False) -> None:
+                  implicit_b: bool = False, tma: bool = False) -> None:
     """The tensor-core GEMM (factors are ints or knobs): each block computes a `bm` x `bn`
     tile of C from `bk`-deep slices of A and B that `stages` shared buffers each receive by
     asynchronous copies (cp.async), rows padded against bank conflicts; its warps (bm / wm
@@ -295,7 +295,8 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
     swizzled shared buffers directly (`bk` 64: rows of 128 bytes; at least 3 stages).
     A batched matmul's `batch` loops b0, b1, ... are fused and bound to block.z.
     `implicit_b`: B is a stage computed where it is read (an implicit GEMM: B = im2col(X)),
-    each tile into two shared buffers (the next one gathered into registers during the mmas)."""
+    each tile into two shared buffers (the next one gathered into registers during the mmas).
+    `tma` (wgmma only): the tensor memory accelerator fills the stages instead of every thread."""
     mt, nt, kt = S.TENSOR_INTRINSICS[intrinsic]
     pad_a, pad_b = TC_PADS[intrinsic]
     i, j, k = gemm_loops(s, stage, batch)
@@ -312,11 +313,12 @@ def tc_gemm_tiles(s: Schedule, stage, a, b, bm, bn, bk, wm, wn, stages, intrinsi
     s.bind(jo, "block.x")
     s.bind(iw, "thread.z")
     s.bind(jw, "thread.y")
-    s.cache_read(a, "shared", at=ko, stages=stages, pad=pad_a)
+    copy = {"tma": True} if tma else {}
+    s.cache_read(a, "shared", at=ko, stages=stages, pad=pad_a, **copy)
     if implicit_b:
         s.compute_at(b, ko, double_buffer=True, pad=pad_b)
     else:
-        s.cache_read(b, "shared", at=ko, stages=stages, pad=pad_b)
+        s.cache_read(b, "shared", at=ko, stages=stages, pad=pad_b, **copy)
     s.unroll(kk)
     s.tensorize(ii, ji, ki, intrinsic)
 

@@ -165,6 +165,37 @@ def zero_async(ptr: int, nbytes: int, stream=None) -> None:
     _driver().memset_d32_async(ptr, 0, nbytes // 4, stream)
 
 
+# CUtensorMapDataType, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+TENSOR_MAP_TYPES = {"f16": 6, "bf16": 9}
+SWIZZLE_128B, L2_PROMOTION_128B = 3, 2
+
+
+def encode_tensor_map(address: int, shape: tuple[int, ...], dtype: str, box: tuple[int, ...]) -> np.ndarray:
+    """The 128 bytes of a TMA descriptor (cuTensorMapEncodeTiled) of the row-major tensor at
+    `address`, for copies of `box` (outermost dimension first) into the 128-byte swizzled
+    layout; past the tensor's edge a copy reads zeros. pycuda binds no tensor maps: the
+    driver's entry is called directly."""
+    import ctypes
+
+    rank = len(shape)
+    itemsize = 2
+    strides = [itemsize * math.prod(shape[d + 1:]) for d in range(rank - 1)]  # bytes, of dims 1.. innermost first
+    raw = np.zeros(192, np.uint8)
+    at = (-raw.ctypes.data) % 64  # the descriptor is 64-byte aligned
+    u64, u32 = ctypes.c_uint64 * rank, ctypes.c_uint32 * rank
+    try:
+        encode = ctypes.CDLL("libcuda.so.1").cuTensorMapEncodeTiled
+    except (OSError, AttributeError) as e:
+        raise DeviceError(f"TMA copies need the CUDA driver's cuTensorMapEncodeTiled (CUDA 12 or later): {e}") from None
+    status = encode(ctypes.c_void_p(raw.ctypes.data + at), TENSOR_MAP_TYPES[dtype], rank, ctypes.c_void_p(address),
+                    u64(*reversed(shape)), (ctypes.c_uint64 * max(rank - 1, 1))(*reversed(strides)),
+                    u32(*reversed(box)), u32(*[1] * rank), 0, SWIZZLE_128B, L2_PROMOTION_128B, 0)
+    if status != 0:
+        raise DeviceError(f"cuTensorMapEncodeTiled refused a {dtype} tensor of shape {shape} with boxes {box} "
+                          f"(CUresult {status})")
+    return raw[at:at + 128].copy()
+
+
 def source_arch(source: str, arch: str) -> str:
     """The architecture to compile `source` for on a device of `arch` ("sm_90"): Hopper's
     arch-specific one (sm_90a) where the text uses wgmma."""
@@ -231,6 +262,10 @@ class CudaKernel:
                                   f"that {self.limits.name} can run with its {fn.get_attribute(fa.NUM_REGS)} "
                                   "registers per thread")
         self.buffers = {b.name: drv.mem_alloc(max(b.nbytes, 4)) for b in plan.buffers}
+        dtypes = {b.name: b for b in plan.buffers}
+        for m in plan.tensor_maps:  # TMA descriptors of the buffers just allocated, in buffers of their own
+            t = dtypes[m.tensor]
+            self.buffers[m.name] = drv.to_device(encode_tensor_map(int(self.buffers[m.tensor]), t.shape, t.dtype, m.box))
         # prepared launches: every argument is a device pointer
         self.calls = []
         for ln, fn in zip(plan.launches, self.functions):

@@ -135,6 +135,8 @@ class OpenCLKernel:
         self.kernels = [cl.Kernel(self.program, c_name(ln.kernel, "kernel")) for ln in plan.launches]
         mf = cl.mem_flags
         self.buffers = {b.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=max(b.nbytes, 4)) for b in plan.buffers}
+        # TMA descriptors: only CUDA reads them (OpenCL runs a TMA copy as plain loops)
+        self.buffers.update({m.name: cl.Buffer(self.ctx, mf.READ_WRITE, size=m.nbytes) for m in plan.tensor_maps})
         self.last_times_ms: list[float] = []
         # one call at a time: calls share the buffers and the kernels' arguments
         self.lock = threading.Lock()
