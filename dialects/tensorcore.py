@@ -43,6 +43,11 @@ tile together, reading both operands straight from shared memory.
   goes before the first wgmma that reads registers other instructions wrote, and
   `tc.proxy_fence` between shared memory written by copies and a wgmma that reads it.
 
+- `tc.store_pair %v0, %v1, %out[%i..]`: out[.., j] = v0 and out[.., j + 1] = v1 (j the last
+  index, even), rounded to out's f16/bf16: two neighbouring results of a wgmma's
+  accumulator, which CUDA stores as one 4-byte pair (converted one by one, ptxas serializes
+  the wgmmas that write them).
+
 Copies by Hopper's tensor memory accelerator (TMA), into the swizzled layout a wgmma reads:
 
 - `%map = tc.tensor_map %A {box}` (in the host function): the descriptor of global tensor A
@@ -377,6 +382,27 @@ class ProxyFenceOp(IRDLOperation):
     assembly_format = "attr-dict"
 
 
+@irdl_op_definition
+class StorePairOp(IRDLOperation):
+    name = "tc.store_pair"
+    first = operand_def(Float32Type)
+    second = operand_def(Float32Type)
+    out = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$first `,` $second `,` $out `[` $indices `]` attr-dict `:` type($out)"
+
+    def __init__(self, first: SSAValue, second: SSAValue, out: SSAValue, indices: Sequence[SSAValue]):
+        super().__init__(operands=[first, second, out, list(indices)])
+
+    def verify_(self) -> None:
+        _check_indices(self, self.out, self.indices, "the output")
+        t = self.out.type
+        if not isinstance(t.element_type, (Float16Type, BFloat16Type)) or t.get_shape()[-1] % 2:
+            raise VerifyException(f"tc.store_pair: stores pairs into an f16/bf16 buffer of rows of an even length, "
+                                  f"got {t}")
+
+
 TMA_MAP_WORDS = 16  # a tensor map: 128 bytes, kept in a global buffer of 16 i64
 
 
@@ -506,4 +532,4 @@ class MbarrierWaitOp(IRDLOperation):
 
 TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp, WgmmaOp,
                                    WgmmaFenceOp, WgmmaCommitOp, WgmmaWaitOp, ProxyFenceOp, TensorMapOp, TmaLoadOp,
-                                   MbarrierInitOp, MbarrierExpectOp, MbarrierWaitOp], [FragmentType])
+                                   MbarrierInitOp, MbarrierExpectOp, MbarrierWaitOp, StorePairOp], [FragmentType])

@@ -117,6 +117,12 @@ def expand_tma_load(op: tc.TmaLoadOp) -> None:
                              lambda f: f.const(0, op.src.type.element_type)), op.dst, dst)
 
 
+def expand_store_pair(op: tc.StorePairOp) -> None:
+    em = Emitter(op.parent_block(), op)
+    em.store_value(op.first, op.out, op.indices)
+    em.store_value(op.second, op.out, [*op.indices[:-1], em.add(op.indices[-1], 1)])
+
+
 def _erase(op: Operation) -> None:
     op.detach()
     op.erase()
@@ -138,6 +144,8 @@ class TcToLoopsPass(ModulePass):
                 expand_wgmma(op)
             elif isinstance(op, tc.TmaLoadOp):
                 expand_tma_load(op)
+            elif isinstance(op, tc.StorePairOp):
+                expand_store_pair(op)
         ops = [op for op in ops if not isinstance(op, tc.TensorMapOp)]  # host ops: kernels take the maps
         for op in ops:
             if not isinstance(op, tc.LoadFragmentOp):

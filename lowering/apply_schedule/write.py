@@ -26,6 +26,7 @@ from sched_dsl.dialects.tensorcore import (
     MbarrierWaitOp,
     MmaOp,
     ProxyFenceOp,
+    StorePairOp,
     TensorMapOp,
     TmaLoadOp,
     WgmmaCommitOp,
@@ -517,13 +518,21 @@ class Writer:
         self.tile_acc = (buf, inner)
         self.for_each(em, [a.extent for a in inner] + [results], lambda e, loc: e.store(e.f32(0.0), buf, loc))
 
+        # a wgmma's f16/bf16 results in pairs of neighbouring columns (tc.store_pair)
+        store = st.output_store
+        j_root = st.root_ivs[[a.name for a in st.roots].index("j")]
+        paired = (tz.wide and is_half(st.output.type.element_type) and st.epilogue is None
+                  and store.indices[-1] is j_root and st.output.type.get_shape()[-1] % 2 == 0)
+
         def write_back(e: Emitter) -> None:
             saved = dict(self.env)
             if tz.wide:
                 e.op(WgmmaWaitOp(0))
             for a in inner:
                 _, self.env[a], e = e.loop(a.extent, {"sched.unroll": UnitAttr()})
-            _, r, e = e.loop(results, {"sched.unroll": UnitAttr()})
+            _, r, e = e.loop(results // 2 if paired else results, {"sched.unroll": UnitAttr()})
+            if paired:
+                r = e.mul(r, 2)
             lane = self.env[tz.lane]
             if tz.wide:  # and 16 rows a warp, 8 columns each 4 results
                 warp, lane = e.floordiv(lane, 32), e.rem(lane, 32)
@@ -534,10 +543,14 @@ class Writer:
                 self.env[tz.n] = e.add(e.mul(e.rem(lane, 4), 2), e.rem(r, 2))
             e = self.guarded(e, [root for root in st.roots if not root.reduce])  # a tile past the output
             mapping = {iv: self.value(e, root) for iv, root in zip(st.root_ivs, st.roots) if not root.reduce}
-            store = st.output_store
             for op in self.slice_of(store.indices):
                 e.op(op.clone(mapping))
             value = e.load(buf, [self.env[a] for a in inner] + [r])
+            if paired:
+                second = e.load(buf, [self.env[a] for a in inner] + [e.add(r, 1)])
+                e.op(StorePairOp(value, second, st.output, [mapping.get(v, v) for v in store.indices]))
+                self.env = saved
+                return
             if st.epilogue is not None:
                 value = self.epilogue_at_write_back(e, mapping, value)
             e.store_value(value, st.output, [mapping.get(v, v) for v in store.indices])

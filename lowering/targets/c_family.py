@@ -194,7 +194,7 @@ INT_BINARY = {arith.AddiOp: "+", arith.SubiOp: "-", arith.MuliOp: "*", arith.Div
               arith.DivSIOp: "/", arith.RemUIOp: "%", arith.RemSIOp: "%", arith.AndIOp: "&&",
               arith.OrIOp: "||", arith.XOrIOp: "^"}
 # the tc ops of Hopper's warpgroup mma and TMA copies, which only CUDA prints (Spelling.wgmma)
-WGMMA_OPS = (tc.WgmmaOp, tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp)
+WGMMA_OPS = (tc.WgmmaOp, tc.WgmmaFenceOp, tc.WgmmaCommitOp, tc.WgmmaWaitOp, tc.ProxyFenceOp, tc.StorePairOp)
 TMA_OPS = (tc.TmaLoadOp, tc.MbarrierInitOp, tc.MbarrierExpectOp, tc.MbarrierWaitOp)
 HOPPER_OPS = WGMMA_OPS + TMA_OPS
 FLOAT_BINARY = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
@@ -510,6 +510,11 @@ class KernelPrinter:
                           f'"l"({src}), "r"({self.expr(op.valid)} ? 16 : 0) : "memory");')
         elif isinstance(op, tc.WgmmaOp):
             self.wgmma(op)
+        elif isinstance(op, tc.StorePairOp):
+            bf16 = isinstance(op.out.type.element_type, BFloat16Type)
+            pair, make = ("__nv_bfloat162", "__floats2bfloat162_rn") if bf16 else ("__half2", "__floats2half2_rn")
+            self.line(f"*({pair}*)&{self.index(op.out, op.indices)} = {make}({self.expr(op.first)}, "
+                      f"{self.expr(op.second)});")
         elif isinstance(op, TMA_OPS):
             self.tma(op)
         elif isinstance(op, WGMMA_OPS):  # the fences, the commit and the wait
