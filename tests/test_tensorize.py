@@ -146,6 +146,8 @@ def test_wgmma_in_cuda_text_and_a_clear_error_in_opencl():
                  "cp.async.wait_group 0", " ^ "):
         assert text in cuda, text
     assert "ldmatrix" not in cuda and "mma.sync" not in cuda
+    # results stored in pairs: converted one by one, ptxas serializes the wgmmas (C7514)
+    assert "*(__nv_bfloat162*)&v_C[" in cuda and "__floats2bfloat162_rn(" in cuda
     with pytest.raises(Exception, match="prints only as CUDA"):
         sd.lower(c, s, target="opencl", tensor_cores=True)
 
@@ -198,6 +200,33 @@ def test_tma_copies_in_cuda_text_a_tensor_map_a_tensor_and_a_clear_error_in_open
     assert HostPlan.from_json(plan.to_json()) == plan
     with pytest.raises(Exception, match="prints only as CUDA"):
         sd.lower(c, s, target="opencl", tensor_cores=True)
+
+
+def test_check_each_pass_runs_tma_ir_and_its_text_parses_back():
+    """The per-pass checker runs TMA copies as the loops they mean (the host's tensor maps are
+    buffers no loop reads), and the gpu-level IR with tensor maps, mbarriers and TMA copies
+    prints and parses back to the same text."""
+    from io import StringIO
+
+    from xdsl.parser import Parser
+    from xdsl.printer import Printer
+
+    from sched_dsl.context import make_context
+    from sched_dsl.lowering.pipeline import run_default_pipeline
+    from sched_dsl.testing.check import check_each_pass
+
+    _, s = _tc_gemm(128, 128, 128, "bf16", (128, 128, 64, 64, 128, 3), out_dtype="f32", **TMA)
+    results = check_each_pass(s.module(), "tensorop-to-loops,apply-schedule,loops-to-gpu,tc-to-loops")
+    assert all(r.ok and r.checked for r in results), [(r.name, r.ok, r.checked) for r in results]
+    module = s.module()
+    run_default_pipeline(make_context(), module, tensor_cores=True, stop_after="loops-to-gpu")
+    text = StringIO()
+    Printer(stream=text).print_op(module)
+    for op in ("tc.tensor_map", "tc.mbarrier_init", "tc.mbarrier_expect", "tc.tma_load", "tc.mbarrier_wait"):
+        assert op in text.getvalue(), op
+    again = StringIO()
+    Printer(stream=again).print_op(Parser(make_context(), text.getvalue()).parse_module())
+    assert again.getvalue() == text.getvalue()
 
 
 def test_tma_schedule_errors():

@@ -817,7 +817,8 @@ class Interpreter:
                 self.store(op, th, ref, idx[:-1] + [idx[-1] + p], part)
         elif name == "vector.extract":
             th.values[op.results[0]] = F32(self.value(th, op.operands[0])[op.static_position.get_values()[0]])
-        elif name in ("memref.alloc", "memref.alloca"):
+        elif name in ("memref.alloc", "memref.alloca", "tc.tensor_map"):
+            # (a TMA descriptor: a buffer kernels take, and as loops never read)
             th.values[op.results[0]] = self.alloc(op, th)
         elif name == "memref.dealloc":
             pass
