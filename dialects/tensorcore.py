@@ -483,51 +483,48 @@ class TmaLoadOp(IRDLOperation):
                                   f"columns of {SWIZZLE_SPAN} (its swizzled layout)")
 
 
-@irdl_op_definition
-class MbarrierInitOp(IRDLOperation):
-    name = "tc.mbarrier_init"
-    bars = operand_def(MemRefType)
-    count = prop_def(IntegerAttr)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$bars attr-dict `:` type($bars)"
+class MbarrierOp(IRDLOperation):
+    """An op on a stage's mbarriers, a 1-d shared buffer of i64 (`bars`, each op's first operand)."""
 
-    def __init__(self, bars: SSAValue, count: int):
-        super().__init__(operands=[bars], properties={"count": IntegerAttr(count, i64)})
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         _check_barrier(self, self.bars, "the barriers")
 
 
 @irdl_op_definition
-class MbarrierExpectOp(IRDLOperation):
+class MbarrierInitOp(MbarrierOp):
+    name = "tc.mbarrier_init"
+    bars = operand_def(MemRefType)
+    count = prop_def(IntegerAttr)
+    assembly_format = "$bars attr-dict `:` type($bars)"
+
+    def __init__(self, bars: SSAValue, count: int):
+        super().__init__(operands=[bars], properties={"count": IntegerAttr(count, i64)})
+
+
+@irdl_op_definition
+class MbarrierExpectOp(MbarrierOp):
     name = "tc.mbarrier_expect"
     bars = operand_def(MemRefType)
     bar = operand_def(IndexType)
     bytes = prop_def(IntegerAttr)
-    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$bars `[` $bar `]` attr-dict `:` type($bars)"
 
     def __init__(self, bars: SSAValue, bar: SSAValue, nbytes: int):
         super().__init__(operands=[bars, bar], properties={"bytes": IntegerAttr(nbytes, i64)})
 
-    def verify_(self) -> None:
-        _check_barrier(self, self.bars, "the barrier")
-
 
 @irdl_op_definition
-class MbarrierWaitOp(IRDLOperation):
+class MbarrierWaitOp(MbarrierOp):
     name = "tc.mbarrier_wait"
     bars = operand_def(MemRefType)
     bar = operand_def(IndexType)
     parity = operand_def(IndexType)
-    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$bars `[` $bar `]` `,` $parity attr-dict `:` type($bars)"
 
     def __init__(self, bars: SSAValue, bar: SSAValue, parity: SSAValue):
         super().__init__(operands=[bars, bar, parity])
-
-    def verify_(self) -> None:
-        _check_barrier(self, self.bars, "the barrier")
 
 
 TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp, WgmmaOp,
