@@ -410,6 +410,21 @@ def test_features_see_tensor_core_use():
     assert plain["mma_thread"] == 0
 
 
+def test_features_see_wgmma_and_tma_copies():
+    """A wgmma counts as its warpgroup's flops, issued by each of its threads; a TMA copy,
+    started by one thread of each block, as the 16-byte chunks its box holds."""
+    c, s = _tc_gemm(256, 256, 128, "bf16", (128, 128, 64, 64, 128, 3), **TMA)
+    f = {name: 2 ** v - 1 for name, v in zip(FEATURE_NAMES, loop_only_features(c, s, {}))}
+    assert f["mma_flops_total"] == pytest.approx(2 * 256 * 256 * 128)
+    assert f["mma_thread"] == pytest.approx(2 * 4)  # k slices x k steps, one wgmma of 64 x 128 a warpgroup each
+    # 4 blocks, each a tile of A (128 x 64, one box) and of B (64 x 128, two boxes) before the
+    # loop and one in each of its 2 iterations (counted as the cp.async copies are: at each)
+    tile_chunks = (128 * 64 + 64 * 128) * 2 / 16
+    stores = 256 * 256  # the results, in pairs
+    assert f["flops_per_global_access"] == pytest.approx(2 * 256 * 256 * 128 / (stores + 4 * 3 * tile_chunks))
+    assert f["async_copies_thread"] == pytest.approx(3 * 3)  # thread 0's: 3 boxes a tile
+
+
 def test_reduced_precision_matmuls_get_the_tensor_core_template():
     a, b = sd.placeholder("A", (128, 256), "bf16"), sd.placeholder("B", (256, 64), "bf16")
     module, _, _ = module_of([sd.matmul(a, b, name="C")])

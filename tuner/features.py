@@ -26,7 +26,8 @@ from sched_dsl.context import make_context
 from sched_dsl.dialects import tensorcore as tc
 from sched_dsl.dialects.memspace import LOCAL, SHARED
 from sched_dsl.lowering.apply_schedule import ApplySchedulePass
-from sched_dsl.lowering.emit import const_value, is_half
+from sched_dsl.lowering.emit import const_value
+from sched_dsl.lowering.host_plan import element_bytes
 from sched_dsl.lowering.pipeline import run_default_pipeline
 from sched_dsl.schedule import Schedule, ScheduleError
 
@@ -111,16 +112,31 @@ def loop_features(module: ModuleOp) -> list[float]:
                 m, n, k = tc.SHAPES[op.intrinsic]
                 acc["mma_thread"] += per_thread
                 acc["mma_flops_total"] += total * 2 * m * n * k / tc.LANES  # each lane issues the warp's op
+            elif isinstance(op, tc.WgmmaOp):
+                m, n, k = op.shape()
+                acc["mma_thread"] += per_thread
+                acc["mma_flops_total"] += total * 2 * m * n * k / tc.WARPGROUP  # each thread issues its group's
+            elif isinstance(op, tc.StorePairOp):  # two neighbouring results of a wgmma, to global memory
+                acc["stores_global_thread"] += 2 * per_thread
+                acc["stores_global_total"] += 2 * total
+            elif isinstance(op, tc.TmaLoadOp):  # a box, counted as the 16-byte chunks cp.async would copy
+                acc["async_copies_thread"] += per_thread
+                acc["async_copies_total"] += total * 2 * math.prod(op.box_shape()) / 16
             elif isinstance(op, tc.LoadFragmentOp):
                 acc["fragment_loads_thread"] += per_thread
             elif isinstance(op, tc.CopyAsyncOp):
                 acc["async_copies_thread"] += per_thread
                 acc["async_copies_total"] += total  # global reads, for the reuse ratio
             elif isinstance(op, memref.AllocaOp):
-                n_bytes = (2 if is_half(op.memref.type.element_type) else 4) * math.prod(op.memref.type.get_shape())
+                n_bytes = element_bytes(op.memref.type.element_type) * math.prod(op.memref.type.get_shape())
                 acc["shared_bytes" if level(op.memref) == "shared" else "local_bytes"] += n_bytes
             elif isinstance(op, scf.IfOp):
                 acc["guards_thread"] += per_thread
+                if "sched.one_thread" in op.attributes:  # taken by one thread of each block
+                    block_threads = bound["thread.x"] * bound["thread.y"] * bound["thread.z"]
+                    for b in op.true_region.blocks:
+                        walk(b, per_thread, total / block_threads, unrolled)
+                    continue
             elif op.name == "gpu.barrier":
                 acc["barriers_thread"] += per_thread
             for region in op.regions:

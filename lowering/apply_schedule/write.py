@@ -715,9 +715,9 @@ class Writer:
         full.name_hint = f"{axis.name}_full"
         bufs["full"] = full
         tid, _ = self.thread_id(em)
-        em.if_(em.cmpi("eq", tid, 0)).op(MbarrierInitOp(full, 1))
+        one_thread(em, em.cmpi("eq", tid, 0)).op(MbarrierInitOp(full, 1))
         barrier(em)  # every thread sees the barriers initialised
-        first = em.if_(em.cmpi("eq", tid, 0))
+        first = one_thread(em, em.cmpi("eq", tid, 0))
         for s in range(min(stages - 1 - self.mma_overlap, axis.extent)):
             self.env[axis] = first.index(s)
             self.tma_fill(first, caches, k, bufs, first.index(s))
@@ -735,7 +735,7 @@ class Writer:
         iv = self.env[axis]
         ahead = em.add(iv, ahead_by)
         tid, _ = self.thread_id(em)
-        then = em.if_(em.all_of([em.cmpi("eq", tid, 0), em.cmpi("slt", ahead, axis.extent)]))
+        then = one_thread(em, em.all_of([em.cmpi("eq", tid, 0), em.cmpi("slt", ahead, axis.extent)]))
         self.env[axis] = then.min(ahead, axis.extent - 1)
         self.tma_fill(then, caches, k, bufs, then.rem(ahead, stages))
         self.env[axis] = iv
@@ -877,6 +877,14 @@ def barrier(em: Emitter) -> None:
         op = op.prev_op
     if not isinstance(op, gpu.BarrierOp):
         em.op(gpu.BarrierOp())
+
+
+def one_thread(em: Emitter, cond: SSAValue) -> Emitter:
+    """A scf.if that one thread of the block takes (`cond` holds for thread 0 alone), marked
+    `sched.one_thread` for the tuner's features; an emitter for its then-block."""
+    then = em.if_(cond)
+    then.block.parent_op().attributes["sched.one_thread"] = UnitAttr()
+    return then
 
 
 def in_bounds(em: Emitter, v: SSAValue, n: int) -> list[SSAValue]:
