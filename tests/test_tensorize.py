@@ -231,6 +231,25 @@ def test_check_each_pass_runs_tma_ir_and_its_text_parses_back():
     assert again.getvalue() == text.getvalue()
 
 
+def test_wgmma_tma_template_is_a_space_of_tiles_and_stages():
+    """Knobs in the TMA template: each point of the space lowers to TMA copies, the boxes
+    following the block tile and the barriers the stage count."""
+    import itertools
+
+    a, b = sd.placeholder("A", (256, 256), "bf16"), sd.placeholder("B", (256, 256), "bf16")
+    c = sd.matmul(a, b, name="C")
+    s = sd.Schedule(c)
+    bm, stages = s.knob("bm", [128, 256]), s.knob("stages", [3, 4])
+    tc_gemm_tiles(s, c, a, b, bm, 128, 64, 64, 128, stages, "wgmma.m64n128k16", tma=True)
+    space = Space.of(s)
+    assert space.candidates_by_name() == {"bm": (128, 256), "stages": (3, 4)}
+    for point in itertools.product(range(2), range(2)):
+        config = space.config(point)
+        lowered = sd.lower(c, s, target="cuda", config=config)
+        assert [m.box for m in lowered.plan.tensor_maps] == [(config["bm"], 64), (64, 64)]
+        assert lowered.source.count("mbarrier.init.shared::cta.b64") == config["stages"]
+
+
 def test_tma_schedule_errors():
     with pytest.raises(sd.ScheduleError, match="give stages"):
         a = sd.placeholder("A", (64, 64), "bf16")
