@@ -208,6 +208,7 @@ def test_tma_copies_in_cuda_text_a_tensor_map_a_tensor_and_a_clear_error_in_open
         sd.lower(c, s, target="opencl", tensor_cores=True)
 
 
+@SHARED_96K
 def test_check_each_pass_runs_tma_ir_and_its_text_parses_back():
     """The per-pass checker runs TMA copies as the loops they mean (the host's tensor maps are
     buffers no loop reads), and the gpu-level IR with tensor maps, mbarriers and TMA copies
