@@ -87,7 +87,7 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -525,6 +525,11 @@ class MbarrierWaitOp(MbarrierOp):
 
     def __init__(self, bars: SSAValue, bar: SSAValue, parity: SSAValue):
         super().__init__(operands=[bars, bar, parity])
+
+
+def in_kernels(op: Operation) -> bool:
+    """A tc op of kernel code: every one but tc.tensor_map, which stays in the host function."""
+    return op.dialect_name() == "tc" and not isinstance(op, TensorMapOp)
 
 
 TensorCoreDialect = Dialect("tc", [LoadFragmentOp, MmaOp, CopyAsyncOp, CopyCommitOp, CopyWaitOp, WgmmaOp,

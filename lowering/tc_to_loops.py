@@ -134,7 +134,7 @@ class TcToLoopsPass(ModulePass):
     name = "tc-to-loops"
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
-        ops = [op for op in module.walk() if op.dialect_name() == "tc"]
+        ops = [op for op in module.walk() if tc.in_kernels(op)]  # (kernels take the host's tensor maps)
         for op in ops:
             if isinstance(op, tc.MmaOp):
                 expand_mma(op)
@@ -146,7 +146,6 @@ class TcToLoopsPass(ModulePass):
                 expand_tma_load(op)
             elif isinstance(op, tc.StorePairOp):
                 expand_store_pair(op)
-        ops = [op for op in ops if not isinstance(op, tc.TensorMapOp)]  # host ops: kernels take the maps
         for op in ops:
             if not isinstance(op, tc.LoadFragmentOp):
                 _erase(op)

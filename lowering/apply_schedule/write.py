@@ -637,6 +637,11 @@ class Writer:
         self.env = saved
 
     # pipelined shared caches: `stages` buffers filled by asynchronous copies
+    def copies_ahead(self, stages: int) -> int:
+        """Tiles whose copies run ahead of the one computed: stages - 1, one less where wgmmas
+        are left running into the next iteration (their part is not free yet)."""
+        return stages - 1 - self.mma_overlap
+
     def pipeline_start(self, em: Emitter, caches: list[Cache], k: int) -> dict:
         """Before loop k: each cache's buffers, and the copies of the first stages - 1
         iterations' tiles, one commit group per iteration (TMA: one thread starts them, a
@@ -646,7 +651,7 @@ class Writer:
         if caches[0].tma:  # check_tma: all of a loop's pipelined caches, or none
             return self.tma_start(em, caches, k)
         bufs = {}
-        for s in range(stages - 1 - self.mma_overlap):
+        for s in range(self.copies_ahead(stages)):
             self.env[axis] = em.index(s)
             for c in caches:
                 bases, exts = self.footprint(em, c, self.varying(k, "shared"))
@@ -668,7 +673,7 @@ class Writer:
         the copies, then every thread waits on tile t's mbarrier."""
         axis = self.stage.leaves[k]
         stages = caches[0].stages
-        ahead_by = stages - 1 - self.mma_overlap
+        ahead_by = self.copies_ahead(stages)
         iv = self.env[axis]
         tma = caches[0].tma
         if tma:
@@ -718,7 +723,7 @@ class Writer:
         one_thread(em, em.cmpi("eq", tid, 0)).op(MbarrierInitOp(full, 1))
         barrier(em)  # every thread sees the barriers initialised
         first = one_thread(em, em.cmpi("eq", tid, 0))
-        for s in range(min(stages - 1 - self.mma_overlap, axis.extent)):
+        for s in range(min(self.copies_ahead(stages), axis.extent)):
             self.env[axis] = first.index(s)
             self.tma_fill(first, caches, k, bufs, first.index(s))
         del self.env[axis]
@@ -729,7 +734,7 @@ class Writer:
         iteration), where there is one."""
         axis = self.stage.leaves[k]
         stages = caches[0].stages
-        ahead_by = stages - 1 - self.mma_overlap
+        ahead_by = self.copies_ahead(stages)
         if axis.extent <= ahead_by:
             return
         iv = self.env[axis]

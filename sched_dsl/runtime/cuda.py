@@ -262,9 +262,9 @@ class CudaKernel:
                                   f"that {self.limits.name} can run with its {fn.get_attribute(fa.NUM_REGS)} "
                                   "registers per thread")
         self.buffers = {b.name: drv.mem_alloc(max(b.nbytes, 4)) for b in plan.buffers}
-        dtypes = {b.name: b for b in plan.buffers}
+        by_name = {b.name: b for b in plan.buffers}
         for m in plan.tensor_maps:  # TMA descriptors of the buffers just allocated, in buffers of their own
-            t = dtypes[m.tensor]
+            t = by_name[m.tensor]
             self.buffers[m.name] = drv.to_device(encode_tensor_map(int(self.buffers[m.tensor]), t.shape, t.dtype, m.box))
         # prepared launches: every argument is a device pointer
         self.calls = []

@@ -353,12 +353,11 @@ def check_each_pass(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, c
         if want is None:
             unchecked(TEXT_STAGE, "text")
             return results
+        from sched_dsl.dialects.tensorcore import in_kernels
         from sched_dsl.runtime.common import DeviceError
         from sched_dsl.runtime.opencl import has_tensor_cores
 
-        # (a tc.tensor_map stays in the host function: kernels take the descriptor, unread as loops)
-        if any(op.dialect_name() == "tc" and op.name != "tc.tensor_map" for op in module.walk()) \
-                and not has_tensor_cores():
+        if any(in_kernels(op) for op in module.walk()) and not has_tensor_cores():
             too_large = ("its text uses tensor-core instructions, which this OpenCL device does not have "
                          "(end the pipeline with tc-to-loops to run it here)")
             unchecked(TEXT_STAGE, "text")
